@@ -1,0 +1,1 @@
+//! rserpool-proto: sans-IO protocol cores (no sockets, no clock, seeded RNG).

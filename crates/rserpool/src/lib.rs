@@ -1,0 +1,1 @@
+//! rserpool: the tokio shell over the sans-IO cores.

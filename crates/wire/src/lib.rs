@@ -1,0 +1,23 @@
+//! rserpool-wire: the ASAP (RFC 5352) and ENRP (RFC 5353) wire codec.
+//!
+//! * [`types`]: pool handles, identifiers, transports, policies, pool elements, error causes.
+//! * [`message`]: the 14 ASAP and 10 ENRP messages.
+//! * [`codec`]: `encode_*` / `decode_*`; decoding yields a typed message or a
+//!   [`DecodeError`] naming the problem and its byte offset, never a panic.
+//! * [`checksum`]: the RFC 5353 PE checksum, incremental.
+//! * [`framing`]: stream deframing of back-to-back messages and the PU↔PE session channel.
+//!
+//! No I/O, no clock, no randomness.
+
+pub mod checksum;
+pub mod codec;
+pub mod error;
+pub mod framing;
+pub mod message;
+pub mod types;
+
+pub use checksum::PeChecksum;
+pub use codec::{decode, decode_asap, decode_enrp, encode, encode_asap, encode_enrp, Decoded};
+pub use error::{DecodeError, DecodeErrorKind};
+pub use message::*;
+pub use types::*;
