@@ -1,0 +1,155 @@
+//! The seam between sans-IO cores and the shell that drives them.
+//!
+//! Every core (`Registrar`, `PoolElement`, `PoolUser`) has the same shape (design §2):
+//!
+//! ```text
+//! handle_message(now, conn, &RecvMeta, bytes)   one whole ASAP/ENRP message
+//! handle_transport(now, TransportEvent)         connection up / down / connect failed
+//! handle_timeout(now)                           a spurious call is harmless
+//! poll_transmit() -> Option<Transmit>           drain after every input
+//! poll_timeout()  -> Option<Instant>            earliest deadline
+//! poll_event()    -> Option<Event>              what happened, for the application / logs
+//! ```
+//!
+//! Drain order after each input: `poll_transmit` until `None`, then `poll_event` until
+//! `None`, then read `poll_timeout`. The shell never interprets message bytes; the core
+//! never touches a socket or the clock.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use rserpool_wire::Protocol;
+
+/// A connection or association, numbered by the shell (never reused in one run).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// Transport protocol of a connection or endpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum TransportProto {
+    /// ASAP/ENRP messages back-to-back on a TCP stream (our default).
+    Tcp,
+    /// Kernel SCTP, PPID per message (the RFC transport; RSPLIB interop).
+    Sctp,
+    /// MPTCP: framed like TCP.
+    Mptcp,
+    /// One message per datagram (announces, presences).
+    Udp,
+}
+
+impl TransportProto {
+    pub fn scheme(self) -> &'static str {
+        match self {
+            TransportProto::Tcp => "tcp",
+            TransportProto::Sctp => "sctp",
+            TransportProto::Mptcp => "mptcp",
+            TransportProto::Udp => "udp",
+        }
+    }
+}
+
+/// An endpoint the shell can connect to: transport plus address(es). SCTP endpoints may
+/// list several addresses of one multi-homed peer; the first is primary.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Endpoint {
+    pub transport: TransportProto,
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Endpoint {
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self {
+            transport: TransportProto::Tcp,
+            addrs: vec![addr],
+        }
+    }
+    pub fn sctp(addrs: Vec<SocketAddr>) -> Self {
+        Self {
+            transport: TransportProto::Sctp,
+            addrs,
+        }
+    }
+    /// Primary address (first one).
+    pub fn primary(&self) -> Option<SocketAddr> {
+        self.addrs.first().copied()
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://", self.transport.scheme())?;
+        for (i, a) in self.addrs.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the shell knows about a received message.
+#[derive(Clone, Debug)]
+pub struct RecvMeta {
+    /// From the SCTP PPID, or from the listener/port it arrived on for TCP/UDP.
+    pub protocol: Protocol,
+    pub transport: TransportProto,
+    /// Primary peer address (source port included).
+    pub peer: SocketAddr,
+    /// All addresses of the peer (SCTP multi-homing); for TCP/UDP just `peer.ip()`.
+    pub peer_addrs: Vec<IpAddr>,
+}
+
+/// Where a transmit goes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Dest {
+    /// An existing connection (e.g. a reply, or a keep-alive on a PE's registration
+    /// association). If it is gone the shell reports `TransportEvent::SendFailed`.
+    Conn(ConnId),
+    /// The shell's connection to this endpoint, opened on demand; the shell reports
+    /// `Connected` (with the new `ConnId`) or `ConnectFailed`.
+    Endpoint(Endpoint),
+    /// A UDP datagram (multicast announce / presence).
+    Datagram(SocketAddr),
+}
+
+/// One message to send.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Transmit {
+    pub dest: Dest,
+    /// ASAP or ENRP: selects the SCTP PPID.
+    pub protocol: Protocol,
+    /// One encoded message.
+    pub bytes: Vec<u8>,
+}
+
+/// Transport happenings the shell reports to a core.
+#[derive(Clone, Debug)]
+pub enum TransportEvent {
+    /// A peer connected to one of our listeners.
+    Accepted { conn: ConnId, meta: RecvMeta },
+    /// A connection we opened for `Dest::Endpoint(endpoint)` is up.
+    Connected { conn: ConnId, endpoint: Endpoint },
+    /// Opening a connection to `endpoint` failed.
+    ConnectFailed { endpoint: Endpoint },
+    /// The connection closed or the association was lost.
+    Closed { conn: ConnId },
+    /// A transmit to `Dest::Conn(conn)` could not be delivered.
+    SendFailed { conn: ConnId },
+}
+
+/// Deadline helper: the earlier of two optional instants.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
