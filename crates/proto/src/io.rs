@@ -153,3 +153,23 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (None, y) => y,
     }
 }
+
+/// The common shape of every sans-IO core, so one shell driver runs them all.
+pub trait Core {
+    /// What happened, for the application and for logs.
+    type Event;
+    /// Requests from the application or an admin interface.
+    type Command;
+
+    /// One whole message received on a connection.
+    fn handle_message(&mut self, now: Instant, conn: ConnId, meta: &RecvMeta, bytes: &[u8]);
+    /// One datagram received on a UDP socket (server announces, presences).
+    fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]);
+    fn handle_transport(&mut self, now: Instant, event: TransportEvent);
+    /// Run the timers that are due; a spurious call is harmless.
+    fn handle_timeout(&mut self, now: Instant);
+    fn command(&mut self, now: Instant, cmd: Self::Command);
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_event(&mut self) -> Option<Self::Event>;
+}
