@@ -1,1 +1,19 @@
-//! rserpool: the tokio shell over the sans-IO cores.
+//! rserpool: the tokio shell over the sans-IO cores of `rserpool-proto`.
+//!
+//! * [`driver`]: one task per core — commands, inbound messages and the core's single
+//!   timer in one `select!`, outputs drained after every input; graceful shutdown.
+//! * [`transport`]: TCP / MPTCP (messages back-to-back), UDP multicast, the connection
+//!   limit; one set of traits so SCTP slots in beside them.
+//! * [`url`]: endpoint URLs (`tcp://[::1]:3863`, `sctp://10.0.0.1,10.0.0.2:3863`).
+//! * [`wirelog`]: `RSERPOOL_WIRE_LOG=FILE` records every message for dissection.
+//! * [`clock`]: the one place the shell reads time (tokio's clock, so paused time works).
+//! * [`signal`]: SIGINT / SIGTERM as the shutdown future.
+
+pub mod clock;
+pub mod driver;
+pub mod signal;
+pub mod transport;
+pub mod url;
+pub mod wirelog;
+
+pub use driver::{Driver, DriverConfig, DriverGone, DriverHandle, Lifecycle};
