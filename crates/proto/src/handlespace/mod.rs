@@ -581,8 +581,9 @@ impl Handlespace {
             self.owner_unlink(i, old_owner, block);
             self.owner_link(i, new_owner, block);
         }
+        // Whether the PE was in the ring must be read before it is taken out of it.
+        let was_in_ring = self.rec(i).key.is_some();
         self.with_reattach(p, i, |r| {
-            let was_in_ring = r.key.is_some() || r.slot != NIL;
             r.entry.pe = pe;
             r.entry.sel.deg = 0;
             if let Policy::WeightedRoundRobin { weight } = r.entry.pe.policy {
