@@ -1,5 +1,19 @@
 //! rserpool-proto: sans-IO protocol cores (no sockets, no clock, seeded RNG).
 //!
 //! * [`io`]: the seam to the shell: connections, endpoints, transmits, transport events.
+//! * [`handlespace`]: pools, PEs, owners, timers and the 18 selection policies.
+//! * [`pool_element`]: [`PoolElementCore`], registration of a PE at a home registrar.
+//! * [`counters`]: message counters every core exposes.
+//! * [`hunt`]: server-hunt configuration shared by the PE and PU cores.
 
+pub mod counters;
+pub mod handlespace;
+pub mod hunt;
 pub mod io;
+pub mod pool_element;
+
+mod common;
+
+pub use counters::Counters;
+pub use hunt::{HuntConfig, HuntOrder};
+pub use pool_element::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
