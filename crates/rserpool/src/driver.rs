@@ -38,6 +38,8 @@ use crate::wirelog::{Dir, WireLog};
 
 /// How a core says goodbye. The defaults suit a core with nothing to say.
 pub trait Lifecycle: Core {
+    /// The driver starts running (a core that waits for its first input starts here).
+    fn start(&mut self, _now: Instant) {}
     /// Shutdown began: queue goodbyes (e.g. de-registrations).
     fn begin_shutdown(&mut self, _now: Instant) {}
     /// Nothing left to wait for (e.g. every de-registration answered).
@@ -247,7 +249,7 @@ where
         let mut armed: Option<Instant> = None;
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut ops_open = true;
-        // Outputs queued before `run` (e.g. a registration made in the constructor).
+        self.core.start(clock::now());
         self.drain();
         loop {
             let deadline = self.core.poll_timeout();

@@ -1,5 +1,6 @@
 //! rserpool: the tokio shell over the sans-IO cores of `rserpool-proto`.
 //!
+//! * [`pe`]: the pool element API (register a service, update its load, deregister).
 //! * [`driver`]: one task per core — commands, inbound messages and the core's single
 //!   timer in one `select!`, outputs drained after every input; graceful shutdown.
 //! * [`transport`]: TCP / MPTCP (messages back-to-back), UDP multicast, the connection
@@ -11,9 +12,25 @@
 
 pub mod clock;
 pub mod driver;
+mod lifecycle;
+pub mod pe;
 pub mod signal;
 pub mod transport;
 pub mod url;
 pub mod wirelog;
 
 pub use driver::{Driver, DriverConfig, DriverGone, DriverHandle, Lifecycle};
+
+/// A fresh RNG seed for a core (process-random hasher keys mixed with the clock).
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
