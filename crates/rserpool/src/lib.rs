@@ -1,6 +1,7 @@
 //! rserpool: the tokio shell over the sans-IO cores of `rserpool-proto`.
 //!
 //! * [`pe`]: the pool element API (register a service, update its load, deregister).
+//! * [`pu`]: the pool user API (get_primary_server, get_next_server, resolve, report).
 //! * [`driver`]: one task per core — commands, inbound messages and the core's single
 //!   timer in one `select!`, outputs drained after every input; graceful shutdown.
 //! * [`transport`]: TCP / MPTCP (messages back-to-back), UDP multicast, the connection
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod driver;
 mod lifecycle;
 pub mod pe;
+pub mod pu;
 pub mod signal;
 pub mod transport;
 pub mod url;

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use rserpool_proto::io::Core;
-use rserpool_proto::{PeCommand, PeStatus, PoolElementCore};
+use rserpool_proto::{PeCommand, PeStatus, PoolElementCore, PoolUserCore};
 
 use crate::driver::Lifecycle;
 
@@ -22,3 +22,6 @@ impl Lifecycle for PoolElementCore {
             .any(|(_, s)| *s == PeStatus::Deregistering)
     }
 }
+
+/// A pool user has nothing to say goodbye for.
+impl Lifecycle for PoolUserCore {}
