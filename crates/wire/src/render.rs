@@ -189,7 +189,7 @@ pub fn render_decode_error(protocol: Protocol, wire: &[u8], e: &DecodeError) -> 
             t.line(
                 0,
                 format!(
-                    "{} {name} (type {:#04x}), flags {:#04x}, length {}, {} bytes received: DECODE ERROR",
+                    "{name} ({} type {:#04x}), flags {:#04x}, length {}, {} bytes received: DECODE ERROR",
                     protocol.name(),
                     h.ty,
                     h.flags,
@@ -1462,7 +1462,7 @@ Pool Member Selection Policy (0x0008): unknown policy 0xc0000007 (private) (adap
         assert_eq!(e.offset, 4);
         let s = render_decode_error(Protocol::Asap, &wire, &e);
         let want = "\
-ASAP ASAP_HANDLE_RESOLUTION (type 0x05), flags 0x00, length 24, 24 bytes received: DECODE ERROR
+ASAP_HANDLE_RESOLUTION (ASAP type 0x05), flags 0x00, length 24, 24 bytes received: DECODE ERROR
   error: parameter Pool Handle (0x0009): length 64 runs past its container (20 bytes left) (at byte 4)
   kind: param_overrun, offset: 4
   0000  05 00 00 18 00 09 00 40  45 63 68 6f 50 6f 6f 6c  |.......@EchoPool|
