@@ -9,8 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod args;
+pub mod call;
 pub mod decode;
 pub mod logging;
+pub mod serve;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
@@ -42,6 +45,10 @@ pub struct Cli {
 pub enum Command {
     /// Print ASAP/ENRP messages (hex, raw files, byte streams) as a readable tree or JSON.
     Decode(decode::DecodeArgs),
+    /// Run a demo TCP service (echo, discard, daytime, chargen) registered as a pool element.
+    Serve(serve::ServeArgs),
+    /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
+    Call(call::CallArgs),
 }
 
 /// Parse the command line, set up logging, run the subcommand; never panics on bad input.
@@ -65,6 +72,8 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Command::Decode(args) => decode::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Call(args) => call::run(&args),
     }
 }
 
@@ -84,7 +93,9 @@ mod tests {
             .expect("parses");
         assert_eq!(cli.log.verbose, 2);
         assert!(cli.log.log_json);
-        let Command::Decode(args) = cli.cmd;
+        let Command::Decode(args) = cli.cmd else {
+            panic!("not decode")
+        };
         assert_eq!(args.hex, vec!["00".to_string()]);
     }
 

@@ -118,7 +118,7 @@ pub struct PoolElement {
     events: broadcast::Sender<PeEvent>,
     pe_ids: Vec<PeId>,
     policy: Mutex<Policy>,
-    task: Option<tokio::task::JoinHandle<PoolElementCore>>,
+    task: Mutex<Option<tokio::task::JoinHandle<PoolElementCore>>>,
 }
 
 impl PoolElement {
@@ -152,7 +152,7 @@ impl PoolElement {
             events,
             pe_ids,
             policy: Mutex::new(policy),
-            task: Some(task),
+            task: Mutex::new(Some(task)),
         })
     }
 
@@ -213,9 +213,10 @@ impl PoolElement {
 
     /// Deregister every entry and stop; returns when the registrar answered (or the
     /// shutdown grace period ended).
-    pub async fn deregister(mut self) {
+    pub async fn deregister(&self) {
         self.handle.shutdown();
-        if let Some(task) = self.task.take() {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
             let _ = task.await;
         }
     }
