@@ -343,11 +343,22 @@ impl PoolElementCore {
         self.home = None;
         self.request_deadline = None;
         let step = self.hunter.start(now, &mut self.rng, avoid.as_ref());
-        self.on_step(step);
+        self.on_step(now, step);
     }
 
-    fn on_step(&mut self, step: Step) {
+    fn on_step(&mut self, now: Instant, step: Step) {
         match step {
+            Step::Try(ep) if !self.entries.iter().any(|e| e.pending) => {
+                let _ = ep;
+                self.hunter.stop();
+            }
+            Step::Try(ep) if self.conns.values().any(|e| *e == ep) => {
+                // Already connected to it (e.g. retrying the only registrar).
+                if let Some(conn) = self.conns.iter().find(|(_, e)| **e == ep).map(|(c, _)| *c) {
+                    self.hunter.connected(conn, &ep);
+                    self.flush_pending_to(now, conn);
+                }
+            }
             Step::Try(ep) => match self.entries.iter().position(|e| e.pending) {
                 // The opener: one registration carries the connection set-up; the others
                 // follow once the connection is known (flush_pending_to).
@@ -378,8 +389,11 @@ impl PoolElementCore {
     /// The hunt's current candidate failed: next candidate.
     fn attempt_failed(&mut self, now: Instant) {
         self.request_deadline = None;
+        for e in &mut self.entries {
+            e.sent_to = None;
+        }
         let step = self.hunter.advance(now);
-        self.on_step(step);
+        self.on_step(now, step);
     }
 
     fn finish_deregistration(&mut self, confirmed: bool) {

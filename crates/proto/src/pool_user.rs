@@ -481,6 +481,12 @@ impl PoolUserCore {
     fn on_step(&mut self, now: Instant, step: Step) {
         match step {
             Step::Try(ep) => {
+                if let Some(conn) = self.conn_to(&ep) {
+                    // Already connected (e.g. the registrar that just timed out, retried).
+                    self.hunter.connected(conn, &ep);
+                    self.dispatch(now);
+                    return;
+                }
                 let opener = self
                     .pools
                     .iter()
@@ -552,6 +558,7 @@ impl PoolUserCore {
         for st in self.pools.values_mut() {
             if let Some(hr) = &mut st.hr {
                 hr.deadline = None;
+                hr.sent_to = None;
             }
         }
         let step = self.hunter.advance(now);
@@ -631,6 +638,11 @@ impl PoolUserCore {
         } else if self.hunter.current_conn() == Some(conn) {
             self.attempt_failed(now);
         }
+    }
+
+    /// An open connection to `ep`, if we have one.
+    fn conn_to(&self, ep: &Endpoint) -> Option<ConnId> {
+        self.conns.iter().find(|(_, e)| *e == ep).map(|(c, _)| *c)
     }
 
     fn conn_failed(&mut self, now: Instant, conn: ConnId) {
@@ -746,8 +758,7 @@ impl Core for PoolUserCore {
                 (hr.deadline? <= now).then(|| (p.clone(), hr.sent_to.clone()))
             })
             .collect();
-        let mut home_dead = false;
-        let mut attempt_dead = false;
+        let mut failed_conn: Option<ConnId> = None;
         for (pool, sent) in expired {
             let max = self.cfg.max_request_retries;
             let Some(hr) = self.pools.get_mut(&pool).and_then(|s| s.hr.as_mut()) else {
@@ -759,25 +770,19 @@ impl Core for PoolUserCore {
                 self.fail_pool(now, &pool, PuError::Timeout);
                 continue;
             }
-            // §1.8 B: retry at another registrar.
-            if let Some(Sent::Conn(c)) = sent {
-                if self.home == Some(c) {
-                    home_dead = true;
-                } else if self.hunter.current_conn() == Some(c) {
-                    attempt_dead = true;
-                }
-            }
+            let conn = match sent {
+                Some(Sent::Conn(c)) => Some(c),
+                Some(Sent::Endpoint(ep)) => self.conn_to(&ep),
+                None => None,
+            };
+            failed_conn = failed_conn.or(conn);
         }
-        if home_dead {
-            self.home_failed(now);
-        } else if attempt_dead {
-            self.attempt_failed(now);
-        } else if self.pools.values().any(|s| {
-            s.hr.as_ref()
-                .is_some_and(|h| h.sent_to.is_none() || h.deadline.is_none())
-        }) && !self.hunter.is_hunting()
-        {
-            self.dispatch(now);
+        if let Some(c) = failed_conn {
+            // §1.8 B: that registrar did not answer; hunt (it is tried last) and resend.
+            let avoid = self.conns.get(&c).cloned();
+            self.home = None;
+            self.hunter.stop();
+            self.start_hunt(now, avoid);
         }
     }
 
