@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 pub mod args;
 pub mod call;
 pub mod decode;
+pub mod dump;
 pub mod logging;
+pub mod registrar;
 pub mod serve;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
@@ -45,6 +47,10 @@ pub struct Cli {
 pub enum Command {
     /// Print ASAP/ENRP messages (hex, raw files, byte streams) as a readable tree or JSON.
     Decode(decode::DecodeArgs),
+    /// Run a registrar: pool elements register, pool users resolve pool handles (ASAP/TCP).
+    Registrar(registrar::RegistrarArgs),
+    /// Print a registrar's handlespace (pools, PEs, policies, load, lifetimes, addresses).
+    Dump(dump::DumpArgs),
     /// Run a demo TCP service (echo, discard, daytime, chargen) registered as a pool element.
     Serve(serve::ServeArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
@@ -72,6 +78,8 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Command::Decode(args) => decode::run(&args),
+        Command::Registrar(args) => registrar::run(&args),
+        Command::Dump(args) => dump::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Call(args) => call::run(&args),
     }

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use rserpool_proto::io::Core;
-use rserpool_proto::{PeCommand, PeStatus, PoolElementCore, PoolUserCore};
+use rserpool_proto::{PeCommand, PeStatus, PoolElementCore, PoolUserCore, Registrar};
 
 use crate::driver::Lifecycle;
 
@@ -25,3 +25,10 @@ impl Lifecycle for PoolElementCore {
 
 /// A pool user has nothing to say goodbye for.
 impl Lifecycle for PoolUserCore {}
+
+impl Lifecycle for Registrar {
+    fn start(&mut self, now: Instant) {
+        // Starts the announce timer.
+        self.handle_timeout(now);
+    }
+}
