@@ -2,7 +2,7 @@
 //!
 //! With `RSERPOOL_WIRE_LOG=FILE` in the environment (or [`WireLog::open`]), every message
 //! a driver sends or receives is appended to FILE as one line
-//! `<dir>.<proto>.<pid>.<conn>.<name>=<HEX>`, e.g. `tx.asap.4242.conn#3.ASAP_REGISTRATION=0100…`.
+//! `<dir>.<proto>.<pid>.<conn>.<name>=<HEX>`, e.g. `tx.asap.4242.conn-3.ASAP_REGISTRATION=0100…`.
 //! That is the `label=HEX` form `rserpool-dissect --hex-lines` reads. Several processes may
 //! share one file: each line is written with a single `write` on an `O_APPEND` file.
 
@@ -80,7 +80,8 @@ impl WireLog {
                 Protocol::Enrp => "enrp",
             },
             std::process::id(),
-            conn,
+            // Labels are `[A-Za-z_][\w.-/]*` for rserpool-dissect ('#' starts a comment).
+            conn.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_'), "-"),
             name
         );
         for b in bytes {
