@@ -320,7 +320,7 @@ pub fn run(args: &RegistrarArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Raise the soft open-file limit towards what the connection limit needs.
-fn raise_fd_limit(max_connections: usize) {
+pub fn raise_fd_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let want = max_connections as u64 + 256;
     let cur = getrlimit(Resource::Nofile);
