@@ -4,7 +4,7 @@ use rserpool_wire::*;
 use std::net::IpAddr;
 
 fn hex(s: &str) -> Vec<u8> {
-    hex::decode(s.split_whitespace().collect::<String>()).unwrap()
+    hex::decode(s.split_whitespace().collect::<String>()).expect("valid hex")
 }
 
 #[test]
