@@ -368,6 +368,7 @@ fn help_documents_exit_codes() {
     assert_eq!(o.status.code(), Some(0));
     let help = stdout(&o);
     for want in [
+        "With no FILE and no --hex, reads standard input.",
         "--stream",
         "--hex-lines",
         "--json",
