@@ -52,8 +52,8 @@ with the error's kind and byte offset and a hex dump marking that offset.";
     after_help = DECODE_HELP
 )]
 pub struct DecodeArgs {
-    /// Message bytes in hex. Whitespace, ':', '-', ',' and 0x prefixes are ignored.
-    /// Repeatable; each value is decoded on its own.
+    /// Message bytes in hex. Whitespace, ':', '-', ',' and 0x prefixes are ignored (quote
+    /// a value with spaces). Repeatable; each value is decoded on its own.
     #[arg(long, value_name = "HEX")]
     pub hex: Vec<String>,
 
@@ -158,7 +158,15 @@ pub fn run_with(
         if is_dash(f) {
             inputs.push(Input::Stdin);
         } else {
-            let file = File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+            let file = File::open(f).with_context(|| {
+                let looks_hex = parse_hex(&f.to_string_lossy()).is_ok_and(|b| !b.is_empty());
+                let hint = if looks_hex && !f.exists() {
+                    " (it looks like hex: quote a --hex value with spaces, e.g. --hex '0500 0018')"
+                } else {
+                    ""
+                };
+                format!("cannot open {}{hint}", f.display())
+            })?;
             inputs.push(Input::File(f.display().to_string(), file));
         }
     }
