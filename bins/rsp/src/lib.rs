@@ -1,5 +1,100 @@
 //! The `rsp` command line, as a library so integration tests call the same code.
+//!
+//! `lib.rs` only parses the command line, sets up logging and dispatches. Each subcommand
+//! lives in its own module with an `XxxArgs` struct (clap `Args`) and a
+//! `run(&XxxArgs) -> anyhow::Result<ExitCode>`. Adding one: `pub mod xxx;`, a variant in
+//! [`Command`] and its arm in [`run`].
 
-pub fn main() -> anyhow::Result<()> {
-    Ok(())
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod decode;
+pub mod logging;
+
+/// Exit statuses shared by all subcommands (also in `rsp --help`).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command ran but something failed (decode: a message did not decode).
+    pub const FAILURE: u8 = 1;
+    /// Usage or configuration error: bad flag, unreadable file, invalid value.
+    pub const USAGE: u8 = 2;
+}
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  the command ran but something failed (decode: at least one message did not decode)
+  2  usage or configuration error (bad flag or value, unreadable input file)";
+
+/// rserpool command line: RSerPool (RFC 5351–5356, ASAP and ENRP) tools.
+#[derive(Debug, Parser)]
+#[command(name = "rsp", version, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: logging::LogArgs,
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// One variant per subcommand; its help text lives on the module's `Args` struct.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Decode(decode::DecodeArgs),
+}
+
+/// Parse the command line, set up logging, run the subcommand; never panics on bad input.
+/// clap itself exits with 2 on a usage error and 0 for `--help` / `--version`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log) {
+        eprintln!("rsp: cannot set up logging: {e:#}");
+        return ExitCode::from(exit::USAGE);
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rsp: error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+/// Dispatch to the subcommand. An `Err` is a usage or configuration error (exit 2).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Command::Decode(args) => decode::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["rsp", "decode", "-vv", "--log-json", "--hex", "00"])
+            .expect("parses");
+        assert_eq!(cli.log.verbose, 2);
+        assert!(cli.log.log_json);
+        let Command::Decode(args) = cli.cmd;
+        assert_eq!(args.hex, vec!["00".to_string()]);
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit status:"), "{help}");
+        assert!(
+            help.contains("1  the command ran but something failed"),
+            "{help}"
+        );
+    }
 }
