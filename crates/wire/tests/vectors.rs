@@ -71,3 +71,34 @@ fn enrp_presence_worked_example() {
     assert_eq!(d.message, want);
     assert_eq!(want.encode_to_vec(), bytes);
 }
+
+#[test]
+fn hr_option_outside_handle_resolution_is_skipped() {
+    // ASAP_ENDPOINT_UNREACHABLE with a trailing 0x803f option: action bits 10 -> skip silently.
+    let m = AsapMessage::EndpointUnreachable {
+        handle: PoolHandle::from("EchoPool"),
+        pe_id: PeId(7),
+    };
+    let mut bytes = m.encode_to_vec();
+    bytes.extend_from_slice(&hex("803f0008 00000003"));
+    let len = u16::try_from(bytes.len()).unwrap();
+    bytes[2..4].copy_from_slice(&len.to_be_bytes());
+    let d = decode_asap(&bytes).unwrap();
+    assert_eq!(d.message, m);
+    assert_eq!(d.unknown.len(), 1);
+    assert!(d.report_causes().is_empty());
+}
+
+#[test]
+fn rsplib_hr_option_spelling_0x003f_is_accepted() {
+    let bytes = hex("05000018 0009000c 4563686f 506f6f6c 003f0008 00000005");
+    let d = decode_asap(&bytes).unwrap();
+    assert_eq!(
+        d.message,
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: PoolHandle::from("EchoPool"),
+            items: Some(5),
+        }
+    );
+}
