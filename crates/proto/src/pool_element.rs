@@ -15,7 +15,7 @@
 //! ASAP_ERROR), re-registering there. [`PeCommand::Deregister`] de-registers for an
 //! orderly shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -168,7 +168,7 @@ pub struct PoolElementCore {
     started: bool,
     entries: Vec<Entry>,
     hunter: Hunter,
-    conns: HashMap<ConnId, Endpoint>,
+    conns: BTreeMap<ConnId, Endpoint>,
     home: Option<Home>,
     /// T2/T3 on the connection we wait on (home, or the hunt's current candidate).
     request_deadline: Option<Instant>,
@@ -226,7 +226,7 @@ impl PoolElementCore {
             started: false,
             entries,
             hunter,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             home: None,
             request_deadline: None,
             reregister_at: None,
@@ -648,6 +648,9 @@ impl PoolElementCore {
             Some(h) => (Some(h.conn), h.server_id),
             None => (None, None),
         };
+        if self.stopping {
+            return;
+        }
         if home_flag && (home_conn != Some(conn) || home_id != Some(server_id)) {
             // KA2.4: the sender becomes our home.
             let changed = home_conn != Some(conn) || home_id.is_some();
