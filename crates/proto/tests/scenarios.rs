@@ -1548,7 +1548,7 @@ fn invalid_registrations_are_refused() {
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let raw = net.add_raw(1, false);
     let ep = reg_endpoint(1);
-    let mut refused = |net: &mut Net, handle: PoolHandle, pe: PoolElement| -> CauseCode {
+    let refused = |net: &mut Net, handle: PoolHandle, pe: PoolElement| -> CauseCode {
         net.raw_send(
             raw,
             &ep,
