@@ -1,0 +1,73 @@
+//! Helpers shared by the cores: decoding with error reports, the transmit queue, IDs.
+
+use std::collections::VecDeque;
+
+use rand::RngCore;
+use rserpool_wire::{decode_asap, AsapMessage, Cause, OperationError, Protocol};
+
+use crate::counters::Counters;
+use crate::io::{Dest, Transmit};
+
+/// What came out of decoding one received ASAP message.
+pub(crate) enum Inbound {
+    /// A message, plus the causes to report for skipped unknown parameters (action `11`).
+    Message(AsapMessage, Vec<Cause>),
+    /// Undecodable: the cause to report, or `None` for a silent drop.
+    Invalid(Option<Cause>),
+}
+
+/// Decode and count one received ASAP message.
+pub(crate) fn decode_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound {
+    match decode_asap(bytes) {
+        Ok(d) => {
+            counters.on_rx(d.message.type_code());
+            let reports = d.report_causes();
+            Inbound::Message(d.message, reports)
+        }
+        Err(e) => {
+            counters.rx_invalid += 1;
+            Inbound::Invalid(e.report_cause(bytes))
+        }
+    }
+}
+
+/// Outgoing messages, drained by `poll_transmit`.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Transmit>,
+}
+
+impl Outbox {
+    pub(crate) fn send(&mut self, counters: &mut Counters, dest: Dest, msg: &AsapMessage) {
+        counters.on_tx(msg.type_code());
+        self.queue.push_back(Transmit {
+            dest,
+            protocol: Protocol::Asap,
+            bytes: msg.encode_to_vec(),
+        });
+    }
+    /// An ASAP_ERROR carrying `causes` (nothing is sent for an empty list).
+    pub(crate) fn send_error(&mut self, counters: &mut Counters, dest: Dest, causes: Vec<Cause>) {
+        if causes.is_empty() {
+            return;
+        }
+        counters.errors_sent += 1;
+        let msg = AsapMessage::Error {
+            error: OperationError { causes },
+        };
+        self.send(counters, dest, &msg);
+    }
+    pub(crate) fn pop(&mut self) -> Option<Transmit> {
+        self.queue.pop_front()
+    }
+}
+
+/// A random non-zero 32-bit value (PE and server identifiers never use 0).
+pub(crate) fn random_nonzero(rng: &mut impl RngCore) -> u32 {
+    loop {
+        let v = rng.next_u32();
+        if v != 0 {
+            return v;
+        }
+    }
+}

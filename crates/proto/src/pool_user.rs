@@ -1,0 +1,823 @@
+//! Pool user core: handle resolution with a cache, PE selection and failover
+//! (procedures §1.4, §1.6, §1.7, §1.8, §1.13), sans-IO.
+//!
+//! The application asks for a server with [`PuCommand::GetPrimaryServer`] and, after a
+//! failure, [`PuCommand::GetNextServer`] (the applicability statement's minimal service).
+//! Each request carries a [`RequestId`] and is answered by exactly one
+//! [`PuEvent::Server`] or [`PuEvent::Failed`].
+//!
+//! * Cache (C1–C4): one entry per pool handle, filled by an ASAP_HANDLE_RESOLUTION_RESPONSE
+//!   and fresh for `stale_cache_value`. A fresh entry answers at once; a stale or missing
+//!   one queues the request behind a new handle resolution (blocking, as RSPLIB). If that
+//!   resolution fails (no registrar, timeout) the stale entry still answers.
+//! * Selection: the pool's overall policy from the response, run over the cached PEs by
+//!   [`PuCache`] (round robin rotates, least-used picks the lowest load …).
+//! * Failover: `GetNextServer` reports the PE handed out last for that pool as failed: it
+//!   leaves the cache, is not taken from a fresh response for `stale_cache_value`, and one
+//!   ASAP_ENDPOINT_UNREACHABLE goes to the home registrar (one per failure: a PE is only
+//!   reported while it is in the cache). Other entries with the same ASAP transport (other
+//!   transports of the same PE process, e.g. its IPv4 and IPv6 entries) are tried only
+//!   after every other PE of the pool.
+//! * Registrar: server hunt like the PE core (`Dest::Endpoint` to a candidate with the
+//!   first pending request). T1 ([`PoolUserConfig::request_timeout`]) expiry moves to
+//!   another registrar, up to [`PoolUserConfig::max_request_retries`] times.
+//!
+//! The core needs no start: it acts on commands only.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rserpool_wire::{
+    AsapMessage, OperationError, PeId, Policy, PolicyType, PoolElement, PoolHandle, Protocol,
+    ServerId, TransportAddr, TransportKind, UserTransport,
+};
+
+use crate::common::{decode_inbound, Inbound, Outbox};
+use crate::counters::Counters;
+use crate::handlespace::PuCache;
+use crate::hunt::{Fired, HuntConfig, Hunter, Step};
+use crate::io::{earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
+
+/// Configuration of a [`PoolUserCore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUserConfig {
+    /// Registrars to hunt through, in configuration order.
+    pub registrars: Vec<Endpoint>,
+    /// Learn registrars from ASAP_SERVER_ANNOUNCE datagrams. Default true.
+    pub accept_announces: bool,
+    /// Server hunt knobs.
+    pub hunt: HuntConfig,
+    /// T1-ENRPrequest: wait this long for a handle resolution response once connected.
+    /// RFC 15 s, RSPLIB 3 s. Default 3 s.
+    pub request_timeout: Duration,
+    /// MAX-REQUEST-RETRANSMIT: after a T1 expiry the request is sent again (to another
+    /// registrar) at most this often. Default 2 (RFC).
+    pub max_request_retries: u32,
+    /// How long a handle resolution answer stays fresh (and a failed PE stays excluded).
+    /// The RFC gives no value; RSPLIB takes it from the caller. Default 5 s.
+    pub stale_cache_value: Duration,
+    /// Items to ask for in the Handle Resolution option; `None` = no option, the registrar's
+    /// default (3 for RSPLIB and us). `Some(u32::MAX)` = as many as possible.
+    pub hr_items: Option<u32>,
+}
+
+impl Default for PoolUserConfig {
+    fn default() -> Self {
+        Self {
+            registrars: Vec::new(),
+            accept_announces: true,
+            hunt: HuntConfig::default(),
+            request_timeout: Duration::from_secs(3),
+            max_request_retries: 2,
+            stale_cache_value: Duration::from_secs(5),
+            hr_items: None,
+        }
+    }
+}
+
+/// Identifies one request of the application; echoed in the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// Requests from the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PuCommand {
+    /// A PE of `pool` by the pool's policy (from the cache, or after a handle resolution).
+    GetPrimaryServer {
+        request: RequestId,
+        pool: PoolHandle,
+    },
+    /// The PE handed out last for `pool` failed: report it, drop it from the cache, and
+    /// answer with another PE (like `GetPrimaryServer` otherwise).
+    GetNextServer {
+        request: RequestId,
+        pool: PoolHandle,
+    },
+    /// Transport.Failure: the application saw `pe_id` fail after sending it data. Reported
+    /// and dropped from the cache like in `GetNextServer`; no answer event.
+    ReportFailure { pool: PoolHandle, pe_id: PeId },
+}
+
+/// Why a request could not be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PuError {
+    /// The registrar does not know the pool (negative response, cause 0x9 or any other).
+    #[error("unknown pool handle")]
+    UnknownPool,
+    /// No registrar could be reached.
+    #[error("no registrar reachable")]
+    NoRegistrar,
+    /// The registrars did not answer in time (T1, after all retries).
+    #[error("handle resolution timed out")]
+    Timeout,
+    /// The pool exists but every PE the PU knows of has failed recently.
+    #[error("no usable pool element")]
+    NoServer,
+}
+
+/// What happened, for the application and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PuEvent {
+    /// Answer to a request: use this PE (see [`endpoint_of`] for its address).
+    Server {
+        request: RequestId,
+        pool: PoolHandle,
+        pe: PoolElement,
+    },
+    /// A request failed.
+    Failed {
+        request: RequestId,
+        pool: PoolHandle,
+        error: PuError,
+    },
+    /// A (new) home registrar answered on `conn`.
+    HomeChanged {
+        conn: ConnId,
+        server_id: Option<ServerId>,
+    },
+    /// Every known registrar failed; the next hunt round may start at `retry_at`.
+    NoRegistrar { retry_at: Instant },
+    /// An ASAP_ERROR arrived.
+    ErrorReceived { conn: ConnId, error: OperationError },
+}
+
+/// The endpoint to reach a PE's user transport: SCTP with all its addresses, TCP with its
+/// one address. `None` for UDP, UDP-Lite, DCCP and opaque transports (no connection).
+pub fn endpoint_of(pe: &PoolElement) -> Option<Endpoint> {
+    let UserTransport::Ip(t) = &pe.user_transport else {
+        return None;
+    };
+    match t.kind {
+        TransportKind::Sctp if !t.addrs.is_empty() => Some(Endpoint::sctp(
+            t.addrs
+                .iter()
+                .map(|a| SocketAddr::new(*a, t.port))
+                .collect(),
+        )),
+        TransportKind::Tcp => t
+            .addrs
+            .first()
+            .map(|a| Endpoint::tcp(SocketAddr::new(*a, t.port))),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Sent {
+    Endpoint(Endpoint),
+    Conn(ConnId),
+}
+
+#[derive(Debug)]
+struct Hr {
+    sent_to: Option<Sent>,
+    /// T1; armed once the request went out on a known connection.
+    deadline: Option<Instant>,
+    retries: u32,
+}
+
+#[derive(Debug)]
+struct Failed {
+    id: PeId,
+    /// ASAP transport of the failed PE: entries sharing it belong to the same process.
+    group: Option<TransportAddr>,
+    until: Instant,
+}
+
+#[derive(Debug)]
+struct Cached {
+    sel: PuCache,
+    fetched: Instant,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    cache: Option<Cached>,
+    /// Other transports of failed PEs, tried after every other PE.
+    alternates: Vec<PoolElement>,
+    failed: Vec<Failed>,
+    last: Option<PoolElement>,
+    waiting: Vec<RequestId>,
+    hr: Option<Hr>,
+}
+
+impl PoolState {
+    fn is_failed(&self, pe: &PoolElement, now: Instant) -> bool {
+        self.failed.iter().any(|f| {
+            f.until > now && (f.id == pe.id || (f.group.is_some() && f.group == pe.asap_transport))
+        })
+    }
+
+    /// One PE: the cache by policy, then the alternates.
+    fn select(&mut self, rng: &mut ChaCha8Rng) -> Option<PoolElement> {
+        if let Some(c) = &mut self.cache {
+            if let Some(pe) = c.sel.select(rng) {
+                return Some(pe.clone());
+            }
+        }
+        self.alternates.first().cloned()
+    }
+}
+
+/// The pool user core. See the module documentation.
+#[derive(Debug)]
+pub struct PoolUserCore {
+    cfg: PoolUserConfig,
+    rng: ChaCha8Rng,
+    hunter: Hunter,
+    conns: BTreeMap<ConnId, Endpoint>,
+    home: Option<ConnId>,
+    pools: BTreeMap<PoolHandle, PoolState>,
+    /// Unreachable reports waiting for a home registrar.
+    pending_reports: Vec<(PoolHandle, PeId)>,
+    counters: Counters,
+    out: Outbox,
+    events: VecDeque<PuEvent>,
+}
+
+const MAX_PENDING_REPORTS: usize = 64;
+
+impl PoolUserCore {
+    /// A new core.
+    pub fn new(config: PoolUserConfig, rng_seed: u64) -> Self {
+        let hunter = Hunter::new(
+            config.hunt.clone(),
+            config.registrars.clone(),
+            config.accept_announces,
+        );
+        Self {
+            cfg: config,
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            hunter,
+            conns: BTreeMap::new(),
+            home: None,
+            pools: BTreeMap::new(),
+            pending_reports: Vec::new(),
+            counters: Counters::default(),
+            out: Outbox::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Message counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The home registrar's connection.
+    pub fn home(&self) -> Option<ConnId> {
+        self.home
+    }
+
+    /// The cached PEs of a pool (in cache order; failed PEs removed) and whether the entry
+    /// is still fresh at `now`.
+    pub fn cached(&self, pool: &PoolHandle, now: Instant) -> Option<(Vec<PoolElement>, bool)> {
+        let c = self.pools.get(pool)?.cache.as_ref()?;
+        Some((
+            c.sel.entries().to_vec(),
+            now < c.fetched + self.cfg.stale_cache_value,
+        ))
+    }
+
+    fn answer(
+        &mut self,
+        request: RequestId,
+        pool: &PoolHandle,
+        result: Result<PoolElement, PuError>,
+    ) {
+        let ev = match result {
+            Ok(pe) => {
+                if let Some(st) = self.pools.get_mut(pool) {
+                    st.last = Some(pe.clone());
+                }
+                PuEvent::Server {
+                    request,
+                    pool: pool.clone(),
+                    pe,
+                }
+            }
+            Err(error) => PuEvent::Failed {
+                request,
+                pool: pool.clone(),
+                error,
+            },
+        };
+        self.events.push_back(ev);
+    }
+
+    fn get_server(&mut self, now: Instant, request: RequestId, pool: PoolHandle) {
+        let stale = self.cfg.stale_cache_value;
+        let st = self.pools.entry(pool.clone()).or_default();
+        if st.hr.is_some() {
+            st.waiting.push(request);
+            return;
+        }
+        let fresh = st.cache.as_ref().is_some_and(|c| now < c.fetched + stale);
+        if fresh {
+            if let Some(pe) = st.select(&mut self.rng) {
+                self.answer(request, &pool, Ok(pe));
+                return;
+            }
+        }
+        st.waiting.push(request);
+        st.hr = Some(Hr {
+            sent_to: None,
+            deadline: None,
+            retries: 0,
+        });
+        self.dispatch(now);
+    }
+
+    /// `pe_id` of `pool` failed: drop it from the cache, exclude it, park the other
+    /// transports of the same PE, and report it once.
+    fn fail_pe(&mut self, now: Instant, pool: &PoolHandle, pe_id: PeId) {
+        let stale = self.cfg.stale_cache_value;
+        let Some(st) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let mut known: Option<PoolElement> = None;
+        if let Some(c) = &mut st.cache {
+            known = c.sel.entries().iter().find(|p| p.id == pe_id).cloned();
+            c.sel.remove(pe_id);
+        }
+        let in_cache = known.is_some();
+        if let Some(pos) = st.alternates.iter().position(|p| p.id == pe_id) {
+            let pe = st.alternates.remove(pos);
+            known.get_or_insert(pe);
+        }
+        if known.is_none() {
+            known = st.last.clone().filter(|p| p.id == pe_id);
+        }
+        if st.last.as_ref().is_some_and(|p| p.id == pe_id) {
+            st.last = None;
+        }
+        let group = known.as_ref().and_then(|p| p.asap_transport.clone());
+        // Park the other transports of the same PE process behind every other PE.
+        if let (Some(g), Some(c)) = (&group, &mut st.cache) {
+            let mates: Vec<PoolElement> = c
+                .sel
+                .entries()
+                .iter()
+                .filter(|p| p.asap_transport.as_ref() == Some(g))
+                .cloned()
+                .collect();
+            for m in mates {
+                c.sel.remove(m.id);
+                st.alternates.push(m);
+            }
+        }
+        st.failed.retain(|f| f.until > now && f.id != pe_id);
+        st.failed.push(Failed {
+            id: pe_id,
+            group,
+            until: now + stale,
+        });
+        if in_cache {
+            self.report_unreachable(pool.clone(), pe_id);
+        }
+    }
+
+    fn report_unreachable(&mut self, pool: PoolHandle, pe_id: PeId) {
+        match self.home {
+            Some(conn) => {
+                let msg = AsapMessage::EndpointUnreachable {
+                    handle: pool,
+                    pe_id,
+                };
+                self.out.send(&mut self.counters, Dest::Conn(conn), &msg);
+            }
+            None => {
+                if self.pending_reports.len() < MAX_PENDING_REPORTS {
+                    self.pending_reports.push((pool, pe_id));
+                }
+            }
+        }
+    }
+
+    fn send_hr(&mut self, now: Instant, pool: &PoolHandle, dest: Dest) {
+        let deadline = match &dest {
+            Dest::Conn(_) => Some(now + self.cfg.request_timeout),
+            _ => None,
+        };
+        let sent = match &dest {
+            Dest::Conn(c) => Sent::Conn(*c),
+            Dest::Endpoint(e) => Sent::Endpoint(e.clone()),
+            Dest::Datagram(_) => return,
+        };
+        if let Some(hr) = self.pools.get_mut(pool).and_then(|s| s.hr.as_mut()) {
+            hr.sent_to = Some(sent);
+            hr.deadline = deadline;
+        }
+        let msg = AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: pool.clone(),
+            items: self.cfg.hr_items,
+        };
+        self.out.send(&mut self.counters, dest, &msg);
+    }
+
+    fn sent_on(&self, sent: &Option<Sent>, conn: ConnId) -> bool {
+        match sent {
+            Some(Sent::Conn(c)) => *c == conn,
+            Some(Sent::Endpoint(ep)) => self.conns.get(&conn) == Some(ep),
+            None => false,
+        }
+    }
+
+    /// Send the pending handle resolutions: on the home connection, on the hunt's
+    /// candidate connection, or start a hunt.
+    fn dispatch(&mut self, now: Instant) {
+        let conn = self.home.or_else(|| self.hunter.current_conn());
+        if let Some(conn) = conn {
+            let t1 = now + self.cfg.request_timeout;
+            let mut todo = Vec::new();
+            for (p, s) in &self.pools {
+                let Some(h) = &s.hr else { continue };
+                if !self.sent_on(&h.sent_to, conn) {
+                    todo.push(p.clone());
+                }
+            }
+            // Requests already on this connection (the hunt's opener): arm T1.
+            for s in self.pools.values_mut() {
+                if let Some(h) = &mut s.hr {
+                    if h.deadline.is_none() && h.sent_to.is_some() {
+                        h.deadline = Some(t1);
+                    }
+                }
+            }
+            for p in todo {
+                self.send_hr(now, &p, Dest::Conn(conn));
+            }
+            return;
+        }
+        if self.hunter.in_backoff() {
+            // Every registrar failed a moment ago: do not wait for the back-off.
+            self.fail_pending(now, PuError::NoRegistrar);
+        } else if !self.hunter.is_hunting() {
+            let step = self.hunter.start(now, &mut self.rng, None);
+            self.on_step(now, step);
+        }
+    }
+
+    fn start_hunt(&mut self, now: Instant, avoid: Option<Endpoint>) {
+        self.home = None;
+        for st in self.pools.values_mut() {
+            if let Some(hr) = &mut st.hr {
+                hr.sent_to = None;
+                hr.deadline = None;
+            }
+        }
+        if !self.pools.values().any(|s| s.hr.is_some()) {
+            self.hunter.stop();
+            return;
+        }
+        let step = self.hunter.start(now, &mut self.rng, avoid.as_ref());
+        self.on_step(now, step);
+    }
+
+    fn on_step(&mut self, now: Instant, step: Step) {
+        match step {
+            Step::Try(ep) => {
+                if let Some(conn) = self.conn_to(&ep) {
+                    // Already connected (e.g. the registrar that just timed out, retried).
+                    self.hunter.connected(conn, &ep);
+                    self.dispatch(now);
+                    return;
+                }
+                let opener = self
+                    .pools
+                    .iter()
+                    .find(|(_, s)| s.hr.is_some())
+                    .map(|(p, _)| p.clone());
+                match opener {
+                    Some(p) => self.send_hr(now, &p, Dest::Endpoint(ep)),
+                    None => self.hunter.stop(),
+                }
+            }
+            Step::Exhausted(retry_at) => {
+                self.events.push_back(PuEvent::NoRegistrar { retry_at });
+                self.fail_pending(now, PuError::NoRegistrar);
+            }
+        }
+    }
+
+    /// Give up on every pending handle resolution; stale cache entries still answer.
+    fn fail_pending(&mut self, now: Instant, error: PuError) {
+        let pools: Vec<PoolHandle> = self
+            .pools
+            .iter()
+            .filter(|(_, s)| s.hr.is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in pools {
+            self.fail_pool(now, &p, error);
+        }
+    }
+
+    fn fail_pool(&mut self, _now: Instant, pool: &PoolHandle, error: PuError) {
+        let Some(st) = self.pools.get_mut(pool) else {
+            return;
+        };
+        st.hr = None;
+        let waiting = std::mem::take(&mut st.waiting);
+        for request in waiting {
+            let st = self.pools.get_mut(pool);
+            let pick = st.and_then(|s| s.select(&mut self.rng));
+            self.answer(request, pool, pick.ok_or(error));
+        }
+    }
+
+    fn adopt_home(&mut self, now: Instant, conn: ConnId, server_id: Option<ServerId>) {
+        if self.home == Some(conn) {
+            return;
+        }
+        self.home = Some(conn);
+        self.hunter.succeeded();
+        let server_id = server_id.or_else(|| {
+            self.conns
+                .get(&conn)
+                .and_then(|ep| self.hunter.server_id_of(ep))
+        });
+        self.events
+            .push_back(PuEvent::HomeChanged { conn, server_id });
+        for (pool, pe_id) in std::mem::take(&mut self.pending_reports) {
+            self.report_unreachable(pool, pe_id);
+        }
+        self.dispatch(now);
+    }
+
+    fn home_failed(&mut self, now: Instant) {
+        let avoid = self.home.take().and_then(|c| self.conns.get(&c).cloned());
+        self.start_hunt(now, avoid);
+    }
+
+    fn attempt_failed(&mut self, now: Instant) {
+        for st in self.pools.values_mut() {
+            if let Some(hr) = &mut st.hr {
+                hr.deadline = None;
+                hr.sent_to = None;
+            }
+        }
+        let step = self.hunter.advance(now);
+        self.on_step(now, step);
+    }
+
+    fn on_hr_response(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: PoolHandle,
+        policy: Option<Policy>,
+        pes: Vec<PoolElement>,
+        error: Option<OperationError>,
+    ) {
+        if self.pools.get(&handle).is_none_or(|s| s.hr.is_none()) {
+            self.counters.dropped += 1;
+            return;
+        }
+        if self.home.is_none() {
+            self.hunter.note_conn(conn);
+            self.adopt_home(now, conn, None);
+        }
+        if error.is_some() || pes.is_empty() {
+            if let Some(st) = self.pools.get_mut(&handle) {
+                st.cache = None;
+                st.alternates.clear();
+            }
+            self.fail_pool(now, &handle, PuError::UnknownPool);
+            return;
+        }
+        let policy_type = policy
+            .as_ref()
+            .map(Policy::policy_type)
+            .unwrap_or(PolicyType::ROUND_ROBIN);
+        let Some(st) = self.pools.get_mut(&handle) else {
+            return;
+        };
+        st.failed.retain(|f| f.until > now);
+        let mut fresh = Vec::new();
+        let mut parked = Vec::new();
+        let mut seen = Vec::new();
+        for pe in pes {
+            if seen.contains(&pe.id) {
+                continue; // a PE appears at most once
+            }
+            seen.push(pe.id);
+            if st.is_failed(&pe, now) {
+                if !st.failed.iter().any(|f| f.id == pe.id) {
+                    parked.push(pe); // another transport of a failed PE
+                }
+            } else {
+                fresh.push(pe);
+            }
+        }
+        st.alternates = parked;
+        st.cache = Some(Cached {
+            sel: PuCache::new(policy_type, fresh),
+            fetched: now,
+        });
+        st.hr = None;
+        let waiting = std::mem::take(&mut st.waiting);
+        for request in waiting {
+            let pick = self
+                .pools
+                .get_mut(&handle)
+                .and_then(|s| s.select(&mut self.rng));
+            self.answer(request, &handle, pick.ok_or(PuError::NoServer));
+        }
+    }
+
+    fn on_error(&mut self, now: Instant, conn: ConnId, error: OperationError) {
+        self.events
+            .push_back(PuEvent::ErrorReceived { conn, error });
+        if self.home == Some(conn) {
+            self.home_failed(now);
+        } else if self.hunter.current_conn() == Some(conn) {
+            self.attempt_failed(now);
+        }
+    }
+
+    /// An open connection to `ep`, if we have one.
+    fn conn_to(&self, ep: &Endpoint) -> Option<ConnId> {
+        self.conns.iter().find(|(_, e)| *e == ep).map(|(c, _)| *c)
+    }
+
+    fn conn_failed(&mut self, now: Instant, conn: ConnId) {
+        if self.home == Some(conn) {
+            self.home_failed(now);
+        } else if self.hunter.current_conn() == Some(conn) {
+            self.attempt_failed(now);
+        }
+    }
+}
+
+impl Core for PoolUserCore {
+    type Event = PuEvent;
+    type Command = PuCommand;
+
+    fn handle_message(&mut self, now: Instant, conn: ConnId, meta: &RecvMeta, bytes: &[u8]) {
+        if meta.protocol != Protocol::Asap {
+            self.counters.wrong_protocol += 1;
+            return;
+        }
+        let (msg, reports) = match decode_inbound(bytes, &mut self.counters) {
+            Inbound::Message(m, r) => (m, r),
+            Inbound::Invalid(cause) => {
+                self.out.send_error(
+                    &mut self.counters,
+                    Dest::Conn(conn),
+                    cause.into_iter().collect(),
+                );
+                return;
+            }
+        };
+        self.out
+            .send_error(&mut self.counters, Dest::Conn(conn), reports);
+        match msg {
+            AsapMessage::HandleResolutionResponse {
+                handle,
+                policy,
+                pes,
+                error,
+                ..
+            } => self.on_hr_response(now, conn, handle, policy, pes, error),
+            AsapMessage::EndpointKeepAlive {
+                home: true,
+                server_id,
+                ..
+            } => {
+                // A registrar re-points this PU to itself (procedures §1.10).
+                self.adopt_home(now, conn, Some(server_id));
+            }
+            AsapMessage::ServerAnnounce {
+                server_id,
+                transports,
+            } => {
+                self.hunter
+                    .on_announce(now, meta.peer, server_id, &transports);
+            }
+            AsapMessage::Error { error } => self.on_error(now, conn, error),
+            _ => self.counters.dropped += 1,
+        }
+    }
+
+    fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
+        match decode_inbound(bytes, &mut self.counters) {
+            Inbound::Message(
+                AsapMessage::ServerAnnounce {
+                    server_id,
+                    transports,
+                },
+                _,
+            ) => {
+                self.hunter
+                    .on_announce(now, meta.peer, server_id, &transports);
+            }
+            Inbound::Message(..) => self.counters.dropped += 1,
+            Inbound::Invalid(_) => {}
+        }
+    }
+
+    fn handle_transport(&mut self, now: Instant, event: TransportEvent) {
+        match event {
+            TransportEvent::Accepted { .. } => {}
+            TransportEvent::Connected { conn, endpoint } => {
+                self.conns.insert(conn, endpoint.clone());
+                if self.home.is_none() && self.hunter.connected(conn, &endpoint) {
+                    self.dispatch(now);
+                }
+            }
+            TransportEvent::ConnectFailed { endpoint } => {
+                if self.hunter.is_current_endpoint(&endpoint)
+                    && self.hunter.current_conn().is_none()
+                {
+                    self.attempt_failed(now);
+                }
+            }
+            TransportEvent::Closed { conn } | TransportEvent::SendFailed { conn } => {
+                self.conn_failed(now, conn);
+                self.conns.remove(&conn);
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.hunter.handle_timeout(now) {
+            Some(Fired::AttemptTimedOut) => self.attempt_failed(now),
+            Some(Fired::BackoffOver) => {}
+            None => {}
+        }
+        let expired: Vec<(PoolHandle, Option<Sent>)> = self
+            .pools
+            .iter()
+            .filter_map(|(p, s)| {
+                let hr = s.hr.as_ref()?;
+                (hr.deadline? <= now).then(|| (p.clone(), hr.sent_to.clone()))
+            })
+            .collect();
+        let mut failed_conn: Option<ConnId> = None;
+        for (pool, sent) in expired {
+            let max = self.cfg.max_request_retries;
+            let Some(hr) = self.pools.get_mut(&pool).and_then(|s| s.hr.as_mut()) else {
+                continue;
+            };
+            hr.deadline = None;
+            hr.retries += 1;
+            if hr.retries > max {
+                self.fail_pool(now, &pool, PuError::Timeout);
+                continue;
+            }
+            let conn = match sent {
+                Some(Sent::Conn(c)) => Some(c),
+                Some(Sent::Endpoint(ep)) => self.conn_to(&ep),
+                None => None,
+            };
+            failed_conn = failed_conn.or(conn);
+        }
+        if let Some(c) = failed_conn {
+            // §1.8 B: that registrar did not answer; hunt (it is tried last) and resend.
+            let avoid = self.conns.get(&c).cloned();
+            self.home = None;
+            self.hunter.stop();
+            self.start_hunt(now, avoid);
+        }
+    }
+
+    fn command(&mut self, now: Instant, cmd: PuCommand) {
+        match cmd {
+            PuCommand::GetPrimaryServer { request, pool } => self.get_server(now, request, pool),
+            PuCommand::GetNextServer { request, pool } => {
+                let last = self
+                    .pools
+                    .get(&pool)
+                    .and_then(|s| s.last.as_ref())
+                    .map(|p| p.id);
+                if let Some(id) = last {
+                    self.fail_pe(now, &pool, id);
+                }
+                self.get_server(now, request, pool);
+            }
+            PuCommand::ReportFailure { pool, pe_id } => self.fail_pe(now, &pool, pe_id),
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let hr = self
+            .pools
+            .values()
+            .filter_map(|s| s.hr.as_ref().and_then(|h| h.deadline))
+            .min();
+        earliest(self.hunter.poll_timeout(), hr)
+    }
+
+    fn poll_event(&mut self) -> Option<PuEvent> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,827 @@
+//! Registrar core, ASAP side (procedures §1.2–§1.6, §1.9), sans-IO.
+//!
+//! Serves registration, re-registration, de-registration and handle resolution from PEs
+//! and PUs on any connection (TCP or SCTP), keeps its own PEs alive with
+//! ASAP_ENDPOINT_KEEP_ALIVE, expires registrations whose Registration Life ran out,
+//! counts unreachability reports, and announces itself by multicast when configured.
+//!
+//! Every handlespace change leaves the core as a [`RegistrarEvent`] (`PeAdded`,
+//! `PeUpdated`, `PeRemoved` with the full PE) so ENRP can replicate it to peers. Every
+//! PE carries its home registrar's server ID ([`Registrar::server_id`]); timers and
+//! keep-alives only act as owner for PEs whose home is this registrar.
+//!
+//! The core is idle until its first input; call `handle_timeout(now)` once after
+//! [`Registrar::new`] so the server announces start.
+//!
+//! Choices where the RFC leaves room or RSPLIB differs (see also the crate docs):
+//!
+//! * The PE's ASAP transport is an SCTP transport TLV (type 0x4) with the registering
+//!   connection's peer port and addresses, for SCTP *and* TCP connections: RSPLIB and our
+//!   codec only accept an SCTP TLV in that position (ENRP handle updates).
+//! * A registration carrying an ASAP transport TLV is refused with 0x3 (Discrepancy #28);
+//!   so is a PE ID 0, a Registration Life of 0, and what the handlespace refuses (handle
+//!   length, policy and transport consistency 0x5/0x7/0x8, limits 0x6).
+//! * Keep-alive: after each (re-)registration or ACK wait `keepalive_interval` (reduced by
+//!   a random 0…`keepalive_jitter_percent` % to spread probes), send a keep-alive with
+//!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
+//!   Defaults 3 s + 2 s: a silent PE is gone ≤ 5 s after its last sign of life (RSPLIB
+//!   5 s + 5 s).
+//! * Unreachable reports: the counter is never reset while the entry lives (RSPLIB);
+//!   the PE is removed when it reaches `max_bad_pe_reports` (RSPLIB "≥ 3"; the RFC says
+//!   "exceeds"). Below that, with `probe_on_unreachable`, an owned PE is probed at once with
+//!   a keep-alive (RFC): no ACK within `keepalive_timeout`, a failed send or a vanished
+//!   connection removes it.
+//! * A closed connection does not remove its PEs (unless `remove_pes_on_close`, RSPLIB's
+//!   behaviour): keep-alive and lifetime take care of them, so a PE may reconnect and
+//!   re-register.
+//! * De-registration of an unknown PE is answered with success; de-registration of a PE
+//!   that is registered over another live connection is refused with 0xa (no
+//!   de-registration by proxy).
+//! * Handle resolution: `default_hr_items` PEs without the HR option or with 0, at most
+//!   `max_hr_items` (0xFFFFFFFF = that cap). The overall policy TLV is always included,
+//!   copied from the first selected PE (RSPLIB). PEs carry their ASAP transport unless
+//!   `hr_include_asap_transport` is off (RSPLIB omits it); a PU uses it to recognise the
+//!   entries of one PE process. The S flag is not supported (A = 0).
+//! * Unexpected messages (responses, keep-alives, cookies, business cards) are answered
+//!   with ASAP_ERROR cause 0x2 carrying the message; an ASAP_ERROR is never answered.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rserpool_wire::{
+    AsapMessage, Cause, CauseCode, LifetimeUnit, OperationError, PeId, PolicyType, PoolElement,
+    PoolHandle, Protocol, ServerId, TransportAddr, TransportUse,
+};
+
+use crate::common::{decode_inbound, random_nonzero, Inbound, Outbox};
+use crate::counters::Counters;
+use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
+use crate::io::{earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportEvent};
+
+/// RSPLIB's ASAP announce group (design §8).
+pub const DEFAULT_ANNOUNCE_GROUP: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(239, 0, 0, 50)), 3863);
+
+/// Configuration of a [`Registrar`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Own server ID; `None` = random non-zero from the core's RNG.
+    pub server_id: Option<ServerId>,
+    /// Handlespace limits and selection options.
+    pub handlespace: HandlespaceConfig,
+    /// Unit of the Registration Life field (design §8). Default milliseconds.
+    pub lifetime_unit: LifetimeUnit,
+    /// Keep-alive period towards own PEs; `None` disables keep-alives. Default 3 s.
+    pub keepalive_interval: Option<Duration>,
+    /// Wait this long for a KEEP_ALIVE_ACK before removing the PE. Default 2 s.
+    pub keepalive_timeout: Duration,
+    /// Each keep-alive period is shortened by a random 0…this % (spreads probes). Default 25.
+    pub keepalive_jitter_percent: u8,
+    /// Remove a PE when this many ENDPOINT_UNREACHABLE reports arrived for it. Default 3.
+    pub max_bad_pe_reports: u32,
+    /// Probe a reported PE with a keep-alive at once (RFC 5352 §3.5). Default true.
+    pub probe_on_unreachable: bool,
+    /// PEs per handle resolution when the request names no count. Default 3 (RSPLIB).
+    pub default_hr_items: u32,
+    /// Most PEs per handle resolution. Default 128 (RSPLIB).
+    pub max_hr_items: u32,
+    /// Put each PE's ASAP transport into handle resolution responses. Default true.
+    pub hr_include_asap_transport: bool,
+    /// Send ASAP_SERVER_ANNOUNCE to this multicast group; `None` = no announces (default).
+    /// RSPLIB's group is [`DEFAULT_ANNOUNCE_GROUP`].
+    pub announce_group: Option<SocketAddr>,
+    /// Announce period, randomised by ±12.5 % (RSPLIB). Default 1 s (T6).
+    pub announce_interval: Duration,
+    /// Our ASAP listening transports, listed in every announce (SCTP and/or TCP TLVs).
+    pub asap_transports: Vec<TransportAddr>,
+    /// Remove a connection's PEs when it closes (RSPLIB). Default false.
+    pub remove_pes_on_close: bool,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        Self {
+            server_id: None,
+            handlespace: HandlespaceConfig::default(),
+            lifetime_unit: LifetimeUnit::Milliseconds,
+            keepalive_interval: Some(Duration::from_secs(3)),
+            keepalive_timeout: Duration::from_secs(2),
+            keepalive_jitter_percent: 25,
+            max_bad_pe_reports: 3,
+            probe_on_unreachable: true,
+            default_hr_items: 3,
+            max_hr_items: 128,
+            hr_include_asap_transport: true,
+            announce_group: None,
+            announce_interval: Duration::from_secs(1),
+            asap_transports: Vec::new(),
+            remove_pes_on_close: false,
+        }
+    }
+}
+
+/// Admin requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrarCommand {
+    /// Emit a [`RegistrarEvent::Snapshot`] of the handlespace.
+    DumpHandlespace,
+    /// Remove a PE as if it had been found dead.
+    RemovePe { handle: PoolHandle, pe_id: PeId },
+}
+
+/// Why a PE left the handlespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RemovalReason {
+    /// ASAP_DEREGISTRATION.
+    Deregistered,
+    /// Registration Life ran out without re-registration.
+    LifetimeExpired,
+    /// No KEEP_ALIVE_ACK within the keep-alive timeout.
+    KeepAliveTimeout,
+    /// A keep-alive could not be sent (connection gone or send failed).
+    KeepAliveFailed,
+    /// `max_bad_pe_reports` ENDPOINT_UNREACHABLE reports.
+    Unreachable,
+    /// Its registration connection closed (`remove_pes_on_close`).
+    ConnectionClosed,
+    /// [`RegistrarCommand::RemovePe`].
+    Admin,
+}
+
+/// One pool in a [`HandlespaceSnapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSnapshot {
+    pub handle: PoolHandle,
+    pub policy: PolicyType,
+    /// PEs by PE ID, with the registrar's bookkeeping.
+    pub pes: Vec<(PoolElement, Bookkeeping)>,
+}
+
+/// The whole handlespace at one moment (for `rsp dump`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlespaceSnapshot {
+    pub server_id: ServerId,
+    pub pools: Vec<PoolSnapshot>,
+}
+
+/// What happened. The `Pe*` events are the handlespace changes ENRP replicates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrarEvent {
+    /// A new PE (ENRP: ADD_PE). `pe` is complete: home ID and ASAP transport set.
+    PeAdded { handle: PoolHandle, pe: PoolElement },
+    /// A re-registration (ENRP: ADD_PE); `owner_changed` when it moved to this registrar.
+    PeUpdated {
+        handle: PoolHandle,
+        pe: PoolElement,
+        owner_changed: bool,
+    },
+    /// A PE left (ENRP: DEL_PE when this registrar owned it, `pe.home_registrar`).
+    PeRemoved {
+        handle: PoolHandle,
+        pe: PoolElement,
+        reason: RemovalReason,
+    },
+    /// A registration was refused with `cause`.
+    RegistrationRejected {
+        conn: ConnId,
+        handle: PoolHandle,
+        pe_id: PeId,
+        cause: CauseCode,
+    },
+    /// An ASAP_ERROR arrived.
+    ErrorReceived { conn: ConnId, error: OperationError },
+    /// Answer to [`RegistrarCommand::DumpHandlespace`].
+    Snapshot(HandlespaceSnapshot),
+}
+
+/// The registrar core. See the module documentation.
+#[derive(Debug)]
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    rng: ChaCha8Rng,
+    server_id: ServerId,
+    hs: Handlespace,
+    /// Registration Life deadline per PE (absent = infinite life).
+    life: BTreeMap<PoolHandle, BTreeMap<PeId, Instant>>,
+    conns: BTreeSet<ConnId>,
+    /// PEs registered over each connection (owned PEs only).
+    conn_pes: BTreeMap<ConnId, BTreeSet<(PoolHandle, PeId)>>,
+    started: bool,
+    next_announce: Option<Instant>,
+    counters: Counters,
+    out: Outbox,
+    events: VecDeque<RegistrarEvent>,
+}
+
+/// The registering connection as the PE's ASAP transport (SCTP TLV, primary first).
+fn asap_transport_of(meta: &RecvMeta) -> TransportAddr {
+    let mut addrs = vec![meta.peer.ip()];
+    for a in &meta.peer_addrs {
+        if !addrs.contains(a) {
+            addrs.push(*a);
+        }
+    }
+    TransportAddr::sctp(meta.peer.port(), TransportUse::DATA_ONLY, addrs)
+}
+
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+impl Registrar {
+    /// A new registrar; idle until its first input (call `handle_timeout(now)` once).
+    pub fn new(config: RegistrarConfig, rng_seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let server_id = match config.server_id {
+            Some(id) if id.0 != 0 => id,
+            _ => ServerId(random_nonzero(&mut rng)),
+        };
+        let hs = Handlespace::new(config.handlespace.clone(), rng.gen());
+        Self {
+            cfg: config,
+            rng,
+            server_id,
+            hs,
+            life: BTreeMap::new(),
+            conns: BTreeSet::new(),
+            conn_pes: BTreeMap::new(),
+            started: false,
+            next_announce: None,
+            counters: Counters::default(),
+            out: Outbox::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// This registrar's server ID (the home ID of every PE it owns).
+    pub fn server_id(&self) -> ServerId {
+        self.server_id
+    }
+
+    /// The handlespace (read-only).
+    pub fn handlespace(&self) -> &Handlespace {
+        &self.hs
+    }
+
+    /// Message counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The handlespace as plain data.
+    pub fn snapshot(&self) -> HandlespaceSnapshot {
+        let pools = self
+            .hs
+            .pools()
+            .map(|h| PoolSnapshot {
+                handle: h.clone(),
+                policy: self.hs.pool_policy(h).unwrap_or(PolicyType::ROUND_ROBIN),
+                pes: self
+                    .hs
+                    .pool_entries(h)
+                    .map(|e| (e.pe.clone(), e.bookkeeping.clone()))
+                    .collect(),
+            })
+            .collect();
+        HandlespaceSnapshot {
+            server_id: self.server_id,
+            pools,
+        }
+    }
+
+    fn ensure_started(&mut self, now: Instant) {
+        if !self.started {
+            self.started = true;
+            if self.cfg.announce_group.is_some() {
+                self.next_announce = Some(now);
+            }
+        }
+    }
+
+    fn send(&mut self, dest: Dest, msg: &AsapMessage) {
+        self.out.send(&mut self.counters, dest, msg);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // timers
+
+    fn life_of(&self, handle: &PoolHandle, id: PeId) -> Option<Instant> {
+        self.life.get(handle).and_then(|m| m.get(&id)).copied()
+    }
+
+    fn set_life(&mut self, handle: &PoolHandle, id: PeId, deadline: Option<Instant>) {
+        match deadline {
+            Some(d) => {
+                self.life.entry(handle.clone()).or_default().insert(id, d);
+            }
+            None => self.forget_life(handle, id),
+        }
+    }
+
+    fn forget_life(&mut self, handle: &PoolHandle, id: PeId) {
+        if let Some(m) = self.life.get_mut(handle) {
+            m.remove(&id);
+            if m.is_empty() {
+                self.life.remove(handle);
+            }
+        }
+    }
+
+    /// Keep-alive period with jitter.
+    fn ka_period(&mut self) -> Option<Duration> {
+        let base = self.cfg.keepalive_interval?.max(MIN_PERIOD);
+        let pct = u128::from(self.cfg.keepalive_jitter_percent.min(90));
+        let max_cut = base.as_nanos() * pct / 100;
+        let cut = if max_cut > 0 {
+            self.rng.gen_range(0..=max_cut)
+        } else {
+            0
+        };
+        let nanos = base.as_nanos().saturating_sub(cut);
+        Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).max(MIN_PERIOD))
+    }
+
+    /// Arm the PE's one timer: `next` (a keep-alive step) or its lifetime, whichever is
+    /// first.
+    fn arm(&mut self, handle: &PoolHandle, id: PeId, next: Option<(Instant, TimerKind)>) {
+        let life = self.life_of(handle, id);
+        let choice = match (next, life) {
+            (Some((t, _)), Some(l)) if l <= t => Some((l, TimerKind::Lifetime)),
+            (Some(x), _) => Some(x),
+            (None, Some(l)) => Some((l, TimerKind::Lifetime)),
+            (None, None) => None,
+        };
+        match choice {
+            Some((t, k)) => {
+                self.hs.set_timer(handle, id, t, k);
+            }
+            None => self.hs.clear_timer(handle, id),
+        }
+    }
+
+    /// Arm the next keep-alive transmission (or only the lifetime when disabled or not
+    /// owned).
+    fn arm_keepalive(&mut self, now: Instant, handle: &PoolHandle, id: PeId) {
+        let owned = self
+            .hs
+            .get(handle, id)
+            .is_some_and(|e| e.pe.home_registrar == self.server_id);
+        let next = if owned {
+            self.ka_period()
+                .map(|p| (now + p, TimerKind::KeepAliveTransmit))
+        } else {
+            None
+        };
+        self.arm(handle, id, next);
+    }
+
+    /// Send a keep-alive (H = 0, with the PE ID) to an owned PE and arm the ACK timeout.
+    /// Returns false when there is no live connection to send it on.
+    fn send_keepalive(&mut self, now: Instant, handle: &PoolHandle, id: PeId) -> bool {
+        let conn = self
+            .hs
+            .get(handle, id)
+            .and_then(|e| e.bookkeeping.conn)
+            .map(ConnId)
+            .filter(|c| self.conns.contains(c));
+        if let Some(bk) = self.hs.bookkeeping_mut(handle, id) {
+            bk.last_keepalive_sent = Some(now);
+        }
+        let timeout = self.cfg.keepalive_timeout.max(MIN_PERIOD);
+        self.arm(
+            handle,
+            id,
+            Some((now + timeout, TimerKind::KeepAliveTimeout)),
+        );
+        let Some(conn) = conn else {
+            return false;
+        };
+        let msg = AsapMessage::EndpointKeepAlive {
+            home: false,
+            server_id: self.server_id,
+            handle: handle.clone(),
+            pe_id: Some(id),
+        };
+        self.send(Dest::Conn(conn), &msg);
+        true
+    }
+
+    fn keepalive_outstanding(bk: &Bookkeeping) -> bool {
+        match (bk.last_keepalive_sent, bk.last_keepalive_ack) {
+            (Some(s), Some(a)) => s > a,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    fn on_pe_timer(&mut self, now: Instant, handle: PoolHandle, id: PeId, kind: TimerKind) {
+        let Some(entry) = self.hs.get(&handle, id) else {
+            return;
+        };
+        let owned = entry.pe.home_registrar == self.server_id;
+        let outstanding = Self::keepalive_outstanding(&entry.bookkeeping);
+        let conn = entry.bookkeeping.conn.map(ConnId);
+        if self.life_of(&handle, id).is_some_and(|l| l <= now) {
+            let removed = self.remove_pe(&handle, id, RemovalReason::LifetimeExpired);
+            // Tell the PE (procedures §1.3 step 5).
+            if let (true, Some(conn), Some(_)) = (owned, conn, removed) {
+                if self.conns.contains(&conn) {
+                    let msg = AsapMessage::DeregistrationResponse {
+                        handle,
+                        pe_id: id,
+                        error: None,
+                    };
+                    self.send(Dest::Conn(conn), &msg);
+                }
+            }
+            return;
+        }
+        match kind {
+            TimerKind::KeepAliveTransmit if owned && self.cfg.keepalive_interval.is_some() => {
+                self.send_keepalive(now, &handle, id);
+            }
+            TimerKind::KeepAliveTimeout if owned && outstanding => {
+                self.remove_pe(&handle, id, RemovalReason::KeepAliveTimeout);
+            }
+            _ => self.arm_keepalive(now, &handle, id),
+        }
+    }
+
+    fn remove_pe(
+        &mut self,
+        handle: &PoolHandle,
+        id: PeId,
+        reason: RemovalReason,
+    ) -> Option<PoolElement> {
+        let entry = self.hs.deregister(handle, id)?;
+        self.forget_life(handle, id);
+        if let Some(c) = entry.bookkeeping.conn {
+            self.unindex_conn(ConnId(c), handle, id);
+        }
+        self.events.push_back(RegistrarEvent::PeRemoved {
+            handle: handle.clone(),
+            pe: entry.pe.clone(),
+            reason,
+        });
+        Some(entry.pe)
+    }
+
+    fn unindex_conn(&mut self, conn: ConnId, handle: &PoolHandle, id: PeId) {
+        if let Some(set) = self.conn_pes.get_mut(&conn) {
+            set.remove(&(handle.clone(), id));
+            if set.is_empty() {
+                self.conn_pes.remove(&conn);
+            }
+        }
+    }
+
+    fn announce(&mut self, now: Instant) {
+        let Some(group) = self.cfg.announce_group else {
+            self.next_announce = None;
+            return;
+        };
+        let msg = AsapMessage::ServerAnnounce {
+            server_id: self.server_id,
+            transports: self.cfg.asap_transports.clone(),
+        };
+        self.send(Dest::Datagram(group), &msg);
+        // ±12.5 % (RSPLIB).
+        let base = self.cfg.announce_interval.max(Duration::from_millis(10));
+        let spread = base.as_nanos() / 8;
+        let offset = self.rng.gen_range(0..=2 * spread);
+        let nanos = base.as_nanos() - spread + offset;
+        let period = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        self.next_announce = Some(now + period);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // messages
+
+    fn reject_registration(&mut self, conn: ConnId, handle: PoolHandle, pe_id: PeId, cause: Cause) {
+        self.events.push_back(RegistrarEvent::RegistrationRejected {
+            conn,
+            handle: handle.clone(),
+            pe_id,
+            cause: cause.code,
+        });
+        let msg = AsapMessage::RegistrationResponse {
+            reject: true,
+            handle,
+            pe_id,
+            error: Some(OperationError::single(cause)),
+        };
+        self.send(Dest::Conn(conn), &msg);
+    }
+
+    fn on_registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        meta: &RecvMeta,
+        handle: PoolHandle,
+        mut pe: PoolElement,
+    ) {
+        let pe_id = pe.id;
+        // Discrepancy #28: the registrar fills the ASAP transport itself.
+        if pe.asap_transport.is_some() || pe.registration_life == 0 {
+            self.reject_registration(conn, handle, pe_id, Cause::new(CauseCode::INVALID_VALUES));
+            return;
+        }
+        let life = self.cfg.lifetime_unit.to_duration(pe.registration_life);
+        pe.home_registrar = self.server_id;
+        pe.asap_transport = Some(asap_transport_of(meta));
+        let old_conn = self
+            .hs
+            .get(&handle, pe_id)
+            .and_then(|e| e.bookkeeping.conn)
+            .map(ConnId);
+        let outcome = match self.hs.register(now, &handle, pe) {
+            Ok(o) => o,
+            Err(e) => {
+                self.reject_registration(conn, handle, pe_id, e.cause);
+                return;
+            }
+        };
+        if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
+            bk.conn = Some(conn.0);
+            bk.last_keepalive_sent = None;
+            bk.last_keepalive_ack = None;
+        }
+        if let Some(old) = old_conn.filter(|c| *c != conn) {
+            self.unindex_conn(old, &handle, pe_id);
+        }
+        self.conn_pes
+            .entry(conn)
+            .or_default()
+            .insert((handle.clone(), pe_id));
+        self.set_life(&handle, pe_id, life.and_then(|d| now.checked_add(d)));
+        self.arm_keepalive(now, &handle, pe_id);
+        let msg = AsapMessage::RegistrationResponse {
+            reject: false,
+            handle: handle.clone(),
+            pe_id,
+            error: None,
+        };
+        self.send(Dest::Conn(conn), &msg);
+        let Some(pe) = self.hs.get(&handle, pe_id).map(|e| e.pe.clone()) else {
+            return;
+        };
+        self.events.push_back(match outcome {
+            RegisterOutcome::Added => RegistrarEvent::PeAdded { handle, pe },
+            RegisterOutcome::Updated { owner_changed } => RegistrarEvent::PeUpdated {
+                handle,
+                pe,
+                owner_changed,
+            },
+        });
+    }
+
+    fn on_deregistration(&mut self, conn: ConnId, handle: PoolHandle, pe_id: PeId) {
+        let mut error = None;
+        if let Some(e) = self.hs.get(&handle, pe_id) {
+            let other = e
+                .bookkeeping
+                .conn
+                .map(ConnId)
+                .filter(|c| *c != conn && self.conns.contains(c));
+            if e.pe.home_registrar == self.server_id && other.is_some() {
+                // Registered over another live connection: no de-registration by proxy.
+                error = Some(OperationError::code(CauseCode::REJECTED_SECURITY));
+            } else {
+                self.remove_pe(&handle, pe_id, RemovalReason::Deregistered);
+            }
+        }
+        let msg = AsapMessage::DeregistrationResponse {
+            handle,
+            pe_id,
+            error,
+        };
+        self.send(Dest::Conn(conn), &msg);
+    }
+
+    fn on_handle_resolution(&mut self, conn: ConnId, handle: PoolHandle, items: Option<u32>) {
+        let cap = self.cfg.max_hr_items.max(1);
+        let n = match items {
+            None | Some(0) => self.cfg.default_hr_items.clamp(1, cap),
+            Some(k) => k.min(cap),
+        };
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let ids = self.hs.select(&handle, n).unwrap_or_default();
+        let include = self.cfg.hr_include_asap_transport;
+        let pes: Vec<PoolElement> = ids
+            .iter()
+            .filter_map(|id| self.hs.get(&handle, *id))
+            .map(|e| {
+                let mut pe = e.pe.clone();
+                if !include {
+                    pe.asap_transport = None;
+                }
+                pe
+            })
+            .collect();
+        let msg = match pes.first() {
+            Some(first) => AsapMessage::HandleResolutionResponse {
+                accepted: false,
+                handle,
+                // Always present (Discrepancy #4), from the first selected PE (RSPLIB).
+                policy: Some(first.policy.clone()),
+                pes,
+                error: None,
+            },
+            None => AsapMessage::HandleResolutionResponse {
+                accepted: false,
+                handle,
+                policy: None,
+                pes: Vec::new(),
+                error: Some(OperationError::code(CauseCode::UNKNOWN_POOL_HANDLE)),
+            },
+        };
+        self.send(Dest::Conn(conn), &msg);
+    }
+
+    fn on_keepalive_ack(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, pe_id: PeId) {
+        // Only an ACK on the PE's own registration connection counts.
+        let valid = self.hs.get(&handle, pe_id).is_some_and(|e| {
+            e.pe.home_registrar == self.server_id && e.bookkeeping.conn == Some(conn.0)
+        });
+        if !valid {
+            self.counters.dropped += 1;
+            return;
+        }
+        if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
+            bk.last_keepalive_ack = Some(now);
+        }
+        self.arm_keepalive(now, &handle, pe_id);
+    }
+
+    fn on_unreachable(&mut self, now: Instant, handle: PoolHandle, pe_id: PeId) {
+        let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        bk.unreachable_reports = bk.unreachable_reports.saturating_add(1);
+        let reports = bk.unreachable_reports;
+        let outstanding = Self::keepalive_outstanding(bk);
+        if reports >= self.cfg.max_bad_pe_reports.max(1) {
+            self.remove_pe(&handle, pe_id, RemovalReason::Unreachable);
+            return;
+        }
+        let owned = self
+            .hs
+            .get(&handle, pe_id)
+            .is_some_and(|e| e.pe.home_registrar == self.server_id);
+        if owned && self.cfg.probe_on_unreachable && !outstanding {
+            // RFC: probe at once; a probe that cannot be sent means unreachable.
+            if !self.send_keepalive(now, &handle, pe_id) {
+                self.remove_pe(&handle, pe_id, RemovalReason::KeepAliveFailed);
+            }
+        }
+    }
+
+    /// Connection gone (closed or a send failed).
+    fn on_conn_lost(&mut self, conn: ConnId, send_failed: bool) {
+        self.conns.remove(&conn);
+        // Connection IDs are never reused: the index entry can go.
+        let pes = self.conn_pes.remove(&conn).unwrap_or_default();
+        let victims: Vec<(PoolHandle, PeId, bool)> = pes
+            .into_iter()
+            .filter_map(|(h, id)| {
+                let e = self.hs.get(&h, id)?;
+                let outstanding = Self::keepalive_outstanding(&e.bookkeeping);
+                Some((h, id, outstanding))
+            })
+            .collect();
+        for (handle, id, outstanding) in victims {
+            if self.cfg.remove_pes_on_close {
+                self.remove_pe(&handle, id, RemovalReason::ConnectionClosed);
+            } else if send_failed && outstanding {
+                // The keep-alive towards it could not be delivered.
+                self.remove_pe(&handle, id, RemovalReason::KeepAliveFailed);
+            }
+        }
+    }
+
+    fn unexpected(&mut self, conn: ConnId, bytes: &[u8]) {
+        self.counters.dropped += 1;
+        let n = bytes.len().min(usize::from(u16::MAX) - 16);
+        let cause = Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, bytes[..n].to_vec());
+        self.out
+            .send_error(&mut self.counters, Dest::Conn(conn), vec![cause]);
+    }
+}
+
+impl Core for Registrar {
+    type Event = RegistrarEvent;
+    type Command = RegistrarCommand;
+
+    fn handle_message(&mut self, now: Instant, conn: ConnId, meta: &RecvMeta, bytes: &[u8]) {
+        self.ensure_started(now);
+        self.conns.insert(conn);
+        if meta.protocol != Protocol::Asap {
+            // ENRP is handled by the ENRP part of the registrar (not yet).
+            self.counters.wrong_protocol += 1;
+            return;
+        }
+        let (msg, reports) = match decode_inbound(bytes, &mut self.counters) {
+            Inbound::Message(m, r) => (m, r),
+            Inbound::Invalid(cause) => {
+                self.out.send_error(
+                    &mut self.counters,
+                    Dest::Conn(conn),
+                    cause.into_iter().collect(),
+                );
+                return;
+            }
+        };
+        // Action `11` parameters: processed without them, reported.
+        self.out
+            .send_error(&mut self.counters, Dest::Conn(conn), reports);
+        match msg {
+            AsapMessage::Registration { handle, pe } => {
+                self.on_registration(now, conn, meta, handle, pe)
+            }
+            AsapMessage::Deregistration { handle, pe_id } => {
+                self.on_deregistration(conn, handle, pe_id)
+            }
+            AsapMessage::HandleResolution { handle, items, .. } => {
+                self.on_handle_resolution(conn, handle, items)
+            }
+            AsapMessage::EndpointKeepAliveAck { handle, pe_id } => {
+                self.on_keepalive_ack(now, conn, handle, pe_id)
+            }
+            AsapMessage::EndpointUnreachable { handle, pe_id } => {
+                self.on_unreachable(now, handle, pe_id)
+            }
+            AsapMessage::Error { error } => {
+                self.events
+                    .push_back(RegistrarEvent::ErrorReceived { conn, error });
+            }
+            AsapMessage::ServerAnnounce { .. } => self.counters.dropped += 1,
+            AsapMessage::RegistrationResponse { .. }
+            | AsapMessage::DeregistrationResponse { .. }
+            | AsapMessage::HandleResolutionResponse { .. }
+            | AsapMessage::EndpointKeepAlive { .. }
+            | AsapMessage::Cookie { .. }
+            | AsapMessage::CookieEcho { .. }
+            | AsapMessage::BusinessCard { .. } => self.unexpected(conn, bytes),
+        }
+    }
+
+    fn handle_datagram(&mut self, now: Instant, _meta: &RecvMeta, bytes: &[u8]) {
+        self.ensure_started(now);
+        match decode_inbound(bytes, &mut self.counters) {
+            // Other registrars' announces (and our own looped back): nothing to do yet.
+            Inbound::Message(AsapMessage::ServerAnnounce { .. }, _) => {}
+            Inbound::Message(..) => self.counters.dropped += 1,
+            Inbound::Invalid(_) => {}
+        }
+    }
+
+    fn handle_transport(&mut self, now: Instant, event: TransportEvent) {
+        self.ensure_started(now);
+        match event {
+            TransportEvent::Accepted { conn, .. } | TransportEvent::Connected { conn, .. } => {
+                self.conns.insert(conn);
+            }
+            TransportEvent::ConnectFailed { .. } => {}
+            TransportEvent::Closed { conn } => self.on_conn_lost(conn, false),
+            TransportEvent::SendFailed { conn } => self.on_conn_lost(conn, true),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ensure_started(now);
+        while let Some((handle, id, kind)) = self.hs.pop_expired(now) {
+            self.on_pe_timer(now, handle, id, kind);
+        }
+        if self.next_announce.is_some_and(|t| t <= now) {
+            self.announce(now);
+        }
+    }
+
+    fn command(&mut self, now: Instant, cmd: RegistrarCommand) {
+        self.ensure_started(now);
+        match cmd {
+            RegistrarCommand::DumpHandlespace => {
+                let s = self.snapshot();
+                self.events.push_back(RegistrarEvent::Snapshot(s));
+            }
+            RegistrarCommand::RemovePe { handle, pe_id } => {
+                self.remove_pe(&handle, pe_id, RemovalReason::Admin);
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        earliest(self.hs.poll_timeout(), self.next_announce)
+    }
+
+    fn poll_event(&mut self) -> Option<RegistrarEvent> {
+        self.events.pop_front()
+    }
+}
