@@ -534,16 +534,16 @@ fn wrong_nesting() {
         matches!(e.kind, K::UnexpectedParameter { found, .. } if found == ParamType::TCP_TRANSPORT),
         "{e}"
     );
-    // Handle Resolution option in a deregistration.
+    // Handle Resolution option in a deregistration: outside ASAP_HANDLE_RESOLUTION it is an
+    // unknown parameter whose action bits (10) say "skip silently".
     let mut b = hex(DEREG);
     b.extend(hex("803f0008 00000003"));
     b[3] = 32;
-    let e = asap_err(&b);
-    assert_eq!(e.offset, 24);
-    assert!(
-        matches!(e.kind, K::UnexpectedParameter { found, .. } if found == ParamType::HANDLE_RESOLUTION_OPTION),
-        "{e}"
-    );
+    let d = decode_asap(&b).expect("skipped, not an error");
+    assert_eq!(d.unknown.len(), 1);
+    assert_eq!(d.unknown[0].ty, ParamType::HANDLE_RESOLUTION_OPTION);
+    assert_eq!(d.unknown[0].offset, 24);
+    assert!(d.report_causes().is_empty());
 }
 
 #[test]
