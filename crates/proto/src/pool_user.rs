@@ -643,6 +643,24 @@ impl PoolUserCore {
         }
     }
 
+    /// Forget pools nobody asked about for a long time (10 × `stale_cache_value`, at
+    /// least a minute); their stale entries are no use as a fallback any more.
+    fn purge(&mut self, now: Instant) {
+        let keep_for = self
+            .cfg
+            .stale_cache_value
+            .saturating_mul(10)
+            .max(Duration::from_secs(60));
+        self.pools.retain(|_, s| {
+            s.hr.is_some()
+                || !s.waiting.is_empty()
+                || s.cache
+                    .as_ref()
+                    .is_some_and(|c| now < later(c.fetched, keep_for))
+                || s.failed.iter().any(|f| f.until > now)
+        });
+    }
+
     /// An open connection to `ep`, if we have one.
     fn conn_to(&self, ep: &Endpoint) -> Option<ConnId> {
         self.conns.iter().find(|(_, e)| *e == ep).map(|(c, _)| *c)
@@ -790,6 +808,7 @@ impl Core for PoolUserCore {
     }
 
     fn command(&mut self, now: Instant, cmd: PuCommand) {
+        self.purge(now);
         match cmd {
             PuCommand::GetPrimaryServer { request, pool } => self.get_server(now, request, pool),
             PuCommand::GetNextServer { request, pool } => {
