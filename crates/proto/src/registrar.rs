@@ -154,7 +154,9 @@ pub enum RemovalReason {
 /// One pool in a [`HandlespaceSnapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSnapshot {
+    /// The pool handle.
     pub handle: PoolHandle,
+    /// The pool's overall policy type.
     pub policy: PolicyType,
     /// PEs by PE ID, with the registrar's bookkeeping.
     pub pes: Vec<(PoolElement, Bookkeeping)>,
@@ -163,7 +165,9 @@ pub struct PoolSnapshot {
 /// The whole handlespace at one moment (for `rsp dump`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandlespaceSnapshot {
+    /// The registrar that took the snapshot.
     pub server_id: ServerId,
+    /// Every pool, sorted by handle.
     pub pools: Vec<PoolSnapshot>,
 }
 
