@@ -25,7 +25,7 @@ use rserpool_wire::{
     Protocol, ServerId, UserTransport,
 };
 
-use crate::common::{decode_inbound, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
 use crate::io::{earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
@@ -309,7 +309,7 @@ impl PoolElementCore {
             }
         }
         if any {
-            self.request_deadline = Some(now + self.cfg.request_timeout);
+            self.request_deadline = Some(later(now, self.cfg.request_timeout));
         }
     }
 
@@ -449,7 +449,7 @@ impl PoolElementCore {
             }
         }
         if sent {
-            self.request_deadline = Some(now + self.cfg.request_timeout);
+            self.request_deadline = Some(later(now, self.cfg.request_timeout));
         }
     }
 
@@ -483,7 +483,7 @@ impl PoolElementCore {
             .iter()
             .any(|e| e.status == PeStatus::Registered)
         {
-            self.reregister_at = Some(now + self.t4());
+            self.reregister_at = Some(later(now, self.t4()));
         }
     }
 

@@ -56,7 +56,7 @@ use rserpool_wire::{
     PoolHandle, Protocol, ServerId, TransportAddr, TransportUse,
 };
 
-use crate::common::{decode_inbound, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
 use crate::io::{earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportEvent};
@@ -154,7 +154,9 @@ pub enum RemovalReason {
 /// One pool in a [`HandlespaceSnapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSnapshot {
+    /// The pool handle.
     pub handle: PoolHandle,
+    /// The pool's overall policy type.
     pub policy: PolicyType,
     /// PEs by PE ID, with the registrar's bookkeeping.
     pub pes: Vec<(PoolElement, Bookkeeping)>,
@@ -163,7 +165,9 @@ pub struct PoolSnapshot {
 /// The whole handlespace at one moment (for `rsp dump`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandlespaceSnapshot {
+    /// The registrar that took the snapshot.
     pub server_id: ServerId,
+    /// Every pool, sorted by handle.
     pub pools: Vec<PoolSnapshot>,
 }
 
@@ -369,7 +373,7 @@ impl Registrar {
             .is_some_and(|e| e.pe.home_registrar == self.server_id);
         let next = if owned {
             self.ka_period()
-                .map(|p| (now + p, TimerKind::KeepAliveTransmit))
+                .map(|p| (later(now, p), TimerKind::KeepAliveTransmit))
         } else {
             None
         };
@@ -392,7 +396,7 @@ impl Registrar {
         self.arm(
             handle,
             id,
-            Some((now + timeout, TimerKind::KeepAliveTimeout)),
+            Some((later(now, timeout), TimerKind::KeepAliveTimeout)),
         );
         let Some(conn) = conn else {
             return false;
@@ -492,7 +496,7 @@ impl Registrar {
         let offset = self.rng.gen_range(0..=2 * spread);
         let nanos = base.as_nanos() - spread + offset;
         let period = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.next_announce = Some(now + period);
+        self.next_announce = Some(later(now, period));
     }
 
     // ------------------------------------------------------------------------------------

@@ -1673,6 +1673,67 @@ fn registration_life_in_seconds() {
     assert_eq!(life, 30);
 }
 
+#[test]
+fn pu_answers_from_stale_cache_when_no_registrar_is_reachable() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, RegistrarConfig::default());
+    net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
+    assert_eq!(
+        server_of(&net.ask(pu, 1, POOL, false, Duration::from_secs(1))),
+        PeId(0x1001)
+    );
+    net.crash(r);
+    net.run(Duration::from_secs(6));
+    let a = net.ask(pu, 2, POOL, false, Duration::from_secs(1));
+    assert_eq!(
+        server_of(&a),
+        PeId(0x1001),
+        "stale entry used as a fallback"
+    );
+    let evs = net.pu_events(pu);
+    assert!(
+        evs.iter()
+            .any(|(_, e)| matches!(e, PuEvent::NoRegistrar { .. })),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn pe_rehomes_when_reregistration_times_out() {
+    let mut net = Net::new();
+    let r1 = net.add_registrar(
+        1,
+        RegistrarConfig {
+            keepalive_interval: None,
+            ..RegistrarConfig::default()
+        },
+    );
+    let r2 = net.add_registrar(2, RegistrarConfig::default());
+    let pe = net.add_pe(
+        1,
+        pe_cfg(
+            1,
+            Policy::RoundRobin,
+            vec![reg_endpoint(1), reg_endpoint(2)],
+        ),
+    );
+    assert_eq!(ids(&mut net, r1), vec![PeId(0x1001)]);
+    // Registrar 1 hangs: the re-registration at 10 s gets no answer; T2 = 3 s later the
+    // PE registers at registrar 2.
+    net.mute(r1, true);
+    net.run(Duration::from_millis(12_999));
+    assert!(ids(&mut net, r2).is_empty());
+    net.run(Duration::from_millis(1));
+    assert_eq!(ids(&mut net, r2), vec![PeId(0x1001)]);
+    let regs = net
+        .pe_events(pe)
+        .into_iter()
+        .filter(|e| matches!(e, PeEvent::Registered { .. }))
+        .count();
+    assert_eq!(regs, 2);
+}
+
 /// Same seeds, same inputs ⇒ same outputs (the simulator relies on it).
 #[test]
 fn cores_are_deterministic() {
