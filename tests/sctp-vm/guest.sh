@@ -12,7 +12,7 @@
 # (rspregistrar, rspserver, rspterminal, hsdump) are on PATH. Every scenario runs under
 # `timeout -s KILL $SCENARIO_TIMEOUT`; its output goes to logs/<name>.log and is echoed.
 SCENARIOS="lib_tests basic_v4 basic_v6 basic_site multihome multihome_mixed
-wildcard_v6 big_messages wildcard_v4 peer_abort peer_killed peer_exit rsplib_registrar_hr"
+wildcard_v6 wildcard_v4 big_messages refused peer_abort peer_killed peer_exit rsplib_registrar_hr"
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-90}
 LOGS=${LOGS:-$PWD/logs}
 
@@ -39,6 +39,7 @@ scenario_multihome_mixed() { ./sctp_smoke multihome ::1 127.0.0.1 10.0.0.1; }
 scenario_wildcard_v6() { ./sctp_smoke wildcard :: 127.0.0.1 ::1 10.0.0.1; }
 scenario_wildcard_v4() { ./sctp_smoke wildcard 0.0.0.0 127.0.0.1 10.0.0.1; }
 scenario_big_messages() { ./sctp_smoke big 127.0.0.1 1000 65536 100000 150000 200000; }
+scenario_refused()     { ./sctp_smoke refused 127.0.0.1 && ./sctp_smoke refused ::1; }
 scenario_peer_abort()  { ./sctp_smoke peer-abort 127.0.0.1; }
 scenario_peer_killed() { ./sctp_smoke peer-killed 10.0.0.1; }
 scenario_peer_exit()   { ./sctp_smoke peer-exit 10.0.0.1; }

@@ -55,7 +55,6 @@ T_START=$(now)
 # ---- (a) static binaries
 export CARGO_TARGET_DIR=$TARGET_DIR
 REL=$TARGET_DIR/$TRIPLE/release
-declare -A TEST_EXE=()
 if [ "$BUILD" = 1 ]; then
     t=$(now)
     export RUSTFLAGS='-C target-feature=+crt-static'
@@ -70,7 +69,6 @@ if [ "$BUILD" = 1 ]; then
         exe=$(cd "$REPO" && cargo test --release --target "$TRIPLE" $args --no-run \
                 --message-format=json | grep -o '"executable":"[^"]*"' | tail -n1 | cut -d'"' -f4)
         [ -n "$exe" ] || { say "no test executable for $args"; exit 2; }
-        TEST_EXE[$name]=$exe
         cp "$exe" "$REL/$name"
     done
     say "static build: $(since "$t")s"

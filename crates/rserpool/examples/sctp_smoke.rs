@@ -8,6 +8,7 @@
 //! sctp_smoke wildcard <wild> <ip>...  listener on <wild> ([::] or 0.0.0.0), local_addrs
 //!                                  must list every <ip>; one client per <ip>
 //! sctp_smoke peer-abort <ip>       client aborts: server sees COMM_LOST
+//! sctp_smoke refused <ip>          connect to a closed port: prompt ECONNREFUSED
 //! sctp_smoke big <ip> <size>...    messages of <size> bytes, sent before the server reads
 //! sctp_smoke peer-killed <ip>      client process SIGKILLed with unread data: COMM_LOST
 //! sctp_smoke peer-exit <ip>        client process exits with nothing unread: SHUTDOWN
@@ -414,6 +415,35 @@ async fn big(ip: IpAddr, sizes: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Connecting to a port without listener fails promptly with ECONNREFUSED (the peer
+/// answers INIT with ABORT), and binding an address the host lacks fails cleanly.
+async fn refused(ip: IpAddr) -> Result<()> {
+    // find a free port: bind, note it, close
+    let port = SctpListener::bind(&[SocketAddr::new(ip, 0)])?
+        .local_addr()?
+        .port();
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(STEP, SctpStream::connect(&[SocketAddr::new(ip, port)]))
+        .await
+        .map_err(|_| anyhow!("connect to a closed port hung"))?;
+    let e = r
+        .err()
+        .ok_or_else(|| anyhow!("connect to a closed port succeeded"))?;
+    println!(
+        "  connect to closed port {ip}:{port}: {e} after {:?}",
+        t0.elapsed()
+    );
+    ensure!(
+        e.kind() == std::io::ErrorKind::ConnectionRefused,
+        "expected ConnectionRefused, got {e:?}"
+    );
+    let e = SctpListener::bind(&["192.0.2.1:0".parse()?])
+        .err()
+        .ok_or_else(|| anyhow!("bind to 192.0.2.1 succeeded"))?;
+    println!("  bind to an address the host lacks: {e}");
+    Ok(())
+}
+
 async fn run(args: &[String]) -> Result<()> {
     let cmd = args.first().map(String::as_str).unwrap_or("");
     let rest = &args[args.len().min(1)..];
@@ -428,6 +458,7 @@ async fn run(args: &[String]) -> Result<()> {
             wildcard(*wild, ips).await
         }
         "peer-abort" => peer_abort(one()?).await,
+        "refused" => refused(one()?).await,
         "big" => {
             let sizes = rest[1.min(rest.len())..]
                 .iter()
