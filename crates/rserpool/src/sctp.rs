@@ -645,13 +645,15 @@ impl SctpStream {
         self.inner.fd.get_ref().shutdown(std::net::Shutdown::Write)
     }
 
-    /// Aborts the association (ABORT chunk, via `SO_LINGER` 0 + close).
+    /// Aborts the association (ABORT chunk, via `SO_LINGER` 0 + close). The socket closes
+    /// when its last handle goes: if [`sender`](Self::sender) clones are still alive, the
+    /// ABORT is sent when the last of them is dropped.
     pub fn abort(self) -> io::Result<()> {
         self.inner
             .fd
             .get_ref()
             .set_linger(Some(std::time::Duration::ZERO))
-        // dropping `self` (the only owner of `inner`) closes the socket
+        // dropping `self` drops its reference to the socket
     }
 
     /// A cloneable sending handle that shares the association with `self`.
