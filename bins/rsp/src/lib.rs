@@ -9,8 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod args;
+pub mod call;
 pub mod decode;
+pub mod dump;
 pub mod logging;
+pub mod registrar;
+pub mod serve;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
@@ -42,6 +47,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Decode(decode::DecodeArgs),
+    /// Run a registrar: pool elements register, pool users resolve pool handles (ASAP/TCP).
+    Registrar(registrar::RegistrarArgs),
+    /// Print a registrar's handlespace (pools, PEs, policies, load, lifetimes, addresses).
+    Dump(dump::DumpArgs),
+    /// Run a demo TCP service (echo, discard, daytime, chargen) registered as a pool element.
+    Serve(serve::ServeArgs),
+    /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
+    Call(call::CallArgs),
 }
 
 /// Parse the command line, set up logging, run the subcommand; never panics on bad input.
@@ -65,6 +78,10 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Command::Decode(args) => decode::run(&args),
+        Command::Registrar(args) => registrar::run(&args),
+        Command::Dump(args) => dump::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Call(args) => call::run(&args),
     }
 }
 
@@ -84,7 +101,9 @@ mod tests {
             .expect("parses");
         assert_eq!(cli.log.verbose, 2);
         assert!(cli.log.log_json);
-        let Command::Decode(args) = cli.cmd;
+        let Command::Decode(args) = cli.cmd else {
+            panic!("not decode")
+        };
         assert_eq!(args.hex, vec!["00".to_string()]);
     }
 

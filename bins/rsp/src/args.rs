@@ -1,0 +1,203 @@
+//! Argument types shared by the network subcommands: durations, endpoints, policies,
+//! registrar lists.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use rserpool::url::parse_endpoint;
+use rserpool_proto::io::Endpoint;
+use rserpool_wire::{Policy, PolicyType, ASAP_PORT};
+
+/// A duration: `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds (`1.5`).
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m)"))?;
+    let secs = match unit.trim() {
+        "ms" => v / 1000.0,
+        "s" | "sec" => v,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        u => bail!("unknown time unit {u:?} in {s:?} (use ms, s, m or h)"),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        bail!("duration {s:?} out of range");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// clap value parser for durations.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// clap value parser for ASAP endpoints (`tcp://127.0.0.1:3863`, `[::1]`, `sctp://…`).
+pub fn asap_endpoint(s: &str) -> Result<Endpoint, String> {
+    parse_endpoint(s, ASAP_PORT).map_err(|e| e.to_string())
+}
+
+/// Registrars to use (PE and PU side).
+#[derive(Debug, Clone, Args)]
+pub struct RegistrarArgs {
+    /// A registrar to use, e.g. tcp://127.0.0.1:3863, tcp://[::1]:3863 (repeatable).
+    /// Default: tcp://127.0.0.1:3863 and tcp://[::1]:3863, plus any registrar heard
+    /// announcing itself on 239.0.0.50:3863.
+    #[arg(long = "registrar", short = 'r', value_name = "URL", value_parser = asap_endpoint)]
+    pub registrars: Vec<Endpoint>,
+    /// Do not listen for registrar announces (multicast); use the given registrars only.
+    #[arg(long)]
+    pub no_announces: bool,
+}
+
+impl RegistrarArgs {
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        if !self.registrars.is_empty() {
+            return self.registrars.clone();
+        }
+        ["127.0.0.1:3863", "[::1]:3863"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .map(Endpoint::tcp)
+            .collect()
+    }
+}
+
+/// A load or degradation: a percentage (`25%`, `12.5%`) or a raw 32-bit value
+/// (`0x40000000`, `1073741824`); 100 % = 0xFFFFFFFF.
+pub fn fraction(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad percentage {s:?}"))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!("percentage {s:?} not within 0-100%"));
+        }
+        return Ok((v / 100.0 * f64::from(u32::MAX)).round() as u32);
+    }
+    integer(s)
+}
+
+/// A 32-bit integer, decimal or 0x-hex.
+pub fn integer(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a 32-bit number"))
+}
+
+/// The pool member selection policy of a PE and its values.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Selection policy: rr, wrr, rand, wrand, prio, lu, lud, plu, rlu, rplu, rlud, plud,
+    /// rplud, wrand-dpf, lu-dpf, lud-dpf, plu-dpf, plud-dpf.
+    #[arg(long, default_value = "rr", value_name = "NAME")]
+    pub policy: String,
+    /// Weight (wrr, wrand, wrand-dpf).
+    #[arg(long, default_value = "1", value_parser = integer)]
+    pub weight: u32,
+    /// Priority (prio).
+    #[arg(long, default_value = "0", value_parser = integer)]
+    pub priority: u32,
+    /// Load, e.g. 25% or 0x40000000 (least-used family).
+    #[arg(long, default_value = "0", value_parser = fraction)]
+    pub load: u32,
+    /// Load degradation per selection, e.g. 1% (…-degradation / plu family).
+    #[arg(long, default_value = "0", value_parser = fraction)]
+    pub degradation: u32,
+    /// Distance penalty factor (…-dpf policies), raw 32-bit value.
+    #[arg(long, default_value = "0", value_parser = integer)]
+    pub dpf: u32,
+    /// Distance in ms (…-dpf policies).
+    #[arg(long, default_value = "0", value_parser = integer)]
+    pub distance: u32,
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        let ty = PolicyType::from_short_name(&self.policy).ok_or_else(|| {
+            let names: Vec<&str> = PolicyType::all().filter_map(|t| t.short_name()).collect();
+            anyhow!(
+                "unknown policy {:?}; known: {}",
+                self.policy,
+                names.join(", ")
+            )
+        })?;
+        let values: Vec<u32> = match ty {
+            PolicyType::ROUND_ROBIN | PolicyType::RANDOM => vec![],
+            PolicyType::WEIGHTED_ROUND_ROBIN | PolicyType::WEIGHTED_RANDOM => vec![self.weight],
+            PolicyType::PRIORITY => vec![self.priority],
+            PolicyType::LEAST_USED | PolicyType::RANDOMIZED_LEAST_USED => vec![self.load],
+            PolicyType::WEIGHTED_RANDOM_DPF => vec![self.weight, self.dpf, self.distance],
+            PolicyType::LEAST_USED_DPF => vec![self.load, self.dpf, self.distance],
+            PolicyType::LEAST_USED_DEGRADATION_DPF
+            | PolicyType::PRIORITY_LEAST_USED_DPF
+            | PolicyType::PRIORITY_LEAST_USED_DEGRADATION_DPF => {
+                vec![self.load, self.degradation, self.dpf, self.distance]
+            }
+            _ => vec![self.load, self.degradation],
+        };
+        Policy::from_values(ty, &values)
+            .ok_or_else(|| anyhow!("policy {:?} cannot be built", self.policy))
+    }
+}
+
+/// A tokio runtime for a network subcommand.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn fractions() {
+        assert_eq!(fraction("0%"), Ok(0));
+        assert_eq!(fraction("100%"), Ok(u32::MAX));
+        assert_eq!(fraction("0x10"), Ok(16));
+        assert!(fraction("101%").is_err());
+    }
+
+    #[test]
+    fn policies() {
+        let p = |name: &str, load: u32| PolicyArgs {
+            policy: name.into(),
+            weight: 3,
+            priority: 1,
+            load,
+            degradation: 0,
+            dpf: 0,
+            distance: 0,
+        };
+        assert_eq!(p("rr", 0).policy().unwrap(), Policy::RoundRobin);
+        assert_eq!(
+            p("wrr", 0).policy().unwrap(),
+            Policy::WeightedRoundRobin { weight: 3 }
+        );
+        assert_eq!(p("lu", 9).policy().unwrap(), Policy::LeastUsed { load: 9 });
+        assert!(p("nope", 0).policy().is_err());
+    }
+}

@@ -1,0 +1,532 @@
+//! `rsp registrar`: the registrar daemon (ASAP over TCP; announces by UDP multicast).
+//!
+//! Settings come from built-in defaults, then the TOML file (`--config`), then flags —
+//! every setting exists in all three places. Unknown TOML keys are errors naming the key;
+//! `--validate` checks the settings and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use rserpool::driver::{Driver, DriverConfig, DriverHandle};
+use rserpool::transport::{tcp, TransportConfig};
+use rserpool::url::parse_endpoint;
+use rserpool::wirelog::WireLog;
+use rserpool_proto::handlespace::HandlespaceConfig;
+use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_proto::{Registrar, RegistrarConfig, RegistrarEvent};
+use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, ASAP_PORT};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::args;
+use crate::dump::{DumpDoc, DEFAULT_ADMIN};
+
+/// Run a registrar (ENRP server) for pool elements and pool users over TCP.
+///
+/// With no options it listens on tcp://0.0.0.0:3863 and tcp://[::]:3863, serves its
+/// handlespace to `rsp dump` on 127.0.0.1:9990 and announces itself on 239.0.0.50:3863.
+/// On start it prints `rsp registrar: server id 0x… listening on URL… admin ADDR` on
+/// stdout. SIGINT / SIGTERM stop it gracefully.
+#[derive(Debug, Args)]
+pub struct RegistrarArgs {
+    /// TOML configuration file; its keys are the long flag names with `_` for `-`
+    /// (e.g. `listen = ["tcp://0.0.0.0:3863"]`, `keepalive_interval = "3s"`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration and flags, print the resulting settings, exit.
+    #[arg(long)]
+    pub validate: bool,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Every registrar setting: a flag and a TOML key each; unset = default.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Endpoint to listen on for ASAP (repeatable), e.g. tcp://0.0.0.0:3863,
+    /// tcp://[::1]:0 (0 = ephemeral). Default: tcp://0.0.0.0:3863 and tcp://[::]:3863.
+    #[arg(long = "listen", short = 'l', value_name = "URL")]
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Admin listener for `rsp dump` (line-JSON over TCP; keep it on loopback), or "off".
+    /// Default 127.0.0.1:9990.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Server ID (hex 0x… or decimal). Default: random.
+    #[arg(long, value_parser = args::integer)]
+    #[serde(default, deserialize_with = "de_u32")]
+    pub server_id: Option<u32>,
+    /// Most simultaneous connections; beyond it silent connections are closed first, then
+    /// new ones refused. Default 4096.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Messages queued towards one peer before it counts as stuck and is dropped.
+    /// Default 1024.
+    #[arg(long)]
+    pub write_queue: Option<usize>,
+    /// Longest pool handle accepted, in bytes. Default 64.
+    #[arg(long)]
+    pub max_handle_length: Option<usize>,
+    /// Most PEs in the handlespace. Default 1000000.
+    #[arg(long)]
+    pub max_pes: Option<usize>,
+    /// Unit of the Registration Life field: ms (RSPLIB, Wireshark) or s (RFC 5354).
+    /// Default ms.
+    #[arg(long, value_name = "ms|s")]
+    pub lifetime_unit: Option<String>,
+    /// Keep-alive period towards registered PEs (0 = no keep-alives). Default 3s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// Wait this long for a keep-alive acknowledgement before removing a PE. Default 2s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_timeout: Option<Duration>,
+    /// Remove a PE after this many unreachability reports. Default 3.
+    #[arg(long)]
+    pub max_bad_pe_reports: Option<u32>,
+    /// PEs per handle resolution when the PU asks for no number. Default 3.
+    #[arg(long)]
+    pub default_hr_items: Option<u32>,
+    /// Remove a PE as soon as its registration connection closes (RSPLIB). Default false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub remove_pes_on_close: Option<bool>,
+    /// Send ASAP_SERVER_ANNOUNCE by UDP multicast. Default true (`--announce=false`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub announce: Option<bool>,
+    /// Announce multicast group. Default 239.0.0.50:3863.
+    #[arg(long, value_name = "ADDR")]
+    pub announce_group: Option<SocketAddr>,
+    /// Announce period. Default 1s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub announce_interval: Option<Duration>,
+    /// Append every message sent and received as `label=HEX` lines to FILE (for
+    /// rserpool-dissect). Also RSERPOOL_WIRE_LOG=FILE.
+    #[arg(long, value_name = "FILE")]
+    pub wire_log: Option<PathBuf>,
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Secs(f64),
+    }
+    let raw: Option<Raw> = Option::deserialize(d)?;
+    match raw {
+        None => Ok(None),
+        Some(Raw::Text(s)) => args::parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Some(Raw::Secs(v)) => args::parse_duration(&v.to_string())
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Num(u32),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Num(v)) => Ok(Some(v)),
+        Some(Raw::Text(s)) => args::integer(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+impl Settings {
+    /// Flags (self) over the file's settings.
+    fn over(self, file: Settings) -> Settings {
+        Settings {
+            listen: if self.listen.is_empty() {
+                file.listen
+            } else {
+                self.listen
+            },
+            admin: self.admin.or(file.admin),
+            server_id: self.server_id.or(file.server_id),
+            max_connections: self.max_connections.or(file.max_connections),
+            write_queue: self.write_queue.or(file.write_queue),
+            max_handle_length: self.max_handle_length.or(file.max_handle_length),
+            max_pes: self.max_pes.or(file.max_pes),
+            lifetime_unit: self.lifetime_unit.or(file.lifetime_unit),
+            keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
+            keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
+            max_bad_pe_reports: self.max_bad_pe_reports.or(file.max_bad_pe_reports),
+            default_hr_items: self.default_hr_items.or(file.default_hr_items),
+            remove_pes_on_close: self.remove_pes_on_close.or(file.remove_pes_on_close),
+            announce: self.announce.or(file.announce),
+            announce_group: self.announce_group.or(file.announce_group),
+            announce_interval: self.announce_interval.or(file.announce_interval),
+            wire_log: self.wire_log.or(file.wire_log),
+        }
+    }
+}
+
+/// Settings checked and filled with defaults.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Listen endpoints; `explicit` = given by the user (a failure to bind is fatal).
+    pub listen: Vec<Endpoint>,
+    pub explicit_listen: bool,
+    pub admin: Option<SocketAddr>,
+    pub explicit_admin: bool,
+    pub core: RegistrarConfig,
+    pub transport: TransportConfig,
+    pub wire_log: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Load `--config` (if any) under the flags.
+    pub fn load(flags: Settings, config: Option<&PathBuf>) -> anyhow::Result<Settings> {
+        let Some(path) = config else {
+            return Ok(flags);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        // toml's message names the key and the line (e.g. "unknown field `foo`").
+        let file: Settings =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Ok(flags.over(file))
+    }
+
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let explicit_listen = !self.listen.is_empty();
+        let urls: Vec<String> = if explicit_listen {
+            self.listen.clone()
+        } else {
+            vec!["tcp://0.0.0.0:3863".into(), "tcp://[::]:3863".into()]
+        };
+        let mut listen = Vec::new();
+        for u in &urls {
+            let ep = parse_endpoint(u, ASAP_PORT).with_context(|| format!("listen {u:?}"))?;
+            match ep.transport {
+                TransportProto::Tcp | TransportProto::Mptcp => {}
+                TransportProto::Sctp => bail!("listen {u:?}: SCTP is not available in this build"),
+                TransportProto::Udp => {
+                    bail!("listen {u:?}: ASAP listens on TCP (or SCTP), not UDP")
+                }
+            }
+            listen.push(ep);
+        }
+        let (admin, explicit_admin) = match self.admin.as_deref() {
+            Some("off") | Some("none") | Some("") => (None, true),
+            Some(a) => (
+                Some(
+                    parse_endpoint(a, 9990)
+                        .ok()
+                        .and_then(|e| e.primary())
+                        .ok_or_else(|| {
+                            anyhow!("admin {a:?}: expected an address like 127.0.0.1:9990")
+                        })?,
+                ),
+                true,
+            ),
+            None => (DEFAULT_ADMIN.parse().ok(), false),
+        };
+        let lifetime_unit = match self.lifetime_unit.as_deref() {
+            None | Some("ms") | Some("milliseconds") => LifetimeUnit::Milliseconds,
+            Some("s") | Some("seconds") => LifetimeUnit::Seconds,
+            Some(other) => bail!("lifetime_unit {other:?}: expected ms or s"),
+        };
+        let defaults = RegistrarConfig::default();
+        let hs_defaults = HandlespaceConfig::default();
+        let max_handle_len = self.max_handle_length.unwrap_or(hs_defaults.max_handle_len);
+        if max_handle_len == 0 || max_handle_len > 65_000 {
+            bail!("max_handle_length {max_handle_len}: expected 1..65000");
+        }
+        let max_connections = self.max_connections.unwrap_or(4096);
+        if max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        if self.server_id == Some(0) {
+            bail!("server_id 0 is reserved (\"not yet determined\")");
+        }
+        let announce = self.announce.unwrap_or(true);
+        let core = RegistrarConfig {
+            server_id: self.server_id.map(ServerId),
+            handlespace: HandlespaceConfig {
+                max_handle_len,
+                max_pes: self.max_pes.unwrap_or(hs_defaults.max_pes),
+                ..hs_defaults
+            },
+            lifetime_unit,
+            keepalive_interval: match self.keepalive_interval {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => defaults.keepalive_interval,
+            },
+            keepalive_timeout: self.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
+            max_bad_pe_reports: self
+                .max_bad_pe_reports
+                .unwrap_or(defaults.max_bad_pe_reports),
+            default_hr_items: self.default_hr_items.unwrap_or(defaults.default_hr_items),
+            announce_group: announce.then(|| {
+                self.announce_group
+                    .unwrap_or(rserpool::transport::udp::ASAP_ANNOUNCE_GROUP)
+            }),
+            announce_interval: self.announce_interval.unwrap_or(defaults.announce_interval),
+            remove_pes_on_close: self
+                .remove_pes_on_close
+                .unwrap_or(defaults.remove_pes_on_close),
+            ..defaults
+        };
+        let transport = TransportConfig {
+            max_connections,
+            write_queue: self.write_queue.unwrap_or(1024).max(1),
+            ..TransportConfig::default()
+        };
+        Ok(Resolved {
+            listen,
+            explicit_listen,
+            admin,
+            explicit_admin,
+            core,
+            transport,
+            wire_log: self.wire_log.clone(),
+        })
+    }
+}
+
+pub fn run(args: &RegistrarArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(args.settings.clone(), args.config.as_ref())?;
+    let resolved = settings.resolve()?;
+    if args.validate {
+        println!("configuration ok");
+        println!("{resolved:#?}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    raise_fd_limit(resolved.transport.max_connections);
+    args::runtime()?.block_on(async {
+        let running = start(resolved).await?;
+        println!("{}", running.startup_line());
+        running.run_until(rserpool::signal::terminate()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Raise the soft open-file limit towards what the connection limit needs.
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let want = max_connections as u64 + 256;
+    let cur = getrlimit(Resource::Nofile);
+    let soft = cur.current.unwrap_or(u64::MAX);
+    if soft >= want {
+        return;
+    }
+    let target = cur.maximum.map_or(want, |hard| want.min(hard));
+    let new = rustix::process::Rlimit {
+        current: Some(target),
+        maximum: cur.maximum,
+    };
+    match setrlimit(Resource::Nofile, new) {
+        Ok(()) if target < want => tracing::warn!(
+            "open-file limit {target} is below what {max_connections} connections need"
+        ),
+        Ok(()) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit from {soft}: {e}"),
+    }
+}
+
+/// A registrar running in this process.
+pub struct Running {
+    pub handle: DriverHandle<Registrar>,
+    pub server_id: ServerId,
+    /// The ASAP endpoints listened on (real ports).
+    pub endpoints: Vec<Endpoint>,
+    /// Where `rsp dump` reaches it.
+    pub admin: Option<SocketAddr>,
+    task: tokio::task::JoinHandle<Registrar>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    pub fn startup_line(&self) -> String {
+        let eps: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
+        let admin = self
+            .admin
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into());
+        format!(
+            "rsp registrar: server id {} listening on {} admin {admin}",
+            self.server_id,
+            eps.join(" ")
+        )
+    }
+
+    /// Serve until `signal`, then shut down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    /// Stop now (gracefully).
+    pub async fn stop(self) {
+        self.run_until(async {}).await;
+    }
+}
+
+/// Bind everything and start the registrar's driver.
+pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
+    let wire_log = match &cfg.wire_log {
+        Some(p) => Some(WireLog::open(p).with_context(|| format!("wire log {}", p.display()))?),
+        None => WireLog::from_env(),
+    };
+    let mut listeners = Vec::new();
+    for ep in &cfg.listen {
+        let Some(addr) = ep.primary() else { continue };
+        let mptcp = ep.transport == TransportProto::Mptcp;
+        match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
+            Ok(l) => listeners.push(l),
+            Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
+                tracing::warn!("not listening on {ep}: {e}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
+        }
+    }
+    if listeners.is_empty() {
+        bail!("no listening endpoint could be bound");
+    }
+    // Announce the endpoints actually bound (with their real ports).
+    cfg.core.asap_transports = listeners
+        .iter()
+        .filter_map(|l| rserpool::transport::MessageListener::local_endpoint(l).ok())
+        .filter_map(|e| e.primary())
+        .map(|a| TransportAddr::tcp(a.port(), a.ip()))
+        .collect();
+    let unit = cfg.core.lifetime_unit;
+    let core = Registrar::new(cfg.core.clone(), rserpool::random_seed());
+    let server_id = core.server_id();
+    let driver_cfg = DriverConfig {
+        transport: cfg.transport.clone(),
+        wire_log,
+        ..DriverConfig::default()
+    };
+    let (mut driver, handle) = Driver::new(core, driver_cfg, log_event);
+    for l in listeners {
+        driver.listen(l, Protocol::Asap);
+    }
+    let endpoints = driver.local_endpoints().to_vec();
+    let admin = match cfg.admin {
+        Some(a) => match TcpListener::bind(a).await {
+            Ok(l) => {
+                let local = l.local_addr()?;
+                tokio::spawn(admin_loop(l, handle.clone(), unit));
+                Some(local)
+            }
+            Err(e) if !cfg.explicit_admin => {
+                tracing::warn!("admin listener {a} unavailable: {e}; `rsp dump` will not work");
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on admin {a}")),
+        },
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(driver.run(async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        handle,
+        server_id,
+        endpoints,
+        admin,
+        task,
+        stop,
+    })
+}
+
+fn log_event(ev: RegistrarEvent) {
+    match ev {
+        RegistrarEvent::PeAdded { handle, pe } => {
+            tracing::info!(pool = %handle, pe = %pe.id, policy = %pe.policy.policy_type(), "PE registered")
+        }
+        RegistrarEvent::PeUpdated {
+            handle,
+            pe,
+            owner_changed,
+        } => tracing::debug!(pool = %handle, pe = %pe.id, owner_changed, "PE re-registered"),
+        RegistrarEvent::PeRemoved { handle, pe, reason } => {
+            tracing::info!(pool = %handle, pe = %pe.id, ?reason, "PE removed")
+        }
+        RegistrarEvent::RegistrationRejected {
+            conn,
+            handle,
+            pe_id,
+            cause,
+        } => tracing::warn!(%conn, pool = %handle, pe = %pe_id, %cause, "registration rejected"),
+        RegistrarEvent::ErrorReceived { conn, error } => {
+            tracing::warn!(%conn, ?error, "ASAP_ERROR received")
+        }
+        RegistrarEvent::Snapshot(_) => {}
+    }
+}
+
+/// The admin listener: one request line, one JSON answer line, close.
+async fn admin_loop(listener: TcpListener, handle: DriverHandle<Registrar>, unit: LifetimeUnit) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("admin accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            if let Err(e) = admin_session(stream, &handle, unit).await {
+                tracing::debug!(%peer, "admin session: {e:#}");
+            }
+        });
+    }
+}
+
+async fn admin_session(
+    stream: tokio::net::TcpStream,
+    handle: &DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+) -> anyhow::Result<()> {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    let mut rd = BufReader::new(rd).take(4096);
+    tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await??;
+    let request = line.trim();
+    let wants_dump = request == "dump"
+        || serde_json::from_str::<serde_json::Value>(request)
+            .ok()
+            .and_then(|v| {
+                v.get("request")
+                    .and_then(|r| r.as_str())
+                    .map(|r| r == "dump")
+            })
+            .unwrap_or(false);
+    let answer = if wants_dump {
+        let (snap, counters, now) = handle
+            .query(|c: &mut Registrar, now: Instant| (c.snapshot(), c.counters().clone(), now))
+            .await?;
+        serde_json::to_string(&DumpDoc::new(&snap, &counters, now, unit))?
+    } else {
+        serde_json::json!({ "error": format!("unknown request {request:?}; try \"dump\"") })
+            .to_string()
+    };
+    wr.write_all(answer.as_bytes()).await?;
+    wr.write_all(b"\n").await?;
+    wr.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! `rsp serve echo|discard|daytime|chargen`: a demo TCP service that registers itself as
+//! a pool element, and deregisters on SIGINT / SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use rserpool::pe::{PeOptions, PoolElement};
+use rserpool_proto::io::Endpoint;
+use rserpool_wire::{LifetimeUnit, PeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::args::{self, PolicyArgs, RegistrarArgs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    /// Sends back whatever it receives (RFC 862).
+    Echo,
+    /// Reads and throws away (RFC 863).
+    Discard,
+    /// Sends the date and time, then closes (RFC 867).
+    Daytime,
+    /// Sends lines of characters until the client goes away (RFC 864).
+    Chargen,
+}
+
+impl Service {
+    fn default_pool(self) -> &'static str {
+        match self {
+            Service::Echo => "EchoPool",
+            Service::Discard => "DiscardPool",
+            Service::Daytime => "DaytimePool",
+            Service::Chargen => "CharGenPool",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Service::Echo => "echo",
+            Service::Discard => "discard",
+            Service::Daytime => "daytime",
+            Service::Chargen => "chargen",
+        }
+    }
+}
+
+/// Run a demo service as a pool element.
+///
+/// Prints one line per listening address (`listening echo tcp://127.0.0.1:40001`) and,
+/// once registered, one line per PE entry (`registered pool=EchoPool pe=0x1a2b3c4d
+/// addr=tcp://127.0.0.1:40001`) on stdout.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which service.
+    #[arg(value_enum)]
+    pub service: Service,
+    /// Pool handle to join (default: EchoPool, DiscardPool, DaytimePool or CharGenPool).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Address to listen on, port 0 = ephemeral (repeatable). One PE entry is registered
+    /// per address. An unspecified address (0.0.0.0, ::) registers the local address that
+    /// routes to the first registrar of that family (loopback when there is none).
+    /// Default: 0.0.0.0:0 and [::]:0.
+    #[arg(long = "listen", short = 'l', value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub registrars: RegistrarArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// PE identifier of the first entry (hex 0x… or decimal; default random).
+    #[arg(long, value_parser = args::integer)]
+    pub pe_id: Option<u32>,
+    /// Registration lifetime announced to the registrar.
+    #[arg(long, default_value = "30s", value_parser = args::duration)]
+    pub registration_life: Duration,
+    /// Re-register this often (at most half the lifetime).
+    #[arg(long, default_value = "10s", value_parser = args::duration)]
+    pub reregister: Duration,
+    /// Registration Life on the wire in seconds (RFC 5354) instead of milliseconds.
+    #[arg(long)]
+    pub lifetime_seconds: bool,
+    /// Least-used policies: report load = open connections / CAPACITY (re-registers on
+    /// every change).
+    #[arg(long, value_name = "CAPACITY")]
+    pub capacity: Option<u32>,
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let policy = args.policy.policy()?;
+    args::runtime()?.block_on(serve(args, policy))
+}
+
+async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Result<ExitCode> {
+    let registrars = args.registrars.endpoints();
+    let listen = if args.listen.is_empty() {
+        vec![
+            SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+        ]
+    } else {
+        args.listen.clone()
+    };
+    let mut listeners = Vec::new();
+    for addr in &listen {
+        match bind(*addr) {
+            Ok(l) => listeners.push(l),
+            // The default IPv6 listener is optional (hosts without IPv6).
+            Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
+                tracing::warn!("not listening on {addr}: {e}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        }
+    }
+    let pool = args
+        .pool
+        .clone()
+        .unwrap_or_else(|| args.service.default_pool().to_owned());
+    let mut opts = PeOptions::new(pool.as_str())
+        .registrars(registrars.clone())
+        .policy(policy.clone())
+        .registration_life(args.registration_life)
+        .reregistration_interval(args.reregister)
+        .lifetime_unit(if args.lifetime_seconds {
+            LifetimeUnit::Seconds
+        } else {
+            LifetimeUnit::Milliseconds
+        });
+    if args.registrars.no_announces {
+        opts = opts.no_announces();
+    }
+    if let Some(id) = args.pe_id {
+        opts = opts.pe_id(PeId(id));
+    }
+    let mut registered_addrs = Vec::new();
+    for l in &listeners {
+        let local = l.local_addr()?;
+        let addr = SocketAddr::new(advertised_ip(local.ip(), &registrars), local.port());
+        println!("listening {} tcp://{local}", args.service.name());
+        registered_addrs.push(addr);
+        opts = opts.tcp_user_transport(addr);
+    }
+    let pe = Arc::new(PoolElement::start(opts)?);
+    let active = Arc::new(AtomicU32::new(0));
+    let load_policy = policy.load().is_some().then_some(policy);
+    for l in listeners {
+        let tracker = args
+            .capacity
+            .zip(load_policy.clone())
+            .map(|(cap, p)| LoadTracker {
+                pe: pe.clone(),
+                active: active.clone(),
+                capacity: cap.max(1),
+                policy: p,
+            });
+        tokio::spawn(accept(l, args.service, tracker));
+    }
+    {
+        let pe = pe.clone();
+        let ids: Vec<PeId> = pe.pe_ids().to_vec();
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            match pe.registered().await {
+                Ok(()) => {
+                    for (id, addr) in ids.iter().zip(&registered_addrs) {
+                        println!(
+                            "registered pool={pool} pe={id} addr={}",
+                            Endpoint::tcp(*addr)
+                        );
+                    }
+                }
+                Err(e) => eprintln!("rsp serve: {e}"),
+            }
+        });
+    }
+    rserpool::signal::terminate().await;
+    pe.deregister().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// The address to register for a listener bound to `ip`.
+fn advertised_ip(ip: IpAddr, registrars: &[Endpoint]) -> IpAddr {
+    if !ip.is_unspecified() {
+        return ip;
+    }
+    let same_family = registrars
+        .iter()
+        .filter_map(Endpoint::primary)
+        .find(|a| a.is_ipv6() == ip.is_ipv6());
+    let routed = same_family.and_then(|reg| {
+        // A connected UDP socket reveals the source address the kernel would pick.
+        let any: SocketAddr = SocketAddr::new(ip, 0);
+        let s = UdpSocket::bind(any).ok()?;
+        s.connect(reg).ok()?;
+        s.local_addr().ok().map(|a| a.ip())
+    });
+    routed.unwrap_or(if ip.is_ipv6() {
+        Ipv6Addr::LOCALHOST.into()
+    } else {
+        Ipv4Addr::LOCALHOST.into()
+    })
+}
+
+/// Reports load = open connections / capacity for least-used policies.
+struct LoadTracker {
+    pe: Arc<PoolElement>,
+    active: Arc<AtomicU32>,
+    capacity: u32,
+    policy: rserpool_wire::Policy,
+}
+
+impl LoadTracker {
+    fn changed(&self, delta: i32) {
+        let n = if delta > 0 {
+            self.active.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.active
+                .fetch_sub(1, Ordering::Relaxed)
+                .saturating_sub(1)
+        };
+        let load = (u64::from(n.min(self.capacity)) * u64::from(u32::MAX)
+            / u64::from(self.capacity)) as u32;
+        let mut p = self.policy.clone();
+        if p.set_load(load) {
+            let _ = self.pe.set_policy(p);
+        }
+    }
+}
+
+async fn accept(listener: TcpListener, service: Service, load: Option<LoadTracker>) {
+    let load = load.map(Arc::new);
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => {
+                backoff = Duration::from_millis(1);
+                x
+            }
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        tracing::info!(%peer, "client connected");
+        let load = load.clone();
+        tokio::spawn(async move {
+            if let Some(l) = &load {
+                l.changed(1);
+            }
+            if let Err(e) = handle(stream, service).await {
+                tracing::debug!(%peer, "session ended: {e}");
+            }
+            if let Some(l) = &load {
+                l.changed(-1);
+            }
+            tracing::info!(%peer, "client left");
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, service: Service) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    match service {
+        Service::Echo => {
+            let (mut r, mut w) = stream.split();
+            tokio::io::copy(&mut r, &mut w).await?;
+        }
+        Service::Discard => {
+            let mut buf = [0u8; 8192];
+            while stream.read(&mut buf).await? > 0 {}
+        }
+        Service::Daytime => {
+            stream.write_all(daytime().as_bytes()).await?;
+            stream.shutdown().await?;
+        }
+        Service::Chargen => {
+            let mut i = 0usize;
+            loop {
+                stream.write_all(&chargen_line(i)).await?;
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 864: 72 printable characters per line, each line starting one further.
+fn chargen_line(i: usize) -> Vec<u8> {
+    const FIRST: u8 = b' ' + 1;
+    const COUNT: usize = 94;
+    let mut line: Vec<u8> = (0..72).map(|k| FIRST + ((i + k) % COUNT) as u8).collect();
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+/// RFC 867 leaves the format open: ISO 8601 UTC.
+fn daytime() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z\r\n",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
+    #[test]
+    fn chargen_lines_rotate() {
+        let a = chargen_line(0);
+        let b = chargen_line(1);
+        assert_eq!(a.len(), 74);
+        assert_eq!(a[1], b[0]);
+        assert!(a[..72].iter().all(|c| (33..=126).contains(c)));
+    }
+}

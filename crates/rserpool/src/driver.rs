@@ -1,0 +1,527 @@
+//! The driver: one task owns one sans-IO core (quinn's `ConnectionDriver`, mini-redis's
+//! server loop).
+//!
+//! The task `select!`s over
+//! * the command channel (a [`DriverHandle`] sends core commands, or closures that run
+//!   against the core, e.g. to read a snapshot),
+//! * the inbound channel all connection, listener and UDP tasks feed,
+//! * one `sleep_until(core.poll_timeout())`, re-armed only when the deadline changes,
+//! * the shutdown signal.
+//!
+//! After every input it drains the core: `poll_transmit` until `None` (routing each
+//! message to a connection's writer queue by [`ConnId`], opening a connection for
+//! `Dest::Endpoint`, sending UDP for `Dest::Datagram`), transport events that routing
+//! produced (e.g. `SendFailed`), then `poll_event`. The core is never shared and never
+//! locked.
+//!
+//! Shutdown: the listeners stop accepting, [`Lifecycle::begin_shutdown`] lets the core say
+//! goodbye (a PE deregisters), the loop keeps running until
+//! [`Lifecycle::shutdown_complete`] or the grace period ends, then the writer queues are
+//! closed and flushed (bounded by the grace period too) and every connection is closed.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rserpool_proto::io::{ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
+use rserpool_wire::Protocol;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::clock;
+use crate::transport::udp::{self, DatagramSender, MulticastSpec};
+use crate::transport::{
+    self, accept_loop, ConnWriter, Inbound, MessageListener, Outgoing, Shared, TransportConfig,
+};
+use crate::wirelog::{Dir, WireLog};
+
+/// How a core says goodbye. The defaults suit a core with nothing to say.
+pub trait Lifecycle: Core {
+    /// The driver starts running (a core that waits for its first input starts here).
+    fn start(&mut self, _now: Instant) {}
+    /// Shutdown began: queue goodbyes (e.g. de-registrations).
+    fn begin_shutdown(&mut self, _now: Instant) {}
+    /// Nothing left to wait for (e.g. every de-registration answered).
+    fn shutdown_complete(&self) -> bool {
+        true
+    }
+}
+
+/// Driver settings.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    pub transport: TransportConfig,
+    /// Messages buffered from all connections towards the core before readers wait.
+    pub inbound_queue: usize,
+    /// Upper bound for goodbyes and flushing at shutdown.
+    pub grace: Duration,
+    /// Record every message sent and received (see [`crate::wirelog`]). Defaults to the
+    /// `RSERPOOL_WIRE_LOG` environment variable.
+    pub wire_log: Option<WireLog>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            transport: TransportConfig::default(),
+            inbound_queue: 4096,
+            grace: Duration::from_secs(3),
+            wire_log: WireLog::from_env(),
+        }
+    }
+}
+
+type WithCore<C> = Box<dyn FnOnce(&mut C, Instant) + Send>;
+
+enum Op<C: Core> {
+    Command(C::Command),
+    With(WithCore<C>),
+    Shutdown,
+}
+
+/// Talks to a running driver. Cheap to clone. When every handle is dropped the driver
+/// shuts down (so dropping a PE handle deregisters it).
+pub struct DriverHandle<C: Core> {
+    tx: mpsc::UnboundedSender<Op<C>>,
+}
+
+impl<C: Core> Clone for DriverHandle<C> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<C: Core> std::fmt::Debug for DriverHandle<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverHandle")
+    }
+}
+
+/// The driver has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the RSerPool driver task has stopped")]
+pub struct DriverGone;
+
+impl<C: Core + 'static> DriverHandle<C> {
+    /// Hand a command to the core.
+    pub fn command(&self, cmd: C::Command) -> Result<(), DriverGone> {
+        self.tx.send(Op::Command(cmd)).map_err(|_| DriverGone)
+    }
+
+    /// Run `f` against the core on the driver task (outputs are drained afterwards).
+    pub fn with_core(
+        &self,
+        f: impl FnOnce(&mut C, Instant) + Send + 'static,
+    ) -> Result<(), DriverGone> {
+        self.tx.send(Op::With(Box::new(f))).map_err(|_| DriverGone)
+    }
+
+    /// Run `f` against the core and wait for its result.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut C, Instant) -> T + Send + 'static,
+    ) -> Result<T, DriverGone> {
+        let (tx, rx) = oneshot::channel();
+        self.with_core(move |c, now| {
+            let _ = tx.send(f(c, now));
+        })?;
+        rx.await.map_err(|_| DriverGone)
+    }
+
+    /// Begin a graceful shutdown.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Op::Shutdown);
+    }
+
+    /// Whether the driver task is still running.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+struct ConnEntry {
+    writer: ConnWriter,
+    meta: RecvMeta,
+    /// Set for connections we opened for `Dest::Endpoint`.
+    endpoint: Option<Endpoint>,
+}
+
+enum Outbound {
+    Connecting(Vec<Outgoing>),
+    Up(ConnId),
+}
+
+/// Owns a core and its transports. Build with [`Driver::new`], add listeners, then
+/// [`Driver::run`] (or [`Driver::spawn`]).
+pub struct Driver<C: Lifecycle> {
+    core: C,
+    config: DriverConfig,
+    shared: Arc<Shared>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    ops_rx: mpsc::UnboundedReceiver<Op<C>>,
+    /// Keeps `ops_rx` open until `run` starts, so a driver nobody holds a handle to yet
+    /// does not shut down at once.
+    ops_tx: Option<mpsc::UnboundedSender<Op<C>>>,
+    on_event: Box<dyn FnMut(C::Event) + Send>,
+    conns: HashMap<ConnId, ConnEntry>,
+    outbound: HashMap<Endpoint, Outbound>,
+    udp: DatagramSender,
+    pending: VecDeque<TransportEvent>,
+    local: Vec<Endpoint>,
+}
+
+impl<C> Driver<C>
+where
+    C: Lifecycle + Send + 'static,
+    C::Command: Send + 'static,
+    C::Event: Send + 'static,
+{
+    /// A driver for `core`; `on_event` receives every event the core emits, on the
+    /// driver task (keep it short: forward to a channel, resolve a oneshot, log).
+    pub fn new(
+        core: C,
+        config: DriverConfig,
+        on_event: impl FnMut(C::Event) + Send + 'static,
+    ) -> (Self, DriverHandle<C>) {
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let shared = Shared::new(
+            config.transport.clone(),
+            inbound_tx,
+            config.wire_log.clone(),
+        );
+        let handle = DriverHandle { tx: ops_tx.clone() };
+        let driver = Self {
+            core,
+            config,
+            shared,
+            inbound_rx,
+            ops_rx,
+            ops_tx: Some(ops_tx),
+            on_event: Box::new(on_event),
+            conns: HashMap::new(),
+            outbound: HashMap::new(),
+            udp: DatagramSender::default(),
+            pending: VecDeque::new(),
+            local: Vec::new(),
+        };
+        (driver, handle)
+    }
+
+    /// Serve a bound listener; its messages are handed to the core as `protocol`.
+    pub fn listen<L: MessageListener>(&mut self, listener: L, protocol: Protocol) {
+        if let Ok(ep) = listener.local_endpoint() {
+            self.local.push(ep);
+        }
+        tokio::spawn(accept_loop(listener, protocol, self.shared.clone()));
+    }
+
+    /// Join a multicast group and hand its datagrams to the core (failures are logged).
+    pub fn multicast(&mut self, spec: MulticastSpec) {
+        udp::spawn_receiver(&self.shared, spec);
+    }
+
+    /// Endpoints of the listeners added so far (with their real ports).
+    pub fn local_endpoints(&self) -> &[Endpoint] {
+        &self.local
+    }
+
+    /// The core (e.g. to read its state before running).
+    pub fn core_mut(&mut self) -> &mut C {
+        &mut self.core
+    }
+
+    /// Run on a new task; the join handle yields the core when the driver stops.
+    pub fn spawn(self) -> tokio::task::JoinHandle<C> {
+        tokio::spawn(self.run(std::future::pending()))
+    }
+
+    /// Run until `shutdown` completes, a handle asks for shutdown, or every handle is
+    /// dropped; then shut down gracefully and give the core back.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> C {
+        self.ops_tx = None;
+        tokio::pin!(shutdown);
+        let sleep = tokio::time::sleep_until(far_future());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        let mut stopping: Option<tokio::time::Instant> = None;
+        let mut ops_open = true;
+        self.core.start(clock::now());
+        self.drain();
+        loop {
+            let deadline = self.core.poll_timeout();
+            if deadline != armed {
+                armed = deadline;
+                let at = deadline.map(clock::to_tokio).unwrap_or_else(far_future);
+                sleep.as_mut().reset(at);
+            }
+            let grace_end = stopping.unwrap_or_else(far_future);
+            tokio::select! {
+                biased;
+                op = self.ops_rx.recv(), if ops_open => match op {
+                    Some(Op::Command(cmd)) => self.core.command(clock::now(), cmd),
+                    Some(Op::With(f)) => f(&mut self.core, clock::now()),
+                    Some(Op::Shutdown) => self.begin_shutdown(&mut stopping),
+                    None => {
+                        ops_open = false;
+                        self.begin_shutdown(&mut stopping);
+                    }
+                },
+                Some(first) = self.inbound_rx.recv() => {
+                    self.on_inbound(first);
+                    // Take what is already queued before draining once.
+                    for _ in 0..256 {
+                        match self.inbound_rx.try_recv() {
+                            Ok(more) => self.on_inbound(more),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    self.core.handle_timeout(clock::now());
+                }
+                () = &mut shutdown, if stopping.is_none() => self.begin_shutdown(&mut stopping),
+                () = tokio::time::sleep_until(grace_end), if stopping.is_some() => {
+                    warn!("shutdown grace period over; closing anyway");
+                    break;
+                }
+            }
+            self.drain();
+            if stopping.is_some() && self.core.shutdown_complete() {
+                break;
+            }
+        }
+        self.finish(stopping.unwrap_or_else(tokio::time::Instant::now))
+            .await;
+        self.core
+    }
+
+    fn begin_shutdown(&mut self, stopping: &mut Option<tokio::time::Instant>) {
+        if stopping.is_some() {
+            return;
+        }
+        info!("shutting down");
+        *stopping = Some(tokio::time::Instant::now() + self.config.grace);
+        self.shared.stop.send_replace(true);
+        self.core.begin_shutdown(clock::now());
+    }
+
+    /// Close every writer queue, give the writers until the grace deadline to flush,
+    /// then cancel whatever is left.
+    async fn finish(&mut self, deadline: tokio::time::Instant) {
+        self.shared.stop.send_replace(true);
+        let conns: Vec<ConnEntry> = self.conns.drain().map(|(_, e)| e).collect();
+        self.outbound.clear();
+        let mut ctls = Vec::with_capacity(conns.len());
+        let mut tasks = Vec::with_capacity(conns.len());
+        for e in conns {
+            ctls.push(e.writer.ctl);
+            tasks.push(e.writer.task);
+            // Dropping `e.writer.tx` lets the writer flush and close.
+        }
+        let flush = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout_at(deadline.max(tokio::time::Instant::now()), flush)
+            .await
+            .is_err()
+        {
+            debug!("writers did not finish flushing in time");
+        }
+        for c in ctls {
+            c.cancel();
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        let now = clock::now();
+        match inbound {
+            Inbound::Message {
+                conn,
+                protocol,
+                bytes,
+            } => {
+                let Some(entry) = self.conns.get(&conn) else {
+                    return; // raced with a close we initiated
+                };
+                if let Some(log) = &self.shared.wire_log {
+                    log.record(Dir::Rx, protocol, &conn.to_string(), &bytes);
+                }
+                if entry.meta.protocol == protocol {
+                    self.core.handle_message(now, conn, &entry.meta, &bytes);
+                } else {
+                    // SCTP: the PPID decides per message.
+                    let meta = RecvMeta {
+                        protocol,
+                        ..entry.meta.clone()
+                    };
+                    self.core.handle_message(now, conn, &meta, &bytes);
+                }
+            }
+            Inbound::Accepted { conn, meta, writer } => {
+                self.conns.insert(
+                    conn,
+                    ConnEntry {
+                        writer,
+                        meta: meta.clone(),
+                        endpoint: None,
+                    },
+                );
+                self.core
+                    .handle_transport(now, TransportEvent::Accepted { conn, meta });
+            }
+            Inbound::Connected {
+                conn,
+                endpoint,
+                meta,
+                writer,
+            } => {
+                let queued = match self.outbound.insert(endpoint.clone(), Outbound::Up(conn)) {
+                    Some(Outbound::Connecting(q)) => q,
+                    _ => Vec::new(),
+                };
+                debug!(%conn, %endpoint, "connected");
+                self.conns.insert(
+                    conn,
+                    ConnEntry {
+                        writer,
+                        meta,
+                        endpoint: Some(endpoint.clone()),
+                    },
+                );
+                for m in queued {
+                    self.push(conn, m);
+                }
+                self.core
+                    .handle_transport(now, TransportEvent::Connected { conn, endpoint });
+            }
+            Inbound::ConnectFailed { endpoint, error } => {
+                debug!(%endpoint, "connect failed: {error}");
+                self.outbound.remove(&endpoint);
+                self.core
+                    .handle_transport(now, TransportEvent::ConnectFailed { endpoint });
+            }
+            Inbound::Closed { conn } => {
+                if self.remove_conn(conn) {
+                    self.core
+                        .handle_transport(now, TransportEvent::Closed { conn });
+                }
+            }
+            Inbound::Datagram { meta, bytes } => {
+                if let Some(log) = &self.shared.wire_log {
+                    log.record(
+                        Dir::Rx,
+                        meta.protocol,
+                        &format!("udp:{}", meta.peer),
+                        &bytes,
+                    );
+                }
+                self.core.handle_datagram(now, &meta, &bytes);
+            }
+        }
+    }
+
+    /// Drain the core's outputs: transmits (and the transport events routing them
+    /// produced), then events.
+    fn drain(&mut self) {
+        loop {
+            while let Some(t) = self.core.poll_transmit() {
+                self.route(t);
+            }
+            match self.pending.pop_front() {
+                Some(ev) => self.core.handle_transport(clock::now(), ev),
+                None => break,
+            }
+        }
+        while let Some(ev) = self.core.poll_event() {
+            (self.on_event)(ev);
+        }
+    }
+
+    fn route(&mut self, t: Transmit) {
+        let msg = Outgoing {
+            protocol: t.protocol,
+            bytes: t.bytes,
+        };
+        match t.dest {
+            Dest::Conn(conn) => {
+                if self.conns.contains_key(&conn) {
+                    self.push(conn, msg);
+                } else {
+                    debug!(%conn, "send to a closed connection");
+                    self.pending.push_back(TransportEvent::SendFailed { conn });
+                }
+            }
+            Dest::Endpoint(endpoint) => match self.outbound.get_mut(&endpoint) {
+                Some(Outbound::Up(conn)) => {
+                    let conn = *conn;
+                    self.push(conn, msg);
+                }
+                Some(Outbound::Connecting(queue)) => queue.push(msg),
+                None => {
+                    debug!(%endpoint, "connecting");
+                    transport::spawn_connect(&self.shared, endpoint.clone(), msg.protocol);
+                    self.outbound
+                        .insert(endpoint, Outbound::Connecting(vec![msg]));
+                }
+            },
+            Dest::Datagram(to) => {
+                if let Some(log) = &self.shared.wire_log {
+                    log.record(Dir::Tx, msg.protocol, &format!("udp:{to}"), &msg.bytes);
+                }
+                self.udp
+                    .send(to, &msg.bytes, self.config.transport.multicast_ttl);
+            }
+        }
+    }
+
+    /// Queue a message on a live connection. A full queue means the peer does not read:
+    /// it is disconnected rather than allowed to stall the core.
+    fn push(&mut self, conn: ConnId, msg: Outgoing) {
+        let Some(entry) = self.conns.get(&conn) else {
+            self.pending.push_back(TransportEvent::SendFailed { conn });
+            return;
+        };
+        if let Some(log) = &self.shared.wire_log {
+            log.record(Dir::Tx, msg.protocol, &conn.to_string(), &msg.bytes);
+        }
+        match entry.writer.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(%conn, peer = %entry.meta.peer, "peer is not reading (send queue full); disconnecting");
+                entry.writer.ctl.cancel();
+                self.remove_conn(conn);
+                self.pending.push_back(TransportEvent::SendFailed { conn });
+                self.pending.push_back(TransportEvent::Closed { conn });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The writer failed; the reader's `Closed` follows.
+                self.pending.push_back(TransportEvent::SendFailed { conn });
+            }
+        }
+    }
+
+    /// Forget a connection; false if it was already gone.
+    fn remove_conn(&mut self, conn: ConnId) -> bool {
+        let Some(entry) = self.conns.remove(&conn) else {
+            return false;
+        };
+        if let Some(ep) = entry.endpoint {
+            if matches!(self.outbound.get(&ep), Some(Outbound::Up(c)) if *c == conn) {
+                self.outbound.remove(&ep);
+            }
+        }
+        true
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    // About 30 years: never reached, and far from overflow.
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}

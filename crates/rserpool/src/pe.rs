@@ -1,0 +1,253 @@
+//! The pool element API: register a service in a pool and keep it registered.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use rserpool::pe::{PoolElement, PeOptions};
+//! let opts = PeOptions::new("EchoPool")
+//!     .registrar(rserpool::url::parse_endpoint("tcp://127.0.0.1:3863", 3863)?)
+//!     .tcp_user_transport("127.0.0.1:7000".parse()?);
+//! let pe = PoolElement::start(opts)?;
+//! pe.registered().await?;          // every entry registered at a home registrar
+//! pe.set_load(0x4000_0000)?;       // least-used policies: report a new load
+//! pe.deregister().await;           // or just drop it: dropping deregisters too
+//! # Ok(()) }
+//! ```
+//!
+//! One [`PoolElement`] owns one [`PoolElementCore`] on its own driver task. A TCP user
+//! transport carries one address, so a service listening on an IPv4 and an IPv6 address
+//! registers one PE entry per address ([`PoolElement::pe_ids`]).
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rserpool_proto::io::Endpoint;
+use rserpool_proto::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
+use rserpool_wire::{
+    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, Protocol, TransportAddr, UserTransport,
+};
+use tokio::sync::broadcast;
+
+use crate::driver::{Driver, DriverConfig, DriverGone, DriverHandle};
+use crate::transport::udp::{MulticastSpec, ASAP_ANNOUNCE_GROUP};
+
+/// Everything needed to start a pool element.
+#[derive(Clone, Debug)]
+pub struct PeOptions {
+    pub core: PoolElementConfig,
+    /// Listen for registrar announces on this multicast group (None = static list only).
+    pub announce_group: Option<SocketAddr>,
+    pub driver: DriverConfig,
+    /// RNG seed of the core; `None` = a fresh random seed.
+    pub seed: Option<u64>,
+}
+
+impl PeOptions {
+    /// Defaults for `pool`: round robin, 30 s registration life, announces heard on
+    /// 239.0.0.50:3863.
+    pub fn new(pool: impl Into<PoolHandle>) -> Self {
+        Self {
+            core: PoolElementConfig {
+                pool_handle: pool.into(),
+                ..PoolElementConfig::default()
+            },
+            announce_group: Some(ASAP_ANNOUNCE_GROUP),
+            driver: DriverConfig::default(),
+            seed: None,
+        }
+    }
+    pub fn registrar(mut self, ep: Endpoint) -> Self {
+        self.core.registrars.push(ep);
+        self
+    }
+    pub fn registrars(mut self, eps: impl IntoIterator<Item = Endpoint>) -> Self {
+        self.core.registrars.extend(eps);
+        self
+    }
+    /// Add a TCP user transport (the service's listening address).
+    pub fn tcp_user_transport(mut self, addr: SocketAddr) -> Self {
+        self.core
+            .user_transports
+            .push(UserTransport::Ip(TransportAddr::tcp(
+                addr.port(),
+                addr.ip(),
+            )));
+        self
+    }
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.core.policy = policy;
+        self
+    }
+    pub fn pe_id(mut self, id: PeId) -> Self {
+        self.core.pe_id = Some(id);
+        self
+    }
+    pub fn registration_life(mut self, life: Duration) -> Self {
+        self.core.registration_life = life;
+        self
+    }
+    pub fn reregistration_interval(mut self, every: Duration) -> Self {
+        self.core.reregistration_interval = every;
+        self
+    }
+    pub fn lifetime_unit(mut self, unit: LifetimeUnit) -> Self {
+        self.core.lifetime_unit = unit;
+        self
+    }
+    /// Do not listen for announces (static registrar list only).
+    pub fn no_announces(mut self) -> Self {
+        self.announce_group = None;
+        self.core.accept_announces = false;
+        self
+    }
+}
+
+/// Why waiting for a registration failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("registration of PE {pe_id} rejected: {cause}")]
+    Rejected { pe_id: PeId, cause: CauseCode },
+    #[error(transparent)]
+    Gone(#[from] DriverGone),
+}
+
+/// A running pool element. Dropping it deregisters (if the runtime keeps running).
+#[derive(Debug)]
+pub struct PoolElement {
+    handle: DriverHandle<PoolElementCore>,
+    events: broadcast::Sender<PeEvent>,
+    pe_ids: Vec<PeId>,
+    policy: Mutex<Policy>,
+    task: Mutex<Option<tokio::task::JoinHandle<PoolElementCore>>>,
+}
+
+impl PoolElement {
+    /// Start registering (returns at once; see [`PoolElement::registered`]).
+    pub fn start(opts: PeOptions) -> Result<Self, std::io::Error> {
+        if opts.core.user_transports.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a pool element needs at least one user transport",
+            ));
+        }
+        let seed = opts.seed.unwrap_or_else(crate::random_seed);
+        let policy = opts.core.policy.clone();
+        let core = PoolElementCore::new(opts.core, seed);
+        let pe_ids = core.pe_ids();
+        let (events, _) = broadcast::channel(256);
+        let tx = events.clone();
+        let (mut driver, handle) = Driver::new(core, opts.driver, move |ev: PeEvent| {
+            log_event(&ev);
+            let _ = tx.send(ev);
+        });
+        if let Some(group) = opts.announce_group {
+            driver.multicast(MulticastSpec {
+                group,
+                protocol: Protocol::Asap,
+            });
+        }
+        let task = driver.spawn();
+        Ok(Self {
+            handle,
+            events,
+            pe_ids,
+            policy: Mutex::new(policy),
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The PE IDs of this element's entries (one per user transport).
+    pub fn pe_ids(&self) -> &[PeId] {
+        &self.pe_ids
+    }
+
+    /// Events as they happen (registered, home changed, rejected …).
+    pub fn subscribe(&self) -> broadcast::Receiver<PeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Registration state of each entry.
+    pub async fn status(&self) -> Result<Vec<(PeId, PeStatus)>, DriverGone> {
+        self.handle.query(|c, _| c.status()).await
+    }
+
+    /// Wait until every entry is registered; a rejection is an error.
+    pub async fn registered(&self) -> Result<(), RegisterError> {
+        let mut rx = self.subscribe();
+        loop {
+            let status = self.status().await?;
+            if status.iter().all(|(_, s)| *s == PeStatus::Registered) {
+                return Ok(());
+            }
+            match rx.recv().await {
+                Ok(PeEvent::RegistrationFailed { pe_id, cause, .. }) => {
+                    return Err(RegisterError::Rejected { pe_id, cause })
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err(DriverGone.into()),
+            }
+        }
+    }
+
+    /// Register with new policy values (re-registers now).
+    pub fn set_policy(&self, policy: Policy) -> Result<(), DriverGone> {
+        if let Ok(mut p) = self.policy.lock() {
+            *p = policy.clone();
+        }
+        self.handle.command(PeCommand::UpdatePolicy(policy))
+    }
+
+    /// Report a new load (for the least-used family of policies; ignored by others).
+    pub fn set_load(&self, load: u32) -> Result<(), DriverGone> {
+        let policy = {
+            let Ok(mut p) = self.policy.lock() else {
+                return Ok(());
+            };
+            if !p.set_load(load) {
+                return Ok(());
+            }
+            p.clone()
+        };
+        self.handle.command(PeCommand::UpdatePolicy(policy))
+    }
+
+    /// Deregister every entry and stop; returns when the registrar answered (or the
+    /// shutdown grace period ended).
+    pub async fn deregister(&self) {
+        self.handle.shutdown();
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// The driver handle, for direct access to the core.
+    pub fn driver(&self) -> &DriverHandle<PoolElementCore> {
+        &self.handle
+    }
+}
+
+fn log_event(ev: &PeEvent) {
+    match ev {
+        PeEvent::Registered { pe_id, home, conn } => match home {
+            Some(h) => tracing::info!(%pe_id, home = %h, %conn, "registered"),
+            None => tracing::info!(%pe_id, %conn, "registered"),
+        },
+        PeEvent::RegistrationFailed { pe_id, cause, .. } => {
+            tracing::warn!(%pe_id, %cause, "registration rejected")
+        }
+        PeEvent::RegistrationLost { pe_id } => {
+            tracing::warn!(%pe_id, "registrar dropped the registration; re-registering")
+        }
+        PeEvent::HomeChanged { server_id, conn } => {
+            tracing::info!(home = %server_id, %conn, "new home registrar")
+        }
+        PeEvent::Deregistered { pe_id, confirmed } => {
+            tracing::info!(%pe_id, confirmed, "deregistered")
+        }
+        PeEvent::NoRegistrar { .. } => tracing::warn!("no registrar reachable; retrying"),
+        PeEvent::ErrorReceived { conn, error } => {
+            tracing::warn!(%conn, ?error, "ASAP_ERROR from registrar")
+        }
+    }
+}

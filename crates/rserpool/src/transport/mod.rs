@@ -1,0 +1,447 @@
+//! Transports: how messages get on and off the network.
+//!
+//! A transport is three small traits — [`MessageListener`] (accept), [`MessageStream`]
+//! (one connection or association, split into a reader and a writer half), and the halves
+//! [`MessageRead`] / [`MessageWrite`] that move whole messages tagged with their
+//! [`Protocol`]. TCP and MPTCP ([`tcp`]) frame messages back-to-back with the
+//! [`Deframer`](rserpool_wire::framing::Deframer); kernel SCTP keeps message boundaries and
+//! carries the protocol in the PPID. Everything above this module (connection tasks, the
+//! connection limit, the driver) is written once against the traits.
+//!
+//! Each connection runs two tasks: a reader that feeds whole messages into the driver's
+//! inbound channel, and a writer that drains a bounded per-connection queue in batches.
+//! The reader is the one that reports `Closed`; the writer stops on a write error or when
+//! the connection is cancelled ([`ConnCtl`]).
+
+pub mod limit;
+pub mod tcp;
+pub mod udp;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rserpool_proto::io::{ConnId, Endpoint, RecvMeta, TransportProto};
+use rserpool_wire::Protocol;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::wirelog::WireLog;
+use limit::{Admission, AdmitGuard};
+
+/// One message queued for a connection's writer.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub protocol: Protocol,
+    pub bytes: Vec<u8>,
+}
+
+/// Reading half: whole messages.
+pub trait MessageRead: Send + 'static {
+    /// The next whole message with its protocol; `Ok(None)` at an orderly end of stream.
+    /// Must be cancel-safe (it is raced against the connection's cancellation).
+    fn recv(&mut self) -> impl Future<Output = io::Result<Option<(Protocol, Vec<u8>)>>> + Send;
+}
+
+/// Writing half: whole messages, in order.
+pub trait MessageWrite: Send + 'static {
+    /// Send a batch of messages in order.
+    fn send(&mut self, batch: &[Outgoing]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Orderly close after the last message (TCP FIN, SCTP SHUTDOWN).
+    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// One connection or association.
+pub trait MessageStream: Send + Sized + 'static {
+    type Read: MessageRead;
+    type Write: MessageWrite;
+    /// What a core is told about the peer.
+    fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta>;
+    fn into_split(self) -> (Self::Read, Self::Write);
+}
+
+/// A listening socket.
+pub trait MessageListener: Send + 'static {
+    type Stream: MessageStream;
+    fn accept(&mut self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// The bound endpoint (with the real port when 0 was asked for).
+    fn local_endpoint(&self) -> io::Result<Endpoint>;
+}
+
+/// What connection tasks, listeners and UDP receivers hand to the driver.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Accepted {
+        conn: ConnId,
+        meta: RecvMeta,
+        writer: ConnWriter,
+    },
+    Connected {
+        conn: ConnId,
+        endpoint: Endpoint,
+        meta: RecvMeta,
+        writer: ConnWriter,
+    },
+    ConnectFailed {
+        endpoint: Endpoint,
+        error: io::Error,
+    },
+    Message {
+        conn: ConnId,
+        protocol: Protocol,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Datagram {
+        meta: RecvMeta,
+        bytes: Vec<u8>,
+    },
+}
+
+/// Cancellation of one connection: stops both of its tasks without flushing.
+#[derive(Debug)]
+pub struct ConnCtl {
+    tx: watch::Sender<bool>,
+}
+
+impl ConnCtl {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            tx: watch::channel(false).0,
+        })
+    }
+    pub fn cancel(&self) {
+        self.tx.send_replace(true);
+    }
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
+async fn cancelled(rx: &mut watch::Receiver<bool>) {
+    // An error means the ConnCtl is gone, which also ends the connection.
+    let _ = rx.wait_for(|c| *c).await;
+}
+
+/// The driver's side of a connection: the writer queue and the cancel switch.
+#[derive(Debug)]
+pub(crate) struct ConnWriter {
+    pub tx: mpsc::Sender<Outgoing>,
+    pub ctl: Arc<ConnCtl>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Limits and sizes of the transport layer.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Accepted connections at once (over all listeners); beyond it the oldest connection
+    /// that has not sent a single message yet is closed to make room, else the new one is.
+    pub max_connections: usize,
+    /// Messages queued per connection before the peer counts as stuck and is dropped.
+    pub write_queue: usize,
+    /// Largest message accepted from a stream; longer ones close the connection.
+    pub max_message_len: usize,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// Multicast TTL of datagrams we send.
+    pub multicast_ttl: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            write_queue: 1024,
+            max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
+            connect_timeout: Duration::from_secs(5),
+            multicast_ttl: 30,
+        }
+    }
+}
+
+/// State shared by the driver and the tasks it spawns.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: TransportConfig,
+    pub inbound: mpsc::Sender<Inbound>,
+    pub admission: Arc<Admission>,
+    pub wire_log: Option<WireLog>,
+    next_conn: AtomicU64,
+    /// Listener and receiver tasks stop when this turns true.
+    pub stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn new(
+        config: TransportConfig,
+        inbound: mpsc::Sender<Inbound>,
+        wire_log: Option<WireLog>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            admission: Admission::new(config.max_connections),
+            config,
+            inbound,
+            wire_log,
+            next_conn: AtomicU64::new(1),
+            stop: watch::channel(false).0,
+        })
+    }
+    pub fn conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Start the two tasks of a connection; returns the driver's handle on it.
+pub(crate) fn spawn_connection<S: MessageStream>(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    stream: S,
+    guard: Option<AdmitGuard>,
+    ctl: Arc<ConnCtl>,
+) -> ConnWriter {
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel(shared.config.write_queue.max(1));
+    let task = tokio::spawn(write_loop(conn, write, rx, ctl.clone()));
+    tokio::spawn(read_loop(
+        conn,
+        read,
+        shared.clone(),
+        guard,
+        ctl.subscribe(),
+    ));
+    ConnWriter { tx, ctl, task }
+}
+
+async fn read_loop<R: MessageRead>(
+    conn: ConnId,
+    mut read: R,
+    shared: Arc<Shared>,
+    mut guard: Option<AdmitGuard>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = read.recv() => match r {
+                Ok(Some((protocol, bytes))) => {
+                    if let Some(g) = guard.as_mut() {
+                        g.spoke();
+                    }
+                    let msg = Inbound::Message { conn, protocol, bytes };
+                    if shared.inbound.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    debug!(%conn, "closed by peer");
+                    break;
+                }
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
+                        warn!(%conn, "closing connection: {e}");
+                    } else {
+                        debug!(%conn, "connection error: {e}");
+                    }
+                    break;
+                }
+            },
+            _ = cancelled(&mut cancel) => {
+                debug!(%conn, "connection cancelled");
+                break;
+            }
+        }
+    }
+    // Free the connection slot before the driver hears of the close.
+    drop(guard);
+    let _ = shared.inbound.send(Inbound::Closed { conn }).await;
+}
+
+async fn write_loop<W: MessageWrite>(
+    conn: ConnId,
+    mut write: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    ctl: Arc<ConnCtl>,
+) {
+    const BATCH: usize = 64;
+    let mut cancel = ctl.subscribe();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n,
+            _ = cancelled(&mut cancel) => return,
+        };
+        if n == 0 {
+            break; // the driver dropped the queue: flush done, close.
+        }
+        let r = tokio::select! {
+            r = write.send(&batch) => r,
+            _ = cancelled(&mut cancel) => return,
+        };
+        if let Err(e) = r {
+            debug!(%conn, "write failed: {e}");
+            ctl.cancel();
+            return;
+        }
+        batch.clear();
+    }
+    let _ = write.close().await;
+}
+
+/// Accept connections until told to stop; errors back off (1 ms doubling to 1 s) instead
+/// of spinning, e.g. while out of file descriptors.
+pub(crate) async fn accept_loop<L: MessageListener>(
+    mut listener: L,
+    protocol: Protocol,
+    shared: Arc<Shared>,
+) {
+    let mut stop = shared.stop.subscribe();
+    let local = listener
+        .local_endpoint()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let mut backoff = Duration::from_millis(1);
+    let mut refused: u64 = 0;
+    let mut last_refusal_log = tokio::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = cancelled(&mut stop) => break,
+        };
+        let stream = match accepted {
+            Ok(s) => {
+                backoff = Duration::from_millis(1);
+                s
+            }
+            Err(e) if is_transient_accept_error(&e) => {
+                debug!(listener = %local, "accept: {e}");
+                continue;
+            }
+            Err(e) => {
+                warn!(listener = %local, "accept failed: {e}; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = cancelled(&mut stop) => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let meta = match stream.meta(protocol) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(listener = %local, "accepted connection vanished: {e}");
+                continue;
+            }
+        };
+        let conn = shared.conn_id();
+        let ctl = ConnCtl::new();
+        let Some(guard) = shared.admission.admit(conn, &ctl) else {
+            refused += 1;
+            let now = tokio::time::Instant::now();
+            if now - last_refusal_log >= Duration::from_secs(1) {
+                warn!(
+                    listener = %local,
+                    limit = shared.config.max_connections,
+                    refused,
+                    "connection limit reached; refusing new connections"
+                );
+                last_refusal_log = now;
+            }
+            drop(stream);
+            continue;
+        };
+        debug!(%conn, peer = %meta.peer, listener = %local, "accepted");
+        let writer = spawn_connection(&shared, conn, stream, Some(guard), ctl);
+        if shared
+            .inbound
+            .send(Inbound::Accepted { conn, meta, writer })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    debug!(listener = %local, "listener stopped");
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Open a connection to `endpoint` and start its tasks; reports `Connected` or
+/// `ConnectFailed` to the driver.
+pub(crate) fn spawn_connect(shared: &Arc<Shared>, endpoint: Endpoint, protocol: Protocol) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let timeout = shared.config.connect_timeout;
+        let result = match endpoint.transport {
+            TransportProto::Tcp | TransportProto::Mptcp => {
+                let mptcp = endpoint.transport == TransportProto::Mptcp;
+                match tokio::time::timeout(
+                    timeout,
+                    tcp::connect(&endpoint.addrs, protocol, mptcp, &shared.config),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => start_outbound(&shared, stream, protocol),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+                }
+            }
+            TransportProto::Sctp => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SCTP is not available in this build",
+            )),
+            TransportProto::Udp => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "UDP is not connection-oriented; use a datagram destination",
+            )),
+        };
+        let msg = match result {
+            Ok((conn, meta, writer)) => Inbound::Connected {
+                conn,
+                endpoint,
+                meta,
+                writer,
+            },
+            Err(error) => Inbound::ConnectFailed { endpoint, error },
+        };
+        let _ = shared.inbound.send(msg).await;
+    });
+}
+
+fn start_outbound<S: MessageStream>(
+    shared: &Arc<Shared>,
+    stream: S,
+    protocol: Protocol,
+) -> io::Result<(ConnId, RecvMeta, ConnWriter)> {
+    let meta = stream.meta(protocol)?;
+    let conn = shared.conn_id();
+    let writer = spawn_connection(shared, conn, stream, None, ConnCtl::new());
+    Ok((conn, meta, writer))
+}
+
+/// Peer addresses for a single-homed connection.
+pub(crate) fn single_homed(
+    protocol: Protocol,
+    transport: TransportProto,
+    peer: SocketAddr,
+) -> RecvMeta {
+    let ip: IpAddr = peer.ip();
+    RecvMeta {
+        protocol,
+        transport,
+        peer,
+        peer_addrs: vec![ip],
+    }
+}

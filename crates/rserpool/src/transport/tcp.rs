@@ -1,0 +1,249 @@
+//! TCP and MPTCP: ASAP/ENRP messages back-to-back on the byte stream, each delimited by
+//! its own Message Length and padded to 4 bytes (`spec/tcp-mapping.md` §4). A length
+//! below 4 or above the configured maximum closes the connection, as does an end of
+//! stream in the middle of a message.
+
+use std::io;
+use std::net::SocketAddr;
+
+use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
+use rserpool_wire::framing::Deframer;
+use rserpool_wire::Protocol;
+use socket2::{Domain, Socket, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{
+    single_homed, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
+    TransportConfig,
+};
+
+/// Bytes read from the socket per `read` call (a stack buffer, not kept per connection).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A TCP (or MPTCP) connection carrying one protocol.
+#[derive(Debug)]
+pub struct TcpMessageStream {
+    stream: TcpStream,
+    protocol: Protocol,
+    max_message_len: usize,
+    transport: TransportProto,
+}
+
+impl TcpMessageStream {
+    pub fn new(stream: TcpStream, protocol: Protocol, max_message_len: usize, mptcp: bool) -> Self {
+        let _ = stream.set_nodelay(true);
+        Self {
+            stream,
+            protocol,
+            max_message_len,
+            transport: if mptcp {
+                TransportProto::Mptcp
+            } else {
+                TransportProto::Tcp
+            },
+        }
+    }
+}
+
+impl MessageStream for TcpMessageStream {
+    type Read = TcpReader;
+    type Write = TcpWriter;
+
+    fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta> {
+        Ok(single_homed(
+            protocol,
+            self.transport,
+            self.stream.peer_addr()?,
+        ))
+    }
+
+    fn into_split(self) -> (TcpReader, TcpWriter) {
+        let (r, w) = self.stream.into_split();
+        (
+            TcpReader {
+                stream: r,
+                deframer: Deframer::new(self.max_message_len),
+                protocol: self.protocol,
+            },
+            TcpWriter {
+                stream: w,
+                buf: Vec::new(),
+            },
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct TcpReader {
+    stream: OwnedReadHalf,
+    deframer: Deframer,
+    protocol: Protocol,
+}
+
+impl MessageRead for TcpReader {
+    async fn recv(&mut self) -> io::Result<Option<(Protocol, Vec<u8>)>> {
+        loop {
+            match self.deframer.next_message() {
+                Ok(Some(m)) => return Ok(Some((self.protocol, m.to_vec()))),
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+            // Wait without holding a buffer, so idle connections cost no read buffer.
+            self.stream.readable().await?;
+            let mut chunk = [0u8; READ_CHUNK];
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => {
+                    let left = self.deframer.buffered();
+                    if left == 0 {
+                        return Ok(None);
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("stream ended inside a message ({left} bytes of it received)"),
+                    ));
+                }
+                Ok(n) => self.deframer.push(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TcpWriter {
+    stream: OwnedWriteHalf,
+    buf: Vec<u8>,
+}
+
+impl MessageWrite for TcpWriter {
+    async fn send(&mut self, batch: &[Outgoing]) -> io::Result<()> {
+        self.buf.clear();
+        for m in batch {
+            self.buf.extend_from_slice(&m.bytes);
+            // Messages are padded to 4 bytes on the stream.
+            let pad = (4 - m.bytes.len() % 4) % 4;
+            self.buf.extend_from_slice(&[0u8; 3][..pad]);
+        }
+        let r = self.stream.write_all(&self.buf).await;
+        if self.buf.capacity() > 256 * 1024 {
+            self.buf = Vec::new();
+        }
+        r
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.stream.shutdown().await
+    }
+}
+
+/// A TCP (or MPTCP) listener.
+#[derive(Debug)]
+pub struct TcpMessageListener {
+    listener: TcpListener,
+    protocol: Protocol,
+    max_message_len: usize,
+    mptcp: bool,
+}
+
+impl MessageListener for TcpMessageListener {
+    type Stream = TcpMessageStream;
+
+    async fn accept(&mut self) -> io::Result<TcpMessageStream> {
+        let (s, _) = self.listener.accept().await?;
+        Ok(TcpMessageStream::new(
+            s,
+            self.protocol,
+            self.max_message_len,
+            self.mptcp,
+        ))
+    }
+
+    fn local_endpoint(&self) -> io::Result<Endpoint> {
+        let addr = self.listener.local_addr()?;
+        Ok(Endpoint {
+            transport: if self.mptcp {
+                TransportProto::Mptcp
+            } else {
+                TransportProto::Tcp
+            },
+            addrs: vec![addr],
+        })
+    }
+}
+
+/// Listen backlog (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+fn socket_for(addr: &SocketAddr, mptcp: bool) -> io::Result<Socket> {
+    let domain = Domain::for_address(*addr);
+    let proto = if mptcp {
+        Some(socket2::Protocol::MPTCP)
+    } else {
+        Some(socket2::Protocol::TCP)
+    };
+    Socket::new(domain, Type::STREAM, proto)
+}
+
+/// Bind a listener. An IPv6 address is bound with `IPV6_V6ONLY`, so `[::]:3863` and
+/// `0.0.0.0:3863` can be bound side by side.
+pub fn bind(
+    addr: SocketAddr,
+    protocol: Protocol,
+    mptcp: bool,
+    config: &TransportConfig,
+) -> io::Result<TcpMessageListener> {
+    let socket = socket_for(&addr, mptcp)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    let listener = TcpListener::from_std(socket.into())?;
+    Ok(TcpMessageListener {
+        listener,
+        protocol,
+        max_message_len: config.max_message_len,
+        mptcp,
+    })
+}
+
+/// Connect to the first address of `addrs` that answers.
+pub async fn connect(
+    addrs: &[SocketAddr],
+    protocol: Protocol,
+    mptcp: bool,
+    config: &TransportConfig,
+) -> io::Result<TcpMessageStream> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+    for addr in addrs {
+        let r = if mptcp {
+            connect_mptcp(*addr).await
+        } else {
+            TcpStream::connect(addr).await
+        };
+        match r {
+            Ok(s) => {
+                return Ok(TcpMessageStream::new(
+                    s,
+                    protocol,
+                    config.max_message_len,
+                    mptcp,
+                ))
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn connect_mptcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket_for(&addr, true)?;
+    socket.set_nonblocking(true)?;
+    let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+    socket.connect(addr).await
+}
