@@ -211,7 +211,7 @@ fn start_registrar(listen: &str, wire_log: &Path, extra: &[&str]) -> Registrar {
             "--keepalive-interval",
             "500ms",
             "--keepalive-timeout",
-            "500ms",
+            "2s",
         ]);
     }
     args.extend_from_slice(extra);
