@@ -4,8 +4,8 @@
 //! (one connection or association, split into a reader and a writer half), and the halves
 //! [`MessageRead`] / [`MessageWrite`] that move whole messages tagged with their
 //! [`Protocol`]. TCP and MPTCP ([`tcp`]) frame messages back-to-back with the
-//! [`Deframer`](rserpool_wire::framing::Deframer); kernel SCTP keeps message boundaries and
-//! carries the protocol in the PPID. Everything above this module (connection tasks, the
+//! [`Deframer`](rserpool_wire::framing::Deframer); kernel SCTP ([`sctp`], over
+//! [`crate::sctp`]) keeps message boundaries and carries the protocol in the PPID. Everything above this module (connection tasks, the
 //! connection limit, the driver) is written once against the traits.
 //!
 //! Each connection runs two tasks: a reader that feeds whole messages into the driver's
@@ -14,6 +14,7 @@
 //! the connection is cancelled ([`ConnCtl`]).
 
 pub mod limit;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
@@ -425,10 +426,14 @@ pub(crate) fn spawn_connect(shared: &Arc<Shared>, endpoint: Endpoint, protocol: 
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
-            TransportProto::Sctp => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "SCTP is not available in this build",
-            )),
+            TransportProto::Sctp => {
+                match tokio::time::timeout(timeout, sctp::connect(&endpoint, &shared.config)).await
+                {
+                    Ok(Ok(stream)) => start_outbound(&shared, stream, protocol),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+                }
+            }
             TransportProto::Udp => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "UDP is not connection-oriented; use a datagram destination",
