@@ -334,7 +334,7 @@ pub fn raise_fd_limit(max_connections: usize) {
         maximum: cur.maximum,
     };
     match setrlimit(Resource::Nofile, new) {
-        Ok(()) if target < want => tracing::warn!(
+        Ok(()) if target < max_connections as u64 => tracing::warn!(
             "open-file limit {target} is below what {max_connections} connections need"
         ),
         Ok(()) => {}
