@@ -216,7 +216,9 @@ async fn pump(
                 }
             },
             r = rd.read(&mut buf) => match r {
-                Ok(0) if outstanding.is_empty() => return End::ClosedIdle,
+                // After our half-close the PE closing is the normal end of the session
+                // (discard never answers; echo has answered what it got).
+                Ok(0) if outstanding.is_empty() || *stdin_done => return End::ClosedIdle,
                 Ok(0) => return End::Failed("connection closed".into()),
                 Ok(n) => {
                     let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count();
