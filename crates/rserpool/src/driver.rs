@@ -141,6 +141,11 @@ impl<C: Core + 'static> DriverHandle<C> {
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
     }
+
+    /// Completes when the driver has stopped.
+    pub async fn stopped(&self) {
+        self.tx.closed().await;
+    }
 }
 
 struct ConnEntry {
