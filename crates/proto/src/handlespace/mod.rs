@@ -34,7 +34,7 @@
 //!   private randomized policies clamp their weight to at least 1.
 //! * All sorted keys are clamped to `0xFFFFFFFF` (RSPLIB `sat`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -202,7 +202,12 @@ pub struct Handlespace {
     pes: Vec<Option<PeRecord>>,
     pe_free: Vec<u32>,
     len: usize,
+    /// Sorted pool index (for [`Handlespace::pools`]).
     by_handle: BTreeMap<PoolHandle, u32>,
+    /// Hashed pool index for lookups: a B-tree lookup over 100k heap-allocated handles
+    /// costs a cache miss per comparison. Only used for lookups, never iterated, so its
+    /// random hash keys cannot make behaviour nondeterministic.
+    lookup: HashMap<PoolHandle, u32>,
     pools: Vec<Option<Pool>>,
     pool_free: Vec<u32>,
     owners: BTreeMap<ServerId, OwnerIndex>,
@@ -256,6 +261,7 @@ impl Handlespace {
             pe_free: Vec::new(),
             len: 0,
             by_handle: BTreeMap::new(),
+            lookup: HashMap::new(),
             pools: Vec::new(),
             pool_free: Vec::new(),
             owners: BTreeMap::new(),
@@ -273,7 +279,7 @@ impl Handlespace {
     // internal lookups
 
     fn pool_idx(&self, handle: &PoolHandle) -> Option<u32> {
-        self.by_handle.get(handle).copied()
+        self.lookup.get(handle).copied()
     }
 
     fn pool(&self, p: u32) -> &Pool {
@@ -527,6 +533,7 @@ impl Handlespace {
             }
         };
         self.by_handle.insert(handle.clone(), p);
+        self.lookup.insert(handle.clone(), p);
         p
     }
 
@@ -637,6 +644,7 @@ impl Handlespace {
         if pool.members.is_empty() {
             let pool = self.pools[p as usize].take().expect("live pool");
             self.by_handle.remove(&pool.handle);
+            self.lookup.remove(&pool.handle);
             self.pool_free.push(p);
         }
         self.pe_free.push(i);
@@ -979,6 +987,7 @@ impl Handlespace {
             live_pools += 1;
             assert!(!pool.members.is_empty(), "empty pool kept");
             assert_eq!(self.by_handle.get(&pool.handle), Some(&(p as u32)));
+            assert_eq!(self.lookup.get(&pool.handle), Some(&(p as u32)));
             for (id, &i) in &pool.members {
                 let r = self.pes[i as usize].as_ref().expect("member is live");
                 assert_eq!(r.pool, p as u32, "member points to another pool");
@@ -1022,6 +1031,7 @@ impl Handlespace {
         }
         assert_eq!(members, self.len, "members total");
         assert_eq!(live_pools, self.by_handle.len(), "pool count");
+        assert_eq!(live_pools, self.lookup.len(), "pool lookup count");
         // owners
         let mut owned = 0usize;
         for (owner, o) in &self.owners {
