@@ -252,6 +252,29 @@ fn transport_tlv(t: &UserTransport) -> Vec<u8> {
     out
 }
 
+/// Overwrite a stored PE with its re-registration. Unchanged transports are kept, so the
+/// (cold) stored allocations are not freed; the (hot) new ones are dropped instead.
+fn store_pe(old: &mut PoolElement, new: PoolElement) {
+    let PoolElement {
+        id,
+        home_registrar,
+        registration_life,
+        user_transport,
+        policy,
+        asap_transport,
+    } = new;
+    old.id = id;
+    old.home_registrar = home_registrar;
+    old.registration_life = registration_life;
+    old.policy = policy;
+    if old.user_transport != user_transport {
+        old.user_transport = user_transport;
+    }
+    if old.asap_transport != asap_transport {
+        old.asap_transport = asap_transport;
+    }
+}
+
 impl Handlespace {
     pub fn new(config: HandlespaceConfig, rng_seed: u64) -> Self {
         Self {
@@ -591,7 +614,7 @@ impl Handlespace {
         // Whether the PE was in the ring must be read before it is taken out of it.
         let was_in_ring = self.rec(i).key.is_some();
         self.with_reattach(p, i, |r| {
-            r.entry.pe = pe;
+            store_pe(&mut r.entry.pe, pe);
             r.entry.sel.deg = 0;
             if let Policy::WeightedRoundRobin { weight } = r.entry.pe.policy {
                 if !was_in_ring || r.entry.sel.wrr_virtual == 0 {
