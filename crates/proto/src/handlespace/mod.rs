@@ -15,8 +15,9 @@
 //! * Timers: ONE ordered queue `BTreeMap<(deadline, seq), slot>`; at most one timer per
 //!   PE, remembered in its record so it can be replaced or cleared in O(log n).
 //! * Selection: per pool either an ordered set `(SortKey, seq, slot)` (RR, WRR, PRIO, LU,
-//!   LUD, PLU, PLUD and the LU-DPF family) or a Fenwick tree of weights (RAND, WRAND,
-//!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD). See [`policy`].
+//!   LUD, PLU, PLUD and the LU-DPF family), a 16-ary cumulative-weight tree (WRAND,
+//!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD) or, for RAND, a dense array sampled by a partial
+//!   Fisher–Yates shuffle. See [`policy`].
 //!
 //! # Complexity (n = PEs in the pool, N = PEs selected, k = PEs of one owner)
 //!
@@ -46,13 +47,13 @@ use rserpool_wire::{
     TransportKind, UserTransport,
 };
 
-mod fenwick;
 pub mod policy;
 pub mod pu;
+mod sumtree;
 
-use fenwick::WeightTree;
 use policy::{Engine, SelState, SortKey};
 pub use pu::PuCache;
+use sumtree::WeightTree;
 
 const NIL: u32 = u32::MAX;
 
@@ -163,7 +164,7 @@ struct PeRecord {
     owner_next: u32,
     /// (deadline, queue sequence, kind)
     timer: Option<(Instant, u64, TimerKind)>,
-    /// Weighted engine: slot in the pool's weight tree.
+    /// Weighted engine: slot in the pool's weight tree; RAND: position in the array.
     slot: u32,
     /// Sorted engine: current key in the pool's ordered set (`None` = not selectable).
     key: Option<SortKey>,
@@ -173,6 +174,9 @@ struct PeRecord {
 enum Selector {
     Sorted(BTreeSet<(SortKey, u64, u32)>),
     Weighted(WeightTree),
+    /// RAND: a dense array of the pool's PEs (`PeRecord::slot` = position); a selection
+    /// is a partial Fisher–Yates shuffle, undone afterwards. O(1) per chosen PE.
+    Uniform(Vec<u32>),
 }
 
 #[derive(Clone, Debug)]
@@ -423,15 +427,32 @@ impl Handlespace {
                     tree.set(r.slot, w);
                 }
             }
+            Selector::Uniform(all) => {
+                if r.slot == NIL {
+                    r.slot = all.len() as u32;
+                    all.push(i);
+                }
+            }
         }
     }
 
-    fn sel_remove(pool: &mut Pool, i: u32, r: &mut PeRecord) {
+    /// Take the PE out of every selection structure. RAND: returns the PE moved into the
+    /// freed array position, which the caller must re-point.
+    fn sel_remove(pool: &mut Pool, i: u32, r: &mut PeRecord) -> Option<(u32, u32)> {
         Self::sel_detach(pool, i, r);
-        if let Selector::Weighted(tree) = &mut pool.sel {
-            if r.slot != NIL {
-                tree.remove(r.slot);
-                r.slot = NIL;
+        let slot = std::mem::replace(&mut r.slot, NIL);
+        if slot == NIL {
+            return None;
+        }
+        match &mut pool.sel {
+            Selector::Sorted(_) => None,
+            Selector::Weighted(tree) => {
+                tree.remove(slot);
+                None
+            }
+            Selector::Uniform(all) => {
+                all.swap_remove(slot as usize);
+                all.get(slot as usize).map(|&moved| (moved, slot))
             }
         }
     }
@@ -541,6 +562,7 @@ impl Handlespace {
             transport: pe.user_transport.clone(),
             members: BTreeMap::new(),
             sel: match engine {
+                _ if pe.policy.policy_type() == PolicyType::RANDOM => Selector::Uniform(Vec::new()),
                 Engine::Sorted => Selector::Sorted(BTreeSet::new()),
                 Engine::Weighted => Selector::Weighted(WeightTree::new()),
             },
@@ -662,13 +684,16 @@ impl Handlespace {
         self.owner_unlink(i, owner, block);
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         let mut rec = self.pes[i as usize].take().expect("live PE");
-        Self::sel_remove(pool, i, &mut rec);
+        let moved = Self::sel_remove(pool, i, &mut rec);
         pool.members.remove(&id);
         if pool.members.is_empty() {
             let pool = self.pools[p as usize].take().expect("live pool");
             self.by_handle.remove(&pool.handle);
             self.lookup.remove(&pool.handle);
             self.pool_free.push(p);
+        }
+        if let Some((m, pos)) = moved {
+            self.rec_mut(m).slot = pos;
         }
         self.pe_free.push(i);
         self.len -= 1;
@@ -932,6 +957,21 @@ impl Handlespace {
                     }
                 }
             }
+            Selector::Uniform(all) => {
+                let m = n.min(all.len());
+                let mut swaps = Vec::with_capacity(m);
+                for k in 0..m {
+                    let j = k + self.rng.gen_range(0..all.len() - k);
+                    all.swap(k, j);
+                    swaps.push(j);
+                    let r = pes[all[k] as usize].as_mut().expect("live PE");
+                    out.push(r.entry.pe.id);
+                    r.entry.sel.selected += 1;
+                }
+                for (k, j) in swaps.into_iter().enumerate().rev() {
+                    all.swap(k, j);
+                }
+            }
             Selector::Weighted(tree) => {
                 let mut picked: Vec<u32> = Vec::with_capacity(n.min(tree.len()));
                 for _ in 0..n.min(tree.len()) {
@@ -967,7 +1007,7 @@ impl Handlespace {
                     .map(|&(_, _, i)| self.rec(i).entry.pe.id)
                     .collect(),
             ),
-            Selector::Weighted(_) => None,
+            Selector::Weighted(_) | Selector::Uniform(_) => None,
         }
     }
 
@@ -1048,6 +1088,14 @@ impl Handlespace {
                     }
                     for (slot, o, _) in tree.iter() {
                         assert_eq!(self.rec(o).slot, slot, "slot back link");
+                    }
+                }
+                Selector::Uniform(all) => {
+                    assert_eq!(all.len(), pool.members.len(), "uniform array size");
+                    for &i in pool.members.values() {
+                        let r = self.rec(i);
+                        assert!(r.key.is_none());
+                        assert_eq!(all.get(r.slot as usize), Some(&i), "array position");
                     }
                 }
             }
