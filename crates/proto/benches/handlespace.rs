@@ -8,13 +8,14 @@
 //!
 //! `HS_BENCH_CLOCK=cpu` makes every measurement report the thread's on-CPU time
 //! (`/proc/thread-self/schedstat`) instead of wall time — for a shared, loaded machine,
-//! where wall time mostly measures waiting for a core.
+//! where wall time mostly measures waiting for a core. That counter only advances at
+//! scheduler ticks and switches, so every group uses flat sampling (equal, long samples).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rserpool_proto::handlespace::{Handlespace, HandlespaceConfig, TimerKind};
@@ -178,7 +179,7 @@ fn big(c: &mut Criterion) {
 
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let mut g = c.benchmark_group("populated_1M");
-    g.sample_size(30);
+    g.sample_size(30).sampling_mode(SamplingMode::Flat);
     // Insert a new PE into a random existing pool (removed again outside the timing).
     let mut next_id = 1_000_000u32;
     g.bench_function("register_new", |b| {
@@ -256,7 +257,7 @@ fn big(c: &mut Criterion) {
 
     // Takeover of one owner's 100k PEs: each iteration moves them to a fresh owner id.
     let mut g = c.benchmark_group("owner_100k");
-    g.sample_size(10);
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
     let mut owner = 1u32;
     let mut fresh = 1000u32;
     g.bench_function("take_over", |b| {
@@ -342,7 +343,7 @@ fn one_pool(ty: PolicyType, size: u32) -> (Handlespace, PoolHandle) {
 fn selection(c: &mut Criterion) {
     for ty in SEL_POLICIES {
         let mut g = c.benchmark_group(format!("select3/{ty}"));
-        g.sample_size(30);
+        g.sample_size(30).sampling_mode(SamplingMode::Flat);
         for size in [100u32, 1_000, 10_000, 100_000] {
             let (mut hs, h) = one_pool(ty, size);
             g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
