@@ -7,8 +7,9 @@
 //!   `u32` slot index. A PE record holds the [`PeEntry`] (the registered
 //!   [`PoolElement`], registrar [`Bookkeeping`], private selection state) plus the links
 //!   into every index below.
-//! * Pools: `BTreeMap<PoolHandle, pool index>` (sorted iteration), each pool holding a
-//!   `BTreeMap<PeId, slot>` of its members and its selection structure.
+//! * Pools: `HashMap<PoolHandle, pool index>` for lookups plus a `BTreeMap` of the same
+//!   for sorted iteration; each pool holds a `BTreeMap<PeId, slot>` of its members and its
+//!   selection structure.
 //! * Owners: per home registrar an intrusive doubly linked list through the PE records
 //!   (O(1) link/unlink, O(k) walk) with the PE count and the incrementally maintained
 //!   RFC 5353 PE checksum.
@@ -31,6 +32,12 @@
 //!   number and the WRR counter step; degradation (`deg += D`) is applied to *every*
 //!   returned PE (RFC rule), also for RLUD / RPLUD ("intended" behaviour).
 //! * WRR PEs with weight 0 are not in the ring (never selected).
+//! * WRAND-DPF: `W − round(W·dist·wdpf/MAX)`; a negative result becomes 1, exactly 0
+//!   stays 0 (policies.md §3, read literally).
+//! * The pool's policy (announced to PUs, carried in cause 0x5) is the Policy TLV of the
+//!   PE that created the pool ([`Handlespace::pool_policy_value`]).
+//! * `registered_at` is set on the first registration and kept on re-registration;
+//!   re-registration keeps all bookkeeping and the timer.
 //! * RLU uses the RFC weight `MAX − load` (a fully loaded PE is never drawn); the RSPLIB
 //!   private randomized policies clamp their weight to at least 1.
 //! * All sorted keys are clamped to `0xFFFFFFFF` (RSPLIB `sat`).
