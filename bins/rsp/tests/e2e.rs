@@ -207,12 +207,7 @@ fn start_registrar(listen: &str, wire_log: &Path, extra: &[&str]) -> Registrar {
     ];
     // Short keep-alives by default so dead PEs vanish quickly; a test may set its own.
     if !extra.contains(&"--keepalive-timeout") {
-        args.extend_from_slice(&[
-            "--keepalive-interval",
-            "500ms",
-            "--keepalive-timeout",
-            "2s",
-        ]);
+        args.extend_from_slice(&["--keepalive-interval", "500ms", "--keepalive-timeout", "2s"]);
     }
     args.extend_from_slice(extra);
     let proc = Proc::spawn("registrar", &args, wire_log);

@@ -43,7 +43,6 @@
 //! * All sorted keys are clamped to `0xFFFFFFFF` (RSPLIB `sat`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -229,38 +228,6 @@ pub struct Handlespace {
 
 fn transport_param_type(t: &UserTransport) -> Option<u16> {
     t.as_ip().map(|t| t.kind.param_type().0)
-}
-
-/// Encode a user transport as its TLV (for the information of cause 0x7).
-fn transport_tlv(t: &UserTransport) -> Vec<u8> {
-    fn tlv(out: &mut Vec<u8>, ty: u16, body: &[u8]) {
-        let len = u16::try_from(4 + body.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&ty.to_be_bytes());
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(body);
-        let padded = out.len().next_multiple_of(4);
-        out.resize(padded, 0);
-    }
-    let mut out = Vec::new();
-    match t {
-        UserTransport::Ip(ip) => {
-            let mut body = Vec::new();
-            body.extend_from_slice(&ip.port.to_be_bytes());
-            body.extend_from_slice(&ip.use_field.0.to_be_bytes());
-            if let TransportKind::Dccp { service_code } = ip.kind {
-                body.extend_from_slice(&service_code.to_be_bytes());
-            }
-            for a in &ip.addrs {
-                match a {
-                    IpAddr::V4(v4) => tlv(&mut body, 0x0001, &v4.octets()),
-                    IpAddr::V6(v6) => tlv(&mut body, 0x0002, &v6.octets()),
-                }
-            }
-            tlv(&mut out, ip.kind.param_type().0, &body);
-        }
-        UserTransport::Opaque(d) => tlv(&mut out, 0x0010, d),
-    }
-    out
 }
 
 /// Overwrite a stored PE with its re-registration. Unchanged transports are kept, so the
@@ -508,7 +475,7 @@ impl Handlespace {
                     return Err(RegisterError {
                         cause: Cause::with_info(
                             CauseCode::INCONSISTENT_TRANSPORT,
-                            transport_tlv(&pool.transport),
+                            rserpool_wire::codec::user_transport_tlv(&pool.transport),
                         ),
                     });
                 }
