@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use rserpool::driver::{Driver, DriverConfig, DriverHandle};
-use rserpool::transport::{tcp, TransportConfig};
+use rserpool::transport::{sctp, tcp, MessageListener, TransportConfig};
 use rserpool::url::parse_endpoint;
 use rserpool::wirelog::WireLog;
 use rserpool_proto::handlespace::HandlespaceConfig;
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::{Registrar, RegistrarConfig, RegistrarEvent};
-use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, ASAP_PORT};
+use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, TransportUse, ASAP_PORT};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -50,7 +50,8 @@ pub struct RegistrarArgs {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Endpoint to listen on for ASAP (repeatable), e.g. tcp://0.0.0.0:3863,
-    /// tcp://[::1]:0 (0 = ephemeral). Default: tcp://0.0.0.0:3863 and tcp://[::]:3863.
+    /// tcp://[::1]:0 (0 = ephemeral), sctp://10.0.0.1,10.0.0.2:3863 (multi-homed; needs a
+    /// kernel with SCTP), mptcp://…. Default: tcp://0.0.0.0:3863 and tcp://[::]:3863.
     #[arg(long = "listen", short = 'l', value_name = "URL")]
     #[serde(default)]
     pub listen: Vec<String>,
@@ -215,8 +216,7 @@ impl Settings {
         for u in &urls {
             let ep = parse_endpoint(u, ASAP_PORT).with_context(|| format!("listen {u:?}"))?;
             match ep.transport {
-                TransportProto::Tcp | TransportProto::Mptcp => {}
-                TransportProto::Sctp => bail!("listen {u:?}: SCTP is not available in this build"),
+                TransportProto::Tcp | TransportProto::Mptcp | TransportProto::Sctp => {}
                 TransportProto::Udp => {
                     bail!("listen {u:?}: ASAP listens on TCP (or SCTP), not UDP")
                 }
@@ -320,7 +320,7 @@ pub fn run(args: &RegistrarArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Raise the soft open-file limit towards what the connection limit needs.
-fn raise_fd_limit(max_connections: usize) {
+pub fn raise_fd_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let want = max_connections as u64 + 256;
     let cur = getrlimit(Resource::Nofile);
@@ -387,28 +387,40 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         Some(p) => Some(WireLog::open(p).with_context(|| format!("wire log {}", p.display()))?),
         None => WireLog::from_env(),
     };
-    let mut listeners = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    let mut sctp_listeners = Vec::new();
     for ep in &cfg.listen {
         let Some(addr) = ep.primary() else { continue };
-        let mptcp = ep.transport == TransportProto::Mptcp;
-        match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
-            Ok(l) => listeners.push(l),
+        let bound = match ep.transport {
+            TransportProto::Sctp => sctp::bind(ep, &cfg.transport).map(|l| sctp_listeners.push(l)),
+            _ => {
+                let mptcp = ep.transport == TransportProto::Mptcp;
+                tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport)
+                    .map(|l| tcp_listeners.push(l))
+            }
+        };
+        match bound {
+            Ok(()) => {}
             Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
                 tracing::warn!("not listening on {ep}: {e}");
             }
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
         }
     }
-    if listeners.is_empty() {
+    // Announce the endpoints actually bound (with their real ports).
+    let bound: Vec<Endpoint> = tcp_listeners
+        .iter()
+        .filter_map(|l| l.local_endpoint().ok())
+        .chain(
+            sctp_listeners
+                .iter()
+                .filter_map(|l| l.local_endpoint().ok()),
+        )
+        .collect();
+    if bound.is_empty() {
         bail!("no listening endpoint could be bound");
     }
-    // Announce the endpoints actually bound (with their real ports).
-    cfg.core.asap_transports = listeners
-        .iter()
-        .filter_map(|l| rserpool::transport::MessageListener::local_endpoint(l).ok())
-        .filter_map(|e| e.primary())
-        .map(|a| TransportAddr::tcp(a.port(), a.ip()))
-        .collect();
+    cfg.core.asap_transports = bound.iter().filter_map(announce_transport).collect();
     let unit = cfg.core.lifetime_unit;
     let core = Registrar::new(cfg.core.clone(), rserpool::random_seed());
     let server_id = core.server_id();
@@ -418,7 +430,10 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         ..DriverConfig::default()
     };
     let (mut driver, handle) = Driver::new(core, driver_cfg, log_event);
-    for l in listeners {
+    for l in tcp_listeners {
+        driver.listen(l, Protocol::Asap);
+    }
+    for l in sctp_listeners {
         driver.listen(l, Protocol::Asap);
     }
     let endpoints = driver.local_endpoints().to_vec();
@@ -448,6 +463,19 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         admin,
         task,
         stop,
+    })
+}
+
+/// The transport TLV announcing a listening endpoint.
+fn announce_transport(ep: &Endpoint) -> Option<TransportAddr> {
+    let port = ep.primary()?.port();
+    Some(match ep.transport {
+        TransportProto::Sctp => TransportAddr::sctp(
+            port,
+            TransportUse::DATA_ONLY,
+            ep.addrs.iter().map(|a| a.ip()).collect(),
+        ),
+        _ => TransportAddr::tcp(port, ep.primary()?.ip()),
     })
 }
 

@@ -865,3 +865,41 @@ fn raise_fd_limit(want: u64) {
         "hard open-file limit {target} is below {want}"
     );
 }
+
+#[test]
+fn bench_runs_and_prints_its_table() {
+    bounded(Duration::from_secs(120), || {
+        for workload in ["resolve", "register"] {
+            let out = Command::new(RSP)
+                .args([
+                    "bench",
+                    workload,
+                    "--duration",
+                    "300ms",
+                    "--clients",
+                    "1,4",
+                    "--rounds",
+                    "1",
+                ])
+                .env_remove("RSERPOOL_WIRE_LOG")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("ratio"), "{text}");
+            let rows: Vec<&str> = text
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("registrar"))
+                .collect();
+            assert_eq!(rows.len(), 2, "{text}");
+            for line in rows {
+                let errors: u64 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
+                assert_eq!(errors, 0, "{line}");
+            }
+        }
+    });
+}
