@@ -627,3 +627,96 @@ fn wrr_weight_zero_round_trip() {
         1,
     );
 }
+
+fn any_policy() -> impl Strategy<Value = Policy> {
+    prop_oneof![
+        8 => (any::<u32>(), proptest::collection::vec(any::<u32>(), 4)).prop_filter_map(
+            "known type",
+            |(i, v)| {
+                let types: Vec<PolicyType> = PolicyType::all().collect();
+                Policy::from_values(types[i as usize % types.len()], &v)
+            }
+        ),
+        1 => (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..12)).prop_map(
+            |(t, data)| Policy::Unknown { policy_type: PolicyType(t), data }
+        ),
+    ]
+}
+
+fn any_transport() -> impl Strategy<Value = UserTransport> {
+    prop_oneof![
+        (
+            any::<u16>(),
+            0u16..3,
+            proptest::collection::vec(any::<u32>(), 0..3)
+        )
+            .prop_map(|(port, u, addrs)| UserTransport::Ip(TransportAddr::sctp(
+                port,
+                rserpool_wire::TransportUse(u),
+                addrs
+                    .into_iter()
+                    .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+                    .collect(),
+            ))),
+        any::<u32>()
+            .prop_map(|a| UserTransport::Ip(TransportAddr::udp(1, IpAddr::V4(Ipv4Addr::from(a))))),
+        proptest::collection::vec(any::<u8>(), 0..8).prop_map(UserTransport::Opaque),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Arbitrary registrations (any handle bytes and length, PE id, policy type and
+    /// values, transport) never panic; refusals carry the documented codes; selection of
+    /// whatever got in works for every policy.
+    #[test]
+    fn arbitrary_input_never_panics(
+        regs in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..80), prop_oneof![any::<u32>(), 0u32..4],
+             0u32..4, any_policy(), any_transport(), 0usize..200),
+            1..60),
+        seed in any::<u64>(),
+    ) {
+        let mut hs = Handlespace::new(HandlespaceConfig { max_pes: 40, ..HandlespaceConfig::default() }, seed);
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        for (h, id, owner, policy, transport, n) in regs {
+            let h = PoolHandle::new(h);
+            let known = !matches!(policy, Policy::Unknown { .. });
+            let pe = PoolElement {
+                id: PeId(id),
+                home_registrar: ServerId(owner),
+                registration_life: 0,
+                user_transport: transport,
+                policy,
+                asap_transport: None,
+            };
+            match hs.register(now, &h, pe) {
+                Ok(_) => {
+                    prop_assert!(id != 0 && !h.is_empty() && h.len() <= 64 && known);
+                }
+                Err(e) => {
+                    let c = e.cause.code;
+                    prop_assert!(
+                        [CauseCode::INVALID_VALUES, CauseCode::INCONSISTENT_POLICY,
+                         CauseCode::LACK_OF_RESOURCES, CauseCode::INCONSISTENT_TRANSPORT,
+                         CauseCode::INCONSISTENT_DATA_CONTROL].contains(&c),
+                        "unexpected cause {:?}", c
+                    );
+                    if id == 0 || h.is_empty() || h.len() > 64 || !known {
+                        prop_assert_eq!(c, CauseCode::INVALID_VALUES);
+                    }
+                }
+            }
+            let _ = hs.select(&h, n);
+            hs.update_load(&h, PeId(id), id);
+            hs.check_invariants();
+        }
+        let pools: Vec<PoolHandle> = hs.pools().cloned().collect();
+        for h in pools {
+            let v = hs.select(&h, usize::MAX).expect("pool");
+            prop_assert!(v.len() <= hs.pool_len(&h));
+        }
+    }
+}

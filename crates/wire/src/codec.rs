@@ -1221,6 +1221,17 @@ pub fn policy_tlv(p: &Policy) -> Vec<u8> {
     v
 }
 
+/// Encode a user transport as its TLV (e.g. for cause 0x7's information).
+pub fn user_transport_tlv(t: &UserTransport) -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut w = Writer::new(&mut v);
+    match t {
+        UserTransport::Ip(ip) => encode_transport(&mut w, ip),
+        UserTransport::Opaque(b) => encode_bytes_param(&mut w, ParamType::OPAQUE_TRANSPORT, b),
+    }
+    v
+}
+
 /// Decode a standalone Policy TLV (e.g. the info of cause 0x5).
 pub fn decode_policy_tlv(buf: &[u8]) -> Result<Policy, DecodeError> {
     let mut r = Reader::new(buf, 0);

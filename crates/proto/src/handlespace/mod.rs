@@ -7,16 +7,18 @@
 //!   `u32` slot index. A PE record holds the [`PeEntry`] (the registered
 //!   [`PoolElement`], registrar [`Bookkeeping`], private selection state) plus the links
 //!   into every index below.
-//! * Pools: `BTreeMap<PoolHandle, pool index>` (sorted iteration), each pool holding a
-//!   `BTreeMap<PeId, slot>` of its members and its selection structure.
+//! * Pools: `HashMap<PoolHandle, pool index>` for lookups plus a `BTreeMap` of the same
+//!   for sorted iteration; each pool holds a `BTreeMap<PeId, slot>` of its members and its
+//!   selection structure.
 //! * Owners: per home registrar an intrusive doubly linked list through the PE records
 //!   (O(1) link/unlink, O(k) walk) with the PE count and the incrementally maintained
 //!   RFC 5353 PE checksum.
 //! * Timers: ONE ordered queue `BTreeMap<(deadline, seq), slot>`; at most one timer per
 //!   PE, remembered in its record so it can be replaced or cleared in O(log n).
 //! * Selection: per pool either an ordered set `(SortKey, seq, slot)` (RR, WRR, PRIO, LU,
-//!   LUD, PLU, PLUD and the LU-DPF family) or a Fenwick tree of weights (RAND, WRAND,
-//!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD). See [`policy`].
+//!   LUD, PLU, PLUD and the LU-DPF family), a 16-ary cumulative-weight tree (WRAND,
+//!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD) or, for RAND, a dense array sampled by a partial
+//!   Fisher–Yates shuffle. See [`policy`].
 //!
 //! # Complexity (n = PEs in the pool, N = PEs selected, k = PEs of one owner)
 //!
@@ -30,12 +32,17 @@
 //!   number and the WRR counter step; degradation (`deg += D`) is applied to *every*
 //!   returned PE (RFC rule), also for RLUD / RPLUD ("intended" behaviour).
 //! * WRR PEs with weight 0 are not in the ring (never selected).
+//! * WRAND-DPF: `W − round(W·dist·wdpf/MAX)`; a negative result becomes 1, exactly 0
+//!   stays 0 (policies.md §3, read literally).
+//! * The pool's policy (announced to PUs, carried in cause 0x5) is the Policy TLV of the
+//!   PE that created the pool ([`Handlespace::pool_policy_value`]).
+//! * `registered_at` is set on the first registration and kept on re-registration;
+//!   re-registration keeps all bookkeeping and the timer.
 //! * RLU uses the RFC weight `MAX − load` (a fully loaded PE is never drawn); the RSPLIB
 //!   private randomized policies clamp their weight to at least 1.
 //! * All sorted keys are clamped to `0xFFFFFFFF` (RSPLIB `sat`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -46,13 +53,13 @@ use rserpool_wire::{
     TransportKind, UserTransport,
 };
 
-mod fenwick;
 pub mod policy;
 pub mod pu;
+mod sumtree;
 
-use fenwick::WeightTree;
 use policy::{Engine, SelState, SortKey};
 pub use pu::PuCache;
+use sumtree::WeightTree;
 
 const NIL: u32 = u32::MAX;
 
@@ -163,7 +170,7 @@ struct PeRecord {
     owner_next: u32,
     /// (deadline, queue sequence, kind)
     timer: Option<(Instant, u64, TimerKind)>,
-    /// Weighted engine: slot in the pool's weight tree.
+    /// Weighted engine: slot in the pool's weight tree; RAND: position in the array.
     slot: u32,
     /// Sorted engine: current key in the pool's ordered set (`None` = not selectable).
     key: Option<SortKey>,
@@ -173,6 +180,9 @@ struct PeRecord {
 enum Selector {
     Sorted(BTreeSet<(SortKey, u64, u32)>),
     Weighted(WeightTree),
+    /// RAND: a dense array of the pool's PEs (`PeRecord::slot` = position); a selection
+    /// is a partial Fisher–Yates shuffle, undone afterwards. O(1) per chosen PE.
+    Uniform(Vec<u32>),
 }
 
 #[derive(Clone, Debug)]
@@ -202,7 +212,12 @@ pub struct Handlespace {
     pes: Vec<Option<PeRecord>>,
     pe_free: Vec<u32>,
     len: usize,
+    /// Sorted pool index (for [`Handlespace::pools`]).
     by_handle: BTreeMap<PoolHandle, u32>,
+    /// Hashed pool index for lookups: a B-tree lookup over 100k heap-allocated handles
+    /// costs a cache miss per comparison. Only used for lookups, never iterated, so its
+    /// random hash keys cannot make behaviour nondeterministic.
+    lookup: HashMap<PoolHandle, u32>,
     pools: Vec<Option<Pool>>,
     pool_free: Vec<u32>,
     owners: BTreeMap<ServerId, OwnerIndex>,
@@ -215,36 +230,27 @@ fn transport_param_type(t: &UserTransport) -> Option<u16> {
     t.as_ip().map(|t| t.kind.param_type().0)
 }
 
-/// Encode a user transport as its TLV (for the information of cause 0x7).
-fn transport_tlv(t: &UserTransport) -> Vec<u8> {
-    fn tlv(out: &mut Vec<u8>, ty: u16, body: &[u8]) {
-        let len = u16::try_from(4 + body.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&ty.to_be_bytes());
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(body);
-        let padded = out.len().next_multiple_of(4);
-        out.resize(padded, 0);
+/// Overwrite a stored PE with its re-registration. Unchanged transports are kept, so the
+/// (cold) stored allocations are not freed; the (hot) new ones are dropped instead.
+fn store_pe(old: &mut PoolElement, new: PoolElement) {
+    let PoolElement {
+        id,
+        home_registrar,
+        registration_life,
+        user_transport,
+        policy,
+        asap_transport,
+    } = new;
+    old.id = id;
+    old.home_registrar = home_registrar;
+    old.registration_life = registration_life;
+    old.policy = policy;
+    if old.user_transport != user_transport {
+        old.user_transport = user_transport;
     }
-    let mut out = Vec::new();
-    match t {
-        UserTransport::Ip(ip) => {
-            let mut body = Vec::new();
-            body.extend_from_slice(&ip.port.to_be_bytes());
-            body.extend_from_slice(&ip.use_field.0.to_be_bytes());
-            if let TransportKind::Dccp { service_code } = ip.kind {
-                body.extend_from_slice(&service_code.to_be_bytes());
-            }
-            for a in &ip.addrs {
-                match a {
-                    IpAddr::V4(v4) => tlv(&mut body, 0x0001, &v4.octets()),
-                    IpAddr::V6(v6) => tlv(&mut body, 0x0002, &v6.octets()),
-                }
-            }
-            tlv(&mut out, ip.kind.param_type().0, &body);
-        }
-        UserTransport::Opaque(d) => tlv(&mut out, 0x0010, d),
+    if old.asap_transport != asap_transport {
+        old.asap_transport = asap_transport;
     }
-    out
 }
 
 impl Handlespace {
@@ -256,6 +262,7 @@ impl Handlespace {
             pe_free: Vec::new(),
             len: 0,
             by_handle: BTreeMap::new(),
+            lookup: HashMap::new(),
             pools: Vec::new(),
             pool_free: Vec::new(),
             owners: BTreeMap::new(),
@@ -273,7 +280,7 @@ impl Handlespace {
     // internal lookups
 
     fn pool_idx(&self, handle: &PoolHandle) -> Option<u32> {
-        self.by_handle.get(handle).copied()
+        self.lookup.get(handle).copied()
     }
 
     fn pool(&self, p: u32) -> &Pool {
@@ -394,15 +401,32 @@ impl Handlespace {
                     tree.set(r.slot, w);
                 }
             }
+            Selector::Uniform(all) => {
+                if r.slot == NIL {
+                    r.slot = all.len() as u32;
+                    all.push(i);
+                }
+            }
         }
     }
 
-    fn sel_remove(pool: &mut Pool, i: u32, r: &mut PeRecord) {
+    /// Take the PE out of every selection structure. RAND: returns the PE moved into the
+    /// freed array position, which the caller must re-point.
+    fn sel_remove(pool: &mut Pool, i: u32, r: &mut PeRecord) -> Option<(u32, u32)> {
         Self::sel_detach(pool, i, r);
-        if let Selector::Weighted(tree) = &mut pool.sel {
-            if r.slot != NIL {
-                tree.remove(r.slot);
-                r.slot = NIL;
+        let slot = std::mem::replace(&mut r.slot, NIL);
+        if slot == NIL {
+            return None;
+        }
+        match &mut pool.sel {
+            Selector::Sorted(_) => None,
+            Selector::Weighted(tree) => {
+                tree.remove(slot);
+                None
+            }
+            Selector::Uniform(all) => {
+                all.swap_remove(slot as usize);
+                all.get(slot as usize).map(|&moved| (moved, slot))
             }
         }
     }
@@ -451,7 +475,7 @@ impl Handlespace {
                     return Err(RegisterError {
                         cause: Cause::with_info(
                             CauseCode::INCONSISTENT_TRANSPORT,
-                            transport_tlv(&pool.transport),
+                            rserpool_wire::codec::user_transport_tlv(&pool.transport),
                         ),
                     });
                 }
@@ -512,6 +536,7 @@ impl Handlespace {
             transport: pe.user_transport.clone(),
             members: BTreeMap::new(),
             sel: match engine {
+                _ if pe.policy.policy_type() == PolicyType::RANDOM => Selector::Uniform(Vec::new()),
                 Engine::Sorted => Selector::Sorted(BTreeSet::new()),
                 Engine::Weighted => Selector::Weighted(WeightTree::new()),
             },
@@ -527,6 +552,7 @@ impl Handlespace {
             }
         };
         self.by_handle.insert(handle.clone(), p);
+        self.lookup.insert(handle.clone(), p);
         p
     }
 
@@ -584,7 +610,7 @@ impl Handlespace {
         // Whether the PE was in the ring must be read before it is taken out of it.
         let was_in_ring = self.rec(i).key.is_some();
         self.with_reattach(p, i, |r| {
-            r.entry.pe = pe;
+            store_pe(&mut r.entry.pe, pe);
             r.entry.sel.deg = 0;
             if let Policy::WeightedRoundRobin { weight } = r.entry.pe.policy {
                 if !was_in_ring || r.entry.sel.wrr_virtual == 0 {
@@ -632,12 +658,16 @@ impl Handlespace {
         self.owner_unlink(i, owner, block);
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         let mut rec = self.pes[i as usize].take().expect("live PE");
-        Self::sel_remove(pool, i, &mut rec);
+        let moved = Self::sel_remove(pool, i, &mut rec);
         pool.members.remove(&id);
         if pool.members.is_empty() {
             let pool = self.pools[p as usize].take().expect("live pool");
             self.by_handle.remove(&pool.handle);
+            self.lookup.remove(&pool.handle);
             self.pool_free.push(p);
+        }
+        if let Some((m, pos)) = moved {
+            self.rec_mut(m).slot = pos;
         }
         self.pe_free.push(i);
         self.len -= 1;
@@ -901,6 +931,21 @@ impl Handlespace {
                     }
                 }
             }
+            Selector::Uniform(all) => {
+                let m = n.min(all.len());
+                let mut swaps = Vec::with_capacity(m);
+                for k in 0..m {
+                    let j = k + self.rng.gen_range(0..all.len() - k);
+                    all.swap(k, j);
+                    swaps.push(j);
+                    let r = pes[all[k] as usize].as_mut().expect("live PE");
+                    out.push(r.entry.pe.id);
+                    r.entry.sel.selected += 1;
+                }
+                for (k, j) in swaps.into_iter().enumerate().rev() {
+                    all.swap(k, j);
+                }
+            }
             Selector::Weighted(tree) => {
                 let mut picked: Vec<u32> = Vec::with_capacity(n.min(tree.len()));
                 for _ in 0..n.min(tree.len()) {
@@ -936,7 +981,7 @@ impl Handlespace {
                     .map(|&(_, _, i)| self.rec(i).entry.pe.id)
                     .collect(),
             ),
-            Selector::Weighted(_) => None,
+            Selector::Weighted(_) | Selector::Uniform(_) => None,
         }
     }
 
@@ -979,6 +1024,7 @@ impl Handlespace {
             live_pools += 1;
             assert!(!pool.members.is_empty(), "empty pool kept");
             assert_eq!(self.by_handle.get(&pool.handle), Some(&(p as u32)));
+            assert_eq!(self.lookup.get(&pool.handle), Some(&(p as u32)));
             for (id, &i) in &pool.members {
                 let r = self.pes[i as usize].as_ref().expect("member is live");
                 assert_eq!(r.pool, p as u32, "member points to another pool");
@@ -1018,10 +1064,19 @@ impl Handlespace {
                         assert_eq!(self.rec(o).slot, slot, "slot back link");
                     }
                 }
+                Selector::Uniform(all) => {
+                    assert_eq!(all.len(), pool.members.len(), "uniform array size");
+                    for &i in pool.members.values() {
+                        let r = self.rec(i);
+                        assert!(r.key.is_none());
+                        assert_eq!(all.get(r.slot as usize), Some(&i), "array position");
+                    }
+                }
             }
         }
         assert_eq!(members, self.len, "members total");
         assert_eq!(live_pools, self.by_handle.len(), "pool count");
+        assert_eq!(live_pools, self.lookup.len(), "pool lookup count");
         // owners
         let mut owned = 0usize;
         for (owner, o) in &self.owners {

@@ -5,7 +5,7 @@
 //! * [`Engine::Sorted`]: the pool's PEs sit in an ordered set keyed by
 //!   `(SortKey, sequence number)`; a selection takes the first N entries and re-sequences
 //!   the first `MaxIncrement` of them (round robin among equal keys).
-//! * [`Engine::Weighted`]: the pool's PEs sit in a cumulative-weight (Fenwick) tree; a
+//! * [`Engine::Weighted`]: the pool's PEs sit in a cumulative-weight tree (RAND: a dense array); a
 //!   selection draws N distinct PEs with probability proportional to their weight.
 
 use rserpool_wire::{Policy, PolicyType};

@@ -717,3 +717,48 @@ fn pu_weighted_random() {
     );
     assert!(z.select(&mut rng).is_none());
 }
+
+/// Every weighted policy draws in proportion to its weight function (chi-square, df 3,
+/// p = 0.001 → 16.27; seeded, so deterministic). Degradations are 0 so weights stay fixed.
+#[test]
+fn weighted_policies_follow_their_weights() {
+    let q = u32::MAX / 8;
+    let cases: Vec<Vec<Policy>> = vec![
+        (1..=4u32)
+            .map(|i| Policy::RandomizedPriorityLeastUsed {
+                load: i * q,
+                degradation: q / 2,
+            })
+            .collect(),
+        (1..=4u32)
+            .map(|i| Policy::RandomizedLeastUsedDegradation {
+                load: i * q,
+                degradation: 0,
+            })
+            .collect(),
+        (1..=4u32)
+            .map(|i| Policy::RandomizedPriorityLeastUsedDegradation {
+                load: i * q,
+                degradation: 0,
+            })
+            .collect(),
+        (1..=4u32)
+            .map(|i| Policy::WeightedRandomDpf {
+                weight: 1000,
+                weight_dpf: u32::MAX / 1000, // 0.001 per ms
+                distance: i * 150,           // weights 850, 700, 550, 400
+            })
+            .collect(),
+    ];
+    for pols in cases {
+        let w: Vec<f64> = pols
+            .iter()
+            .map(|p| policy::weight(p, &SelState::default()) as f64)
+            .collect();
+        let total: f64 = w.iter().sum();
+        let p: Vec<f64> = w.iter().map(|x| x / total).collect();
+        let c = shares(&pols, 20_000);
+        let x = chi2(&c, &p);
+        assert!(x < 16.27, "{:?}: chi2 {x} {c:?} expected {p:?}", pols[0]);
+    }
+}
