@@ -619,6 +619,7 @@ impl Policy {
 
     /// Build a known policy from its type and value words (`None` for an unknown type or
     /// too few values; extra values are ignored).
+    #[inline]
     pub fn from_values(ty: PolicyType, v: &[u32]) -> Option<Policy> {
         use Policy::*;
         let n = Self::field_count(ty)?;
