@@ -1,7 +1,8 @@
 //! Encoding and decoding of ASAP and ENRP messages.
 //!
-//! Decoding never panics and never allocates more than the input's size: every length
-//! comes from a field that was bounds-checked against the bytes actually present.
+//! Decoding never panics and allocates at most a small constant multiple of the input's
+//! size: every length comes from a field that was bounds-checked against the bytes
+//! actually present, and capacity hints are capped.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -90,8 +91,6 @@ pub(crate) struct Tlv<'a> {
     pub value: &'a [u8],
     /// Offset of the TLV header in the message.
     pub offset: usize,
-    /// The whole TLV including padding actually present.
-    pub raw: &'a [u8],
 }
 
 impl<'a> Tlv<'a> {
@@ -111,13 +110,17 @@ impl<'a> Tlv<'a> {
     }
     fn exact(&self, n: usize, expected: &'static str) -> Result<(), DecodeError> {
         if self.value.len() + 4 != n {
-            return Err(self.err(K::ParamBadLength {
-                ty: self.ty,
-                length: self.len(),
-                expected,
-            }));
+            return Err(self.bad_length(expected));
         }
         Ok(())
+    }
+    #[cold]
+    fn bad_length(&self, expected: &'static str) -> DecodeError {
+        self.err(K::ParamBadLength {
+            ty: self.ty,
+            length: self.len(),
+            expected,
+        })
     }
 }
 
@@ -125,15 +128,19 @@ impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
         Self { buf, pos: 0, base }
     }
+    #[inline]
     fn offset(&self) -> usize {
         self.base + self.pos
     }
+    #[inline]
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
+    #[inline]
     fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
+    #[inline]
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
             return Err(DecodeError::new(
@@ -149,14 +156,17 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
+    #[inline]
     fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         let b = self.take(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
+    #[inline]
     fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         let b = self.take(4, what)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
+    #[inline]
     fn rest(&mut self) -> &'a [u8] {
         let s = &self.buf[self.pos.min(self.buf.len())..];
         self.pos = self.buf.len();
@@ -165,6 +175,7 @@ impl<'a> Reader<'a> {
 
     /// Read the next TLV. Advances past its padding, tolerating a missing pad at the end
     /// of the container (RSPLIB's and the RFC's nested lengths both decode).
+    #[inline(always)]
     fn tlv(&mut self) -> Result<Tlv<'a>, DecodeError> {
         let offset = self.offset();
         let start = self.pos;
@@ -191,12 +202,7 @@ impl<'a> Reader<'a> {
         let value = &self.buf[self.pos..self.pos + vlen];
         let end = (start + pad4(usize::from(length))).min(self.buf.len());
         self.pos = end;
-        Ok(Tlv {
-            ty,
-            value,
-            offset,
-            raw: &self.buf[start..end],
-        })
+        Ok(Tlv { ty, value, offset })
     }
 }
 
@@ -229,6 +235,52 @@ fn is_transport(ty: ParamType) -> bool {
     matches!(ty.0, 0x0003..=0x0007 | 0x0010)
 }
 
+/// The next known TLV of `r`, or `None` at its end. Unknown TLVs are skipped and recorded
+/// or stop decoding, per their action bits.
+#[inline(always)]
+fn next_known<'a>(
+    r: &mut Reader<'a>,
+    unknown: &mut Vec<UnknownParam>,
+) -> Result<Option<Tlv<'a>>, DecodeError> {
+    next_known_in(r, unknown, false)
+}
+
+/// [`next_known`], optionally also accepting the Handle Resolution option.
+fn next_known_in<'a>(
+    r: &mut Reader<'a>,
+    unknown: &mut Vec<UnknownParam>,
+    hr_option: bool,
+) -> Result<Option<Tlv<'a>>, DecodeError> {
+    while !r.is_empty() {
+        let start = r.pos;
+        let t = r.tlv()?;
+        if is_known(t.ty) || (hr_option && is_hr_option(t.ty)) {
+            return Ok(Some(t));
+        }
+        // The whole TLV including the padding actually present.
+        unknown_param(unknown, &t, &r.buf[start..r.pos])?;
+    }
+    Ok(None)
+}
+
+/// An unrecognised parameter: stop (error) or record and skip, per its action bits.
+#[cold]
+#[inline(never)]
+fn unknown_param(unknown: &mut Vec<UnknownParam>, t: &Tlv, raw: &[u8]) -> Result<(), DecodeError> {
+    if t.ty.unknown_action().stops() {
+        return Err(t.err(K::UnrecognizedParameter {
+            ty: t.ty,
+            tlv: raw.to_vec(),
+        }));
+    }
+    unknown.push(UnknownParam {
+        ty: t.ty,
+        value: t.value.to_vec(),
+        offset: t.offset,
+    });
+    Ok(())
+}
+
 impl<'a, 'u> Params<'a, 'u> {
     fn new(r: Reader<'a>, unknown: &'u mut Vec<UnknownParam>, context: &'static str) -> Self {
         Self {
@@ -241,34 +293,42 @@ impl<'a, 'u> Params<'a, 'u> {
     }
 
     /// Next known TLV, or `None` at the end.
+    #[inline]
     fn peek(&mut self) -> Result<Option<Tlv<'a>>, DecodeError> {
-        if self.peeked.is_some() {
-            return Ok(self.peeked);
+        if self.peeked.is_none() && !self.r.is_empty() {
+            self.fill()?;
         }
-        loop {
-            if self.r.is_empty() {
-                return Ok(None);
-            }
-            let t = self.r.tlv()?;
-            if is_known(t.ty) || (self.hr_option && is_hr_option(t.ty)) {
-                self.peeked = Some(t);
-                return Ok(self.peeked);
-            }
-            let action = t.ty.unknown_action();
-            if action.stops() {
-                return Err(t.err(K::UnrecognizedParameter {
-                    ty: t.ty,
-                    tlv: t.raw.to_vec(),
-                }));
-            }
-            self.unknown.push(UnknownParam {
-                ty: t.ty,
-                value: t.value.to_vec(),
-                offset: t.offset,
-            });
-        }
+        Ok(self.peeked)
     }
 
+    /// Read TLVs until a known one (stored in `peeked`) or the end.
+    fn fill(&mut self) -> Result<(), DecodeError> {
+        self.peeked = next_known_in(&mut self.r, self.unknown, self.hr_option)?;
+        Ok(())
+    }
+
+    /// How many Pool Element TLVs follow back to back (a capacity hint; lengths are not
+    /// validated here, the count stops at the first non-PE or broken header).
+    fn count_pes_ahead(&self) -> usize {
+        let mut n = usize::from(matches!(self.peeked, Some(t) if t.ty == ParamType::POOL_ELEMENT));
+        if self.peeked.is_some() && n == 0 {
+            return 0;
+        }
+        let b = &self.r.buf[self.r.pos.min(self.r.buf.len())..];
+        let mut i = 0;
+        while i + 4 <= b.len() && u16::from_be_bytes([b[i], b[i + 1]]) == ParamType::POOL_ELEMENT.0
+        {
+            let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+            if len < 4 {
+                break;
+            }
+            n += 1;
+            i += pad4(len);
+        }
+        n
+    }
+
+    #[inline]
     fn next(&mut self) -> Result<Option<Tlv<'a>>, DecodeError> {
         let t = self.peek()?;
         self.peeked = None;
@@ -276,6 +336,7 @@ impl<'a, 'u> Params<'a, 'u> {
     }
 
     /// The next parameter if it has type `ty`.
+    #[inline]
     fn optional(&mut self, ty: ParamType) -> Result<Option<Tlv<'a>>, DecodeError> {
         match self.peek()? {
             Some(t) if t.ty == ty => self.next(),
@@ -284,6 +345,7 @@ impl<'a, 'u> Params<'a, 'u> {
     }
 
     /// The next parameter, which must have type `ty`.
+    #[inline]
     fn expect(&mut self, ty: ParamType) -> Result<Tlv<'a>, DecodeError> {
         let offset = self.r.offset();
         match self.next()? {
@@ -422,26 +484,14 @@ fn encode_operation_error(w: &mut Writer, e: &OperationError) {
 
 fn decode_address(t: &Tlv) -> Result<IpAddr, DecodeError> {
     match t.ty {
-        ParamType::IPV4_ADDRESS => {
-            t.exact(8, "8")?;
-            let b: [u8; 4] = t.value.try_into().map_err(|_| {
-                t.err(K::InvalidValue {
-                    context: "IPv4 Address",
-                    what: "wrong size",
-                })
-            })?;
-            Ok(IpAddr::V4(Ipv4Addr::from(b)))
-        }
-        ParamType::IPV6_ADDRESS => {
-            t.exact(20, "20")?;
-            let b: [u8; 16] = t.value.try_into().map_err(|_| {
-                t.err(K::InvalidValue {
-                    context: "IPv6 Address",
-                    what: "wrong size",
-                })
-            })?;
-            Ok(IpAddr::V6(Ipv6Addr::from(b)))
-        }
+        ParamType::IPV4_ADDRESS => match <[u8; 4]>::try_from(t.value) {
+            Ok(b) => Ok(IpAddr::V4(Ipv4Addr::from(b))),
+            Err(_) => Err(t.bad_length("8")),
+        },
+        ParamType::IPV6_ADDRESS => match <[u8; 16]>::try_from(t.value) {
+            Ok(b) => Ok(IpAddr::V6(Ipv6Addr::from(b))),
+            Err(_) => Err(t.bad_length("20")),
+        },
         other => Err(t.err(K::UnexpectedParameter {
             found: other,
             context: "transport parameter",
@@ -472,9 +522,9 @@ fn decode_transport(
             }))
         }
     };
-    let mut addrs = Vec::new();
-    let mut p = Params::new(r, unknown, "transport parameter");
-    while let Some(a) = p.next()? {
+    // At most one address per 8 bytes; capped so hostile input cannot over-allocate.
+    let mut addrs = Vec::with_capacity((r.remaining() / 8).min(4));
+    while let Some(a) = next_known(&mut r, unknown)? {
         addrs.push(decode_address(&a)?);
     }
     let ok = match kind {
@@ -516,10 +566,12 @@ fn decode_policy(t: &Tlv) -> Result<Policy, DecodeError> {
             for (i, c) in rest.chunks_exact(4).take(n).enumerate() {
                 v[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
             }
-            Policy::from_values(ty, &v[..n]).ok_or(t.err(K::InvalidValue {
-                context: "policy",
-                what: "policy values",
-            }))
+            Policy::from_values(ty, &v[..n]).ok_or_else(|| {
+                t.err(K::InvalidValue {
+                    context: "policy",
+                    what: "policy values",
+                })
+            })
         }
         None => Ok(Policy::Unknown {
             policy_type: ty,
@@ -555,13 +607,13 @@ fn decode_pool_element(
     let id = PeId(r.u32("PE identifier")?);
     let home_registrar = ServerId(r.u32("home registrar identifier")?);
     let registration_life = r.u32("registration life")?;
-    let mut p = Params::new(r, unknown, "Pool Element");
-    let ut = match p.next()? {
+    const CTX: &str = "Pool Element";
+    let ut = match next_known(&mut r, unknown)? {
         Some(ut) if is_transport(ut.ty) => ut,
         Some(other) => {
             return Err(other.err(K::UnexpectedParameter {
                 found: other.ty,
-                context: "Pool Element",
+                context: CTX,
                 expected: "user transport",
             }))
         }
@@ -575,14 +627,46 @@ fn decode_pool_element(
     let user_transport = if ut.ty == ParamType::OPAQUE_TRANSPORT {
         UserTransport::Opaque(ut.value.to_vec())
     } else {
-        UserTransport::Ip(decode_transport(&ut, p.unknown)?)
+        UserTransport::Ip(decode_transport(&ut, unknown)?)
     };
-    let policy = decode_policy(&p.expect(ParamType::POLICY)?)?;
-    let asap_transport = match p.optional(ParamType::SCTP_TRANSPORT)? {
-        Some(at) => Some(decode_transport(&at, p.unknown)?),
+    let policy_offset = r.offset();
+    let policy = match next_known(&mut r, unknown)? {
+        Some(pt) if pt.ty == ParamType::POLICY => decode_policy(&pt)?,
+        Some(other) => {
+            return Err(other.err(K::UnexpectedParameter {
+                found: other.ty,
+                context: CTX,
+                expected: ParamType::POLICY.name(),
+            }))
+        }
+        None => {
+            return Err(DecodeError::new(
+                policy_offset,
+                K::MissingParameter {
+                    expected: ParamType::POLICY,
+                    context: CTX,
+                },
+            ))
+        }
+    };
+    let end = |other: Tlv| {
+        other.err(K::UnexpectedParameter {
+            found: other.ty,
+            context: CTX,
+            expected: "end of parameters",
+        })
+    };
+    let asap_transport = match next_known(&mut r, unknown)? {
         None => None,
+        Some(at) if at.ty == ParamType::SCTP_TRANSPORT => {
+            let a = decode_transport(&at, unknown)?;
+            if let Some(other) = next_known(&mut r, unknown)? {
+                return Err(end(other));
+            }
+            Some(a)
+        }
+        Some(other) => return Err(end(other)),
     };
-    p.finish()?;
     Ok(PoolElement {
         id,
         home_registrar,
@@ -860,11 +944,24 @@ fn opt_error(p: &mut Params) -> Result<Option<OperationError>, DecodeError> {
 }
 
 fn decode_pes(p: &mut Params) -> Result<Vec<PoolElement>, DecodeError> {
-    let mut pes = Vec::new();
-    while let Some(pt) = p.optional(ParamType::POOL_ELEMENT)? {
-        pes.push(decode_pool_element(&pt, p.unknown)?);
+    // Capacity hint, capped: a hostile message full of tiny PE TLVs must not reserve much.
+    let mut pes = Vec::with_capacity(p.count_pes_ahead().min(64));
+    // `p.optional(POOL_ELEMENT)` in a loop, without the peek round trip per PE.
+    loop {
+        let next = match p.peeked.take() {
+            Some(t) => Some(t),
+            None => next_known(&mut p.r, p.unknown)?,
+        };
+        match next {
+            Some(pt) if pt.ty == ParamType::POOL_ELEMENT => {
+                pes.push(decode_pool_element(&pt, p.unknown)?)
+            }
+            other => {
+                p.peeked = other;
+                return Ok(pes);
+            }
+        }
     }
-    Ok(pes)
 }
 
 /// Decode exactly one ENRP message (with optional trailing padding).

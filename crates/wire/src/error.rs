@@ -1,7 +1,7 @@
 //! Decode errors: what went wrong and where.
 
 use crate::message::Protocol;
-use crate::types::{Cause, CauseCode, ParamType, PolicyType};
+use crate::types::{Cause, CauseCode, ParamType, PolicyType, MAX_REPORTED_INFO};
 
 /// A decode failure: the problem and the byte offset (from the start of the message)
 /// of the header or parameter where it was found.
@@ -91,12 +91,13 @@ impl DecodeError {
         }
         Some(match &self.kind {
             DecodeErrorKind::UnknownMessageType { .. } => {
-                // Bounded: a cause cannot exceed 64 KiB.
-                let n = message.len().min(usize::from(u16::MAX) - 8);
+                // Bounded so the report still fits in an ASAP_ERROR / ENRP_ERROR.
+                let n = message.len().min(MAX_REPORTED_INFO);
                 Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, message[..n].to_vec())
             }
             DecodeErrorKind::UnrecognizedParameter { tlv, .. } => {
-                Cause::with_info(CauseCode::UNRECOGNIZED_PARAMETER, tlv.clone())
+                let n = tlv.len().min(MAX_REPORTED_INFO);
+                Cause::with_info(CauseCode::UNRECOGNIZED_PARAMETER, tlv[..n].to_vec())
             }
             _ => Cause::new(CauseCode::INVALID_VALUES),
         })

@@ -619,6 +619,7 @@ impl Policy {
 
     /// Build a known policy from its type and value words (`None` for an unknown type or
     /// too few values; extra values are ignored).
+    #[inline]
     pub fn from_values(ty: PolicyType, v: &[u32]) -> Option<Policy> {
         use Policy::*;
         let n = Self::field_count(ty)?;
@@ -890,6 +891,11 @@ impl Cause {
     }
 }
 
+/// Largest cause information a report carries: with it as the only cause, an ENRP_ERROR
+/// (20 bytes of headers) or ASAP_ERROR (12) still fits the 16-bit Message Length.
+/// Longer offending messages or TLVs are reported truncated to this size.
+pub const MAX_REPORTED_INFO: usize = 65535 - 20;
+
 /// Operation Error parameter (0x000c): one or more causes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
@@ -1035,8 +1041,11 @@ impl UnknownParam {
         }
         out
     }
-    /// Cause 0x1 (Unrecognized Parameter) for this TLV.
+    /// Cause 0x1 (Unrecognized Parameter) for this TLV (truncated to
+    /// [`MAX_REPORTED_INFO`] so the report fits in an Error message).
     pub fn to_cause(&self) -> Cause {
-        Cause::with_info(CauseCode::UNRECOGNIZED_PARAMETER, self.tlv_bytes())
+        let mut tlv = self.tlv_bytes();
+        tlv.truncate(MAX_REPORTED_INFO);
+        Cause::with_info(CauseCode::UNRECOGNIZED_PARAMETER, tlv)
     }
 }

@@ -1222,3 +1222,58 @@ fn every_single_byte_mutation_is_handled() {
     // Sanity: the mutations exercised both outcomes.
     assert!(decoded > 1000 && decoded < total, "{decoded}/{total}");
 }
+
+// ----------------------------------------------------------------------------------------
+// Reports must be sendable
+
+/// Wrap causes in an ASAP_ERROR and an ENRP_ERROR; both must encode to messages that
+/// decode back to the same causes.
+fn assert_reportable(causes: Vec<Cause>) {
+    let error = OperationError { causes };
+    let a = AsapMessage::Error {
+        error: error.clone(),
+    };
+    let bytes = a.encode_to_vec();
+    assert!(bytes.len() <= 65536, "ASAP_ERROR of {} bytes", bytes.len());
+    assert_eq!(decode_asap(&bytes).unwrap().message, a);
+    let e = EnrpMessage::Error {
+        sender: ServerId(1),
+        receiver: ServerId(2),
+        error,
+    };
+    let bytes = e.encode_to_vec();
+    assert!(bytes.len() <= 65536, "ENRP_ERROR of {} bytes", bytes.len());
+    assert_eq!(decode_enrp(&bytes).unwrap().message, e);
+}
+
+#[test]
+fn reports_for_maximum_size_inputs_fit_in_an_error_message() {
+    // A 65535-byte unknown message with report bits: cause 0x2 carries (a prefix of) it.
+    let mut m = vec![0u8; 65535];
+    m[..4].copy_from_slice(&[0x4f, 0x00, 0xff, 0xff]);
+    for e in [asap_err(&m), enrp_err(&m)] {
+        let c = e.report_cause(&m).unwrap();
+        assert_eq!(c.code, CauseCode::UNRECOGNIZED_MESSAGE);
+        assert!(m.starts_with(&c.info));
+        assert_reportable(vec![c]);
+    }
+    // A maximum-size unknown parameter (stop and report): cause 0x1 carries (a prefix of) it.
+    let mut m = vec![0u8; 65535];
+    m[..8].copy_from_slice(&[0x05, 0x00, 0xff, 0xff, 0x40, 0x77, 0xff, 0xfb]);
+    let e = asap_err(&m);
+    let c = e.report_cause(&m).unwrap();
+    assert_eq!(c.code, CauseCode::UNRECOGNIZED_PARAMETER);
+    assert!(m[4..].starts_with(&c.info));
+    assert_reportable(vec![c]);
+    // The same TLV skipped and reported (action 11) after a pool handle.
+    let mut m = vec![0u8; 65535];
+    m[..12].copy_from_slice(&[
+        0x05, 0x00, 0xff, 0xff, 0x00, 0x09, 0x00, 0x05, 0x41, 0x00, 0x00, 0x00,
+    ]);
+    m[12..16].copy_from_slice(&[0xc0, 0x77, 0xff, 0xf3]);
+    let d = decode_asap(&m).unwrap();
+    let causes = d.report_causes();
+    assert_eq!(causes.len(), 1);
+    assert!(m[12..].starts_with(&causes[0].info));
+    assert_reportable(causes);
+}

@@ -3,8 +3,8 @@
 //
 // For arbitrary input bytes: try both protocols; whatever decodes must re-encode to bytes
 // that decode to the same message, with no unknown parameters left, and the re-encoding
-// must be a fixed point (encode ∘ decode ∘ encode = encode). Errors must be reportable
-// without panicking.
+// must be a fixed point (encode ∘ decode ∘ encode = encode). Every error cause the decoder
+// asks to report must fit in an ASAP_ERROR that itself round-trips.
 
 /// Returns how many of the two protocol decoders accepted `data` (0, 1 or 2).
 #[allow(dead_code)]
@@ -25,10 +25,10 @@ pub fn check_decode_roundtrip(data: &[u8]) -> usize {
             assert_eq!(again.message, d.message, "ASAP decode(encode(m)) != m");
             assert!(again.unknown.is_empty(), "encoder emitted unknown parameters");
             assert_eq!(again.message.encode_to_vec(), bytes, "ASAP encoding not stable");
-            let _ = d.report_causes();
+            check_reports(d.report_causes());
         }
         Err(e) => {
-            let _ = e.report_cause(data);
+            check_reports(e.report_cause(data).into_iter().collect());
             let _ = e.to_string();
         }
     }
@@ -47,12 +47,26 @@ pub fn check_decode_roundtrip(data: &[u8]) -> usize {
             assert_eq!(again.message, d.message, "ENRP decode(encode(m)) != m");
             assert!(again.unknown.is_empty(), "encoder emitted unknown parameters");
             assert_eq!(again.message.encode_to_vec(), bytes, "ENRP encoding not stable");
-            let _ = d.report_causes();
+            check_reports(d.report_causes());
         }
         Err(e) => {
-            let _ = e.report_cause(data);
+            check_reports(e.report_cause(data).into_iter().collect());
             let _ = e.to_string();
         }
     }
     accepted
+}
+
+/// Each cause, alone in an ASAP_ERROR, must encode and decode back unchanged.
+fn check_reports(causes: Vec<rserpool_wire::Cause>) {
+    for c in causes {
+        let m = rserpool_wire::AsapMessage::Error {
+            error: rserpool_wire::OperationError::single(c),
+        };
+        let bytes = m.encode_to_vec();
+        match rserpool_wire::decode_asap(&bytes) {
+            Ok(d) => assert_eq!(d.message, m, "report does not round-trip"),
+            Err(e) => panic!("report does not decode: {e}"),
+        }
+    }
 }
