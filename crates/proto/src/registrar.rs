@@ -529,7 +529,9 @@ impl Registrar {
         let pe_id = pe.id;
         // Discrepancy #28: the registrar fills the ASAP transport itself.
         if pe.asap_transport.is_some() || pe.registration_life == 0 {
-            self.reject_registration(conn, handle, pe_id, Cause::new(CauseCode::INVALID_VALUES));
+            let info = rserpool_wire::codec::pool_element_tlv(&pe);
+            let cause = Cause::with_info(CauseCode::INVALID_VALUES, info);
+            self.reject_registration(conn, handle, pe_id, cause);
             return;
         }
         let life = self.cfg.lifetime_unit.to_duration(pe.registration_life);

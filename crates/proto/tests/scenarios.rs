@@ -1068,18 +1068,18 @@ fn garbage_gets_asap_error_and_other_pes_are_unaffected() {
             .collect()
     };
 
-    // Truncated registration: Invalid Values.
+    // Truncated registration: broken framing, nothing to quote → Unspecified Error.
     let reg = registration_bytes(0x55, 5000);
     net.raw_send(raw, &ep, reg[..20].to_vec());
     assert_eq!(
         error_codes(&net.raw_received(raw)),
-        vec![CauseCode::INVALID_VALUES]
+        vec![CauseCode::UNSPECIFIED]
     );
     // Header length past the end.
     net.raw_send(raw, &ep, vec![0x01, 0x00, 0x00, 0x40, 0, 0, 0, 0]);
     assert_eq!(
         error_codes(&net.raw_received(raw)),
-        vec![CauseCode::INVALID_VALUES]
+        vec![CauseCode::UNSPECIFIED]
     );
     // Unknown message type with report bits 01: Unrecognized Message.
     net.raw_send(raw, &ep, vec![0x4f, 0x00, 0x00, 0x04]);

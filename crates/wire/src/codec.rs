@@ -1318,6 +1318,20 @@ pub fn policy_tlv(p: &Policy) -> Vec<u8> {
     v
 }
 
+/// Encode a Pool Handle TLV (e.g. for cause 0x3's information).
+pub fn pool_handle_tlv(h: &PoolHandle) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_handle(&mut Writer::new(&mut v), h);
+    v
+}
+
+/// Encode a Pool Element TLV (e.g. for cause 0x3's information).
+pub fn pool_element_tlv(pe: &PoolElement) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_pool_element(&mut Writer::new(&mut v), pe);
+    v
+}
+
 /// Encode a user transport as its TLV (e.g. for cause 0x7's information).
 pub fn user_transport_tlv(t: &UserTransport) -> Vec<u8> {
     let mut v = Vec::new();

@@ -99,7 +99,30 @@ impl DecodeError {
                 let n = tlv.len().min(MAX_REPORTED_INFO);
                 Cause::with_info(CauseCode::UNRECOGNIZED_PARAMETER, tlv[..n].to_vec())
             }
-            _ => Cause::new(CauseCode::INVALID_VALUES),
+            // A bad value inside a well-formed parameter: cause 0x3 carries that parameter.
+            DecodeErrorKind::ParamBadLength { .. }
+            | DecodeErrorKind::UnexpectedParameter { .. }
+            | DecodeErrorKind::InvalidValue { .. }
+            | DecodeErrorKind::PolicyTooShort { .. } => match tlv_at(message, self.offset) {
+                Some(tlv) => Cause::with_info(CauseCode::INVALID_VALUES, tlv),
+                None => Cause::new(CauseCode::UNSPECIFIED),
+            },
+            // Broken framing (truncation, impossible lengths, missing parameters): there is
+            // no parameter to quote, and 0x3 without one is not well-formed (Wireshark
+            // flags it), so report Unspecified Error.
+            _ => Cause::new(CauseCode::UNSPECIFIED),
         })
     }
+}
+
+/// The complete TLV starting at `offset` in `message` (zero-padded to 4), if one is there.
+fn tlv_at(message: &[u8], offset: usize) -> Option<Vec<u8>> {
+    let hdr = message.get(offset..offset.checked_add(4)?)?;
+    let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    if len < 4 || len > MAX_REPORTED_INFO {
+        return None;
+    }
+    let mut tlv = message.get(offset..offset + len)?.to_vec();
+    tlv.resize(crate::codec::pad4(len), 0);
+    Some(tlv)
 }

@@ -160,6 +160,12 @@ impl RegisterError {
             cause: Cause::new(code),
         }
     }
+    /// Invalid Values (0x3) quoting the parameter that holds the bad value.
+    fn invalid(tlv: Vec<u8>) -> Self {
+        Self {
+            cause: Cause::with_info(CauseCode::INVALID_VALUES, tlv),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -445,8 +451,17 @@ impl Handlespace {
     // changes
 
     fn validate(&self, handle: &PoolHandle, pe: &PoolElement) -> Result<(), RegisterError> {
-        let invalid = || Err(RegisterError::code(CauseCode::INVALID_VALUES));
-        if pe.id.0 == 0 || handle.is_empty() || handle.len() > self.config.max_handle_len {
+        if handle.is_empty() || handle.len() > self.config.max_handle_len {
+            return Err(RegisterError::invalid(
+                rserpool_wire::codec::pool_handle_tlv(handle),
+            ));
+        }
+        let invalid = || {
+            Err(RegisterError::invalid(
+                rserpool_wire::codec::pool_element_tlv(pe),
+            ))
+        };
+        if pe.id.0 == 0 {
             return invalid();
         }
         if matches!(pe.policy, Policy::Unknown { .. })
@@ -486,7 +501,9 @@ impl Handlespace {
                 Ok(())
             }
             (UserTransport::Opaque(_), UserTransport::Opaque(_)) => Ok(()),
-            _ => Err(RegisterError::code(CauseCode::INVALID_VALUES)),
+            _ => Err(RegisterError::invalid(
+                rserpool_wire::codec::user_transport_tlv(&pe.user_transport),
+            )),
         }
     }
 
