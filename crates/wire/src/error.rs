@@ -119,7 +119,7 @@ impl DecodeError {
 fn tlv_at(message: &[u8], offset: usize) -> Option<Vec<u8>> {
     let hdr = message.get(offset..offset.checked_add(4)?)?;
     let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if len < 4 || len > MAX_REPORTED_INFO {
+    if !(4..=MAX_REPORTED_INFO).contains(&len) {
         return None;
     }
     let mut tlv = message.get(offset..offset + len)?.to_vec();
