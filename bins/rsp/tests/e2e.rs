@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::{
-    AsapMessage, CauseCode, PeId, Policy, PoolElement, PoolHandle, ServerId, TransportAddr,
-    UserTransport,
+    AsapMessage, CauseCode, PeId, Policy, PolicyType, PoolElement, PoolHandle, ServerId,
+    TransportAddr, TransportKind, TransportUse, UserTransport,
 };
 use serde_json::Value;
 
@@ -902,5 +902,84 @@ fn bench_runs_and_prints_its_table() {
                 assert_eq!(errors, 0, "{line}");
             }
         }
+    });
+}
+
+/// One ASAP_REGISTRATION carrying both an IPv4 and an IPv6 address. A TCP transport
+/// parameter holds exactly one address (RFC 5354 §3.3), so a dual-stack *TCP* service
+/// registers one entry per family (see `ipv6_only_and_dual_stack_registration`); a
+/// multi-homed SCTP user transport carries both in one parameter — one PE, one
+/// registration — and must be stored and resolved as such.
+#[test]
+fn one_registration_with_ipv4_and_ipv6_addresses() {
+    bounded(Duration::from_secs(60), || {
+        let dir = scratch("multihomed");
+        let log = dir.join("wire.log");
+        // The raw client does not answer keep-alives: switch them off for this test.
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &["--keepalive-interval", "0", "--keepalive-timeout", "1s"],
+        );
+        let v4: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: std::net::IpAddr = "::1".parse().unwrap();
+        let mut pe = Raw::connect(&reg.asap);
+        pe.send_msg(&AsapMessage::Registration {
+            handle: "MultiPool".into(),
+            pe: PoolElement {
+                id: PeId(0x0a0b0c0d),
+                home_registrar: ServerId(0),
+                registration_life: 60_000,
+                user_transport: UserTransport::Ip(TransportAddr::sctp(
+                    7777,
+                    TransportUse::DATA_ONLY,
+                    vec![v4, v6],
+                )),
+                policy: Policy::LeastUsed { load: 0x1000_0000 },
+                asap_transport: None,
+            },
+        });
+        match pe.recv() {
+            Some(AsapMessage::RegistrationResponse {
+                reject: false,
+                pe_id,
+                error: None,
+                ..
+            }) => assert_eq!(pe_id, PeId(0x0a0b0c0d)),
+            other => panic!("expected an accepting registration response, got {other:?}"),
+        }
+
+        // A pool user sees one PE with both addresses.
+        let mut pu = Raw::connect(&reg.asap);
+        pu.send_msg(&AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "MultiPool".into(),
+            items: None,
+        });
+        match pu.recv() {
+            Some(AsapMessage::HandleResolutionResponse {
+                policy, pes, error, ..
+            }) => {
+                assert_eq!(error, None);
+                assert_eq!(
+                    policy.map(|p| p.policy_type()),
+                    Some(PolicyType::LEAST_USED)
+                );
+                assert_eq!(pes.len(), 1, "{pes:?}");
+                assert_eq!(pes[0].id, PeId(0x0a0b0c0d));
+                let t = pes[0].user_transport.as_ip().expect("an IP transport");
+                assert_eq!(t.kind, TransportKind::Sctp);
+                assert_eq!(t.port, 7777);
+                assert_eq!(t.addrs, vec![v4, v6]);
+            }
+            other => panic!("expected a handle resolution response, got {other:?}"),
+        }
+
+        // The dump shows one PE with both addresses.
+        let doc = dump(&reg.admin);
+        assert_eq!(pe_ids(&doc, "MultiPool").len(), 1, "{doc:#}");
+        let addrs = &doc["pools"][0]["pes"][0]["addresses"];
+        assert_eq!(addrs.as_array().map(Vec::len), Some(2), "{doc:#}");
+        dissect(&dir, &log, |_| true, |_| false);
     });
 }

@@ -87,6 +87,13 @@ impl WireLog {
         for b in bytes {
             let _ = write!(line, "{b:02x}");
         }
+        // Received messages reach us without their trailing padding (the deframer consumes
+        // it from the stream); log them as they were on the wire.
+        if dir == Dir::Rx {
+            for _ in bytes.len()..bytes.len().next_multiple_of(4) {
+                line.push_str("00");
+            }
+        }
         line.push('\n');
         if let Ok(mut f) = self.file.lock() {
             if let Err(e) = f.write_all(line.as_bytes()) {
