@@ -56,6 +56,8 @@ use rserpool_wire::{
     PoolHandle, Protocol, ServerId, TransportAddr, TransportUse,
 };
 
+use rserpool_wire::codec;
+
 use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
@@ -615,17 +617,30 @@ impl Registrar {
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         let ids = self.hs.select(&handle, n).unwrap_or_default();
         let include = self.cfg.hr_include_asap_transport;
-        let pes: Vec<PoolElement> = ids
-            .iter()
-            .filter_map(|id| self.hs.get(&handle, *id))
-            .map(|e| {
-                let mut pe = e.pe.clone();
-                if !include {
-                    pe.asap_transport = None;
-                }
-                pe
-            })
-            .collect();
+        // Keep the response within the 16-bit Message Length: header, handle, the overall
+        // policy TLV (at most as long as the longest per-PE one) and whole PEs only.
+        let mut room = codec::MAX_MESSAGE_LEN - 4 - codec::pad4(4 + handle.len());
+        let mut pes: Vec<PoolElement> = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let Some(e) = self.hs.get(&handle, *id) else {
+                continue;
+            };
+            let mut pe = e.pe.clone();
+            if !include {
+                pe.asap_transport = None;
+            }
+            let need = codec::pool_element_len(&pe)
+                + if pes.is_empty() {
+                    codec::policy_len(&pe.policy)
+                } else {
+                    0
+                };
+            if need > room {
+                break;
+            }
+            room -= need;
+            pes.push(pe);
+        }
         let msg = match pes.first() {
             Some(first) => AsapMessage::HandleResolutionResponse {
                 accepted: false,
@@ -640,7 +655,12 @@ impl Registrar {
                 handle,
                 policy: None,
                 pes: Vec::new(),
-                error: Some(OperationError::code(CauseCode::UNKNOWN_POOL_HANDLE)),
+                // A pool whose first PE alone does not fit in a message: Lack of Resources.
+                error: Some(OperationError::code(if ids.is_empty() {
+                    CauseCode::UNKNOWN_POOL_HANDLE
+                } else {
+                    CauseCode::LACK_OF_RESOURCES
+                })),
             },
         };
         self.send(Dest::Conn(conn), &msg);

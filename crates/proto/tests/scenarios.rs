@@ -1795,3 +1795,66 @@ impl Node {
         }
     }
 }
+
+/// A handle resolution response never outgrows the 16-bit Message Length: PEs with huge
+/// address lists (each near 60 KB) are handed out one per response, and a registration whose
+/// PE alone cannot fit beside the policy is never corrupted into a bad message.
+#[test]
+fn handle_resolution_response_stays_within_message_length() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, RegistrarConfig::default());
+    let ep = reg_endpoint(1);
+    let addrs: Vec<IpAddr> = (0..3000u16)
+        .map(|i| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 1, i]))
+        .collect();
+    for (i, id) in [0x51u32, 0x52].into_iter().enumerate() {
+        let pe = PoolElement {
+            id: PeId(id),
+            home_registrar: rserpool_wire::ServerId(0),
+            registration_life: 60_000,
+            user_transport: UserTransport::Ip(TransportAddr::sctp(
+                9000,
+                rserpool_wire::TransportUse::DATA_ONLY,
+                addrs.clone(),
+            )),
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        };
+        assert_eq!(
+            rserpool_wire::codec::pool_element_len(&pe),
+            rserpool_wire::codec::pool_element_tlv(&pe).len()
+        );
+        let bytes = AsapMessage::Registration {
+            handle: PoolHandle::from(POOL),
+            pe,
+        }
+        .encode_to_vec();
+        assert!(bytes.len() < 65536);
+        let raw = net.add_raw(10 + i as u8, false);
+        net.raw_send(raw, &ep, bytes);
+        assert!(matches!(
+            &net.raw_received(raw)[..],
+            [(_, AsapMessage::RegistrationResponse { reject: false, .. })]
+        ));
+    }
+    let pu = net.add_raw(20, false);
+    for _ in 0..2 {
+        let hr = AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: PoolHandle::from(POOL),
+            items: Some(3),
+        };
+        net.raw_send(pu, &ep, hr.encode_to_vec());
+        let got = net.raw_received(pu);
+        let [(_, AsapMessage::HandleResolutionResponse { pes, error, .. })] = &got[..] else {
+            panic!("{got:?}")
+        };
+        // Two PEs of ~60 KB each: only one fits; `raw_received` decoded it, so it is whole.
+        assert_eq!(error, &None);
+        assert_eq!(pes.len(), 1);
+        assert_eq!(
+            pes[0].user_transport.as_ip().map(|t| t.addrs.len()),
+            Some(3000)
+        );
+    }
+}
