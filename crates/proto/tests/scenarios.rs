@@ -1802,7 +1802,7 @@ impl Node {
 #[test]
 fn handle_resolution_response_stays_within_message_length() {
     let mut net = Net::new();
-    let r = net.add_registrar(1, RegistrarConfig::default());
+    let _registrar = net.add_registrar(1, RegistrarConfig::default());
     let ep = reg_endpoint(1);
     let addrs: Vec<IpAddr> = (0..3000u16)
         .map(|i| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 1, i]))
