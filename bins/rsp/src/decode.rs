@@ -36,16 +36,24 @@ Exit status:
   1  at least one message (or --hex-lines line) did not decode
   2  usage error: bad flag, invalid --hex value, unreadable file";
 
-/// Print ASAP/ENRP messages (hex, raw files, byte streams) as a readable tree or JSON.
-///
-/// With no FILE and no --hex, reads standard input. Each --hex value, file or --hex-lines
-/// line is decoded on its own; if it holds more than one message (the first length field
-/// is shorter than the input) all of them are decoded in sequence.
+const DECODE_ABOUT: &str = "\
+Print ASAP/ENRP messages (hex, raw files, byte streams) as a readable tree or JSON.
+
+With no FILE and no --hex, reads standard input. Each --hex value, file or --hex-lines line
+is decoded on its own; if it holds more than one message (the first length field is
+shorter than the input) all of them are decoded in sequence. A failed message is shown
+with the error's kind and byte offset and a hex dump marking that offset.";
+
+/// Arguments of `rsp decode` (the subcommand's help text is [`DECODE_ABOUT`]).
 #[derive(Debug, Args)]
-#[command(after_help = DECODE_HELP)]
+#[command(
+    about = "Print ASAP/ENRP messages (hex, raw files, byte streams) as a readable tree or JSON",
+    long_about = DECODE_ABOUT,
+    after_help = DECODE_HELP
+)]
 pub struct DecodeArgs {
-    /// Message bytes in hex. Whitespace, ':', '-', ',' and 0x prefixes are ignored.
-    /// Repeatable; each value is decoded on its own.
+    /// Message bytes in hex. Whitespace, ':', '-', ',' and 0x prefixes are ignored (quote
+    /// a value with spaces). Repeatable; each value is decoded on its own.
     #[arg(long, value_name = "HEX")]
     pub hex: Vec<String>,
 
@@ -150,7 +158,15 @@ pub fn run_with(
         if is_dash(f) {
             inputs.push(Input::Stdin);
         } else {
-            let file = File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+            let file = File::open(f).with_context(|| {
+                let looks_hex = parse_hex(&f.to_string_lossy()).is_ok_and(|b| !b.is_empty());
+                let hint = if looks_hex && !f.exists() {
+                    " (it looks like hex: quote a --hex value with spaces, e.g. --hex '0500 0018')"
+                } else {
+                    ""
+                };
+                format!("cannot open {}{hint}", f.display())
+            })?;
             inputs.push(Input::File(f.display().to_string(), file));
         }
     }

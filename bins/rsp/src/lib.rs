@@ -43,9 +43,9 @@ pub struct Cli {
     pub cmd: Command,
 }
 
+/// One variant per subcommand; its help text lives on the module's `Args` struct.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print ASAP/ENRP messages (hex, raw files, byte streams) as a readable tree or JSON.
     Decode(decode::DecodeArgs),
     /// Run a registrar: pool elements register, pool users resolve pool handles (ASAP/TCP).
     Registrar(registrar::RegistrarArgs),

@@ -355,6 +355,16 @@ fn usage_errors_exit_2_without_output() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot open /nonexistent/rsp-decode-input"));
 
+    // The classic slip: an unquoted --hex value with spaces.
+    let o = rsp(&["decode", "--hex", "05000018", "0009000c"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).contains("cannot open 0009000c (it looks like hex: quote a --hex value"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = rsp(&["decode", "--proto", "sctp"], b"");
     assert_eq!(o.status.code(), Some(2));
 }
@@ -368,6 +378,7 @@ fn help_documents_exit_codes() {
     assert_eq!(o.status.code(), Some(0));
     let help = stdout(&o);
     for want in [
+        "With no FILE and no --hex, reads standard input.",
         "--stream",
         "--hex-lines",
         "--json",

@@ -1,6 +1,7 @@
 //! Helpers shared by the cores: decoding with error reports, the transmit queue, IDs.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use rserpool_wire::{decode_asap, AsapMessage, Cause, OperationError, Protocol};
@@ -70,4 +71,12 @@ pub(crate) fn random_nonzero(rng: &mut impl RngCore) -> u32 {
             return v;
         }
     }
+}
+
+/// Longest delay a core schedules (configuration values beyond it are clamped).
+const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `now + d` without overflow panics for absurd configured durations.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(MAX_DELAY)).unwrap_or(now)
 }

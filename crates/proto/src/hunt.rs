@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rserpool_wire::{ServerId, TransportAddr, TransportKind};
 
+use crate::common::later;
 use crate::io::{ConnId, Endpoint};
 
 /// Which registrar a hunt round tries first.
@@ -238,7 +239,7 @@ impl Hunter {
             candidates,
             idx: 0,
             conn: None,
-            deadline: Some(now + self.cfg.connect_timeout),
+            deadline: Some(later(now, self.cfg.connect_timeout)),
         };
         Step::Try(first)
     }
@@ -256,7 +257,7 @@ impl Hunter {
             *idx += 1;
             if let Some(next) = candidates.get(*idx) {
                 *conn = None;
-                *deadline = Some(now + connect_timeout);
+                *deadline = Some(later(now, connect_timeout));
                 return Step::Try(next.clone());
             }
         }
@@ -264,8 +265,8 @@ impl Hunter {
     }
 
     fn exhausted(&mut self, now: Instant) -> Step {
-        let until = now + self.backoff;
-        self.backoff = (self.backoff * 2).min(self.cfg.backoff_max);
+        let until = later(now, self.backoff);
+        self.backoff = self.backoff.saturating_mul(2).min(self.cfg.backoff_max);
         self.state = State::Backoff { until };
         Step::Exhausted(until)
     }
@@ -354,7 +355,7 @@ impl Hunter {
         if !self.accept_announces {
             return false;
         }
-        let expires = now + self.cfg.announce_timeout;
+        let expires = later(now, self.cfg.announce_timeout);
         let mut new = false;
         for endpoint in announce_endpoints(source, transports) {
             if let Some(a) = self.announced.iter_mut().find(|a| a.endpoint == endpoint) {

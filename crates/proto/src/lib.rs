@@ -7,6 +7,16 @@
 //! * [`pool_user`]: [`PoolUserCore`], handle resolution, cache, selection and failover.
 //! * [`counters`]: message counters every core exposes.
 //! * [`hunt`]: server-hunt configuration shared by the PE and PU cores.
+//!
+//! # Driving a core
+//!
+//! Construct it with `new(config, rng_seed)`, call `handle_timeout(now)` once (the
+//! registrar and the PE core start on their first input; the PU core acts on commands),
+//! then feed inputs and after each one drain `poll_transmit`, then `poll_event`, then read
+//! `poll_timeout` (see [`io`]). A core opens connections by sending to
+//! [`io::Dest::Endpoint`]; it expects `Connected` before the first message on the new
+//! connection, and answers on [`io::Dest::Conn`]. Same seed and same inputs give the same
+//! outputs (no hash-order or clock dependence), which the simulator relies on.
 
 pub mod counters;
 pub mod handlespace;
@@ -22,4 +32,7 @@ pub use counters::Counters;
 pub use hunt::{HuntConfig, HuntOrder};
 pub use pool_element::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 pub use pool_user::{PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, RequestId};
-pub use registrar::{Registrar, RegistrarCommand, RegistrarConfig, RegistrarEvent, RemovalReason};
+pub use registrar::{
+    HandlespaceSnapshot, PoolSnapshot, Registrar, RegistrarCommand, RegistrarConfig,
+    RegistrarEvent, RemovalReason,
+};

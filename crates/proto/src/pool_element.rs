@@ -15,7 +15,7 @@
 //! ASAP_ERROR), re-registering there. [`PeCommand::Deregister`] de-registers for an
 //! orderly shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -25,7 +25,7 @@ use rserpool_wire::{
     Protocol, ServerId, UserTransport,
 };
 
-use crate::common::{decode_inbound, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
 use crate::io::{earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
@@ -168,7 +168,7 @@ pub struct PoolElementCore {
     started: bool,
     entries: Vec<Entry>,
     hunter: Hunter,
-    conns: HashMap<ConnId, Endpoint>,
+    conns: BTreeMap<ConnId, Endpoint>,
     home: Option<Home>,
     /// T2/T3 on the connection we wait on (home, or the hunt's current candidate).
     request_deadline: Option<Instant>,
@@ -226,7 +226,7 @@ impl PoolElementCore {
             started: false,
             entries,
             hunter,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             home: None,
             request_deadline: None,
             reregister_at: None,
@@ -309,7 +309,7 @@ impl PoolElementCore {
             }
         }
         if any {
-            self.request_deadline = Some(now + self.cfg.request_timeout);
+            self.request_deadline = Some(later(now, self.cfg.request_timeout));
         }
     }
 
@@ -449,7 +449,7 @@ impl PoolElementCore {
             }
         }
         if sent {
-            self.request_deadline = Some(now + self.cfg.request_timeout);
+            self.request_deadline = Some(later(now, self.cfg.request_timeout));
         }
     }
 
@@ -483,7 +483,7 @@ impl PoolElementCore {
             .iter()
             .any(|e| e.status == PeStatus::Registered)
         {
-            self.reregister_at = Some(now + self.t4());
+            self.reregister_at = Some(later(now, self.t4()));
         }
     }
 
@@ -648,6 +648,9 @@ impl PoolElementCore {
             Some(h) => (Some(h.conn), h.server_id),
             None => (None, None),
         };
+        if self.stopping {
+            return;
+        }
         if home_flag && (home_conn != Some(conn) || home_id != Some(server_id)) {
             // KA2.4: the sender becomes our home.
             let changed = home_conn != Some(conn) || home_id.is_some();

@@ -35,7 +35,7 @@ use rserpool_wire::{
     ServerId, TransportAddr, TransportKind, UserTransport,
 };
 
-use crate::common::{decode_inbound, Inbound, Outbox};
+use crate::common::{decode_inbound, later, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::handlespace::PuCache;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
@@ -278,7 +278,7 @@ impl PoolUserCore {
         let c = self.pools.get(pool)?.cache.as_ref()?;
         Some((
             c.sel.entries().to_vec(),
-            now < c.fetched + self.cfg.stale_cache_value,
+            now < later(c.fetched, self.cfg.stale_cache_value),
         ))
     }
 
@@ -315,7 +315,10 @@ impl PoolUserCore {
             st.waiting.push(request);
             return;
         }
-        let fresh = st.cache.as_ref().is_some_and(|c| now < c.fetched + stale);
+        let fresh = st
+            .cache
+            .as_ref()
+            .is_some_and(|c| now < later(c.fetched, stale));
         if fresh {
             if let Some(pe) = st.select(&mut self.rng) {
                 self.answer(request, &pool, Ok(pe));
@@ -373,7 +376,7 @@ impl PoolUserCore {
         st.failed.push(Failed {
             id: pe_id,
             group,
-            until: now + stale,
+            until: later(now, stale),
         });
         if in_cache {
             self.report_unreachable(pool.clone(), pe_id);
@@ -399,7 +402,7 @@ impl PoolUserCore {
 
     fn send_hr(&mut self, now: Instant, pool: &PoolHandle, dest: Dest) {
         let deadline = match &dest {
-            Dest::Conn(_) => Some(now + self.cfg.request_timeout),
+            Dest::Conn(_) => Some(later(now, self.cfg.request_timeout)),
             _ => None,
         };
         let sent = match &dest {
@@ -432,7 +435,7 @@ impl PoolUserCore {
     fn dispatch(&mut self, now: Instant) {
         let conn = self.home.or_else(|| self.hunter.current_conn());
         if let Some(conn) = conn {
-            let t1 = now + self.cfg.request_timeout;
+            let t1 = later(now, self.cfg.request_timeout);
             let mut todo = Vec::new();
             for (p, s) in &self.pools {
                 let Some(h) = &s.hr else { continue };
@@ -640,6 +643,24 @@ impl PoolUserCore {
         }
     }
 
+    /// Forget pools nobody asked about for a long time (10 × `stale_cache_value`, at
+    /// least a minute); their stale entries are no use as a fallback any more.
+    fn purge(&mut self, now: Instant) {
+        let keep_for = self
+            .cfg
+            .stale_cache_value
+            .saturating_mul(10)
+            .max(Duration::from_secs(60));
+        self.pools.retain(|_, s| {
+            s.hr.is_some()
+                || !s.waiting.is_empty()
+                || s.cache
+                    .as_ref()
+                    .is_some_and(|c| now < later(c.fetched, keep_for))
+                || s.failed.iter().any(|f| f.until > now)
+        });
+    }
+
     /// An open connection to `ep`, if we have one.
     fn conn_to(&self, ep: &Endpoint) -> Option<ConnId> {
         self.conns.iter().find(|(_, e)| *e == ep).map(|(c, _)| *c)
@@ -787,6 +808,7 @@ impl Core for PoolUserCore {
     }
 
     fn command(&mut self, now: Instant, cmd: PuCommand) {
+        self.purge(now);
         match cmd {
             PuCommand::GetPrimaryServer { request, pool } => self.get_server(now, request, pool),
             PuCommand::GetNextServer { request, pool } => {

@@ -45,7 +45,7 @@
 //! * Unexpected messages (responses, keep-alives, cookies, business cards) are answered
 //!   with ASAP_ERROR cause 0x2 carrying the message; an ASAP_ERROR is never answered.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ use rserpool_wire::{
     PoolHandle, Protocol, ServerId, TransportAddr, TransportUse,
 };
 
-use crate::common::{decode_inbound, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
 use crate::io::{earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportEvent};
@@ -154,7 +154,9 @@ pub enum RemovalReason {
 /// One pool in a [`HandlespaceSnapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSnapshot {
+    /// The pool handle.
     pub handle: PoolHandle,
+    /// The pool's overall policy type.
     pub policy: PolicyType,
     /// PEs by PE ID, with the registrar's bookkeeping.
     pub pes: Vec<(PoolElement, Bookkeeping)>,
@@ -163,7 +165,9 @@ pub struct PoolSnapshot {
 /// The whole handlespace at one moment (for `rsp dump`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandlespaceSnapshot {
+    /// The registrar that took the snapshot.
     pub server_id: ServerId,
+    /// Every pool, sorted by handle.
     pub pools: Vec<PoolSnapshot>,
 }
 
@@ -205,8 +209,10 @@ pub struct Registrar {
     server_id: ServerId,
     hs: Handlespace,
     /// Registration Life deadline per PE (absent = infinite life).
-    life: HashMap<PoolHandle, HashMap<PeId, Instant>>,
-    conns: HashSet<ConnId>,
+    life: BTreeMap<PoolHandle, BTreeMap<PeId, Instant>>,
+    conns: BTreeSet<ConnId>,
+    /// PEs registered over each connection (owned PEs only).
+    conn_pes: BTreeMap<ConnId, BTreeSet<(PoolHandle, PeId)>>,
     started: bool,
     next_announce: Option<Instant>,
     counters: Counters,
@@ -241,8 +247,9 @@ impl Registrar {
             rng,
             server_id,
             hs,
-            life: HashMap::new(),
-            conns: HashSet::new(),
+            life: BTreeMap::new(),
+            conns: BTreeSet::new(),
+            conn_pes: BTreeMap::new(),
             started: false,
             next_announce: None,
             counters: Counters::default(),
@@ -366,7 +373,7 @@ impl Registrar {
             .is_some_and(|e| e.pe.home_registrar == self.server_id);
         let next = if owned {
             self.ka_period()
-                .map(|p| (now + p, TimerKind::KeepAliveTransmit))
+                .map(|p| (later(now, p), TimerKind::KeepAliveTransmit))
         } else {
             None
         };
@@ -389,7 +396,7 @@ impl Registrar {
         self.arm(
             handle,
             id,
-            Some((now + timeout, TimerKind::KeepAliveTimeout)),
+            Some((later(now, timeout), TimerKind::KeepAliveTimeout)),
         );
         let Some(conn) = conn else {
             return false;
@@ -453,12 +460,24 @@ impl Registrar {
     ) -> Option<PoolElement> {
         let entry = self.hs.deregister(handle, id)?;
         self.forget_life(handle, id);
+        if let Some(c) = entry.bookkeeping.conn {
+            self.unindex_conn(ConnId(c), handle, id);
+        }
         self.events.push_back(RegistrarEvent::PeRemoved {
             handle: handle.clone(),
             pe: entry.pe.clone(),
             reason,
         });
         Some(entry.pe)
+    }
+
+    fn unindex_conn(&mut self, conn: ConnId, handle: &PoolHandle, id: PeId) {
+        if let Some(set) = self.conn_pes.get_mut(&conn) {
+            set.remove(&(handle.clone(), id));
+            if set.is_empty() {
+                self.conn_pes.remove(&conn);
+            }
+        }
     }
 
     fn announce(&mut self, now: Instant) {
@@ -477,7 +496,7 @@ impl Registrar {
         let offset = self.rng.gen_range(0..=2 * spread);
         let nanos = base.as_nanos() - spread + offset;
         let period = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.next_announce = Some(now + period);
+        self.next_announce = Some(later(now, period));
     }
 
     // ------------------------------------------------------------------------------------
@@ -516,6 +535,11 @@ impl Registrar {
         let life = self.cfg.lifetime_unit.to_duration(pe.registration_life);
         pe.home_registrar = self.server_id;
         pe.asap_transport = Some(asap_transport_of(meta));
+        let old_conn = self
+            .hs
+            .get(&handle, pe_id)
+            .and_then(|e| e.bookkeeping.conn)
+            .map(ConnId);
         let outcome = match self.hs.register(now, &handle, pe) {
             Ok(o) => o,
             Err(e) => {
@@ -528,6 +552,13 @@ impl Registrar {
             bk.last_keepalive_sent = None;
             bk.last_keepalive_ack = None;
         }
+        if let Some(old) = old_conn.filter(|c| *c != conn) {
+            self.unindex_conn(old, &handle, pe_id);
+        }
+        self.conn_pes
+            .entry(conn)
+            .or_default()
+            .insert((handle.clone(), pe_id));
         self.set_life(&handle, pe_id, life.and_then(|d| now.checked_add(d)));
         self.arm_keepalive(now, &handle, pe_id);
         let msg = AsapMessage::RegistrationResponse {
@@ -613,12 +644,12 @@ impl Registrar {
         self.send(Dest::Conn(conn), &msg);
     }
 
-    fn on_keepalive_ack(&mut self, now: Instant, handle: PoolHandle, pe_id: PeId) {
-        let owned = self
-            .hs
-            .get(&handle, pe_id)
-            .is_some_and(|e| e.pe.home_registrar == self.server_id);
-        if !owned {
+    fn on_keepalive_ack(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, pe_id: PeId) {
+        // Only an ACK on the PE's own registration connection counts.
+        let valid = self.hs.get(&handle, pe_id).is_some_and(|e| {
+            e.pe.home_registrar == self.server_id && e.bookkeeping.conn == Some(conn.0)
+        });
+        if !valid {
             self.counters.dropped += 1;
             return;
         }
@@ -655,16 +686,14 @@ impl Registrar {
     /// Connection gone (closed or a send failed).
     fn on_conn_lost(&mut self, conn: ConnId, send_failed: bool) {
         self.conns.remove(&conn);
-        let victims: Vec<(PoolHandle, PeId, bool)> = self
-            .hs
-            .owned_by(self.server_id)
-            .filter(|(_, e)| e.bookkeeping.conn == Some(conn.0))
-            .map(|(h, e)| {
-                (
-                    h.clone(),
-                    e.pe.id,
-                    Self::keepalive_outstanding(&e.bookkeeping),
-                )
+        // Connection IDs are never reused: the index entry can go.
+        let pes = self.conn_pes.remove(&conn).unwrap_or_default();
+        let victims: Vec<(PoolHandle, PeId, bool)> = pes
+            .into_iter()
+            .filter_map(|(h, id)| {
+                let e = self.hs.get(&h, id)?;
+                let outstanding = Self::keepalive_outstanding(&e.bookkeeping);
+                Some((h, id, outstanding))
             })
             .collect();
         for (handle, id, outstanding) in victims {
@@ -723,7 +752,7 @@ impl Core for Registrar {
                 self.on_handle_resolution(conn, handle, items)
             }
             AsapMessage::EndpointKeepAliveAck { handle, pe_id } => {
-                self.on_keepalive_ack(now, handle, pe_id)
+                self.on_keepalive_ack(now, conn, handle, pe_id)
             }
             AsapMessage::EndpointUnreachable { handle, pe_id } => {
                 self.on_unreachable(now, handle, pe_id)

@@ -97,6 +97,10 @@ impl Net {
     fn new() -> Self {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
+        Self::starting_at(now)
+    }
+
+    fn starting_at(now: Instant) -> Self {
         Self {
             now,
             nodes: Vec::new(),
@@ -1535,6 +1539,252 @@ fn dump_snapshot() {
     assert_eq!(snap.pools.len(), 1);
     assert_eq!(snap.pools[0].pes.len(), 2);
     assert!(snap.pools[0].pes.iter().all(|(_, bk)| bk.conn.is_some()));
+}
+
+#[test]
+fn invalid_registrations_are_refused() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, RegistrarConfig::default());
+    net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    let raw = net.add_raw(1, false);
+    let ep = reg_endpoint(1);
+    let refused = |net: &mut Net, handle: PoolHandle, pe: PoolElement| -> CauseCode {
+        net.raw_send(
+            raw,
+            &ep,
+            AsapMessage::Registration { handle, pe }.encode_to_vec(),
+        );
+        let got = net.raw_received(raw);
+        match &got[..] {
+            [(
+                _,
+                AsapMessage::RegistrationResponse {
+                    reject: true,
+                    error: Some(e),
+                    ..
+                },
+            )] => e.first_code().expect("cause"),
+            other => panic!("{other:?}"),
+        }
+    };
+    let AsapMessage::Registration { handle, pe: base } =
+        decode_asap(&registration_bytes(0x55, 5000))
+            .expect("ok")
+            .message
+    else {
+        unreachable!()
+    };
+    let pe = |f: &dyn Fn(&mut PoolElement)| {
+        let mut p = base.clone();
+        f(&mut p);
+        p
+    };
+    // PE ID 0.
+    let c = refused(&mut net, handle.clone(), pe(&|p| p.id = PeId(0)));
+    assert_eq!(c, CauseCode::INVALID_VALUES);
+    // Registration Life 0.
+    let c = refused(&mut net, handle.clone(), pe(&|p| p.registration_life = 0));
+    assert_eq!(c, CauseCode::INVALID_VALUES);
+    // Pool handle longer than the configured maximum (64).
+    let c = refused(&mut net, PoolHandle::new(vec![b'x'; 65]), pe(&|_| {}));
+    assert_eq!(c, CauseCode::INVALID_VALUES);
+    // UDP user transport into a TCP pool.
+    let c = refused(
+        &mut net,
+        handle.clone(),
+        pe(&|p| {
+            p.user_transport = UserTransport::Ip(TransportAddr::udp(9, IpAddr::from([10, 0, 3, 1])))
+        }),
+    );
+    assert_eq!(c, CauseCode::INCONSISTENT_TRANSPORT);
+    assert_eq!(ids(&mut net, r), vec![PeId(0x1001)]);
+    // A re-registration may change the policy values and the address, not the type.
+    net.raw_send(
+        raw,
+        &ep,
+        AsapMessage::Registration {
+            handle: handle.clone(),
+            pe: pe(&|_| {}),
+        }
+        .encode_to_vec(),
+    );
+    net.raw_received(raw);
+    let moved = pe(&|p| {
+        p.user_transport = UserTransport::Ip(TransportAddr::tcp(9001, IpAddr::from([10, 0, 3, 9])))
+    });
+    net.raw_send(
+        raw,
+        &ep,
+        AsapMessage::Registration {
+            handle: handle.clone(),
+            pe: moved.clone(),
+        }
+        .encode_to_vec(),
+    );
+    let got = net.raw_received(raw);
+    assert!(matches!(
+        &got[..],
+        [(_, AsapMessage::RegistrationResponse { reject: false, .. })]
+    ));
+    let stored = net
+        .reg(r)
+        .handlespace()
+        .get(&handle, PeId(0x55))
+        .expect("PE")
+        .pe
+        .clone();
+    assert_eq!(stored.user_transport, moved.user_transport);
+    assert!(net
+        .reg_events(r)
+        .iter()
+        .any(|e| matches!(e, RegistrarEvent::PeUpdated { pe, .. } if pe.id == PeId(0x55))));
+}
+
+#[test]
+fn registration_life_in_seconds() {
+    let mut net = Net::new();
+    let r = net.add_registrar(
+        1,
+        RegistrarConfig {
+            lifetime_unit: rserpool_wire::LifetimeUnit::Seconds,
+            keepalive_interval: None,
+            ..RegistrarConfig::default()
+        },
+    );
+    let raw = net.add_raw(1, false);
+    net.raw_send(raw, &reg_endpoint(1), registration_bytes(0x66, 2));
+    net.run(Duration::from_millis(1999));
+    assert_eq!(ids(&mut net, r), vec![PeId(0x66)]);
+    net.run(Duration::from_millis(1));
+    assert!(ids(&mut net, r).is_empty());
+    // The PE side writes the unit it is configured with.
+    let mut cfg = pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]);
+    cfg.lifetime_unit = rserpool_wire::LifetimeUnit::Seconds;
+    cfg.registration_life = Duration::from_secs(30);
+    net.add_pe(1, cfg);
+    let h = PoolHandle::from(POOL);
+    let life = net
+        .reg(r)
+        .handlespace()
+        .get(&h, PeId(0x1001))
+        .expect("PE")
+        .pe
+        .registration_life;
+    assert_eq!(life, 30);
+}
+
+#[test]
+fn pu_answers_from_stale_cache_when_no_registrar_is_reachable() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, RegistrarConfig::default());
+    net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
+    assert_eq!(
+        server_of(&net.ask(pu, 1, POOL, false, Duration::from_secs(1))),
+        PeId(0x1001)
+    );
+    net.crash(r);
+    net.run(Duration::from_secs(6));
+    let a = net.ask(pu, 2, POOL, false, Duration::from_secs(1));
+    assert_eq!(
+        server_of(&a),
+        PeId(0x1001),
+        "stale entry used as a fallback"
+    );
+    let evs = net.pu_events(pu);
+    assert!(
+        evs.iter()
+            .any(|(_, e)| matches!(e, PuEvent::NoRegistrar { .. })),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn pe_rehomes_when_reregistration_times_out() {
+    let mut net = Net::new();
+    let r1 = net.add_registrar(
+        1,
+        RegistrarConfig {
+            keepalive_interval: None,
+            ..RegistrarConfig::default()
+        },
+    );
+    let r2 = net.add_registrar(2, RegistrarConfig::default());
+    let pe = net.add_pe(
+        1,
+        pe_cfg(
+            1,
+            Policy::RoundRobin,
+            vec![reg_endpoint(1), reg_endpoint(2)],
+        ),
+    );
+    assert_eq!(ids(&mut net, r1), vec![PeId(0x1001)]);
+    // Registrar 1 hangs: the re-registration at 10 s gets no answer; T2 = 3 s later the
+    // PE registers at registrar 2.
+    net.mute(r1, true);
+    net.run(Duration::from_millis(12_999));
+    assert!(ids(&mut net, r2).is_empty());
+    net.run(Duration::from_millis(1));
+    assert_eq!(ids(&mut net, r2), vec![PeId(0x1001)]);
+    let regs = net
+        .pe_events(pe)
+        .into_iter()
+        .filter(|e| matches!(e, PeEvent::Registered { .. }))
+        .count();
+    assert_eq!(regs, 2);
+}
+
+/// Same seeds, same inputs ⇒ same outputs (the simulator relies on it).
+#[test]
+fn cores_are_deterministic() {
+    fn run(base: Instant) -> Vec<String> {
+        let mut net = Net::starting_at(base);
+        let r1 = net.add_registrar(1, RegistrarConfig::default());
+        net.add_registrar(2, RegistrarConfig::default());
+        let regs = vec![reg_endpoint(1), reg_endpoint(2)];
+        for i in 1..=3 {
+            let mut cfg = pe_cfg(
+                i,
+                Policy::WeightedRandom {
+                    weight: u32::from(i),
+                },
+                regs.clone(),
+            );
+            cfg.pe_id = None;
+            cfg.hunt.order = HuntOrder::Random;
+            net.add_pe(i, cfg);
+        }
+        let mut pus = Vec::new();
+        for k in 1..=2 {
+            let mut cfg = pu_cfg(regs.clone());
+            cfg.hunt.order = HuntOrder::Random;
+            pus.push(net.add_pu(k, cfg));
+        }
+        for round in 0..5 {
+            for &pu in &pus {
+                net.ask(pu, round, POOL, round % 2 == 1, Duration::from_secs(20));
+            }
+            net.run(Duration::from_millis(2500));
+            if round == 2 {
+                net.crash(r1);
+            }
+        }
+        net.run(Duration::from_secs(30));
+        net.nodes
+            .iter()
+            .flat_map(|n| {
+                n.events
+                    .iter()
+                    .map(|(t, e)| format!("{:?} {e:?}", *t - base))
+            })
+            .collect()
+    }
+    #[allow(clippy::disallowed_methods)]
+    let base = Instant::now();
+    let a = run(base);
+    let b = run(base);
+    assert!(a.len() > 20, "{a:?}");
+    assert_eq!(a, b);
 }
 
 impl Node {

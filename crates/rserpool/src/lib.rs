@@ -6,6 +6,7 @@
 //!   timer in one `select!`, outputs drained after every input; graceful shutdown.
 //! * [`transport`]: TCP / MPTCP (messages back-to-back), UDP multicast, the connection
 //!   limit; one set of traits so SCTP slots in beside them.
+//! * [`sctp`]: kernel SCTP one-to-one sockets (PPID per message, multi-homing, notifications).
 //! * [`url`]: endpoint URLs (`tcp://[::1]:3863`, `sctp://10.0.0.1,10.0.0.2:3863`).
 //! * [`wirelog`]: `RSERPOOL_WIRE_LOG=FILE` records every message for dissection.
 //! * [`clock`]: the one place the shell reads time (tokio's clock, so paused time works).
@@ -16,6 +17,8 @@ pub mod driver;
 mod lifecycle;
 pub mod pe;
 pub mod pu;
+#[cfg(target_os = "linux")]
+pub mod sctp;
 pub mod signal;
 pub mod transport;
 pub mod url;

@@ -210,10 +210,19 @@ struct Params<'a, 'u> {
     peeked: Option<Tlv<'a>>,
     unknown: &'u mut Vec<UnknownParam>,
     context: &'static str,
+    /// Accept the Handle Resolution option (only in ASAP_HANDLE_RESOLUTION).
+    hr_option: bool,
 }
 
 fn is_known(ty: ParamType) -> bool {
-    matches!(ty.0, 0x0001..=0x0010 | 0x803f)
+    matches!(ty.0, 0x0001..=0x0010)
+}
+
+/// The Handle Resolution option is known only inside ASAP_HANDLE_RESOLUTION; elsewhere its
+/// action bits (`10`) make an old-style receiver skip it. RSPLIB matches it on the low 14 bits
+/// (0x003f with any action bits), so we accept that spelling there too.
+fn is_hr_option(ty: ParamType) -> bool {
+    ty.0 & 0x3fff == 0x003f
 }
 
 fn is_transport(ty: ParamType) -> bool {
@@ -227,6 +236,7 @@ impl<'a, 'u> Params<'a, 'u> {
             peeked: None,
             unknown,
             context,
+            hr_option: false,
         }
     }
 
@@ -240,7 +250,7 @@ impl<'a, 'u> Params<'a, 'u> {
                 return Ok(None);
             }
             let t = self.r.tlv()?;
-            if is_known(t.ty) {
+            if is_known(t.ty) || (self.hr_option && is_hr_option(t.ty)) {
                 self.peeked = Some(t);
                 return Ok(self.peeked);
             }
@@ -728,9 +738,15 @@ pub fn decode_asap(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
             t::HANDLE_RESOLUTION => AsapMessage::HandleResolution {
                 subscribe: flags & 0x01 != 0,
                 handle: decode_handle(&p.expect(ParamType::POOL_HANDLE)?)?,
-                items: match p.optional(ParamType::HANDLE_RESOLUTION_OPTION)? {
-                    Some(o) => Some(decode_u32_param(&o, "handle resolution items")?),
-                    None => None,
+                items: {
+                    p.hr_option = true;
+                    match p.peek()? {
+                        Some(o) if is_hr_option(o.ty) => {
+                            p.next()?;
+                            Some(decode_u32_param(&o, "handle resolution items")?)
+                        }
+                        _ => None,
+                    }
                 },
             },
             t::HANDLE_RESOLUTION_RESPONSE => {

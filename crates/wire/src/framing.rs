@@ -69,6 +69,10 @@ impl Deframer {
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
     }
+    /// The buffered bytes not yet returned as a message (e.g. to report a stream's tail).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
     /// Total stream bytes consumed as messages so far.
     pub fn stream_offset(&self) -> u64 {
         self.consumed

@@ -189,10 +189,10 @@ pub fn render_decode_error(protocol: Protocol, wire: &[u8], e: &DecodeError) -> 
             t.line(
                 0,
                 format!(
-                    "{name} ({} type {:#04x}), flags {:#04x}, length {}, {} bytes received: DECODE ERROR",
+                    "{name} ({} type {:#04x}), {}, length {}, {} bytes received: DECODE ERROR",
                     protocol.name(),
                     h.ty,
-                    h.flags,
+                    flags_text(protocol, h.ty, h.flags),
                     h.length,
                     wire.len()
                 ),
@@ -1470,6 +1470,19 @@ ASAP_HANDLE_RESOLUTION (ASAP type 0x05), flags 0x00, length 24, 24 bytes receive
   0010  80 3f 00 08 00 00 00 03                           |.?......|
 ";
         assert_eq!(s, want);
+    }
+
+    #[test]
+    fn decode_error_header_names_flags() {
+        let wire = hex("0101001c 11111111 00000000 000f0008 8e4b0000 000b0004 00000000");
+        let e = decode_enrp(&wire).unwrap_err();
+        let s = render_decode_error(Protocol::Enrp, &wire, &e);
+        assert!(
+            s.starts_with(
+                "ENRP_PRESENCE (ENRP type 0x01), flags 0x01 [R reply required], length 28, 28 bytes received: DECODE ERROR\n  error: parameter PE Checksum (0x000f): length 8, expected 6 (at byte 12)\n"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
