@@ -27,6 +27,7 @@ TRIPLE=x86_64-unknown-linux-gnu
 
 BUILDS=(
     "-p rserpool --example sctp_smoke|examples/sctp_smoke|sctp_smoke"
+    "-p rsp --bin rsp|rsp|rsp"
 )
 TEST_BUILDS=(
     "-p rserpool --lib|rserpool-lib-tests"

@@ -83,7 +83,8 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn transport_url(t: &TransportAddr) -> String {
+/// A transport as a URL: `sctp://10.0.0.1,10.0.0.2:4000`, `tcp://[::1]:4000`.
+pub fn transport_url(t: &TransportAddr) -> String {
     let scheme = t.kind.name();
     let hosts: Vec<String> = t
         .addrs

@@ -53,7 +53,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, LifetimeUnit, OperationError, PeId, PolicyType, PoolElement,
-    PoolHandle, Protocol, ServerId, TransportAddr, TransportUse,
+    PoolHandle, Protocol, ServerId, TransportAddr, TransportKind, TransportUse,
 };
 
 use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
@@ -95,7 +95,8 @@ pub struct RegistrarConfig {
     pub announce_group: Option<SocketAddr>,
     /// Announce period, randomised by ±12.5 % (RSPLIB). Default 1 s (T6).
     pub announce_interval: Duration,
-    /// Our ASAP listening transports, listed in every announce (SCTP and/or TCP TLVs).
+    /// Our ASAP listening transports, listed in the announces: SCTP TLVs in one
+    /// announce, TCP TLVs in a second one (RSPLIB discards an announce holding a TCP TLV).
     pub asap_transports: Vec<TransportAddr>,
     /// Remove a connection's PEs when it closes (RSPLIB). Default false.
     pub remove_pes_on_close: bool,
@@ -485,11 +486,29 @@ impl Registrar {
             self.next_announce = None;
             return;
         };
-        let msg = AsapMessage::ServerAnnounce {
-            server_id: self.server_id,
-            transports: self.cfg.asap_transports.clone(),
+        // RSPLIB's parser knows no TCP transport TLV in an announce and then drops the
+        // whole message: SCTP transports and the others go in separate announces.
+        let (sctp, other): (Vec<TransportAddr>, Vec<TransportAddr>) = self
+            .cfg
+            .asap_transports
+            .iter()
+            .cloned()
+            .partition(|t| t.kind == TransportKind::Sctp);
+        let announces: Vec<Vec<TransportAddr>> = if self.cfg.asap_transports.is_empty() {
+            vec![Vec::new()] // no TLVs: SCTP to the datagram's source (RFC 5352 §3.2)
+        } else {
+            [sctp, other]
+                .into_iter()
+                .filter(|g| !g.is_empty())
+                .collect()
         };
-        self.send(Dest::Datagram(group), &msg);
+        for transports in announces {
+            let msg = AsapMessage::ServerAnnounce {
+                server_id: self.server_id,
+                transports,
+            };
+            self.send(Dest::Datagram(group), &msg);
+        }
         // ±12.5 % (RSPLIB).
         let base = self.cfg.announce_interval.max(Duration::from_millis(10));
         let spread = base.as_nanos() / 8;

@@ -402,7 +402,11 @@ where
                     .handle_transport(now, TransportEvent::Connected { conn, endpoint });
             }
             Inbound::ConnectFailed { endpoint, error } => {
-                debug!(%endpoint, "connect failed: {error}");
+                if is_sctp_unavailable(&error) {
+                    warn_sctp_unavailable(&endpoint, &error);
+                } else {
+                    debug!(%endpoint, "connect failed: {error}");
+                }
                 self.outbound.remove(&endpoint);
                 self.core
                     .handle_transport(now, TransportEvent::ConnectFailed { endpoint });
@@ -518,6 +522,25 @@ where
             }
         }
         true
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn is_sctp_unavailable(e: &std::io::Error) -> bool {
+    crate::sctp::is_sctp_unavailable(e)
+}
+#[cfg(not(target_os = "linux"))]
+fn is_sctp_unavailable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+}
+
+/// Said once per process: every further attempt fails the same way.
+fn warn_sctp_unavailable(endpoint: &Endpoint, error: &std::io::Error) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        debug!(%endpoint, "connect failed: {error}");
+    } else {
+        warn!(%endpoint, "cannot use SCTP: {error}");
     }
 }
 

@@ -14,6 +14,8 @@
 //! the connection is cancelled ([`ConnCtl`]).
 
 pub mod limit;
+#[cfg(target_os = "linux")]
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
@@ -150,6 +152,10 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Multicast TTL of datagrams we send.
     pub multicast_ttl: u32,
+    /// Local addresses outbound SCTP associations are bound to (port chosen by the
+    /// kernel); empty = every address of the host. A PE sets the addresses it registers
+    /// (RFC 5352 §2.1). Only the addresses of the peer's families are used.
+    pub sctp_bind: Vec<IpAddr>,
 }
 
 impl Default for TransportConfig {
@@ -160,6 +166,7 @@ impl Default for TransportConfig {
             max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
             connect_timeout: Duration::from_secs(5),
             multicast_ttl: 30,
+            sctp_bind: Vec::new(),
         }
     }
 }
@@ -398,9 +405,21 @@ pub(crate) fn spawn_connect(shared: &Arc<Shared>, endpoint: Endpoint, protocol: 
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
+            #[cfg(target_os = "linux")]
+            TransportProto::Sctp => match tokio::time::timeout(
+                timeout,
+                sctp::connect(&endpoint.addrs, protocol, &shared.config),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => start_outbound(&shared, stream, protocol),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+            },
+            #[cfg(not(target_os = "linux"))]
             TransportProto::Sctp => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "SCTP is not available in this build",
+                "SCTP is only supported on Linux",
             )),
             TransportProto::Udp => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -1,0 +1,317 @@
+//! Kernel SCTP behind the transport traits: one-to-one sockets ([`crate::sctp`]), one
+//! ASAP/ENRP message per SCTP user message, the protocol in the PPID (ASAP 11, ENRP 12),
+//! multi-homed listeners and associations.
+//!
+//! * Receiving: PPID 11 → ASAP, 12 → ENRP; PPID 0 (unspecified) → the protocol of the
+//!   listener or connection; RSPLIB's pre-RFC PPIDs 0xFAEEB5D1/2 are accepted too. Any
+//!   other PPID is not RSerPool (e.g. application data) and is skipped with a debug log.
+//! * Sending: PPID from [`Outgoing::protocol`], stream 0.
+//! * Association loss (`SCTP_COMM_LOST`), a graceful end (`SHUTDOWN_COMPLETE`) or EOF end
+//!   the reader, so the driver reports `TransportEvent::Closed` to the core.
+//! * A message longer than [`TransportConfig::max_message_len`] closes the association,
+//!   like an over-long message on TCP.
+//!
+//! A kernel without SCTP makes [`bind`] and [`connect`] fail with an `io::Error` for which
+//! [`crate::sctp::is_sctp_unavailable`] is true; its message says so and suggests tcp://.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
+use rserpool_wire::Protocol;
+use tracing::debug;
+
+use super::{MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing, TransportConfig};
+use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, SctpWriteHalf};
+
+/// SCTP payload protocol identifier of ASAP (RFC 5352 §5).
+pub const PPID_ASAP: u32 = 11;
+/// SCTP payload protocol identifier of ENRP (RFC 5353 §5).
+pub const PPID_ENRP: u32 = 12;
+/// RSPLIB's pre-RFC PPIDs (accepted on receipt only).
+const PPID_ASAP_OLD: u32 = 0xFAEE_B5D1;
+const PPID_ENRP_OLD: u32 = 0xFAEE_B5D2;
+
+/// The PPID a protocol's messages are sent with.
+pub fn ppid_of(protocol: Protocol) -> u32 {
+    match protocol {
+        Protocol::Asap => PPID_ASAP,
+        Protocol::Enrp => PPID_ENRP,
+    }
+}
+
+/// The protocol of a received PPID; `None` = not an RSerPool message. PPID 0 takes
+/// `default` (the protocol of the listener or connection).
+pub fn protocol_of(ppid: u32, default: Protocol) -> Option<Protocol> {
+    match ppid {
+        PPID_ASAP | PPID_ASAP_OLD => Some(Protocol::Asap),
+        PPID_ENRP | PPID_ENRP_OLD => Some(Protocol::Enrp),
+        0 => Some(default),
+        _ => None,
+    }
+}
+
+/// Addresses worth announcing out of `addrs` (e.g. a wildcard listener's expansion):
+/// loopback addresses are dropped unless nothing else is left, link-local IPv6 is always
+/// dropped (it needs a scope id the wire format cannot carry), duplicates removed.
+pub fn announceable(addrs: &[IpAddr]) -> Vec<IpAddr> {
+    let mut usable: Vec<IpAddr> = Vec::new();
+    for a in addrs {
+        let link_local = matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+        if !link_local && !a.is_unspecified() && !usable.contains(a) {
+            usable.push(*a);
+        }
+    }
+    let outside: Vec<IpAddr> = usable
+        .iter()
+        .copied()
+        .filter(|a| !a.is_loopback())
+        .collect();
+    if outside.is_empty() {
+        usable
+    } else {
+        outside
+    }
+}
+
+/// An association carrying ASAP and/or ENRP.
+#[derive(Debug)]
+pub struct SctpMessageStream {
+    stream: SctpStream,
+    protocol: Protocol,
+}
+
+impl SctpMessageStream {
+    pub fn new(mut stream: SctpStream, protocol: Protocol, max_message_len: usize) -> Self {
+        stream.set_max_message_size(max_message_len);
+        let _ = stream.set_nodelay(true);
+        Self { stream, protocol }
+    }
+}
+
+impl MessageStream for SctpMessageStream {
+    type Read = SctpReader;
+    type Write = SctpWriter;
+
+    fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta> {
+        let peer = self.stream.peer_addr()?;
+        let mut peer_addrs: Vec<IpAddr> = Vec::new();
+        // The primary address first, then the others the peer announced.
+        for a in std::iter::once(peer).chain(self.stream.peer_addrs().unwrap_or_default()) {
+            if !peer_addrs.contains(&a.ip()) {
+                peer_addrs.push(a.ip());
+            }
+        }
+        Ok(RecvMeta {
+            protocol,
+            transport: TransportProto::Sctp,
+            peer,
+            peer_addrs,
+        })
+    }
+
+    fn into_split(self) -> (SctpReader, SctpWriter) {
+        let (rd, wr) = self.stream.into_split();
+        (
+            SctpReader {
+                rd,
+                protocol: self.protocol,
+            },
+            SctpWriter { wr },
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct SctpReader {
+    rd: SctpReadHalf,
+    protocol: Protocol,
+}
+
+impl MessageRead for SctpReader {
+    async fn recv(&mut self) -> io::Result<Option<(Protocol, Vec<u8>)>> {
+        loop {
+            match self.rd.recv().await? {
+                RecvItem::Message { ppid, stream, data } => {
+                    match protocol_of(ppid, self.protocol) {
+                        Some(p) => return Ok(Some((p, data))),
+                        None => debug!(
+                            ppid,
+                            stream,
+                            len = data.len(),
+                            "SCTP message with a non-RSerPool PPID skipped"
+                        ),
+                    }
+                }
+                RecvItem::Notification(AssocEvent::Lost { error }) => {
+                    debug!(error, "SCTP association lost");
+                    return Ok(None);
+                }
+                RecvItem::Notification(AssocEvent::ShutdownComplete) => return Ok(None),
+                RecvItem::Notification(AssocEvent::CantStart { error }) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("SCTP association could not start (error {error})"),
+                    ))
+                }
+                RecvItem::Notification(ev) => debug!(?ev, "SCTP notification"),
+                RecvItem::Eof => return Ok(None),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SctpWriter {
+    wr: SctpWriteHalf,
+}
+
+impl MessageWrite for SctpWriter {
+    async fn send(&mut self, batch: &[Outgoing]) -> io::Result<()> {
+        for m in batch {
+            self.wr.send(ppid_of(m.protocol), 0, &m.bytes).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.wr.shutdown()
+    }
+}
+
+/// A listening SCTP endpoint (one socket, possibly several addresses).
+#[derive(Debug)]
+pub struct SctpMessageListener {
+    listener: SctpListener,
+    protocol: Protocol,
+    max_message_len: usize,
+}
+
+impl SctpMessageListener {
+    /// Every address of the endpoint (a wildcard expanded by the kernel, loopback included).
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listener.local_addrs()
+    }
+}
+
+impl MessageListener for SctpMessageListener {
+    type Stream = SctpMessageStream;
+
+    async fn accept(&mut self) -> io::Result<SctpMessageStream> {
+        let (s, _) = self.listener.accept().await?;
+        Ok(SctpMessageStream::new(
+            s,
+            self.protocol,
+            self.max_message_len,
+        ))
+    }
+
+    fn local_endpoint(&self) -> io::Result<Endpoint> {
+        let addrs = self.listener.local_addrs()?;
+        if addrs.is_empty() {
+            return Ok(Endpoint::sctp(vec![self.listener.local_addr()?]));
+        }
+        Ok(Endpoint::sctp(addrs))
+    }
+}
+
+/// Bind a (multi-homed) listener to `addrs`; see [`SctpListener::bind`]. Must be called
+/// inside a tokio runtime.
+pub fn bind(
+    addrs: &[SocketAddr],
+    protocol: Protocol,
+    config: &TransportConfig,
+) -> io::Result<SctpMessageListener> {
+    Ok(SctpMessageListener {
+        listener: SctpListener::bind(addrs)?,
+        protocol,
+        max_message_len: config.max_message_len,
+    })
+}
+
+/// Open an association to all of `addrs` (one multi-homed peer). With
+/// [`TransportConfig::sctp_bind`] set, the association is bound to those local addresses
+/// first (a PE binds to the addresses it registers, RFC 5352 §2.1).
+pub async fn connect(
+    addrs: &[SocketAddr],
+    protocol: Protocol,
+    config: &TransportConfig,
+) -> io::Result<SctpMessageStream> {
+    let local = local_bind(&config.sctp_bind, addrs);
+    let stream = SctpStream::connect_from(&local, addrs).await?;
+    Ok(SctpMessageStream::new(
+        stream,
+        protocol,
+        config.max_message_len,
+    ))
+}
+
+/// The local addresses (port 0) to bind an association to `peer` to. An IPv4-only peer
+/// gets only our IPv4 addresses (an IPv4 association cannot use IPv6 ones); if none of
+/// `ips` fits the peer's families the kernel chooses.
+fn local_bind(ips: &[IpAddr], peer: &[SocketAddr]) -> Vec<SocketAddr> {
+    let peer_v6 = peer.iter().any(SocketAddr::is_ipv6);
+    let peer_v4 = peer.iter().any(SocketAddr::is_ipv4);
+    ips.iter()
+        .filter(|ip| !ip.is_unspecified())
+        .filter(|ip| (ip.is_ipv4() && peer_v4) || (ip.is_ipv6() && peer_v6))
+        .map(|ip| SocketAddr::new(*ip, 0))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|_| panic!("bad ip {s}"))
+    }
+
+    #[test]
+    fn ppids() {
+        assert_eq!(ppid_of(Protocol::Asap), 11);
+        assert_eq!(ppid_of(Protocol::Enrp), 12);
+        assert_eq!(protocol_of(11, Protocol::Enrp), Some(Protocol::Asap));
+        assert_eq!(protocol_of(12, Protocol::Asap), Some(Protocol::Enrp));
+        assert_eq!(protocol_of(0, Protocol::Enrp), Some(Protocol::Enrp));
+        assert_eq!(
+            protocol_of(0xFAEE_B5D1, Protocol::Enrp),
+            Some(Protocol::Asap)
+        );
+        assert_eq!(protocol_of(0x5253_5031, Protocol::Asap), None);
+    }
+
+    #[test]
+    fn announceable_filters_loopback_unless_alone() {
+        let all = [
+            ip("127.0.0.1"),
+            ip("10.0.0.1"),
+            ip("::1"),
+            ip("fe80::1"),
+            ip("2001:db8::1"),
+            ip("10.0.0.1"),
+        ];
+        assert_eq!(announceable(&all), vec![ip("10.0.0.1"), ip("2001:db8::1")]);
+        assert_eq!(
+            announceable(&[ip("127.0.0.1"), ip("::1"), ip("0.0.0.0")]),
+            vec![ip("127.0.0.1"), ip("::1")]
+        );
+        assert!(announceable(&[]).is_empty());
+    }
+
+    #[test]
+    fn local_bind_matches_families() {
+        let v4: SocketAddr = "10.0.0.1:3863".parse().unwrap();
+        let v6: SocketAddr = "[::1]:3863".parse().unwrap();
+        let ips = [ip("10.0.0.1"), ip("2001:db8::1"), ip("0.0.0.0")];
+        assert_eq!(local_bind(&ips, &[v4]), vec!["10.0.0.1:0".parse().unwrap()]);
+        assert_eq!(
+            local_bind(&ips, &[v4, v6]),
+            vec![
+                "10.0.0.1:0".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::1]:0".parse().unwrap()
+            ]
+        );
+        assert!(local_bind(&[], &[v4]).is_empty());
+    }
+}
