@@ -14,7 +14,7 @@
 SCENARIOS="lib_tests basic_v4 basic_v6 basic_site multihome multihome_mixed
 wildcard_v6 wildcard_v4 big_messages refused peer_abort peer_killed peer_exit rsplib_registrar_hr
 rsplib_pe_our_registrar our_pe_rsplib_registrar our_pu_rsplib_failover mixed_pool
-keepalive_interop sctp_and_tcp"
+keepalive_interop sctp_and_tcp rsp_registrar_sctp"
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-90}
 LOGS=${LOGS:-$PWD/logs}
 
@@ -294,6 +294,53 @@ scenario_sctp_and_tcp() {
     round_robin sctp sctp://10.0.0.1:3863 0x1a2b3c4d 0x5eed0001 || return 1
     terminal term "over SCTP" || return 1
     say "PASS: one pool served to PUs over SCTP and TCP"
+}
+
+# Our registrar over SCTP (multi-homed) and TCP: RSPLIB's rspserver registers a PE over
+# SCTP and answers our keep-alives; our own PE registers over SCTP; our PU resolves over
+# TCP; RSPLIB's rspterminal resolves at our registrar over SCTP; a killed RSPLIB PE is
+# removed.
+scenario_rsp_registrar_sctp() {
+    dump() { ./rsp dump --admin 127.0.0.1:9990 --json 2>/dev/null; }
+    has_pe() { dump | grep -q "\"$1\""; }
+    ./rsp registrar --listen sctp://127.0.0.1,10.0.0.1:3863 --listen tcp://127.0.0.1:3863 \
+        --admin 127.0.0.1:9990 --announce=false --keepalive-interval 1s --keepalive-timeout 2s \
+        -v >"$LOGS/rsp-registrar.out" 2>&1 &
+    rp=$!
+    if ! wait_for 20 grep -q ' 3863 ' /proc/net/sctp/eps; then
+        echo "rsp registrar did not come up:"; cat "$LOGS/rsp-registrar.out"; stop $rp; return 1
+    fi
+    head -n 1 "$LOGS/rsp-registrar.out"
+    rspserver -echo -poolhandle=RspEchoPool -registrar=127.0.0.1:3863 -identifier=0x2002 \
+        -loglevel=2 -logcolor=off >"$LOGS/rspserver.out" 2>&1 &
+    xp=$!
+    ./rsp serve echo -r sctp://127.0.0.1:3863 --no-announces --listen 127.0.0.1:7001 \
+        --pe-id 0x1001 >"$LOGS/rsp-serve.out" 2>&1 &
+    sp=$!
+    rc=0
+    wait_for 30 has_pe 0x00002002 || { echo "RSPLIB PE did not register"; rc=1; }
+    wait_for 30 has_pe 0x00001001 || { echo "our PE did not register over SCTP"; rc=1; }
+    ./rsp dump --admin 127.0.0.1:9990
+    out=$(printf 'ping-over-tcp\n' | ./rsp call EchoPool -r tcp://127.0.0.1:3863 --no-announces --per-request 2>&1)
+    echo "$out"
+    echo "$out" | grep -q '^ping-over-tcp$' || { echo "rsp call got no echo"; rc=1; }
+    (echo hello-rsplib; sleep 3) | timeout 10 rspterminal -registrar=127.0.0.1:3863 \
+        -poolhandle=RspEchoPool -loglevel=2 -logcolor=off >"$LOGS/rspterminal.out" 2>&1
+    echo "--- rspterminal output"; tail -n 15 "$LOGS/rspterminal.out"
+    grep -q hello-rsplib "$LOGS/rspterminal.out" || { echo "rspterminal got no echo"; rc=1; }
+    # Keep-alives every second: the RSPLIB PE acknowledges them and stays.
+    sleep 4
+    has_pe 0x00002002 || { echo "RSPLIB PE lost despite keep-alives"; rc=1; }
+    kill -9 $xp
+    wait_for 15 sh -c "! ./rsp dump --admin 127.0.0.1:9990 --json | grep -q 0x00002002" \
+        || { echo "killed RSPLIB PE not removed"; rc=1; }
+    stop $sp
+    wait_for 10 sh -c "! ./rsp dump --admin 127.0.0.1:9990 --json | grep -q 0x00001001" \
+        || { echo "our PE did not deregister"; rc=1; }
+    stop $rp
+    echo "--- rsp registrar log (last 15 lines)"; tail -n 15 "$LOGS/rsp-registrar.out"
+    echo "--- rspserver output (last 10 lines)"; tail -n 10 "$LOGS/rspserver.out"
+    return $rc
 }
 
 # ---- runner ---------------------------------------------------------------------------

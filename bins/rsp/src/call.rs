@@ -211,7 +211,11 @@ async fn pump(
                 }
             },
             r = rd.recv() => match r {
-                Ok(ReadEvent::Closed) if outstanding.is_empty() => return End::ClosedIdle,
+                // After our half-close the PE closing is the normal end of the session
+                // (discard never answers; echo has answered what it got).
+                Ok(ReadEvent::Closed) if outstanding.is_empty() || *stdin_done => {
+                    return End::ClosedIdle
+                }
                 Ok(ReadEvent::Closed) => return End::Failed("connection closed".into()),
                 Ok(ReadEvent::Data(buf)) => {
                     let newlines = buf.iter().filter(|&&b| b == b'\n').count();

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod args;
+pub mod bench;
 pub mod call;
 pub mod decode;
 pub mod dump;
@@ -53,6 +54,8 @@ pub enum Command {
     Registrar(registrar::RegistrarArgs),
     /// Print a registrar's handlespace (pools, PEs, policies, load, lifetimes, addresses).
     Dump(dump::DumpArgs),
+    /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
+    Bench(bench::BenchArgs),
     /// Run a demo service (echo, discard, daytime, chargen) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decode(args) => decode::run(&args),
         Command::Registrar(args) => registrar::run(&args),
         Command::Dump(args) => dump::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Resolve(args) => resolve::run(&args),

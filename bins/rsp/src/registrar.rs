@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use rserpool::driver::{Driver, DriverConfig, DriverHandle};
-use rserpool::transport::{tcp, TransportConfig};
+use rserpool::transport::{sctp, tcp, MessageListener, TransportConfig};
 use rserpool::url::parse_endpoint;
 use rserpool::wirelog::WireLog;
 use rserpool_proto::handlespace::HandlespaceConfig;
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::{Registrar, RegistrarConfig, RegistrarEvent};
-use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, ASAP_PORT};
+use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, TransportUse, ASAP_PORT};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -340,7 +340,7 @@ pub fn run(args: &RegistrarArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Raise the soft open-file limit towards what the connection limit needs.
-fn raise_fd_limit(max_connections: usize) {
+pub fn raise_fd_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let want = max_connections as u64 + 256;
     let cur = getrlimit(Resource::Nofile);
@@ -354,7 +354,7 @@ fn raise_fd_limit(max_connections: usize) {
         maximum: cur.maximum,
     };
     match setrlimit(Resource::Nofile, new) {
-        Ok(()) if target < want => tracing::warn!(
+        Ok(()) if target < max_connections as u64 => tracing::warn!(
             "open-file limit {target} is below what {max_connections} connections need"
         ),
         Ok(()) => {}
@@ -419,7 +419,6 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         ..DriverConfig::default()
     };
     let (mut driver, handle) = Driver::new(core, driver_cfg, log_event);
-    #[cfg(target_os = "linux")]
     for l in bound.sctp {
         driver.listen(l, Protocol::Asap);
     }
@@ -458,8 +457,7 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
 
 /// The listeners of a registrar and what it announces.
 struct Bound {
-    #[cfg(target_os = "linux")]
-    sctp: Vec<rserpool::transport::sctp::SctpMessageListener>,
+    sctp: Vec<sctp::SctpMessageListener>,
     tcp: Vec<rserpool::transport::tcp::TcpMessageListener>,
     announced: Vec<TransportAddr>,
 }
@@ -502,7 +500,6 @@ fn url_of(addrs: &[SocketAddr]) -> String {
 /// configured too, else an error naming the problem.
 fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
     let mut bound = Bound {
-        #[cfg(target_os = "linux")]
         sctp: Vec::new(),
         tcp: Vec::new(),
         announced: Vec::new(),
@@ -513,19 +510,16 @@ fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
         .any(|e| e.transport != TransportProto::Sctp);
     for group in sctp_groups(&cfg.listen) {
         let url = url_of(&group);
-        #[cfg(target_os = "linux")]
-        match rserpool::transport::sctp::bind(&group, Protocol::Asap, &cfg.transport) {
+        match sctp::bind(&group, Protocol::Asap, &cfg.transport) {
             Ok(l) => {
                 let local = l.local_addrs().unwrap_or_default();
                 let ips: Vec<std::net::IpAddr> = local.iter().map(SocketAddr::ip).collect();
                 let port = local.first().map_or(group[0].port(), SocketAddr::port);
-                let addrs = rserpool::transport::sctp::announceable(&ips);
+                let addrs = sctp::announceable(&ips);
                 if !addrs.is_empty() {
-                    bound.announced.push(TransportAddr::sctp(
-                        port,
-                        rserpool_wire::TransportUse::DATA_ONLY,
-                        addrs,
-                    ));
+                    bound
+                        .announced
+                        .push(TransportAddr::sctp(port, TransportUse::DATA_ONLY, addrs));
                 }
                 bound.sctp.push(l);
             }
@@ -538,12 +532,6 @@ fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
             Err(e) if !cfg.explicit_listen => tracing::warn!("not listening on {url}: {e}"),
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
         }
-        #[cfg(not(target_os = "linux"))]
-        if has_tcp {
-            tracing::warn!("not listening on {url}: SCTP is only supported on Linux");
-        } else {
-            bail!("cannot listen on {url}: SCTP is only supported on Linux; use tcp:// instead");
-        }
     }
     for ep in cfg
         .listen
@@ -554,8 +542,7 @@ fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
         let mptcp = ep.transport == TransportProto::Mptcp;
         match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
             Ok(l) => {
-                let local = rserpool::transport::MessageListener::local_endpoint(&l);
-                if let Some(a) = local.ok().and_then(|e| e.primary()) {
+                if let Some(a) = l.local_endpoint().ok().and_then(|e| e.primary()) {
                     bound.announced.push(TransportAddr::tcp(a.port(), a.ip()));
                 }
                 bound.tcp.push(l);
@@ -566,11 +553,7 @@ fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
         }
     }
-    #[cfg(target_os = "linux")]
-    let none = bound.sctp.is_empty() && bound.tcp.is_empty();
-    #[cfg(not(target_os = "linux"))]
-    let none = bound.tcp.is_empty();
-    if none {
+    if bound.sctp.is_empty() && bound.tcp.is_empty() {
         bail!("no listening endpoint could be bound");
     }
     Ok(bound)

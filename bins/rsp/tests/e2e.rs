@@ -204,11 +204,11 @@ fn start_registrar(listen: &str, wire_log: &Path, extra: &[&str]) -> Registrar {
         "--admin",
         "127.0.0.1:0",
         "--announce=false",
-        "--keepalive-interval",
-        "500ms",
-        "--keepalive-timeout",
-        "500ms",
     ];
+    // Short keep-alives by default so dead PEs vanish quickly; a test may set its own.
+    if !extra.contains(&"--keepalive-timeout") {
+        args.extend_from_slice(&["--keepalive-interval", "500ms", "--keepalive-timeout", "2s"]);
+    }
     args.extend_from_slice(extra);
     let proc = Proc::spawn("registrar", &args, wire_log);
     let line = proc.stdout_line("no startup line", Duration::from_secs(20), |l| {
@@ -654,7 +654,18 @@ fn bad_input_gets_errors_and_the_registrar_keeps_serving() {
         let reg = start_registrar(
             "tcp://127.0.0.1:0",
             &log,
-            &["--max-connections", "12000", "--max-handle-length", "64"],
+            // Generous keep-alive timeout: 10,000 connections on a loaded 2-core machine
+            // must not make a live PE look dead; what is checked is that none is lost.
+            &[
+                "--max-connections",
+                "12000",
+                "--max-handle-length",
+                "64",
+                "--keepalive-interval",
+                "1s",
+                "--keepalive-timeout",
+                "10s",
+            ],
         );
         let servers: Vec<Server> = (0..2)
             .map(|_| start_echo(&reg.asap, &["127.0.0.1:0"], &log))
@@ -853,4 +864,42 @@ fn raise_fd_limit(want: u64) {
         target >= want,
         "hard open-file limit {target} is below {want}"
     );
+}
+
+#[test]
+fn bench_runs_and_prints_its_table() {
+    bounded(Duration::from_secs(120), || {
+        for workload in ["resolve", "register"] {
+            let out = Command::new(RSP)
+                .args([
+                    "bench",
+                    workload,
+                    "--duration",
+                    "300ms",
+                    "--clients",
+                    "1,4",
+                    "--rounds",
+                    "1",
+                ])
+                .env_remove("RSERPOOL_WIRE_LOG")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("ratio"), "{text}");
+            let rows: Vec<&str> = text
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("registrar"))
+                .collect();
+            assert_eq!(rows.len(), 2, "{text}");
+            for line in rows {
+                let errors: u64 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
+                assert_eq!(errors, 0, "{line}");
+            }
+        }
+    });
 }

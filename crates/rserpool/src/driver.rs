@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,6 +140,11 @@ impl<C: Core + 'static> DriverHandle<C> {
     /// Whether the driver task is still running.
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Completes when the driver has stopped.
+    pub async fn stopped(&self) {
+        self.tx.closed().await;
     }
 }
 
@@ -485,9 +491,10 @@ where
         }
     }
 
-    /// Queue a message on a live connection. A full queue means the peer does not read:
-    /// it is disconnected rather than allowed to stall the core.
-    fn push(&mut self, conn: ConnId, msg: Outgoing) {
+    /// Send a message on a live connection: straight to the socket when nothing is queued
+    /// and the transport allows it, else through the writer queue. A full queue means the
+    /// peer does not read: it is disconnected rather than allowed to stall the core.
+    fn push(&mut self, conn: ConnId, mut msg: Outgoing) {
         let Some(entry) = self.conns.get(&conn) else {
             self.pending.push_back(TransportEvent::SendFailed { conn });
             return;
@@ -495,11 +502,35 @@ where
         if let Some(log) = &self.shared.wire_log {
             log.record(Dir::Tx, msg.protocol, &conn.to_string(), &msg.bytes);
         }
-        match entry.writer.tx.try_send(msg) {
+        // Messages are padded to 4 bytes on streams (the encoder already does).
+        let padded = msg.bytes.len().next_multiple_of(4);
+        msg.bytes.resize(padded, 0);
+        let w = &entry.writer;
+        if let Some(direct) = &w.direct {
+            // Only the driver adds to `queued`, so 0 here means every earlier message of
+            // this connection is completely written: writing now keeps the order.
+            if w.queued.load(Ordering::Acquire) == 0 {
+                match direct.try_write(&msg.bytes) {
+                    Ok(n) if n == msg.bytes.len() => return,
+                    Ok(n) => {
+                        msg.bytes.drain(..n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        debug!(%conn, "write failed: {e}");
+                        w.ctl.cancel(); // the reader reports `Closed`
+                        self.pending.push_back(TransportEvent::SendFailed { conn });
+                        return;
+                    }
+                }
+            }
+        }
+        w.queued.fetch_add(1, Ordering::AcqRel);
+        match w.tx.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 warn!(%conn, peer = %entry.meta.peer, "peer is not reading (send queue full); disconnecting");
-                entry.writer.ctl.cancel();
+                w.ctl.cancel();
                 self.remove_conn(conn);
                 self.pending.push_back(TransportEvent::SendFailed { conn });
                 self.pending.push_back(TransportEvent::Closed { conn });

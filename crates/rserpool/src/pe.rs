@@ -203,7 +203,11 @@ impl PoolElement {
             if status.iter().all(|(_, s)| *s == PeStatus::Registered) {
                 return Ok(());
             }
-            match rx.recv().await {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                () = self.handle.stopped() => return Err(DriverGone.into()),
+            };
+            match ev {
                 Ok(PeEvent::RegistrationFailed { pe_id, cause, .. }) => {
                     return Err(RegisterError::Rejected { pe_id, cause })
                 }

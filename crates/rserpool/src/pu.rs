@@ -153,7 +153,16 @@ impl PoolUser {
             }
             return Err(e.into());
         }
-        match rx.await {
+        let answer = tokio::select! {
+            r = rx => r,
+            () = self.handle.stopped() => {
+                if let Ok(mut m) = self.waiters.lock() {
+                    m.remove(&id);
+                }
+                return Err(DriverGone.into());
+            }
+        };
+        match answer {
             Ok(r) => Ok(r?),
             Err(_) => Err(DriverGone.into()),
         }

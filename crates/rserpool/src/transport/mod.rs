@@ -4,8 +4,8 @@
 //! (one connection or association, split into a reader and a writer half), and the halves
 //! [`MessageRead`] / [`MessageWrite`] that move whole messages tagged with their
 //! [`Protocol`]. TCP and MPTCP ([`tcp`]) frame messages back-to-back with the
-//! [`Deframer`](rserpool_wire::framing::Deframer); kernel SCTP keeps message boundaries and
-//! carries the protocol in the PPID. Everything above this module (connection tasks, the
+//! [`Deframer`](rserpool_wire::framing::Deframer); kernel SCTP ([`sctp`], over
+//! [`crate::sctp`]) keeps message boundaries and carries the protocol in the PPID. Everything above this module (connection tasks, the
 //! connection limit, the driver) is written once against the traits.
 //!
 //! Each connection runs two tasks: a reader that feeds whole messages into the driver's
@@ -22,7 +22,7 @@ pub mod udp;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +54,20 @@ pub trait MessageWrite: Send + 'static {
     fn send(&mut self, batch: &[Outgoing]) -> impl Future<Output = io::Result<()>> + Send;
     /// Orderly close after the last message (TCP FIN, SCTP SHUTDOWN).
     fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// A non-blocking way to write without the writer task, if the transport has one
+    /// (see [`DirectWrite`]).
+    fn direct(&self) -> Option<Arc<dyn DirectWrite>> {
+        None
+    }
+}
+
+/// The driver's fast path: when nothing is queued for a connection, it writes a message
+/// straight to the socket instead of waking the connection's writer task; whatever the
+/// socket does not take goes to the queue as usual. For byte streams only (a partial
+/// write leaves the rest of the message for the writer task).
+pub trait DirectWrite: Send + Sync + std::fmt::Debug {
+    /// Write as much of `bytes` as the socket takes now (`WouldBlock` = nothing).
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize>;
 }
 
 /// One connection or association.
@@ -136,6 +150,9 @@ pub(crate) struct ConnWriter {
     pub tx: mpsc::Sender<Outgoing>,
     pub ctl: Arc<ConnCtl>,
     pub task: tokio::task::JoinHandle<()>,
+    /// Messages queued and not yet completely written (only the driver adds to it).
+    pub queued: Arc<AtomicUsize>,
+    pub direct: Option<Arc<dyn DirectWrite>>,
 }
 
 /// Limits and sizes of the transport layer.
@@ -213,7 +230,9 @@ pub(crate) fn spawn_connection<S: MessageStream>(
 ) -> ConnWriter {
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(shared.config.write_queue.max(1));
-    let task = tokio::spawn(write_loop(conn, write, rx, ctl.clone()));
+    let direct = write.direct();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn(write_loop(conn, write, rx, ctl.clone(), queued.clone()));
     tokio::spawn(read_loop(
         conn,
         read,
@@ -221,7 +240,13 @@ pub(crate) fn spawn_connection<S: MessageStream>(
         guard,
         ctl.subscribe(),
     ));
-    ConnWriter { tx, ctl, task }
+    ConnWriter {
+        tx,
+        ctl,
+        task,
+        queued,
+        direct,
+    }
 }
 
 async fn read_loop<R: MessageRead>(
@@ -272,6 +297,7 @@ async fn write_loop<W: MessageWrite>(
     mut write: W,
     mut rx: mpsc::Receiver<Outgoing>,
     ctl: Arc<ConnCtl>,
+    queued: Arc<AtomicUsize>,
 ) {
     const BATCH: usize = 64;
     let mut cancel = ctl.subscribe();
@@ -293,6 +319,7 @@ async fn write_loop<W: MessageWrite>(
             ctl.cancel();
             return;
         }
+        queued.fetch_sub(n, Ordering::AcqRel);
         batch.clear();
     }
     let _ = write.close().await;

@@ -8,8 +8,9 @@
 //! * Sending: PPID from [`Outgoing::protocol`], stream 0.
 //! * Association loss (`SCTP_COMM_LOST`), a graceful end (`SHUTDOWN_COMPLETE`) or EOF end
 //!   the reader, so the driver reports `TransportEvent::Closed` to the core.
-//! * A message longer than [`TransportConfig::max_message_len`] closes the association,
-//!   like an over-long message on TCP.
+//! * A message longer than [`TransportConfig::max_message_len`] is read to its end,
+//!   dropped and logged; the association stays usable (message boundaries are intact,
+//!   unlike a TCP stream after a bad length).
 //!
 //! A kernel without SCTP makes [`bind`] and [`connect`] fail with an `io::Error` for which
 //! [`crate::sctp::is_sctp_unavailable`] is true; its message says so and suggests tcp://.
@@ -19,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
 use rserpool_wire::Protocol;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing, TransportConfig};
 use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, SctpWriteHalf};
@@ -28,26 +29,19 @@ use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, 
 pub const PPID_ASAP: u32 = 11;
 /// SCTP payload protocol identifier of ENRP (RFC 5353 §5).
 pub const PPID_ENRP: u32 = 12;
-/// RSPLIB's pre-RFC PPIDs (accepted on receipt only).
-const PPID_ASAP_OLD: u32 = 0xFAEE_B5D1;
-const PPID_ENRP_OLD: u32 = 0xFAEE_B5D2;
 
 /// The PPID a protocol's messages are sent with.
 pub fn ppid_of(protocol: Protocol) -> u32 {
-    match protocol {
-        Protocol::Asap => PPID_ASAP,
-        Protocol::Enrp => PPID_ENRP,
-    }
+    protocol.ppid()
 }
 
 /// The protocol of a received PPID; `None` = not an RSerPool message. PPID 0 takes
-/// `default` (the protocol of the listener or connection).
+/// `default` (the protocol of the listener or connection); RSPLIB's pre-RFC PPIDs are
+/// accepted ([`Protocol::from_ppid`]).
 pub fn protocol_of(ppid: u32, default: Protocol) -> Option<Protocol> {
     match ppid {
-        PPID_ASAP | PPID_ASAP_OLD => Some(Protocol::Asap),
-        PPID_ENRP | PPID_ENRP_OLD => Some(Protocol::Enrp),
         0 => Some(default),
-        _ => None,
+        p => Protocol::from_ppid(p),
     }
 }
 
@@ -131,7 +125,15 @@ pub struct SctpReader {
 impl MessageRead for SctpReader {
     async fn recv(&mut self) -> io::Result<Option<(Protocol, Vec<u8>)>> {
         loop {
-            match self.rd.recv().await? {
+            let item = match self.rd.recv().await {
+                Ok(item) => item,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    warn!("{e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match item {
                 RecvItem::Message { ppid, stream, data } => {
                     match protocol_of(ppid, self.protocol) {
                         Some(p) => return Ok(Some((p, data))),

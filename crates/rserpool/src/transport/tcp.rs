@@ -5,21 +5,22 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::Protocol;
 use socket2::{Domain, Socket, Type};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{
-    single_homed, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
+    single_homed, DirectWrite, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
     TransportConfig,
 };
 
-/// Bytes read from the socket per `read` call (a stack buffer, not kept per connection).
+/// Bytes read from the socket per `read` call. The buffer is allocated on the first
+/// readable event (a connection that never sends costs none) and never zeroed.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// A TCP (or MPTCP) connection carrying one protocol.
@@ -66,9 +67,10 @@ impl MessageStream for TcpMessageStream {
                 stream: r,
                 deframer: Deframer::new(self.max_message_len),
                 protocol: self.protocol,
+                buf: Vec::new(),
             },
             TcpWriter {
-                stream: w,
+                stream: Arc::new(w),
                 buf: Vec::new(),
             },
         )
@@ -80,6 +82,7 @@ pub struct TcpReader {
     stream: OwnedReadHalf,
     deframer: Deframer,
     protocol: Protocol,
+    buf: Vec<u8>,
 }
 
 impl MessageRead for TcpReader {
@@ -90,10 +93,10 @@ impl MessageRead for TcpReader {
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             }
-            // Wait without holding a buffer, so idle connections cost no read buffer.
             self.stream.readable().await?;
-            let mut chunk = [0u8; READ_CHUNK];
-            match self.stream.try_read(&mut chunk) {
+            self.buf.clear();
+            self.buf.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(&mut self.buf) {
                 Ok(0) => {
                     let left = self.deframer.buffered();
                     if left == 0 {
@@ -104,7 +107,7 @@ impl MessageRead for TcpReader {
                         format!("stream ended inside a message ({left} bytes of it received)"),
                     ));
                 }
-                Ok(n) => self.deframer.push(&chunk[..n]),
+                Ok(_) => self.deframer.push(&self.buf),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
@@ -112,30 +115,55 @@ impl MessageRead for TcpReader {
     }
 }
 
+/// The write half is shared with the driver's fast path ([`DirectWrite`]); the stream is
+/// shut down (FIN) when the last holder drops it.
 #[derive(Debug)]
 pub struct TcpWriter {
-    stream: OwnedWriteHalf,
+    stream: Arc<OwnedWriteHalf>,
     buf: Vec<u8>,
 }
 
 impl MessageWrite for TcpWriter {
+    /// Messages arrive padded to 4 bytes (the driver pads), possibly as the rest of a
+    /// message the fast path wrote in part: written as they are.
     async fn send(&mut self, batch: &[Outgoing]) -> io::Result<()> {
-        self.buf.clear();
-        for m in batch {
-            self.buf.extend_from_slice(&m.bytes);
-            // Messages are padded to 4 bytes on the stream.
-            let pad = (4 - m.bytes.len() % 4) % 4;
-            self.buf.extend_from_slice(&[0u8; 3][..pad]);
+        let data: &[u8] = if let [one] = batch {
+            &one.bytes
+        } else {
+            self.buf.clear();
+            for m in batch {
+                self.buf.extend_from_slice(&m.bytes);
+            }
+            &self.buf
+        };
+        let mut off = 0;
+        while off < data.len() {
+            self.stream.writable().await?;
+            match self.stream.try_write(&data[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
         }
-        let r = self.stream.write_all(&self.buf).await;
         if self.buf.capacity() > 256 * 1024 {
             self.buf = Vec::new();
         }
-        r
+        Ok(())
     }
 
     async fn close(&mut self) -> io::Result<()> {
-        self.stream.shutdown().await
+        // Dropping the last reference to the write half sends the FIN.
+        Ok(())
+    }
+
+    fn direct(&self) -> Option<Arc<dyn DirectWrite>> {
+        Some(self.stream.clone())
+    }
+}
+
+impl DirectWrite for OwnedWriteHalf {
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        OwnedWriteHalf::try_write(self, bytes)
     }
 }
 
