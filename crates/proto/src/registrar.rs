@@ -95,8 +95,9 @@ pub struct RegistrarConfig {
     pub announce_group: Option<SocketAddr>,
     /// Announce period, randomised by ±12.5 % (RSPLIB). Default 1 s (T6).
     pub announce_interval: Duration,
-    /// Our ASAP listening transports, listed in the announces: SCTP TLVs in one
-    /// announce, TCP TLVs in a second one (RSPLIB discards an announce holding a TCP TLV).
+    /// Our ASAP listening transports, listed in the announces. With SCTP and TCP ones, two
+    /// announces go out: SCTP TLVs only (for RSPLIB, which cannot parse a TCP TLV), then
+    /// SCTP followed by TCP TLVs (RSPLIB drops it; our PEs and PUs read both).
     pub asap_transports: Vec<TransportAddr>,
     /// Remove a connection's PEs when it closes (RSPLIB). Default false.
     pub remove_pes_on_close: bool,
@@ -486,21 +487,29 @@ impl Registrar {
             self.next_announce = None;
             return;
         };
-        // RSPLIB's parser knows no TCP transport TLV in an announce and then drops the
-        // whole message: SCTP transports and the others go in separate announces.
-        let (sctp, other): (Vec<TransportAddr>, Vec<TransportAddr>) = self
-            .cfg
-            .asap_transports
+        // RSPLIB knows no TCP transport TLV in an announce: after an SCTP TLV it drops the
+        // whole message; as the first TLV it takes the announce as one without transports
+        // and connects to the datagram's source port (Discrepancy #8), i.e. nowhere. So an
+        // announce with SCTP TLVs only comes first, then (if we listen on TCP too) one with
+        // the SCTP TLVs followed by the TCP ones, which RSPLIB drops and we read whole.
+        let all = &self.cfg.asap_transports;
+        let sctp: Vec<TransportAddr> = all
             .iter()
+            .filter(|t| t.kind == TransportKind::Sctp)
             .cloned()
-            .partition(|t| t.kind == TransportKind::Sctp);
-        let announces: Vec<Vec<TransportAddr>> = if self.cfg.asap_transports.is_empty() {
+            .collect();
+        let announces: Vec<Vec<TransportAddr>> = if all.is_empty() {
             vec![Vec::new()] // no TLVs: SCTP to the datagram's source (RFC 5352 §3.2)
+        } else if sctp.is_empty() || sctp.len() == all.len() {
+            vec![all.clone()]
         } else {
-            [sctp, other]
-                .into_iter()
-                .filter(|g| !g.is_empty())
-                .collect()
+            let mut both = sctp.clone();
+            both.extend(
+                all.iter()
+                    .filter(|t| t.kind != TransportKind::Sctp)
+                    .cloned(),
+            );
+            vec![sctp, both]
         };
         for transports in announces {
             let msg = AsapMessage::ServerAnnounce {

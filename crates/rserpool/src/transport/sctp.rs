@@ -16,7 +16,7 @@
 //! [`crate::sctp::is_sctp_unavailable`] is true; its message says so and suggests tcp://.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
 use rserpool_wire::Protocol;
@@ -248,17 +248,32 @@ pub async fn connect(
     ))
 }
 
-/// The local addresses (port 0) to bind an association to `peer` to. An IPv4-only peer
-/// gets only our IPv4 addresses (an IPv4 association cannot use IPv6 ones); if none of
-/// `ips` fits the peer's families the kernel chooses.
+/// The local addresses (port 0) to bind an association to `peer` to: those of `ips` in
+/// the peer's address families. A loopback peer (e.g. a registrar learnt from an announce
+/// sent from 127.0.0.1) is only reachable from a loopback address, so the loopback address
+/// of that family is added. If none of `ips` fits, the kernel chooses (empty list).
 fn local_bind(ips: &[IpAddr], peer: &[SocketAddr]) -> Vec<SocketAddr> {
     let peer_v6 = peer.iter().any(SocketAddr::is_ipv6);
     let peer_v4 = peer.iter().any(SocketAddr::is_ipv4);
-    ips.iter()
+    let mut fit: Vec<IpAddr> = ips
+        .iter()
         .filter(|ip| !ip.is_unspecified())
         .filter(|ip| (ip.is_ipv4() && peer_v4) || (ip.is_ipv6() && peer_v6))
-        .map(|ip| SocketAddr::new(*ip, 0))
-        .collect()
+        .copied()
+        .collect();
+    if !fit.is_empty() {
+        for p in peer.iter().filter(|p| p.ip().is_loopback()) {
+            let lo: IpAddr = if p.is_ipv6() {
+                Ipv6Addr::LOCALHOST.into()
+            } else {
+                Ipv4Addr::LOCALHOST.into()
+            };
+            if !fit.contains(&lo) {
+                fit.push(lo);
+            }
+        }
+    }
+    fit.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect()
 }
 
 #[cfg(test)]
@@ -304,7 +319,8 @@ mod tests {
     #[test]
     fn local_bind_matches_families() {
         let v4: SocketAddr = "10.0.0.1:3863".parse().unwrap();
-        let v6: SocketAddr = "[::1]:3863".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::2]:3863".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:3863".parse().unwrap();
         let ips = [ip("10.0.0.1"), ip("2001:db8::1"), ip("0.0.0.0")];
         assert_eq!(local_bind(&ips, &[v4]), vec!["10.0.0.1:0".parse().unwrap()]);
         assert_eq!(
@@ -315,5 +331,21 @@ mod tests {
             ]
         );
         assert!(local_bind(&[], &[v4]).is_empty());
+        // A loopback registrar: loopback is added to the registered addresses.
+        let lo4: SocketAddr = "127.0.0.1:3863".parse().unwrap();
+        assert_eq!(
+            local_bind(&ips, &[lo4]),
+            vec![
+                "10.0.0.1:0".parse::<SocketAddr>().unwrap(),
+                "127.0.0.1:0".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            local_bind(&[ip("2001:db8::1")], &[lo6]),
+            vec![
+                "[2001:db8::1]:0".parse::<SocketAddr>().unwrap(),
+                "[::1]:0".parse().unwrap()
+            ]
+        );
     }
 }
