@@ -510,7 +510,7 @@ where
             // Only the driver adds to `queued`, so 0 here means every earlier message of
             // this connection is completely written: writing now keeps the order.
             if w.queued.load(Ordering::Acquire) == 0 {
-                match direct.try_write(&msg.bytes) {
+                match direct.try_write(msg.protocol, &msg.bytes) {
                     Ok(n) if n == msg.bytes.len() => return,
                     Ok(n) => {
                         msg.bytes.drain(..n);

@@ -63,11 +63,12 @@ pub trait MessageWrite: Send + 'static {
 
 /// The driver's fast path: when nothing is queued for a connection, it writes a message
 /// straight to the socket instead of waking the connection's writer task; whatever the
-/// socket does not take goes to the queue as usual. For byte streams only (a partial
-/// write leaves the rest of the message for the writer task).
+/// socket does not take goes to the queue as usual. A byte stream may take part of a
+/// message (the writer task sends the rest); SCTP takes a whole message or nothing.
 pub trait DirectWrite: Send + Sync + std::fmt::Debug {
-    /// Write as much of `bytes` as the socket takes now (`WouldBlock` = nothing).
-    fn try_write(&self, bytes: &[u8]) -> io::Result<usize>;
+    /// Write as much of the `protocol` message `bytes` as the socket takes now
+    /// (`WouldBlock` = nothing).
+    fn try_write(&self, protocol: Protocol, bytes: &[u8]) -> io::Result<usize>;
 }
 
 /// One connection or association.

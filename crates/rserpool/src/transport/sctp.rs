@@ -17,12 +17,16 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
 use rserpool_wire::Protocol;
 use tracing::{debug, warn};
 
-use super::{MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing, TransportConfig};
+use super::{
+    DirectWrite, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
+    TransportConfig,
+};
 use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, SctpWriteHalf};
 
 /// SCTP payload protocol identifier of ASAP (RFC 5352 §5).
@@ -178,6 +182,18 @@ impl MessageWrite for SctpWriter {
 
     async fn close(&mut self) -> io::Result<()> {
         self.wr.shutdown()
+    }
+
+    fn direct(&self) -> Option<Arc<dyn DirectWrite>> {
+        Some(Arc::new(self.wr.clone()))
+    }
+}
+
+impl DirectWrite for SctpWriteHalf {
+    /// One whole message now, or `WouldBlock`.
+    fn try_write(&self, protocol: Protocol, bytes: &[u8]) -> io::Result<usize> {
+        self.try_send(ppid_of(protocol), 0, bytes)
+            .map(|()| bytes.len())
     }
 }
 
