@@ -233,9 +233,18 @@ async fn pump(
                 }
                 Err(e) => return End::Failed(e.to_string()),
             },
+            // SCTP cannot half-close: after the input ended, stop waiting for replies once
+            // the PE has been silent this long (a discard PE never answers).
+            () = tokio::time::sleep(SCTP_LINGER), if *stdin_done && wr.is_sctp() => {
+                wr.close().await;
+                return End::Done;
+            }
         }
     }
 }
+
+/// How long an SCTP session waits for outstanding replies after the input ended.
+const SCTP_LINGER: Duration = Duration::from_secs(5);
 
 /// Input ended. TCP: half-close and keep reading. SCTP has no half-close: close at once
 /// when nothing is outstanding (returns true), else after the last reply.

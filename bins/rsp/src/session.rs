@@ -1,10 +1,10 @@
 //! The PU ↔ PE session of the demo services, over TCP (a byte stream) or SCTP (messages).
 //!
 //! Over SCTP every piece of session data is one SCTP message. RSPLIB's `rspterminal` sends
-//! each line it reads, newline included, as one message with PPID 0 on stream 0, and its
-//! `rspserver -echo` sends each message back unchanged (same PPID and stream). So the
-//! session data PPID here is [`DATA_PPID`] = 0 (unspecified), and the echo service answers
-//! with whatever PPID and stream a message came with. PPID 11 carries the ASAP control
+//! each line it reads, newline included, as one message with PPID 0 on stream 0 (seen in
+//! the VM), and its `rspserver -echo` sends each message back. So the session data PPID
+//! here is [`DATA_PPID`] = 0 (unspecified), and our echo service answers with whatever PPID
+//! and stream a message came with; a client takes data of any PPID other than 11. PPID 11 carries the ASAP control
 //! channel (ASAP_COOKIE, ASAP_COOKIE_ECHO, ASAP_BUSINESS_CARD); the demos keep no session
 //! state, so such messages are decoded, logged and otherwise ignored.
 
