@@ -13,7 +13,8 @@
 # `timeout -s KILL $SCENARIO_TIMEOUT`; its output goes to logs/<name>.log and is echoed.
 SCENARIOS="lib_tests basic_v4 basic_v6 basic_site multihome multihome_mixed
 wildcard_v6 wildcard_v4 big_messages refused peer_abort peer_killed peer_exit rsplib_registrar_hr
-rsp_registrar_sctp"
+rsplib_pe_our_registrar announce_interop our_pe_rsplib_registrar our_pu_rsplib_failover
+mixed_pool keepalive_interop sctp_and_tcp rsp_registrar_sctp"
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-90}
 LOGS=${LOGS:-$PWD/logs}
 
@@ -26,6 +27,77 @@ wait_for() {
 }
 # stop PID: TERM, then KILL after 3 s
 stop() { kill "$1" 2>/dev/null; wait_for 3 sh -c "! kill -0 $1" || kill -9 "$1" 2>/dev/null; }
+
+# ---- helpers of the interop scenarios ---------------------------------------------------
+# Every background process is started with `bg NAME CMD...` (output in $LOGS/NAME.log,
+# PID in $NAME_pid and in $PIDS); the runner stops whatever a scenario left behind, even
+# after a timeout. Registrars listen on the fixed ports RSPLIB's tools need (ASAP 3863,
+# ENRP 9901, our admin 9990); PEs and PUs use 10.0.0.1 (RSPLIB drops loopback addresses).
+PIDS=${PIDS:-$LOGS/pids}
+# (stdin: /dev/null, or the file/fifo in $BG_IN, opened by the background child itself
+# so that a fifo does not block the scenario)
+bg() {
+    name=$1; shift
+    "$@" <"${BG_IN:-/dev/null}" >"$LOGS/$name.log" 2>&1 &
+    eval "${name}_pid=$!"
+    echo "$!" >>"$PIDS"
+}
+say() { echo "[$(uptime_s)s] $*"; }
+fail() { say "FAILED: $*"; return 1; }
+log_tail() { echo "--- $1 (last ${2:-15} lines)"; sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$1.log" | tail -n "${2:-15}"; }
+sctp_listening() { grep -q " $1 " /proc/net/sctp/eps; }
+
+# Our registrar on sctp://0.0.0.0:3863 + tcp://0.0.0.0:3863, admin 127.0.0.1:9990,
+# keep-alives every 1 s (1 s timeout). Extra flags are appended.
+our_registrar() {
+    bg reg ./rsp -v registrar --listen sctp://0.0.0.0:3863 --listen tcp://0.0.0.0:3863 \
+        --admin 127.0.0.1:9990 --keepalive-interval 1s --keepalive-timeout 1s "$@"
+    wait_for 20 grep -q '^rsp registrar:' "$LOGS/reg.log" || { log_tail reg; return 1; }
+    say "$(grep '^rsp registrar:' "$LOGS/reg.log")"
+}
+# RSPLIB's registrar on the fixed ports, keep-alives every 1 s (1 s timeout).
+rsplib_registrar() {
+    bg rreg rspregistrar -asap=0.0.0.0:3863 -enrp=0.0.0.0:9901 -loglevel=2 -logcolor=off \
+        -endpointkeepalivetransmissioninterval=1000 -endpointkeepalivetimeoutinterval=1000 "$@"
+    wait_for 20 sctp_listening 3863 && wait_for 20 sctp_listening 9901 || { log_tail rreg; return 1; }
+    say "rspregistrar up"
+}
+# rsplib_pe NAME ID: RSPLIB's echo PE in EchoPool with PE identifier ID (0x…).
+rsplib_pe() {
+    bg "$1" rspserver -echo -poolhandle=EchoPool -registrar=10.0.0.1:3863 \
+        -identifier="$2" -loglevel=3 -logcolor=off
+}
+# our_pe NAME ID REGISTRAR: `rsp serve echo` over SCTP (all addresses but loopback).
+our_pe() {
+    bg "$1" ./rsp -v serve echo --listen sctp://0.0.0.0:0 -r "$3" --pe-id "$2" --no-announces
+    wait_for 20 grep -q "^registered pool=EchoPool pe=$2" "$LOGS/$1.log" || { log_tail "$1"; return 1; }
+    say "$(grep "^registered" "$LOGS/$1.log")"
+}
+# in_dump ID: our registrar (admin 127.0.0.1:9990) lists PE ID.
+in_dump() { ./rsp dump --admin 127.0.0.1:9990 | grep -q "$1"; }
+# in_hsdump ID: RSPLIB's registrar lists PE ID (hsdump prints $xxxxxxxx).
+in_hsdump() { hsdump 127.0.0.1:9901 -logcolor=off 2>&1 | grep -q "idx:#[0-9]*: [$]${1#0x} "; }
+# terminal NAME LINE...: rspterminal through the registrar at 10.0.0.1:3863; types each
+# LINE and waits until a PE echoed it ("from PE $id> LINE"); then stops the terminal.
+terminal() {
+    name=$1; shift
+    fifo=/tmp/$name.in
+    rm -f "$fifo"; mkfifo "$fifo"
+    BG_IN=$fifo bg "$name" rspterminal -poolhandle=EchoPool -registrar=10.0.0.1:3863 \
+        -loglevel=2 -logcolor=off
+    exec 3>"$fifo"
+    ok=0
+    for line in "$@"; do
+        echo "$line" >&3
+        wait_for 20 grep -q "from PE .*> $line" "$LOGS/$name.log" || { ok=1; break; }
+    done
+    exec 3>&-
+    eval "stop \$${name}_pid"
+    grep -a "from PE" "$LOGS/$name.log" | sed 's/\x1b\[[0-9;]*m//g'
+    [ $ok = 0 ] || { log_tail "$name" 30; fail "rspterminal did not get its lines echoed"; }
+}
+# echoed_by NAME ID: the terminal's lines were echoed by PE ID.
+echoed_by() { grep -a "from PE [$]${2#0x}>" "$LOGS/$1.log" >/dev/null; }
 
 # ---- scenarios ------------------------------------------------------------------------
 
@@ -60,6 +132,198 @@ scenario_rsplib_registrar_hr() {
     stop $rp
     echo "--- rspregistrar output (last 20 lines)"; tail -n 20 "$LOGS/rspregistrar.out"
     return $rc
+}
+
+# ---- interop scenarios: RSPLIB and rserpool in one handlespace ----------------------------
+
+# 1. RSPLIB's PE registers with our registrar (SCTP); `rsp dump` shows its PE identifier and
+#    policy; rspterminal resolves EchoPool through our registrar and gets its lines echoed.
+#    Our registrar announces (multicast on lo): RSPLIB must parse the announces.
+scenario_rsplib_pe_our_registrar() {
+    our_registrar || return 1
+    rsplib_pe rs1 0x1a2b3c4d
+    wait_for 20 in_dump 0x1a2b3c4d || { log_tail rs1; log_tail reg; fail "RSPLIB PE not registered"; return 1; }
+    ./rsp dump --admin 127.0.0.1:9990
+    ./rsp dump --admin 127.0.0.1:9990 --json >"$LOGS/dump.json"
+    grep -q '"id": "0x1a2b3c4d"' "$LOGS/dump.json" || { fail "PE id"; return 1; }
+    grep -q '"policy": "rr"' "$LOGS/dump.json" || { fail "policy"; return 1; }
+    grep -q '"user_transport": "sctp://10.0.0.1:' "$LOGS/dump.json" || { fail "user transport"; return 1; }
+    grep -q '"registration_life_ms": 90000' "$LOGS/dump.json" || { fail "lifetime (RSPLIB: ms)"; return 1; }
+    terminal term "Hello RSerPool" "second line $$" || return 1
+    echoed_by term 0x1a2b3c4d || { fail "not echoed by 0x1a2b3c4d"; return 1; }
+    # Our announces go out as SCTP-only + SCTP-and-TCP; RSPLIB warns about (and drops) the
+    # second kind (the warning names the TCP TLV at byte 24); nothing else of ours may
+    # trouble its parser.
+    if grep -a "Error while parsing" "$LOGS/rs1.log" "$LOGS/term.log" |
+        grep -v "TLV at position 24, length 16): unrecognized parameter"; then
+        fail "RSPLIB could not parse a message of ours other than the SCTP+TCP announce"; return 1
+    fi
+    say "PASS: RSPLIB PE 0x1a2b3c4d registered with us and served rspterminal"
+}
+
+# 1b. Registrar discovery by multicast announces, both ways: RSPLIB's PE and rspterminal
+#    (no -registrar) find our registrar; our PE (no registrar given) finds rspregistrar,
+#    whose announces carry no transport TLV (SCTP to the datagram's source address and
+#    UDP source port, 127.0.0.1:3863; the PE's association then binds loopback too).
+scenario_announce_interop() {
+    our_registrar || return 1
+    bg rs1 rspserver -echo -poolhandle=EchoPool -identifier=0x1a2b3c4d -loglevel=3 -logcolor=off
+    wait_for 30 in_dump 0x1a2b3c4d || { log_tail rs1 20; fail "RSPLIB PE did not find our registrar"; return 1; }
+    say "RSPLIB PE found our registrar by its announces"
+    rm -f /tmp/t.in; mkfifo /tmp/t.in
+    BG_IN=/tmp/t.in bg term rspterminal -poolhandle=EchoPool -loglevel=2 -logcolor=off
+    exec 3>/tmp/t.in
+    echo "found by announce" >&3
+    wait_for 30 grep -q "from PE .*> found by announce" "$LOGS/term.log"; rc=$?
+    exec 3>&-
+    stop "$term_pid"
+    grep -a "from PE" "$LOGS/term.log" | sed 's/\x1b\[[0-9;]*m//g'
+    [ $rc = 0 ] || { log_tail term 20; fail "rspterminal did not find our registrar"; return 1; }
+    stop "$rs1_pid"; stop "$reg_pid"
+    wait_for 10 sh -c "! grep -q ' 3863 ' /proc/net/sctp/eps"
+
+    rsplib_registrar || return 1
+    bg pe1 ./rsp -v serve echo --listen sctp://0.0.0.0:0 --pe-id 0x5eed0001
+    wait_for 40 in_hsdump 0x5eed0001 || { log_tail pe1 20; fail "our PE did not find rspregistrar"; return 1; }
+    grep "registered" "$LOGS/pe1.log" | sed 's/\x1b\[[0-9;]*m//g'
+    say "PASS: registrars found by announces both ways"
+}
+
+# 2. Our PE (rsp serve echo over SCTP) registers with RSPLIB's registrar; hsdump shows it
+#    (SCTP + control channel); rspterminal through rspregistrar is answered by our PE.
+scenario_our_pe_rsplib_registrar() {
+    rsplib_registrar || return 1
+    our_pe pe1 0x5eed0001 sctp://10.0.0.1:3863 || return 1
+    wait_for 20 in_hsdump 0x5eed0001 || { fail "hsdump does not show 0x5eed0001"; return 1; }
+    hsdump 127.0.0.1:9901 -logcolor=off 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -A5 'idx:#[0-9]*: [$]5eed0001' | tee "$LOGS/hsdump.txt"
+    grep -q 'SCTP+CtrlCh' "$LOGS/hsdump.txt" || { fail "not SCTP + control channel"; return 1; }
+    terminal term "Hello from RSPLIB" "line two $$" || return 1
+    echoed_by term 0x5eed0001 || { fail "not echoed by our PE"; return 1; }
+    grep -q "client connected (SCTP)" "$LOGS/pe1.log" || { fail "our PE saw no SCTP client"; return 1; }
+    say "PASS: our PE registered with rspregistrar and served rspterminal"
+}
+
+# 3. Our PU (`rsp call`) through rspregistrar reaches RSPLIB's echo PE over SCTP; the PE it
+#    uses is killed and the call continues on the second RSPLIB PE.
+scenario_our_pu_rsplib_failover() {
+    rsplib_registrar || return 1
+    rsplib_pe rsA 0x0000000a
+    rsplib_pe rsB 0x0000000b
+    wait_for 20 in_hsdump 0x0000000a && wait_for 20 in_hsdump 0x0000000b ||
+        { fail "RSPLIB PEs not registered"; return 1; }
+    rm -f /tmp/call.in; mkfifo /tmp/call.in
+    BG_IN=/tmp/call.in bg call ./rsp call EchoPool -r sctp://10.0.0.1:3863 --no-announces
+    exec 4>/tmp/call.in
+    echo "before the failure" >&4
+    wait_for 20 grep -q "^before the failure" "$LOGS/call.log" || { exec 4>&-; log_tail call; fail "no echo"; return 1; }
+    first=$(grep -o 'connected to PE 0x0000000[ab]' "$LOGS/call.log" | head -n1 | grep -o '0x.*')
+    case $first in 0x0000000a) victim=$rsA_pid other=0x0000000b ;; 0x0000000b) victim=$rsB_pid other=0x0000000a ;;
+        *) exec 4>&-; log_tail call; fail "unknown PE '$first'"; return 1 ;; esac
+    say "call uses PE $first; killing it (SIGKILL, pid $victim)"
+    kill -9 "$victim"
+    sleep 0.5
+    echo "after the failure" >&4
+    wait_for 30 grep -q "^after the failure" "$LOGS/call.log"; rc=$?
+    exec 4>&-
+    wait_for 10 sh -c "! kill -0 $call_pid"
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/call.log" | grep -v DEBUG
+    [ $rc = 0 ] || { fail "no echo after the failure"; return 1; }
+    grep -q "PE $first failed" "$LOGS/call.log" || { fail "failure not reported"; return 1; }
+    grep -q "connected to PE $other" "$LOGS/call.log" || { fail "did not move to $other"; return 1; }
+    say "PASS: call moved from $first to $other"
+}
+
+# round_robin LABEL REGISTRAR ID1 ID2: handle resolutions asking for one PE alternate
+# between ID1 and ID2, and `rsp call --per-request` is answered by both.
+round_robin() {
+    ./rsp resolve EchoPool -r "$2" -n 4 --items 1 --details | tee "$LOGS/resolve-$1.txt"
+    firsts=$(grep '^resolution' "$LOGS/resolve-$1.txt" | sed 's/.*pes=//; s/,.*//' | tr '\n' ' ')
+    set -- "$1" "$2" "$3" "$4" $firsts
+    [ $# = 8 ] || { fail "expected 4 resolutions, got: $firsts"; return 1; }
+    [ "$5" != "$6" ] && [ "$5" = "$7" ] && [ "$6" = "$8" ] || { fail "no alternation: $firsts"; return 1; }
+    for id in "$3" "$4"; do
+        echo "$firsts" | grep -q "$id" || { fail "$id never selected: $firsts"; return 1; }
+    done
+    printf 'one\ntwo\nthree\nfour\n' |
+        ./rsp call EchoPool -r "$2" --no-announces --per-request >"$LOGS/rr-$1.out" 2>"$LOGS/rr-$1.err"
+    grep 'answered' "$LOGS/rr-$1.err"
+    for id in "$3" "$4"; do
+        grep -q "PE $id answered" "$LOGS/rr-$1.err" || { cat "$LOGS/rr-$1.err"; fail "$id did not answer"; return 1; }
+    done
+    [ "$(grep -c . "$LOGS/rr-$1.out")" = 4 ] || { fail "not 4 replies"; return 1; }
+}
+
+# 4. One RSPLIB PE and one of ours in EchoPool, on our registrar and then on RSPLIB's:
+#    round robin alternates between them (registrar selections and answering servers).
+scenario_mixed_pool() {
+    say "--- on our registrar"
+    our_registrar --announce=false || return 1
+    rsplib_pe rs1 0x1a2b3c4d
+    our_pe pe1 0x5eed0001 sctp://10.0.0.1:3863 || return 1
+    wait_for 20 in_dump 0x1a2b3c4d || { fail "RSPLIB PE not registered"; return 1; }
+    ./rsp dump --admin 127.0.0.1:9990
+    round_robin ours sctp://10.0.0.1:3863 0x1a2b3c4d 0x5eed0001 || return 1
+    stop "$pe1_pid"; stop "$rs1_pid"; stop "$reg_pid"
+    wait_for 10 sh -c "! grep -q ' 3863 ' /proc/net/sctp/eps"
+    say "--- on RSPLIB's registrar"
+    rsplib_registrar || return 1
+    rsplib_pe rs2 0x1a2b3c4e
+    our_pe pe2 0x5eed0002 sctp://10.0.0.1:3863 || return 1
+    wait_for 20 in_hsdump 0x1a2b3c4e && wait_for 20 in_hsdump 0x5eed0002 || { fail "not both in hsdump"; return 1; }
+    round_robin theirs sctp://10.0.0.1:3863 0x1a2b3c4e 0x5eed0002 || return 1
+    say "PASS: round robin alternates in a mixed pool on both registrars"
+}
+
+# 5. A frozen (SIGSTOP) RSPLIB PE is removed by our registrar after the keep-alive timeout;
+#    a frozen PE of ours is removed by RSPLIB's registrar.
+scenario_keepalive_interop() {
+    our_registrar --announce=false || return 1
+    rsplib_pe rs1 0x1a2b3c4d
+    wait_for 20 in_dump 0x1a2b3c4d || { fail "RSPLIB PE not registered"; return 1; }
+    wait_for 10 grep -q 'Home registrar is' "$LOGS/rs1.log" || { fail "RSPLIB PE never saw our keep-alive"; return 1; }
+    t0=$(uptime_s); kill -STOP "$rs1_pid"; say "RSPLIB PE frozen"
+    wait_for 15 sh -c "! ./rsp dump --admin 127.0.0.1:9990 | grep -q 0x1a2b3c4d"; rc=$?
+    say "RSPLIB PE gone from our registrar after $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}')s"
+    kill -CONT "$rs1_pid"
+    grep "PE removed" "$LOGS/reg.log"
+    [ $rc = 0 ] || { fail "frozen RSPLIB PE still registered"; return 1; }
+    grep -q "pe=0x1a2b3c4d reason=KeepAliveTimeout" "$LOGS/reg.log" || { fail "not removed by keep-alive"; return 1; }
+    stop "$rs1_pid"; stop "$reg_pid"
+    wait_for 10 sh -c "! grep -q ' 3863 ' /proc/net/sctp/eps"
+
+    rsplib_registrar || return 1
+    our_pe pe1 0x5eed0001 sctp://10.0.0.1:3863 || return 1
+    wait_for 20 in_hsdump 0x5eed0001 || { fail "our PE not in hsdump"; return 1; }
+    t0=$(uptime_s); kill -STOP "$pe1_pid"; say "our PE frozen"
+    wait_for 15 sh -c "! hsdump 127.0.0.1:9901 -logcolor=off 2>&1 | grep -q 'idx:#[0-9]*: [$]5eed0001 '"; rc=$?
+    say "our PE gone from rspregistrar after $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}')s"
+    kill -CONT "$pe1_pid"
+    # Sanity: hsdump itself still works (the PE is gone, not the registrar).
+    hsdump 127.0.0.1:9901 -logcolor=off 2>&1 | grep -q 'Handlespace' || { fail "hsdump broken"; return 1; }
+    [ $rc = 0 ] || { fail "frozen PE of ours still registered at rspregistrar"; return 1; }
+    # Once thawed, our PE registers again.
+    wait_for 20 in_hsdump 0x5eed0001 || { log_tail pe1; fail "our PE did not come back"; return 1; }
+    say "PASS: keep-alive timeouts remove frozen PEs both ways"
+}
+
+# 6. Our registrar over SCTP and TCP at once: an RSPLIB PE (SCTP) and `rsp serve` registered
+#    over TCP in one pool; PUs over SCTP (rspterminal, rsp call) and TCP (rsp call, resolve)
+#    get both.
+scenario_sctp_and_tcp() {
+    our_registrar --announce=false || return 1
+    rsplib_pe rs1 0x1a2b3c4d
+    our_pe pe1 0x5eed0001 tcp://127.0.0.1:3863 || return 1
+    wait_for 20 in_dump 0x1a2b3c4d || { fail "RSPLIB PE not registered"; return 1; }
+    ./rsp dump --admin 127.0.0.1:9990
+    for r in sctp://10.0.0.1:3863 tcp://127.0.0.1:3863; do
+        ./rsp resolve EchoPool -r $r --items 2 | tee "$LOGS/both.txt"
+        grep -q 'pes=.*0x1a2b3c4d' "$LOGS/both.txt" && grep -q 'pes=.*0x5eed0001' "$LOGS/both.txt" ||
+            { fail "$r does not resolve both PEs"; return 1; }
+    done
+    round_robin tcp tcp://127.0.0.1:3863 0x1a2b3c4d 0x5eed0001 || return 1
+    round_robin sctp sctp://10.0.0.1:3863 0x1a2b3c4d 0x5eed0001 || return 1
+    terminal term "over SCTP" || return 1
+    say "PASS: one pool served to PUs over SCTP and TCP"
 }
 
 # Our registrar over SCTP (multi-homed) and TCP: RSPLIB's rspserver registers a PE over
@@ -127,8 +391,11 @@ for s in $SCENARIOS; do
     fi
     t0=$(uptime_s)
     echo "=== $s (uptime ${t0}s)"
+    : >"$PIDS"
     timeout -s KILL "$SCENARIO_TIMEOUT" sh "$0" --one "$s" >"$LOGS/$s.log" 2>&1
     rc=$?
+    # Stop what the scenario left running (also after a timeout), so ports are free.
+    for p in $(cat "$PIDS"); do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
     t1=$(uptime_s)
     sed 's/^/    /' "$LOGS/$s.log"
     dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')

@@ -9,6 +9,11 @@
 //!
 //! Both servers run on their own runtime (two worker threads) and the clients on another,
 //! like separate processes on one host.
+//!
+//! Over SCTP (`--registrar sctp://…`) every request is one SCTP message with PPID 11 and
+//! the baseline is an SCTP echo server. `--versus URL` measures a second registrar (e.g.
+//! RSPLIB's `rspregistrar`) in the same rounds with the same clients and prints the ratio
+//! of the two; `tests/sctp-vm/bench.sh` runs that inside the SCTP VM.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -21,11 +26,12 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use rserpool::pe::{PeOptions, PoolElement};
-use rserpool_proto::io::Endpoint;
+use rserpool::sctp::{RecvItem, SctpListener, SctpStream};
+use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::{
-    asap_type, AsapMessage, PeId, Policy, PoolElement as WirePe, PoolHandle, ServerId,
-    TransportAddr, UserTransport,
+    asap_type, AsapMessage, PeId, Policy, PoolElement as WirePe, PoolHandle, Protocol, ServerId,
+    TransportAddr, TransportUse, UserTransport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,9 +56,14 @@ pub struct BenchArgs {
     /// Length of each run (one per client count and target).
     #[arg(long, default_value = "3s", value_parser = args::duration)]
     pub duration: Duration,
-    /// Registrar to measure (default: one started in this process on an ephemeral port).
+    /// Registrar to measure, tcp:// or sctp:// (default: one started in this process on
+    /// an ephemeral TCP port).
     #[arg(long, value_name = "URL", value_parser = args::asap_endpoint)]
     pub registrar: Option<Endpoint>,
+    /// A second registrar measured in the same rounds by the same clients (e.g. RSPLIB's
+    /// rspregistrar); the table adds "versus" rows and the ratio registrar ÷ versus.
+    #[arg(long, value_name = "URL", value_parser = args::asap_endpoint)]
+    pub versus: Option<Endpoint>,
     /// Concurrent clients per run (comma-separated).
     #[arg(long, default_value = "1,16,256", value_delimiter = ',')]
     pub clients: Vec<usize>,
@@ -71,11 +82,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     crate::registrar::raise_fd_limit(args.clients.iter().max().copied().unwrap_or(1) * 2 + 64);
     let servers = server_runtime()?;
-    let (registrar_addr, label, _keep) = match &args.registrar {
-        Some(ep) => {
-            let a = ep.primary().context("registrar URL without address")?;
-            (a, format!("registrar {ep}"), None)
-        }
+    let (registrar, label, _keep) = match &args.registrar {
+        Some(ep) => (Target::of(ep)?, format!("registrar {ep}"), None),
         None => {
             let running = servers.block_on(start_registrar())?;
             let a = running
@@ -83,16 +91,31 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 .first()
                 .and_then(Endpoint::primary)
                 .context("in-process registrar without endpoint")?;
-            (a, format!("in-process registrar tcp://{a}"), Some(running))
+            (
+                Target::Tcp(a),
+                format!("in-process registrar tcp://{a}"),
+                Some(running),
+            )
         }
     };
-    let echo_addr = servers.block_on(start_echo())?;
+    let versus = args.versus.as_ref().map(Target::of).transpose()?;
+    let echo = match &registrar {
+        Target::Tcp(_) => servers.block_on(start_echo())?,
+        Target::Sctp(addrs) => servers.block_on(start_sctp_echo(addrs[0]))?,
+    };
     let clients = args::runtime()?;
-    let pool = clients.block_on(prepare(args.workload, registrar_addr))?;
+    let mut pools = vec![clients.block_on(prepare(args.workload, &registrar))?];
+    if let Some(v) = &versus {
+        pools.push(clients.block_on(prepare(args.workload, v))?);
+    }
 
     eprintln!(
-        "rsp bench {}: {label}; {:?} per run; clients {:?}",
+        "rsp bench {}: {label}{}; {:?} per run; clients {:?}",
         workload_name(args.workload),
+        args.versus
+            .as_ref()
+            .map(|v| format!(" versus {v}"))
+            .unwrap_or_default(),
         args.duration,
         args.clients
     );
@@ -101,31 +124,80 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let slice = args.duration / rounds;
     for &n in &args.clients {
         let mut reg: Option<RunResult> = None;
-        let mut echo: Option<RunResult> = None;
+        let mut vs: Option<RunResult> = None;
+        let mut baseline: Option<RunResult> = None;
         for _ in 0..rounds {
-            let r = clients.block_on(measure(
-                args.workload,
-                registrar_addr,
-                n,
-                slice,
-                "registrar",
-            ))?;
+            let r = clients.block_on(measure(args.workload, &registrar, n, slice, "registrar"))?;
             merge(&mut reg, r);
+            if let Some(v) = &versus {
+                let r = clients.block_on(measure(args.workload, v, n, slice, "versus"))?;
+                merge(&mut vs, r);
+            }
             if !args.no_baseline {
-                let e = clients.block_on(measure(args.workload, echo_addr, n, slice, "echo"))?;
-                merge(&mut echo, e);
+                let e = clients.block_on(measure(args.workload, &echo, n, slice, "echo"))?;
+                merge(&mut baseline, e);
             }
         }
         let reg = reg.context("no registrar run")?;
         report(&reg, "registrar", n);
-        if let Some(e) = &echo {
+        if let Some(v) = &vs {
+            report(v, "versus", n);
+        }
+        if let Some(e) = &baseline {
             report(e, "echo", n);
         }
-        rows.push((n, reg, echo));
+        rows.push((n, reg, vs, baseline));
     }
-    drop(pool);
+    drop(pools);
     print_table(args.workload, &rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the load goes.
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp(SocketAddr),
+    /// All addresses of one (multi-homed) SCTP endpoint.
+    Sctp(Vec<SocketAddr>),
+}
+
+impl Target {
+    fn of(ep: &Endpoint) -> anyhow::Result<Target> {
+        let a = ep.primary().context("registrar URL without address")?;
+        Ok(match ep.transport {
+            TransportProto::Sctp => Target::Sctp(ep.addrs.clone()),
+            TransportProto::Tcp => Target::Tcp(a),
+            other => bail!("rsp bench measures tcp:// or sctp:// registrars, not {other:?}"),
+        })
+    }
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Target::Tcp(a) => Endpoint::tcp(*a),
+            Target::Sctp(addrs) => Endpoint::sctp(addrs.clone()),
+        }
+    }
+    /// The local address a PE of the benchmark registers: the one the kernel would use
+    /// towards the registrar (RSPLIB refuses loopback-only PEs; on one host that gives
+    /// e.g. 10.0.0.1 for a registrar at 10.0.0.1).
+    fn pe_address(&self) -> std::net::IpAddr {
+        let reg = match self {
+            Target::Tcp(a) => *a,
+            Target::Sctp(addrs) => addrs[0],
+        };
+        let probe = std::net::UdpSocket::bind(SocketAddr::new(
+            if reg.is_ipv6() {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            },
+            0,
+        ))
+        .and_then(|s| s.connect(reg).and_then(|()| s.local_addr()));
+        match probe {
+            Ok(a) if !a.ip().is_unspecified() => a.ip(),
+            _ => reg.ip(),
+        }
+    }
 }
 
 fn workload_name(w: Workload) -> &'static str {
@@ -155,7 +227,7 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
 }
 
 /// The baseline: every message received is sent straight back.
-async fn start_echo() -> anyhow::Result<SocketAddr> {
+async fn start_echo() -> anyhow::Result<Target> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
     tokio::spawn(async move {
@@ -163,7 +235,7 @@ async fn start_echo() -> anyhow::Result<SocketAddr> {
             tokio::spawn(echo_conn(s));
         }
     });
-    Ok(addr)
+    Ok(Target::Tcp(addr))
 }
 
 async fn echo_conn(mut s: TcpStream) {
@@ -188,21 +260,51 @@ async fn echo_conn(mut s: TcpStream) {
     }
 }
 
+/// The SCTP baseline: every message is sent straight back (same PPID).
+async fn start_sctp_echo(near: SocketAddr) -> anyhow::Result<Target> {
+    let l = SctpListener::bind(&[SocketAddr::new(near.ip(), 0)])?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut rd, wr) = s.into_split();
+                while let Ok(item) = rd.recv().await {
+                    match item {
+                        RecvItem::Message { ppid, stream, data } => {
+                            if wr.send(ppid, stream, &data).await.is_err() {
+                                return;
+                            }
+                        }
+                        RecvItem::Eof => return,
+                        RecvItem::Notification(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    Ok(Target::Sctp(vec![addr]))
+}
+
 const RESOLVE_POOL: &str = "BenchPool";
 const REGISTER_POOL: &str = "BenchRegPool";
 const PES_PER_CLIENT: u32 = 100;
 
 /// Resolve: 10 PEs (real pool elements, answering keep-alives) in the benchmark pool.
-async fn prepare(w: Workload, registrar: SocketAddr) -> anyhow::Result<Vec<PoolElement>> {
+/// Over SCTP they register SCTP user transports (RSPLIB takes no TCP ones).
+async fn prepare(w: Workload, registrar: &Target) -> anyhow::Result<Vec<PoolElement>> {
     if w != Workload::Resolve {
         return Ok(Vec::new());
     }
+    let ip = registrar.pe_address();
     let mut pes = Vec::new();
     for i in 0..10u16 {
         let opts = PeOptions::new(RESOLVE_POOL)
-            .registrar(Endpoint::tcp(registrar))
-            .tcp_user_transport(SocketAddr::from(([127, 0, 0, 1], 20000 + i)))
+            .registrar(registrar.endpoint())
             .no_announces();
+        let opts = match registrar {
+            Target::Tcp(_) => opts.tcp_user_transport(SocketAddr::new(ip, 20000 + i)),
+            Target::Sctp(_) => opts.sctp_user_transport(20000 + i, vec![ip], true),
+        };
         pes.push(PoolElement::start(opts)?);
     }
     for pe in &pes {
@@ -213,7 +315,8 @@ async fn prepare(w: Workload, registrar: SocketAddr) -> anyhow::Result<Vec<PoolE
     Ok(pes)
 }
 
-fn requests(w: Workload, client: usize) -> Vec<Vec<u8>> {
+fn requests(w: Workload, client: usize, target: &Target) -> Vec<Vec<u8>> {
+    let ip = target.pe_address();
     match w {
         Workload::Resolve => vec![AsapMessage::HandleResolution {
             subscribe: false,
@@ -224,16 +327,20 @@ fn requests(w: Workload, client: usize) -> Vec<Vec<u8>> {
         Workload::Register => (0..PES_PER_CLIENT)
             .map(|k| {
                 let id = (client as u32) * PES_PER_CLIENT + k + 1;
+                let port = (id % 60000) as u16 + 1024;
+                let user_transport = match target {
+                    Target::Tcp(_) => TransportAddr::tcp(port, ip),
+                    Target::Sctp(_) => {
+                        TransportAddr::sctp(port, TransportUse::DATA_PLUS_CONTROL, vec![ip])
+                    }
+                };
                 AsapMessage::Registration {
                     handle: PoolHandle::from(REGISTER_POOL),
                     pe: WirePe {
                         id: PeId(id),
                         home_registrar: ServerId(0),
                         registration_life: 60_000,
-                        user_transport: UserTransport::Ip(TransportAddr::tcp(
-                            (id % 60000) as u16 + 1024,
-                            [127, 0, 0, 1].into(),
-                        )),
+                        user_transport: UserTransport::Ip(user_transport),
                         policy: Policy::RoundRobin,
                         asap_transport: None,
                     },
@@ -255,6 +362,8 @@ fn answer_type(w: Workload) -> u8 {
 struct RunResult {
     ops: u64,
     errors: u64,
+    /// What the first error was (for the report).
+    first_error: Option<String>,
     elapsed: Duration,
     hist: Histogram<u64>,
 }
@@ -267,7 +376,7 @@ impl RunResult {
 
 async fn measure(
     w: Workload,
-    addr: SocketAddr,
+    to: &Target,
     n: usize,
     duration: Duration,
     target: &'static str,
@@ -276,11 +385,10 @@ async fn measure(
     let stop = Arc::new(AtomicBool::new(false));
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        let s = TcpStream::connect(addr)
+        let c = Conn::connect(to)
             .await
-            .with_context(|| format!("connect to {target} at {addr}"))?;
-        s.set_nodelay(true)?;
-        conns.push(s);
+            .with_context(|| format!("connect to {target} at {}", to.endpoint()))?;
+        conns.push(c);
     }
     let is_echo = target == "echo";
     let start = Instant::now();
@@ -288,7 +396,7 @@ async fn measure(
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let reqs = requests(w, i);
+            let reqs = requests(w, i, to);
             let want = if is_echo { reqs[0][0] } else { answer_type(w) };
             tokio::spawn(client(s, reqs, want, ops.clone(), stop.clone()))
         })
@@ -320,8 +428,12 @@ async fn measure(
     let mut hist = Histogram::<u64>::new(3).context("histogram")?;
     let mut errors = 0;
     let mut total = 0;
+    let mut first_error = None;
     for t in tasks {
-        let (h, ok, err) = t.await.context("client task")?;
+        let (h, ok, err, why) = t.await.context("client task")?;
+        if first_error.is_none() {
+            first_error = why;
+        }
         hist.add(&h).ok();
         total += ok;
         errors += err;
@@ -332,6 +444,7 @@ async fn measure(
     Ok(RunResult {
         ops: total,
         errors,
+        first_error,
         elapsed,
         hist,
     })
@@ -343,6 +456,9 @@ fn merge(into: &mut Option<RunResult>, r: RunResult) {
         Some(acc) => {
             acc.ops += r.ops;
             acc.errors += r.errors;
+            if acc.first_error.is_none() {
+                acc.first_error = r.first_error;
+            }
             acc.elapsed += r.elapsed;
             let _ = acc.hist.add(&r.hist);
         }
@@ -356,50 +472,127 @@ fn report(r: &RunResult, target: &str, n: usize) {
         micros(r.hist.value_at_quantile(0.5)),
         micros(r.hist.value_at_quantile(0.99)),
         if r.errors > 0 {
-            format!("  ({} errors)", r.errors)
+            format!(
+                "  ({} errors, first: {})",
+                r.errors,
+                r.first_error.as_deref().unwrap_or("?")
+            )
         } else {
             String::new()
         }
     );
 }
 
+/// One client connection: TCP (messages back-to-back) or SCTP (one message each, PPID 11).
+enum Conn {
+    Tcp {
+        rd: tokio::net::tcp::OwnedReadHalf,
+        wr: tokio::net::tcp::OwnedWriteHalf,
+        d: Deframer,
+        buf: Vec<u8>,
+    },
+    Sctp(SctpStream),
+}
+
+impl Conn {
+    async fn connect(to: &Target) -> std::io::Result<Conn> {
+        match to {
+            Target::Tcp(a) => {
+                let s = TcpStream::connect(a).await?;
+                s.set_nodelay(true)?;
+                let (rd, wr) = s.into_split();
+                Ok(Conn::Tcp {
+                    rd,
+                    wr,
+                    d: Deframer::default(),
+                    buf: vec![0u8; 65536],
+                })
+            }
+            Target::Sctp(addrs) => {
+                let s = SctpStream::connect(addrs).await?;
+                s.set_nodelay(true)?;
+                Ok(Conn::Sctp(s))
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp { wr, .. } => wr.write_all(msg).await,
+            Conn::Sctp(s) => s.send(Protocol::Asap.ppid(), 0, msg).await,
+        }
+    }
+
+    /// The next whole message, or why there is none (the connection ended or broke).
+    async fn recv(&mut self) -> Result<Vec<u8>, String> {
+        match self {
+            Conn::Tcp { rd, d, buf, .. } => loop {
+                match d.next_message() {
+                    Ok(Some(m)) => return Ok(m.to_vec()),
+                    Ok(None) => match rd.read(buf).await {
+                        Ok(0) => return Err("connection closed by the server".into()),
+                        Err(e) => return Err(format!("read failed: {e}")),
+                        Ok(n) => d.push(&buf[..n]),
+                    },
+                    Err(e) => return Err(format!("bad framing: {e}")),
+                }
+            },
+            Conn::Sctp(s) => {
+                let mut events = Vec::new();
+                loop {
+                    match s.recv().await {
+                        Ok(RecvItem::Message { data, .. }) => return Ok(data),
+                        Ok(RecvItem::Eof) => {
+                            return Err(format!("association ended by the server {events:?}"))
+                        }
+                        Ok(RecvItem::Notification(ev)) => events.push(ev),
+                        Err(e) => return Err(format!("receive failed: {e} {events:?}")),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One closed-loop client: returns its latency histogram (µs), successes and errors.
 async fn client(
-    s: TcpStream,
+    mut c: Conn,
     reqs: Vec<Vec<u8>>,
     want: u8,
     ops: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> (Histogram<u64>, u64, u64) {
+) -> (Histogram<u64>, u64, u64, Option<String>) {
     let mut hist = Histogram::<u64>::new(3).expect("3 significant figures are valid");
-    let (mut rd, mut wr) = s.into_split();
-    let mut d = Deframer::default();
-    let mut buf = vec![0u8; 65536];
     let (mut ok, mut err) = (0u64, 0u64);
+    let mut why: Option<String> = None;
+    let note = |why: &mut Option<String>, what: String| {
+        if why.is_none() {
+            *why = Some(what);
+        }
+    };
     let mut k = 0usize;
+    let mut last_pe: Option<PeId> = None;
     'outer: while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
-        if wr.write_all(&reqs[k % reqs.len()]).await.is_err() {
+        let req = &reqs[k % reqs.len()];
+        if let Err(e) = c.send(req).await {
             err += 1;
+            note(&mut why, format!("send failed: {e}"));
             break;
+        }
+        if let Ok(d) = AsapMessage::decode(req) {
+            if let AsapMessage::Registration { pe, .. } = d.message {
+                last_pe = Some(pe.id);
+            }
         }
         k += 1;
         // Read until the answer; acknowledge keep-alives on the way.
         loop {
-            let msg = match d.next_message() {
-                Ok(Some(m)) => m.to_vec(),
-                Ok(None) => match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => {
-                        err += 1;
-                        break 'outer;
-                    }
-                    Ok(n) => {
-                        d.push(&buf[..n]);
-                        continue;
-                    }
-                },
-                Err(_) => {
+            let msg = match c.recv().await {
+                Ok(m) => m,
+                Err(e) => {
                     err += 1;
+                    note(&mut why, e);
                     break 'outer;
                 }
             };
@@ -412,26 +605,32 @@ async fn client(
             }
             if msg[0] == asap_type::ENDPOINT_KEEP_ALIVE {
                 if let Ok(d) = AsapMessage::decode(&msg) {
-                    if let AsapMessage::EndpointKeepAlive {
-                        handle,
-                        pe_id: Some(pe_id),
-                        ..
-                    } = d.message
-                    {
-                        let ack = AsapMessage::EndpointKeepAliveAck { handle, pe_id };
-                        if wr.write_all(&ack.encode_to_vec()).await.is_err() {
-                            err += 1;
-                            break 'outer;
+                    if let AsapMessage::EndpointKeepAlive { handle, pe_id, .. } = d.message {
+                        // Without a PE Identifier the keep-alive is for all our PEs of the
+                        // pool: acknowledge the one registered last.
+                        if let Some(pe_id) = pe_id.or(last_pe) {
+                            let ack = AsapMessage::EndpointKeepAliveAck { handle, pe_id };
+                            if c.send(&ack.encode_to_vec()).await.is_err() {
+                                err += 1;
+                                break 'outer;
+                            }
                         }
                     }
                 }
                 continue;
             }
             err += 1;
+            note(
+                &mut why,
+                match AsapMessage::decode(&msg) {
+                    Ok(d) => format!("unexpected {:?}", d.message),
+                    Err(e) => format!("undecodable answer: {e}"),
+                },
+            );
             break;
         }
     }
-    (hist, ok, err)
+    (hist, ok, err, why)
 }
 
 fn micros(us: u64) -> String {
@@ -442,42 +641,47 @@ fn micros(us: u64) -> String {
     }
 }
 
-fn print_table(w: Workload, rows: &[(usize, RunResult, Option<RunResult>)]) {
+fn print_table(w: Workload, rows: &[(usize, RunResult, Option<RunResult>, Option<RunResult>)]) {
     println!();
     println!(
-        "{:>7}  {:<9}  {:>10}  {:>9}  {:>9}  {:>8}  {:>6}",
-        "clients", "target", "ops/s", "p50", "p99", "errors", "ratio"
+        "{:>7}  {:<9}  {:>10}  {:>9}  {:>9}  {:>8}  {:>6}  {:>6}",
+        "clients", "target", "ops/s", "p50", "p99", "errors", "ratio", "vs"
     );
-    for (n, reg, echo) in rows {
-        let ratio = echo
-            .as_ref()
-            .map(|e| format!("{:.2}", reg.rate() / e.rate().max(1e-9)))
-            .unwrap_or_else(|| "-".into());
+    let row = |n: usize, name: &str, r: &RunResult, ratio: String, vs: String| {
         println!(
-            "{:>7}  {:<9}  {:>10.0}  {:>9}  {:>9}  {:>8}  {:>6}",
+            "{:>7}  {:<9}  {:>10.0}  {:>9}  {:>9}  {:>8}  {:>6}  {:>6}",
             n,
-            "registrar",
-            reg.rate(),
-            micros(reg.hist.value_at_quantile(0.5)),
-            micros(reg.hist.value_at_quantile(0.99)),
-            reg.errors,
-            ratio
+            name,
+            r.rate(),
+            micros(r.hist.value_at_quantile(0.5)),
+            micros(r.hist.value_at_quantile(0.99)),
+            r.errors,
+            ratio,
+            vs
         );
+    };
+    let ratio = |a: &RunResult, b: Option<&RunResult>| {
+        b.map(|b| format!("{:.2}", a.rate() / b.rate().max(1e-9)))
+            .unwrap_or_else(|| "-".into())
+    };
+    for (n, reg, versus, echo) in rows {
+        row(
+            *n,
+            "registrar",
+            reg,
+            ratio(reg, echo.as_ref()),
+            ratio(reg, versus.as_ref()),
+        );
+        if let Some(v) = versus {
+            row(*n, "versus", v, ratio(v, echo.as_ref()), String::new());
+        }
         if let Some(e) = echo {
-            println!(
-                "{:>7}  {:<9}  {:>10.0}  {:>9}  {:>9}  {:>8}  {:>6}",
-                n,
-                "echo",
-                e.rate(),
-                micros(e.hist.value_at_quantile(0.5)),
-                micros(e.hist.value_at_quantile(0.99)),
-                e.errors,
-                ""
-            );
+            row(*n, "echo", e, String::new(), String::new());
         }
     }
     println!(
-        "ratio = registrar ops/s ÷ echo ops/s ({} requests; echo = same framing, no work)",
+        "ratio = ops/s ÷ echo ops/s ({} requests; echo = same framing, no work); \
+         vs = registrar ops/s ÷ versus ops/s",
         workload_name(w)
     );
 }

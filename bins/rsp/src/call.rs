@@ -1,7 +1,8 @@
 //! `rsp call POOL`: a terminal client. Lines from stdin go to a PE of the pool, what it
 //! sends back goes to stdout. When the PE fails the client reports it, moves to another
 //! PE (get_next_server), resends the lines that were not answered yet and says so on
-//! stderr.
+//! stderr. PEs with a TCP user transport get a TCP connection, PEs with an SCTP one an
+//! association (one SCTP message per line, see [`crate::session`]).
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -12,11 +13,11 @@ use clap::Args;
 use rserpool::pu::{endpoint_of, PoolUser, PuOptions};
 use rserpool_proto::io::Endpoint;
 use rserpool_wire::PoolElement;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::args::{self, RegistrarArgs};
+use crate::session::{Conn, ConnWrite, ReadEvent};
 
 /// Talk to a pool: stdin lines go to a pool element, its replies to stdout.
 ///
@@ -82,15 +83,8 @@ fn addr_of(pe: &PoolElement) -> anyhow::Result<Endpoint> {
     endpoint_of(pe).ok_or_else(|| anyhow!("PE {} has no TCP/SCTP user transport", pe.id))
 }
 
-async fn connect(ep: &Endpoint) -> std::io::Result<TcpStream> {
-    let addr = ep
-        .primary()
-        .ok_or_else(|| std::io::Error::other("endpoint without address"))?;
-    let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = s.set_nodelay(true);
-    Ok(s)
+async fn connect(ep: &Endpoint) -> std::io::Result<Conn> {
+    Conn::connect(ep, Duration::from_secs(5)).await
 }
 
 /// Move on from a failed PE.
@@ -143,7 +137,7 @@ async fn session(
     let mut stdout = tokio::io::stdout();
     loop {
         let ep = addr_of(&pe)?;
-        let stream = match connect(&ep).await {
+        let conn = match connect(&ep).await {
             Ok(s) => s,
             Err(e) => {
                 pe = next_server(pu, pool, &pe, &e.to_string(), &mut failures, args.attempts)
@@ -153,7 +147,7 @@ async fn session(
         };
         eprintln!("rsp call: connected to PE {} at {ep}", pe.id);
         let end = pump(
-            stream,
+            conn,
             &mut lines,
             &mut outstanding,
             &mut stdin_done,
@@ -181,28 +175,27 @@ async fn session(
 }
 
 async fn pump(
-    stream: TcpStream,
+    conn: Conn,
     lines: &mut mpsc::Receiver<String>,
     outstanding: &mut VecDeque<String>,
     stdin_done: &mut bool,
     stdout: &mut tokio::io::Stdout,
 ) -> End {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = conn.into_split();
     // Lines not answered by the previous PE go first.
     for l in outstanding.iter() {
-        if let Err(e) = wr.write_all(format!("{l}\n").as_bytes()).await {
+        if let Err(e) = wr.send_line(l).await {
             return End::Failed(e.to_string());
         }
     }
-    if *stdin_done {
-        let _ = wr.shutdown().await;
+    if *stdin_done && finish(&mut wr, outstanding).await {
+        return End::Done;
     }
-    let mut buf = vec![0u8; 16384];
     loop {
         tokio::select! {
             line = lines.recv(), if !*stdin_done => match line {
                 Some(l) => {
-                    let r = wr.write_all(format!("{l}\n").as_bytes()).await;
+                    let r = wr.send_line(&l).await;
                     outstanding.push_back(l);
                     if let Err(e) = r {
                         return End::Failed(e.to_string());
@@ -212,28 +205,59 @@ async fn pump(
                     // No more input: half-close, then print what the PE still sends
                     // until it closes (echo replies, the daytime line …).
                     *stdin_done = true;
-                    let _ = wr.shutdown().await;
+                    if finish(&mut wr, outstanding).await {
+                        return End::Done;
+                    }
                 }
             },
-            r = rd.read(&mut buf) => match r {
+            r = rd.recv() => match r {
                 // After our half-close the PE closing is the normal end of the session
                 // (discard never answers; echo has answered what it got).
-                Ok(0) if outstanding.is_empty() || *stdin_done => return End::ClosedIdle,
-                Ok(0) => return End::Failed("connection closed".into()),
-                Ok(n) => {
-                    let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count();
+                Ok(ReadEvent::Closed) if outstanding.is_empty() || *stdin_done => {
+                    return End::ClosedIdle
+                }
+                Ok(ReadEvent::Closed) => return End::Failed("connection closed".into()),
+                Ok(ReadEvent::Data(buf)) => {
+                    let newlines = buf.iter().filter(|&&b| b == b'\n').count();
                     for _ in 0..newlines {
                         outstanding.pop_front();
                     }
-                    if stdout.write_all(&buf[..n]).await.is_err() {
+                    if stdout.write_all(&buf).await.is_err() {
                         return End::Done; // nobody reads our output any more
                     }
                     let _ = stdout.flush().await;
+                    if *stdin_done && wr.is_sctp() && outstanding.is_empty() {
+                        wr.close().await;
+                        return End::Done;
+                    }
                 }
                 Err(e) => return End::Failed(e.to_string()),
             },
+            // SCTP cannot half-close: after the input ended, stop waiting for replies once
+            // the PE has been silent this long (a discard PE never answers).
+            () = tokio::time::sleep(SCTP_LINGER), if *stdin_done && wr.is_sctp() => {
+                wr.close().await;
+                return End::Done;
+            }
         }
     }
+}
+
+/// How long an SCTP session waits for outstanding replies after the input ended.
+const SCTP_LINGER: Duration = Duration::from_secs(5);
+
+/// Input ended. TCP: half-close and keep reading. SCTP has no half-close: close at once
+/// when nothing is outstanding (returns true), else after the last reply.
+async fn finish(wr: &mut ConnWrite, outstanding: &VecDeque<String>) -> bool {
+    if wr.is_sctp() {
+        if outstanding.is_empty() {
+            wr.close().await;
+            return true;
+        }
+        return false;
+    }
+    wr.finish().await;
+    false
 }
 
 async fn per_request(
@@ -272,16 +296,29 @@ async fn per_request(
 /// One line out, one line back, on a fresh connection.
 async fn exchange(pe: &PoolElement, line: &str, timeout: Duration) -> anyhow::Result<String> {
     let ep = addr_of(pe)?;
-    let stream = connect(&ep).await?;
+    let conn = connect(&ep).await?;
     eprintln!("rsp call: connected to PE {} at {ep}", pe.id);
-    let (rd, mut wr) = stream.into_split();
-    wr.write_all(format!("{line}\n").as_bytes()).await?;
-    let mut reply = String::new();
-    let n = tokio::time::timeout(timeout, BufReader::new(rd).read_line(&mut reply))
+    let (mut rd, mut wr) = conn.into_split();
+    wr.send_line(line).await?;
+    let mut reply: Vec<u8> = Vec::new();
+    let read = async {
+        while !reply.contains(&b'\n') {
+            match rd.recv().await? {
+                ReadEvent::Data(d) => reply.extend_from_slice(&d),
+                ReadEvent::Closed => break,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| anyhow!("no reply within {timeout:?}"))??;
-    if n == 0 {
+    wr.close().await;
+    if reply.is_empty() {
         bail!("connection closed without a reply");
     }
-    Ok(reply)
+    if let Some(end) = reply.iter().position(|&b| b == b'\n') {
+        reply.truncate(end + 1);
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
 }

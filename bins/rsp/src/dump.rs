@@ -63,6 +63,10 @@ pub struct PeDoc {
     pub age_ms: Option<u64>,
     /// User transport as a URL (`tcp://127.0.0.1:4000`, `sctp://10.0.0.1,10.0.0.2:4000`).
     pub user_transport: String,
+    /// The user transport also takes ASAP control messages (SCTP "data plus control",
+    /// as RSPLIB's PEs register); shown as `+ctrl` in the table.
+    #[serde(default)]
+    pub control_channel: bool,
     /// Each user transport address as `ip:port` / `[ip]:port`.
     pub addresses: Vec<String>,
     /// The PE's ASAP endpoint as the registrar sees it.
@@ -83,7 +87,8 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn transport_url(t: &TransportAddr) -> String {
+/// A transport as a URL: `sctp://10.0.0.1,10.0.0.2:4000`, `tcp://[::1]:4000`.
+pub fn transport_url(t: &TransportAddr) -> String {
     let scheme = t.kind.name();
     let hosts: Vec<String> = t
         .addrs
@@ -126,6 +131,10 @@ fn pe_doc(
         age_ms: bk
             .registered_at
             .map(|t| ms(now.saturating_duration_since(t))),
+        control_channel: matches!(
+            &pe.user_transport,
+            UserTransport::Ip(t) if t.use_field == rserpool_wire::TransportUse::DATA_PLUS_CONTROL
+        ),
         user_transport,
         addresses,
         asap_transport: pe.asap_transport.as_ref().map(transport_url),
@@ -201,7 +210,11 @@ impl DumpDoc {
                         .map(human_ms)
                         .unwrap_or_else(|| "inf".into()),
                     pe.age_ms.map(human_ms).unwrap_or_else(|| "-".into()),
-                    pe.user_transport.clone(),
+                    if pe.control_channel {
+                        format!("{}+ctrl", pe.user_transport)
+                    } else {
+                        pe.user_transport.clone()
+                    },
                     pe.asap_transport.clone().unwrap_or_else(|| "-".into()),
                 ]);
             }

@@ -16,7 +16,9 @@ pub mod decode;
 pub mod dump;
 pub mod logging;
 pub mod registrar;
+pub mod resolve;
 pub mod serve;
+pub mod session;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
@@ -48,16 +50,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Decode(decode::DecodeArgs),
-    /// Run a registrar: pool elements register, pool users resolve pool handles (ASAP/TCP).
+    /// Run a registrar: pool elements register, pool users resolve pool handles (ASAP over SCTP/TCP).
     Registrar(registrar::RegistrarArgs),
     /// Print a registrar's handlespace (pools, PEs, policies, load, lifetimes, addresses).
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
-    /// Run a demo TCP service (echo, discard, daytime, chargen) registered as a pool element.
+    /// Run a demo service (echo, discard, daytime, chargen) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
     Call(call::CallArgs),
+    /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
+    Resolve(resolve::ResolveArgs),
 }
 
 /// Parse the command line, set up logging, run the subcommand; never panics on bad input.
@@ -86,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Call(args) => call::run(&args),
+        Command::Resolve(args) => resolve::run(&args),
     }
 }
 

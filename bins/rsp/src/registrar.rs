@@ -1,4 +1,5 @@
-//! `rsp registrar`: the registrar daemon (ASAP over TCP; announces by UDP multicast).
+//! `rsp registrar`: the registrar daemon (ASAP over SCTP and TCP; announces by UDP
+//! multicast).
 //!
 //! Settings come from built-in defaults, then the TOML file (`--config`), then flags —
 //! every setting exists in all three places. Unknown TOML keys are errors naming the key;
@@ -26,10 +27,14 @@ use tokio::net::TcpListener;
 use crate::args;
 use crate::dump::{DumpDoc, DEFAULT_ADMIN};
 
-/// Run a registrar (ENRP server) for pool elements and pool users over TCP.
+/// Run a registrar (ENRP server) for pool elements and pool users over SCTP and TCP.
 ///
-/// With no options it listens on tcp://0.0.0.0:3863 and tcp://[::]:3863, serves its
-/// handlespace to `rsp dump` on 127.0.0.1:9990 and announces itself on 239.0.0.50:3863.
+/// With no options it listens on sctp://[::]:3863 (every IPv4 and IPv6 address of the
+/// host, multi-homed), tcp://0.0.0.0:3863 and tcp://[::]:3863, serves its handlespace to
+/// `rsp dump` on 127.0.0.1:9990 and announces itself on 239.0.0.50:3863. On a kernel
+/// without SCTP an SCTP listener is skipped with a warning as long as a TCP listener is
+/// left; if only SCTP listeners were asked for, the registrar exits with status 2 and a
+/// message saying the kernel has no SCTP.
 /// On start it prints `rsp registrar: server id 0x… listening on URL… admin ADDR` on
 /// stdout. SIGINT / SIGTERM stop it gracefully.
 #[derive(Debug, Args)]
@@ -49,9 +54,10 @@ pub struct RegistrarArgs {
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Endpoint to listen on for ASAP (repeatable), e.g. tcp://0.0.0.0:3863,
-    /// tcp://[::1]:0 (0 = ephemeral), sctp://10.0.0.1,10.0.0.2:3863 (multi-homed; needs a
-    /// kernel with SCTP), mptcp://…. Default: tcp://0.0.0.0:3863 and tcp://[::]:3863.
+    /// Endpoint to listen on for ASAP (repeatable), e.g. sctp://0.0.0.0:3863,
+    /// sctp://10.0.0.1,10.0.0.2:3863 (multi-homed), tcp://[::1]:0 (0 = ephemeral).
+    /// SCTP endpoints on the same port form one multi-homed listener.
+    /// Default: sctp://[::]:3863, tcp://0.0.0.0:3863 and tcp://[::]:3863.
     #[arg(long = "listen", short = 'l', value_name = "URL")]
     #[serde(default)]
     pub listen: Vec<String>,
@@ -95,6 +101,10 @@ pub struct Settings {
     /// PEs per handle resolution when the PU asks for no number. Default 3.
     #[arg(long)]
     pub default_hr_items: Option<u32>,
+    /// Put each PE's ASAP transport into handle resolution responses (RSPLIB leaves it
+    /// out; its pool users accept both). Default true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub hr_include_asap_transport: Option<bool>,
     /// Remove a PE as soon as its registration connection closes (RSPLIB). Default false.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub remove_pes_on_close: Option<bool>,
@@ -169,6 +179,9 @@ impl Settings {
             keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
             max_bad_pe_reports: self.max_bad_pe_reports.or(file.max_bad_pe_reports),
             default_hr_items: self.default_hr_items.or(file.default_hr_items),
+            hr_include_asap_transport: self
+                .hr_include_asap_transport
+                .or(file.hr_include_asap_transport),
             remove_pes_on_close: self.remove_pes_on_close.or(file.remove_pes_on_close),
             announce: self.announce.or(file.announce),
             announce_group: self.announce_group.or(file.announce_group),
@@ -210,7 +223,11 @@ impl Settings {
         let urls: Vec<String> = if explicit_listen {
             self.listen.clone()
         } else {
-            vec!["tcp://0.0.0.0:3863".into(), "tcp://[::]:3863".into()]
+            vec![
+                "sctp://[::]:3863".into(),
+                "tcp://0.0.0.0:3863".into(),
+                "tcp://[::]:3863".into(),
+            ]
         };
         let mut listen = Vec::new();
         for u in &urls {
@@ -275,6 +292,9 @@ impl Settings {
                 .max_bad_pe_reports
                 .unwrap_or(defaults.max_bad_pe_reports),
             default_hr_items: self.default_hr_items.unwrap_or(defaults.default_hr_items),
+            hr_include_asap_transport: self
+                .hr_include_asap_transport
+                .unwrap_or(defaults.hr_include_asap_transport),
             announce_group: announce.then(|| {
                 self.announce_group
                     .unwrap_or(rserpool::transport::udp::ASAP_ANNOUNCE_GROUP)
@@ -387,40 +407,9 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         Some(p) => Some(WireLog::open(p).with_context(|| format!("wire log {}", p.display()))?),
         None => WireLog::from_env(),
     };
-    let mut tcp_listeners = Vec::new();
-    let mut sctp_listeners = Vec::new();
-    for ep in &cfg.listen {
-        let Some(addr) = ep.primary() else { continue };
-        let bound = match ep.transport {
-            TransportProto::Sctp => sctp::bind(ep, &cfg.transport).map(|l| sctp_listeners.push(l)),
-            _ => {
-                let mptcp = ep.transport == TransportProto::Mptcp;
-                tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport)
-                    .map(|l| tcp_listeners.push(l))
-            }
-        };
-        match bound {
-            Ok(()) => {}
-            Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
-                tracing::warn!("not listening on {ep}: {e}");
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
-        }
-    }
+    let bound = bind_listeners(&cfg)?;
     // Announce the endpoints actually bound (with their real ports).
-    let bound: Vec<Endpoint> = tcp_listeners
-        .iter()
-        .filter_map(|l| l.local_endpoint().ok())
-        .chain(
-            sctp_listeners
-                .iter()
-                .filter_map(|l| l.local_endpoint().ok()),
-        )
-        .collect();
-    if bound.is_empty() {
-        bail!("no listening endpoint could be bound");
-    }
-    cfg.core.asap_transports = bound.iter().filter_map(announce_transport).collect();
+    cfg.core.asap_transports = bound.announced;
     let unit = cfg.core.lifetime_unit;
     let core = Registrar::new(cfg.core.clone(), rserpool::random_seed());
     let server_id = core.server_id();
@@ -430,10 +419,10 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         ..DriverConfig::default()
     };
     let (mut driver, handle) = Driver::new(core, driver_cfg, log_event);
-    for l in tcp_listeners {
+    for l in bound.sctp {
         driver.listen(l, Protocol::Asap);
     }
-    for l in sctp_listeners {
+    for l in bound.tcp {
         driver.listen(l, Protocol::Asap);
     }
     let endpoints = driver.local_endpoints().to_vec();
@@ -466,17 +455,108 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
     })
 }
 
-/// The transport TLV announcing a listening endpoint.
-fn announce_transport(ep: &Endpoint) -> Option<TransportAddr> {
-    let port = ep.primary()?.port();
-    Some(match ep.transport {
-        TransportProto::Sctp => TransportAddr::sctp(
-            port,
-            TransportUse::DATA_ONLY,
-            ep.addrs.iter().map(|a| a.ip()).collect(),
-        ),
-        _ => TransportAddr::tcp(port, ep.primary()?.ip()),
-    })
+/// The listeners of a registrar and what it announces.
+struct Bound {
+    sctp: Vec<sctp::SctpMessageListener>,
+    tcp: Vec<rserpool::transport::tcp::TcpMessageListener>,
+    announced: Vec<TransportAddr>,
+}
+
+/// SCTP endpoints grouped by port: one multi-homed listener each. A wildcard in a group
+/// binds the wildcard alone (`[::]` = every IPv4 and IPv6 address when the group has an
+/// IPv6 address, else `0.0.0.0`).
+pub fn sctp_groups(eps: &[Endpoint]) -> Vec<Vec<SocketAddr>> {
+    let mut groups: Vec<Vec<SocketAddr>> = Vec::new();
+    for a in eps
+        .iter()
+        .filter(|e| e.transport == TransportProto::Sctp)
+        .flat_map(|e| e.addrs.iter().copied())
+    {
+        match groups.iter_mut().find(|g| g[0].port() == a.port()) {
+            Some(g) if !g.contains(&a) => g.push(a),
+            Some(_) => {}
+            None => groups.push(vec![a]),
+        }
+    }
+    for g in &mut groups {
+        if g.iter().any(|a| a.ip().is_unspecified()) {
+            let port = g[0].port();
+            let ip: std::net::IpAddr = if g.iter().any(SocketAddr::is_ipv6) {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            };
+            *g = vec![SocketAddr::new(ip, port)];
+        }
+    }
+    groups
+}
+
+fn url_of(addrs: &[SocketAddr]) -> String {
+    Endpoint::sctp(addrs.to_vec()).to_string()
+}
+
+/// Bind every listener. SCTP on a kernel without it: a warning if a TCP listener is
+/// configured too, else an error naming the problem.
+fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
+    let mut bound = Bound {
+        sctp: Vec::new(),
+        tcp: Vec::new(),
+        announced: Vec::new(),
+    };
+    let has_tcp = cfg
+        .listen
+        .iter()
+        .any(|e| e.transport != TransportProto::Sctp);
+    for group in sctp_groups(&cfg.listen) {
+        let url = url_of(&group);
+        match sctp::bind(&group, Protocol::Asap, &cfg.transport) {
+            Ok(l) => {
+                let local = l.local_addrs().unwrap_or_default();
+                let ips: Vec<std::net::IpAddr> = local.iter().map(SocketAddr::ip).collect();
+                let port = local.first().map_or(group[0].port(), SocketAddr::port);
+                let addrs = sctp::announceable(&ips);
+                if !addrs.is_empty() {
+                    bound
+                        .announced
+                        .push(TransportAddr::sctp(port, TransportUse::DATA_ONLY, addrs));
+                }
+                bound.sctp.push(l);
+            }
+            Err(e) if rserpool::sctp::is_sctp_unavailable(&e) && has_tcp => {
+                tracing::warn!("not listening on {url}: {e}; continuing with TCP only");
+            }
+            Err(e) if rserpool::sctp::is_sctp_unavailable(&e) => {
+                return Err(anyhow!("cannot listen on {url}: {e}"));
+            }
+            Err(e) if !cfg.explicit_listen => tracing::warn!("not listening on {url}: {e}"),
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
+        }
+    }
+    for ep in cfg
+        .listen
+        .iter()
+        .filter(|e| e.transport != TransportProto::Sctp)
+    {
+        let Some(addr) = ep.primary() else { continue };
+        let mptcp = ep.transport == TransportProto::Mptcp;
+        match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
+            Ok(l) => {
+                if let Some(a) = l.local_endpoint().ok().and_then(|e| e.primary()) {
+                    bound.announced.push(TransportAddr::tcp(a.port(), a.ip()));
+                }
+                bound.tcp.push(l);
+            }
+            Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
+                tracing::warn!("not listening on {ep}: {e}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
+        }
+    }
+    if bound.sctp.is_empty() && bound.tcp.is_empty() {
+        bail!("no listening endpoint could be bound");
+    }
+    Ok(bound)
 }
 
 fn log_event(ev: RegistrarEvent) {
@@ -557,4 +637,91 @@ async fn admin_session(
     wr.write_all(b"\n").await?;
     wr.shutdown().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eps(urls: &[&str]) -> Vec<Endpoint> {
+        urls.iter()
+            .map(|u| parse_endpoint(u, ASAP_PORT).unwrap_or_else(|e| panic!("{u}: {e}")))
+            .collect()
+    }
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|_| panic!("{s}"))
+    }
+
+    #[test]
+    fn sctp_endpoints_group_by_port() {
+        let g = sctp_groups(&eps(&[
+            "sctp://10.0.0.1:3863",
+            "tcp://0.0.0.0:3863",
+            "sctp://10.0.0.2,[2001:db8::1]:3863",
+            "sctp://127.0.0.1:4000",
+            "sctp://10.0.0.1:3863",
+        ]));
+        assert_eq!(
+            g,
+            vec![
+                vec![
+                    sa("10.0.0.1:3863"),
+                    sa("10.0.0.2:3863"),
+                    sa("[2001:db8::1]:3863")
+                ],
+                vec![sa("127.0.0.1:4000")],
+            ]
+        );
+        // A wildcard swallows the group; with an IPv6 address in it, it is dual-stack.
+        let g = sctp_groups(&eps(&["sctp://0.0.0.0:3863", "sctp://[::1]:3863"]));
+        assert_eq!(g, vec![vec![sa("[::]:3863")]]);
+        let g = sctp_groups(&eps(&["sctp://0.0.0.0:3863", "sctp://10.0.0.1:3863"]));
+        assert_eq!(g, vec![vec![sa("0.0.0.0:3863")]]);
+        assert!(sctp_groups(&eps(&["tcp://0.0.0.0:3863"])).is_empty());
+    }
+
+    #[test]
+    fn listen_urls_accept_sctp_and_default_to_both_transports() {
+        let r = Settings::default().resolve().unwrap();
+        assert!(!r.explicit_listen);
+        let schemes: Vec<TransportProto> = r.listen.iter().map(|e| e.transport).collect();
+        assert_eq!(
+            schemes,
+            vec![
+                TransportProto::Sctp,
+                TransportProto::Tcp,
+                TransportProto::Tcp
+            ]
+        );
+        let s = Settings {
+            listen: vec![
+                "sctp://10.0.0.1,10.0.0.2:3863".into(),
+                "tcp://127.0.0.1:0".into(),
+            ],
+            hr_include_asap_transport: Some(false),
+            ..Settings::default()
+        };
+        let r = s.resolve().unwrap();
+        assert_eq!(
+            r.listen[0],
+            Endpoint::sctp(vec![sa("10.0.0.1:3863"), sa("10.0.0.2:3863")])
+        );
+        assert!(!r.core.hr_include_asap_transport);
+        let bad = Settings {
+            listen: vec!["udp://0.0.0.0:3863".into()],
+            ..Settings::default()
+        };
+        assert!(bad.resolve().is_err());
+    }
+
+    #[test]
+    fn toml_takes_sctp_listeners_and_the_hr_option() {
+        let file: Settings = toml::from_str(
+            "listen = [\"sctp://[::]:3863\", \"tcp://0.0.0.0:3863\"]\nhr_include_asap_transport = false\n",
+        )
+        .unwrap();
+        let r = Settings::default().over(file).resolve().unwrap();
+        assert_eq!(r.listen[0].transport, TransportProto::Sctp);
+        assert!(!r.core.hr_include_asap_transport);
+    }
 }

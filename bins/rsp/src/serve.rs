@@ -1,5 +1,13 @@
-//! `rsp serve echo|discard|daytime|chargen`: a demo TCP service that registers itself as
-//! a pool element, and deregisters on SIGINT / SIGTERM.
+//! `rsp serve echo|discard|daytime|chargen`: a demo service over TCP or SCTP that
+//! registers itself as a pool element, and deregisters on SIGINT / SIGTERM.
+//!
+//! Over SCTP (`--listen sctp://…`) the service is one multi-homed listener registered as
+//! one PE entry with an SCTP user transport (transport use "data plus control", like
+//! RSPLIB's PEs, so both kinds can share a pool). Session data travels as SCTP messages:
+//! echo sends each message back with its PPID and stream; daytime and chargen send with
+//! [`crate::session::DATA_PPID`]. Messages with PPID 11 are ASAP control messages of the
+//! session (ASAP_COOKIE_ECHO, ASAP_BUSINESS_CARD from RSPLIB pool users): they are decoded,
+//! logged and otherwise ignored — the demo services keep no session state to restore.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
@@ -10,12 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rserpool::pe::{PeOptions, PoolElement};
-use rserpool_proto::io::Endpoint;
+use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_wire::{LifetimeUnit, PeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::args::{self, PolicyArgs, RegistrarArgs};
+use crate::session::sctp_session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -61,12 +70,19 @@ pub struct ServeArgs {
     /// Pool handle to join (default: EchoPool, DiscardPool, DaytimePool or CharGenPool).
     #[arg(long)]
     pub pool: Option<String>,
-    /// Address to listen on, port 0 = ephemeral (repeatable). One PE entry is registered
-    /// per address. An unspecified address (0.0.0.0, ::) registers the local address that
-    /// routes to the first registrar of that family (loopback when there is none).
-    /// Default: 0.0.0.0:0 and [::]:0.
-    #[arg(long = "listen", short = 'l', value_name = "ADDR")]
-    pub listen: Vec<SocketAddr>,
+    /// Where to listen, port 0 = ephemeral (repeatable): ADDR or tcp://ADDR for TCP,
+    /// sctp://ADDR[,ADDR…]:PORT for SCTP (multi-homed). One PE entry is registered per TCP
+    /// address and one per SCTP listener. An unspecified TCP address (0.0.0.0, ::)
+    /// registers the local address that routes to the first registrar of that family
+    /// (loopback when there is none); an unspecified SCTP address registers every address
+    /// of the host except loopback (loopback only when there is nothing else).
+    /// Default: 0.0.0.0:0 and [::]:0 (TCP).
+    #[arg(long = "listen", short = 'l', value_name = "URL", value_parser = listen_spec)]
+    pub listen: Vec<Listen>,
+    /// Register SCTP listeners as "data only" instead of "data plus control" (RSPLIB's
+    /// PEs register data plus control; a pool takes only one kind).
+    #[arg(long)]
+    pub data_only: bool,
     #[command(flatten)]
     pub registrars: RegistrarArgs,
     #[command(flatten)]
@@ -89,6 +105,30 @@ pub struct ServeArgs {
     pub capacity: Option<u32>,
 }
 
+/// One `--listen` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// All addresses of one multi-homed SCTP listener (one port).
+    Sctp(Vec<SocketAddr>),
+}
+
+/// clap value parser for `--listen`.
+pub fn listen_spec(s: &str) -> Result<Listen, String> {
+    let ep = rserpool::url::parse_endpoint(s, 0).map_err(|e| e.to_string())?;
+    match ep.transport {
+        TransportProto::Tcp => ep
+            .primary()
+            .map(Listen::Tcp)
+            .ok_or_else(|| format!("no address in {s:?}")),
+        TransportProto::Sctp => Ok(Listen::Sctp(ep.addrs)),
+        other => Err(format!(
+            "{s:?}: the demo services run over tcp:// or sctp://, not {}",
+            other.scheme()
+        )),
+    }
+}
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.policy()?;
     args::runtime()?.block_on(serve(args, policy))
@@ -98,21 +138,30 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
     let registrars = args.registrars.endpoints();
     let listen = if args.listen.is_empty() {
         vec![
-            SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+            Listen::Tcp(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0)),
+            Listen::Tcp(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0)),
         ]
     } else {
         args.listen.clone()
     };
     let mut listeners = Vec::new();
-    for addr in &listen {
-        match bind(*addr) {
-            Ok(l) => listeners.push(l),
-            // The default IPv6 listener is optional (hosts without IPv6).
-            Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
-                tracing::warn!("not listening on {addr}: {e}");
+    let mut sctp_listeners = Vec::new();
+    for spec in &listen {
+        match spec {
+            Listen::Tcp(addr) => match bind(*addr) {
+                Ok(l) => listeners.push(l),
+                // The default IPv6 listener is optional (hosts without IPv6).
+                Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
+                    tracing::warn!("not listening on {addr}: {e}");
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+            },
+            Listen::Sctp(addrs) => {
+                let url = Endpoint::sctp(addrs.clone());
+                let l =
+                    sctp_session::bind(addrs).with_context(|| format!("cannot listen on {url}"))?;
+                sctp_listeners.push(l);
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
         }
     }
     let pool = args
@@ -135,13 +184,25 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
     if let Some(id) = args.pe_id {
         opts = opts.pe_id(PeId(id));
     }
-    let mut registered_addrs = Vec::new();
+    let mut registered: Vec<Endpoint> = Vec::new();
     for l in &listeners {
         let local = l.local_addr()?;
         let addr = SocketAddr::new(advertised_ip(local.ip(), &registrars), local.port());
         println!("listening {} tcp://{local}", args.service.name());
-        registered_addrs.push(addr);
+        registered.push(Endpoint::tcp(addr));
         opts = opts.tcp_user_transport(addr);
+    }
+    for l in &sctp_listeners {
+        let (port, ips) = l.registered()?;
+        println!(
+            "listening {} {}",
+            args.service.name(),
+            Endpoint::sctp(l.local_addrs()?)
+        );
+        registered.push(Endpoint::sctp(
+            ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+        ));
+        opts = opts.sctp_user_transport(port, ips, !args.data_only);
     }
     let pe = Arc::new(PoolElement::start(opts)?);
     let active = Arc::new(AtomicU32::new(0));
@@ -158,6 +219,18 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
             });
         tokio::spawn(accept(l, args.service, tracker));
     }
+    for l in sctp_listeners {
+        let tracker = args
+            .capacity
+            .zip(load_policy.clone())
+            .map(|(cap, p)| LoadTracker {
+                pe: pe.clone(),
+                active: active.clone(),
+                capacity: cap.max(1),
+                policy: p,
+            });
+        tokio::spawn(sctp_session::accept(l, args.service, tracker));
+    }
     {
         let pe = pe.clone();
         let ids: Vec<PeId> = pe.pe_ids().to_vec();
@@ -165,11 +238,8 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         tokio::spawn(async move {
             match pe.registered().await {
                 Ok(()) => {
-                    for (id, addr) in ids.iter().zip(&registered_addrs) {
-                        println!(
-                            "registered pool={pool} pe={id} addr={}",
-                            Endpoint::tcp(*addr)
-                        );
+                    for (id, addr) in ids.iter().zip(&registered) {
+                        println!("registered pool={pool} pe={id} addr={addr}");
                     }
                 }
                 Err(e) => eprintln!("rsp serve: {e}"),
@@ -221,7 +291,7 @@ fn advertised_ip(ip: IpAddr, registrars: &[Endpoint]) -> IpAddr {
 }
 
 /// Reports load = open connections / capacity for least-used policies.
-struct LoadTracker {
+pub(crate) struct LoadTracker {
     pe: Arc<PoolElement>,
     active: Arc<AtomicU32>,
     capacity: u32,
@@ -229,7 +299,7 @@ struct LoadTracker {
 }
 
 impl LoadTracker {
-    fn changed(&self, delta: i32) {
+    pub(crate) fn changed(&self, delta: i32) {
         let n = if delta > 0 {
             self.active.fetch_add(1, Ordering::Relaxed) + 1
         } else {
@@ -306,7 +376,7 @@ async fn handle(mut stream: TcpStream, service: Service) -> std::io::Result<()> 
 }
 
 /// RFC 864: 72 printable characters per line, each line starting one further.
-fn chargen_line(i: usize) -> Vec<u8> {
+pub(crate) fn chargen_line(i: usize) -> Vec<u8> {
     const FIRST: u8 = b' ' + 1;
     const COUNT: usize = 94;
     let mut line: Vec<u8> = (0..72).map(|k| FIRST + ((i + k) % COUNT) as u8).collect();
@@ -315,7 +385,7 @@ fn chargen_line(i: usize) -> Vec<u8> {
 }
 
 /// RFC 867 leaves the format open: ISO 8601 UTC.
-fn daytime() -> String {
+pub(crate) fn daytime() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -347,6 +417,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_urls() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            listen_spec("127.0.0.1:0"),
+            Ok(Listen::Tcp(sa("127.0.0.1:0")))
+        );
+        assert_eq!(listen_spec("tcp://[::]:7"), Ok(Listen::Tcp(sa("[::]:7"))));
+        assert_eq!(
+            listen_spec("sctp://0.0.0.0"),
+            Ok(Listen::Sctp(vec![sa("0.0.0.0:0")]))
+        );
+        assert_eq!(
+            listen_spec("sctp://10.0.0.1,[::1]:4000"),
+            Ok(Listen::Sctp(vec![sa("10.0.0.1:4000"), sa("[::1]:4000")]))
+        );
+        assert!(listen_spec("udp://127.0.0.1:1").is_err());
+        assert!(listen_spec("sctp://").is_err());
+    }
 
     #[test]
     fn calendar() {

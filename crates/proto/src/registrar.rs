@@ -53,7 +53,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, LifetimeUnit, OperationError, PeId, PolicyType, PoolElement,
-    PoolHandle, Protocol, ServerId, TransportAddr, TransportUse,
+    PoolHandle, Protocol, ServerId, TransportAddr, TransportKind, TransportUse,
 };
 
 use rserpool_wire::codec;
@@ -97,7 +97,9 @@ pub struct RegistrarConfig {
     pub announce_group: Option<SocketAddr>,
     /// Announce period, randomised by ±12.5 % (RSPLIB). Default 1 s (T6).
     pub announce_interval: Duration,
-    /// Our ASAP listening transports, listed in every announce (SCTP and/or TCP TLVs).
+    /// Our ASAP listening transports, listed in the announces. With SCTP and TCP ones, two
+    /// announces go out: SCTP TLVs only (for RSPLIB, which cannot parse a TCP TLV), then
+    /// SCTP followed by TCP TLVs (RSPLIB drops it; our PEs and PUs read both).
     pub asap_transports: Vec<TransportAddr>,
     /// Remove a connection's PEs when it closes (RSPLIB). Default false.
     pub remove_pes_on_close: bool,
@@ -487,11 +489,37 @@ impl Registrar {
             self.next_announce = None;
             return;
         };
-        let msg = AsapMessage::ServerAnnounce {
-            server_id: self.server_id,
-            transports: self.cfg.asap_transports.clone(),
+        // RSPLIB knows no TCP transport TLV in an announce: after an SCTP TLV it drops the
+        // whole message; as the first TLV it takes the announce as one without transports
+        // and connects to the datagram's source port (Discrepancy #8), i.e. nowhere. So an
+        // announce with SCTP TLVs only comes first, then (if we listen on TCP too) one with
+        // the SCTP TLVs followed by the TCP ones, which RSPLIB drops and we read whole.
+        let all = &self.cfg.asap_transports;
+        let sctp: Vec<TransportAddr> = all
+            .iter()
+            .filter(|t| t.kind == TransportKind::Sctp)
+            .cloned()
+            .collect();
+        let announces: Vec<Vec<TransportAddr>> = if all.is_empty() {
+            vec![Vec::new()] // no TLVs: SCTP to the datagram's source (RFC 5352 §3.2)
+        } else if sctp.is_empty() || sctp.len() == all.len() {
+            vec![all.clone()]
+        } else {
+            let mut both = sctp.clone();
+            both.extend(
+                all.iter()
+                    .filter(|t| t.kind != TransportKind::Sctp)
+                    .cloned(),
+            );
+            vec![sctp, both]
         };
-        self.send(Dest::Datagram(group), &msg);
+        for transports in announces {
+            let msg = AsapMessage::ServerAnnounce {
+                server_id: self.server_id,
+                transports,
+            };
+            self.send(Dest::Datagram(group), &msg);
+        }
         // ±12.5 % (RSPLIB).
         let base = self.cfg.announce_interval.max(Duration::from_millis(10));
         let spread = base.as_nanos() / 8;

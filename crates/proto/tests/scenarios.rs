@@ -1858,3 +1858,44 @@ fn handle_resolution_response_stays_within_message_length() {
         );
     }
 }
+
+/// RSPLIB cannot parse a TCP transport TLV in an ASAP_SERVER_ANNOUNCE: an announce with the
+/// SCTP transports only goes first, then one with SCTP followed by TCP (which RSPLIB drops
+/// as a whole, where a TCP-only announce would make it connect to the UDP source port).
+#[test]
+fn server_announce_keeps_sctp_and_tcp_transports_apart() {
+    use rserpool_wire::TransportUse;
+    let sctp = TransportAddr::sctp(
+        3863,
+        TransportUse::DATA_ONLY,
+        vec![IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])],
+    );
+    let tcp = TransportAddr::tcp(3863, IpAddr::from([10, 0, 0, 1]));
+    let announces = |transports: Vec<TransportAddr>| {
+        let mut reg = Registrar::new(
+            RegistrarConfig {
+                announce_group: Some(rserpool_proto::registrar::DEFAULT_ANNOUNCE_GROUP),
+                asap_transports: transports,
+                ..RegistrarConfig::default()
+            },
+            7,
+        );
+        reg.handle_timeout(Net::new().now);
+        let mut out = Vec::new();
+        while let Some(t) = reg.poll_transmit() {
+            assert!(matches!(t.dest, Dest::Datagram(_)), "{t:?}");
+            match decode_asap(&t.bytes).unwrap().message {
+                AsapMessage::ServerAnnounce { transports, .. } => out.push(transports),
+                other => panic!("{other:?}"),
+            }
+        }
+        out
+    };
+    assert_eq!(
+        announces(vec![tcp.clone(), sctp.clone()]),
+        vec![vec![sctp.clone()], vec![sctp.clone(), tcp.clone()]]
+    );
+    assert_eq!(announces(vec![sctp.clone()]), vec![vec![sctp]]);
+    assert_eq!(announces(vec![tcp.clone()]), vec![vec![tcp]]);
+    assert_eq!(announces(vec![]), vec![Vec::<TransportAddr>::new()]);
+}

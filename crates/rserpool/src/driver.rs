@@ -408,7 +408,11 @@ where
                     .handle_transport(now, TransportEvent::Connected { conn, endpoint });
             }
             Inbound::ConnectFailed { endpoint, error } => {
-                debug!(%endpoint, "connect failed: {error}");
+                if is_sctp_unavailable(&error) {
+                    warn_sctp_unavailable(&endpoint, &error);
+                } else {
+                    debug!(%endpoint, "connect failed: {error}");
+                }
                 self.outbound.remove(&endpoint);
                 self.core
                     .handle_transport(now, TransportEvent::ConnectFailed { endpoint });
@@ -506,7 +510,7 @@ where
             // Only the driver adds to `queued`, so 0 here means every earlier message of
             // this connection is completely written: writing now keeps the order.
             if w.queued.load(Ordering::Acquire) == 0 {
-                match direct.try_write(&msg.bytes) {
+                match direct.try_write(msg.protocol, &msg.bytes) {
                     Ok(n) if n == msg.bytes.len() => return,
                     Ok(n) => {
                         msg.bytes.drain(..n);
@@ -549,6 +553,25 @@ where
             }
         }
         true
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn is_sctp_unavailable(e: &std::io::Error) -> bool {
+    crate::sctp::is_sctp_unavailable(e)
+}
+#[cfg(not(target_os = "linux"))]
+fn is_sctp_unavailable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+}
+
+/// Said once per process: every further attempt fails the same way.
+fn warn_sctp_unavailable(endpoint: &Endpoint, error: &std::io::Error) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        debug!(%endpoint, "connect failed: {error}");
+    } else {
+        warn!(%endpoint, "cannot use SCTP: {error}");
     }
 }
 

@@ -17,14 +17,15 @@
 //! transport carries one address, so a service listening on an IPv4 and an IPv6 address
 //! registers one PE entry per address ([`PoolElement::pe_ids`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rserpool_proto::io::Endpoint;
 use rserpool_proto::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 use rserpool_wire::{
-    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, Protocol, TransportAddr, UserTransport,
+    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, Protocol, TransportAddr, TransportUse,
+    UserTransport,
 };
 use tokio::sync::broadcast;
 
@@ -71,6 +72,23 @@ impl PeOptions {
             .push(UserTransport::Ip(TransportAddr::tcp(
                 addr.port(),
                 addr.ip(),
+            )));
+        self
+    }
+    /// Add an SCTP user transport: the service's port and every address it listens on
+    /// (multi-homed). `control` = the service also accepts ASAP control messages (cookie
+    /// echo, business card) on PPID 11 of its associations (transport use "data plus
+    /// control", as RSPLIB's PEs register).
+    pub fn sctp_user_transport(mut self, port: u16, addrs: Vec<IpAddr>, control: bool) -> Self {
+        let use_field = if control {
+            TransportUse::DATA_PLUS_CONTROL
+        } else {
+            TransportUse::DATA_ONLY
+        };
+        self.core
+            .user_transports
+            .push(UserTransport::Ip(TransportAddr::sctp(
+                port, use_field, addrs,
             )));
         self
     }
@@ -129,6 +147,12 @@ impl PoolElement {
                 std::io::ErrorKind::InvalidInput,
                 "a pool element needs at least one user transport",
             ));
+        }
+        let mut opts = opts;
+        if opts.driver.transport.sctp_bind.is_empty() {
+            // RFC 5352 §2.1: the registration association is bound to every address the
+            // PE registers (SCTP registrars only; TCP connections ignore this).
+            opts.driver.transport.sctp_bind = registered_ips(&opts.core.user_transports);
         }
         let seed = opts.seed.unwrap_or_else(crate::random_seed);
         let policy = opts.core.policy.clone();
@@ -229,6 +253,19 @@ impl PoolElement {
     pub fn driver(&self) -> &DriverHandle<PoolElementCore> {
         &self.handle
     }
+}
+
+/// The specific addresses of the user transports, each once.
+fn registered_ips(transports: &[UserTransport]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for t in transports.iter().filter_map(UserTransport::as_ip) {
+        for a in &t.addrs {
+            if !a.is_unspecified() && !out.contains(a) {
+                out.push(*a);
+            }
+        }
+    }
+    out
 }
 
 fn log_event(ev: &PeEvent) {

@@ -705,6 +705,11 @@ impl SctpWriteHalf {
     pub async fn send(&self, ppid: u32, stream: u16, data: &[u8]) -> io::Result<()> {
         self.inner.send(ppid, stream, data).await
     }
+    /// Sends one message now if the kernel takes it without waiting, else fails with
+    /// `WouldBlock` (nothing sent). For a caller that falls back to [`send`](Self::send).
+    pub fn try_send(&self, ppid: u32, stream: u16, data: &[u8]) -> io::Result<()> {
+        self.inner.try_send(ppid, stream, data)
+    }
     /// See [`SctpStream::shutdown`].
     pub fn shutdown(&self) -> io::Result<()> {
         self.inner.fd.get_ref().shutdown(std::net::Shutdown::Write)
@@ -721,32 +726,21 @@ impl SctpWriteHalf {
 
 impl Inner {
     async fn send(&self, ppid: u32, stream: u16, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "SCTP cannot send an empty user message",
-            ));
-        }
-        let info = SctpSndInfo {
-            snd_sid: stream,
-            snd_ppid: ppid.to_be(),
-            ..Default::default()
-        };
-        let cmsg = build_cmsg(SCTP_SNDINFO, &info.to_bytes());
+        let cmsg = send_cmsg(ppid, stream, data)?;
         loop {
             let mut guard = self.fd.writable().await?;
             match guard.try_io(|fd| sendmsg_raw(fd.as_raw_fd(), data, &cmsg.0)) {
-                Ok(Ok(n)) if n == data.len() => return Ok(()),
-                Ok(Ok(n)) => {
-                    return Err(io::Error::other(format!(
-                        "SCTP sendmsg wrote {n} of {} bytes",
-                        data.len()
-                    )))
-                }
-                Ok(Err(e)) => return Err(e),
+                Ok(r) => return whole(r, data.len()),
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// `sendmsg` once, without waiting. It does not touch the reactor's readiness: a
+    /// `WouldBlock` here just sends the caller to [`Inner::send`], which waits properly.
+    fn try_send(&self, ppid: u32, stream: u16, data: &[u8]) -> io::Result<()> {
+        let cmsg = send_cmsg(ppid, stream, data)?;
+        whole(sendmsg_raw(self.fd.as_raw_fd(), data, &cmsg.0), data.len())
     }
 
     async fn recv(&self, rd: &mut Reader) -> io::Result<RecvItem> {
@@ -840,6 +834,33 @@ impl Inner {
             }
             r => r,
         }
+    }
+}
+
+/// The `SCTP_SNDINFO` control message for one user message.
+fn send_cmsg(ppid: u32, stream: u16, data: &[u8]) -> io::Result<SndCmsg> {
+    if data.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "SCTP cannot send an empty user message",
+        ));
+    }
+    let info = SctpSndInfo {
+        snd_sid: stream,
+        snd_ppid: ppid.to_be(),
+        ..Default::default()
+    };
+    Ok(build_cmsg(SCTP_SNDINFO, &info.to_bytes()))
+}
+
+/// The kernel takes an SCTP message whole or not at all; anything else is an error.
+fn whole(r: io::Result<usize>, len: usize) -> io::Result<()> {
+    match r {
+        Ok(n) if n == len => Ok(()),
+        Ok(n) => Err(io::Error::other(format!(
+            "SCTP sendmsg wrote {n} of {len} bytes"
+        ))),
+        Err(e) => Err(e),
     }
 }
 

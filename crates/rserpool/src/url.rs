@@ -147,6 +147,33 @@ mod tests {
     }
 
     #[test]
+    fn sctp_forms() {
+        // Wildcards, default port, one port for several addresses, per-address ports.
+        let e = parse_endpoint("sctp://0.0.0.0", 3863).unwrap();
+        assert_eq!(e, Endpoint::sctp(vec![sa("0.0.0.0:3863")]));
+        let e = parse_endpoint("SCTP://[::]:9901/", 3863).unwrap();
+        assert_eq!(e, Endpoint::sctp(vec![sa("[::]:9901")]));
+        let e = parse_endpoint("sctp://10.0.0.1:1,10.0.0.2:2", 3863).unwrap();
+        assert_eq!(e, Endpoint::sctp(vec![sa("10.0.0.1:1"), sa("10.0.0.2:2")]));
+        let e = parse_endpoint("sctp://10.0.0.1, 10.0.0.2", 3863).unwrap();
+        assert_eq!(
+            e,
+            Endpoint::sctp(vec![sa("10.0.0.1:3863"), sa("10.0.0.2:3863")])
+        );
+        let e = parse_endpoint("sctp://::1", 3863).unwrap();
+        assert_eq!(e, Endpoint::sctp(vec![sa("[::1]:3863")]));
+        assert_eq!(e.to_string(), "sctp://[::1]:3863");
+        assert!(matches!(
+            parse_endpoint("sctp://10.0.0.1:70000", 1),
+            Err(UrlError::Port(_))
+        ));
+        assert!(matches!(
+            parse_endpoint("sctp://", 1),
+            Err(UrlError::Empty(_))
+        ));
+    }
+
+    #[test]
     fn errors() {
         assert!(matches!(
             parse_endpoint("http://1.2.3.4", 1),

@@ -14,6 +14,7 @@
 //! the connection is cancelled ([`ConnCtl`]).
 
 pub mod limit;
+#[cfg(target_os = "linux")]
 pub mod sctp;
 pub mod tcp;
 pub mod udp;
@@ -62,11 +63,12 @@ pub trait MessageWrite: Send + 'static {
 
 /// The driver's fast path: when nothing is queued for a connection, it writes a message
 /// straight to the socket instead of waking the connection's writer task; whatever the
-/// socket does not take goes to the queue as usual. For byte streams only (a partial
-/// write leaves the rest of the message for the writer task).
+/// socket does not take goes to the queue as usual. A byte stream may take part of a
+/// message (the writer task sends the rest); SCTP takes a whole message or nothing.
 pub trait DirectWrite: Send + Sync + std::fmt::Debug {
-    /// Write as much of `bytes` as the socket takes now (`WouldBlock` = nothing).
-    fn try_write(&self, bytes: &[u8]) -> io::Result<usize>;
+    /// Write as much of the `protocol` message `bytes` as the socket takes now
+    /// (`WouldBlock` = nothing).
+    fn try_write(&self, protocol: Protocol, bytes: &[u8]) -> io::Result<usize>;
 }
 
 /// One connection or association.
@@ -168,6 +170,10 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Multicast TTL of datagrams we send.
     pub multicast_ttl: u32,
+    /// Local addresses outbound SCTP associations are bound to (port chosen by the
+    /// kernel); empty = every address of the host. A PE sets the addresses it registers
+    /// (RFC 5352 §2.1). Only the addresses of the peer's families are used.
+    pub sctp_bind: Vec<IpAddr>,
 }
 
 impl Default for TransportConfig {
@@ -178,6 +184,7 @@ impl Default for TransportConfig {
             max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
             connect_timeout: Duration::from_secs(5),
             multicast_ttl: 30,
+            sctp_bind: Vec::new(),
         }
     }
 }
@@ -426,14 +433,22 @@ pub(crate) fn spawn_connect(shared: &Arc<Shared>, endpoint: Endpoint, protocol: 
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
-            TransportProto::Sctp => {
-                match tokio::time::timeout(timeout, sctp::connect(&endpoint, &shared.config)).await
-                {
-                    Ok(Ok(stream)) => start_outbound(&shared, stream, protocol),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-                }
-            }
+            #[cfg(target_os = "linux")]
+            TransportProto::Sctp => match tokio::time::timeout(
+                timeout,
+                sctp::connect(&endpoint.addrs, protocol, &shared.config),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => start_outbound(&shared, stream, protocol),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+            },
+            #[cfg(not(target_os = "linux"))]
+            TransportProto::Sctp => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SCTP is only supported on Linux",
+            )),
             TransportProto::Udp => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "UDP is not connection-oriented; use a datagram destination",

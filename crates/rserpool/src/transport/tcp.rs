@@ -162,7 +162,7 @@ impl MessageWrite for TcpWriter {
 }
 
 impl DirectWrite for OwnedWriteHalf {
-    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+    fn try_write(&self, _protocol: Protocol, bytes: &[u8]) -> io::Result<usize> {
         OwnedWriteHalf::try_write(self, bytes)
     }
 }
