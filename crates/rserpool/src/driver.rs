@@ -177,6 +177,9 @@ pub struct Driver<C: Lifecycle> {
     udp: DatagramSender,
     pending: VecDeque<TransportEvent>,
     local: Vec<Endpoint>,
+    /// More than one inbound item was waiting at this wake-up: answers go through the
+    /// writer tasks (which run on other worker threads) instead of the direct path.
+    busy: bool,
 }
 
 impl<C> Driver<C>
@@ -213,6 +216,7 @@ where
             udp: DatagramSender::default(),
             pending: VecDeque::new(),
             local: Vec::new(),
+            busy: false,
         };
         (driver, handle)
     }
@@ -281,7 +285,10 @@ where
                     // Take what is already queued before draining once.
                     for _ in 0..256 {
                         match self.inbound_rx.try_recv() {
-                            Ok(more) => self.on_inbound(more),
+                            Ok(more) => {
+                                self.busy = true;
+                                self.on_inbound(more);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -297,6 +304,7 @@ where
                 }
             }
             self.drain();
+            self.busy = false;
             if stopping.is_some() && self.core.shutdown_complete() {
                 break;
             }
@@ -506,7 +514,10 @@ where
         let padded = msg.bytes.len().next_multiple_of(4);
         msg.bytes.resize(padded, 0);
         let w = &entry.writer;
-        if let Some(direct) = &w.direct {
+        // Under load (several inbound items per wake-up) the writer tasks do the socket
+        // writes: on loopback a write costs the whole delivery to the peer, and the
+        // writers spread that over the worker threads while the driver runs on one.
+        if let Some(direct) = w.direct.as_ref().filter(|_| !self.busy) {
             // Only the driver adds to `queued`, so 0 here means every earlier message of
             // this connection is completely written: writing now keeps the order.
             if w.queued.load(Ordering::Acquire) == 0 {
