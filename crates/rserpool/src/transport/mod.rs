@@ -61,7 +61,8 @@ pub trait MessageWrite: Send + 'static {
     }
 }
 
-/// The driver's fast path: when nothing is queued for a connection, it writes a message
+/// The driver's fast path: when nothing is queued for a connection and the driver is not
+/// under load (one inbound item at this wake-up), it writes a message
 /// straight to the socket instead of waking the connection's writer task; whatever the
 /// socket does not take goes to the queue as usual. A byte stream may take part of a
 /// message (the writer task sends the rest); SCTP takes a whole message or nothing.
