@@ -7,7 +7,7 @@ use rand::RngCore;
 use rserpool_wire::{decode_asap, AsapMessage, Cause, OperationError, Protocol};
 
 use crate::counters::Counters;
-use crate::io::{Dest, Transmit};
+use crate::io::{ConnId, Dest, Transmit};
 
 /// What came out of decoding one received ASAP message.
 pub(crate) enum Inbound {
@@ -57,6 +57,26 @@ impl Outbox {
             error: OperationError { causes },
         };
         self.send(counters, dest, &msg);
+    }
+    /// Decode one message received on `conn`, answering what must be answered: an
+    /// undecodable message gets its ASAP_ERROR (or nothing, for a silent drop), skipped
+    /// parameters with report bits get theirs. Returns the message to process, if any.
+    pub(crate) fn accept(
+        &mut self,
+        counters: &mut Counters,
+        conn: ConnId,
+        bytes: &[u8],
+    ) -> Option<AsapMessage> {
+        match decode_inbound(bytes, counters) {
+            Inbound::Message(m, reports) => {
+                self.send_error(counters, Dest::Conn(conn), reports);
+                Some(m)
+            }
+            Inbound::Invalid(cause) => {
+                self.send_error(counters, Dest::Conn(conn), cause.into_iter().collect());
+                None
+            }
+        }
     }
     pub(crate) fn pop(&mut self) -> Option<Transmit> {
         self.queue.pop_front()

@@ -684,19 +684,10 @@ impl Core for PoolUserCore {
             self.counters.wrong_protocol += 1;
             return;
         }
-        let (msg, reports) = match decode_inbound(bytes, &mut self.counters) {
-            Inbound::Message(m, r) => (m, r),
-            Inbound::Invalid(cause) => {
-                self.out.send_error(
-                    &mut self.counters,
-                    Dest::Conn(conn),
-                    cause.into_iter().collect(),
-                );
-                return;
-            }
+        // Errors and reports (action `11` parameters) are answered inside `accept`.
+        let Some(msg) = self.out.accept(&mut self.counters, conn, bytes) else {
+            return;
         };
-        self.out
-            .send_error(&mut self.counters, Dest::Conn(conn), reports);
         match msg {
             AsapMessage::HandleResolutionResponse {
                 handle,

@@ -777,20 +777,10 @@ impl Core for Registrar {
             self.counters.wrong_protocol += 1;
             return;
         }
-        let (msg, reports) = match decode_inbound(bytes, &mut self.counters) {
-            Inbound::Message(m, r) => (m, r),
-            Inbound::Invalid(cause) => {
-                self.out.send_error(
-                    &mut self.counters,
-                    Dest::Conn(conn),
-                    cause.into_iter().collect(),
-                );
-                return;
-            }
+        // Errors and reports (action `11` parameters) are answered inside `accept`.
+        let Some(msg) = self.out.accept(&mut self.counters, conn, bytes) else {
+            return;
         };
-        // Action `11` parameters: processed without them, reported.
-        self.out
-            .send_error(&mut self.counters, Dest::Conn(conn), reports);
         match msg {
             AsapMessage::Registration { handle, pe } => {
                 self.on_registration(now, conn, meta, handle, pe)
