@@ -212,8 +212,6 @@ pub struct Registrar {
     rng: ChaCha8Rng,
     server_id: ServerId,
     hs: Handlespace,
-    /// Registration Life deadline per PE (absent = infinite life).
-    life: BTreeMap<PoolHandle, BTreeMap<PeId, Instant>>,
     conns: BTreeSet<ConnId>,
     /// PEs registered over each connection (owned PEs only).
     conn_pes: BTreeMap<ConnId, BTreeSet<(PoolHandle, PeId)>>,
@@ -251,7 +249,6 @@ impl Registrar {
             rng,
             server_id,
             hs,
-            life: BTreeMap::new(),
             conns: BTreeSet::new(),
             conn_pes: BTreeMap::new(),
             started: false,
@@ -315,25 +312,9 @@ impl Registrar {
     // timers
 
     fn life_of(&self, handle: &PoolHandle, id: PeId) -> Option<Instant> {
-        self.life.get(handle).and_then(|m| m.get(&id)).copied()
-    }
-
-    fn set_life(&mut self, handle: &PoolHandle, id: PeId, deadline: Option<Instant>) {
-        match deadline {
-            Some(d) => {
-                self.life.entry(handle.clone()).or_default().insert(id, d);
-            }
-            None => self.forget_life(handle, id),
-        }
-    }
-
-    fn forget_life(&mut self, handle: &PoolHandle, id: PeId) {
-        if let Some(m) = self.life.get_mut(handle) {
-            m.remove(&id);
-            if m.is_empty() {
-                self.life.remove(handle);
-            }
-        }
+        self.hs
+            .get(handle, id)
+            .and_then(|e| e.bookkeeping.expires_at)
     }
 
     /// Keep-alive period with jitter.
@@ -463,7 +444,6 @@ impl Registrar {
         reason: RemovalReason,
     ) -> Option<PoolElement> {
         let entry = self.hs.deregister(handle, id)?;
-        self.forget_life(handle, id);
         if let Some(c) = entry.bookkeeping.conn {
             self.unindex_conn(ConnId(c), handle, id);
         }
@@ -583,15 +563,17 @@ impl Registrar {
             bk.conn = Some(conn.0);
             bk.last_keepalive_sent = None;
             bk.last_keepalive_ack = None;
+            bk.expires_at = life.and_then(|d| now.checked_add(d));
         }
-        if let Some(old) = old_conn.filter(|c| *c != conn) {
-            self.unindex_conn(old, &handle, pe_id);
+        if old_conn != Some(conn) {
+            if let Some(old) = old_conn {
+                self.unindex_conn(old, &handle, pe_id);
+            }
+            self.conn_pes
+                .entry(conn)
+                .or_default()
+                .insert((handle.clone(), pe_id));
         }
-        self.conn_pes
-            .entry(conn)
-            .or_default()
-            .insert((handle.clone(), pe_id));
-        self.set_life(&handle, pe_id, life.and_then(|d| now.checked_add(d)));
         self.arm_keepalive(now, &handle, pe_id);
         let msg = AsapMessage::RegistrationResponse {
             reject: false,

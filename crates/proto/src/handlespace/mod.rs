@@ -100,6 +100,8 @@ pub struct Bookkeeping {
     pub registered_at: Option<Instant>,
     /// Registrar's `ConnId.0` of the PE's registration connection.
     pub conn: Option<u64>,
+    /// When the Registration Life runs out (`None` = infinite or not tracked).
+    pub expires_at: Option<Instant>,
 }
 
 /// One PE as stored.
