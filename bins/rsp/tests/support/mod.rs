@@ -1,0 +1,435 @@
+//! Shared harness for the process-level tests: children killed on drop, bounded waits,
+//! a raw ASAP client, `rsp dump`, and Wireshark dissection of wire logs.
+//!
+//! Every wait has a deadline (conditions are polled, never timed).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rserpool_wire::framing::Deframer;
+use rserpool_wire::{
+    AsapMessage, PeId, Policy, PoolElement, PoolHandle, ServerId, TransportAddr, UserTransport,
+};
+use serde_json::Value;
+
+pub const RSP: &str = env!("CARGO_BIN_EXE_rsp");
+
+// ----------------------------------------------------------------------------------------
+// Processes
+
+#[derive(Default)]
+pub struct Lines {
+    pub lines: Mutex<Vec<String>>,
+    pub changed: Condvar,
+}
+
+impl Lines {
+    pub fn collect(self: &Arc<Self>, r: impl Read + Send + 'static) {
+        let me = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                me.lines.lock().unwrap().push(line);
+                me.changed.notify_all();
+            }
+        });
+    }
+
+    /// The first line (from index `from`) matching `pred`, waiting until `deadline`.
+    pub fn wait(
+        &self,
+        from: usize,
+        deadline: Instant,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(usize, String)> {
+        let mut g = self.lines.lock().unwrap();
+        loop {
+            if let Some((i, l)) = g.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
+                return Some((i, l.clone()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            g = self.changed.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+/// A child process, killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub out: Arc<Lines>,
+    pub err: Arc<Lines>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str], wire_log: &Path) -> Proc {
+        let mut child = Command::new(RSP)
+            .args(args)
+            .env("RSERPOOL_WIRE_LOG", wire_log)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let out = Arc::new(Lines::default());
+        let err = Arc::new(Lines::default());
+        out.collect(child.stdout.take().unwrap());
+        err.collect(child.stderr.take().unwrap());
+        Proc {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            out,
+            err,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdout_line(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        self.out
+            .wait(0, Instant::now() + timeout, pred)
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| self.fail(what))
+    }
+
+    pub fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{}: {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.name,
+            self.out.text(),
+            self.err.text()
+        )
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// Wait for exit (after `terminate`), bounded.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a test body under a watchdog: a hung test fails instead of blocking CI. (Children
+/// are killed by their `Drop` when the body unwinds; the watchdog only reports.)
+pub fn bounded(limit: Duration, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => h.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("test did not finish within {limit:?}")
+        }
+    }
+}
+
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rsp-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct Registrar {
+    pub proc: Proc,
+    pub asap: String,
+    pub admin: String,
+}
+
+pub fn start_registrar(listen: &str, wire_log: &Path, extra: &[&str]) -> Registrar {
+    let mut args = vec![
+        "registrar",
+        "--listen",
+        listen,
+        "--admin",
+        "127.0.0.1:0",
+        "--announce=false",
+    ];
+    // Short keep-alives by default so dead PEs vanish quickly; a test may set its own.
+    if !extra.contains(&"--keepalive-timeout") {
+        args.extend_from_slice(&["--keepalive-interval", "500ms", "--keepalive-timeout", "2s"]);
+    }
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn("registrar", &args, wire_log);
+    let line = proc.stdout_line("no startup line", Duration::from_secs(20), |l| {
+        l.starts_with("rsp registrar:")
+    });
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let asap = words
+        .iter()
+        .find(|w| w.starts_with("tcp://"))
+        .unwrap()
+        .to_string();
+    let admin = words[words.iter().position(|w| *w == "admin").unwrap() + 1].to_owned();
+    Registrar { proc, asap, admin }
+}
+
+pub struct Server {
+    pub proc: Proc,
+    /// (PE id, user address) per registered entry.
+    pub entries: Vec<(String, String)>,
+}
+
+pub fn start_echo(registrar: &str, listen: &[&str], wire_log: &Path) -> Server {
+    let mut args = vec!["serve", "echo", "-r", registrar, "--no-announces"];
+    for l in listen {
+        args.extend_from_slice(&["--listen", l]);
+    }
+    let proc = Proc::spawn("serve echo", &args, wire_log);
+    let mut entries = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut from = 0;
+    while entries.len() < listen.len() {
+        let (i, line) = proc
+            .out
+            .wait(from, deadline, |l| l.starts_with("registered "))
+            .unwrap_or_else(|| proc.fail("did not register"));
+        from = i + 1;
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap()
+                .to_owned()
+        };
+        entries.push((field("pe="), field("addr=")));
+    }
+    Server { proc, entries }
+}
+
+pub fn dump(admin: &str) -> Value {
+    let out = Command::new(RSP)
+        .args(["dump", "--json", "--admin", admin])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsp dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// PE ids of `pool` in a dump.
+pub fn pe_ids(doc: &Value, pool: &str) -> BTreeSet<String> {
+    doc["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["handle"] == pool)
+        .flat_map(|p| p["pes"].as_array().unwrap().iter())
+        .map(|pe| pe["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Dissection
+
+pub fn dissector() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/rserpool-dissect")
+}
+
+/// Run rserpool-dissect over the wire log lines `keep` selects; every verdict must be ok
+/// (for lines `lint_only` selects: the lint must find no error, Wireshark's verdict is
+/// not used). Returns the message names seen.
+pub fn dissect(
+    dir: &Path,
+    wire_log: &Path,
+    keep: impl Fn(&str) -> bool,
+    lint_only: impl Fn(&str) -> bool,
+) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(wire_log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+    assert!(
+        !lines.is_empty(),
+        "nothing recorded in {}",
+        wire_log.display()
+    );
+    let input = dir.join("dissect-input.txt");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let tool = dissector();
+    assert!(
+        tool.exists(),
+        "{} not found (CI checks out shared/ beside the repository)",
+        tool.display()
+    );
+    let out = Command::new(&tool)
+        .args(["--proto", "asap", "--json", "--hex-lines"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "rserpool-dissect output is not JSON ({e}); status {:?}; stderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let msgs = doc.as_array().unwrap();
+    assert_eq!(msgs.len(), lines.len(), "one verdict per message");
+    let mut names = BTreeSet::new();
+    for (m, line) in msgs.iter().zip(&lines) {
+        let label = line.split('=').next().unwrap_or_default();
+        if lint_only(line) {
+            let errors: Vec<&Value> = m["lint"]
+                .as_array()
+                .map(|l| l.iter().filter(|e| e["severity"] == "error").collect())
+                .unwrap_or_default();
+            assert!(
+                errors.is_empty(),
+                "{label}: lint errors: {}",
+                serde_json::to_string_pretty(m).unwrap()
+            );
+        } else {
+            assert_eq!(
+                m["verdict"],
+                "ok",
+                "{label} does not dissect clean: {}",
+                serde_json::to_string_pretty(m).unwrap()
+            );
+        }
+        if let Some(name) = label.rsplit('.').next() {
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+// ----------------------------------------------------------------------------------------
+// Raw ASAP client (for the bad-input test)
+
+pub struct Raw {
+    pub s: TcpStream,
+    pub d: Deframer,
+}
+
+impl Raw {
+    pub fn connect(addr: &str) -> Raw {
+        let addr: SocketAddr = addr.trim_start_matches("tcp://").parse().unwrap();
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Raw {
+            s,
+            d: Deframer::default(),
+        }
+    }
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+    pub fn send_msg(&mut self, m: &AsapMessage) {
+        self.send(&m.encode_to_vec());
+    }
+    /// The next message, or `None` when the registrar closed the connection.
+    pub fn recv(&mut self) -> Option<AsapMessage> {
+        loop {
+            if let Some(m) = self.d.next_message().unwrap() {
+                return Some(AsapMessage::decode(m).unwrap().message);
+            }
+            let mut buf = [0u8; 4096];
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.d.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("no answer from the registrar: {e}"),
+            }
+        }
+    }
+}
+
+pub fn registration(handle: &[u8], id: u32, policy: Policy, port: u16) -> AsapMessage {
+    AsapMessage::Registration {
+        handle: PoolHandle::new(handle.to_vec()),
+        pe: PoolElement {
+            id: PeId(id),
+            home_registrar: ServerId(0),
+            registration_life: 30_000,
+            user_transport: UserTransport::Ip(TransportAddr::tcp(
+                port,
+                "127.0.0.1".parse().unwrap(),
+            )),
+            policy,
+            asap_transport: None,
+        },
+    }
+}
+
+pub fn resolves(addr: &str, pool: &str) -> usize {
+    let mut c = Raw::connect(addr);
+    c.send_msg(&AsapMessage::HandleResolution {
+        subscribe: false,
+        handle: pool.into(),
+        items: None,
+    });
+    match c.recv() {
+        Some(AsapMessage::HandleResolutionResponse { pes, .. }) => pes.len(),
+        other => panic!("expected a handle resolution response, got {other:?}"),
+    }
+}
