@@ -126,9 +126,9 @@ async fn explain(args: &CallArgs, pu: &PoolUser, e: &PuFailure) -> anyhow::Error
             "pool {pool}: unknown pool handle (0x9): the registrar has no PE registered \
              under it"
         ),
-        PuError::NoServer => anyhow!(
-            "pool {pool}: every PE the registrar listed failed in the last few seconds"
-        ),
+        PuError::NoServer => {
+            anyhow!("pool {pool}: every PE the registrar listed failed in the last few seconds")
+        }
         PuError::NoRegistrar | PuError::Timeout => {
             let known = pu.known_registrars().await.unwrap_or_default();
             let tried = args.registrars.describe(&known);

@@ -232,7 +232,9 @@ impl PoolState {
 
     /// Whether a request could be answered from what is cached (fresh or stale).
     fn has_candidates(&self) -> bool {
-        self.cache.as_ref().is_some_and(|c| !c.sel.entries().is_empty())
+        self.cache
+            .as_ref()
+            .is_some_and(|c| !c.sel.entries().is_empty())
             || !self.alternates.is_empty()
     }
 

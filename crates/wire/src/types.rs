@@ -927,11 +927,7 @@ impl fmt::Display for Cause {
         match self.code {
             CauseCode::INCONSISTENT_POLICY => match crate::codec::decode_policy_tlv(&self.info) {
                 Ok(p) => match p.policy_type().long_name() {
-                    Some(long) => write!(
-                        f,
-                        ": the pool's policy is {} ({long})",
-                        p.policy_type()
-                    ),
+                    Some(long) => write!(f, ": the pool's policy is {} ({long})", p.policy_type()),
                     None => write!(f, ": the pool's policy is {}", p.policy_type()),
                 },
                 Err(_) => write!(f, " ({} bytes of information)", self.info.len()),

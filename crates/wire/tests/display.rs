@@ -12,7 +12,10 @@ fn cause_codes_read_as_words() {
         CauseCode::INCONSISTENT_POLICY.to_string(),
         "inconsistent pooling policy (0x5)"
     );
-    assert_eq!(CauseCode(0xf004).to_string(), "RSPLIB: invalid pool handle (0xf004)");
+    assert_eq!(
+        CauseCode(0xf004).to_string(),
+        "RSPLIB: invalid pool handle (0xf004)"
+    );
     assert_eq!(CauseCode(0x4242).to_string(), "unknown cause 0x4242");
 }
 
