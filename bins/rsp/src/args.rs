@@ -1,10 +1,14 @@
 //! Argument types shared by the network subcommands: durations, endpoints, policies,
 //! registrar lists.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use rserpool::pe::PeOptions;
+use rserpool::pu::PuOptions;
+use rserpool::transport::udp::ASAP_ANNOUNCE_GROUP;
 use rserpool::url::parse_endpoint;
 use rserpool_proto::io::Endpoint;
 use rserpool_wire::{Policy, PolicyType, ASAP_PORT};
@@ -47,12 +51,17 @@ pub fn asap_endpoint(s: &str) -> Result<Endpoint, String> {
 pub struct RegistrarArgs {
     /// A registrar to use, e.g. tcp://127.0.0.1:3863, tcp://[::1]:3863 (repeatable).
     /// Default: tcp://127.0.0.1:3863 and tcp://[::1]:3863, plus any registrar heard
-    /// announcing itself on 239.0.0.50:3863.
+    /// announcing itself on the announce group (a pool user waits up to 5 s for one
+    /// before giving up).
     #[arg(long = "registrar", short = 'r', value_name = "URL", value_parser = asap_endpoint)]
     pub registrars: Vec<Endpoint>,
     /// Do not listen for registrar announces (multicast); use the given registrars only.
     #[arg(long)]
     pub no_announces: bool,
+    /// Multicast group (ADDR:PORT) on which registrars announce themselves, as set with
+    /// `rsp registrar --announce-group`. Default 239.0.0.50:3863.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_announces")]
+    pub announce_group: Option<SocketAddr>,
 }
 
 impl RegistrarArgs {
@@ -60,11 +69,75 @@ impl RegistrarArgs {
         if !self.registrars.is_empty() {
             return self.registrars.clone();
         }
-        ["127.0.0.1:3863", "[::1]:3863"]
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .map(Endpoint::tcp)
-            .collect()
+        default_registrars()
+    }
+
+    /// The announce group listened on (None: announces not used).
+    pub fn group(&self) -> Option<SocketAddr> {
+        (!self.no_announces).then(|| self.announce_group.unwrap_or(ASAP_ANNOUNCE_GROUP))
+    }
+
+    /// Registrars and announces of a pool user.
+    pub fn pu_options(&self, opts: PuOptions) -> PuOptions {
+        let opts = opts.registrars(self.endpoints());
+        match self.group() {
+            Some(g) => opts.announce_group(g),
+            None => opts.no_announces(),
+        }
+    }
+
+    /// Registrars and announces of a pool element.
+    pub fn pe_options(&self, opts: PeOptions) -> PeOptions {
+        let opts = opts.registrars(self.endpoints());
+        match self.group() {
+            Some(g) => opts.announce_group(g),
+            None => opts.no_announces(),
+        }
+    }
+
+    /// The registrars tried, in words: `known` (configured, then announced ones) and
+    /// whether any was heard announcing itself.
+    pub fn describe(&self, known: &[Endpoint]) -> String {
+        let mut list: Vec<String> = known.iter().map(ToString::to_string).collect();
+        if list.is_empty() {
+            list = self.endpoints().iter().map(ToString::to_string).collect();
+        }
+        let mut text = if list.is_empty() {
+            "no registrar".to_owned()
+        } else {
+            list.join(", ")
+        };
+        if let Some(g) = self.group() {
+            let configured = self.endpoints();
+            if known.iter().all(|e| configured.contains(e)) {
+                text.push_str(&format!("; none heard announcing itself on {g}"));
+            }
+        }
+        text
+    }
+}
+
+/// tcp://127.0.0.1:3863 and tcp://[::1]:3863.
+pub fn default_registrars() -> Vec<Endpoint> {
+    ["127.0.0.1:3863", "[::1]:3863"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .map(Endpoint::tcp)
+        .collect()
+}
+
+/// Longest pool handle RSPLIB handles: its registrar and tools abort on longer ones.
+pub const RSPLIB_MAX_HANDLE: usize = 32;
+
+/// Warn (stderr) when `pool` is longer than RSPLIB accepts; ours take up to the
+/// registrar's `--max-handle-length`.
+pub fn warn_long_handle(cmd: &str, pool: &str) {
+    let n = pool.len();
+    if n > RSPLIB_MAX_HANDLE {
+        eprintln!(
+            "rsp {cmd}: warning: pool handle {pool:?} is {n} bytes long; RSPLIB registrars and \
+             pool users accept at most {RSPLIB_MAX_HANDLE} bytes (longer handles make them abort)"
+        );
     }
 }
 

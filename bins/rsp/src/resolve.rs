@@ -17,14 +17,17 @@ use crate::args;
 /// `resolution 1: pool=EchoPool policy=rr pes=0x1a2b3c4d,0x5e6f7a8b`.
 /// With --details every PE returned is listed once as
 /// `pe=0x… transport=sctp://10.0.0.1:40000 ctrl=yes policy=rr asap=sctp://…`.
-/// Exit status 1 if the registrar does not know the pool or does not answer.
+/// Exit status 1 if the registrar does not know the pool or does not answer (the reason
+/// goes to stderr).
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
     /// Pool handle, e.g. EchoPool.
     pub pool: String,
-    /// The registrar, e.g. sctp://10.0.0.1:3863 or tcp://127.0.0.1:3863.
+    /// The registrar, e.g. sctp://10.0.0.1:3863 or tcp://127.0.0.1:3863. Default: the
+    /// first of tcp://127.0.0.1:3863 and tcp://[::1]:3863 that accepts a connection (as
+    /// `rsp call` and `rsp serve`; announces are not listened to).
     #[arg(long = "registrar", short = 'r', value_name = "URL", value_parser = args::asap_endpoint)]
-    pub registrar: Endpoint,
+    pub registrar: Option<Endpoint>,
     /// How many resolutions to send (one after the other).
     #[arg(long, short = 'n', default_value = "1")]
     pub count: u32,
@@ -54,10 +57,55 @@ pub fn run(args: &ResolveArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn resolve(args: &ResolveArgs) -> anyhow::Result<bool> {
+    args::warn_long_handle("resolve", &args.pool);
+    if let Some(ep) = &args.registrar {
+        return resolve_at(args, ep).await;
+    }
+    // The defaults, in turn: the first that accepts a connection answers.
+    let defaults = args::default_registrars();
+    let mut failures = Vec::new();
+    for ep in &defaults {
+        match resolve_at(args, ep).await {
+            Err(e) => match e.downcast_ref::<Unreachable>() {
+                Some(u) => failures.push(format!("{}: {}", u.endpoint, u.reason)),
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+    bail!(
+        "no registrar reachable ({}); give one with -r URL",
+        failures.join("; ")
+    )
+}
+
+/// Could not connect (the next default registrar may do).
+#[derive(Debug)]
+struct Unreachable {
+    endpoint: Endpoint,
+    reason: String,
+}
+
+impl Unreachable {
+    fn new(endpoint: &Endpoint, reason: impl ToString) -> Self {
+        Self {
+            endpoint: endpoint.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot connect to {}: {}", self.endpoint, self.reason)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+async fn resolve_at(args: &ResolveArgs, ep: &Endpoint) -> anyhow::Result<bool> {
     let config = transport::TransportConfig::default();
-    let ep = &args.registrar;
-    let within =
-        |what: &'static str| move |_| anyhow!("{what} {ep} timed out after {:?}", args.timeout);
+    let timed_out = |_| Unreachable::new(ep, format!("timed out after {:?}", args.timeout));
     match ep.transport {
         TransportProto::Sctp => {
             let s = tokio::time::timeout(
@@ -65,9 +113,9 @@ async fn resolve(args: &ResolveArgs) -> anyhow::Result<bool> {
                 transport::sctp::connect(&ep.addrs, Protocol::Asap, &config),
             )
             .await
-            .map_err(within("connecting to"))?
-            .with_context(|| format!("cannot connect to {ep}"))?;
-            session(s, args).await
+            .map_err(timed_out)?
+            .map_err(|e| Unreachable::new(ep, e))?;
+            session(s, args, ep).await
         }
         TransportProto::Tcp | TransportProto::Mptcp => {
             let mptcp = ep.transport == TransportProto::Mptcp;
@@ -76,16 +124,19 @@ async fn resolve(args: &ResolveArgs) -> anyhow::Result<bool> {
                 transport::tcp::connect(&ep.addrs, Protocol::Asap, mptcp, &config),
             )
             .await
-            .map_err(within("connecting to"))?
-            .with_context(|| format!("cannot connect to {ep}"))?;
-            session(s, args).await
+            .map_err(timed_out)?
+            .map_err(|e| Unreachable::new(ep, e))?;
+            session(s, args, ep).await
         }
         TransportProto::Udp => bail!("ASAP does not run over udp://"),
     }
 }
 
-async fn session<S: MessageStream>(stream: S, args: &ResolveArgs) -> anyhow::Result<bool> {
-    let ep = &args.registrar;
+async fn session<S: MessageStream>(
+    stream: S,
+    args: &ResolveArgs,
+    ep: &Endpoint,
+) -> anyhow::Result<bool> {
     let (mut rd, mut wr) = stream.into_split();
     let mut seen: Vec<PoolElement> = Vec::new();
     let mut all_ok = true;
@@ -120,9 +171,12 @@ async fn session<S: MessageStream>(stream: S, args: &ResolveArgs) -> anyhow::Res
                 if pes.is_empty() {
                     all_ok = false;
                     let why = error
-                        .map(|e| format!("{e:?}"))
+                        .map(|e| e.to_string())
                         .unwrap_or_else(|| "no PEs".into());
-                    println!("resolution {i}: pool={} none ({why})", args.pool);
+                    println!("resolution {i}: pool={} none: {why}", args.pool);
+                    if i == 1 {
+                        eprintln!("rsp resolve: pool {} at {ep}: {why}", args.pool);
+                    }
                     continue;
                 }
                 let ids: Vec<String> = pes.iter().map(|p| p.id.to_string()).collect();
@@ -140,7 +194,7 @@ async fn session<S: MessageStream>(stream: S, args: &ResolveArgs) -> anyhow::Res
                     }
                 }
             }
-            other => bail!("unexpected answer {}: {other:?}", other.name()),
+            other => bail!("unexpected answer from {ep}: {}", other.name()),
         }
     }
     let _ = wr.close().await;

@@ -19,9 +19,11 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rserpool::pe::{PeOptions, PoolElement};
 use rserpool_proto::io::{Endpoint, TransportProto};
-use rserpool_wire::{LifetimeUnit, PeId};
+use rserpool_proto::{PeEvent, PeStatus};
+use rserpool_wire::{CauseCode, LifetimeUnit, PeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::args::{self, PolicyArgs, RegistrarArgs};
 use crate::session::sctp_session;
@@ -59,9 +61,14 @@ impl Service {
 
 /// Run a demo service as a pool element.
 ///
-/// Prints one line per listening address (`listening echo tcp://127.0.0.1:40001`) and,
-/// once registered, one line per PE entry (`registered pool=EchoPool pe=0x1a2b3c4d
-/// addr=tcp://127.0.0.1:40001`) on stdout.
+/// Prints `rsp serve: pid 4242 pool EchoPool`, one line per listening address
+/// (`listening echo tcp://127.0.0.1:40001`) and, once registered, one line per PE entry
+/// (`registered pool=EchoPool pe=0x1a2b3c4d addr=tcp://127.0.0.1:40001 pid=4242`) on
+/// stdout. A TCP entry carries one address, so the default listeners (0.0.0.0 and ::)
+/// register two entries, one per address family. When the registrar refuses the
+/// registration for good (e.g. the pool uses another policy), the service says why on
+/// stderr, stops and exits with status 1; a refusal that may pass (lack of resources) is
+/// retried with a growing pause.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Which service.
@@ -168,8 +175,11 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         .pool
         .clone()
         .unwrap_or_else(|| args.service.default_pool().to_owned());
-    let mut opts = PeOptions::new(pool.as_str())
-        .registrars(registrars.clone())
+    args::warn_long_handle("serve", &pool);
+    println!("rsp serve: pid {} pool {pool}", std::process::id());
+    let mut opts = args
+        .registrars
+        .pe_options(PeOptions::new(pool.as_str()))
         .policy(policy.clone())
         .registration_life(args.registration_life)
         .reregistration_interval(args.reregister)
@@ -178,9 +188,6 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         } else {
             LifetimeUnit::Milliseconds
         });
-    if args.registrars.no_announces {
-        opts = opts.no_announces();
-    }
     if let Some(id) = args.pe_id {
         opts = opts.pe_id(PeId(id));
     }
@@ -205,7 +212,9 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         opts = opts.sctp_user_transport(port, ips, !args.data_only);
     }
     let pe = Arc::new(PoolElement::start(opts)?);
+    let events = pe.subscribe();
     let active = Arc::new(AtomicU32::new(0));
+    let policy_name = policy.policy_type().to_string();
     let load_policy = policy.load().is_some().then_some(policy);
     for l in listeners {
         let tracker = args
@@ -231,24 +240,110 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
             });
         tokio::spawn(sctp_session::accept(l, args.service, tracker));
     }
-    {
-        let pe = pe.clone();
-        let ids: Vec<PeId> = pe.pe_ids().to_vec();
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            match pe.registered().await {
-                Ok(()) => {
-                    for (id, addr) in ids.iter().zip(&registered) {
-                        println!("registered pool={pool} pe={id} addr={addr}");
-                    }
-                }
-                Err(e) => eprintln!("rsp serve: {e}"),
-            }
-        });
-    }
-    rserpool::signal::terminate().await;
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+    tokio::spawn(watch(
+        pe.clone(),
+        Watched {
+            pool: pool.clone(),
+            policy: policy_name,
+            registered,
+        },
+        events,
+        fatal_tx,
+    ));
+    let code = tokio::select! {
+        () = rserpool::signal::terminate() => ExitCode::SUCCESS,
+        Some(why) = fatal_rx.recv() => {
+            eprintln!("rsp serve: {why}");
+            ExitCode::from(crate::exit::FAILURE)
+        }
+    };
     pe.deregister().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// What [`watch`] reports about.
+struct Watched {
+    pool: String,
+    policy: String,
+    /// User address of each entry, in PE ID order.
+    registered: Vec<Endpoint>,
+}
+
+/// Follow the registration: print the `registered` lines once every entry is in, say
+/// when a refusal will be retried, and end the service (via `fatal`) on a refusal that
+/// waiting does not cure: never serve unregistered for ever.
+async fn watch(
+    pe: Arc<PoolElement>,
+    w: Watched,
+    mut events: broadcast::Receiver<PeEvent>,
+    fatal: mpsc::Sender<String>,
+) {
+    let pid = std::process::id();
+    let pool = &w.pool;
+    let mut printed = false;
+    loop {
+        let Ok(status) = pe.status().await else {
+            return;
+        };
+        if status.iter().any(|(_, s)| *s == PeStatus::Rejected) && !printed {
+            // Rejected before we listened (the event went by): say so all the same.
+            let ids: Vec<String> = status
+                .iter()
+                .filter(|(_, s)| *s == PeStatus::Rejected)
+                .map(|(id, _)| id.to_string())
+                .collect();
+            let _ = fatal
+                .send(format!(
+                    "the registrar refused PE {} of pool {pool}; not serving unregistered",
+                    ids.join(", ")
+                ))
+                .await;
+            return;
+        }
+        if !printed && status.iter().all(|(_, s)| *s == PeStatus::Registered) {
+            printed = true;
+            for ((id, _), addr) in status.iter().zip(&w.registered) {
+                println!("registered pool={pool} pe={id} addr={addr} pid={pid}");
+            }
+        }
+        match events.recv().await {
+            Ok(PeEvent::RegistrationFailed {
+                pe_id,
+                cause,
+                error,
+            }) => {
+                let why = error.map_or_else(|| cause.to_string(), |e| e.to_string());
+                let hint = if cause == CauseCode::INCONSISTENT_POLICY {
+                    format!("; this PE asked for {} (--policy)", w.policy)
+                } else {
+                    String::new()
+                };
+                let _ = fatal
+                    .send(format!(
+                        "the registrar refused PE {pe_id} in pool {pool}: {why}{hint}; \
+                         not serving unregistered"
+                    ))
+                    .await;
+                return;
+            }
+            Ok(PeEvent::RegistrationRefused {
+                pe_id,
+                cause,
+                retry_at,
+                ..
+            }) => {
+                let wait = retry_at.saturating_duration_since(rserpool::clock::now());
+                eprintln!(
+                    "rsp serve: the registrar refused PE {pe_id} in pool {pool} for now \
+                     ({cause}); trying again in {:.1}s",
+                    wait.as_secs_f64()
+                );
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

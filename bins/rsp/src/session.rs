@@ -25,7 +25,7 @@ pub const DATA_PPID: u32 = 0;
 /// A short description of an ASAP message received on a session (for logs).
 pub fn describe_control(data: &[u8]) -> String {
     match rserpool_wire::decode_asap(data) {
-        Ok(d) => format!("{:?}", d.message),
+        Ok(d) => format!("{} ({} bytes)", d.message.name(), data.len()),
         Err(e) => format!(
             "undecodable ASAP message ({e}): {}",
             hex::encode(&data[..data.len().min(64)])

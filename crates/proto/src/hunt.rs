@@ -344,7 +344,8 @@ impl Hunter {
     }
 
     /// An ASAP_SERVER_ANNOUNCE was heard. Returns true when it named a registrar that was
-    /// not known before (the core may then end a back-off early).
+    /// not known before (the core may then end a back-off early). A round under way adds
+    /// a newly heard registrar to the end of its candidates.
     pub(crate) fn on_announce(
         &mut self,
         now: Instant,
@@ -368,6 +369,12 @@ impl Hunter {
                 continue;
             }
             new |= !self.static_list.contains(&endpoint);
+            // A round under way tries it too, after the candidates it already has.
+            if let State::Trying { candidates, .. } = &mut self.state {
+                if !candidates.contains(&endpoint) {
+                    candidates.push(endpoint.clone());
+                }
+            }
             self.announced.push(Announced {
                 endpoint,
                 server_id,
@@ -414,6 +421,20 @@ mod tests {
         assert_eq!(t2, t1 + Duration::from_secs(2));
         h.succeeded();
         assert!(!h.is_hunting());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn a_registrar_announced_during_a_round_is_tried_in_that_round() {
+        let now = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut h = Hunter::new(HuntConfig::default(), vec![ep(1)], true);
+        assert!(matches!(h.start(now, &mut rng, None), Step::Try(e) if e == ep(1)));
+        let t = TransportAddr::tcp(2, IpAddr::from([127, 0, 0, 1]));
+        let src = SocketAddr::from(([127, 0, 0, 1], 9));
+        assert!(h.on_announce(now, src, ServerId(7), &[t]));
+        assert!(matches!(h.advance(now), Step::Try(e) if e == ep(2)));
+        assert!(matches!(h.advance(now), Step::Exhausted(_)));
     }
 
     #[test]

@@ -14,11 +14,19 @@
 //! for another registrar when its home fails (request timeout T2, connection closed,
 //! ASAP_ERROR), re-registering there. [`PeCommand::Deregister`] de-registers for an
 //! orderly shutdown.
+//!
+//! Refusals (R = 1): a cause that will not go away by waiting ([`refusal_is_permanent`]:
+//! inconsistent policy, invalid values, …) leaves the entry `Rejected` until the
+//! application changes something ([`PeEvent::RegistrationFailed`]). Lack of resources,
+//! an unspecified error and causes nobody defined may pass: the entry is registered again
+//! after an exponential back-off with ±25 % jitter from the core's RNG
+//! ([`HuntConfig::backoff_initial`] doubling up to [`HuntConfig::backoff_max`];
+//! [`PeEvent::RegistrationRefused`] says when).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rserpool_wire::{
     AsapMessage, CauseCode, LifetimeUnit, OperationError, PeId, Policy, PoolElement, PoolHandle,
@@ -100,12 +108,21 @@ pub enum PeEvent {
         home: Option<ServerId>,
         conn: ConnId,
     },
-    /// The registrar rejected the entry (R = 1). It is not retried unchanged: send
+    /// The registrar rejected the entry (R = 1) for a cause that does not pass by waiting
+    /// ([`refusal_is_permanent`]). It is not retried unchanged: send
     /// [`PeCommand::UpdatePolicy`] or [`PeCommand::Register`] to retry.
     RegistrationFailed {
         pe_id: PeId,
         cause: CauseCode,
         error: Option<OperationError>,
+    },
+    /// The registrar refused the entry for a cause that may pass (lack of resources,
+    /// unspecified, undefined causes); the core registers it again at `retry_at`.
+    RegistrationRefused {
+        pe_id: PeId,
+        cause: CauseCode,
+        error: Option<OperationError>,
+        retry_at: Instant,
     },
     /// The home registrar dropped the entry (unsolicited DEREGISTRATION_RESPONSE, e.g. its
     /// Registration Life expired); the core re-registers at once.
@@ -119,6 +136,18 @@ pub enum PeEvent {
     NoRegistrar { retry_at: Instant },
     /// An ASAP_ERROR arrived.
     ErrorReceived { conn: ConnId, error: OperationError },
+}
+
+/// Whether a registration refused with `cause` stays refused however long the PE waits:
+/// the request itself is wrong or clashes with the pool (unrecognized parameter or message,
+/// invalid values, non-unique PE identifier, inconsistent policy / transport /
+/// data-control configuration, unknown pool handle, rejected for security, RSPLIB's
+/// invalid-… codes). Lack of resources (0x6), an unspecified error (0x0) and codes nobody
+/// defined are worth retrying later.
+pub fn refusal_is_permanent(cause: CauseCode) -> bool {
+    !(cause == CauseCode::LACK_OF_RESOURCES
+        || cause == CauseCode::UNSPECIFIED
+        || cause.name().is_none())
 }
 
 /// Registration state of one PE entry.
@@ -177,6 +206,10 @@ pub struct PoolElementCore {
     stopping: bool,
     /// Policy changed while a registration was outstanding: re-register after it.
     dirty: bool,
+    /// A temporary refusal: register the refused entries again then.
+    retry_at: Option<Instant>,
+    /// Next back-off after a temporary refusal (doubles, reset by an acceptance).
+    refusal_backoff: Duration,
     counters: Counters,
     out: Outbox,
     events: VecDeque<PeEvent>,
@@ -220,6 +253,7 @@ impl PoolElementCore {
             config.registrars.clone(),
             config.accept_announces,
         );
+        let refusal_backoff = config.hunt.backoff_initial;
         Self {
             cfg: config,
             rng,
@@ -232,6 +266,8 @@ impl PoolElementCore {
             reregister_at: None,
             stopping: false,
             dirty: false,
+            retry_at: None,
+            refusal_backoff,
             counters: Counters::default(),
             out: Outbox::default(),
             events: VecDeque::new(),
@@ -413,6 +449,7 @@ impl PoolElementCore {
         self.stopping = true;
         self.dirty = false;
         self.reregister_at = None;
+        self.retry_at = None;
         self.request_deadline = None;
         self.hunter.stop();
         let home = self.home.as_ref().map(|h| h.conn);
@@ -526,18 +563,30 @@ impl PoolElementCore {
         e.pending = false;
         e.sent_to = None;
         if reject {
-            e.status = PeStatus::Rejected;
             e.registered_on = None;
             let cause = error
                 .as_ref()
                 .and_then(OperationError::first_code)
                 .unwrap_or(CauseCode::UNSPECIFIED);
-            self.events.push_back(PeEvent::RegistrationFailed {
-                pe_id,
-                cause,
-                error,
-            });
+            if refusal_is_permanent(cause) {
+                e.status = PeStatus::Rejected;
+                self.events.push_back(PeEvent::RegistrationFailed {
+                    pe_id,
+                    cause,
+                    error,
+                });
+            } else {
+                e.status = PeStatus::Unregistered;
+                let retry_at = self.schedule_retry(now);
+                self.events.push_back(PeEvent::RegistrationRefused {
+                    pe_id,
+                    cause,
+                    error,
+                    retry_at,
+                });
+            }
         } else {
+            self.refusal_backoff = self.cfg.hunt.backoff_initial;
             let new_home = e.status != PeStatus::Registered || e.registered_on != Some(conn);
             e.status = PeStatus::Registered;
             e.registered_on = Some(conn);
@@ -552,6 +601,22 @@ impl PoolElementCore {
         if !self.entries.iter().any(|e| e.pending) {
             self.all_answered(now);
         }
+    }
+
+    /// After a temporary refusal: when to register again (exponential back-off, ±25 %
+    /// jitter), shared by every entry refused meanwhile.
+    fn schedule_retry(&mut self, now: Instant) -> Instant {
+        if let Some(at) = self.retry_at {
+            return at;
+        }
+        let jitter = self.rng.gen_range(0.75..1.25);
+        let at = later(now, self.refusal_backoff.mul_f64(jitter));
+        self.refusal_backoff = self
+            .refusal_backoff
+            .saturating_mul(2)
+            .min(self.cfg.hunt.backoff_max.max(self.cfg.hunt.backoff_initial));
+        self.retry_at = Some(at);
+        at
     }
 
     fn on_deregistration_response(
@@ -803,6 +868,15 @@ impl Core for PoolElementCore {
             self.reregister_at = None;
             self.register_all(now, None);
         }
+        if self.retry_at.is_some_and(|d| d <= now) {
+            self.retry_at = None;
+            if !self.entries.iter().any(|e| e.pending) {
+                self.register_all(now, None);
+            } else {
+                // A registration is under way: retry the refused ones right after it.
+                self.dirty = true;
+            }
+        }
     }
 
     fn command(&mut self, now: Instant, cmd: PeCommand) {
@@ -845,7 +919,7 @@ impl Core for PoolElementCore {
     fn poll_timeout(&self) -> Option<Instant> {
         earliest(
             earliest(self.hunter.poll_timeout(), self.request_deadline),
-            self.reregister_at,
+            earliest(self.reregister_at, self.retry_at),
         )
     }
 

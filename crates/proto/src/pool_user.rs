@@ -21,6 +21,12 @@
 //! * Registrar: server hunt like the PE core (`Dest::Endpoint` to a candidate with the
 //!   first pending request). T1 ([`PoolUserConfig::request_timeout`]) expiry moves to
 //!   another registrar, up to [`PoolUserConfig::max_request_retries`] times.
+//! * No registrar: when every known registrar failed, a request with a (stale) cache entry
+//!   is answered from it at once. Without one, and when announces are accepted, it waits
+//!   up to [`PoolUserConfig::registrar_wait`] for a registrar: a newly announced one is
+//!   tried at once (also in the middle of a hunt round), and a new round starts after
+//!   each back-off. Only then does it fail with [`PuError::NoRegistrar`]. Without
+//!   announces it fails as soon as the round is over.
 //!
 //! The core needs no start: it acts on commands only.
 
@@ -62,6 +68,10 @@ pub struct PoolUserConfig {
     /// Items to ask for in the Handle Resolution option; `None` = no option, the registrar's
     /// default (3 for RSPLIB and us). `Some(u32::MAX)` = as many as possible.
     pub hr_items: Option<u32>,
+    /// With announces accepted: how long a request that found no registrar waits for one
+    /// to be announced (or to come up) before failing with [`PuError::NoRegistrar`].
+    /// Default 5 s (the hunt's T5 connect timeout; registrars announce every second).
+    pub registrar_wait: Duration,
 }
 
 impl Default for PoolUserConfig {
@@ -74,6 +84,7 @@ impl Default for PoolUserConfig {
             max_request_retries: 2,
             stale_cache_value: Duration::from_secs(5),
             hr_items: None,
+            registrar_wait: HuntConfig::default().connect_timeout,
         }
     }
 }
@@ -191,6 +202,14 @@ struct Failed {
 struct Cached {
     sel: PuCache,
     fetched: Instant,
+    /// Marked stale by the application ([`PoolUserCore::mark_stale`]).
+    expired: bool,
+}
+
+impl Cached {
+    fn fresh(&self, now: Instant, stale: Duration) -> bool {
+        !self.expired && now < later(self.fetched, stale)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +228,14 @@ impl PoolState {
         self.failed.iter().any(|f| {
             f.until > now && (f.id == pe.id || (f.group.is_some() && f.group == pe.asap_transport))
         })
+    }
+
+    /// Whether a request could be answered from what is cached (fresh or stale).
+    fn has_candidates(&self) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| !c.sel.entries().is_empty())
+            || !self.alternates.is_empty()
     }
 
     /// One PE: the cache by policy, then the alternates.
@@ -233,6 +260,8 @@ pub struct PoolUserCore {
     pools: BTreeMap<PoolHandle, PoolState>,
     /// Unreachable reports waiting for a home registrar.
     pending_reports: Vec<(PoolHandle, PeId)>,
+    /// Every registrar failed: pending requests wait for an announced one until then.
+    wait_until: Option<Instant>,
     counters: Counters,
     out: Outbox,
     events: VecDeque<PuEvent>,
@@ -256,6 +285,7 @@ impl PoolUserCore {
             home: None,
             pools: BTreeMap::new(),
             pending_reports: Vec::new(),
+            wait_until: None,
             counters: Counters::default(),
             out: Outbox::default(),
             events: VecDeque::new(),
@@ -278,8 +308,22 @@ impl PoolUserCore {
         let c = self.pools.get(pool)?.cache.as_ref()?;
         Some((
             c.sel.entries().to_vec(),
-            now < later(c.fetched, self.cfg.stale_cache_value),
+            c.fresh(now, self.cfg.stale_cache_value),
         ))
+    }
+
+    /// Take the cached entry of `pool` as stale: the next request for it resolves the
+    /// handle again (e.g. to check that a PE is still registered).
+    pub fn mark_stale(&mut self, pool: &PoolHandle) {
+        if let Some(c) = self.pools.get_mut(pool).and_then(|s| s.cache.as_mut()) {
+            c.expired = true;
+        }
+    }
+
+    /// The registrars a hunt would try now: the configured ones, then those heard
+    /// announcing themselves (while their announce is valid).
+    pub fn known_registrars(&self, now: Instant) -> Vec<Endpoint> {
+        self.hunter.known(now)
     }
 
     fn answer(
@@ -315,10 +359,7 @@ impl PoolUserCore {
             st.waiting.push(request);
             return;
         }
-        let fresh = st
-            .cache
-            .as_ref()
-            .is_some_and(|c| now < later(c.fetched, stale));
+        let fresh = st.cache.as_ref().is_some_and(|c| c.fresh(now, stale));
         if fresh {
             if let Some(pe) = st.select(&mut self.rng) {
                 self.answer(request, &pool, Ok(pe));
@@ -457,8 +498,9 @@ impl PoolUserCore {
             return;
         }
         if self.hunter.in_backoff() {
-            // Every registrar failed a moment ago: do not wait for the back-off.
-            self.fail_pending(now, PuError::NoRegistrar);
+            // Every registrar failed a moment ago: do not wait for the back-off (but for
+            // an announce, when they are accepted).
+            self.no_registrar(now);
         } else if !self.hunter.is_hunting() {
             let step = self.hunter.start(now, &mut self.rng, None);
             self.on_step(now, step);
@@ -502,8 +544,52 @@ impl PoolUserCore {
             }
             Step::Exhausted(retry_at) => {
                 self.events.push_back(PuEvent::NoRegistrar { retry_at });
-                self.fail_pending(now, PuError::NoRegistrar);
+                self.no_registrar(now);
             }
+        }
+    }
+
+    /// Every known registrar failed. Requests a (stale) cache entry can answer are
+    /// answered now; the others wait for an announced registrar until `registrar_wait`
+    /// has passed (announces accepted), else they fail.
+    fn no_registrar(&mut self, now: Instant) {
+        if !self.cfg.accept_announces {
+            self.wait_until = None;
+            self.fail_pending(now, PuError::NoRegistrar);
+            return;
+        }
+        let until = *self
+            .wait_until
+            .get_or_insert(later(now, self.cfg.registrar_wait));
+        if now >= until {
+            self.wait_until = None;
+            self.fail_pending(now, PuError::NoRegistrar);
+            return;
+        }
+        let answerable: Vec<PoolHandle> = self
+            .pools
+            .iter()
+            .filter(|(_, s)| s.hr.is_some() && s.has_candidates())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in answerable {
+            self.fail_pool(now, &p, PuError::NoRegistrar);
+        }
+        if !self.pending() {
+            self.wait_until = None;
+        }
+    }
+
+    /// Whether a handle resolution is pending.
+    fn pending(&self) -> bool {
+        self.pools.values().any(|s| s.hr.is_some())
+    }
+
+    /// A registrar was announced for the first time: while requests wait for one, try it
+    /// now instead of at the end of the back-off.
+    fn announced(&mut self, now: Instant, new: bool) {
+        if new && self.home.is_none() && self.hunter.in_backoff() && self.pending() {
+            self.start_hunt(now, None);
         }
     }
 
@@ -538,6 +624,7 @@ impl PoolUserCore {
             return;
         }
         self.home = Some(conn);
+        self.wait_until = None;
         self.hunter.succeeded();
         let server_id = server_id.or_else(|| {
             self.conns
@@ -621,6 +708,7 @@ impl PoolUserCore {
         st.cache = Some(Cached {
             sel: PuCache::new(policy_type, fresh),
             fetched: now,
+            expired: false,
         });
         st.hr = None;
         let waiting = std::mem::take(&mut st.waiting);
@@ -708,8 +796,10 @@ impl Core for PoolUserCore {
                 server_id,
                 transports,
             } => {
-                self.hunter
+                let new = self
+                    .hunter
                     .on_announce(now, meta.peer, server_id, &transports);
+                self.announced(now, new);
             }
             AsapMessage::Error { error } => self.on_error(now, conn, error),
             _ => self.counters.dropped += 1,
@@ -725,8 +815,10 @@ impl Core for PoolUserCore {
                 },
                 _,
             ) => {
-                self.hunter
+                let new = self
+                    .hunter
                     .on_announce(now, meta.peer, server_id, &transports);
+                self.announced(now, new);
             }
             Inbound::Message(..) => self.counters.dropped += 1,
             Inbound::Invalid(_) => {}
@@ -759,8 +851,17 @@ impl Core for PoolUserCore {
     fn handle_timeout(&mut self, now: Instant) {
         match self.hunter.handle_timeout(now) {
             Some(Fired::AttemptTimedOut) => self.attempt_failed(now),
-            Some(Fired::BackoffOver) => {}
-            None => {}
+            // Requests still wait for a registrar (announces accepted): another round.
+            Some(Fired::BackoffOver) if self.home.is_none() && self.pending() => {
+                self.start_hunt(now, None);
+            }
+            Some(Fired::BackoffOver) | None => {}
+        }
+        if self.wait_until.is_some_and(|d| d <= now) {
+            self.wait_until = None;
+            if self.home.is_none() {
+                self.fail_pending(now, PuError::NoRegistrar);
+            }
         }
         let expired: Vec<(PoolHandle, Option<Sent>)> = self
             .pools
@@ -827,7 +928,7 @@ impl Core for PoolUserCore {
             .values()
             .filter_map(|s| s.hr.as_ref().and_then(|h| h.deadline))
             .min();
-        earliest(self.hunter.poll_timeout(), hr)
+        earliest(earliest(self.hunter.poll_timeout(), hr), self.wait_until)
     }
 
     fn poll_event(&mut self) -> Option<PuEvent> {

@@ -1367,7 +1367,8 @@ fn pu_errors_unknown_pool_and_no_registrar() {
         "{a:?}"
     );
     let lonely = net.add_pu(2, pu_cfg(vec![reg_endpoint(9)]));
-    let b = net.ask(lonely, 1, POOL, false, Duration::from_secs(1));
+    // (It waits `registrar_wait` for an announced registrar first.)
+    let b = net.ask(lonely, 1, POOL, false, Duration::from_secs(10));
     assert!(
         matches!(
             b,
@@ -1898,4 +1899,167 @@ fn server_announce_keeps_sctp_and_tcp_transports_apart() {
     assert_eq!(announces(vec![sctp.clone()]), vec![vec![sctp]]);
     assert_eq!(announces(vec![tcp.clone()]), vec![vec![tcp]]);
     assert_eq!(announces(vec![]), vec![Vec::<TransportAddr>::new()]);
+}
+
+// ------------------------------------------------------------------------------------------
+// Hardening: waiting for announced registrars, temporary refusals
+
+fn with_pu<T>(net: &mut Net, id: NodeId, f: impl FnOnce(&mut PoolUserCore, Instant) -> T) -> T {
+    let now = net.now;
+    match &mut net.nodes[id].core {
+        NodeCore::Pu(c) => f(c, now),
+        _ => panic!("not a PU"),
+    }
+}
+
+fn announcing_registrar() -> RegistrarConfig {
+    RegistrarConfig {
+        announce_group: Some(rserpool_proto::registrar::DEFAULT_ANNOUNCE_GROUP),
+        asap_transports: vec![TransportAddr::tcp(3863, IpAddr::from([10, 0, 0, 1]))],
+        ..RegistrarConfig::default()
+    }
+}
+
+/// A PU whose configured registrar is dead, asked at once: it waits for the announce of
+/// a live registrar instead of failing before the first announce could arrive.
+#[test]
+fn pu_waits_for_an_announced_registrar() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, announcing_registrar());
+    net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    assert_eq!(ids(&mut net, r), vec![PeId(0x1001)]);
+    let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(9)]));
+    let a = net.ask(pu, 1, POOL, false, Duration::from_secs(10));
+    assert_eq!(server_of(&a), PeId(0x1001));
+    let known = with_pu(&mut net, pu, |c, now| c.known_registrars(now));
+    assert!(known.contains(&reg_endpoint(1)), "{known:?}");
+}
+
+/// Without any registrar the wait is bounded: NoRegistrar after `registrar_wait`; without
+/// announces the request fails as soon as the round is over.
+#[test]
+fn pu_gives_up_waiting_for_registrars() {
+    let mut net = Net::new();
+    let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(9)]));
+    let t0 = net.now;
+    let a = net.ask(pu, 1, POOL, false, Duration::from_secs(30));
+    assert!(
+        matches!(
+            a,
+            PuEvent::Failed {
+                error: PuError::NoRegistrar,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let waited = net.now - t0;
+    let wait = PoolUserConfig::default().registrar_wait;
+    assert!(waited >= wait && waited < wait * 2, "{waited:?}");
+
+    let quiet = net.add_pu(
+        2,
+        PoolUserConfig {
+            accept_announces: false,
+            ..pu_cfg(vec![reg_endpoint(9)])
+        },
+    );
+    let t1 = net.now;
+    let b = net.ask(quiet, 1, POOL, false, Duration::from_secs(30));
+    assert!(
+        matches!(
+            b,
+            PuEvent::Failed {
+                error: PuError::NoRegistrar,
+                ..
+            }
+        ),
+        "{b:?}"
+    );
+    assert!(net.now - t1 < wait, "{:?}", net.now - t1);
+}
+
+/// A cache entry marked stale is resolved again on the next request.
+#[test]
+fn pu_mark_stale_resolves_again() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, RegistrarConfig::default());
+    net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
+    server_of(&net.ask(pu, 1, POOL, false, Duration::from_secs(1)));
+    let before = net.reg(r).counters().received(asap_type::HANDLE_RESOLUTION);
+    server_of(&net.ask(pu, 2, POOL, false, Duration::from_secs(1)));
+    assert_eq!(
+        net.reg(r).counters().received(asap_type::HANDLE_RESOLUTION),
+        before,
+        "fresh cache answers"
+    );
+    with_pu(&mut net, pu, |c, _| c.mark_stale(&PoolHandle::from(POOL)));
+    server_of(&net.ask(pu, 3, POOL, false, Duration::from_secs(1)));
+    assert_eq!(
+        net.reg(r).counters().received(asap_type::HANDLE_RESOLUTION),
+        before + 1
+    );
+}
+
+/// Lack of resources is temporary: the PE registers again after a back-off and gets in
+/// once there is room. Inconsistent policy stays refused (see
+/// `inconsistent_policy_is_rejected_with_0x5`).
+#[test]
+fn pe_retries_a_temporary_refusal_with_back_off() {
+    let mut net = Net::new();
+    let mut cfg = RegistrarConfig::default();
+    cfg.handlespace.max_pes = 1;
+    let r = net.add_registrar(1, cfg);
+    let first = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    let second = net.add_pe(2, pe_cfg(2, Policy::RoundRobin, vec![reg_endpoint(1)]));
+    net.run(Duration::from_millis(100));
+    let evs = net.pe_events(second);
+    let Some(PeEvent::RegistrationRefused {
+        pe_id,
+        cause,
+        retry_at,
+        ..
+    }) = evs.first()
+    else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(*pe_id, PeId(0x1002));
+    assert_eq!(*cause, CauseCode::LACK_OF_RESOURCES);
+    assert!(*retry_at > net.now);
+    assert_eq!(
+        net.pe(second).status(),
+        vec![(PeId(0x1002), PeStatus::Unregistered)]
+    );
+    // Retried, with growing pauses, while the handlespace is full.
+    net.run(Duration::from_secs(10));
+    let refusals: Vec<Instant> = net
+        .pe_events(second)
+        .iter()
+        .filter_map(|e| match e {
+            PeEvent::RegistrationRefused { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        })
+        .collect();
+    assert!(refusals.len() >= 3, "{refusals:?}");
+    assert!(refusals.len() < 10, "no back-off: {refusals:?}");
+    // Room again: the next retry gets in.
+    net.pe_command(first, PeCommand::Deregister);
+    net.run(Duration::from_secs(70));
+    assert_eq!(
+        net.pe(second).status(),
+        vec![(PeId(0x1002), PeStatus::Registered)]
+    );
+    assert_eq!(ids(&mut net, r), vec![PeId(0x1002)]);
+}
+
+#[test]
+fn refusal_causes_are_classified() {
+    use rserpool_proto::pool_element::refusal_is_permanent;
+    for c in [0x1, 0x2, 0x3, 0x4, 0x5, 0x7, 0x8, 0x9, 0xa, 0xf003] {
+        assert!(refusal_is_permanent(CauseCode(c)), "{c:#x}");
+    }
+    for c in [0x0, 0x6, 0x4242] {
+        assert!(!refusal_is_permanent(CauseCode(c)), "{c:#x}");
+    }
 }

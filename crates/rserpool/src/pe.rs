@@ -118,6 +118,11 @@ impl PeOptions {
         self.core.accept_announces = false;
         self
     }
+    /// Listen for registrar announces on this multicast group instead of 239.0.0.50:3863.
+    pub fn announce_group(mut self, group: SocketAddr) -> Self {
+        self.announce_group = Some(group);
+        self
+    }
 }
 
 /// Why waiting for a registration failed.
@@ -277,6 +282,9 @@ fn log_event(ev: &PeEvent) {
         PeEvent::RegistrationFailed { pe_id, cause, .. } => {
             tracing::warn!(%pe_id, %cause, "registration rejected")
         }
+        PeEvent::RegistrationRefused { pe_id, cause, .. } => {
+            tracing::warn!(%pe_id, %cause, "registration refused for now; retrying later")
+        }
         PeEvent::RegistrationLost { pe_id } => {
             tracing::warn!(%pe_id, "registrar dropped the registration; re-registering")
         }
@@ -288,7 +296,7 @@ fn log_event(ev: &PeEvent) {
         }
         PeEvent::NoRegistrar { .. } => tracing::warn!("no registrar reachable; retrying"),
         PeEvent::ErrorReceived { conn, error } => {
-            tracing::warn!(%conn, ?error, "ASAP_ERROR from registrar")
+            tracing::warn!(%conn, %error, "ASAP_ERROR from registrar")
         }
     }
 }

@@ -67,12 +67,23 @@ impl PuOptions {
         self.core.accept_announces = false;
         self
     }
+    /// Listen for registrar announces on this multicast group instead of 239.0.0.50:3863.
+    pub fn announce_group(mut self, group: SocketAddr) -> Self {
+        self.announce_group = Some(group);
+        self
+    }
+    /// PEs to ask for per handle resolution (`u32::MAX` = as many as the registrar gives;
+    /// the default asks for none, and registrars answer with 3).
+    pub fn hr_items(mut self, items: u32) -> Self {
+        self.core.hr_items = Some(items);
+        self
+    }
 }
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PuFailure {
-    #[error("{0}")]
+    #[error(transparent)]
     Pool(#[from] PuError),
     #[error(transparent)]
     Gone(#[from] DriverGone),
@@ -107,7 +118,7 @@ impl PoolUser {
                     None
                 }
                 PuEvent::ErrorReceived { conn, error } => {
-                    tracing::warn!(%conn, ?error, "ASAP_ERROR from registrar");
+                    tracing::warn!(%conn, %error, "ASAP_ERROR from registrar");
                     None
                 }
                 PuEvent::HomeChanged { conn, .. } => {
@@ -214,6 +225,27 @@ impl PoolUser {
             .query(move |c, now| c.cached(&pool, now).map(|(pes, _)| pes))
             .await?;
         Ok(pes.unwrap_or_default())
+    }
+
+    /// Handle resolution now, not from the cache: the PEs of `pool` the registrar lists
+    /// (minus those that failed recently), e.g. to check that a PE is still registered.
+    /// Like [`PoolUser::resolve`] it hands out a PE, which `get_next_server` would then
+    /// report: an application that refreshes reports failures with
+    /// [`PoolUser::report_unreachable`].
+    pub async fn refresh(
+        &self,
+        pool: impl Into<PoolHandle>,
+    ) -> Result<Vec<PoolElement>, PuFailure> {
+        let pool = pool.into();
+        let p = pool.clone();
+        self.handle.query(move |c, _| c.mark_stale(&p)).await?;
+        self.resolve(pool).await
+    }
+
+    /// The registrars a request would try now: the configured ones, then those heard
+    /// announcing themselves recently.
+    pub async fn known_registrars(&self) -> Result<Vec<Endpoint>, DriverGone> {
+        self.handle.query(|c, now| c.known_registrars(now)).await
     }
 
     /// Events as they happen.

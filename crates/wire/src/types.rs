@@ -849,11 +849,33 @@ impl CauseCode {
     }
 }
 
+impl CauseCode {
+    /// The cause in running text: the RFC 5354 name in lower case ("unknown pool handle"),
+    /// RSPLIB's private codes as RSPLIB names them; `None` for a code nobody defined.
+    pub fn description(self) -> Option<&'static str> {
+        Some(match self.0 {
+            0x0 => "unspecified error",
+            0x1 => "unrecognized parameter",
+            0x2 => "unrecognized message",
+            0x3 => "invalid values",
+            0x4 => "non-unique PE identifier",
+            0x5 => "inconsistent pooling policy",
+            0x6 => "lack of resources",
+            0x7 => "inconsistent transport type",
+            0x8 => "inconsistent data/control configuration",
+            0x9 => "unknown pool handle",
+            0xa => "rejected due to security considerations",
+            _ => return self.name(),
+        })
+    }
+}
+
 impl fmt::Display for CauseCode {
+    /// `unknown pool handle (0x9)`; an undefined code as `unknown cause 0x1234`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(n) => write!(f, "{n} ({:#06x})", self.0),
-            None => write!(f, "unknown cause {:#06x}", self.0),
+        match self.description() {
+            Some(n) => write!(f, "{n} ({:#x})", self.0),
+            None => write!(f, "unknown cause {:#x}", self.0),
         }
     }
 }
@@ -891,6 +913,44 @@ impl Cause {
     }
 }
 
+impl fmt::Display for Cause {
+    /// The cause code in words, then what its information says, in words where the cause
+    /// defines it: `inconsistent pooling policy (0x5): the pool's policy is rr`,
+    /// `invalid values (0x3) in parameter Pool Handle (0x9)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if self.info.is_empty() {
+            return Ok(());
+        }
+        let tlv_type = (self.info.len() >= 4)
+            .then(|| ParamType(u16::from_be_bytes([self.info[0], self.info[1]])));
+        match self.code {
+            CauseCode::INCONSISTENT_POLICY => match crate::codec::decode_policy_tlv(&self.info) {
+                Ok(p) => match p.policy_type().long_name() {
+                    Some(long) => write!(f, ": the pool's policy is {} ({long})", p.policy_type()),
+                    None => write!(f, ": the pool's policy is {}", p.policy_type()),
+                },
+                Err(_) => write!(f, " ({} bytes of information)", self.info.len()),
+            },
+            CauseCode::UNRECOGNIZED_PARAMETER => match tlv_type {
+                Some(t) => write!(f, ": parameter type {:#06x}", t.0),
+                None => write!(f, " ({} bytes of information)", self.info.len()),
+            },
+            CauseCode::UNRECOGNIZED_MESSAGE => match self.info.first() {
+                Some(t) => write!(f, ": message type {t:#04x}"),
+                None => Ok(()),
+            },
+            CauseCode::INVALID_VALUES | CauseCode::INCONSISTENT_TRANSPORT | CauseCode(0x11) => {
+                match tlv_type {
+                    Some(t) => write!(f, " in parameter {} ({:#06x})", t.name(), t.0),
+                    None => write!(f, " ({} bytes of information)", self.info.len()),
+                }
+            }
+            _ => write!(f, " ({} bytes of information)", self.info.len()),
+        }
+    }
+}
+
 /// Largest cause information a report carries: with it as the only cause, an ENRP_ERROR
 /// (20 bytes of headers) or ASAP_ERROR (12) still fits the 16-bit Message Length.
 /// Longer offending messages or TLVs are reported truncated to this size.
@@ -916,6 +976,23 @@ impl OperationError {
     /// First cause code, if any.
     pub fn first_code(&self) -> Option<CauseCode> {
         self.causes.first().map(|c| c.code)
+    }
+}
+
+impl fmt::Display for OperationError {
+    /// Each cause in words, separated by `; ` (`unknown pool handle (0x9)`); an Operation
+    /// Error without causes reads `no cause given`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.causes.is_empty() {
+            return f.write_str("no cause given");
+        }
+        for (i, c) in self.causes.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
     }
 }
 

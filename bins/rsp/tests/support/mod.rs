@@ -433,3 +433,132 @@ pub fn resolves(addr: &str, pool: &str) -> usize {
         other => panic!("expected a handle resolution response, got {other:?}"),
     }
 }
+
+// ----------------------------------------------------------------------------------------
+// Network namespaces (a private loopback with multicast, default ports free)
+
+/// A network namespace of its own: only `lo`, up, with multicast routed over it, so
+/// announces and default ports (3863) stay inside. Deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// `None` (with the reason printed) where namespaces cannot be made (not root, no
+    /// `ip`): the caller skips its test.
+    pub fn new(tag: &str) -> Option<Netns> {
+        let name = format!("rsp-{tag}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+        };
+        let _ = ip(&["netns", "del", &name]);
+        match ip(&["netns", "add", &name]) {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot create a network namespace (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run `ip` to create a network namespace: {e}");
+                return None;
+            }
+        }
+        let ns = Netns { name };
+        for step in [
+            &["link", "set", "lo", "up"][..],
+            &["link", "set", "lo", "multicast", "on"],
+            &["route", "add", "224.0.0.0/4", "dev", "lo"],
+        ] {
+            let mut args = vec!["netns", "exec", &ns.name, "ip"];
+            args.extend_from_slice(step);
+            let o = ip(&args).unwrap();
+            assert!(
+                o.status.success(),
+                "ip {}: {}",
+                step.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Some(ns)
+    }
+
+    /// `rsp ARGS` inside the namespace (`ip netns exec` execs it: the pid is rsp's).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, RSP]).args(args);
+        c
+    }
+
+    /// Like [`Proc::spawn`], inside the namespace.
+    pub fn spawn(&self, name: &str, args: &[&str], wire_log: &Path) -> Proc {
+        let mut child = self
+            .command(args)
+            .env("RSERPOOL_WIRE_LOG", wire_log)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let out = Arc::new(Lines::default());
+        let err = Arc::new(Lines::default());
+        out.collect(child.stdout.take().unwrap());
+        err.collect(child.stderr.take().unwrap());
+        Proc {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            out,
+            err,
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Send a signal (`STOP`, `CONT`, `TERM` …) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Close the child's stdin (end of input for `rsp call`).
+pub fn close_stdin(p: &mut Proc) {
+    p.stdin = None;
+}
+
+/// Whether a process is stopped (state `T` in /proc/PID/stat).
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "T"))
+        })
+        .unwrap_or(false)
+}
+
+/// `kill -STOP` and wait until the process is stopped.
+pub fn freeze(pid: u32) {
+    signal(pid, "STOP");
+    wait_until("the process to stop", Duration::from_secs(10), || {
+        is_stopped(pid)
+    });
+}
