@@ -839,4 +839,83 @@ mod tests {
         assert_eq!(r.listen[0].transport, TransportProto::Sctp);
         assert!(!r.core.hr_include_asap_transport);
     }
+
+    #[test]
+    fn connection_limits_from_flags_and_toml() {
+        // Defaults: the core's limits decide, the shell's hard limit sits above them.
+        let r = Settings::default().resolve().unwrap();
+        assert_eq!(r.core.connections, ConnLimits::default());
+        assert!(r.transport.max_connections > r.core.connections.max_connections);
+        let file: Settings = toml::from_str(
+            "max_connections = 64\nmax_connections_per_source = 0\nidle_timeout = \"1s\"\n",
+        )
+        .unwrap();
+        let r = Settings::default().over(file.clone()).resolve().unwrap();
+        assert_eq!(
+            r.core.connections,
+            ConnLimits {
+                max_connections: 64,
+                max_per_source: 0,
+                idle_timeout: Some(Duration::from_secs(1)),
+            }
+        );
+        assert_eq!(r.transport.max_connections, 128);
+        // Flags over the file; 0 turns the idle timeout off.
+        let flags = Settings {
+            idle_timeout: Some(Duration::ZERO),
+            max_connections_per_source: Some(3),
+            ..Settings::default()
+        };
+        let r = flags.over(file).resolve().unwrap();
+        assert_eq!(r.core.connections.idle_timeout, None);
+        assert_eq!(r.core.connections.max_per_source, 3);
+        // Out of range: the error names the field.
+        for (s, field) in [
+            (
+                Settings {
+                    idle_timeout: Some(Duration::from_millis(5)),
+                    ..Settings::default()
+                },
+                "idle_timeout",
+            ),
+            (
+                Settings {
+                    max_connections_per_source: Some(2_000_000),
+                    ..Settings::default()
+                },
+                "max_connections_per_source",
+            ),
+            (
+                Settings {
+                    max_connections: Some(0),
+                    ..Settings::default()
+                },
+                "max_connections",
+            ),
+        ] {
+            let e = s.resolve().unwrap_err().to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn limits_report_in_words() {
+        let r = LimitReport {
+            idle_closed: 1,
+            evicted: 0,
+            source_evicted: 12,
+            refused: 2,
+            capped_source: Some(rserpool_proto::conn_limits::Source::of(
+                "2001:db8::7".parse().unwrap(),
+            )),
+            open: 4096,
+        };
+        assert_eq!(
+            limits_line(&r),
+            "connection limits: closed 1 idle connection without PEs (idle_timeout); \
+             closed 12 connections from 2001:db8::/64 to make room for newer ones from the \
+             same source (max_connections_per_source); refused 2 new connections: every \
+             connection that could make room has PEs registered; 4096 connections open"
+        );
+    }
 }

@@ -589,11 +589,13 @@ impl ConnTable {
             (NIL, NIL) => None,
             (NIL, i) => Some(i),
             (s, NIL) => Some(s),
-            (s, i) => Some(if self.slots[i as usize].last < self.slots[s as usize].last {
-                i
-            } else {
-                s
-            }),
+            (s, i) => Some(
+                if self.slots[i as usize].last < self.slots[s as usize].last {
+                    i
+                } else {
+                    s
+                },
+            ),
         }
     }
 

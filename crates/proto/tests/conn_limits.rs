@@ -6,7 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rserpool_proto::io::{ConnId, Core, RecvMeta, TransportCommand, TransportEvent, TransportProto};
+use rserpool_proto::io::{
+    ConnId, Core, RecvMeta, TransportCommand, TransportEvent, TransportProto,
+};
 use rserpool_proto::{ConnLimits, Registrar, RegistrarConfig, RegistrarEvent};
 use rserpool_wire::{
     AsapMessage, PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr,
@@ -123,9 +125,9 @@ impl Harness {
     }
 
     fn was_closed(&self, conn: ConnId) -> bool {
-        self.closed
-            .iter()
-            .any(|c| matches!(c, TransportCommand::Close(k) | TransportCommand::Abort(k) if *k == conn))
+        self.closed.iter().any(
+            |c| matches!(c, TransportCommand::Close(k) | TransportCommand::Abort(k) if *k == conn),
+        )
     }
 }
 

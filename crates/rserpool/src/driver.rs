@@ -584,7 +584,8 @@ where
                 let (ctl, queued) = (w.ctl.clone(), w.queued.clone());
                 tokio::spawn(async move {
                     let until = tokio::time::Instant::now() + CLOSE_FLUSH;
-                    while queued.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+                    while queued.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until
+                    {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     ctl.cancel();
