@@ -743,6 +743,11 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// The base of the virtual clock.
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
     }
@@ -764,7 +769,7 @@ mod tests {
     fn a_full_table_of_connections_that_spoke_once_still_takes_newcomers() {
         // The lockout of issue 8: every slot holds a connection that sent one handle
         // resolution and went quiet.
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(4, 0, None));
         for n in 1..=4 {
@@ -793,7 +798,7 @@ mod tests {
 
     #[test]
     fn eviction_order_silent_first_then_longest_idle_and_refusal_when_all_own_pes() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(3, 0, None));
         t.accepted(t0, ConnId(1), ip(1), &mut c); // will speak
@@ -832,7 +837,7 @@ mod tests {
 
     #[test]
     fn per_source_cap_replaces_the_sources_own_idle_connection() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(100, 3, None));
         for n in 1..=3 {
@@ -874,7 +879,7 @@ mod tests {
         assert_ne!(Source::of(a), Source::of(other));
         assert_eq!(Source::of(mapped), Source::of("10.0.0.1".parse().unwrap()));
         assert_eq!(Source::of(a).to_string(), "2001:db8:1:2::/64");
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(0, 1, None));
         t.accepted(t0, ConnId(1), a, &mut c);
@@ -886,7 +891,7 @@ mod tests {
 
     #[test]
     fn idle_connections_without_pes_are_closed_with_one_deadline() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let idle = Duration::from_secs(30);
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(0, 0, Some(idle)));
@@ -931,7 +936,7 @@ mod tests {
 
     #[test]
     fn reports_are_rate_limited() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(1, 0, None));
         t.accepted(t0, ConnId(1), ip(1), &mut c);
@@ -956,7 +961,7 @@ mod tests {
     fn random_operations_keep_the_lists_consistent() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut c = ConnCounters::default();
         let mut t = ConnTable::new(limits(40, 12, Some(Duration::from_secs(5))));
         let mut now = t0;

@@ -71,6 +71,7 @@ impl Harness {
             },
             9,
         );
+        #[allow(clippy::disallowed_methods)] // a base for the virtual clock
         let now = Instant::now();
         reg.handle_timeout(now);
         Self {
