@@ -221,6 +221,8 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
         listen: vec!["tcp://127.0.0.1:0".into()],
         admin: Some("off".into()),
         announce: Some(false),
+        // Every client of the benchmark comes from 127.0.0.1.
+        max_connections_per_source: Some(0),
         ..Default::default()
     };
     crate::registrar::start(settings.resolve()?).await

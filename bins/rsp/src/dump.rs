@@ -35,6 +35,24 @@ pub struct DumpDoc {
     pub pools: Vec<PoolDoc>,
     /// Messages received / sent by type since start.
     pub counters: Vec<CounterDoc>,
+    /// Accepted connections and what the connection limits did since start.
+    #[serde(default)]
+    pub connections: ConnectionsDoc,
+}
+
+/// Accepted connections and the connection limits' actions since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConnectionsDoc {
+    /// Accepted connections open now.
+    pub open: Option<usize>,
+    /// Connections without PEs closed after the idle timeout.
+    pub idle_closed: u64,
+    /// Connections closed to make room for new ones (max_connections).
+    pub evicted: u64,
+    /// Connections closed to make room for newer ones from the same source.
+    pub source_evicted: u64,
+    /// New connections refused because every connection that could make room had PEs.
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,6 +189,13 @@ impl DumpDoc {
             pool_count: pools.len(),
             pe_count: pools.iter().map(|p| p.pes.len()).sum(),
             pools,
+            connections: ConnectionsDoc {
+                open: None,
+                idle_closed: counters.connections.idle_closed,
+                evicted: counters.connections.evicted,
+                source_evicted: counters.connections.source_evicted,
+                refused: counters.connections.refused,
+            },
             counters: counters
                 .by_type()
                 .map(|(message, received, sent)| CounterDoc {
@@ -237,6 +262,14 @@ impl DumpDoc {
                 .collect();
             out.push_str(line.join("  ").trim_end());
             out.push('\n');
+        }
+        let c = &self.connections;
+        if c.idle_closed + c.evicted + c.source_evicted + c.refused > 0 {
+            let open = c.open.map(|n| format!("{n} open; ")).unwrap_or_default();
+            out.push_str(&format!(
+                "connections: {open}closed by the limits: {} idle, {} to make room, {} over the per-source cap; {} refused\n",
+                c.idle_closed, c.evicted, c.source_evicted, c.refused
+            ));
         }
         out
     }

@@ -18,7 +18,7 @@ use rserpool::url::parse_endpoint;
 use rserpool::wirelog::WireLog;
 use rserpool_proto::handlespace::HandlespaceConfig;
 use rserpool_proto::io::{Endpoint, TransportProto};
-use rserpool_proto::{Registrar, RegistrarConfig, RegistrarEvent};
+use rserpool_proto::{ConnLimits, LimitReport, Registrar, RegistrarConfig, RegistrarEvent};
 use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, TransportUse, ASAP_PORT};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -69,10 +69,21 @@ pub struct Settings {
     #[arg(long, value_parser = args::integer)]
     #[serde(default, deserialize_with = "de_u32")]
     pub server_id: Option<u32>,
-    /// Most simultaneous connections; beyond it silent connections are closed first, then
-    /// new ones refused. Default 4096.
+    /// Most simultaneous accepted connections. When full, a new connection takes the place
+    /// of one without registered PEs (silent for over 1s first, else the one idle
+    /// longest); only when every connection has PEs is it refused. Default 4096.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Most simultaneous connections from one source address (IPv6: one /64); a new one
+    /// beyond it replaces that source's connection without PEs idle longest. 0 = no cap.
+    /// Default 512.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_source: Option<usize>,
+    /// Close a connection without registered PEs after this long without a message
+    /// (0 = never; connections with PEs are never closed for idleness). Default 30s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
     /// Messages queued towards one peer before it counts as stuck and is dropped.
     /// Default 1024.
     #[arg(long)]
@@ -171,6 +182,10 @@ impl Settings {
             admin: self.admin.or(file.admin),
             server_id: self.server_id.or(file.server_id),
             max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_source: self
+                .max_connections_per_source
+                .or(file.max_connections_per_source),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
             write_queue: self.write_queue.or(file.write_queue),
             max_handle_length: self.max_handle_length.or(file.max_handle_length),
             max_pes: self.max_pes.or(file.max_pes),
@@ -266,10 +281,7 @@ impl Settings {
         if max_handle_len == 0 || max_handle_len > 65_000 {
             bail!("max_handle_length {max_handle_len}: expected 1..65000");
         }
-        let max_connections = self.max_connections.unwrap_or(4096);
-        if max_connections == 0 {
-            bail!("max_connections must be at least 1");
-        }
+        let connections = self.connection_limits()?;
         if self.server_id == Some(0) {
             bail!("server_id 0 is reserved (\"not yet determined\")");
         }
@@ -305,6 +317,13 @@ impl Settings {
                 .unwrap_or(defaults.remove_pes_on_close),
             ..defaults
         };
+        // The core's limits decide; the shell's hard limit leaves room above them for
+        // connections being closed (see rserpool_proto::conn_limits).
+        let max_connections = connections.shell_limit();
+        let core = RegistrarConfig {
+            connections,
+            ..core
+        };
         let transport = TransportConfig {
             max_connections,
             write_queue: self.write_queue.unwrap_or(1024).max(1),
@@ -321,6 +340,44 @@ impl Settings {
         })
     }
 }
+
+impl Settings {
+    /// `max_connections`, `max_connections_per_source` and `idle_timeout`, checked.
+    fn connection_limits(&self) -> anyhow::Result<ConnLimits> {
+        let defaults = ConnLimits::default();
+        let max_connections = self.max_connections.unwrap_or(defaults.max_connections);
+        if !(1..=MAX_CONNECTIONS_RANGE).contains(&max_connections) {
+            bail!("max_connections {max_connections}: expected 1..{MAX_CONNECTIONS_RANGE}");
+        }
+        let max_per_source = self
+            .max_connections_per_source
+            .unwrap_or(defaults.max_per_source);
+        if max_per_source > MAX_CONNECTIONS_RANGE {
+            bail!(
+                "max_connections_per_source {max_per_source}: expected 0 (no cap) or 1..{MAX_CONNECTIONS_RANGE}"
+            );
+        }
+        let idle_timeout = match self.idle_timeout {
+            None => defaults.idle_timeout,
+            Some(d) if d.is_zero() => None,
+            Some(d) if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) => {
+                bail!(
+                    "idle_timeout {}ms: expected 0 (never) or 100ms..24h",
+                    d.as_millis()
+                )
+            }
+            Some(d) => Some(d),
+        };
+        Ok(ConnLimits {
+            max_connections,
+            max_per_source,
+            idle_timeout,
+        })
+    }
+}
+
+/// Upper end of `max_connections` and `max_connections_per_source`.
+const MAX_CONNECTIONS_RANGE: usize = 1_000_000;
 
 pub fn run(args: &RegistrarArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(args.settings.clone(), args.config.as_ref())?;
@@ -582,7 +639,60 @@ fn log_event(ev: RegistrarEvent) {
             tracing::warn!(%conn, ?error, "ASAP_ERROR received")
         }
         RegistrarEvent::Snapshot(_) => {}
+        RegistrarEvent::ConnectionLimits(r) => log_limits(&r),
     }
+}
+
+/// One line per report (the core sends at most one per second).
+fn log_limits(r: &LimitReport) {
+    let line = limits_line(r);
+    if r.evicted > 0 || r.source_evicted > 0 || r.refused > 0 {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The words of a connection-limits report.
+pub fn limits_line(r: &LimitReport) -> String {
+    let mut parts = Vec::new();
+    if r.idle_closed > 0 {
+        parts.push(format!(
+            "closed {} without PEs (idle_timeout)",
+            plural(r.idle_closed, "idle connection", "idle connections")
+        ));
+    }
+    if r.evicted > 0 {
+        parts.push(format!(
+            "closed {} without PEs to make room for new ones (max_connections)",
+            plural(r.evicted, "connection", "connections")
+        ));
+    }
+    if r.source_evicted > 0 {
+        let from = r
+            .capped_source
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default();
+        parts.push(format!(
+            "closed {}{from} to make room for newer ones from the same source (max_connections_per_source)",
+            plural(r.source_evicted, "connection", "connections")
+        ));
+    }
+    if r.refused > 0 {
+        parts.push(format!(
+            "refused {}: every connection that could make room has PEs registered",
+            plural(r.refused, "new connection", "new connections")
+        ));
+    }
+    format!(
+        "connection limits: {}; {} open",
+        parts.join("; "),
+        plural(r.open as u64, "connection", "connections")
+    )
 }
 
 /// The admin listener: one request line, one JSON answer line, close.
@@ -625,10 +735,15 @@ async fn admin_session(
             })
             .unwrap_or(false);
     let answer = if wants_dump {
-        let (snap, counters, now) = handle
-            .query(|c: &mut Registrar, now: Instant| (c.snapshot(), c.counters().clone(), now))
+        let (snap, counters, open, now) = handle
+            .query(|c: &mut Registrar, now: Instant| {
+                let open = c.connections().len();
+                (c.snapshot(), c.counters().clone(), open, now)
+            })
             .await?;
-        serde_json::to_string(&DumpDoc::new(&snap, &counters, now, unit))?
+        let mut doc = DumpDoc::new(&snap, &counters, now, unit);
+        doc.connections.open = Some(open);
+        serde_json::to_string(&doc)?
     } else {
         serde_json::json!({ "error": format!("unknown request {request:?}; try \"dump\"") })
             .to_string()
@@ -723,5 +838,84 @@ mod tests {
         let r = Settings::default().over(file).resolve().unwrap();
         assert_eq!(r.listen[0].transport, TransportProto::Sctp);
         assert!(!r.core.hr_include_asap_transport);
+    }
+
+    #[test]
+    fn connection_limits_from_flags_and_toml() {
+        // Defaults: the core's limits decide, the shell's hard limit sits above them.
+        let r = Settings::default().resolve().unwrap();
+        assert_eq!(r.core.connections, ConnLimits::default());
+        assert!(r.transport.max_connections > r.core.connections.max_connections);
+        let file: Settings = toml::from_str(
+            "max_connections = 64\nmax_connections_per_source = 0\nidle_timeout = \"1s\"\n",
+        )
+        .unwrap();
+        let r = Settings::default().over(file.clone()).resolve().unwrap();
+        assert_eq!(
+            r.core.connections,
+            ConnLimits {
+                max_connections: 64,
+                max_per_source: 0,
+                idle_timeout: Some(Duration::from_secs(1)),
+            }
+        );
+        assert_eq!(r.transport.max_connections, 128);
+        // Flags over the file; 0 turns the idle timeout off.
+        let flags = Settings {
+            idle_timeout: Some(Duration::ZERO),
+            max_connections_per_source: Some(3),
+            ..Settings::default()
+        };
+        let r = flags.over(file).resolve().unwrap();
+        assert_eq!(r.core.connections.idle_timeout, None);
+        assert_eq!(r.core.connections.max_per_source, 3);
+        // Out of range: the error names the field.
+        for (s, field) in [
+            (
+                Settings {
+                    idle_timeout: Some(Duration::from_millis(5)),
+                    ..Settings::default()
+                },
+                "idle_timeout",
+            ),
+            (
+                Settings {
+                    max_connections_per_source: Some(2_000_000),
+                    ..Settings::default()
+                },
+                "max_connections_per_source",
+            ),
+            (
+                Settings {
+                    max_connections: Some(0),
+                    ..Settings::default()
+                },
+                "max_connections",
+            ),
+        ] {
+            let e = s.resolve().unwrap_err().to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn limits_report_in_words() {
+        let r = LimitReport {
+            idle_closed: 1,
+            evicted: 0,
+            source_evicted: 12,
+            refused: 2,
+            capped_source: Some(rserpool_proto::conn_limits::Source::of(
+                "2001:db8::7".parse().unwrap(),
+            )),
+            open: 4096,
+        };
+        assert_eq!(
+            limits_line(&r),
+            "connection limits: closed 1 idle connection without PEs (idle_timeout); \
+             closed 12 connections from 2001:db8::/64 to make room for newer ones from the \
+             same source (max_connections_per_source); refused 2 new connections: every \
+             connection that could make room has PEs registered; 4096 connections open"
+        );
     }
 }

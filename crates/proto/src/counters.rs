@@ -24,6 +24,21 @@ pub struct Counters {
     /// Messages received with the wrong protocol (ENRP on an ASAP core) or as a datagram
     /// where only connections are allowed.
     pub wrong_protocol: u64,
+    /// What the connection limits did (registrar only; see [`crate::conn_limits`]).
+    pub connections: ConnCounters,
+}
+
+/// Connections closed by the limits of [`crate::conn_limits`], since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnCounters {
+    /// Connections without PEs closed after the idle timeout.
+    pub idle_closed: u64,
+    /// Connections closed to make room for a newcomer (total limit).
+    pub evicted: u64,
+    /// Connections closed to make room for a newcomer from the same source.
+    pub source_evicted: u64,
+    /// Newcomers closed at once because every connection they could replace owns a PE.
+    pub refused: u64,
 }
 
 impl Counters {

@@ -9,11 +9,12 @@
 //! poll_transmit() -> Option<Transmit>           drain after every input
 //! poll_timeout()  -> Option<Instant>            earliest deadline
 //! poll_event()    -> Option<Event>              what happened, for the application / logs
+//! poll_command()  -> Option<TransportCommand>   close a connection (default: never)
 //! ```
 //!
-//! Drain order after each input: `poll_transmit` until `None`, then `poll_event` until
-//! `None`, then read `poll_timeout`. The shell never interprets message bytes; the core
-//! never touches a socket or the clock.
+//! Drain order after each input: `poll_transmit` until `None`, then `poll_command` until
+//! `None`, then `poll_event` until `None`, then read `poll_timeout`. The shell never
+//! interprets message bytes; the core never touches a socket or the clock.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -145,6 +146,18 @@ pub enum TransportEvent {
     SendFailed { conn: ConnId },
 }
 
+/// What a core asks the shell to do with its transports, besides sending (drained with
+/// [`Core::poll_command`] after the transmits). An enum so that it can grow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportCommand {
+    /// Close the connection once the messages already queued for it are written (the
+    /// shell bounds the wait). The shell reports `Closed` afterwards, as for any close.
+    Close(ConnId),
+    /// Close the connection at once, dropping what is still queued for it. The shell
+    /// reports `Closed` afterwards.
+    Abort(ConnId),
+}
+
 /// Deadline helper: the earlier of two optional instants.
 pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -172,4 +185,8 @@ pub trait Core {
     fn poll_transmit(&mut self) -> Option<Transmit>;
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_event(&mut self) -> Option<Self::Event>;
+    /// A connection to close, if any (drain after `poll_transmit`). Most cores never ask.
+    fn poll_command(&mut self) -> Option<TransportCommand> {
+        None
+    }
 }

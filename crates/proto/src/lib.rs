@@ -6,6 +6,8 @@
 //! * [`pool_element`]: [`PoolElementCore`], registration of a PE at a home registrar.
 //! * [`pool_user`]: [`PoolUserCore`], handle resolution, cache, selection and failover.
 //! * [`counters`]: message counters every core exposes.
+//! * [`conn_limits`]: [`ConnTable`], the registrar's connection limits (idle timeout,
+//!   per-source cap, eviction).
 //! * [`hunt`]: server-hunt configuration shared by the PE and PU cores.
 //!
 //! # Driving a core
@@ -18,6 +20,7 @@
 //! connection, and answers on [`io::Dest::Conn`]. Same seed and same inputs give the same
 //! outputs (no hash-order or clock dependence), which the simulator relies on.
 
+pub mod conn_limits;
 pub mod counters;
 pub mod handlespace;
 pub mod hunt;
@@ -28,7 +31,8 @@ pub mod registrar;
 
 mod common;
 
-pub use counters::Counters;
+pub use conn_limits::{ConnLimits, ConnTable, LimitReport};
+pub use counters::{ConnCounters, Counters};
 pub use hunt::{HuntConfig, HuntOrder};
 pub use pool_element::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 pub use pool_user::{PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, RequestId};

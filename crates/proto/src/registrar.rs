@@ -44,6 +44,11 @@
 //!   entries of one PE process. The S flag is not supported (A = 0).
 //! * Unexpected messages (responses, keep-alives, cookies, business cards) are answered
 //!   with ASAP_ERROR cause 0x2 carrying the message; an ASAP_ERROR is never answered.
+//! * Accepted connections are limited by [`crate::conn_limits`] (`connections`): idle
+//!   ones without PEs are closed, one source gets a bounded share, and a full table makes
+//!   room for a newcomer instead of locking it out; connections with PEs are never closed
+//!   by these rules. Its closes leave through [`Core::poll_command`], its summaries as
+//!   [`RegistrarEvent::ConnectionLimits`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -59,9 +64,12 @@ use rserpool_wire::{
 use rserpool_wire::codec;
 
 use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
+use crate::conn_limits::{ConnLimits, ConnTable, LimitReport};
 use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
-use crate::io::{earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportEvent};
+use crate::io::{
+    earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
+};
 
 /// RSPLIB's ASAP announce group (design §8).
 pub const DEFAULT_ANNOUNCE_GROUP: SocketAddr =
@@ -103,6 +111,9 @@ pub struct RegistrarConfig {
     pub asap_transports: Vec<TransportAddr>,
     /// Remove a connection's PEs when it closes (RSPLIB). Default false.
     pub remove_pes_on_close: bool,
+    /// Limits on accepted connections: idle timeout, per-source cap, eviction
+    /// ([`crate::conn_limits`]).
+    pub connections: ConnLimits,
 }
 
 impl Default for RegistrarConfig {
@@ -123,6 +134,7 @@ impl Default for RegistrarConfig {
             announce_interval: Duration::from_secs(1),
             asap_transports: Vec::new(),
             remove_pes_on_close: false,
+            connections: ConnLimits::default(),
         }
     }
 }
@@ -203,6 +215,9 @@ pub enum RegistrarEvent {
     ErrorReceived { conn: ConnId, error: OperationError },
     /// Answer to [`RegistrarCommand::DumpHandlespace`].
     Snapshot(HandlespaceSnapshot),
+    /// The connection limits closed connections (at most one per second; see
+    /// [`crate::conn_limits`]).
+    ConnectionLimits(LimitReport),
 }
 
 /// The registrar core. See the module documentation.
@@ -217,6 +232,8 @@ pub struct Registrar {
     conn_pes: BTreeMap<ConnId, BTreeSet<(PoolHandle, PeId)>>,
     started: bool,
     next_announce: Option<Instant>,
+    /// Accepted connections and their limits.
+    limits: ConnTable,
     counters: Counters,
     out: Outbox,
     events: VecDeque<RegistrarEvent>,
@@ -244,6 +261,7 @@ impl Registrar {
             _ => ServerId(random_nonzero(&mut rng)),
         };
         let hs = Handlespace::new(config.handlespace.clone(), rng.gen());
+        let limits = ConnTable::new(config.connections.clone());
         Self {
             cfg: config,
             rng,
@@ -253,6 +271,7 @@ impl Registrar {
             conn_pes: BTreeMap::new(),
             started: false,
             next_announce: None,
+            limits,
             counters: Counters::default(),
             out: Outbox::default(),
             events: VecDeque::new(),
@@ -460,6 +479,7 @@ impl Registrar {
             set.remove(&(handle.clone(), id));
             if set.is_empty() {
                 self.conn_pes.remove(&conn);
+                self.limits.set_owner(conn, false);
             }
         }
     }
@@ -569,10 +589,12 @@ impl Registrar {
             if let Some(old) = old_conn {
                 self.unindex_conn(old, &handle, pe_id);
             }
-            self.conn_pes
-                .entry(conn)
-                .or_default()
-                .insert((handle.clone(), pe_id));
+            let set = self.conn_pes.entry(conn).or_default();
+            let first = set.is_empty();
+            set.insert((handle.clone(), pe_id));
+            if first {
+                self.limits.set_owner(conn, true);
+            }
         }
         self.arm_keepalive(now, &handle, pe_id);
         let msg = AsapMessage::RegistrationResponse {
@@ -718,6 +740,7 @@ impl Registrar {
     /// Connection gone (closed or a send failed).
     fn on_conn_lost(&mut self, conn: ConnId, send_failed: bool) {
         self.conns.remove(&conn);
+        self.limits.closed(conn);
         // Connection IDs are never reused: the index entry can go.
         let pes = self.conn_pes.remove(&conn).unwrap_or_default();
         let victims: Vec<(PoolHandle, PeId, bool)> = pes
@@ -738,6 +761,18 @@ impl Registrar {
         }
     }
 
+    /// Summarise what the connection limits did, when it is time (rate-limited).
+    fn report_limits(&mut self, now: Instant) {
+        if let Some(r) = self.limits.poll_report(now) {
+            self.events.push_back(RegistrarEvent::ConnectionLimits(r));
+        }
+    }
+
+    /// The connection limits (open connections, per source).
+    pub fn connections(&self) -> &ConnTable {
+        &self.limits
+    }
+
     fn unexpected(&mut self, conn: ConnId, bytes: &[u8]) {
         self.counters.dropped += 1;
         let n = bytes.len().min(usize::from(u16::MAX) - 16);
@@ -753,6 +788,7 @@ impl Core for Registrar {
 
     fn handle_message(&mut self, now: Instant, conn: ConnId, meta: &RecvMeta, bytes: &[u8]) {
         self.ensure_started(now);
+        self.limits.touch(now, conn);
         self.conns.insert(conn);
         if meta.protocol != Protocol::Asap {
             // ENRP is handled by the ENRP part of the registrar (not yet).
@@ -807,23 +843,33 @@ impl Core for Registrar {
     fn handle_transport(&mut self, now: Instant, event: TransportEvent) {
         self.ensure_started(now);
         match event {
-            TransportEvent::Accepted { conn, .. } | TransportEvent::Connected { conn, .. } => {
+            TransportEvent::Accepted { conn, meta } => {
+                self.conns.insert(conn);
+                let peer = meta.peer.ip();
+                self.limits
+                    .accepted(now, conn, peer, &mut self.counters.connections);
+            }
+            TransportEvent::Connected { conn, .. } => {
                 self.conns.insert(conn);
             }
             TransportEvent::ConnectFailed { .. } => {}
             TransportEvent::Closed { conn } => self.on_conn_lost(conn, false),
             TransportEvent::SendFailed { conn } => self.on_conn_lost(conn, true),
         }
+        self.report_limits(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.ensure_started(now);
+        self.limits
+            .handle_timeout(now, &mut self.counters.connections);
         while let Some((handle, id, kind)) = self.hs.pop_expired(now) {
             self.on_pe_timer(now, handle, id, kind);
         }
         if self.next_announce.is_some_and(|t| t <= now) {
             self.announce(now);
         }
+        self.report_limits(now);
     }
 
     fn command(&mut self, now: Instant, cmd: RegistrarCommand) {
@@ -844,7 +890,12 @@ impl Core for Registrar {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        earliest(self.hs.poll_timeout(), self.next_announce)
+        let t = earliest(self.hs.poll_timeout(), self.next_announce);
+        earliest(t, self.limits.poll_timeout())
+    }
+
+    fn poll_command(&mut self) -> Option<TransportCommand> {
+        self.limits.poll_command()
     }
 
     fn poll_event(&mut self) -> Option<RegistrarEvent> {

@@ -10,7 +10,9 @@
 //!
 //! After every input it drains the core: `poll_transmit` until `None` (routing each
 //! message to a connection's writer queue by [`ConnId`], opening a connection for
-//! `Dest::Endpoint`, sending UDP for `Dest::Datagram`), transport events that routing
+//! `Dest::Endpoint`, sending UDP for `Dest::Datagram`), `poll_command` until `None`
+//! (closing connections the core wants gone: [`TransportCommand`]; the connection's
+//! reader then reports `Closed` as for any close), transport events that routing
 //! produced (e.g. `SendFailed`), then `poll_event`. The core is never shared and never
 //! locked.
 //!
@@ -25,7 +27,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rserpool_proto::io::{ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
+use rserpool_proto::io::{
+    ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportCommand, TransportEvent,
+};
 use rserpool_wire::Protocol;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -452,6 +456,9 @@ where
             while let Some(t) = self.core.poll_transmit() {
                 self.route(t);
             }
+            while let Some(c) = self.core.poll_command() {
+                self.transport_command(c);
+            }
             match self.pending.pop_front() {
                 Some(ev) => self.core.handle_transport(clock::now(), ev),
                 None => break,
@@ -553,6 +560,40 @@ where
         }
     }
 
+    /// Carry out a core's [`TransportCommand`]. The connection stays known until its
+    /// reader reports `Closed` (which the core then hears as usual).
+    fn transport_command(&mut self, cmd: TransportCommand) {
+        match cmd {
+            TransportCommand::Abort(conn) => {
+                if let Some(e) = self.conns.get(&conn) {
+                    debug!(%conn, peer = %e.meta.peer, "closing connection at the core's request");
+                    e.writer.ctl.cancel();
+                }
+            }
+            TransportCommand::Close(conn) => {
+                let Some(e) = self.conns.get(&conn) else {
+                    return;
+                };
+                debug!(%conn, peer = %e.meta.peer, "closing connection at the core's request (after its queue)");
+                let w = &e.writer;
+                if w.queued.load(Ordering::Acquire) == 0 {
+                    w.ctl.cancel();
+                    return;
+                }
+                // Let the writer send what is queued, for a bounded time.
+                let (ctl, queued) = (w.ctl.clone(), w.queued.clone());
+                tokio::spawn(async move {
+                    let until = tokio::time::Instant::now() + CLOSE_FLUSH;
+                    while queued.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    ctl.cancel();
+                });
+            }
+        }
+    }
+
     /// Forget a connection; false if it was already gone.
     fn remove_conn(&mut self, conn: ConnId) -> bool {
         let Some(entry) = self.conns.remove(&conn) else {
@@ -585,6 +626,9 @@ fn warn_sctp_unavailable(endpoint: &Endpoint, error: &std::io::Error) {
         warn!(%endpoint, "cannot use SCTP: {error}");
     }
 }
+
+/// How long [`TransportCommand::Close`] waits for a connection's queue to be written.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
 fn far_future() -> tokio::time::Instant {
     // About 30 years: never reached, and far from overflow.

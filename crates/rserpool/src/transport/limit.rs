@@ -1,4 +1,4 @@
-//! The connection limit.
+//! The shell's hard connection limit (file descriptors).
 //!
 //! At most `limit` accepted connections are open at once. A connection counts as *silent*
 //! until it delivers its first whole message. When the limit is reached, a new connection
@@ -6,6 +6,16 @@
 //! idle sockets — cannot lock out real clients); if every open connection has spoken, the
 //! new one is closed at once. The lock is taken on accept, on a connection's first message
 //! and on close — never per message.
+//!
+//! This is the safety net, not the policy. A core that knows more decides which
+//! connections to close itself and asks the driver to
+//! ([`TransportCommand`](rserpool_proto::io::TransportCommand)): the registrar keeps an
+//! idle timeout, a per-source cap and an eviction order that spares connections with PEs
+//! ([`rserpool_proto::conn_limits`]). For the two not to fight, the shell's limit sits
+//! above the core's ([`ConnLimits::shell_limit`](rserpool_proto::ConnLimits::shell_limit)):
+//! the core evicts first, and this limit acts only when a flood of connections outruns the
+//! core's closes. Alone (a limit equal to the core's) it would shut out every newcomer
+//! once all connections had spoken — the lockout the core's limits prevent.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -162,6 +162,8 @@ pub(crate) struct ConnWriter {
 pub struct TransportConfig {
     /// Accepted connections at once (over all listeners); beyond it the oldest connection
     /// that has not sent a single message yet is closed to make room, else the new one is.
+    /// A hard safety net ([`limit`]): a core with its own limits (the registrar's
+    /// [`rserpool_proto::conn_limits`]) sets this above them.
     pub max_connections: usize,
     /// Messages queued per connection before the peer counts as stuck and is dropped.
     pub write_queue: usize,

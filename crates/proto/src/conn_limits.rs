@@ -1,0 +1,1003 @@
+//! Connection limits of a registrar, sans-IO: an idle timeout, a per-source cap and
+//! eviction when the table is full.
+//!
+//! The registrar accepts connections from anybody: PEs that register over them and PUs
+//! that resolve handles. A connection costs a file descriptor and two tasks in the shell,
+//! so their number is bounded. A bound alone is a lock: connections that each send one
+//! handle resolution and then stay open would fill it and shut out every new PU and PE.
+//! [`ConnTable`] keeps the accepted connections and decides which of them to close, with
+//! three rules:
+//!
+//! * **Idle timeout** ([`ConnLimits::idle_timeout`], default 30 s): a connection that owns
+//!   no PE and has not sent a message for that long is closed (gracefully:
+//!   [`TransportCommand::Close`]). A connection over which a PE is registered is never
+//!   closed for idleness — the keep-alives and the Registration Life watch it; once its
+//!   last PE is gone it counts as idle from that moment. A PU opens a new connection for
+//!   its next request when its idle one was closed.
+//! * **Per-source cap** ([`ConnLimits::max_per_source`], default 512): at most this many
+//!   connections from one source (an IPv4 address; an IPv6 /64, since one host owns at
+//!   least that). A newcomer from a source at its cap takes the place of that source's
+//!   connection without PEs that was idle longest; if all of them own PEs the newcomer is
+//!   closed. One source can thus never push out the connections of others, and a
+//!   legitimate client behind the same address still gets in.
+//! * **Eviction** ([`ConnLimits::max_connections`], default 4096): when the table is full
+//!   a newcomer takes the place of a connection without PEs: one that has not sent a
+//!   single message for [`SILENT_GRACE`] if there is one (a port scan, a flood of idle
+//!   sockets), else the one idle longest (a newcomer counts as active at its accept, so
+//!   it is the last to go). Only when every connection owns a PE is the newcomer closed.
+//!   Evictions and refusals close at once ([`TransportCommand::Abort`]).
+//!
+//! Connections the registrar opens itself are not in the table (nothing to limit).
+//!
+//! Every action counts in [`ConnCounters`] and is summarised in a [`LimitReport`]: the
+//! first action after a quiet period is reported at once, later ones at most once per
+//! [`REPORT_PERIOD`], so a flood cannot flood the log.
+//!
+//! Cost: the connections without PEs are kept in least-recently-active order in
+//! intrusive doubly linked lists over a slab (one global list for connections that never
+//! spoke, one for the others, one per source), so a message is a hash lookup and a few
+//! index writes, the victim of an eviction is a list head, and the idle sweep looks at
+//! list heads only: one deadline, no timer per connection or per message. The table is
+//! deterministic (no random hashing), as the cores must be.
+//!
+//! The shell keeps its own hard limit on accepted connections (file descriptors);
+//! [`ConnLimits::shell_limit`] gives it some room above `max_connections`, so that this
+//! table decides and the shell's limit only acts when the core falls behind a flood.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use crate::counters::ConnCounters;
+use crate::io::{ConnId, TransportCommand};
+
+/// Default of [`ConnLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of [`ConnLimits::max_per_source`].
+pub const DEFAULT_MAX_PER_SOURCE: usize = 512;
+/// Default of [`ConnLimits::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection that has not sent a message this long after its accept is evicted before
+/// any connection that has.
+pub const SILENT_GRACE: Duration = Duration::from_secs(1);
+/// At most one [`LimitReport`] per period.
+pub const REPORT_PERIOD: Duration = Duration::from_secs(1);
+
+/// The limits (see the module documentation). 0 / `None` switch a rule off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Most accepted connections at once; 0 = no limit. Default 4096.
+    pub max_connections: usize,
+    /// Most accepted connections from one source (IPv4 address, IPv6 /64); 0 = no limit.
+    /// Default 512.
+    pub max_per_source: usize,
+    /// Close connections that own no PE after this long without a message; `None` = never.
+    /// Default 30 s.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_source: DEFAULT_MAX_PER_SOURCE,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+impl ConnLimits {
+    /// The shell's hard limit to go with these limits: `max_connections` plus room for
+    /// connections that are being closed (an eighth, at least 64). No limit: `usize::MAX`.
+    pub fn shell_limit(&self) -> usize {
+        if self.max_connections == 0 {
+            return usize::MAX;
+        }
+        self.max_connections
+            .saturating_add((self.max_connections / 8).max(64))
+    }
+}
+
+/// Where connections come from, for the per-source cap: an IPv4 address, or the /64 of an
+/// IPv6 address (an IPv4-mapped IPv6 address counts as the IPv4 address).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct Source(IpAddr);
+
+impl Source {
+    /// The source of a peer address.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Source(ip),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => Source(IpAddr::V4(v4)),
+                None => {
+                    let s = a.segments();
+                    Source(IpAddr::V6(Ipv6Addr::new(
+                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                    )))
+                }
+            },
+        }
+    }
+
+    /// The address (for IPv6 the /64 prefix with the host part zero).
+    pub fn addr(self) -> IpAddr {
+        self.0
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => write!(f, "{a}/64"),
+        }
+    }
+}
+
+/// What the limits did since the previous report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitReport {
+    /// Connections without PEs closed after the idle timeout.
+    pub idle_closed: u64,
+    /// Connections closed to make room for a newcomer (total limit).
+    pub evicted: u64,
+    /// Connections closed to make room for a newcomer from the same source (per-source cap).
+    pub source_evicted: u64,
+    /// Newcomers closed because every connection they could replace owns a PE.
+    pub refused: u64,
+    /// The source that most recently hit its cap, if any did.
+    pub capped_source: Option<Source>,
+    /// Accepted connections open after the actions.
+    pub open: usize,
+}
+
+impl LimitReport {
+    fn is_empty(&self) -> bool {
+        self.idle_closed == 0 && self.evicted == 0 && self.source_evicted == 0 && self.refused == 0
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The table
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Accepted, no message yet (in `silent` and its source's list).
+    Silent,
+    /// Spoke, owns no PE (in `idle` and its source's list).
+    Idle,
+    /// Owns at least one PE: in no list, never closed by the table.
+    Owner,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    conn: ConnId,
+    source: u32,
+    state: State,
+    /// Accept, last message, or the moment it stopped owning PEs.
+    last: Instant,
+    prev: u32,
+    next: u32,
+    sprev: u32,
+    snext: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+    };
+}
+
+#[derive(Debug)]
+struct SourceEntry {
+    key: Source,
+    /// Every connection of the source (owners included).
+    count: usize,
+    /// Its connections without PEs, least recently active first.
+    list: List,
+}
+
+/// Which pair of links a list uses.
+#[derive(Clone, Copy)]
+enum Links {
+    Global,
+    Source,
+}
+
+fn links(s: &mut Slot, which: Links) -> (&mut u32, &mut u32) {
+    match which {
+        Links::Global => (&mut s.prev, &mut s.next),
+        Links::Source => (&mut s.sprev, &mut s.snext),
+    }
+}
+
+fn push_back(slots: &mut [Slot], list: &mut List, i: u32, which: Links) {
+    let tail = list.tail;
+    {
+        let (p, n) = links(&mut slots[i as usize], which);
+        *p = tail;
+        *n = NIL;
+    }
+    if tail == NIL {
+        list.head = i;
+    } else {
+        *links(&mut slots[tail as usize], which).1 = i;
+    }
+    list.tail = i;
+}
+
+fn unlink(slots: &mut [Slot], list: &mut List, i: u32, which: Links) {
+    let (prev, next) = {
+        let (p, n) = links(&mut slots[i as usize], which);
+        let r = (*p, *n);
+        *p = NIL;
+        *n = NIL;
+        r
+    };
+    if prev == NIL {
+        list.head = next;
+    } else {
+        *links(&mut slots[prev as usize], which).1 = next;
+    }
+    if next == NIL {
+        list.tail = prev;
+    } else {
+        *links(&mut slots[next as usize], which).0 = prev;
+    }
+}
+
+/// Hashes a `ConnId` (a counter) with one multiplication: fast and deterministic.
+#[derive(Default, Clone, Copy, Debug)]
+struct ConnIdHasher(u64);
+
+impl Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type ConnMap = HashMap<ConnId, u32, BuildHasherDefault<ConnIdHasher>>;
+
+/// Accepted connections and the limits on them. See the module documentation.
+#[derive(Debug)]
+pub struct ConnTable {
+    limits: ConnLimits,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: ConnMap,
+    silent: List,
+    idle: List,
+    sources: Vec<SourceEntry>,
+    source_free: Vec<u32>,
+    source_index: HashMap<Source, u32, BuildHasherDefault<ConnIdHasher>>,
+    /// Latest `now` seen (inputs never go back in time for the table).
+    clock: Option<Instant>,
+    next_sweep: Option<Instant>,
+    commands: VecDeque<TransportCommand>,
+    pending: LimitReport,
+    last_report: Option<Instant>,
+}
+
+impl ConnTable {
+    pub fn new(limits: ConnLimits) -> Self {
+        Self {
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: ConnMap::default(),
+            silent: List::EMPTY,
+            idle: List::EMPTY,
+            sources: Vec::new(),
+            source_free: Vec::new(),
+            source_index: HashMap::default(),
+            clock: None,
+            next_sweep: None,
+            commands: VecDeque::new(),
+            pending: LimitReport::default(),
+            last_report: None,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &ConnLimits {
+        &self.limits
+    }
+
+    /// Accepted connections in the table.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Connections from `ip`'s source in the table.
+    pub fn from_source(&self, ip: IpAddr) -> usize {
+        self.source_index
+            .get(&Source::of(ip))
+            .map_or(0, |&s| self.sources[s as usize].count)
+    }
+
+    /// Whether `conn` is in the table (accepted, not closed or being closed by it).
+    pub fn contains(&self, conn: ConnId) -> bool {
+        self.index.contains_key(&conn)
+    }
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.clock.map_or(now, |c| c.max(now));
+        self.clock = Some(now);
+        now
+    }
+
+    /// A connection was accepted from `peer`. Makes room for it (closing another one) or
+    /// closes it, as the limits say; see [`ConnTable::poll_command`].
+    pub fn accepted(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: IpAddr,
+        counters: &mut ConnCounters,
+    ) {
+        let now = self.advance(now);
+        if self.index.contains_key(&conn) {
+            return;
+        }
+        let key = Source::of(peer);
+        let cap = self.limits.max_per_source;
+        if cap > 0 {
+            if let Some(&si) = self.source_index.get(&key) {
+                let src = &self.sources[si as usize];
+                if src.count >= cap {
+                    self.pending.capped_source = Some(key);
+                    let victim = src.list.head;
+                    if victim == NIL {
+                        self.refuse(conn, counters);
+                        return;
+                    }
+                    self.remove(victim, Some(TransportCommand::Abort));
+                    counters.source_evicted += 1;
+                    self.pending.source_evicted += 1;
+                }
+            }
+        }
+        let max = self.limits.max_connections;
+        if max > 0 && self.index.len() >= max {
+            match self.eviction_victim(now) {
+                Some(victim) => {
+                    self.remove(victim, Some(TransportCommand::Abort));
+                    counters.evicted += 1;
+                    self.pending.evicted += 1;
+                }
+                None => {
+                    self.refuse(conn, counters);
+                    return;
+                }
+            }
+        }
+        let si = self.source_entry(key);
+        let slot = Slot {
+            conn,
+            source: si,
+            state: State::Silent,
+            last: now,
+            prev: NIL,
+            next: NIL,
+            sprev: NIL,
+            snext: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                let i = u32::try_from(self.slots.len()).unwrap_or(NIL - 1);
+                self.slots.push(slot);
+                i
+            }
+        };
+        push_back(&mut self.slots, &mut self.silent, i, Links::Global);
+        let src = &mut self.sources[si as usize];
+        src.count += 1;
+        push_back(&mut self.slots, &mut src.list, i, Links::Source);
+        self.index.insert(conn, i);
+        self.schedule_sweep(now);
+    }
+
+    fn refuse(&mut self, conn: ConnId, counters: &mut ConnCounters) {
+        self.commands.push_back(TransportCommand::Abort(conn));
+        counters.refused += 1;
+        self.pending.refused += 1;
+    }
+
+    /// The connection a newcomer replaces when the table is full (see the module docs).
+    fn eviction_victim(&self, now: Instant) -> Option<u32> {
+        let (s, i) = (self.silent.head, self.idle.head);
+        let last = |x: u32| self.slots[x as usize].last;
+        if s != NIL && now.saturating_duration_since(last(s)) >= SILENT_GRACE {
+            return Some(s);
+        }
+        match (s, i) {
+            (NIL, NIL) => None,
+            (NIL, i) => Some(i),
+            (s, NIL) => Some(s),
+            (s, i) => Some(if last(i) < last(s) { i } else { s }),
+        }
+    }
+
+    fn source_entry(&mut self, key: Source) -> u32 {
+        if let Some(&si) = self.source_index.get(&key) {
+            return si;
+        }
+        let entry = SourceEntry {
+            key,
+            count: 0,
+            list: List::EMPTY,
+        };
+        let si = match self.source_free.pop() {
+            Some(si) => {
+                self.sources[si as usize] = entry;
+                si
+            }
+            None => {
+                let si = u32::try_from(self.sources.len()).unwrap_or(NIL - 1);
+                self.sources.push(entry);
+                si
+            }
+        };
+        self.source_index.insert(key, si);
+        si
+    }
+
+    /// Take slot `i` out of every structure; `cmd` = ask the shell to close it.
+    fn remove(&mut self, i: u32, cmd: Option<fn(ConnId) -> TransportCommand>) {
+        let (conn, si, state) = {
+            let s = &self.slots[i as usize];
+            (s.conn, s.source, s.state)
+        };
+        match state {
+            State::Silent => unlink(&mut self.slots, &mut self.silent, i, Links::Global),
+            State::Idle => unlink(&mut self.slots, &mut self.idle, i, Links::Global),
+            State::Owner => {}
+        }
+        let src = &mut self.sources[si as usize];
+        if state != State::Owner {
+            unlink(&mut self.slots, &mut src.list, i, Links::Source);
+        }
+        src.count -= 1;
+        if src.count == 0 {
+            let key = src.key;
+            self.source_index.remove(&key);
+            self.source_free.push(si);
+        }
+        self.index.remove(&conn);
+        self.free.push(i);
+        if let Some(make) = cmd {
+            self.commands.push_back(make(conn));
+        }
+    }
+
+    /// A message arrived on `conn`: it is active now. Cheap (called per message).
+    pub fn touch(&mut self, now: Instant, conn: ConnId) {
+        let Some(&i) = self.index.get(&conn) else {
+            return;
+        };
+        let now = self.advance(now);
+        let slot = &mut self.slots[i as usize];
+        slot.last = now;
+        let si = slot.source;
+        match slot.state {
+            State::Owner => return,
+            State::Silent => {
+                slot.state = State::Idle;
+                unlink(&mut self.slots, &mut self.silent, i, Links::Global);
+                push_back(&mut self.slots, &mut self.idle, i, Links::Global);
+            }
+            State::Idle => {
+                if self.idle.tail != i {
+                    unlink(&mut self.slots, &mut self.idle, i, Links::Global);
+                    push_back(&mut self.slots, &mut self.idle, i, Links::Global);
+                }
+            }
+        }
+        let list = &mut self.sources[si as usize].list;
+        if list.tail != i {
+            unlink(&mut self.slots, list, i, Links::Source);
+            push_back(&mut self.slots, list, i, Links::Source);
+        }
+    }
+
+    /// Whether PEs are registered over `conn` (call when it gains its first PE and when
+    /// it loses its last). A connection with PEs is never closed by the table; one that
+    /// lost its last PE counts as idle from the latest input.
+    pub fn set_owner(&mut self, conn: ConnId, owns_pes: bool) {
+        let Some(&i) = self.index.get(&conn) else {
+            return;
+        };
+        let slot = &mut self.slots[i as usize];
+        let (state, si) = (slot.state, slot.source);
+        match (state, owns_pes) {
+            (State::Owner, true) | (State::Silent | State::Idle, false) => {}
+            (State::Silent | State::Idle, true) => {
+                slot.state = State::Owner;
+                let list = if state == State::Silent {
+                    &mut self.silent
+                } else {
+                    &mut self.idle
+                };
+                unlink(&mut self.slots, list, i, Links::Global);
+                unlink(
+                    &mut self.slots,
+                    &mut self.sources[si as usize].list,
+                    i,
+                    Links::Source,
+                );
+            }
+            (State::Owner, false) => {
+                let now = self.clock.unwrap_or(slot.last).max(slot.last);
+                slot.state = State::Idle;
+                slot.last = now;
+                push_back(&mut self.slots, &mut self.idle, i, Links::Global);
+                push_back(
+                    &mut self.slots,
+                    &mut self.sources[si as usize].list,
+                    i,
+                    Links::Source,
+                );
+                self.schedule_sweep(now);
+            }
+        }
+    }
+
+    /// The connection is gone (closed by the peer, by the shell, or at our request).
+    pub fn closed(&mut self, conn: ConnId) {
+        if let Some(&i) = self.index.get(&conn) {
+            self.remove(i, None);
+        }
+    }
+
+    fn granularity(timeout: Duration) -> Duration {
+        (timeout / 32).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Oldest activity among the connections without PEs.
+    fn oldest(&self) -> Option<u32> {
+        let (s, i) = (self.silent.head, self.idle.head);
+        match (s, i) {
+            (NIL, NIL) => None,
+            (NIL, i) => Some(i),
+            (s, NIL) => Some(s),
+            (s, i) => Some(
+                if self.slots[i as usize].last < self.slots[s as usize].last {
+                    i
+                } else {
+                    s
+                },
+            ),
+        }
+    }
+
+    fn schedule_sweep(&mut self, now: Instant) {
+        let Some(t) = self.limits.idle_timeout else {
+            return;
+        };
+        if self.next_sweep.is_none() {
+            if let Some(o) = self.oldest() {
+                let due = self.slots[o as usize].last.checked_add(t);
+                let soonest = now.checked_add(Self::granularity(t));
+                self.next_sweep = match (due, soonest) {
+                    (Some(d), Some(s)) => Some(d.max(s)),
+                    (d, _) => d,
+                };
+            }
+        }
+    }
+
+    /// Close the connections that have been idle too long; a spurious call is harmless.
+    pub fn handle_timeout(&mut self, now: Instant, counters: &mut ConnCounters) {
+        let now = self.advance(now);
+        let Some(t) = self.limits.idle_timeout else {
+            self.next_sweep = None;
+            return;
+        };
+        if self.next_sweep.is_none_or(|d| d > now) {
+            return;
+        }
+        self.next_sweep = None;
+        while let Some(o) = self.oldest() {
+            let due = self.slots[o as usize].last.checked_add(t);
+            if due.is_some_and(|d| d <= now) {
+                self.remove(o, Some(TransportCommand::Close));
+                counters.idle_closed += 1;
+                self.pending.idle_closed += 1;
+            } else {
+                break;
+            }
+        }
+        self.schedule_sweep(now);
+    }
+
+    /// The next moment [`ConnTable::handle_timeout`] or [`ConnTable::poll_report`] has
+    /// something to do (possibly early, never late by more than a small granularity).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let report = if self.pending.is_empty() {
+            None
+        } else {
+            match self.last_report {
+                Some(t) => t.checked_add(REPORT_PERIOD),
+                None => self.clock,
+            }
+        };
+        crate::io::earliest(self.next_sweep, report)
+    }
+
+    /// A connection the shell should close, if any (drain after every input).
+    pub fn poll_command(&mut self) -> Option<TransportCommand> {
+        self.commands.pop_front()
+    }
+
+    /// What the limits did since the last report, when it is time to say it: at once
+    /// after a quiet period, then at most once per [`REPORT_PERIOD`].
+    pub fn poll_report(&mut self, now: Instant) -> Option<LimitReport> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        if self
+            .last_report
+            .is_some_and(|t| now.saturating_duration_since(t) < REPORT_PERIOD)
+        {
+            return None;
+        }
+        self.last_report = Some(now);
+        let mut r = std::mem::take(&mut self.pending);
+        r.open = self.index.len();
+        Some(r)
+    }
+
+    /// Verify every list against the slots (tests).
+    #[cfg(test)]
+    fn check(&self) {
+        let walk = |list: List, which: Links| -> Vec<u32> {
+            let mut v = Vec::new();
+            let mut prev = NIL;
+            let mut i = list.head;
+            while i != NIL {
+                let s = &self.slots[i as usize];
+                let (p, n) = match which {
+                    Links::Global => (s.prev, s.next),
+                    Links::Source => (s.sprev, s.snext),
+                };
+                assert_eq!(p, prev);
+                v.push(i);
+                prev = i;
+                i = n;
+            }
+            assert_eq!(list.tail, prev);
+            v
+        };
+        let silent = walk(self.silent, Links::Global);
+        let idle = walk(self.idle, Links::Global);
+        for w in [&silent, &idle] {
+            for pair in w.windows(2) {
+                assert!(self.slots[pair[0] as usize].last <= self.slots[pair[1] as usize].last);
+            }
+        }
+        let mut members = 0;
+        for (key, &si) in &self.source_index {
+            let src = &self.sources[si as usize];
+            assert_eq!(src.key, *key);
+            let l = walk(src.list, Links::Source);
+            for pair in l.windows(2) {
+                assert!(self.slots[pair[0] as usize].last <= self.slots[pair[1] as usize].last);
+            }
+            for &i in &l {
+                assert_eq!(self.slots[i as usize].source, si);
+                assert_ne!(self.slots[i as usize].state, State::Owner);
+            }
+            members += src.count;
+            let owners = self
+                .index
+                .values()
+                .filter(|&&i| self.slots[i as usize].source == si)
+                .count();
+            assert_eq!(owners, src.count);
+            assert!(l.len() <= src.count);
+        }
+        assert_eq!(members, self.index.len());
+        for &i in self.index.values() {
+            let s = &self.slots[i as usize];
+            match s.state {
+                State::Silent => assert!(silent.contains(&i)),
+                State::Idle => assert!(idle.contains(&i)),
+                State::Owner => assert!(!silent.contains(&i) && !idle.contains(&i)),
+            }
+        }
+        assert!(silent.len() + idle.len() <= self.index.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// The base of the virtual clock.
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+    }
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    fn drain(t: &mut ConnTable) -> Vec<TransportCommand> {
+        std::iter::from_fn(|| t.poll_command()).collect()
+    }
+    fn limits(max: usize, per_source: usize, idle: Option<Duration>) -> ConnLimits {
+        ConnLimits {
+            max_connections: max,
+            max_per_source: per_source,
+            idle_timeout: idle,
+        }
+    }
+
+    #[test]
+    fn a_full_table_of_connections_that_spoke_once_still_takes_newcomers() {
+        // The lockout of issue 8: every slot holds a connection that sent one handle
+        // resolution and went quiet.
+        let t0 = t0();
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(4, 0, None));
+        for n in 1..=4 {
+            t.accepted(t0, ConnId(n), ip(2), &mut c);
+            t.touch(t0 + ms(n), ConnId(n));
+        }
+        // A PE registers over connection 5 after evicting the longest idle (1).
+        t.accepted(t0 + ms(100), ConnId(5), ip(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(1))]);
+        t.touch(t0 + ms(101), ConnId(5));
+        t.set_owner(ConnId(5), true);
+        // More newcomers push out the attacker's connections, never the PE's.
+        for n in 6..=12 {
+            t.accepted(t0 + ms(100 + n), ConnId(n), ip(2), &mut c);
+            t.touch(t0 + ms(100 + n), ConnId(n));
+            let cmds = drain(&mut t);
+            assert_eq!(cmds.len(), 1);
+            assert_ne!(cmds[0], TransportCommand::Abort(ConnId(5)));
+            t.check();
+        }
+        assert!(t.contains(ConnId(5)));
+        assert_eq!(t.len(), 4);
+        assert_eq!(c.evicted, 8);
+        assert_eq!(c.refused, 0);
+    }
+
+    #[test]
+    fn eviction_order_silent_first_then_longest_idle_and_refusal_when_all_own_pes() {
+        let t0 = t0();
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(3, 0, None));
+        t.accepted(t0, ConnId(1), ip(1), &mut c); // will speak
+        t.accepted(t0 + ms(10), ConnId(2), ip(1), &mut c); // never speaks
+        t.accepted(t0 + ms(20), ConnId(3), ip(1), &mut c); // will speak
+        t.touch(t0 + ms(30), ConnId(1));
+        t.touch(t0 + ms(40), ConnId(3));
+        // Connection 2 has been silent for less than the grace: the longest idle goes,
+        // which is 2 too (accepted at 10 ms, before 1 spoke at 30 ms).
+        t.accepted(t0 + ms(50), ConnId(4), ip(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(2))]);
+        // Now 4 is silent and young, 1 spoke longest ago: 1 goes, not the newcomer 4.
+        t.accepted(t0 + ms(60), ConnId(5), ip(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(1))]);
+        // Past the grace a silent connection goes before ones that spoke more recently:
+        // 4 and 5 have been silent for over a second; the older one (4) goes.
+        t.touch(t0 + SILENT_GRACE + ms(100), ConnId(3));
+        t.accepted(t0 + SILENT_GRACE + ms(100), ConnId(6), ip(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(4))]);
+        t.check();
+        // Everybody owns PEs: the newcomer is refused.
+        for n in [3, 5, 6] {
+            t.touch(t0 + SILENT_GRACE + ms(200), ConnId(n));
+            t.set_owner(ConnId(n), true);
+        }
+        t.accepted(t0 + SILENT_GRACE + ms(300), ConnId(7), ip(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(7))]);
+        assert!(!t.contains(ConnId(7)));
+        assert_eq!((c.evicted, c.refused), (3, 1));
+        // A PE leaves connection 5: it can be evicted again.
+        t.set_owner(ConnId(5), false);
+        t.accepted(t0 + SILENT_GRACE + ms(400), ConnId(8), ip(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(5))]);
+        t.check();
+    }
+
+    #[test]
+    fn per_source_cap_replaces_the_sources_own_idle_connection() {
+        let t0 = t0();
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(100, 3, None));
+        for n in 1..=3 {
+            t.accepted(t0 + ms(n), ConnId(n), ip(2), &mut c);
+            t.touch(t0 + ms(10 + n), ConnId(n));
+        }
+        // Another source is not affected.
+        t.accepted(t0 + ms(20), ConnId(10), ip(3), &mut c);
+        assert!(drain(&mut t).is_empty());
+        // A fourth from 127.0.0.2 replaces that source's longest idle one (1) …
+        t.touch(t0 + ms(21), ConnId(1)); // … unless it just spoke: then 2.
+        t.accepted(t0 + ms(30), ConnId(4), ip(2), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(2))]);
+        assert_eq!(t.from_source(ip(2)), 3);
+        assert_eq!(t.from_source(ip(3)), 1);
+        // PEs are never evicted: with all three owning PEs the newcomer is refused.
+        for n in [1, 3, 4] {
+            t.set_owner(ConnId(n), true);
+        }
+        t.accepted(t0 + ms(40), ConnId(5), ip(2), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(5))]);
+        assert_eq!((c.source_evicted, c.refused, c.evicted), (1, 1, 0));
+        t.check();
+        let r = t.poll_report(t0 + ms(40)).unwrap();
+        assert_eq!(r.capped_source, Some(Source::of(ip(2))));
+        assert_eq!((r.source_evicted, r.refused, r.open), (1, 1, 4));
+        t.closed(ConnId(10));
+        assert_eq!(t.from_source(ip(3)), 0);
+        t.check();
+    }
+
+    #[test]
+    fn ipv6_sources_are_64_prefixes() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Source::of(a), Source::of(b));
+        assert_ne!(Source::of(a), Source::of(other));
+        assert_eq!(Source::of(mapped), Source::of("10.0.0.1".parse().unwrap()));
+        assert_eq!(Source::of(a).to_string(), "2001:db8:1:2::/64");
+        let t0 = t0();
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(0, 1, None));
+        t.accepted(t0, ConnId(1), a, &mut c);
+        t.accepted(t0, ConnId(2), b, &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Abort(ConnId(1))]);
+        t.accepted(t0, ConnId(3), other, &mut c);
+        assert!(drain(&mut t).is_empty());
+    }
+
+    #[test]
+    fn idle_connections_without_pes_are_closed_with_one_deadline() {
+        let t0 = t0();
+        let idle = Duration::from_secs(30);
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(0, 0, Some(idle)));
+        assert_eq!(t.poll_timeout(), None);
+        t.accepted(t0, ConnId(1), ip(1), &mut c); // silent
+        t.accepted(t0, ConnId(2), ip(1), &mut c); // a PU that resolves now and then
+        t.accepted(t0, ConnId(3), ip(1), &mut c); // a PE
+        t.touch(t0 + ms(5), ConnId(3));
+        t.set_owner(ConnId(3), true);
+        assert_eq!(t.poll_timeout(), Some(t0 + idle));
+        // Activity on 2 before the deadline.
+        t.touch(t0 + Duration::from_secs(20), ConnId(2));
+        // A spurious early call does nothing.
+        t.handle_timeout(t0 + Duration::from_secs(10), &mut c);
+        assert!(drain(&mut t).is_empty());
+        t.handle_timeout(t0 + idle, &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Close(ConnId(1))]);
+        assert_eq!(t.poll_report(t0 + idle).map(|r| r.idle_closed), Some(1));
+        // Next deadline: 2's last activity + 30 s.
+        let due = t0 + Duration::from_secs(50);
+        assert_eq!(t.poll_timeout(), Some(due));
+        t.handle_timeout(due - ms(1), &mut c);
+        assert!(drain(&mut t).is_empty());
+        assert_eq!(t.poll_timeout(), Some(due));
+        t.handle_timeout(due, &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Close(ConnId(2))]);
+        // The PE's connection stays, however long it is quiet …
+        t.handle_timeout(t0 + Duration::from_secs(3600), &mut c);
+        assert!(drain(&mut t).is_empty());
+        assert!(t.contains(ConnId(3)));
+        assert_eq!(c.idle_closed, 2);
+        // … until its last PE is gone: then it is idle from that moment.
+        let gone = t0 + Duration::from_secs(3600);
+        t.set_owner(ConnId(3), false);
+        t.handle_timeout(gone + idle - ms(1), &mut c);
+        assert!(drain(&mut t).is_empty());
+        t.handle_timeout(gone + idle + Duration::from_secs(1), &mut c);
+        assert_eq!(drain(&mut t), vec![TransportCommand::Close(ConnId(3))]);
+        assert!(t.is_empty());
+        t.check();
+    }
+
+    #[test]
+    fn reports_are_rate_limited() {
+        let t0 = t0();
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(1, 0, None));
+        t.accepted(t0, ConnId(1), ip(1), &mut c);
+        assert_eq!(t.poll_report(t0), None);
+        t.accepted(t0, ConnId(2), ip(1), &mut c);
+        let r = t.poll_report(t0).unwrap();
+        assert_eq!((r.evicted, r.open), (1, 1));
+        // A burst within the period: one summary at its end.
+        for n in 3..103 {
+            t.accepted(t0 + ms(n), ConnId(n), ip(1), &mut c);
+            assert_eq!(t.poll_report(t0 + ms(n)), None);
+        }
+        assert_eq!(t.poll_timeout(), Some(t0 + REPORT_PERIOD));
+        let r = t.poll_report(t0 + REPORT_PERIOD).unwrap();
+        assert_eq!(r.evicted, 100);
+        assert_eq!(t.poll_report(t0 + REPORT_PERIOD * 5), None);
+        assert_eq!(t.poll_timeout(), None);
+        assert_eq!(c.evicted, 101);
+    }
+
+    #[test]
+    fn random_operations_keep_the_lists_consistent() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let t0 = t0();
+        let mut c = ConnCounters::default();
+        let mut t = ConnTable::new(limits(40, 12, Some(Duration::from_secs(5))));
+        let mut now = t0;
+        let mut next = 1u64;
+        let mut open: Vec<ConnId> = Vec::new();
+        for _ in 0..20_000 {
+            now += ms(rng.gen_range(0..50));
+            match rng.gen_range(0..10) {
+                0..=2 => {
+                    let conn = ConnId(next);
+                    next += 1;
+                    t.accepted(now, conn, ip(rng.gen_range(1..6)), &mut c);
+                    open.push(conn);
+                }
+                3..=5 if !open.is_empty() => {
+                    let k = open[rng.gen_range(0..open.len())];
+                    t.touch(now, k);
+                }
+                6 if !open.is_empty() => {
+                    let k = open[rng.gen_range(0..open.len())];
+                    t.set_owner(k, rng.gen_bool(0.5));
+                }
+                7 if !open.is_empty() => {
+                    let k = open.swap_remove(rng.gen_range(0..open.len()));
+                    t.closed(k);
+                }
+                _ => t.handle_timeout(now, &mut c),
+            }
+            for cmd in drain(&mut t) {
+                let (TransportCommand::Close(k) | TransportCommand::Abort(k)) = cmd;
+                assert!(!t.contains(k));
+                open.retain(|x| *x != k);
+            }
+            assert!(t.len() <= 40);
+            t.check();
+        }
+        assert!(c.evicted + c.source_evicted + c.idle_closed > 0);
+    }
+}
