@@ -35,6 +35,16 @@ pub struct DumpDoc {
     pub pools: Vec<PoolDoc>,
     /// Messages received / sent by type since start.
     pub counters: Vec<CounterDoc>,
+    /// How often each protection of the registrar acted (refusals, ignored reports …),
+    /// the ones that did only.
+    #[serde(default)]
+    pub protections: Vec<ProtectionDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProtectionDoc {
+    pub what: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -179,6 +189,14 @@ impl DumpDoc {
                     sent,
                 })
                 .collect(),
+            protections: counters
+                .guards
+                .nonzero()
+                .map(|(what, count)| ProtectionDoc {
+                    what: what.to_owned(),
+                    count,
+                })
+                .collect(),
         }
     }
 
@@ -237,6 +255,9 @@ impl DumpDoc {
                 .collect();
             out.push_str(line.join("  ").trim_end());
             out.push('\n');
+        }
+        for p in &self.protections {
+            out.push_str(&format!("{}: {}\n", p.what, p.count));
         }
         out
     }
