@@ -824,6 +824,85 @@ mod tests {
     }
 
     #[test]
+    fn protection_settings_from_flags_and_toml_with_ranges_checked() {
+        let r = Settings::default().resolve().unwrap();
+        let d = RegistrarConfig::default();
+        assert_eq!(r.core.pe_id_move, PeIdMove::WhenGone);
+        assert_eq!(r.core.max_registration_life, d.max_registration_life);
+        assert_eq!(r.core.min_address_scope, AddressScope::Loopback);
+        assert_eq!(r.core.max_pes_per_connection, 1000);
+        assert_eq!(r.core.max_pes_per_source, 10_000);
+        assert_eq!(r.core.handlespace.max_pes_per_pool, 100_000);
+        assert!(r.core.probe_on_unreachable);
+
+        let file: Settings = toml::from_str(
+            "pe_id_move = \"always\"\nmax_registration_life = \"10m\"\n\
+             min_address_scope = \"site-local\"\nmax_pes_per_connection = 5\n\
+             max_pes_per_source = 0\nmax_pes_per_pool = 0\nprobe_on_unreachable = false\n\
+             max_bad_pe_reports = 4\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            max_pes_per_connection: Some(7),
+            ..Settings::default()
+        };
+        let r = flags.over(file).resolve().unwrap();
+        assert_eq!(r.core.pe_id_move, PeIdMove::Always);
+        assert_eq!(r.core.max_registration_life, Some(Duration::from_secs(600)));
+        assert_eq!(r.core.min_address_scope, AddressScope::SiteLocal);
+        assert_eq!(r.core.max_pes_per_connection, 7, "the flag wins");
+        assert_eq!(r.core.max_pes_per_source, 0, "0 = unlimited");
+        assert_eq!(
+            r.core.handlespace.max_pes_per_pool,
+            usize::MAX,
+            "0 = unlimited"
+        );
+        assert!(!r.core.probe_on_unreachable);
+        assert_eq!(r.core.max_bad_pe_reports, 4);
+        let r = Settings {
+            max_registration_life: Some(Duration::ZERO),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.core.max_registration_life, None, "0 = no limit");
+
+        for (bad, field) in [
+            (
+                Settings {
+                    pe_id_move: Some("sometimes".into()),
+                    ..Settings::default()
+                },
+                "pe_id_move",
+            ),
+            (
+                Settings {
+                    min_address_scope: Some("sitelocal".into()),
+                    ..Settings::default()
+                },
+                "min_address_scope",
+            ),
+            (
+                Settings {
+                    max_registration_life: Some(Duration::from_millis(500)),
+                    ..Settings::default()
+                },
+                "max_registration_life",
+            ),
+            (
+                Settings {
+                    max_bad_pe_reports: Some(0),
+                    ..Settings::default()
+                },
+                "max_bad_pe_reports",
+            ),
+        ] {
+            let e = bad.resolve().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
     fn toml_takes_sctp_listeners_and_the_hr_option() {
         let file: Settings = toml::from_str(
             "listen = [\"sctp://[::]:3863\", \"tcp://0.0.0.0:3863\"]\nhr_include_asap_transport = false\n",

@@ -94,8 +94,8 @@ pub struct GuardCounters {
     pub reports_counted: u64,
     /// Reports ignored: the reporting connection never resolved the pool.
     pub reports_not_resolved: u64,
-    /// Reports ignored: the connection had already reported that PE (or enough others
-    /// had) since the PE last answered a keep-alive.
+    /// Reports not counted: the connection had already reported that PE (or 16 others
+    /// had) since the PE last answered a keep-alive (they may still probe it).
     pub reports_repeated: u64,
     /// Keep-alive probes sent because of reports.
     pub report_probes: u64,
@@ -145,7 +145,7 @@ impl GuardCounters {
                 "reports ignored: pool not resolved",
                 self.reports_not_resolved,
             ),
-            ("reports ignored: repeated", self.reports_repeated),
+            ("reports not counted again", self.reports_repeated),
             ("probes sent for reports", self.report_probes),
             (
                 "probes skipped: the PE answered moments ago",

@@ -59,12 +59,14 @@
 //!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
 //!   Defaults 3 s + 2 s: a silent PE is gone ≤ 5 s after its last sign of life (RSPLIB
 //!   5 s + 5 s).
-//! * Unreachable reports (RFC 5355 threat 2.13): a report counts only from a connection
+//! * Unreachable reports (RFC 5355 threat 2.13): a report is heard only from a connection
 //!   that resolved the PE's pool (and got PEs; the last 32 pools per connection are
-//!   remembered) and only once per connection until the PE next answers a keep-alive;
-//!   other reports are ignored and counted. With `probe_on_unreachable` (default) a counted
-//!   report probes an owned PE with a keep-alive (RFC 5352 §3.5) unless one is under way
-//!   (it decides) or the PE answered such a probe less than `keepalive_timeout` ago; a PE
+//!   remembered); others are ignored and counted. A heard report counts once per
+//!   connection until the PE next answers a keep-alive (16 connections at most, or
+//!   `max_bad_pe_reports`). With `probe_on_unreachable` (default) a heard report probes an
+//!   owned PE with a keep-alive (RFC 5352 §3.5) unless one is under way (it decides) or the
+//!   PE answered such a probe less than `keepalive_timeout` ago, so reports cost a PE at
+//!   most one extra keep-alive per keep-alive timeout (threat 2.9); a PE
 //!   that answers stays whatever the number of reports (the RFC's MAX-BAD-PE-REPORT
 //!   removal is not applied: forged reports could empty a pool); no ACK, a failed send or
 //!   a vanished connection removes it ([`RemovalReason::Unreachable`]). Without probing
@@ -1103,10 +1105,11 @@ impl Registrar {
         });
     }
 
-    /// ASAP_ENDPOINT_UNREACHABLE. It counts only from a connection that resolved the pool,
-    /// once per connection until the PE answers a keep-alive; a counted report probes the
-    /// PE (at most one extra probe per keep-alive timeout) and only a failed probe removes
-    /// it. Without probing, `max_bad_pe_reports` counting connections remove it.
+    /// ASAP_ENDPOINT_UNREACHABLE. Only a connection that resolved the pool is heard; its
+    /// report counts once until the PE answers a keep-alive. With probing, a heard report
+    /// probes the PE (none while a keep-alive is outstanding, at most one extra probe per
+    /// keep-alive timeout) and only a failed probe removes it; without, the PE goes when
+    /// `max_bad_pe_reports` connections' reports counted.
     fn on_unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, pe_id: PeId) {
         let Some(e) = self.hs.get(&handle, pe_id) else {
             self.counters.dropped += 1;
@@ -1125,32 +1128,34 @@ impl Registrar {
             return;
         }
         let max_bad = usize::try_from(self.cfg.max_bad_pe_reports.max(1)).unwrap_or(usize::MAX);
+        // Counted once per connection until the PE next answers a keep-alive.
         let g = self.pe_guard.entry(&handle, pe_id);
-        if g.reporters.contains(&conn) {
-            self.counters.guards.reports_repeated += 1;
-            self.report(conn, handle, pe_id, ReportOutcome::Repeated);
-            return;
+        let fresh =
+            !g.reporters.contains(&conn) && g.reporters.len() < REPORTERS_PER_PE.max(max_bad);
+        if fresh {
+            g.reporters.push(conn);
         }
-        if g.reporters.len() >= REPORTERS_PER_PE.max(max_bad) {
-            // Enough reports wait for the PE's next answer already.
-            self.counters.guards.reports_repeated += 1;
-            self.report(conn, handle, pe_id, ReportOutcome::Surplus);
-            return;
-        }
-        g.reporters.push(conn);
         let counted = g.reporters.len();
-        self.counters.guards.reports_counted += 1;
-        if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
-            bk.unreachable_reports = bk.unreachable_reports.saturating_add(1);
+        if fresh {
+            self.counters.guards.reports_counted += 1;
+            if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
+                bk.unreachable_reports = bk.unreachable_reports.saturating_add(1);
+            }
+        } else {
+            self.counters.guards.reports_repeated += 1;
         }
         if !self.cfg.probe_on_unreachable {
-            if counted >= max_bad {
+            if !fresh {
+                self.report(conn, handle, pe_id, ReportOutcome::Repeated);
+            } else if counted >= max_bad {
                 self.remove_pe(&handle, pe_id, RemovalReason::Unreachable);
             } else {
                 self.report(conn, handle, pe_id, ReportOutcome::Counted);
             }
             return;
         }
+        // Probing: any report of a resolving connection may probe; the probe rate per PE
+        // is what bounds a flood.
         if !owned {
             self.report(conn, handle, pe_id, ReportOutcome::NotOwned);
             return;

@@ -472,6 +472,33 @@ fn reports_probe_and_a_pe_that_answers_stays() {
 }
 
 #[test]
+fn reports_keep_probing_once_the_pe_stops_answering() {
+    let mut r = Reg::new(config());
+    r.send(1, "10.0.0.1:5000", &reg_msg(0x10, "10.0.0.1", 7000));
+    r.send(9, "10.0.2.1:4000", &resolution());
+    let got = r.send(9, "10.0.2.1:4000", &unreachable(0x10));
+    assert_eq!(keepalives_to(&got, 1), 1);
+    r.send(1, "10.0.0.1:5000", &ack(0x10));
+    // Many more reporters right after the answer: no probe, the list of counted
+    // reporters fills up.
+    for c in 10..40u64 {
+        let peer = format!("10.0.3.{c}:4000");
+        r.send(c, &peer, &resolution());
+        let got = r.send(c, &peer, &unreachable(0x10));
+        assert_eq!(keepalives_to(&got, 1), 0);
+    }
+    assert_eq!(r.core.counters().guards.reports_counted, 1 + 16);
+    // The PE hangs. A keep-alive timeout later the first reporter's next report probes
+    // again, and the unanswered probe removes the PE.
+    r.run(KA_TIMEOUT);
+    let got = r.send(9, "10.0.2.1:4000", &unreachable(0x10));
+    assert_eq!(keepalives_to(&got, 1), 1);
+    r.run(KA_TIMEOUT);
+    assert!(r.ids().is_empty());
+    assert_eq!(r.removed(RemovalReason::Unreachable), 1);
+}
+
+#[test]
 fn a_reported_pe_that_does_not_answer_is_removed_as_unreachable() {
     let mut r = Reg::new(config());
     r.send(1, "10.0.0.1:5000", &reg_msg(0x10, "10.0.0.1", 7000));

@@ -212,11 +212,8 @@ pub enum ReportOutcome {
     NotOwned,
     /// Ignored: the reporting connection never resolved that pool.
     NotResolved,
-    /// Ignored: this connection already reported the PE since it last answered.
+    /// Not counted again (without probing): this connection already reported the PE.
     Repeated,
-    /// Ignored: 16 (or `max_bad_pe_reports`) connections already reported the PE since it
-    /// last answered.
-    Surplus,
     /// Ignored: no such PE.
     UnknownPe,
 }
@@ -230,8 +227,7 @@ impl fmt::Display for ReportOutcome {
             ReportOutcome::Counted => "counted",
             ReportOutcome::NotOwned => "counted; its home registrar probes it",
             ReportOutcome::NotResolved => "ignored: the reporter never resolved the pool",
-            ReportOutcome::Repeated => "ignored: the reporter already reported this PE",
-            ReportOutcome::Surplus => "ignored: enough reports wait for the PE's next answer",
+            ReportOutcome::Repeated => "not counted again: the reporter already reported this PE",
             ReportOutcome::UnknownPe => "ignored: no such PE",
         })
     }
