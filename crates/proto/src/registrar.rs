@@ -34,7 +34,8 @@
 //!   [`AddressScope`] is below `min_address_scope` (default loopback, i.e. any; RSPLIB's
 //!   `-minaddressscope` defaults to site-local and drops such addresses rather than
 //!   refusing); a loopback address over a connection that does not come from loopback.
-//!   A Registration Life above `max_registration_life` (default 1 h; infinite counts as
+//!   One such address refuses a multi-homed SCTP transport whole (RSPLIB drops it and
+//!   keeps the rest). A Registration Life above `max_registration_life` (default 1 h; infinite counts as
 //!   above) is refused with 0x3 quoting the Pool Element TLV, like 0.
 //! * PE identifier reuse ([`PeIdMove`], default `WhenGone`): a registration naming an
 //!   owned PE registered over *another live* connection is not applied at once. If the PE
@@ -66,13 +67,18 @@
 //!   `max_bad_pe_reports`). With `probe_on_unreachable` (default) a heard report probes an
 //!   owned PE with a keep-alive (RFC 5352 §3.5) unless one is under way (it decides) or the
 //!   PE answered such a probe less than `keepalive_timeout` ago, so reports cost a PE at
-//!   most one extra keep-alive per keep-alive timeout (threat 2.9); a PE
-//!   that answers stays whatever the number of reports (the RFC's MAX-BAD-PE-REPORT
-//!   removal is not applied: forged reports could empty a pool); no ACK, a failed send or
-//!   a vanished connection removes it ([`RemovalReason::Unreachable`]). Without probing
+//!   most one extra keep-alive per keep-alive timeout (threat 2.9). A PE that answers
+//!   stays whatever the number of reports (the RFC's MAX-BAD-PE-REPORT removal is not
+//!   applied: forged reports could empty a pool); no ACK, a failed send or a vanished
+//!   connection removes it ([`RemovalReason::Unreachable`]). Without probing
 //!   (RSPLIB) the PE is removed when `max_bad_pe_reports` connections reported it (RSPLIB
 //!   "≥ 3"; the RFC says "exceeds"), and that count is never reset while the entry lives.
 //!   `Bookkeeping::unreachable_reports` counts the reports that counted.
+//! * The protections' state is bounded: per connection the last 32 resolved pools and 16
+//!   waiting registrations (dropped when it closes); per PE up to 16 (or
+//!   `max_bad_pe_reports`) reporters, the last extra probe and one waiting registration
+//!   (dropped when the PE answers with nothing left to remember, or leaves); per source
+//!   one counter.
 //! * A closed connection does not remove its PEs (unless `remove_pes_on_close`, RSPLIB's
 //!   behaviour): keep-alive and lifetime take care of them, so a PE may reconnect and
 //!   re-register.
