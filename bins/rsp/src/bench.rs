@@ -57,7 +57,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "3s", value_parser = args::duration)]
     pub duration: Duration,
     /// Registrar to measure, tcp:// or sctp:// (default: one started in this process on
-    /// an ephemeral TCP port).
+    /// an ephemeral TCP port). The register workload registers 100 PEs per client from
+    /// one address: an `rsp registrar` needs `--max-pes-per-source` of at least 100 ×
+    /// clients (or 0) for it.
     #[arg(long, value_name = "URL", value_parser = args::asap_endpoint)]
     pub registrar: Option<Endpoint>,
     /// A second registrar measured in the same rounds by the same clients (e.g. RSPLIB's
@@ -223,6 +225,9 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
         announce: Some(false),
         // Every client of the benchmark comes from 127.0.0.1.
         max_connections_per_source: Some(0),
+        // The register workload keeps up to 100 PEs per client connection registered
+        // from 127.0.0.1 (25,600 with 256 clients): no per-source quota.
+        max_pes_per_source: Some(0),
         ..Default::default()
     };
     crate::registrar::start(settings.resolve()?).await
@@ -598,6 +603,24 @@ async fn client(
                     break 'outer;
                 }
             };
+            // A refused registration (R flag) is an error, not an operation.
+            if msg[0] == want
+                && want == asap_type::REGISTRATION_RESPONSE
+                && msg.get(1).is_some_and(|f| f & 0x01 != 0)
+            {
+                err += 1;
+                let what = match AsapMessage::decode(&msg).map(|d| d.message) {
+                    Ok(AsapMessage::RegistrationResponse { pe_id, error, .. }) => {
+                        match error.as_ref().and_then(|e| e.first_code()) {
+                            Some(c) => format!("registration of PE {pe_id} refused: {c}"),
+                            None => format!("registration of PE {pe_id} refused"),
+                        }
+                    }
+                    _ => "registration refused".to_owned(),
+                };
+                note(&mut why, what);
+                break;
+            }
             if msg[0] == want {
                 let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let _ = hist.record(us.max(1));

@@ -38,6 +38,16 @@ pub struct DumpDoc {
     /// Accepted connections and what the connection limits did since start.
     #[serde(default)]
     pub connections: ConnectionsDoc,
+    /// How often each protection of the registrar acted (refusals, ignored reports …),
+    /// the ones that did only.
+    #[serde(default)]
+    pub protections: Vec<ProtectionDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProtectionDoc {
+    pub what: String,
+    pub count: u64,
 }
 
 /// Accepted connections and the connection limits' actions since start.
@@ -204,6 +214,14 @@ impl DumpDoc {
                     sent,
                 })
                 .collect(),
+            protections: counters
+                .guards
+                .nonzero()
+                .map(|(what, count)| ProtectionDoc {
+                    what: what.to_owned(),
+                    count,
+                })
+                .collect(),
         }
     }
 
@@ -270,6 +288,9 @@ impl DumpDoc {
                 "connections: {open}closed by the limits: {} idle, {} to make room, {} over the per-source cap; {} refused\n",
                 c.idle_closed, c.evicted, c.source_evicted, c.refused
             ));
+        }
+        for p in &self.protections {
+            out.push_str(&format!("{}: {}\n", p.what, p.count));
         }
         out
     }

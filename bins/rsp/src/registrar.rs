@@ -18,6 +18,7 @@ use rserpool::url::parse_endpoint;
 use rserpool::wirelog::WireLog;
 use rserpool_proto::handlespace::HandlespaceConfig;
 use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_proto::registrar::{AddressScope, PeIdMove, ReportOutcome};
 use rserpool_proto::{ConnLimits, LimitReport, Registrar, RegistrarConfig, RegistrarEvent};
 use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, TransportUse, ASAP_PORT};
 use serde::Deserialize;
@@ -106,9 +107,39 @@ pub struct Settings {
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive_timeout: Option<Duration>,
-    /// Remove a PE after this many unreachability reports. Default 3.
+    /// Without probing (--probe-on-unreachable=false): remove a PE once this many
+    /// connections that resolved its pool reported it unreachable (1..1000). Default 3.
     #[arg(long)]
     pub max_bad_pe_reports: Option<u32>,
+    /// Probe a PE reported unreachable with a keep-alive and remove it only if it does not
+    /// answer (false: count reports as RSPLIB does). Default true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub probe_on_unreachable: Option<bool>,
+    /// Who may register a PE identifier registered over another live connection:
+    /// when-gone (only once that connection closed or its PE failed a keep-alive probe)
+    /// or always (the last registration wins, as in RSPLIB). Default when-gone.
+    #[arg(long, value_name = "when-gone|always")]
+    pub pe_id_move: Option<String>,
+    /// Longest Registration Life accepted (0 = no limit; else at least 1s).
+    /// Default 1h.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_registration_life: Option<Duration>,
+    /// Lowest scope of a registered user address: loopback, link-local, site-local or
+    /// global. Loopback addresses are only accepted over a loopback connection.
+    /// Default loopback.
+    #[arg(long, value_name = "SCOPE")]
+    pub min_address_scope: Option<String>,
+    /// Most PEs registered over one connection (0 = unlimited). Default 1000.
+    #[arg(long)]
+    pub max_pes_per_connection: Option<usize>,
+    /// Most PEs registered from one source address (an IPv6 /64 counts as one), over all
+    /// its connections (0 = unlimited). Default 10000.
+    #[arg(long)]
+    pub max_pes_per_source: Option<usize>,
+    /// Most PEs in one pool (0 = unlimited). Default 100000.
+    #[arg(long)]
+    pub max_pes_per_pool: Option<usize>,
     /// PEs per handle resolution when the PU asks for no number. Default 3.
     #[arg(long)]
     pub default_hr_items: Option<u32>,
@@ -193,6 +224,13 @@ impl Settings {
             keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
             keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
             max_bad_pe_reports: self.max_bad_pe_reports.or(file.max_bad_pe_reports),
+            probe_on_unreachable: self.probe_on_unreachable.or(file.probe_on_unreachable),
+            pe_id_move: self.pe_id_move.or(file.pe_id_move),
+            max_registration_life: self.max_registration_life.or(file.max_registration_life),
+            min_address_scope: self.min_address_scope.or(file.min_address_scope),
+            max_pes_per_connection: self.max_pes_per_connection.or(file.max_pes_per_connection),
+            max_pes_per_source: self.max_pes_per_source.or(file.max_pes_per_source),
+            max_pes_per_pool: self.max_pes_per_pool.or(file.max_pes_per_pool),
             default_hr_items: self.default_hr_items.or(file.default_hr_items),
             hr_include_asap_transport: self
                 .hr_include_asap_transport
@@ -286,11 +324,44 @@ impl Settings {
             bail!("server_id 0 is reserved (\"not yet determined\")");
         }
         let announce = self.announce.unwrap_or(true);
+        let max_bad_pe_reports = self
+            .max_bad_pe_reports
+            .unwrap_or(defaults.max_bad_pe_reports);
+        if !(1..=1000).contains(&max_bad_pe_reports) {
+            bail!("max_bad_pe_reports {max_bad_pe_reports}: expected 1..1000");
+        }
+        let pe_id_move = match self.pe_id_move.as_deref() {
+            None => defaults.pe_id_move,
+            Some(s) => PeIdMove::parse(s)
+                .ok_or_else(|| anyhow!("pe_id_move {s:?}: expected when-gone or always"))?,
+        };
+        let max_registration_life = match self.max_registration_life {
+            None => defaults.max_registration_life,
+            Some(d) if d.is_zero() => None,
+            Some(d) if d < Duration::from_secs(1) => {
+                bail!("max_registration_life {d:?}: expected 0 (no limit) or at least 1s")
+            }
+            Some(d) => Some(d),
+        };
+        let min_address_scope = match self.min_address_scope.as_deref() {
+            None => defaults.min_address_scope,
+            Some(s) => AddressScope::parse(s).ok_or_else(|| {
+                anyhow!(
+                    "min_address_scope {s:?}: expected loopback, link-local, site-local or global"
+                )
+            })?,
+        };
+        // 0 = unlimited for every PE quota.
+        let unlimited = |v: usize| if v == 0 { usize::MAX } else { v };
         let core = RegistrarConfig {
             server_id: self.server_id.map(ServerId),
             handlespace: HandlespaceConfig {
                 max_handle_len,
                 max_pes: self.max_pes.unwrap_or(hs_defaults.max_pes),
+                max_pes_per_pool: unlimited(
+                    self.max_pes_per_pool
+                        .unwrap_or(hs_defaults.max_pes_per_pool),
+                ),
                 ..hs_defaults
             },
             lifetime_unit,
@@ -300,9 +371,19 @@ impl Settings {
                 None => defaults.keepalive_interval,
             },
             keepalive_timeout: self.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
-            max_bad_pe_reports: self
-                .max_bad_pe_reports
-                .unwrap_or(defaults.max_bad_pe_reports),
+            max_bad_pe_reports,
+            probe_on_unreachable: self
+                .probe_on_unreachable
+                .unwrap_or(defaults.probe_on_unreachable),
+            pe_id_move,
+            max_registration_life,
+            min_address_scope,
+            max_pes_per_connection: self
+                .max_pes_per_connection
+                .unwrap_or(defaults.max_pes_per_connection),
+            max_pes_per_source: self
+                .max_pes_per_source
+                .unwrap_or(defaults.max_pes_per_source),
             default_hr_items: self.default_hr_items.unwrap_or(defaults.default_hr_items),
             hr_include_asap_transport: self
                 .hr_include_asap_transport
@@ -634,7 +715,35 @@ fn log_event(ev: RegistrarEvent) {
             handle,
             pe_id,
             cause,
-        } => tracing::warn!(%conn, pool = %handle, pe = %pe_id, %cause, "registration rejected"),
+            reason,
+        } => tracing::warn!(
+            %conn, pool = %handle, pe = %pe_id, %cause,
+            "registration rejected: {reason}"
+        ),
+        RegistrarEvent::RegistrationHeld {
+            conn,
+            handle,
+            pe_id,
+            holder,
+        } => tracing::info!(
+            %conn, pool = %handle, pe = %pe_id, holder = %holder,
+            "PE identifier registered over another live connection: probing its holder before answering"
+        ),
+        RegistrarEvent::UnreachableReport {
+            conn,
+            handle,
+            pe_id,
+            outcome,
+        } => match outcome {
+            ReportOutcome::Probing => tracing::info!(
+                %conn, pool = %handle, pe = %pe_id,
+                "PE reported unreachable: {outcome}"
+            ),
+            _ => tracing::debug!(
+                %conn, pool = %handle, pe = %pe_id,
+                "PE reported unreachable: {outcome}"
+            ),
+        },
         RegistrarEvent::ErrorReceived { conn, error } => {
             tracing::warn!(%conn, ?error, "ASAP_ERROR received")
         }
@@ -827,6 +936,85 @@ mod tests {
             ..Settings::default()
         };
         assert!(bad.resolve().is_err());
+    }
+
+    #[test]
+    fn protection_settings_from_flags_and_toml_with_ranges_checked() {
+        let r = Settings::default().resolve().unwrap();
+        let d = RegistrarConfig::default();
+        assert_eq!(r.core.pe_id_move, PeIdMove::WhenGone);
+        assert_eq!(r.core.max_registration_life, d.max_registration_life);
+        assert_eq!(r.core.min_address_scope, AddressScope::Loopback);
+        assert_eq!(r.core.max_pes_per_connection, 1000);
+        assert_eq!(r.core.max_pes_per_source, 10_000);
+        assert_eq!(r.core.handlespace.max_pes_per_pool, 100_000);
+        assert!(r.core.probe_on_unreachable);
+
+        let file: Settings = toml::from_str(
+            "pe_id_move = \"always\"\nmax_registration_life = \"10m\"\n\
+             min_address_scope = \"site-local\"\nmax_pes_per_connection = 5\n\
+             max_pes_per_source = 0\nmax_pes_per_pool = 0\nprobe_on_unreachable = false\n\
+             max_bad_pe_reports = 4\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            max_pes_per_connection: Some(7),
+            ..Settings::default()
+        };
+        let r = flags.over(file).resolve().unwrap();
+        assert_eq!(r.core.pe_id_move, PeIdMove::Always);
+        assert_eq!(r.core.max_registration_life, Some(Duration::from_secs(600)));
+        assert_eq!(r.core.min_address_scope, AddressScope::SiteLocal);
+        assert_eq!(r.core.max_pes_per_connection, 7, "the flag wins");
+        assert_eq!(r.core.max_pes_per_source, 0, "0 = unlimited");
+        assert_eq!(
+            r.core.handlespace.max_pes_per_pool,
+            usize::MAX,
+            "0 = unlimited"
+        );
+        assert!(!r.core.probe_on_unreachable);
+        assert_eq!(r.core.max_bad_pe_reports, 4);
+        let r = Settings {
+            max_registration_life: Some(Duration::ZERO),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.core.max_registration_life, None, "0 = no limit");
+
+        for (bad, field) in [
+            (
+                Settings {
+                    pe_id_move: Some("sometimes".into()),
+                    ..Settings::default()
+                },
+                "pe_id_move",
+            ),
+            (
+                Settings {
+                    min_address_scope: Some("sitelocal".into()),
+                    ..Settings::default()
+                },
+                "min_address_scope",
+            ),
+            (
+                Settings {
+                    max_registration_life: Some(Duration::from_millis(500)),
+                    ..Settings::default()
+                },
+                "max_registration_life",
+            ),
+            (
+                Settings {
+                    max_bad_pe_reports: Some(0),
+                    ..Settings::default()
+                },
+                "max_bad_pe_reports",
+            ),
+        ] {
+            let e = bad.resolve().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Counters {
     pub wrong_protocol: u64,
     /// What the connection limits did (registrar only; see [`crate::conn_limits`]).
     pub connections: ConnCounters,
+    /// The registrar's protections that acted (zero for the other cores).
+    pub guards: GuardCounters,
 }
 
 /// Connections closed by the limits of [`crate::conn_limits`], since start.
@@ -77,5 +79,95 @@ impl Counters {
                 .unwrap_or("unknown");
             Some((name, rx, tx))
         })
+    }
+}
+
+/// How often each protection of the registrar acted (see the registrar module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuardCounters {
+    /// Registrations refused: the PE identifier is registered over another live connection.
+    pub refused_identifier_in_use: u64,
+    /// Registrations refused: port 0, unspecified / broadcast / multicast / reserved
+    /// address, or a Transport Use other than 0 and 1.
+    pub refused_unusable_address: u64,
+    /// Registrations refused: an address below the minimum scope, or a loopback address
+    /// from another host.
+    pub refused_address_scope: u64,
+    /// Registrations refused: Registration Life 0 or above the maximum.
+    pub refused_registration_life: u64,
+    /// Registrations refused: the connection's PE quota.
+    pub refused_connection_quota: u64,
+    /// Registrations refused: the source address's PE quota.
+    pub refused_source_quota: u64,
+    /// Registrations refused: the pool or the handlespace is full.
+    pub refused_full: u64,
+    /// Registrations of a held PE identifier answered after a probe of the holder.
+    pub moves_held: u64,
+    /// … of which the holder failed its probe or went away and the PE moved.
+    pub moves_granted: u64,
+    /// Unreachability reports that counted.
+    pub reports_counted: u64,
+    /// Reports ignored: the reporting connection never resolved the pool.
+    pub reports_not_resolved: u64,
+    /// Reports not counted: the connection had already reported that PE (or 16 others
+    /// had) since the PE last answered a keep-alive (they may still probe it).
+    pub reports_repeated: u64,
+    /// Keep-alive probes sent because of reports.
+    pub report_probes: u64,
+    /// Probes not sent because the PE answered one moments ago.
+    pub probes_limited: u64,
+}
+
+impl GuardCounters {
+    /// `(description, count)` for every counter that is not zero.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            (
+                "registrations refused: PE identifier in use",
+                self.refused_identifier_in_use,
+            ),
+            (
+                "registrations refused: unusable address",
+                self.refused_unusable_address,
+            ),
+            (
+                "registrations refused: address scope",
+                self.refused_address_scope,
+            ),
+            (
+                "registrations refused: registration life",
+                self.refused_registration_life,
+            ),
+            (
+                "registrations refused: PEs per connection",
+                self.refused_connection_quota,
+            ),
+            (
+                "registrations refused: PEs per source address",
+                self.refused_source_quota,
+            ),
+            (
+                "registrations refused: pool or handlespace full",
+                self.refused_full,
+            ),
+            (
+                "registrations of a held PE identifier probed",
+                self.moves_held,
+            ),
+            ("held PE identifiers moved", self.moves_granted),
+            ("unreachability reports counted", self.reports_counted),
+            (
+                "reports ignored: pool not resolved",
+                self.reports_not_resolved,
+            ),
+            ("reports not counted again", self.reports_repeated),
+            ("probes sent for reports", self.report_probes),
+            (
+                "probes skipped: the PE answered moments ago",
+                self.probes_limited,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
     }
 }

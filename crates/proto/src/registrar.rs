@@ -20,17 +20,65 @@
 //!   codec only accept an SCTP TLV in that position (ENRP handle updates).
 //! * A registration carrying an ASAP transport TLV is refused with 0x3 (Discrepancy #28);
 //!   so is a PE ID 0, a Registration Life of 0, and what the handlespace refuses (handle
-//!   length, policy and transport consistency 0x5/0x7/0x8, limits 0x6).
+//!   length, policy and transport consistency 0x5/0x7/0x8, limits 0x6). Every refusal
+//!   leaves as [`RegistrarEvent::RegistrationRejected`] with a [`Refusal`] saying why, and
+//!   bumps a [`GuardCounters`](crate::counters::GuardCounters) counter when a protection
+//!   below acted.
+//!
+//! Protections against valid messages used as attacks (no TLS assumed; RFC 5355):
+//!
+//! * Unusable user transports are refused with 0x3 quoting the transport TLV: port 0;
+//!   an unspecified (0.0.0.0/8, ::), broadcast (255.255.255.255), multicast (224/4,
+//!   ff00::/8) or reserved (240/4) address (an IPv4-mapped IPv6 address counts as its IPv4
+//!   address); an SCTP or TCP Transport Use other than 0 or 1; an address whose
+//!   [`AddressScope`] is below `min_address_scope` (default loopback, i.e. any; RSPLIB's
+//!   `-minaddressscope` defaults to site-local and drops such addresses rather than
+//!   refusing); a loopback address over a connection that does not come from loopback.
+//!   One such address refuses a multi-homed SCTP transport whole (RSPLIB drops it and
+//!   keeps the rest). A Registration Life above `max_registration_life` (default 1 h; infinite counts as
+//!   above) is refused with 0x3 quoting the Pool Element TLV, like 0.
+//! * PE identifier reuse ([`PeIdMove`], default `WhenGone`): a registration naming an
+//!   owned PE registered over *another live* connection is not applied at once. If the PE
+//!   failed a keep-alive (one outstanding past `keepalive_timeout`) it moves; otherwise
+//!   the holder is probed with a keep-alive (or the outstanding one decides) and the
+//!   answer waits: an ACK (or a re-registration over the holder's connection) refuses it
+//!   with 0xa; a failed probe, the holder's connection closing or the PE leaving grants
+//!   it. So a PE whose old connection died silently re-registers within one keep-alive
+//!   timeout, and one whose old connection closed at once. At most one waiting
+//!   registration per PE (others are refused with 0xa), 16 per connection, and at most
+//!   one such probe per PE per keep-alive timeout (a PE that answered one that recently
+//!   is not probed again: 0xa at once). `Always` is the old behaviour (RSPLIB).
+//! * Quotas, refused with 0x6: `max_pes_per_connection` (default 1000) PEs registered over
+//!   one connection, `max_pes_per_source` (default 10000) owned PEs whose registering
+//!   connection came from one source (an IPv4 address or an IPv6 /64, over all its
+//!   connections and as long as the PEs live), the handlespace's `max_pes_per_pool` and
+//!   `max_pes`. 0 = unlimited for the first two. Counts are kept incrementally; a
+//!   re-registration over the same connection / from the same source does not count
+//!   again.
 //! * Keep-alive: after each (re-)registration or ACK wait `keepalive_interval` (reduced by
 //!   a random 0…`keepalive_jitter_percent` % to spread probes), send a keep-alive with
 //!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
 //!   Defaults 3 s + 2 s: a silent PE is gone ≤ 5 s after its last sign of life (RSPLIB
 //!   5 s + 5 s).
-//! * Unreachable reports: the counter is never reset while the entry lives (RSPLIB);
-//!   the PE is removed when it reaches `max_bad_pe_reports` (RSPLIB "≥ 3"; the RFC says
-//!   "exceeds"). Below that, with `probe_on_unreachable`, an owned PE is probed at once with
-//!   a keep-alive (RFC): no ACK within `keepalive_timeout`, a failed send or a vanished
-//!   connection removes it.
+//! * Unreachable reports (RFC 5355 threat 2.13): a report is heard only from a connection
+//!   that resolved the PE's pool (and got PEs; the last 32 pools per connection are
+//!   remembered); others are ignored and counted. A heard report counts once per
+//!   connection until the PE next answers a keep-alive (16 connections at most, or
+//!   `max_bad_pe_reports`). With `probe_on_unreachable` (default) a heard report probes an
+//!   owned PE with a keep-alive (RFC 5352 §3.5) unless one is under way (it decides) or the
+//!   PE answered such a probe less than `keepalive_timeout` ago, so reports cost a PE at
+//!   most one extra keep-alive per keep-alive timeout (threat 2.9). A PE that answers
+//!   stays whatever the number of reports (the RFC's MAX-BAD-PE-REPORT removal is not
+//!   applied: forged reports could empty a pool); no ACK, a failed send or a vanished
+//!   connection removes it ([`RemovalReason::Unreachable`]). Without probing
+//!   (RSPLIB) the PE is removed when `max_bad_pe_reports` connections reported it (RSPLIB
+//!   "≥ 3"; the RFC says "exceeds"), and that count is never reset while the entry lives.
+//!   `Bookkeeping::unreachable_reports` counts the reports that counted.
+//! * The protections' state is bounded: per connection the last 32 resolved pools and 16
+//!   waiting registrations (dropped when it closes); per PE up to 16 (or
+//!   `max_bad_pe_reports`) reporters, the last extra probe and one waiting registration
+//!   (dropped when the PE answers with nothing left to remember, or leaves); per source
+//!   one counter.
 //! * A closed connection does not remove its PEs (unless `remove_pes_on_close`, RSPLIB's
 //!   behaviour): keep-alive and lifetime take care of them, so a PE may reconnect and
 //!   re-register.
@@ -58,7 +106,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, LifetimeUnit, OperationError, PeId, PolicyType, PoolElement,
-    PoolHandle, Protocol, ServerId, TransportAddr, TransportKind, TransportUse,
+    PoolHandle, Protocol, ServerId, TransportAddr, TransportKind, TransportUse, UserTransport,
 };
 
 use rserpool_wire::codec;
@@ -70,6 +118,11 @@ use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOu
 use crate::io::{
     earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
 };
+
+mod guard;
+
+pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
+use guard::{ConnGuard, PeGuards, PendingMove, PENDING_MOVES_PER_CONN, REPORTERS_PER_PE};
 
 /// RSPLIB's ASAP announce group (design §8).
 pub const DEFAULT_ANNOUNCE_GROUP: SocketAddr =
@@ -90,9 +143,12 @@ pub struct RegistrarConfig {
     pub keepalive_timeout: Duration,
     /// Each keep-alive period is shortened by a random 0…this % (spreads probes). Default 25.
     pub keepalive_jitter_percent: u8,
-    /// Remove a PE when this many ENDPOINT_UNREACHABLE reports arrived for it. Default 3.
+    /// Without `probe_on_unreachable`: remove a PE when this many connections reported it
+    /// unreachable (each having resolved its pool). Unused while probing. Default 3.
     pub max_bad_pe_reports: u32,
-    /// Probe a reported PE with a keep-alive at once (RFC 5352 §3.5). Default true.
+    /// A counted unreachability report probes the PE with a keep-alive; only a failed
+    /// probe removes it (RFC 5352 §3.5 without its counter, RFC 5355 threat 2.13).
+    /// Default true.
     pub probe_on_unreachable: bool,
     /// PEs per handle resolution when the request names no count. Default 3 (RSPLIB).
     pub default_hr_items: u32,
@@ -114,7 +170,28 @@ pub struct RegistrarConfig {
     /// Limits on accepted connections: idle timeout, per-source cap, eviction
     /// ([`crate::conn_limits`]).
     pub connections: ConnLimits,
+    /// Who may register a PE identifier registered over another live connection.
+    /// Default [`PeIdMove::WhenGone`].
+    pub pe_id_move: PeIdMove,
+    /// Longest Registration Life accepted (longer: refused with 0x3); `None` = no limit.
+    /// Default 1 hour.
+    pub max_registration_life: Option<Duration>,
+    /// Lowest scope of a user transport address (below: refused with 0x3). Default
+    /// loopback (everything; loopback addresses only over a loopback connection).
+    pub min_address_scope: AddressScope,
+    /// Most PEs registered over one connection; 0 = unlimited. Default 1000.
+    pub max_pes_per_connection: usize,
+    /// Most PEs registered from one source (IPv4 address or IPv6 /64), over all its
+    /// connections; 0 = unlimited. Default 10000.
+    pub max_pes_per_source: usize,
 }
+
+/// Default of [`RegistrarConfig::max_registration_life`].
+pub const DEFAULT_MAX_REGISTRATION_LIFE: Duration = Duration::from_secs(3600);
+/// Default of [`RegistrarConfig::max_pes_per_connection`].
+pub const DEFAULT_MAX_PES_PER_CONNECTION: usize = 1000;
+/// Default of [`RegistrarConfig::max_pes_per_source`].
+pub const DEFAULT_MAX_PES_PER_SOURCE: usize = 10_000;
 
 impl Default for RegistrarConfig {
     fn default() -> Self {
@@ -135,6 +212,11 @@ impl Default for RegistrarConfig {
             asap_transports: Vec::new(),
             remove_pes_on_close: false,
             connections: ConnLimits::default(),
+            pe_id_move: PeIdMove::WhenGone,
+            max_registration_life: Some(DEFAULT_MAX_REGISTRATION_LIFE),
+            min_address_scope: AddressScope::Loopback,
+            max_pes_per_connection: DEFAULT_MAX_PES_PER_CONNECTION,
+            max_pes_per_source: DEFAULT_MAX_PES_PER_SOURCE,
         }
     }
 }
@@ -159,7 +241,8 @@ pub enum RemovalReason {
     KeepAliveTimeout,
     /// A keep-alive could not be sent (connection gone or send failed).
     KeepAliveFailed,
-    /// `max_bad_pe_reports` ENDPOINT_UNREACHABLE reports.
+    /// Reported unreachable: the probe the reports triggered failed, or (without
+    /// `probe_on_unreachable`) `max_bad_pe_reports` connections reported it.
     Unreachable,
     /// Its registration connection closed (`remove_pes_on_close`).
     ConnectionClosed,
@@ -204,12 +287,28 @@ pub enum RegistrarEvent {
         pe: PoolElement,
         reason: RemovalReason,
     },
-    /// A registration was refused with `cause`.
+    /// A registration was refused with `cause`, for `reason`.
     RegistrationRejected {
         conn: ConnId,
         handle: PoolHandle,
         pe_id: PeId,
         cause: CauseCode,
+        reason: Refusal,
+    },
+    /// A registration names a PE registered over another live connection: the holder is
+    /// probed, the answer waits for the outcome.
+    RegistrationHeld {
+        conn: ConnId,
+        handle: PoolHandle,
+        pe_id: PeId,
+        holder: ConnId,
+    },
+    /// An ASAP_ENDPOINT_UNREACHABLE arrived; `outcome` says what it caused.
+    UnreachableReport {
+        conn: ConnId,
+        handle: PoolHandle,
+        pe_id: PeId,
+        outcome: ReportOutcome,
     },
     /// An ASAP_ERROR arrived.
     ErrorReceived { conn: ConnId, error: OperationError },
@@ -230,6 +329,15 @@ pub struct Registrar {
     conns: BTreeSet<ConnId>,
     /// PEs registered over each connection (owned PEs only).
     conn_pes: BTreeMap<ConnId, BTreeSet<(PoolHandle, PeId)>>,
+    /// Owned PEs by source address (the first address of their ASAP transport).
+    source_pes: BTreeMap<SourceKey, usize>,
+    /// Pools each connection resolved, registrations it has waiting (bounded).
+    conn_guard: BTreeMap<ConnId, ConnGuard>,
+    /// Reports, probes and waiting registrations per PE.
+    pe_guard: PeGuards,
+    /// Waiting registrations whose PE identifier became free: answered at the end of the
+    /// current input.
+    freed: Vec<PendingMove>,
     started: bool,
     next_announce: Option<Instant>,
     /// Accepted connections and their limits.
@@ -248,6 +356,15 @@ fn asap_transport_of(meta: &RecvMeta) -> TransportAddr {
         }
     }
     TransportAddr::sctp(meta.peer.port(), TransportUse::DATA_ONLY, addrs)
+}
+
+/// Whom an owned PE counts against in the per-source quota: the first address of its
+/// ASAP transport (the registering connection's peer).
+fn source_of(pe: &PoolElement) -> Option<SourceKey> {
+    pe.asap_transport
+        .as_ref()
+        .and_then(|t| t.addrs.first())
+        .map(|ip| SourceKey::of(*ip))
 }
 
 const MIN_PERIOD: Duration = Duration::from_millis(1);
@@ -269,6 +386,10 @@ impl Registrar {
             hs,
             conns: BTreeSet::new(),
             conn_pes: BTreeMap::new(),
+            source_pes: BTreeMap::new(),
+            conn_guard: BTreeMap::new(),
+            pe_guard: PeGuards::default(),
+            freed: Vec::new(),
             started: false,
             next_announce: None,
             limits,
@@ -291,6 +412,12 @@ impl Registrar {
     /// Message counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Entries of the protections' per-PE and per-connection state (to check its bounds).
+    #[doc(hidden)]
+    pub fn guard_state_len(&self) -> (usize, usize) {
+        (self.pe_guard.len(), self.conn_guard.len())
     }
 
     /// The handlespace as plain data.
@@ -450,7 +577,13 @@ impl Registrar {
                 self.send_keepalive(now, &handle, id);
             }
             TimerKind::KeepAliveTimeout if owned && outstanding => {
-                self.remove_pe(&handle, id, RemovalReason::KeepAliveTimeout);
+                // Reports were waiting for this keep-alive: they were right.
+                let reason = if self.pe_guard.get(&handle, id).is_some_and(|g| g.probing) {
+                    RemovalReason::Unreachable
+                } else {
+                    RemovalReason::KeepAliveTimeout
+                };
+                self.remove_pe(&handle, id, reason);
             }
             _ => self.arm_keepalive(now, &handle, id),
         }
@@ -465,6 +598,13 @@ impl Registrar {
         let entry = self.hs.deregister(handle, id)?;
         if let Some(c) = entry.bookkeeping.conn {
             self.unindex_conn(ConnId(c), handle, id);
+        }
+        if entry.pe.home_registrar == self.server_id {
+            self.uncount_source(source_of(&entry.pe));
+        }
+        // A registration waiting for this identifier gets it at the end of this input.
+        if let Some(p) = self.pe_guard.remove(handle, id).and_then(|g| g.pending) {
+            self.freed.push(p);
         }
         self.events.push_back(RegistrarEvent::PeRemoved {
             handle: handle.clone(),
@@ -532,12 +672,31 @@ impl Registrar {
     // ------------------------------------------------------------------------------------
     // messages
 
-    fn reject_registration(&mut self, conn: ConnId, handle: PoolHandle, pe_id: PeId, cause: Cause) {
+    fn reject_registration(
+        &mut self,
+        conn: ConnId,
+        handle: PoolHandle,
+        pe_id: PeId,
+        cause: Cause,
+        reason: Refusal,
+    ) {
+        let g = &mut self.counters.guards;
+        match reason {
+            Refusal::IdentifierInUse => g.refused_identifier_in_use += 1,
+            Refusal::UnusableAddress | Refusal::TransportUse => g.refused_unusable_address += 1,
+            Refusal::AddressScope | Refusal::LoopbackFromElsewhere => g.refused_address_scope += 1,
+            Refusal::RegistrationLife => g.refused_registration_life += 1,
+            Refusal::ConnectionQuota => g.refused_connection_quota += 1,
+            Refusal::SourceQuota => g.refused_source_quota += 1,
+            Refusal::PoolFull | Refusal::HandlespaceFull => g.refused_full += 1,
+            Refusal::AsapTransportGiven | Refusal::Handlespace => {}
+        }
         self.events.push_back(RegistrarEvent::RegistrationRejected {
             conn,
             handle: handle.clone(),
             pe_id,
             cause: cause.code,
+            reason,
         });
         let msg = AsapMessage::RegistrationResponse {
             reject: true,
@@ -546,6 +705,55 @@ impl Registrar {
             error: Some(OperationError::single(cause)),
         };
         self.send(Dest::Conn(conn), &msg);
+    }
+
+    /// The checks that need no handlespace: ASAP transport, Registration Life, user
+    /// transport addresses, port, transport use, address scope.
+    fn check_registration(
+        &self,
+        meta: &RecvMeta,
+        pe: &PoolElement,
+    ) -> Result<(), (Refusal, Cause)> {
+        let quote_pe = || Cause::with_info(CauseCode::INVALID_VALUES, codec::pool_element_tlv(pe));
+        // Discrepancy #28: the registrar fills the ASAP transport itself.
+        if pe.asap_transport.is_some() {
+            return Err((Refusal::AsapTransportGiven, quote_pe()));
+        }
+        let life = self.cfg.lifetime_unit.to_duration(pe.registration_life);
+        let too_long = match (self.cfg.max_registration_life, life) {
+            (None, _) => false,
+            (Some(_), None) => true, // infinite
+            (Some(max), Some(l)) => l > max,
+        };
+        if pe.registration_life == 0 || too_long {
+            return Err((Refusal::RegistrationLife, quote_pe()));
+        }
+        let UserTransport::Ip(t) = &pe.user_transport else {
+            return Ok(());
+        };
+        let quote = |r: Refusal| {
+            let info = codec::user_transport_tlv(&pe.user_transport);
+            Err((r, Cause::with_info(CauseCode::INVALID_VALUES, info)))
+        };
+        if t.port == 0 {
+            return quote(Refusal::UnusableAddress);
+        }
+        let has_use = matches!(t.kind, TransportKind::Sctp | TransportKind::Tcp);
+        if has_use && t.use_field.0 > TransportUse::DATA_PLUS_CONTROL.0 {
+            return quote(Refusal::TransportUse);
+        }
+        let from_loopback = meta.peer.ip().to_canonical().is_loopback();
+        for a in &t.addrs {
+            match scope_of(*a) {
+                None => return quote(Refusal::UnusableAddress),
+                Some(s) if s < self.cfg.min_address_scope => return quote(Refusal::AddressScope),
+                Some(AddressScope::Loopback) if !from_loopback => {
+                    return quote(Refusal::LoopbackFromElsewhere)
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     fn on_registration(
@@ -557,28 +765,70 @@ impl Registrar {
         mut pe: PoolElement,
     ) {
         let pe_id = pe.id;
-        // Discrepancy #28: the registrar fills the ASAP transport itself.
-        if pe.asap_transport.is_some() || pe.registration_life == 0 {
-            let info = rserpool_wire::codec::pool_element_tlv(&pe);
-            let cause = Cause::with_info(CauseCode::INVALID_VALUES, info);
-            self.reject_registration(conn, handle, pe_id, cause);
+        if let Err((reason, cause)) = self.check_registration(meta, &pe) {
+            self.reject_registration(conn, handle, pe_id, cause, reason);
             return;
         }
         let life = self.cfg.lifetime_unit.to_duration(pe.registration_life);
         pe.home_registrar = self.server_id;
         pe.asap_transport = Some(asap_transport_of(meta));
-        let old_conn = self
-            .hs
-            .get(&handle, pe_id)
-            .and_then(|e| e.bookkeeping.conn)
-            .map(ConnId);
+        let (old_conn, owned, old_source, holder_failed) = match self.hs.get(&handle, pe_id) {
+            Some(e) => {
+                let owned = e.pe.home_registrar == self.server_id;
+                let failed = self.keepalive_failed(now, &e.bookkeeping);
+                let source = if owned { source_of(&e.pe) } else { None };
+                (e.bookkeeping.conn.map(ConnId), owned, source, failed)
+            }
+            None => (None, false, None, false),
+        };
+        // No hijacking by identifier reuse: the identifier is held over another live
+        // connection by a PE that has not failed a keep-alive; probe the holder first.
+        let holder = old_conn.filter(|c| *c != conn && self.conns.contains(c));
+        if let Some(holder) = holder {
+            if owned && !holder_failed && self.cfg.pe_id_move == PeIdMove::WhenGone {
+                self.hold_registration(now, conn, holder, meta, handle, pe);
+                return;
+            }
+        }
+        // Quotas: a re-registration over the same connection / from the same source does
+        // not count again.
+        let source = SourceKey::of(meta.peer.ip());
+        let per_conn = self.cfg.max_pes_per_connection;
+        if per_conn > 0
+            && old_conn != Some(conn)
+            && self.conn_pes.get(&conn).map_or(0, BTreeSet::len) >= per_conn
+        {
+            let cause = Cause::new(CauseCode::LACK_OF_RESOURCES);
+            self.reject_registration(conn, handle, pe_id, cause, Refusal::ConnectionQuota);
+            return;
+        }
+        let per_source = self.cfg.max_pes_per_source;
+        if per_source > 0
+            && old_source != Some(source)
+            && self.source_pes.get(&source).copied().unwrap_or(0) >= per_source
+        {
+            let cause = Cause::new(CauseCode::LACK_OF_RESOURCES);
+            self.reject_registration(conn, handle, pe_id, cause, Refusal::SourceQuota);
+            return;
+        }
         let outcome = match self.hs.register(now, &handle, pe) {
             Ok(o) => o,
             Err(e) => {
-                self.reject_registration(conn, handle, pe_id, e.cause);
+                let reason = if e.cause.code != CauseCode::LACK_OF_RESOURCES {
+                    Refusal::Handlespace
+                } else if self.hs.len() >= self.hs.config().max_pes {
+                    Refusal::HandlespaceFull
+                } else {
+                    Refusal::PoolFull
+                };
+                self.reject_registration(conn, handle, pe_id, e.cause, reason);
                 return;
             }
         };
+        if old_source != Some(source) {
+            self.uncount_source(old_source);
+            *self.source_pes.entry(source).or_insert(0) += 1;
+        }
         if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
             bk.conn = Some(conn.0);
             bk.last_keepalive_sent = None;
@@ -595,6 +845,9 @@ impl Registrar {
             if first {
                 self.limits.set_owner(conn, true);
             }
+        } else {
+            // The holder re-registered over its own connection: it is alive.
+            self.pe_alive(now, &handle, pe_id);
         }
         self.arm_keepalive(now, &handle, pe_id);
         let msg = AsapMessage::RegistrationResponse {
@@ -615,6 +868,156 @@ impl Registrar {
                 owner_changed,
             },
         });
+    }
+
+    /// A keep-alive towards the PE is outstanding past its timeout (the timer that removes
+    /// it has not run yet).
+    fn keepalive_failed(&self, now: Instant, bk: &Bookkeeping) -> bool {
+        let timeout = self.cfg.keepalive_timeout.max(MIN_PERIOD);
+        Self::keepalive_outstanding(bk)
+            && bk
+                .last_keepalive_sent
+                .is_some_and(|s| now >= later(s, timeout))
+    }
+
+    /// May an extra keep-alive (for a report or a claim) go to the PE now? At most one per
+    /// keep-alive timeout: the PE answered the last one (else it would be outstanding).
+    fn probe_allowed(&self, now: Instant, handle: &PoolHandle, id: PeId) -> bool {
+        let window = self.cfg.keepalive_timeout.max(MIN_PERIOD);
+        self.pe_guard
+            .get(handle, id)
+            .and_then(|g| g.last_probe)
+            .is_none_or(|t| now >= later(t, window))
+    }
+
+    /// A registration of an identifier held by `holder` (live, not failed): wait for a
+    /// probe of the holder. Its acknowledgement refuses the registration (0xa); its
+    /// failure, the holder's connection closing or the PE leaving grants it.
+    fn hold_registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        holder: ConnId,
+        meta: &RecvMeta,
+        handle: PoolHandle,
+        pe: PoolElement,
+    ) {
+        let pe_id = pe.id;
+        // Kept as received: it goes through every check again when granted.
+        let mut pe = pe;
+        pe.asap_transport = None;
+        let refuse = |me: &mut Self, handle: PoolHandle| {
+            let cause = Cause::new(CauseCode::REJECTED_SECURITY);
+            me.reject_registration(conn, handle, pe_id, cause, Refusal::IdentifierInUse);
+        };
+        if let Some(p) = self
+            .pe_guard
+            .get_mut(&handle, pe_id)
+            .and_then(|g| g.pending.as_mut())
+        {
+            if p.conn == conn {
+                // The same claimant again (e.g. its request timed out): one answer, for
+                // the latest registration.
+                p.pe = pe;
+                p.meta = meta.clone();
+            } else {
+                refuse(self, handle);
+            }
+            return;
+        }
+        if self
+            .conn_guard
+            .get(&conn)
+            .is_some_and(|g| g.pending.len() >= PENDING_MOVES_PER_CONN)
+        {
+            refuse(self, handle);
+            return;
+        }
+        let outstanding = self
+            .hs
+            .get(&handle, pe_id)
+            .is_some_and(|e| Self::keepalive_outstanding(&e.bookkeeping));
+        if !outstanding {
+            if !self.probe_allowed(now, &handle, pe_id) {
+                // It answered a probe less than a keep-alive timeout ago.
+                self.counters.guards.probes_limited += 1;
+                refuse(self, handle);
+                return;
+            }
+            self.pe_guard.entry(&handle, pe_id).last_probe = Some(now);
+            self.send_keepalive(now, &handle, pe_id);
+        }
+        self.counters.guards.moves_held += 1;
+        self.pe_guard.entry(&handle, pe_id).pending = Some(PendingMove {
+            conn,
+            meta: meta.clone(),
+            handle: handle.clone(),
+            pe,
+        });
+        self.conn_guard
+            .entry(conn)
+            .or_default()
+            .pending
+            .push((handle.clone(), pe_id));
+        self.events.push_back(RegistrarEvent::RegistrationHeld {
+            conn,
+            handle,
+            pe_id,
+            holder,
+        });
+    }
+
+    /// The PE proved alive on its registration connection (ACK or re-registration):
+    /// reports are answered, a registration waiting for its identifier is refused.
+    fn pe_alive(&mut self, now: Instant, handle: &PoolHandle, id: PeId) {
+        let Some(g) = self.pe_guard.get_mut(handle, id) else {
+            return;
+        };
+        g.probing = false;
+        if self.cfg.probe_on_unreachable {
+            g.reporters.clear();
+        }
+        let pending = g.pending.take();
+        if let Some(p) = pending {
+            self.forget_pending(p.conn, handle, id);
+            if self.conns.contains(&p.conn) {
+                let cause = Cause::new(CauseCode::REJECTED_SECURITY);
+                self.reject_registration(p.conn, p.handle, id, cause, Refusal::IdentifierInUse);
+            }
+        }
+        let window = self.cfg.keepalive_timeout.max(MIN_PERIOD);
+        self.pe_guard.prune(handle, id, now, window);
+    }
+
+    fn forget_pending(&mut self, conn: ConnId, handle: &PoolHandle, id: PeId) {
+        if let Some(g) = self.conn_guard.get_mut(&conn) {
+            g.pending.retain(|(h, i)| !(h == handle && *i == id));
+            if g.is_idle() {
+                self.conn_guard.remove(&conn);
+            }
+        }
+    }
+
+    /// Answer the registrations whose identifier became free during this input.
+    fn grant_freed(&mut self, now: Instant) {
+        while let Some(p) = self.freed.pop() {
+            self.forget_pending(p.conn, &p.handle, p.pe.id);
+            if !self.conns.contains(&p.conn) {
+                continue;
+            }
+            self.counters.guards.moves_granted += 1;
+            self.on_registration(now, p.conn, &p.meta, p.handle, p.pe);
+        }
+    }
+
+    fn uncount_source(&mut self, source: Option<SourceKey>) {
+        let Some(s) = source else { return };
+        if let Some(n) = self.source_pes.get_mut(&s) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.source_pes.remove(&s);
+            }
+        }
     }
 
     fn on_deregistration(&mut self, conn: ConnId, handle: PoolHandle, pe_id: PeId) {
@@ -673,6 +1076,13 @@ impl Registrar {
             room -= need;
             pes.push(pe);
         }
+        if !pes.is_empty() {
+            // Its reports about this pool may count from now on.
+            self.conn_guard
+                .entry(conn)
+                .or_default()
+                .note_resolved(&handle);
+        }
         let msg = match pes.first() {
             Some(first) => AsapMessage::HandleResolutionResponse {
                 accepted: false,
@@ -710,30 +1120,91 @@ impl Registrar {
         if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
             bk.last_keepalive_ack = Some(now);
         }
+        self.pe_alive(now, &handle, pe_id);
         self.arm_keepalive(now, &handle, pe_id);
     }
 
-    fn on_unreachable(&mut self, now: Instant, handle: PoolHandle, pe_id: PeId) {
-        let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) else {
+    fn report(&mut self, conn: ConnId, handle: PoolHandle, pe_id: PeId, outcome: ReportOutcome) {
+        self.events.push_back(RegistrarEvent::UnreachableReport {
+            conn,
+            handle,
+            pe_id,
+            outcome,
+        });
+    }
+
+    /// ASAP_ENDPOINT_UNREACHABLE. Only a connection that resolved the pool is heard; its
+    /// report counts once until the PE answers a keep-alive. With probing, a heard report
+    /// probes the PE (none while a keep-alive is outstanding, at most one extra probe per
+    /// keep-alive timeout) and only a failed probe removes it; without, the PE goes when
+    /// `max_bad_pe_reports` connections' reports counted.
+    fn on_unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, pe_id: PeId) {
+        let Some(e) = self.hs.get(&handle, pe_id) else {
             self.counters.dropped += 1;
+            self.report(conn, handle, pe_id, ReportOutcome::UnknownPe);
             return;
         };
-        bk.unreachable_reports = bk.unreachable_reports.saturating_add(1);
-        let reports = bk.unreachable_reports;
-        let outstanding = Self::keepalive_outstanding(bk);
-        if reports >= self.cfg.max_bad_pe_reports.max(1) {
-            self.remove_pe(&handle, pe_id, RemovalReason::Unreachable);
+        let owned = e.pe.home_registrar == self.server_id;
+        let outstanding = Self::keepalive_outstanding(&e.bookkeeping);
+        if !self
+            .conn_guard
+            .get(&conn)
+            .is_some_and(|g| g.has_resolved(&handle))
+        {
+            self.counters.guards.reports_not_resolved += 1;
+            self.report(conn, handle, pe_id, ReportOutcome::NotResolved);
             return;
         }
-        let owned = self
-            .hs
-            .get(&handle, pe_id)
-            .is_some_and(|e| e.pe.home_registrar == self.server_id);
-        if owned && self.cfg.probe_on_unreachable && !outstanding {
-            // RFC: probe at once; a probe that cannot be sent means unreachable.
-            if !self.send_keepalive(now, &handle, pe_id) {
-                self.remove_pe(&handle, pe_id, RemovalReason::KeepAliveFailed);
+        let max_bad = usize::try_from(self.cfg.max_bad_pe_reports.max(1)).unwrap_or(usize::MAX);
+        // Counted once per connection until the PE next answers a keep-alive.
+        let g = self.pe_guard.entry(&handle, pe_id);
+        let fresh =
+            !g.reporters.contains(&conn) && g.reporters.len() < REPORTERS_PER_PE.max(max_bad);
+        if fresh {
+            g.reporters.push(conn);
+        }
+        let counted = g.reporters.len();
+        if fresh {
+            self.counters.guards.reports_counted += 1;
+            if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
+                bk.unreachable_reports = bk.unreachable_reports.saturating_add(1);
             }
+        } else {
+            self.counters.guards.reports_repeated += 1;
+        }
+        if !self.cfg.probe_on_unreachable {
+            if !fresh {
+                self.report(conn, handle, pe_id, ReportOutcome::Repeated);
+            } else if counted >= max_bad {
+                self.remove_pe(&handle, pe_id, RemovalReason::Unreachable);
+            } else {
+                self.report(conn, handle, pe_id, ReportOutcome::Counted);
+            }
+            return;
+        }
+        // Probing: any report of a resolving connection may probe; the probe rate per PE
+        // is what bounds a flood.
+        if !owned {
+            self.report(conn, handle, pe_id, ReportOutcome::NotOwned);
+            return;
+        }
+        self.pe_guard.entry(&handle, pe_id).probing = true;
+        if outstanding {
+            self.report(conn, handle, pe_id, ReportOutcome::AwaitingKeepAlive);
+            return;
+        }
+        if !self.probe_allowed(now, &handle, pe_id) {
+            self.counters.guards.probes_limited += 1;
+            self.pe_guard.entry(&handle, pe_id).probing = false;
+            self.report(conn, handle, pe_id, ReportOutcome::ProbeLimited);
+            return;
+        }
+        self.pe_guard.entry(&handle, pe_id).last_probe = Some(now);
+        self.counters.guards.report_probes += 1;
+        self.report(conn, handle.clone(), pe_id, ReportOutcome::Probing);
+        // RFC: a probe that cannot be sent means unreachable.
+        if !self.send_keepalive(now, &handle, pe_id) {
+            self.remove_pe(&handle, pe_id, RemovalReason::Unreachable);
         }
     }
 
@@ -741,6 +1212,16 @@ impl Registrar {
     fn on_conn_lost(&mut self, conn: ConnId, send_failed: bool) {
         self.conns.remove(&conn);
         self.limits.closed(conn);
+        // Its waiting registrations go unanswered; what it resolved no longer matters.
+        if let Some(g) = self.conn_guard.remove(&conn) {
+            for (h, id) in g.pending {
+                if let Some(pg) = self.pe_guard.get_mut(&h, id) {
+                    if pg.pending.as_ref().is_some_and(|p| p.conn == conn) {
+                        pg.pending = None;
+                    }
+                }
+            }
+        }
         // Connection IDs are never reused: the index entry can go.
         let pes = self.conn_pes.remove(&conn).unwrap_or_default();
         let victims: Vec<(PoolHandle, PeId, bool)> = pes
@@ -757,6 +1238,13 @@ impl Registrar {
             } else if send_failed && outstanding {
                 // The keep-alive towards it could not be delivered.
                 self.remove_pe(&handle, id, RemovalReason::KeepAliveFailed);
+            } else if let Some(p) = self
+                .pe_guard
+                .get_mut(&handle, id)
+                .and_then(|g| g.pending.take())
+            {
+                // The holder is gone: a registration waiting for the identifier gets it.
+                self.freed.push(p);
             }
         }
     }
@@ -813,7 +1301,7 @@ impl Core for Registrar {
                 self.on_keepalive_ack(now, conn, handle, pe_id)
             }
             AsapMessage::EndpointUnreachable { handle, pe_id } => {
-                self.on_unreachable(now, handle, pe_id)
+                self.on_unreachable(now, conn, handle, pe_id)
             }
             AsapMessage::Error { error } => {
                 self.events
@@ -828,6 +1316,7 @@ impl Core for Registrar {
             | AsapMessage::CookieEcho { .. }
             | AsapMessage::BusinessCard { .. } => self.unexpected(conn, bytes),
         }
+        self.grant_freed(now);
     }
 
     fn handle_datagram(&mut self, now: Instant, _meta: &RecvMeta, bytes: &[u8]) {
@@ -857,6 +1346,7 @@ impl Core for Registrar {
             TransportEvent::SendFailed { conn } => self.on_conn_lost(conn, true),
         }
         self.report_limits(now);
+        self.grant_freed(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -870,6 +1360,7 @@ impl Core for Registrar {
             self.announce(now);
         }
         self.report_limits(now);
+        self.grant_freed(now);
     }
 
     fn command(&mut self, now: Instant, cmd: RegistrarCommand) {
@@ -883,6 +1374,7 @@ impl Core for Registrar {
                 self.remove_pe(&handle, pe_id, RemovalReason::Admin);
             }
         }
+        self.grant_freed(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -909,7 +909,15 @@ fn registrar_round_robin_head_advances_per_request() {
 #[test]
 fn failover_and_unreachable_reports_remove_the_pe() {
     let mut net = Net::new();
-    let r = net.add_registrar(1, RegistrarConfig::default());
+    // Counting reports (RSPLIB): by default a PE that answers its probe stays, see
+    // `reported_pe_stays_while_it_answers_and_goes_when_it_does_not`.
+    let r = net.add_registrar(
+        1,
+        RegistrarConfig {
+            probe_on_unreachable: false,
+            ..RegistrarConfig::default()
+        },
+    );
     // Priority: every PU picks PE 1 first.
     net.add_pe(
         1,
@@ -940,7 +948,7 @@ fn failover_and_unreachable_reports_remove_the_pe() {
             vec![PeId(0x1002)]
         );
         if k < 3 {
-            // Probed with a keep-alive, answered: still registered.
+            // Fewer than max_bad_pe_reports reporters: still registered.
             assert_eq!(ids(&mut net, r), vec![PeId(0x1001), PeId(0x1002)]);
         }
     }
@@ -952,6 +960,56 @@ fn failover_and_unreachable_reports_remove_the_pe() {
         server_of(&net.ask(pu, 1, POOL, false, Duration::from_secs(1))),
         PeId(0x1002)
     );
+}
+
+#[test]
+fn reported_pe_stays_while_it_answers_and_goes_when_it_does_not() {
+    let mut net = Net::new();
+    let r = net.add_registrar(1, RegistrarConfig::default());
+    let pe1 = net.add_pe(
+        1,
+        pe_cfg(1, Policy::Priority { priority: 10 }, vec![reg_endpoint(1)]),
+    );
+    let pe2 = net.add_pe(
+        2,
+        pe_cfg(2, Policy::Priority { priority: 5 }, vec![reg_endpoint(1)]),
+    );
+    let keepalives = |net: &mut Net, pe: NodeId| {
+        net.pe(pe)
+            .counters()
+            .received(asap_type::ENDPOINT_KEEP_ALIVE)
+    };
+    // Five PUs each fail PE 1 and report it: it answers every probe and stays.
+    for k in 1..=5u8 {
+        let before = keepalives(&mut net, pe1);
+        let pu = net.add_pu(k, pu_cfg(vec![reg_endpoint(1)]));
+        let a = net.ask(pu, 1, POOL, false, Duration::from_secs(1));
+        assert_eq!(server_of(&a), PeId(0x1001));
+        let b = net.ask(pu, 2, POOL, true, Duration::from_secs(1));
+        assert_eq!(server_of(&b), PeId(0x1002));
+        assert_eq!(ids(&mut net, r), vec![PeId(0x1001), PeId(0x1002)]);
+        if k == 1 {
+            assert_eq!(keepalives(&mut net, pe1), before + 1, "probed at once");
+        }
+        net.run(Duration::from_secs(3));
+        assert_eq!(ids(&mut net, r), vec![PeId(0x1001), PeId(0x1002)]);
+    }
+    assert_eq!(count_removed(&net, r, RemovalReason::Unreachable), 0);
+    // PE 2 hangs (its connection stays up): the probe a report sends goes unanswered.
+    net.mute(pe2, true);
+    let pu = net.add_pu(9, pu_cfg(vec![reg_endpoint(1)]));
+    let a = net.ask(pu, 1, POOL, false, Duration::from_secs(1));
+    assert_eq!(server_of(&a), PeId(0x1001));
+    net.pu_command(
+        pu,
+        PuCommand::ReportFailure {
+            pool: PoolHandle::from(POOL),
+            pe_id: PeId(0x1002),
+        },
+    );
+    net.run(Duration::from_millis(2100));
+    assert_eq!(ids(&mut net, r), vec![PeId(0x1001)]);
+    assert_eq!(count_removed(&net, r, RemovalReason::Unreachable), 1);
 }
 
 #[test]
