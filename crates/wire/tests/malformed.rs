@@ -996,10 +996,14 @@ fn unknown_message_types() {
         enrp_err(&hex("0b00000d 000d0009 61626364 65000000")).kind,
         K::UnknownMessageType { ty: 0x0b, .. }
     ));
-    // A missing parameter (nothing to quote) is reported as Unspecified Error.
+    // A missing parameter of the message (no parameter to quote): Unrecognized Message
+    // quoting the message (it used to be a bare Unspecified Error).
     let b = hex("02000010 0009000c 4563686f 506f6f6c");
     let e = asap_err(&b);
-    assert_eq!(e.report_cause(&b), Some(Cause::new(CauseCode::UNSPECIFIED)));
+    assert_eq!(
+        e.report_cause(&b),
+        Some(Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, b.clone()))
+    );
     // A bad value inside a well-formed parameter: Invalid Values quoting that parameter.
     let b = hex("0200001c 0009000c 4563686f 506f6f6c 000e000c 00000001 00000002");
     let e = asap_err(&b);
