@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use rserpool_wire::{
-    decode_asap, decode_enrp, AsapMessage, Cause, CauseCode, EncodeError, OperationError,
-    Protocol, MAX_REPORTED_INFO,
+    decode_asap, decode_enrp, AsapMessage, Cause, CauseCode, EncodeError, OperationError, Protocol,
+    MAX_REPORTED_INFO,
 };
 
 use crate::counters::Counters;

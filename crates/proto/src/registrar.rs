@@ -319,8 +319,7 @@ impl Registrar {
             _ => return,
         };
         let cause = Cause::with_info(CauseCode::INVALID_VALUES, self.handle_quote(handle));
-        self.out
-            .send_error(&mut self.counters, dest, vec![cause]);
+        self.out.send_error(&mut self.counters, dest, vec![cause]);
     }
 
     /// How a cause quotes a pool handle: a Pool Handle TLV with at most

@@ -66,7 +66,12 @@ impl Reg {
     fn ask_one(&mut self, m: &AsapMessage) -> Option<(Vec<u8>, AsapMessage)> {
         let bytes = m.try_encode_to_vec().ok()?;
         let mut got = self.ask(&bytes);
-        assert_eq!(got.len(), 1, "one reply to {}", asap_type_name(m.type_code()).unwrap_or("?"));
+        assert_eq!(
+            got.len(),
+            1,
+            "one reply to {}",
+            asap_type_name(m.type_code()).unwrap_or("?")
+        );
         got.pop()
     }
 }
@@ -205,7 +210,10 @@ fn sweep_handle_sizes_through_registration_resolution_and_deregistration() {
                 );
             }
         }
-        assert!(registered > 60 && refused > 50 && fallback > 10, "{registered}/{refused}/{fallback}");
+        assert!(
+            registered > 60 && refused > 50 && fallback > 10,
+            "{registered}/{refused}/{fallback}"
+        );
         assert_eq!(r.core.counters().unencodable, fallback);
         assert_eq!(r.core.handlespace().pools().count(), 0);
     }
@@ -253,7 +261,9 @@ fn oversized_answers_stay_within_the_length_field() {
     big.user_transport = UserTransport::Ip(TransportAddr::sctp(
         80,
         TransportUse::DATA_ONLY,
-        (0..4000u32).map(|i| IpAddr::from((0x0a00_0000 + i).to_be_bytes())).collect(),
+        (0..4000u32)
+            .map(|i| IpAddr::from((0x0a00_0000 + i).to_be_bytes()))
+            .collect(),
     ));
     // Request 4 + 33,496 + 32,032 = 65,532 bytes; the response adds 16.
     let h = handle(33_490);
@@ -300,10 +310,24 @@ fn malformed_inputs_get_the_most_specific_cause_with_the_offending_bytes() {
             "handle length 0xffff",
             with(6, &[0xff, 0xff]),
             CauseCode::INVALID_VALUES,
-            hr[4..].iter().enumerate().map(|(i, b)| if i == 2 || i == 3 { 0xff } else { *b }).collect(),
+            hr[4..]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if i == 2 || i == 3 { 0xff } else { *b })
+                .collect(),
         ),
-        ("handle length 2", with(6, &[0, 2]), CauseCode::INVALID_VALUES, hex("00090002")),
-        ("handle length 0", with(6, &[0, 0]), CauseCode::INVALID_VALUES, hex("00090000")),
+        (
+            "handle length 2",
+            with(6, &[0, 2]),
+            CauseCode::INVALID_VALUES,
+            hex("00090002"),
+        ),
+        (
+            "handle length 0",
+            with(6, &[0, 0]),
+            CauseCode::INVALID_VALUES,
+            hex("00090000"),
+        ),
         (
             "HR option length 0xfff0",
             with(18, &[0xff, 0xf0]),
@@ -335,28 +359,92 @@ fn malformed_inputs_get_the_most_specific_cause_with_the_offending_bytes() {
 fn enrp_messages_on_the_asap_stream_are_unrecognized_messages() {
     let si = ServerInfo {
         server_id: ServerId(0x5eed_0001),
-        transport: TransportAddr::sctp(9901, TransportUse::DATA_ONLY, vec![IpAddr::from([127, 0, 0, 1])]),
+        transport: TransportAddr::sctp(
+            9901,
+            TransportUse::DATA_ONLY,
+            vec![IpAddr::from([127, 0, 0, 1])],
+        ),
     };
     let mut full = pe(0x1234);
     full.home_registrar = ServerId(0x5eed_0001);
-    full.asap_transport = Some(TransportAddr::sctp(3863, TransportUse::DATA_ONLY, vec![IpAddr::from([127, 0, 0, 1])]));
+    full.asap_transport = Some(TransportAddr::sctp(
+        3863,
+        TransportUse::DATA_ONLY,
+        vec![IpAddr::from([127, 0, 0, 1])],
+    ));
     let mut r = Reg::new(64);
     // Group-cast (receiver 0) and point-to-point IDs: where decode_asap fails differs.
-    for (s, rc) in [(ServerId(0x5eed_0001), ServerId(0)), (ServerId(0x8a3f_27c1), ServerId(0x1c2d_3e4f))] {
+    for (s, rc) in [
+        (ServerId(0x5eed_0001), ServerId(0)),
+        (ServerId(0x8a3f_27c1), ServerId(0x1c2d_3e4f)),
+    ] {
         let t = ServerId(0x7777_7777);
         let msgs = vec![
-            EnrpMessage::Presence { reply_required: true, sender: s, receiver: rc, checksum: Some(0x8e4b), server_info: Some(si.clone()) },
-            EnrpMessage::HandleTableRequest { own_children_only: false, sender: s, receiver: rc },
-            EnrpMessage::HandleTableResponse { reject: false, more: false, sender: s, receiver: rc, pools: vec![PoolEntry { handle: "EchoPool".into(), pes: vec![full.clone()] }] },
-            EnrpMessage::HandleUpdate { takeover: false, sender: s, receiver: rc, action: UpdateAction::ADD_PE, handle: "EchoPool".into(), pe: full.clone() },
-            EnrpMessage::ListRequest { sender: s, receiver: rc },
-            EnrpMessage::ListResponse { reject: false, sender: s, receiver: rc, servers: vec![si.clone()] },
-            EnrpMessage::InitTakeover { sender: s, receiver: rc, target: t },
-            EnrpMessage::InitTakeoverAck { sender: s, receiver: rc, target: t },
-            EnrpMessage::TakeoverServer { sender: s, receiver: rc, target: t },
-            EnrpMessage::Error { sender: s, receiver: rc, error: OperationError::code(CauseCode::UNSPECIFIED) },
+            EnrpMessage::Presence {
+                reply_required: true,
+                sender: s,
+                receiver: rc,
+                checksum: Some(0x8e4b),
+                server_info: Some(si.clone()),
+            },
+            EnrpMessage::HandleTableRequest {
+                own_children_only: false,
+                sender: s,
+                receiver: rc,
+            },
+            EnrpMessage::HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: s,
+                receiver: rc,
+                pools: vec![PoolEntry {
+                    handle: "EchoPool".into(),
+                    pes: vec![full.clone()],
+                }],
+            },
+            EnrpMessage::HandleUpdate {
+                takeover: false,
+                sender: s,
+                receiver: rc,
+                action: UpdateAction::ADD_PE,
+                handle: "EchoPool".into(),
+                pe: full.clone(),
+            },
+            EnrpMessage::ListRequest {
+                sender: s,
+                receiver: rc,
+            },
+            EnrpMessage::ListResponse {
+                reject: false,
+                sender: s,
+                receiver: rc,
+                servers: vec![si.clone()],
+            },
+            EnrpMessage::InitTakeover {
+                sender: s,
+                receiver: rc,
+                target: t,
+            },
+            EnrpMessage::InitTakeoverAck {
+                sender: s,
+                receiver: rc,
+                target: t,
+            },
+            EnrpMessage::TakeoverServer {
+                sender: s,
+                receiver: rc,
+                target: t,
+            },
+            EnrpMessage::Error {
+                sender: s,
+                receiver: rc,
+                error: OperationError::code(CauseCode::UNSPECIFIED),
+            },
         ];
-        assert_eq!(msgs.iter().map(EnrpMessage::type_code).collect::<Vec<_>>(), (1..=10).collect::<Vec<u8>>());
+        assert_eq!(
+            msgs.iter().map(EnrpMessage::type_code).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<u8>>()
+        );
         for m in msgs {
             let bytes = m.encode_to_vec();
             assert!(decode_asap(&bytes).is_err(), "{m:?} decodes as ASAP");
@@ -364,7 +452,10 @@ fn enrp_messages_on_the_asap_stream_are_unrecognized_messages() {
             assert_eq!(
                 got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(),
                 vec![AsapMessage::Error {
-                    error: OperationError::single(Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, bytes.clone()))
+                    error: OperationError::single(Cause::with_info(
+                        CauseCode::UNRECOGNIZED_MESSAGE,
+                        bytes.clone()
+                    ))
                 }],
                 "{m:?}"
             );

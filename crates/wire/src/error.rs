@@ -158,7 +158,10 @@ impl DecodeError {
             DecodeErrorKind::MissingParameter { .. } | DecodeErrorKind::Truncated { .. } => {
                 match self.within {
                     Some(0) => whole(),
-                    _ => match self.enclosing(message).or_else(|| tlv_at(message, self.offset)) {
+                    _ => match self
+                        .enclosing(message)
+                        .or_else(|| tlv_at(message, self.offset))
+                    {
                         Some(tlv) => Cause::with_info(CauseCode::INVALID_VALUES, tlv),
                         None => whole(),
                     },

@@ -111,14 +111,23 @@ fn strip(mut m: AsapMessage) -> AsapMessage {
 /// The length field of an encoding, checked against its size.
 fn length_field(bytes: &[u8]) -> usize {
     let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
-    assert_eq!(bytes.len(), pad4(len), "size {} vs length {len}", bytes.len());
+    assert_eq!(
+        bytes.len(),
+        pad4(len),
+        "size {} vs length {len}",
+        bytes.len()
+    );
     len
 }
 
 /// What the message would encode to without the 16-bit limit (sum of its parts).
 fn unlimited_len(m: &AsapMessage) -> usize {
     let cause_sum = |e: &OperationError| -> usize {
-        4 + e.causes.iter().map(|c| 4 + pad4(c.info.len())).sum::<usize>()
+        4 + e
+            .causes
+            .iter()
+            .map(|c| 4 + pad4(c.info.len()))
+            .sum::<usize>()
     };
     // Every part is padded; the trailing padding of the last part is not counted.
     let (parts, last_pad): (usize, usize) = match m {
@@ -207,7 +216,10 @@ fn sweep_handle_sizes_every_encoding_fits_its_length_field() {
         }
     }
     // The sweep exercised all three outcomes.
-    assert!(fitted > 1000 && cut > 100 && refused > 50, "{fitted}/{cut}/{refused}");
+    assert!(
+        fitted > 1000 && cut > 100 && refused > 50,
+        "{fitted}/{cut}/{refused}"
+    );
 }
 
 #[test]
@@ -230,7 +242,9 @@ fn the_issue_8_registration_response_fits() {
 #[test]
 fn error_messages_always_fit_after_cutting() {
     // ASAP_ERROR and ENRP_ERROR with one cause of any size: always encodable.
-    for n in [0usize, 1, 4, 65_000, 65_515, 65_516, 65_523, 65_524, 200_000] {
+    for n in [
+        0usize, 1, 4, 65_000, 65_515, 65_516, 65_523, 65_524, 200_000,
+    ] {
         let info: Vec<u8> = (0..n).map(|i| i as u8).collect();
         let error = OperationError::single(Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, info));
         let a = AsapMessage::Error {
@@ -288,7 +302,10 @@ fn messages_without_causes_that_cannot_fit_are_refused() {
     };
     // 4 + pad4(4 + 65516) + 8 = 65532: the largest that fits; one more byte of handle
     // adds 4 with its padding.
-    assert_eq!(length_field(&hr(65_516).try_encode_to_vec().unwrap()), 65_532);
+    assert_eq!(
+        length_field(&hr(65_516).try_encode_to_vec().unwrap()),
+        65_532
+    );
     assert_eq!(
         hr(65_517).try_encode_to_vec(),
         Err(EncodeError::TooLong { length: 65_536 })

@@ -1353,12 +1353,20 @@ fn missing_and_truncated_parts_are_reported_with_what_encloses_them() {
     // No Pool Handle at all: the message is quoted (Unrecognized Message).
     for m in ["05000004", "01000004", "02000004", "09000004"] {
         let b = hex(m);
-        assert_eq!(reported(&b), (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()), "{m}");
+        assert_eq!(
+            reported(&b),
+            (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()),
+            "{m}"
+        );
     }
     // Keep-alive without its Server Identifier; a parameter header cut after 2 bytes.
     for m in ["07000004", "02000012 0009000c 4563686f 506f6f6c 000e"] {
         let b = hex(m);
-        assert_eq!(reported(&b), (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()), "{m}");
+        assert_eq!(
+            reported(&b),
+            (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()),
+            "{m}"
+        );
     }
     // Message Length past the bytes received.
     let mut b = hex(DEREG);
@@ -1366,7 +1374,10 @@ fn missing_and_truncated_parts_are_reported_with_what_encloses_them() {
     assert_eq!(reported(&b), (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()));
     // Inside a parameter: the Pool Element is quoted (policy missing; fixed fields cut).
     let b = registration_with_pe_value(&pe(&[PE_FIXED, SCTP_V4]));
-    assert_eq!(reported(&b), (CauseCode::INVALID_VALUES, b[16..48].to_vec()));
+    assert_eq!(
+        reported(&b),
+        (CauseCode::INVALID_VALUES, b[16..48].to_vec())
+    );
     let b = registration_with_pe_value(&hex("00000001 0000"));
     assert_eq!(
         reported(&b),
