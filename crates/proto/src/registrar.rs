@@ -44,6 +44,12 @@
 //!   entries of one PE process. The S flag is not supported (A = 0).
 //! * Unexpected messages (responses, keep-alives, cookies, business cards) are answered
 //!   with ASAP_ERROR cause 0x2 carrying the message; an ASAP_ERROR is never answered.
+//! * A handle refused for its length (over `max_handle_len`) is quoted in cause 0x3 by its
+//!   first `max_handle_len + 1` bytes (enough to show it is too long; the response echoes
+//!   the whole handle anyway). Every reply fits its 16-bit length: the codec cuts quoted
+//!   cause information, and a response that cannot fit even so (a handle too long to echo
+//!   beside the rest, e.g. 65,520 bytes in a negative handle resolution response) is
+//!   replaced by an ASAP_ERROR with cause 0x3 quoting the handle that way.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};

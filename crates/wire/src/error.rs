@@ -123,6 +123,7 @@ impl DecodeError {
     /// | a parameter whose Length is below 4 | 0x3 | its 4 header bytes |
     /// | a truncated field or a missing mandatory parameter inside a parameter | 0x3 | the enclosing parameter |
     /// | the same at message level, a bad Message Length, trailing bytes | 0x2 | the message |
+    /// | an empty input | 0x0 | none (nothing to quote) |
     ///
     /// A cause 0x3 quoting a parameter whose own Length is broken is inherently malformed
     /// to a dissector that reads the quote (Wireshark flags it); a cause 0x3 never goes
@@ -183,8 +184,11 @@ impl DecodeError {
     }
 }
 
-/// Cause 0x2 quoting (a prefix of) the message.
+/// Cause 0x2 quoting (a prefix of) the message; Unspecified Error when nothing arrived.
 fn quote_message(message: &[u8]) -> Cause {
+    if message.is_empty() {
+        return Cause::new(CauseCode::UNSPECIFIED);
+    }
     // Bounded so the report still fits in an ASAP_ERROR / ENRP_ERROR.
     let n = message.len().min(MAX_REPORTED_INFO);
     Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, message[..n].to_vec())
