@@ -13,9 +13,13 @@ pub struct DecodeError {
     /// Where the problem lies when `offset` points inside something rather than at a
     /// parameter header: the offset of the enclosing parameter, or 0 for the message
     /// itself; `None` when `offset` is the offending parameter or nothing encloses it.
-    /// Used by [`DecodeError::report_cause`] to quote the right bytes.
-    within: Option<usize>,
+    /// Used by [`DecodeError::report_cause`] to quote the right bytes. Kept as a `u32`
+    /// ([`NOT_WITHIN`] = none; offsets are below 65,536) so the error stays small.
+    within: u32,
 }
+
+/// `DecodeError::within` when nothing encloses the problem.
+const NOT_WITHIN: u32 = u32::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeErrorKind {
@@ -78,7 +82,7 @@ impl DecodeError {
         Self {
             offset,
             kind,
-            within: None,
+            within: NOT_WITHIN,
         }
     }
 
@@ -87,7 +91,9 @@ impl DecodeError {
         Self {
             offset,
             kind,
-            within,
+            within: within
+                .and_then(|w| u32::try_from(w).ok())
+                .unwrap_or(NOT_WITHIN),
         }
     }
 
@@ -95,7 +101,7 @@ impl DecodeError {
     /// message itself, when the error points inside it (a truncated field, a missing
     /// mandatory parameter); `None` when [`DecodeError::offset`] names the parameter.
     pub fn within(&self) -> Option<usize> {
-        self.within
+        (self.within != NOT_WITHIN).then_some(self.within as usize)
     }
 
     /// Whether RFC 5352/5353 say to drop this message without any report
@@ -157,7 +163,7 @@ impl DecodeError {
             DecodeErrorKind::ParamLengthTooSmall { .. } => invalid_raw(message, self.offset, 4),
             // Something missing or cut short: quote what encloses it.
             DecodeErrorKind::MissingParameter { .. } | DecodeErrorKind::Truncated { .. } => {
-                match self.within {
+                match self.within() {
                     Some(0) => whole(),
                     _ => match self
                         .enclosing(message)
@@ -177,7 +183,7 @@ impl DecodeError {
 
     /// The enclosing parameter (complete), when the error lies inside one.
     fn enclosing(&self, message: &[u8]) -> Option<Vec<u8>> {
-        match self.within {
+        match self.within() {
             Some(o) if o > 0 => tlv_at(message, o),
             _ => None,
         }
