@@ -147,7 +147,12 @@ async fn session<S: MessageStream>(
             items: (args.items > 0).then_some(args.items),
         };
         let mut bytes = Vec::new();
-        rserpool_wire::encode_asap(&request, &mut bytes);
+        rserpool_wire::try_encode_asap(&request, &mut bytes).with_context(|| {
+            format!(
+                "a pool handle of {} bytes is too long for an ASAP message",
+                args.pool.len()
+            )
+        })?;
         wr.send(&[Outgoing {
             protocol: Protocol::Asap,
             bytes,

@@ -355,11 +355,12 @@ fn bad_input_gets_errors_and_the_registrar_keeps_serving() {
         assert_eq!(pe_ids(&dump(&reg.admin), "EchoPool"), before);
 
         // Everything our processes sent, and what the PEs received, dissects clean (the
-        // registrar's received lines include the garbage above, on purpose). Only the
-        // Unrecognized Message answers (cause 0x2) are checked by the lint alone: that
-        // cause quotes the received bytes, which Wireshark dissects as a nested message
-        // (garbage in, flagged out). Invalid Values answers quote a well-formed TLV and
-        // must pass Wireshark too.
+        // registrar's received lines include the garbage above, on purpose). Only answers
+        // quoting received garbage are checked by the lint alone: Unrecognized Message
+        // (cause 0x2) quotes the received bytes, which Wireshark dissects as a nested
+        // message, and Invalid Values (0x3) for a parameter whose own Length is broken
+        // quotes it as far as it goes (garbage in, flagged out). Invalid Values answers
+        // quoting a complete TLV must pass Wireshark too.
         let reg_rx = format!("rx.asap.{}.", reg.proc.pid());
         let reg_tx = format!("tx.asap.{}.", reg.proc.pid());
         let names = dissect(
@@ -368,9 +369,17 @@ fn bad_input_gets_errors_and_the_registrar_keeps_serving() {
             |l| !l.starts_with(&reg_rx),
             |l| {
                 let hex = l.split('=').nth(1).unwrap_or_default();
+                let field = |at: usize| {
+                    hex.get(at..at + 4)
+                        .and_then(|h| u16::from_str_radix(h, 16).ok())
+                        .map_or(0, usize::from)
+                };
+                // Cause Length at hex 20, the quoted TLV's Length at hex 28.
+                let cut_tlv = field(20) > 4 && (field(28) < 4 || field(28) > field(20) - 4);
                 l.starts_with(&reg_tx)
                     && l.contains(".ASAP_ERROR=")
-                    && hex.get(16..20) == Some("0002")
+                    && (hex.get(16..20) == Some("0002")
+                        || (hex.get(16..20) == Some("0003") && cut_tlv))
             },
         );
         assert!(names.contains("ASAP_ERROR"), "{names:?}");

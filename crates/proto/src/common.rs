@@ -4,7 +4,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use rserpool_wire::{decode_asap, AsapMessage, Cause, OperationError, Protocol};
+use rserpool_wire::{
+    decode_asap, decode_enrp, AsapMessage, Cause, CauseCode, EncodeError, OperationError, Protocol,
+    MAX_REPORTED_INFO,
+};
 
 use crate::counters::Counters;
 use crate::io::{ConnId, Dest, Transmit};
@@ -18,6 +21,11 @@ pub(crate) enum Inbound {
 }
 
 /// Decode and count one received ASAP message.
+///
+/// An undecodable message gets the cause [`rserpool_wire::DecodeError::report_cause`]
+/// gives, except a well-formed ENRP message (over TCP, ENRP sent to the ASAP port arrives
+/// on the ASAP stream, and ENRP type codes overlap ASAP's, so it fails in odd places):
+/// that is answered with Unrecognized Message (0x2) quoting it.
 pub(crate) fn decode_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound {
     match decode_asap(bytes) {
         Ok(d) => {
@@ -27,6 +35,15 @@ pub(crate) fn decode_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound {
         }
         Err(e) => {
             counters.rx_invalid += 1;
+            if decode_enrp(bytes).is_ok() {
+                counters.wrong_protocol += 1;
+                let n = bytes.len().min(MAX_REPORTED_INFO);
+                let quote = bytes[..n].to_vec();
+                return Inbound::Invalid(Some(Cause::with_info(
+                    CauseCode::UNRECOGNIZED_MESSAGE,
+                    quote,
+                )));
+            }
             Inbound::Invalid(e.report_cause(bytes))
         }
     }
@@ -39,13 +56,32 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Queue `msg`; one that cannot be encoded is counted (`unencodable`) and not sent.
     pub(crate) fn send(&mut self, counters: &mut Counters, dest: Dest, msg: &AsapMessage) {
+        if self.try_send(counters, dest, msg).is_err() {
+            counters.unencodable += 1;
+        }
+    }
+    /// Queue `msg` if it can be encoded (its quoted causes are cut to fit the 16-bit
+    /// Message Length); otherwise nothing is queued and `dest` comes back with the error,
+    /// for the caller to answer otherwise.
+    pub(crate) fn try_send(
+        &mut self,
+        counters: &mut Counters,
+        dest: Dest,
+        msg: &AsapMessage,
+    ) -> Result<(), (Dest, EncodeError)> {
+        let bytes = match msg.try_encode_to_vec() {
+            Ok(b) => b,
+            Err(e) => return Err((dest, e)),
+        };
         counters.on_tx(msg.type_code());
         self.queue.push_back(Transmit {
             dest,
             protocol: Protocol::Asap,
-            bytes: msg.encode_to_vec(),
+            bytes,
         });
+        Ok(())
     }
     /// An ASAP_ERROR carrying `causes` (nothing is sent for an empty list).
     pub(crate) fn send_error(&mut self, counters: &mut Counters, dest: Dest, causes: Vec<Cause>) {

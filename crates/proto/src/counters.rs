@@ -21,9 +21,12 @@ pub struct Counters {
     pub errors_sent: u64,
     /// Messages received and ignored (wrong direction, unknown PE, stale response …).
     pub dropped: u64,
-    /// Messages received with the wrong protocol (ENRP on an ASAP core) or as a datagram
-    /// where only connections are allowed.
+    /// Messages received with the wrong protocol (ENRP on an ASAP core, including ENRP
+    /// messages on an ASAP stream) or as a datagram where only connections are allowed.
     pub wrong_protocol: u64,
+    /// Messages not sent because they cannot be encoded (longer than 65,535 bytes even
+    /// with the information of their error causes cut).
+    pub unencodable: u64,
     /// What the connection limits did (registrar only; see [`crate::conn_limits`]).
     pub connections: ConnCounters,
     /// The registrar's protections that acted (zero for the other cores).

@@ -97,6 +97,12 @@
 //!   room for a newcomer instead of locking it out; connections with PEs are never closed
 //!   by these rules. Its closes leave through [`Core::poll_command`], its summaries as
 //!   [`RegistrarEvent::ConnectionLimits`].
+//! * A handle refused for its length (over `max_handle_len`) is quoted in cause 0x3 by its
+//!   first `max_handle_len + 1` bytes (enough to show it is too long; the response echoes
+//!   the whole handle anyway). Every reply fits its 16-bit length: the codec cuts quoted
+//!   cause information, and a response that cannot fit even so (a handle too long to echo
+//!   beside the rest, e.g. 65,520 bytes in a negative handle resolution response) is
+//!   replaced by an ASAP_ERROR with cause 0x3 quoting the handle that way.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -451,7 +457,29 @@ impl Registrar {
     }
 
     fn send(&mut self, dest: Dest, msg: &AsapMessage) {
-        self.out.send(&mut self.counters, dest, msg);
+        let Err((dest, _)) = self.out.try_send(&mut self.counters, dest, msg) else {
+            return;
+        };
+        self.counters.unencodable += 1;
+        // A response echoes the request's pool handle; when the handle leaves no room for
+        // the rest (e.g. a 65,520-byte handle and cause 0x9), answer with an ASAP_ERROR
+        // quoting the handle instead of a frame whose length field cannot say its size.
+        let handle = match msg {
+            AsapMessage::RegistrationResponse { handle, .. }
+            | AsapMessage::DeregistrationResponse { handle, .. }
+            | AsapMessage::HandleResolutionResponse { handle, .. } => handle,
+            _ => return,
+        };
+        let cause = Cause::with_info(CauseCode::INVALID_VALUES, self.handle_quote(handle));
+        self.out.send_error(&mut self.counters, dest, vec![cause]);
+    }
+
+    /// How a cause quotes a pool handle: a Pool Handle TLV with at most
+    /// `max_handle_len + 1` bytes of it, enough to show that it is over the limit (a
+    /// response echoes the whole handle in its own Pool Handle parameter anyway).
+    fn handle_quote(&self, handle: &PoolHandle) -> Vec<u8> {
+        let max = self.cfg.handlespace.max_handle_len.saturating_add(1);
+        codec::pool_handle_tlv_prefix(handle, max)
     }
 
     // ------------------------------------------------------------------------------------
@@ -677,9 +705,16 @@ impl Registrar {
         conn: ConnId,
         handle: PoolHandle,
         pe_id: PeId,
-        cause: Cause,
+        mut cause: Cause,
         reason: Refusal,
     ) {
+        // A handle refused for its length is quoted in part, not echoed twice.
+        if cause.code == CauseCode::INVALID_VALUES
+            && handle.len() > self.cfg.handlespace.max_handle_len
+            && cause.info == codec::pool_handle_tlv(&handle)
+        {
+            cause.info = self.handle_quote(&handle);
+        }
         let g = &mut self.counters.guards;
         match reason {
             Refusal::IdentifierInUse => g.refused_identifier_in_use += 1,
@@ -1054,7 +1089,7 @@ impl Registrar {
         let include = self.cfg.hr_include_asap_transport;
         // Keep the response within the 16-bit Message Length: header, handle, the overall
         // policy TLV (at most as long as the longest per-PE one) and whole PEs only.
-        let mut room = codec::MAX_MESSAGE_LEN - 4 - codec::pad4(4 + handle.len());
+        let mut room = codec::MAX_MESSAGE_LEN.saturating_sub(4 + codec::pad4(4 + handle.len()));
         let mut pes: Vec<PoolElement> = Vec::with_capacity(ids.len());
         for id in &ids {
             let Some(e) = self.hs.get(&handle, *id) else {
@@ -1263,7 +1298,7 @@ impl Registrar {
 
     fn unexpected(&mut self, conn: ConnId, bytes: &[u8]) {
         self.counters.dropped += 1;
-        let n = bytes.len().min(usize::from(u16::MAX) - 16);
+        let n = bytes.len().min(rserpool_wire::MAX_REPORTED_INFO);
         let cause = Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, bytes[..n].to_vec());
         self.out
             .send_error(&mut self.counters, Dest::Conn(conn), vec![cause]);

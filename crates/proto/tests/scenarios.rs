@@ -1126,18 +1126,32 @@ fn garbage_gets_asap_error_and_other_pes_are_unaffected() {
             .collect()
     };
 
-    // Truncated registration: broken framing, nothing to quote → Unspecified Error.
+    // Truncated registration: broken framing, no parameter to blame → Unrecognized
+    // Message quoting what arrived (it used to be a bare Unspecified Error).
+    let quoted = |got: &[(ConnId, AsapMessage)]| -> Vec<(CauseCode, Vec<u8>)> {
+        got.iter()
+            .flat_map(|(_, m)| match m {
+                AsapMessage::Error { error } => error
+                    .causes
+                    .iter()
+                    .map(|c| (c.code, c.info.clone()))
+                    .collect::<Vec<_>>(),
+                other => panic!("expected ASAP_ERROR, got {other:?}"),
+            })
+            .collect()
+    };
     let reg = registration_bytes(0x55, 5000);
     net.raw_send(raw, &ep, reg[..20].to_vec());
     assert_eq!(
-        error_codes(&net.raw_received(raw)),
-        vec![CauseCode::UNSPECIFIED]
+        quoted(&net.raw_received(raw)),
+        vec![(CauseCode::UNRECOGNIZED_MESSAGE, reg[..20].to_vec())]
     );
     // Header length past the end.
-    net.raw_send(raw, &ep, vec![0x01, 0x00, 0x00, 0x40, 0, 0, 0, 0]);
+    let past = vec![0x01, 0x00, 0x00, 0x40, 0, 0, 0, 0];
+    net.raw_send(raw, &ep, past.clone());
     assert_eq!(
-        error_codes(&net.raw_received(raw)),
-        vec![CauseCode::UNSPECIFIED]
+        quoted(&net.raw_received(raw)),
+        vec![(CauseCode::UNRECOGNIZED_MESSAGE, past)]
     );
     // Unknown message type with report bits 01: Unrecognized Message.
     net.raw_send(raw, &ep, vec![0x4f, 0x00, 0x00, 0x04]);

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::error::{DecodeError, DecodeErrorKind as K};
+use crate::error::{DecodeError, DecodeErrorKind as K, EncodeError};
 use crate::message::*;
 use crate::types::*;
 
@@ -132,6 +132,11 @@ impl<'a> Reader<'a> {
     fn offset(&self) -> usize {
         self.base + self.pos
     }
+    /// The parameter this reader walks (its header offset), or 0 for the message value.
+    #[inline]
+    fn container(&self) -> Option<usize> {
+        self.base.checked_sub(4)
+    }
     #[inline]
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -143,8 +148,9 @@ impl<'a> Reader<'a> {
     #[inline]
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::new(
+            return Err(DecodeError::inside(
                 self.offset(),
+                self.container(),
                 K::Truncated {
                     what,
                     needed: n,
@@ -183,15 +189,17 @@ impl<'a> Reader<'a> {
         let ty = ParamType(u16::from_be_bytes([hdr[0], hdr[1]]));
         let length = u16::from_be_bytes([hdr[2], hdr[3]]);
         if length < 4 {
-            return Err(DecodeError::new(
+            return Err(DecodeError::inside(
                 offset,
+                self.container(),
                 K::ParamLengthTooSmall { ty, length },
             ));
         }
         let vlen = usize::from(length) - 4;
         if vlen > self.remaining() {
-            return Err(DecodeError::new(
+            return Err(DecodeError::inside(
                 offset,
+                self.container(),
                 K::ParamOverrun {
                     ty,
                     length,
@@ -355,8 +363,9 @@ impl<'a, 'u> Params<'a, 'u> {
                 context: self.context,
                 expected: ty.name(),
             })),
-            None => Err(DecodeError::new(
+            None => Err(DecodeError::inside(
                 offset,
+                self.r.container(),
                 K::MissingParameter {
                     expected: ty,
                     context: self.context,
@@ -640,8 +649,9 @@ fn decode_pool_element(
             }))
         }
         None => {
-            return Err(DecodeError::new(
+            return Err(DecodeError::inside(
                 policy_offset,
+                Some(t.offset),
                 K::MissingParameter {
                     expected: ParamType::POLICY,
                     context: CTX,
@@ -698,8 +708,9 @@ fn decode_operation_error(t: &Tlv) -> Result<OperationError, DecodeError> {
         let code = CauseCode(r.u16("cause code")?);
         let len = r.u16("cause length")?;
         if len < 4 {
-            return Err(DecodeError::new(
+            return Err(DecodeError::inside(
                 offset,
+                Some(t.offset),
                 K::InvalidValue {
                     context: "Operation Error",
                     what: "cause length below 4",
@@ -903,8 +914,9 @@ pub fn decode_asap(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
                 };
                 let pes = decode_pes(&mut p)?;
                 if pes.is_empty() {
-                    return Err(DecodeError::new(
+                    return Err(DecodeError::inside(
                         4,
+                        Some(0),
                         K::MissingParameter {
                             expected: ParamType::POOL_ELEMENT,
                             context: ctx,
@@ -1103,7 +1115,100 @@ pub fn decode(protocol: Protocol, buf: &[u8]) -> Result<Decoded<Message>, Decode
 }
 
 /// Append the encoding of an ASAP message (padded to 4 bytes) to `out`.
+///
+/// A message too long for its 16-bit length field even with its quoted causes cut (see
+/// [`try_encode_asap`]) appends nothing: no caller can emit a frame whose length field
+/// lies. Callers sending messages whose size depends on received data use
+/// [`try_encode_asap`] and answer the error.
+#[inline]
 pub fn encode_asap(m: &AsapMessage, out: &mut Vec<u8>) {
+    let _ = try_encode_asap(m, out);
+}
+
+/// Append the encoding of an ASAP message (padded to 4 bytes) to `out`, keeping it within
+/// [`MAX_MESSAGE_LEN`]: when the message would be longer, the information its error causes
+/// quote (the only variable-size part a responder controls) is cut, from the last cause
+/// backwards, to its first bytes (a multiple of 4); when even causes without information
+/// do not fit, nothing is appended and the error says how long the message would be.
+pub fn try_encode_asap(m: &AsapMessage, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let len = write_asap(m, out);
+    if len <= MAX_MESSAGE_LEN {
+        return Ok(());
+    }
+    out.truncate(start);
+    let mut cut = m.clone();
+    fit(&mut cut, len, asap_error_mut, write_asap, out)
+}
+
+/// Cut the cause information of `m` (whose encoding is `len` bytes) until it encodes
+/// within [`MAX_MESSAGE_LEN`]; append it to `out`, or nothing and the error.
+#[cold]
+#[inline(never)]
+fn fit<M>(
+    m: &mut M,
+    mut len: usize,
+    error_of: fn(&mut M) -> Option<&mut OperationError>,
+    write: fn(&M, &mut Vec<u8>) -> usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    loop {
+        let over = len - MAX_MESSAGE_LEN;
+        let progress = error_of(m).is_some_and(|e| cut_causes(e, over));
+        if !progress {
+            return Err(EncodeError::TooLong { length: len });
+        }
+        len = write(m, out);
+        if len <= MAX_MESSAGE_LEN {
+            return Ok(());
+        }
+        out.truncate(start);
+    }
+}
+
+/// Shorten cause information, last cause first, by at least `over` bytes of the encoded
+/// message if possible; each cut quote keeps its first bytes, a multiple of 4 long.
+/// Returns whether anything was cut.
+fn cut_causes(e: &mut OperationError, mut over: usize) -> bool {
+    let mut cut = false;
+    for c in e.causes.iter_mut().rev() {
+        if over == 0 {
+            break;
+        }
+        if c.info.is_empty() {
+            continue;
+        }
+        let keep = c.info.len().saturating_sub(over) & !3;
+        // The encoding shrinks by at least this much (more when padding goes too).
+        over = over.saturating_sub(c.info.len() - keep);
+        c.info.truncate(keep);
+        cut = true;
+    }
+    cut
+}
+
+fn asap_error_mut(m: &mut AsapMessage) -> Option<&mut OperationError> {
+    match m {
+        AsapMessage::RegistrationResponse { error, .. }
+        | AsapMessage::DeregistrationResponse { error, .. }
+        | AsapMessage::HandleResolutionResponse { error, .. } => error.as_mut(),
+        AsapMessage::Error { error } => Some(error),
+        _ => None,
+    }
+}
+
+fn enrp_error_mut(m: &mut EnrpMessage) -> Option<&mut OperationError> {
+    match m {
+        EnrpMessage::Error { error, .. } => Some(error),
+        _ => None,
+    }
+}
+
+/// Encode `m` at the end of `out`; returns its length as the length field must say it
+/// (padding excluded), which may exceed what the 16-bit field can hold.
+fn write_asap(m: &AsapMessage, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
     let mut w = Writer::new(out);
     let flags: u8 = match m {
         AsapMessage::RegistrationResponse { reject: true, .. } => 0x01,
@@ -1207,10 +1312,33 @@ pub fn encode_asap(m: &AsapMessage, out: &mut Vec<u8>) {
         AsapMessage::Error { error } => encode_operation_error(&mut w, error),
     }
     w.end(s);
+    let pad = w.trailing_pad;
+    out.len() - start - pad
 }
 
-/// Append the encoding of an ENRP message (padded to 4 bytes) to `out`.
+/// Append the encoding of an ENRP message (padded to 4 bytes) to `out`; like
+/// [`encode_asap`], a message that cannot fit appends nothing.
+#[inline]
 pub fn encode_enrp(m: &EnrpMessage, out: &mut Vec<u8>) {
+    let _ = try_encode_enrp(m, out);
+}
+
+/// [`try_encode_asap`] for ENRP: an ENRP_ERROR's quoted causes are cut to fit; any other
+/// message that does not fit (e.g. a handle table response with too many pools) is an
+/// error, and nothing is appended.
+pub fn try_encode_enrp(m: &EnrpMessage, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = out.len();
+    let len = write_enrp(m, out);
+    if len <= MAX_MESSAGE_LEN {
+        return Ok(());
+    }
+    out.truncate(start);
+    let mut cut = m.clone();
+    fit(&mut cut, len, enrp_error_mut, write_enrp, out)
+}
+
+fn write_enrp(m: &EnrpMessage, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
     let mut w = Writer::new(out);
     let flags: u8 = match m {
         EnrpMessage::Presence { reply_required, .. } => u8::from(*reply_required),
@@ -1271,21 +1399,35 @@ pub fn encode_enrp(m: &EnrpMessage, out: &mut Vec<u8>) {
         EnrpMessage::Error { error, .. } => encode_operation_error(&mut w, error),
     }
     w.end(s);
+    let pad = w.trailing_pad;
+    out.len() - start - pad
 }
 
-/// Append the encoding of a message of either protocol.
+/// Append the encoding of a message of either protocol (nothing if it cannot fit).
 pub fn encode(m: &Message, out: &mut Vec<u8>) {
+    let _ = try_encode(m, out);
+}
+
+/// [`try_encode_asap`] / [`try_encode_enrp`] for a message of either protocol.
+pub fn try_encode(m: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match m {
-        Message::Asap(a) => encode_asap(a, out),
-        Message::Enrp(e) => encode_enrp(e, out),
+        Message::Asap(a) => try_encode_asap(a, out),
+        Message::Enrp(e) => try_encode_enrp(e, out),
     }
 }
 
 impl AsapMessage {
+    /// The encoding (empty if the message cannot fit, see [`try_encode_asap`]).
     pub fn encode_to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         encode_asap(self, &mut v);
         v
+    }
+    /// The encoding, its quoted causes cut to fit if needed ([`try_encode_asap`]).
+    pub fn try_encode_to_vec(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut v = Vec::with_capacity(64);
+        try_encode_asap(self, &mut v)?;
+        Ok(v)
     }
     pub fn decode(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
         decode_asap(buf)
@@ -1293,10 +1435,17 @@ impl AsapMessage {
 }
 
 impl EnrpMessage {
+    /// The encoding (empty if the message cannot fit, see [`try_encode_enrp`]).
     pub fn encode_to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         encode_enrp(self, &mut v);
         v
+    }
+    /// The encoding, its quoted causes cut to fit if needed ([`try_encode_enrp`]).
+    pub fn try_encode_to_vec(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut v = Vec::with_capacity(64);
+        try_encode_enrp(self, &mut v)?;
+        Ok(v)
     }
     pub fn decode(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
         decode_enrp(buf)
@@ -1357,6 +1506,15 @@ pub const MAX_MESSAGE_LEN: usize = 65535;
 pub fn pool_handle_tlv(h: &PoolHandle) -> Vec<u8> {
     let mut v = Vec::new();
     encode_handle(&mut Writer::new(&mut v), h);
+    v
+}
+
+/// A Pool Handle TLV carrying at most the first `max` bytes of `h`: how a cause quotes a
+/// handle refused for its length (enough to show it, not all of it).
+pub fn pool_handle_tlv_prefix(h: &PoolHandle, max: usize) -> Vec<u8> {
+    let n = h.0.len().min(max).min(MAX_MESSAGE_LEN - 4);
+    let mut v = Vec::new();
+    encode_bytes_param(&mut Writer::new(&mut v), ParamType::POOL_HANDLE, &h.0[..n]);
     v
 }
 

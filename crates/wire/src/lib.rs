@@ -18,7 +18,10 @@ pub mod render;
 pub mod types;
 
 pub use checksum::PeChecksum;
-pub use codec::{decode, decode_asap, decode_enrp, encode, encode_asap, encode_enrp, Decoded};
-pub use error::{DecodeError, DecodeErrorKind};
+pub use codec::{
+    decode, decode_asap, decode_enrp, encode, encode_asap, encode_enrp, try_encode,
+    try_encode_asap, try_encode_enrp, Decoded,
+};
+pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use message::*;
 pub use types::*;

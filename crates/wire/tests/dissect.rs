@@ -795,6 +795,31 @@ fn asap_samples() -> Vec<(&'static str, AsapMessage, bool)> {
             true,
         ),
         ("error", A::Error { error: errors() }, true),
+        // A handle refused for its length is quoted by its first max + 1 bytes, in the
+        // response and in the ASAP_ERROR that replaces a response too long to echo it.
+        (
+            "registration_response_over_long_handle_quoted_in_part",
+            A::RegistrationResponse {
+                reject: true,
+                handle: PoolHandle::new(vec![b'h'; 200]),
+                pe_id: PeId(0x0102_0304),
+                error: Some(OperationError::single(Cause::with_info(
+                    CauseCode::INVALID_VALUES,
+                    codec::pool_handle_tlv_prefix(&PoolHandle::new(vec![b'h'; 200]), 65),
+                ))),
+            },
+            true,
+        ),
+        (
+            "error_over_long_handle_quoted_in_part",
+            A::Error {
+                error: OperationError::single(Cause::with_info(
+                    CauseCode::INVALID_VALUES,
+                    codec::pool_handle_tlv_prefix(&PoolHandle::new(vec![b'q'; 70_000]), 65),
+                )),
+            },
+            true,
+        ),
         // RFC 5354 §2 form with odd-length data as the last TLV *inside* a container: the
         // container length excludes the padding. Wireshark accepts it; rserpool-dissect's
         // lint wants the padding counted (RSPLIB form) and reports an error.

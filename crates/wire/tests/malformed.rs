@@ -996,10 +996,14 @@ fn unknown_message_types() {
         enrp_err(&hex("0b00000d 000d0009 61626364 65000000")).kind,
         K::UnknownMessageType { ty: 0x0b, .. }
     ));
-    // A missing parameter (nothing to quote) is reported as Unspecified Error.
+    // A missing parameter of the message (no parameter to quote): Unrecognized Message
+    // quoting the message (it used to be a bare Unspecified Error).
     let b = hex("02000010 0009000c 4563686f 506f6f6c");
     let e = asap_err(&b);
-    assert_eq!(e.report_cause(&b), Some(Cause::new(CauseCode::UNSPECIFIED)));
+    assert_eq!(
+        e.report_cause(&b),
+        Some(Cause::with_info(CauseCode::UNRECOGNIZED_MESSAGE, b.clone()))
+    );
     // A bad value inside a well-formed parameter: Invalid Values quoting that parameter.
     let b = hex("0200001c 0009000c 4563686f 506f6f6c 000e000c 00000001 00000002");
     let e = asap_err(&b);
@@ -1285,4 +1289,159 @@ fn reports_for_maximum_size_inputs_fit_in_an_error_message() {
     assert_eq!(causes.len(), 1);
     assert!(m[12..].starts_with(&causes[0].info));
     assert_reportable(causes);
+}
+
+// ----------------------------------------------------------------------------------------
+// The most specific cause, with the offending bytes (issue 8, item 7)
+
+/// The cause reported for `b` (decoded as ASAP), checked to be sendable and never a bare
+/// Invalid Values.
+fn reported(b: &[u8]) -> (CauseCode, Vec<u8>) {
+    let e = asap_err(b);
+    let c = e.report_cause(b).unwrap_or_else(|| panic!("silent: {e}"));
+    assert!(
+        !c.info.is_empty(),
+        "{e}: cause {:#06x} without information",
+        c.code.0
+    );
+    assert_reportable(vec![c.clone()]);
+    (c.code, c.info)
+}
+
+#[test]
+fn broken_parameter_lengths_are_reported_with_the_parameter() {
+    const HR: &str = "05000018 0009000c 4563686f 506f6f6c 803f0008 00000003";
+    // Pool Handle Length 0xFFFF: Invalid Values quoting the parameter as far as it goes.
+    let mut b = hex(HR);
+    b[6..8].copy_from_slice(&[0xff, 0xff]);
+    assert_eq!(
+        reported(&b),
+        (CauseCode::INVALID_VALUES, b[4..].to_vec()),
+        "length 0xffff"
+    );
+    // Lengths 2 and 0: the parameter is its 4 header bytes.
+    for l in [2u8, 0] {
+        let mut b = hex(HR);
+        b[7] = l;
+        assert_eq!(
+            reported(&b),
+            (CauseCode::INVALID_VALUES, vec![0x00, 0x09, 0x00, l]),
+            "length {l}"
+        );
+    }
+    // HR option Length 0xFFF0.
+    let mut b = hex(HR);
+    b[18..20].copy_from_slice(&[0xff, 0xf0]);
+    assert_eq!(
+        reported(&b),
+        (CauseCode::INVALID_VALUES, hex("803ffff0 00000003"))
+    );
+    // Nested: an IPv4 address of length 2, and one running past its transport.
+    let mut b = hex(REG);
+    b[43] = 2;
+    assert_eq!(reported(&b), (CauseCode::INVALID_VALUES, hex("00010002")));
+    let mut b = hex(REG);
+    b[43] = 0x0c;
+    assert_eq!(
+        reported(&b),
+        (CauseCode::INVALID_VALUES, hex("0001000c c0000201"))
+    );
+}
+
+#[test]
+fn missing_and_truncated_parts_are_reported_with_what_encloses_them() {
+    // No Pool Handle at all: the message is quoted (Unrecognized Message).
+    for m in ["05000004", "01000004", "02000004", "09000004"] {
+        let b = hex(m);
+        assert_eq!(
+            reported(&b),
+            (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()),
+            "{m}"
+        );
+    }
+    // Keep-alive without its Server Identifier; a parameter header cut after 2 bytes.
+    for m in ["07000004", "02000012 0009000c 4563686f 506f6f6c 000e"] {
+        let b = hex(m);
+        assert_eq!(
+            reported(&b),
+            (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()),
+            "{m}"
+        );
+    }
+    // Message Length past the bytes received.
+    let mut b = hex(DEREG);
+    b[2..4].copy_from_slice(&[0xff, 0xff]);
+    assert_eq!(reported(&b), (CauseCode::UNRECOGNIZED_MESSAGE, b.clone()));
+    // Inside a parameter: the Pool Element is quoted (policy missing; fixed fields cut).
+    let b = registration_with_pe_value(&pe(&[PE_FIXED, SCTP_V4]));
+    assert_eq!(
+        reported(&b),
+        (CauseCode::INVALID_VALUES, b[16..48].to_vec())
+    );
+    let b = registration_with_pe_value(&hex("00000001 0000"));
+    assert_eq!(
+        reported(&b),
+        (CauseCode::INVALID_VALUES, hex("000a000a 00000001 00000000"))
+    );
+    // An error cause of length 2 inside an Operation Error: the Operation Error.
+    let b = hex("0e000010 000c000c 00030002 00000000");
+    assert_eq!(reported(&b), (CauseCode::INVALID_VALUES, b[4..].to_vec()));
+}
+
+#[test]
+fn enrp_messages_fail_as_asap_where_their_server_ids_fall() {
+    // Over TCP an ENRP message sent to the ASAP port is read as ASAP: the type codes
+    // overlap (1…10), and the ENRP server identifiers at offsets 4 and 8 are read as a
+    // parameter header. Where it fails depends on those IDs, so the cores recognise a
+    // well-formed ENRP message and answer Unrecognized Message instead (rserpool-proto).
+    for (sender, receiver) in [(0x5eed_0001u32, 0u32), (0x8a3f_27c1, 0x1c2d_3e4f)] {
+        let (s, r) = (ServerId(sender), ServerId(receiver));
+        let t = ServerId(0x7777_7777);
+        for m in [
+            EnrpMessage::HandleTableRequest {
+                own_children_only: false,
+                sender: s,
+                receiver: r,
+            },
+            EnrpMessage::ListRequest {
+                sender: s,
+                receiver: r,
+            },
+            EnrpMessage::InitTakeover {
+                sender: s,
+                receiver: r,
+                target: t,
+            },
+            EnrpMessage::InitTakeoverAck {
+                sender: s,
+                receiver: r,
+                target: t,
+            },
+            EnrpMessage::TakeoverServer {
+                sender: s,
+                receiver: r,
+                target: t,
+            },
+            EnrpMessage::Error {
+                sender: s,
+                receiver: r,
+                error: OperationError::code(CauseCode::UNSPECIFIED),
+            },
+        ] {
+            let b = m.encode_to_vec();
+            assert!(decode_enrp(&b).is_ok());
+            let (code, info) = reported(&b);
+            assert_eq!(code, CauseCode::INVALID_VALUES, "{m:?}");
+            // The quoted "parameter" starts at a server ID.
+            let at = if matches!(
+                m,
+                EnrpMessage::InitTakeover { .. } | EnrpMessage::Error { .. }
+            ) {
+                8 // ASAP Keep-Alive / Server Announce: offset 4 is their Server Identifier
+            } else {
+                4
+            };
+            assert_eq!(&info[..], &b[at..at + info.len()], "{m:?}");
+        }
+    }
 }

@@ -562,3 +562,21 @@ pub fn freeze(pid: u32) {
         is_stopped(pid)
     });
 }
+
+/// The next message on a raw connection as bytes, without decoding it (for answers a test
+/// checks byte by byte), or `None` when the registrar closed the connection. The length
+/// field delimits it, so a lying length field shows up as garbage in the next message.
+pub fn recv_raw(c: &mut Raw) -> Option<Vec<u8>> {
+    loop {
+        if let Some(m) = c.d.next_message().unwrap() {
+            return Some(m.to_vec());
+        }
+        let mut buf = [0u8; 65536];
+        match c.s.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => c.d.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("no answer from the registrar: {e}"),
+        }
+    }
+}

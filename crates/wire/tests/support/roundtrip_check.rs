@@ -57,9 +57,15 @@ pub fn check_decode_roundtrip(data: &[u8]) -> usize {
     accepted
 }
 
-/// Each cause, alone in an ASAP_ERROR, must encode and decode back unchanged.
+/// Each cause, alone in an ASAP_ERROR, must encode and decode back unchanged; a cause
+/// that quotes (0x1, 0x2, 0x3) never goes out without the bytes it quotes.
 fn check_reports(causes: Vec<rserpool_wire::Cause>) {
     for c in causes {
+        assert!(
+            !(matches!(c.code.0, 1..=3) && c.info.is_empty()),
+            "cause {:#06x} without information",
+            c.code.0
+        );
         let m = rserpool_wire::AsapMessage::Error {
             error: rserpool_wire::OperationError::single(c),
         };
