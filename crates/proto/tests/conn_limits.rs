@@ -40,7 +40,7 @@ fn registration(id: u32) -> Vec<u8> {
         pe: PoolElement {
             id: PeId(id),
             home_registrar: ServerId(0),
-            registration_life: 3_600_000, // 1 h, the default maximum
+            registration_life: 36_000_000, // 10 h
             user_transport: UserTransport::Ip(TransportAddr::tcp(
                 4000,
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -67,6 +67,8 @@ impl Harness {
             RegistrarConfig {
                 connections: limits,
                 keepalive_interval: None,
+                // PEs here live for hours of virtual time.
+                max_registration_life: None,
                 ..RegistrarConfig::default()
             },
             9,
