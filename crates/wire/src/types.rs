@@ -1049,3 +1049,22 @@ impl UnknownParam {
         Cause::with_info(CauseCode::UNRECOGNIZED_PARAMETER, tlv)
     }
 }
+
+/// Minimal human text for logs ("Unknown Pool Handle (0x0003)", causes joined by "; ").
+impl fmt::Display for OperationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.causes.is_empty() {
+            return f.write_str("no cause given");
+        }
+        for (i, c) in self.causes.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}", c.code)?;
+            if !c.info.is_empty() {
+                write!(f, " with {} bytes of information", c.info.len())?;
+            }
+        }
+        Ok(())
+    }
+}
