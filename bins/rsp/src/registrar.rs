@@ -267,9 +267,28 @@ impl Settings {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        // toml's message names the key and the line (e.g. "unknown field `foo`").
-        let file: Settings =
-            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        // toml's message names the key (e.g. "unknown field `foo`"); one line with its
+        // position, so it also fits a log line (SIGHUP).
+        let file: Settings = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before.len() - start + 1;
+                // The key of that line, when the message does not say it.
+                let key = text[start..]
+                    .split(['=', '\n'])
+                    .next()
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty() && text[start..].contains('='))
+                    .filter(|k| !e.message().contains(k))
+                    .map(|k| format!(" {k}:"))
+                    .unwrap_or_default();
+                format!(" line {line}, column {column}:{key}")
+            });
+            let message = e.message().trim().replace('\n', "; ");
+            anyhow!("{}:{at} {message}", path.display())
+        })?;
         Ok(flags.over(file))
     }
 
@@ -663,14 +682,12 @@ impl Resolved {
         ]
     }
 
-    /// The listing as text: aligned `key = value` lines (a valid TOML file).
+    /// The listing as text: `key = value` lines (a valid TOML file).
     pub fn listing_text(&self) -> String {
-        let list = self.listing();
-        let w = list.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();
-        for (k, v) in list {
+        for (k, v) in self.listing() {
             match v {
-                Some(v) => out.push_str(&format!("{k:<w$} = {v}\n")),
+                Some(v) => out.push_str(&format!("{k} = {v}\n")),
                 None => out.push_str(&format!(
                     "# {k}: {}\n",
                     if k == "server_id" {
