@@ -106,7 +106,7 @@ impl Stats {
             RegistrarEvent::PeRemoved { handle, pe, reason } => {
                 let reason = reason_name(reason);
                 *t.removed.entry(reason).or_default() += 1;
-                tracing::debug!(target: "rsp::registrar", pool = %handle, pe = %pe.id, reason,
+                tracing::debug!(target: "rsp::registrar", pool = %handle, pe = %pe.id, reason = %reason,
                     "PE removed");
             }
             RegistrarEvent::RegistrationRejected {

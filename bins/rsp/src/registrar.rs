@@ -557,15 +557,15 @@ pub fn human_duration(d: Duration) -> String {
     }
     if d.subsec_nanos() == 0 {
         let s = d.as_secs();
-        return if s % 3600 == 0 {
+        return if s.is_multiple_of(3600) {
             format!("{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             format!("{}m", s / 60)
         } else {
             format!("{s}s")
         };
     }
-    if d.subsec_nanos() % 1_000_000 == 0 {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{}ms", d.as_millis());
     }
     format!("{}ms", d.as_secs_f64() * 1000.0)

@@ -2,6 +2,7 @@
 //! processes on loopback: SIGHUP reloads instead of killing, `rsp dump` streams in pages
 //! (with a pool filter), settings are range-checked and listed readably, and the log says
 //! per-PE things at debug level only.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -254,6 +255,20 @@ fn verbose_logs_summaries_not_a_line_per_pe_and_sighup_changes_the_level() {
         assert!(
             line.contains("pool=LogPool") && line.contains("pe=0x0000004d"),
             "{line}"
+        );
+        let mut c = Raw::connect(&reg.asap);
+        c.send_msg(&AsapMessage::Deregistration {
+            handle: "LogPool".into(),
+            pe_id: rserpool_wire::PeId(77),
+        });
+        assert!(c.recv().is_some());
+        let (_, line) = wait_err(&reg.proc, from, "no removal line", &["PE removed"]);
+        assert!(line.contains("pe=0x0000004d reason=deregistered"), "{line}");
+        wait_err(
+            &reg.proc,
+            from,
+            "no summary",
+            &["-1 removed (1 deregistered)"],
         );
     });
 }
