@@ -571,21 +571,6 @@ pub fn human_duration(d: Duration) -> String {
     format!("{}ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Settings a running registrar cannot change (they belong to sockets or identity);
-/// every other one takes effect on SIGHUP.
-pub const RESTART_KEYS: &[&str] = &[
-    "listen",
-    "admin",
-    "admin_allow_remote",
-    "server_id",
-    "max_connections",
-    "write_queue",
-    "connect_timeout",
-    "multicast_ttl",
-    "lifetime_unit",
-    "wire_log",
-];
-
 fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
@@ -767,24 +752,10 @@ impl Reload {
                 return;
             }
         };
-        let old_list = self.current.listing();
-        let mut applied = Vec::new();
-        let mut restart = Vec::new();
-        for ((key, old), (_, new)) in old_list.iter().zip(new.listing()) {
-            if *old == new {
-                continue;
-            }
-            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());
-            let change = format!("{key} {} -> {}", show(old), show(&new));
-            if RESTART_KEYS.contains(key) {
-                restart.push(change);
-            } else {
-                applied.push(change);
-            }
-        }
-        // What needs a restart keeps its running value.
+        // What needs a restart (sockets, identity) keeps its running value; the rest
+        // (the whole core configuration, the log settings) is applied.
         let cur = &self.current;
-        let mut next = new;
+        let mut next = new.clone();
         next.listen = cur.listen.clone();
         next.explicit_listen = cur.explicit_listen;
         next.admin = cur.admin;
@@ -794,6 +765,22 @@ impl Reload {
         next.core.lifetime_unit = cur.core.lifetime_unit;
         next.transport = cur.transport.clone();
         next.wire_log = cur.wire_log.clone();
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());
+        let mut applied = Vec::new();
+        let mut restart = Vec::new();
+        for (((key, old), (_, now)), (_, wanted)) in cur
+            .listing()
+            .into_iter()
+            .zip(next.listing())
+            .zip(new.listing())
+        {
+            if old != now {
+                applied.push(format!("{key} {} -> {}", show(&old), show(&now)));
+            }
+            if now != wanted {
+                restart.push(format!("{key} {} -> {}", show(&now), show(&wanted)));
+            }
+        }
         let core = next.core.clone();
         if running
             .handle
