@@ -939,7 +939,7 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
     }
     let endpoints = driver.local_endpoints().to_vec();
     let admin = match cfg.admin {
-        Some(a) => match TcpListener::bind(a).await {
+        Some(a) => match bind_admin(a) {
             Ok(l) => {
                 let local = l.local_addr()?;
                 tokio::spawn(crate::dump::admin_loop(l, handle.clone(), unit));
@@ -966,6 +966,20 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         stop,
         summary_interval,
     })
+}
+
+/// The admin listener, with SO_REUSEADDR: the registrar closes admin connections first,
+/// so their TIME_WAIT sockets would otherwise keep a restarted registrar off the port for
+/// a minute after the last `rsp dump`.
+fn bind_admin(a: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if a.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(a)?;
+    socket.listen(64)
 }
 
 /// The listeners of a registrar and what it announces.

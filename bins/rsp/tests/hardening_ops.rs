@@ -574,3 +574,28 @@ fn a_large_dump_is_streamed_in_pages_and_does_not_hold_the_whole_document() {
         assert!(alive(&mut reg.proc));
     });
 }
+
+#[test]
+fn a_registrar_restarts_on_its_admin_port_right_after_a_dump() {
+    bounded(Duration::from_secs(60), || {
+        let dir = scratch("ops-admin-restart");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let admin = format!("127.0.0.1:{port}");
+        let mut args = with(&[]);
+        let i = args.iter().position(|a| a == "127.0.0.1:0").unwrap();
+        args[i] = admin.clone();
+        let mut reg = registrar_with(&strs(&args), &dir.join("wire.log"), &[]);
+        register_many(&reg.asap, "P", 1..=3);
+        assert_eq!(pe_ids(&dump(&reg.admin), "P").len(), 3);
+        reg.proc.terminate();
+        assert!(reg.proc.wait_exit(Duration::from_secs(10)).is_some());
+        // The dump's connection is in TIME_WAIT on the registrar's side now.
+        let again = registrar_with(&strs(&args), &dir.join("wire.log"), &[]);
+        assert_eq!(again.admin, admin);
+        assert_eq!(dump(&again.admin)["pe_count"], 0);
+    });
+}
