@@ -365,7 +365,7 @@ pub async fn fetch_pools(
 // The registrar side
 
 /// Most PEs copied out of the registrar core per step of a dump.
-pub const DUMP_PAGE_PES: usize = 1000;
+pub const DUMP_PAGE_PES: usize = 100;
 /// Admin sessions served at once; a newcomer waits up to [`ADMIN_WAIT`] for its turn.
 const ADMIN_SESSIONS: usize = 4;
 const ADMIN_WAIT: Duration = Duration::from_secs(5);
@@ -479,7 +479,38 @@ pub fn pool_candidates(name: &str) -> Vec<PoolHandle> {
     out
 }
 
-/// The admin listener: one request line, one JSON answer line, close.
+/// Serve the admin listener on a thread of its own (with its own single-threaded
+/// runtime) until the registrar's driver stops: turning pages into JSON and writing them
+/// then never occupies the runtime threads that run the registrar core and its
+/// connections; the kernel shares the CPUs between them instead.
+pub fn spawn_admin(
+    listener: std::net::TcpListener,
+    handle: DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("rsp-admin".into())
+        .spawn(move || {
+            // Where CPUs are scarce, the registrar's traffic goes before dumps.
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+            {
+                tracing::debug!("admin thread priority: {e}");
+            }
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => admin_loop(l, handle, unit).await,
+                    Err(e) => tracing::warn!("admin listener: {e}; `rsp dump` will not work"),
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// The admin listener: one request line, one JSON answer line, close. Ends when the
+/// driver stops.
 pub async fn admin_loop(
     listener: TcpListener,
     handle: DriverHandle<Registrar>,
@@ -487,7 +518,11 @@ pub async fn admin_loop(
 ) {
     let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(ADMIN_SESSIONS));
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = handle.stopped() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::debug!("admin accept: {e}");
@@ -561,16 +596,19 @@ async fn admin_session(
     };
     let server_id = handle.query(|c: &mut Registrar, _| c.server_id()).await?;
     let mut w = DumpWriter::begin(server_id, unit);
+    let mut core = CoreTime::default();
     if request.pools.is_empty() {
         let mut cursor: Option<SnapshotCursor> = None;
         loop {
             let from = cursor.take();
-            let (pools, next, now) = handle
+            let (pools, next, now, took) = handle
                 .query(move |c: &mut Registrar, now| {
+                    let t = Instant::now();
                     let (pools, next) = c.snapshot_page(from.as_ref(), DUMP_PAGE_PES);
-                    (pools, next, now)
+                    (pools, next, now, t.elapsed())
                 })
                 .await?;
+            core.add(took);
             w.page(&pools, now);
             drop(pools);
             send(&mut wr, w.take(), false).await?;
@@ -589,12 +627,14 @@ async fn admin_session(
             let mut after = None;
             loop {
                 let pool = h.clone();
-                let (page, next, now) = handle
+                let (page, next, now, took) = handle
                     .query(move |c: &mut Registrar, now| {
+                        let t = Instant::now();
                         let (p, next) = c.pool_snapshot_page(&pool, after, DUMP_PAGE_PES);
-                        (p, next, now)
+                        (p, next, now, t.elapsed())
                     })
                     .await?;
+                core.add(took);
                 if let Some(p) = page {
                     w.page(std::slice::from_ref(&p), now);
                 }
@@ -610,7 +650,33 @@ async fn admin_session(
         .query(|c: &mut Registrar, _| c.counters().clone())
         .await?;
     w.finish(&counters);
-    send(&mut wr, w.take(), true).await
+    send(&mut wr, w.take(), true).await?;
+    tracing::debug!(
+        "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
+         {:?} at a time",
+        w.pe_count,
+        w.pool_count,
+        core.pages,
+        core.total,
+        core.longest
+    );
+    Ok(())
+}
+
+/// Time the registrar core spent copying pages out.
+#[derive(Debug, Default)]
+struct CoreTime {
+    pages: usize,
+    total: Duration,
+    longest: Duration,
+}
+
+impl CoreTime {
+    fn add(&mut self, d: Duration) {
+        self.pages += 1;
+        self.total += d;
+        self.longest = self.longest.max(d);
+    }
 }
 
 /// Write `bytes` (a reader stalled for [`ADMIN_WRITE_STALL`] ends the session); `last`

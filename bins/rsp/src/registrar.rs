@@ -942,7 +942,7 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         Some(a) => match bind_admin(a) {
             Ok(l) => {
                 let local = l.local_addr()?;
-                tokio::spawn(crate::dump::admin_loop(l, handle.clone(), unit));
+                crate::dump::spawn_admin(l.into_std()?, handle.clone(), unit)?;
                 Some(local)
             }
             Err(e) if !cfg.explicit_admin => {
