@@ -35,7 +35,9 @@ use crate::dump::DEFAULT_ADMIN;
 /// left; if only SCTP listeners were asked for, the registrar exits with status 2 and a
 /// message saying the kernel has no SCTP.
 /// On start it prints `rsp registrar: server id 0x… listening on URL… admin ADDR` on
-/// stdout. SIGINT / SIGTERM stop it gracefully.
+/// stdout. SIGINT / SIGTERM stop it gracefully; SIGHUP re-reads the --config file (flags
+/// still win), applies what can change at run time (limits, keep-alive timings, log
+/// settings) and logs what changed and what needs a restart.
 #[derive(Debug, Args)]
 pub struct RegistrarArgs {
     /// TOML configuration file; its keys are the long flag names with `_` for `-`
@@ -60,8 +62,8 @@ pub struct Settings {
     #[arg(long = "listen", short = 'l', value_name = "URL")]
     #[serde(default)]
     pub listen: Vec<String>,
-    /// Admin listener for `rsp dump` (line-JSON over TCP; keep it on loopback), or "off".
-    /// Default 127.0.0.1:9990.
+    /// Admin listener for `rsp dump` (line-JSON over TCP, no authentication), or "off".
+    /// A loopback address unless admin_allow_remote. Default 127.0.0.1:9990.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
     /// Server ID (hex 0x… or decimal). Default: random.
@@ -69,35 +71,38 @@ pub struct Settings {
     #[serde(default, deserialize_with = "de_u32")]
     pub server_id: Option<u32>,
     /// Most simultaneous connections; beyond it silent connections are closed first, then
-    /// new ones refused. Default 4096.
+    /// new ones refused (1..1000000). Default 4096.
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// Messages queued towards one peer before it counts as stuck and is dropped.
-    /// Default 1024.
+    /// Messages queued towards one peer before it counts as stuck and is dropped
+    /// (1..1000000). Default 1024.
     #[arg(long)]
     pub write_queue: Option<usize>,
     /// Longest pool handle accepted, in bytes. Default 64.
     #[arg(long)]
     pub max_handle_length: Option<usize>,
-    /// Most PEs in the handlespace. Default 1000000.
+    /// Most PEs in the handlespace (1..100000000). Default 1000000.
     #[arg(long)]
     pub max_pes: Option<usize>,
     /// Unit of the Registration Life field: ms (RSPLIB, Wireshark) or s (RFC 5354).
     /// Default ms.
     #[arg(long, value_name = "ms|s")]
     pub lifetime_unit: Option<String>,
-    /// Keep-alive period towards registered PEs (0 = no keep-alives). Default 3s.
+    /// Keep-alive period towards registered PEs (0 = no keep-alives, else 100ms..1h).
+    /// Default 3s.
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive_interval: Option<Duration>,
-    /// Wait this long for a keep-alive acknowledgement before removing a PE. Default 2s.
+    /// Wait this long for a keep-alive acknowledgement before removing a PE (100ms..1h).
+    /// Default 2s.
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive_timeout: Option<Duration>,
-    /// Remove a PE after this many unreachability reports. Default 3.
+    /// Remove a PE after this many unreachability reports (1..1000000). Default 3.
     #[arg(long)]
     pub max_bad_pe_reports: Option<u32>,
-    /// PEs per handle resolution when the PU asks for no number. Default 3.
+    /// PEs per handle resolution when the PU asks for no number (1..max_hr_items).
+    /// Default 3.
     #[arg(long)]
     pub default_hr_items: Option<u32>,
     /// Put each PE's ASAP transport into handle resolution responses (RSPLIB leaves it
@@ -113,7 +118,7 @@ pub struct Settings {
     /// Announce multicast group. Default 239.0.0.50:3863.
     #[arg(long, value_name = "ADDR")]
     pub announce_group: Option<SocketAddr>,
-    /// Announce period. Default 1s.
+    /// Announce period (100ms..1h). Default 1s.
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub announce_interval: Option<Duration>,
