@@ -48,9 +48,10 @@ log_tail() { echo "--- $1 (last ${2:-15} lines)"; sed 's/\x1b\[[0-9;]*m//g' "$LO
 sctp_listening() { grep -q " $1 " /proc/net/sctp/eps; }
 
 # Our registrar on sctp://0.0.0.0:3863 + tcp://0.0.0.0:3863, admin 127.0.0.1:9990,
-# keep-alives every 1 s (1 s timeout). Extra flags are appended.
+# keep-alives every 1 s (1 s timeout); info logs plus its per-PE lines (debug, target
+# rsp::registrar). Extra flags are appended.
 our_registrar() {
-    bg reg ./rsp -v registrar --listen sctp://0.0.0.0:3863 --listen tcp://0.0.0.0:3863 \
+    bg reg ./rsp registrar --log-level info,rsp::registrar=debug --listen sctp://0.0.0.0:3863 --listen tcp://0.0.0.0:3863 \
         --admin 127.0.0.1:9990 --keepalive-interval 1s --keepalive-timeout 1s "$@"
     wait_for 20 grep -q '^rsp registrar:' "$LOGS/reg.log" || { log_tail reg; return 1; }
     say "$(grep '^rsp registrar:' "$LOGS/reg.log")"
@@ -287,7 +288,7 @@ scenario_keepalive_interop() {
     kill -CONT "$rs1_pid"
     grep "PE removed" "$LOGS/reg.log"
     [ $rc = 0 ] || { fail "frozen RSPLIB PE still registered"; return 1; }
-    grep -q "pe=0x1a2b3c4d reason=KeepAliveTimeout" "$LOGS/reg.log" || { fail "not removed by keep-alive"; return 1; }
+    grep -q "pe=0x1a2b3c4d reason=keepalive-timeout" "$LOGS/reg.log" || { fail "not removed by keep-alive"; return 1; }
     stop "$rs1_pid"; stop "$reg_pid"
     wait_for 10 sh -c "! grep -q ' 3863 ' /proc/net/sctp/eps"
 

@@ -2,9 +2,17 @@
 //!
 //! The registrar serves its handlespace on a separate admin listener (default
 //! 127.0.0.1:9990, loopback only) speaking line-JSON over TCP: the client sends one line
-//! (`dump` or `{"request":"dump"}`), the registrar answers with one JSON document
-//! ([`DumpDoc`]) on one line and closes. See `docs/shell.md` for why this is not an ASAP
-//! or ENRP message.
+//! (`dump`, `{"request":"dump"}` or `{"request":"dump","pools":["EchoPool"]}`), the
+//! registrar answers with one JSON document ([`DumpDoc`]) on one line and closes. See
+//! `docs/shell.md` for why this is not an ASAP or ENRP message.
+//!
+//! The registrar never copies the whole handlespace at once: [`admin_loop`] takes it from
+//! the core in pages of [`DUMP_PAGE_PES`] PEs (one driver query each, so ASAP traffic is
+//! served between pages), turns each page into JSON on the admin task ([`DumpWriter`]) and
+//! writes it to the socket before taking the next. Memory stays proportional to one page
+//! and a slow reader only slows its own dump. The price: a dump of a changing handlespace
+//! is not one atomic snapshot (each PE appears at most once; PEs added or removed during
+//! the dump may or may not appear); `pool_count` and `pe_count` count what was written.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,13 +20,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rserpool::driver::DriverHandle;
 use rserpool_proto::io::Endpoint;
 use rserpool_proto::registrar::HandlespaceSnapshot;
+use rserpool_proto::registrar::{PoolSnapshot, SnapshotCursor};
 use rserpool_proto::Counters;
+use rserpool_proto::Registrar;
 use rserpool_wire::{LifetimeUnit, PoolElement, TransportAddr, UserTransport};
+use rserpool_wire::{PoolHandle, ServerId};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::args;
 
@@ -63,6 +75,33 @@ pub struct ConnectionsDoc {
     pub source_evicted: u64,
     /// New connections refused because every connection that could make room had PEs.
     pub refused: u64,
+}
+
+impl ConnectionsDoc {
+    fn new(counters: &Counters, open: Option<usize>) -> Self {
+        let c = &counters.connections;
+        Self {
+            open,
+            idle_closed: c.idle_closed,
+            evicted: c.evicted,
+            source_evicted: c.source_evicted,
+            refused: c.refused,
+        }
+    }
+}
+
+impl ProtectionDoc {
+    /// The protections that acted, with their counts.
+    fn list(counters: &Counters) -> Vec<ProtectionDoc> {
+        counters
+            .guards
+            .nonzero()
+            .map(|(what, count)| ProtectionDoc {
+                what: what.to_owned(),
+                count,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,13 +238,7 @@ impl DumpDoc {
             pool_count: pools.len(),
             pe_count: pools.iter().map(|p| p.pes.len()).sum(),
             pools,
-            connections: ConnectionsDoc {
-                open: None,
-                idle_closed: counters.connections.idle_closed,
-                evicted: counters.connections.evicted,
-                source_evicted: counters.connections.source_evicted,
-                refused: counters.connections.refused,
-            },
+            connections: ConnectionsDoc::new(counters, None),
             counters: counters
                 .by_type()
                 .map(|(message, received, sent)| CounterDoc {
@@ -214,14 +247,7 @@ impl DumpDoc {
                     sent,
                 })
                 .collect(),
-            protections: counters
-                .guards
-                .nonzero()
-                .map(|(what, count)| ProtectionDoc {
-                    what: what.to_owned(),
-                    count,
-                })
-                .collect(),
+            protections: ProtectionDoc::list(counters),
         }
     }
 
@@ -316,7 +342,11 @@ pub struct DumpArgs {
     /// Print JSON (one document) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Give up after this long.
+    /// Only this pool (repeatable). A name starting with 0x also matches the pool whose
+    /// handle has those bytes (as the table shows handles that are not text).
+    #[arg(long = "pool", value_name = "NAME")]
+    pub pools: Vec<String>,
+    /// Give up when the registrar sends nothing for this long.
     #[arg(long, default_value = "5s", value_parser = args::duration)]
     pub timeout: Duration,
 }
@@ -329,7 +359,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|e: Endpoint| e.primary())
         .with_context(|| format!("bad admin address {:?}", args.admin))?;
-    let doc = match rt.block_on(fetch(addr, args.timeout)) {
+    let doc = match rt.block_on(fetch_pools(addr, args.timeout, &args.pools)) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("rsp dump: {e:#}");
@@ -346,20 +376,491 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
 
 /// Ask a registrar's admin listener for its handlespace.
 pub async fn fetch(addr: SocketAddr, timeout: Duration) -> anyhow::Result<DumpDoc> {
-    let work = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot reach the registrar admin listener at {addr}"))?;
-        s.write_all(b"dump\n").await?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).await?;
-        if line.is_empty() {
-            bail!("the registrar closed the admin connection without an answer");
-        }
-        let doc: DumpDoc = serde_json::from_str(&line).context("unexpected admin answer")?;
-        Ok(doc)
+    fetch_pools(addr, timeout, &[]).await
+}
+
+/// Ask a registrar's admin listener for some pools (all for an empty list). `timeout`
+/// bounds each wait for data, not the whole transfer.
+pub async fn fetch_pools(
+    addr: SocketAddr,
+    timeout: Duration,
+    pools: &[String],
+) -> anyhow::Result<DumpDoc> {
+    let stalled = || {
+        anyhow::anyhow!(
+            "no answer from {addr} within {}",
+            crate::registrar::human_duration(timeout)
+        )
     };
-    tokio::time::timeout(timeout, work)
+    let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| anyhow::anyhow!("no answer from {addr} within {timeout:?}"))?
+        .map_err(|_| stalled())?
+        .with_context(|| format!("cannot reach the registrar admin listener at {addr}"))?;
+    let mut request = serde_json::json!({ "request": "dump" });
+    if !pools.is_empty() {
+        request["pools"] = serde_json::json!(pools);
+    }
+    s.write_all(format!("{request}\n").as_bytes()).await?;
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = tokio::time::timeout(timeout, s.read(&mut buf))
+            .await
+            .map_err(|_| stalled())??;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    if answer.iter().all(u8::is_ascii_whitespace) {
+        bail!("the registrar closed the admin connection without an answer");
+    }
+    match serde_json::from_slice::<DumpDoc>(&answer) {
+        Ok(doc) => Ok(doc),
+        Err(e) => match serde_json::from_slice::<serde_json::Value>(&answer) {
+            Ok(v) if v.get("error").is_some() => {
+                bail!(
+                    "the registrar says: {}",
+                    v["error"].as_str().unwrap_or("error")
+                )
+            }
+            _ => Err(e).context("unexpected admin answer (cut short?)"),
+        },
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The registrar side
+
+/// Most PEs copied out of the registrar core per step of a dump.
+pub const DUMP_PAGE_PES: usize = 100;
+/// Admin sessions served at once; a newcomer waits up to [`ADMIN_WAIT`] for its turn.
+const ADMIN_SESSIONS: usize = 4;
+const ADMIN_WAIT: Duration = Duration::from_secs(5);
+/// A reader that takes nothing for this long loses its dump.
+const ADMIN_WRITE_STALL: Duration = Duration::from_secs(30);
+/// Longest request line, and most pools one request names.
+const MAX_REQUEST: u64 = 64 * 1024;
+const MAX_REQUEST_POOLS: usize = 1000;
+
+/// Writes a [`DumpDoc`] as JSON page by page: `begin`, `page`… (taking the bytes after
+/// each), `finish`. Consecutive pages may continue the same pool.
+#[derive(Debug)]
+pub struct DumpWriter {
+    buf: Vec<u8>,
+    unit: LifetimeUnit,
+    open: Option<PoolHandle>,
+    pool_count: usize,
+    pe_count: usize,
+    first_pe: bool,
+}
+
+impl DumpWriter {
+    pub fn begin(server_id: ServerId, unit: LifetimeUnit) -> Self {
+        let mut buf = br#"{"server_id":"#.to_vec();
+        json_into(&mut buf, &server_id.to_string());
+        buf.extend_from_slice(br#","pools":["#);
+        Self {
+            buf,
+            unit,
+            open: None,
+            pool_count: 0,
+            pe_count: 0,
+            first_pe: true,
+        }
+    }
+
+    /// Append a page taken at `now`.
+    pub fn page(&mut self, pools: &[PoolSnapshot], now: Instant) {
+        for p in pools {
+            if self.open.as_ref() != Some(&p.handle) {
+                if self.open.is_some() {
+                    self.buf.extend_from_slice(b"]},");
+                }
+                self.buf.extend_from_slice(br#"{"handle":"#);
+                json_into(&mut self.buf, &p.handle.to_string());
+                self.buf.extend_from_slice(br#","policy":"#);
+                json_into(&mut self.buf, &p.policy.to_string());
+                self.buf.extend_from_slice(br#","pes":["#);
+                self.open = Some(p.handle.clone());
+                self.pool_count += 1;
+                self.first_pe = true;
+            }
+            for (pe, bk) in &p.pes {
+                if !self.first_pe {
+                    self.buf.push(b',');
+                }
+                self.first_pe = false;
+                json_into(&mut self.buf, &pe_doc(pe, bk, now, self.unit));
+                self.pe_count += 1;
+            }
+        }
+    }
+
+    /// Close the document (counters, connections, protections, counts, newline);
+    /// `open` = accepted connections open now.
+    pub fn finish(&mut self, counters: &Counters, open: Option<usize>) {
+        let counters_all = counters;
+        if self.open.take().is_some() {
+            self.buf.extend_from_slice(b"]}");
+        }
+        let counters: Vec<CounterDoc> = counters
+            .by_type()
+            .map(|(message, received, sent)| CounterDoc {
+                message: message.to_owned(),
+                received,
+                sent,
+            })
+            .collect();
+        self.buf.extend_from_slice(br#"],"counters":"#);
+        json_into(&mut self.buf, &counters);
+        self.buf.extend_from_slice(br#","connections":"#);
+        json_into(&mut self.buf, &ConnectionsDoc::new(counters_all, open));
+        self.buf.extend_from_slice(br#","protections":"#);
+        json_into(&mut self.buf, &ProtectionDoc::list(counters_all));
+        self.buf.extend_from_slice(
+            format!(
+                r#","pool_count":{},"pe_count":{}}}"#,
+                self.pool_count, self.pe_count
+            )
+            .as_bytes(),
+        );
+        self.buf.push(b'\n');
+    }
+
+    /// The bytes written since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+fn json_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
+    // Serializing plain strings, numbers and derived structs cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, v);
+}
+
+/// The pools a requested name stands for: the handle spelled by the text, and for
+/// `0x…` also the handle with those bytes.
+pub fn pool_candidates(name: &str) -> Vec<PoolHandle> {
+    let mut out = vec![PoolHandle::from(name)];
+    if let Some(bytes) = name
+        .strip_prefix("0x")
+        .and_then(|h| hex::decode(h).ok())
+        .filter(|b| !b.is_empty())
+    {
+        out.push(PoolHandle::new(bytes));
+    }
+    out
+}
+
+/// Serve the admin listener on a thread of its own (with its own single-threaded
+/// runtime) until the registrar's driver stops: turning pages into JSON and writing them
+/// then never occupies the runtime threads that run the registrar core and its
+/// connections; the kernel shares the CPUs between them instead.
+pub fn spawn_admin(
+    listener: std::net::TcpListener,
+    handle: DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("rsp-admin".into())
+        .spawn(move || {
+            // Where CPUs are scarce, the registrar's traffic goes before dumps.
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+            {
+                tracing::debug!("admin thread priority: {e}");
+            }
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => admin_loop(l, handle, unit).await,
+                    Err(e) => tracing::warn!("admin listener: {e}; `rsp dump` will not work"),
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// The admin listener: one request line, one JSON answer line, close. Ends when the
+/// driver stops.
+pub async fn admin_loop(
+    listener: TcpListener,
+    handle: DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+) {
+    let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(ADMIN_SESSIONS));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = handle.stopped() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("admin accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        let turns = turns.clone();
+        tokio::spawn(async move {
+            if let Err(e) = admin_session(stream, &handle, unit, &turns).await {
+                tracing::debug!(%peer, "admin session: {e:#}");
+            }
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct Request {
+    request: String,
+    #[serde(default)]
+    pools: Vec<String>,
+}
+
+async fn admin_session(
+    stream: TcpStream,
+    handle: &DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+    turns: &tokio::sync::Semaphore,
+) -> anyhow::Result<()> {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    let mut rd = BufReader::new(rd).take(MAX_REQUEST);
+    tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await??;
+    let text = line.trim();
+    let request = if text == "dump" {
+        Ok(Request {
+            request: "dump".into(),
+            pools: Vec::new(),
+        })
+    } else {
+        serde_json::from_str::<Request>(text).map_err(|e| format!("bad request: {e}"))
+    };
+    let request = request.and_then(|r| {
+        if r.request != "dump" {
+            Err(format!("unknown request {:?}; try \"dump\"", r.request))
+        } else if r.pools.len() > MAX_REQUEST_POOLS {
+            Err(format!("at most {MAX_REQUEST_POOLS} pools per request"))
+        } else {
+            Ok(r)
+        }
+    });
+    let permit = match &request {
+        Ok(_) => tokio::time::timeout(ADMIN_WAIT, turns.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let request = match (request, permit.is_some()) {
+        (Ok(r), true) => r,
+        (Ok(_), false) => {
+            let busy =
+                serde_json::json!({ "error": "busy: too many admin sessions at once; try again" });
+            return send(&mut wr, format!("{busy}\n").into_bytes(), true).await;
+        }
+        (Err(msg), _) => {
+            let e = serde_json::json!({ "error": msg });
+            return send(&mut wr, format!("{e}\n").into_bytes(), true).await;
+        }
+    };
+    let server_id = handle.query(|c: &mut Registrar, _| c.server_id()).await?;
+    let mut w = DumpWriter::begin(server_id, unit);
+    let mut core = CoreTime::default();
+    if request.pools.is_empty() {
+        let mut cursor: Option<SnapshotCursor> = None;
+        loop {
+            let from = cursor.take();
+            let (pools, next, now, took) = handle
+                .query(move |c: &mut Registrar, now| {
+                    let t = Instant::now();
+                    let (pools, next) = c.snapshot_page(from.as_ref(), DUMP_PAGE_PES);
+                    (pools, next, now, t.elapsed())
+                })
+                .await?;
+            core.add(took);
+            w.page(&pools, now);
+            drop(pools);
+            send(&mut wr, w.take(), false).await?;
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    } else {
+        let wanted: std::collections::BTreeSet<PoolHandle> = request
+            .pools
+            .iter()
+            .flat_map(|n| pool_candidates(n))
+            .collect();
+        for h in wanted {
+            let mut after = None;
+            loop {
+                let pool = h.clone();
+                let (page, next, now, took) = handle
+                    .query(move |c: &mut Registrar, now| {
+                        let t = Instant::now();
+                        let (p, next) = c.pool_snapshot_page(&pool, after, DUMP_PAGE_PES);
+                        (p, next, now, t.elapsed())
+                    })
+                    .await?;
+                core.add(took);
+                if let Some(p) = page {
+                    w.page(std::slice::from_ref(&p), now);
+                }
+                send(&mut wr, w.take(), false).await?;
+                match next {
+                    Some(n) => after = Some(n.after),
+                    None => break,
+                }
+            }
+        }
+    }
+    let (counters, open) = handle
+        .query(|c: &mut Registrar, _| (c.counters().clone(), c.connections().len()))
+        .await?;
+    w.finish(&counters, Some(open));
+    send(&mut wr, w.take(), true).await?;
+    tracing::debug!(
+        "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
+         {:?} at a time",
+        w.pe_count,
+        w.pool_count,
+        core.pages,
+        core.total,
+        core.longest
+    );
+    Ok(())
+}
+
+/// Time the registrar core spent copying pages out.
+#[derive(Debug, Default)]
+struct CoreTime {
+    pages: usize,
+    total: Duration,
+    longest: Duration,
+}
+
+impl CoreTime {
+    fn add(&mut self, d: Duration) {
+        self.pages += 1;
+        self.total += d;
+        self.longest = self.longest.max(d);
+    }
+}
+
+/// Write `bytes` (a reader stalled for [`ADMIN_WRITE_STALL`] ends the session); `last`
+/// closes the connection afterwards.
+async fn send(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: Vec<u8>,
+    last: bool,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(ADMIN_WRITE_STALL, async {
+        wr.write_all(&bytes).await?;
+        if last {
+            wr.shutdown().await?;
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the admin client stopped reading"))??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rserpool_proto::io::{ConnId, Core, RecvMeta, TransportProto};
+    use rserpool_proto::RegistrarConfig;
+    use rserpool_wire::{AsapMessage, PeId, Policy, PoolElement, Protocol};
+
+    fn registrar(pools: &[(&[u8], u32)]) -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig::default(), 1);
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let meta = RecvMeta {
+            protocol: Protocol::Asap,
+            transport: TransportProto::Tcp,
+            peer,
+            peer_addrs: vec![peer.ip()],
+        };
+        for (handle, n) in pools {
+            for id in 1..=*n {
+                let msg = AsapMessage::Registration {
+                    handle: PoolHandle::from(*handle),
+                    pe: PoolElement {
+                        id: PeId(id * 7),
+                        home_registrar: ServerId(0),
+                        registration_life: 30_000,
+                        user_transport: UserTransport::Ip(TransportAddr::tcp(
+                            4000 + id as u16,
+                            "127.0.0.1".parse().unwrap(),
+                        )),
+                        policy: Policy::LeastUsed { load: id * 1000 },
+                        asap_transport: None,
+                    },
+                };
+                r.handle_message(now, ConnId(1), &meta, &msg.encode_to_vec());
+            }
+        }
+        while r.poll_transmit().is_some() {}
+        while r.poll_event().is_some() {}
+        (r, now)
+    }
+
+    fn paged(r: &Registrar, now: Instant, size: usize) -> Vec<u8> {
+        let mut w = DumpWriter::begin(r.server_id(), LifetimeUnit::Milliseconds);
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (pools, next) = r.snapshot_page(cursor.as_ref(), size);
+            w.page(&pools, now);
+            out.extend(w.take());
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        w.finish(r.counters(), None);
+        out.extend(w.take());
+        out
+    }
+
+    #[test]
+    fn a_paged_dump_is_the_same_document_as_a_whole_one() {
+        let (r, now) = registrar(&[(b"b", 5), (b"a\"quote", 1), (b"\x01\x02", 3), (b"c", 4)]);
+        let whole = DumpDoc::new(&r.snapshot(), r.counters(), now, LifetimeUnit::Milliseconds);
+        assert_eq!(whole.pe_count, 13);
+        for size in [1, 2, 4, 5, 13, 1000] {
+            let bytes = paged(&r, now, size);
+            assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+            assert!(bytes.ends_with(b"}\n"));
+            let doc: DumpDoc = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!("page size {size}: {e}\n{}", String::from_utf8_lossy(&bytes))
+            });
+            assert_eq!(doc, whole, "page size {size}");
+        }
+        // An empty handlespace.
+        let (r, now) = registrar(&[]);
+        let doc: DumpDoc = serde_json::from_slice(&paged(&r, now, 3)).unwrap();
+        assert_eq!((doc.pool_count, doc.pe_count, doc.pools.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn pool_names_match_text_and_hex_handles() {
+        assert_eq!(
+            pool_candidates("EchoPool"),
+            vec![PoolHandle::from("EchoPool")]
+        );
+        assert_eq!(
+            pool_candidates("0x0102"),
+            vec![PoolHandle::from("0x0102"), PoolHandle::new(vec![1, 2])]
+        );
+        assert_eq!(pool_candidates("0xzz"), vec![PoolHandle::from("0xzz")]);
+    }
 }

@@ -15,6 +15,7 @@ pub mod call;
 pub mod decode;
 pub mod dump;
 pub mod logging;
+pub mod oplog;
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
@@ -85,9 +86,10 @@ pub fn main() -> ExitCode {
 
 /// Dispatch to the subcommand. An `Err` is a usage or configuration error (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.cmd {
+    let Cli { log, cmd } = cli;
+    match cmd {
         Command::Decode(args) => decode::run(&args),
-        Command::Registrar(args) => registrar::run(&args),
+        Command::Registrar(args) => registrar::run(&args, &log),
         Command::Dump(args) => dump::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -18,15 +18,14 @@ use rserpool::url::parse_endpoint;
 use rserpool::wirelog::WireLog;
 use rserpool_proto::handlespace::HandlespaceConfig;
 use rserpool_proto::io::{Endpoint, TransportProto};
-use rserpool_proto::registrar::{AddressScope, PeIdMove, ReportOutcome};
-use rserpool_proto::{ConnLimits, LimitReport, Registrar, RegistrarConfig, RegistrarEvent};
+use rserpool_proto::registrar::{AddressScope, PeIdMove};
+use rserpool_proto::{ConnLimits, LimitReport, Registrar, RegistrarConfig};
 use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, TransportUse, ASAP_PORT};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use crate::args;
-use crate::dump::{DumpDoc, DEFAULT_ADMIN};
+use crate::dump::DEFAULT_ADMIN;
 
 /// Run a registrar (ENRP server) for pool elements and pool users over SCTP and TCP.
 ///
@@ -37,7 +36,9 @@ use crate::dump::{DumpDoc, DEFAULT_ADMIN};
 /// left; if only SCTP listeners were asked for, the registrar exits with status 2 and a
 /// message saying the kernel has no SCTP.
 /// On start it prints `rsp registrar: server id 0x… listening on URL… admin ADDR` on
-/// stdout. SIGINT / SIGTERM stop it gracefully.
+/// stdout. SIGINT / SIGTERM stop it gracefully; SIGHUP re-reads the --config file (flags
+/// still win), applies what can change at run time (limits, keep-alive timings, log
+/// settings) and logs what changed and what needs a restart.
 #[derive(Debug, Args)]
 pub struct RegistrarArgs {
     /// TOML configuration file; its keys are the long flag names with `_` for `-`
@@ -62,8 +63,8 @@ pub struct Settings {
     #[arg(long = "listen", short = 'l', value_name = "URL")]
     #[serde(default)]
     pub listen: Vec<String>,
-    /// Admin listener for `rsp dump` (line-JSON over TCP; keep it on loopback), or "off".
-    /// Default 127.0.0.1:9990.
+    /// Admin listener for `rsp dump` (line-JSON over TCP, no authentication), or "off".
+    /// A loopback address unless admin_allow_remote. Default 127.0.0.1:9990.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
     /// Server ID (hex 0x… or decimal). Default: random.
@@ -72,7 +73,8 @@ pub struct Settings {
     pub server_id: Option<u32>,
     /// Most simultaneous accepted connections. When full, a new connection takes the place
     /// of one without registered PEs (silent for over 1s first, else the one idle
-    /// longest); only when every connection has PEs is it refused. Default 4096.
+    /// longest); only when every connection has PEs is it refused (1..1000000).
+    /// Default 4096.
     #[arg(long)]
     pub max_connections: Option<usize>,
     /// Most simultaneous connections from one source address (IPv6: one /64); a new one
@@ -85,25 +87,27 @@ pub struct Settings {
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub idle_timeout: Option<Duration>,
-    /// Messages queued towards one peer before it counts as stuck and is dropped.
-    /// Default 1024.
+    /// Messages queued towards one peer before it counts as stuck and is dropped
+    /// (1..1000000). Default 1024.
     #[arg(long)]
     pub write_queue: Option<usize>,
     /// Longest pool handle accepted, in bytes. Default 64.
     #[arg(long)]
     pub max_handle_length: Option<usize>,
-    /// Most PEs in the handlespace. Default 1000000.
+    /// Most PEs in the handlespace (1..100000000). Default 1000000.
     #[arg(long)]
     pub max_pes: Option<usize>,
     /// Unit of the Registration Life field: ms (RSPLIB, Wireshark) or s (RFC 5354).
     /// Default ms.
     #[arg(long, value_name = "ms|s")]
     pub lifetime_unit: Option<String>,
-    /// Keep-alive period towards registered PEs (0 = no keep-alives). Default 3s.
+    /// Keep-alive period towards registered PEs (0 = no keep-alives, else 100ms..1h).
+    /// Default 3s.
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive_interval: Option<Duration>,
-    /// Wait this long for a keep-alive acknowledgement before removing a PE. Default 2s.
+    /// Wait this long for a keep-alive acknowledgement before removing a PE (100ms..1h).
+    /// Default 2s.
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive_timeout: Option<Duration>,
@@ -140,7 +144,8 @@ pub struct Settings {
     /// Most PEs in one pool (0 = unlimited). Default 100000.
     #[arg(long)]
     pub max_pes_per_pool: Option<usize>,
-    /// PEs per handle resolution when the PU asks for no number. Default 3.
+    /// PEs per handle resolution when the PU asks for no number (1..max_hr_items).
+    /// Default 3.
     #[arg(long)]
     pub default_hr_items: Option<u32>,
     /// Put each PE's ASAP transport into handle resolution responses (RSPLIB leaves it
@@ -156,7 +161,7 @@ pub struct Settings {
     /// Announce multicast group. Default 239.0.0.50:3863.
     #[arg(long, value_name = "ADDR")]
     pub announce_group: Option<SocketAddr>,
-    /// Announce period. Default 1s.
+    /// Announce period (100ms..1h). Default 1s.
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub announce_interval: Option<Duration>,
@@ -164,6 +169,40 @@ pub struct Settings {
     /// rserpool-dissect). Also RSERPOOL_WIRE_LOG=FILE.
     #[arg(long, value_name = "FILE")]
     pub wire_log: Option<PathBuf>,
+    /// Allow the admin listener on a non-loopback address. The admin channel has no
+    /// authentication: anyone who reaches it reads the whole handlespace. Default false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub admin_allow_remote: Option<bool>,
+    /// Most PEs in one handle resolution response, whatever the PU asks for (1..1024).
+    /// Default 128 (RSPLIB).
+    #[arg(long)]
+    pub max_hr_items: Option<u32>,
+    /// Each keep-alive period is shortened by a random 0 to this many percent, to spread
+    /// the probes (0..90). Default 25.
+    #[arg(long, value_name = "PERCENT")]
+    pub keepalive_jitter_percent: Option<u32>,
+    /// Give up opening an outbound connection after this long (100ms..10m). Default 5s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// TTL (hop limit) of the announces sent by multicast (0..255). Default 30.
+    #[arg(long)]
+    pub multicast_ttl: Option<u32>,
+    /// Log filter: error, warn, info, debug, trace, or directives such as
+    /// `info,rserpool=debug`. Default warn. Order of precedence: RUST_LOG, --log-level,
+    /// -v, the `log_level` key.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log events as JSON lines (the `log_json` key; the flag is the global --log-json).
+    /// Default false.
+    #[arg(skip)]
+    pub log_json: Option<bool>,
+    /// At info level, a summary of the handlespace changes (registered, removed,
+    /// rejected) this often when something changed; each PE's own events are at debug
+    /// level. 0 = no summaries. Default 10s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub log_summary_interval: Option<Duration>,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -240,6 +279,16 @@ impl Settings {
             announce_group: self.announce_group.or(file.announce_group),
             announce_interval: self.announce_interval.or(file.announce_interval),
             wire_log: self.wire_log.or(file.wire_log),
+            admin_allow_remote: self.admin_allow_remote.or(file.admin_allow_remote),
+            max_hr_items: self.max_hr_items.or(file.max_hr_items),
+            keepalive_jitter_percent: self
+                .keepalive_jitter_percent
+                .or(file.keepalive_jitter_percent),
+            connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            multicast_ttl: self.multicast_ttl.or(file.multicast_ttl),
+            log_level: self.log_level.or(file.log_level),
+            log_json: self.log_json.or(file.log_json),
+            log_summary_interval: self.log_summary_interval.or(file.log_summary_interval),
         }
     }
 }
@@ -255,6 +304,13 @@ pub struct Resolved {
     pub core: RegistrarConfig,
     pub transport: TransportConfig,
     pub wire_log: Option<PathBuf>,
+    /// The admin listener may be on a non-loopback address.
+    pub admin_allow_remote: bool,
+    /// Log filter directive (RUST_LOG, when set, overrides it).
+    pub log_level: String,
+    pub log_json: bool,
+    /// Summary of handlespace changes at info level; `None` = off.
+    pub log_summary_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -265,9 +321,28 @@ impl Settings {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        // toml's message names the key and the line (e.g. "unknown field `foo`").
-        let file: Settings =
-            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        // toml's message names the key (e.g. "unknown field `foo`"); one line with its
+        // position, so it also fits a log line (SIGHUP).
+        let file: Settings = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before.len() - start + 1;
+                // The key of that line, when the message does not say it.
+                let key = text[start..]
+                    .split(['=', '\n'])
+                    .next()
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty() && text[start..].contains('='))
+                    .filter(|k| !e.message().contains(k))
+                    .map(|k| format!(" {k}:"))
+                    .unwrap_or_default();
+                format!(" line {line}, column {column}:{key}")
+            });
+            let message = e.message().trim().replace('\n', "; ");
+            anyhow!("{}:{at} {message}", path.display())
+        })?;
         Ok(flags.over(file))
     }
 
@@ -308,6 +383,17 @@ impl Settings {
             ),
             None => (DEFAULT_ADMIN.parse().ok(), false),
         };
+        let admin_allow_remote = self.admin_allow_remote.unwrap_or(false);
+        if let Some(a) = admin.filter(|a| !a.ip().is_loopback()) {
+            if !admin_allow_remote {
+                bail!(
+                    "admin {a}: not a loopback address, and the admin channel has no \
+                     authentication (anyone reaching it reads the handlespace); use \
+                     127.0.0.1 or ::1, or set admin_allow_remote = true \
+                     (--admin-allow-remote) to accept that"
+                );
+            }
+        }
         let lifetime_unit = match self.lifetime_unit.as_deref() {
             None | Some("ms") | Some("milliseconds") => LifetimeUnit::Milliseconds,
             Some("s") | Some("seconds") => LifetimeUnit::Seconds,
@@ -315,6 +401,7 @@ impl Settings {
         };
         let defaults = RegistrarConfig::default();
         let hs_defaults = HandlespaceConfig::default();
+        let tr_defaults = TransportConfig::default();
         let max_handle_len = self.max_handle_length.unwrap_or(hs_defaults.max_handle_len);
         if max_handle_len == 0 || max_handle_len > 65_000 {
             bail!("max_handle_length {max_handle_len}: expected 1..65000");
@@ -323,13 +410,100 @@ impl Settings {
         if self.server_id == Some(0) {
             bail!("server_id 0 is reserved (\"not yet determined\")");
         }
-        let announce = self.announce.unwrap_or(true);
-        let max_bad_pe_reports = self
-            .max_bad_pe_reports
-            .unwrap_or(defaults.max_bad_pe_reports);
-        if !(1..=1000).contains(&max_bad_pe_reports) {
-            bail!("max_bad_pe_reports {max_bad_pe_reports}: expected 1..1000");
+        let write_queue = in_range(
+            "write_queue",
+            self.write_queue.unwrap_or(tr_defaults.write_queue),
+            1,
+            1_000_000,
+        )?;
+        let max_pes = in_range(
+            "max_pes",
+            self.max_pes.unwrap_or(hs_defaults.max_pes),
+            1,
+            100_000_000,
+        )?;
+        let max_hr_items = in_range(
+            "max_hr_items",
+            self.max_hr_items.unwrap_or(defaults.max_hr_items),
+            1,
+            1024,
+        )?;
+        let default_hr_items = self.default_hr_items.unwrap_or(defaults.default_hr_items);
+        if !(1..=max_hr_items).contains(&default_hr_items) {
+            bail!(
+                "default_hr_items (--default-hr-items) = {default_hr_items} is out of range: \
+                 expected 1 to max_hr_items ({max_hr_items})"
+            );
         }
+        let keepalive_jitter_percent = in_range(
+            "keepalive_jitter_percent",
+            self.keepalive_jitter_percent
+                .unwrap_or(u32::from(defaults.keepalive_jitter_percent)),
+            0,
+            90,
+        )?;
+        let multicast_ttl = in_range(
+            "multicast_ttl",
+            self.multicast_ttl.unwrap_or(tr_defaults.multicast_ttl),
+            0,
+            255,
+        )?;
+        let keepalive_interval = match self.keepalive_interval {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(duration_in_range(
+                "keepalive_interval",
+                d,
+                MIN_PERIOD,
+                HOUR,
+                true,
+            )?),
+            None => defaults.keepalive_interval,
+        };
+        let keepalive_timeout = duration_in_range(
+            "keepalive_timeout",
+            self.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
+            MIN_PERIOD,
+            HOUR,
+            false,
+        )?;
+        let announce_interval = duration_in_range(
+            "announce_interval",
+            self.announce_interval.unwrap_or(defaults.announce_interval),
+            MIN_PERIOD,
+            HOUR,
+            false,
+        )?;
+        let connect_timeout = duration_in_range(
+            "connect_timeout",
+            self.connect_timeout.unwrap_or(tr_defaults.connect_timeout),
+            MIN_PERIOD,
+            Duration::from_secs(600),
+            false,
+        )?;
+        let log_summary_interval = match self
+            .log_summary_interval
+            .unwrap_or(crate::oplog::DEFAULT_SUMMARY_INTERVAL)
+        {
+            d if d.is_zero() => None,
+            d => Some(duration_in_range(
+                "log_summary_interval",
+                d,
+                Duration::from_secs(1),
+                HOUR,
+                true,
+            )?),
+        };
+        let log_level = self.log_level.clone().unwrap_or_else(|| "warn".into());
+        crate::logging::check_filter(&log_level)
+            .with_context(|| format!("log_level {log_level:?}"))?;
+        let announce = self.announce.unwrap_or(true);
+        let max_bad_pe_reports = in_range(
+            "max_bad_pe_reports",
+            self.max_bad_pe_reports
+                .unwrap_or(defaults.max_bad_pe_reports),
+            1,
+            1000,
+        )?;
         let pe_id_move = match self.pe_id_move.as_deref() {
             None => defaults.pe_id_move,
             Some(s) => PeIdMove::parse(s)
@@ -357,7 +531,7 @@ impl Settings {
             server_id: self.server_id.map(ServerId),
             handlespace: HandlespaceConfig {
                 max_handle_len,
-                max_pes: self.max_pes.unwrap_or(hs_defaults.max_pes),
+                max_pes,
                 max_pes_per_pool: unlimited(
                     self.max_pes_per_pool
                         .unwrap_or(hs_defaults.max_pes_per_pool),
@@ -365,12 +539,9 @@ impl Settings {
                 ..hs_defaults
             },
             lifetime_unit,
-            keepalive_interval: match self.keepalive_interval {
-                Some(d) if d.is_zero() => None,
-                Some(d) => Some(d),
-                None => defaults.keepalive_interval,
-            },
-            keepalive_timeout: self.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
+            keepalive_interval,
+            keepalive_timeout,
+            keepalive_jitter_percent: u8::try_from(keepalive_jitter_percent).unwrap_or(90),
             max_bad_pe_reports,
             probe_on_unreachable: self
                 .probe_on_unreachable
@@ -384,7 +555,8 @@ impl Settings {
             max_pes_per_source: self
                 .max_pes_per_source
                 .unwrap_or(defaults.max_pes_per_source),
-            default_hr_items: self.default_hr_items.unwrap_or(defaults.default_hr_items),
+            default_hr_items,
+            max_hr_items,
             hr_include_asap_transport: self
                 .hr_include_asap_transport
                 .unwrap_or(defaults.hr_include_asap_transport),
@@ -392,7 +564,7 @@ impl Settings {
                 self.announce_group
                     .unwrap_or(rserpool::transport::udp::ASAP_ANNOUNCE_GROUP)
             }),
-            announce_interval: self.announce_interval.unwrap_or(defaults.announce_interval),
+            announce_interval,
             remove_pes_on_close: self
                 .remove_pes_on_close
                 .unwrap_or(defaults.remove_pes_on_close),
@@ -407,8 +579,10 @@ impl Settings {
         };
         let transport = TransportConfig {
             max_connections,
-            write_queue: self.write_queue.unwrap_or(1024).max(1),
-            ..TransportConfig::default()
+            write_queue,
+            connect_timeout,
+            multicast_ttl,
+            ..tr_defaults
         };
         Ok(Resolved {
             listen,
@@ -418,6 +592,10 @@ impl Settings {
             core,
             transport,
             wire_log: self.wire_log.clone(),
+            admin_allow_remote,
+            log_level,
+            log_json: self.log_json.unwrap_or(false),
+            log_summary_interval,
         })
     }
 }
@@ -460,21 +638,356 @@ impl Settings {
 /// Upper end of `max_connections` and `max_connections_per_source`.
 const MAX_CONNECTIONS_RANGE: usize = 1_000_000;
 
-pub fn run(args: &RegistrarArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(args.settings.clone(), args.config.as_ref())?;
+/// Shortest period accepted for keep-alives, timeouts and announces.
+const MIN_PERIOD: Duration = Duration::from_millis(100);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// `value` if within `lo..=hi`, else an error naming the setting (key and flag).
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: T,
+    lo: T,
+    hi: T,
+) -> anyhow::Result<T> {
+    if value < lo || value > hi {
+        bail!(
+            "{key} (--{}) = {value} is out of range: expected {lo} to {hi}",
+            key.replace('_', "-")
+        );
+    }
+    Ok(value)
+}
+
+/// `d` if within `lo..=hi`, else an error naming the setting; `zero_off` = 0 is allowed
+/// (and handled by the caller) and said so in the message.
+fn duration_in_range(
+    key: &str,
+    d: Duration,
+    lo: Duration,
+    hi: Duration,
+    zero_off: bool,
+) -> anyhow::Result<Duration> {
+    if d < lo || d > hi {
+        bail!(
+            "{key} (--{}) = {} is out of range: expected {}{} to {}",
+            key.replace('_', "-"),
+            human_duration(d),
+            if zero_off { "0 (off) or " } else { "" },
+            human_duration(lo),
+            human_duration(hi)
+        );
+    }
+    Ok(d)
+}
+
+/// A duration as the settings take it: `500ms`, `3s`, `2m`, `1h`, `0.25ms`.
+pub fn human_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d.subsec_nanos() == 0 {
+        let s = d.as_secs();
+        return if s.is_multiple_of(3600) {
+            format!("{}h", s / 3600)
+        } else if s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{s}s")
+        };
+    }
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{}ms", d.as_millis());
+    }
+    format!("{}ms", d.as_secs_f64() * 1000.0)
+}
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+impl Resolved {
+    /// Every setting as `(key, TOML value)`; `None` = unset (printed as a comment). The
+    /// listing with `key = value` lines is itself a valid `--config` file.
+    pub fn listing(&self) -> Vec<(&'static str, Option<String>)> {
+        let c = &self.core;
+        let t = &self.transport;
+        let d = |d: Duration| Some(toml_str(&human_duration(d)));
+        // PE quotas: 0 = unlimited (kept as usize::MAX in the core).
+        let limit = |v: usize| if v == usize::MAX { 0 } else { v }.to_string();
+        let listen: Vec<String> = self
+            .listen
+            .iter()
+            .map(|e| toml_str(&e.to_string()))
+            .collect();
+        vec![
+            ("listen", Some(format!("[{}]", listen.join(", ")))),
+            (
+                "admin",
+                Some(toml_str(
+                    &self
+                        .admin
+                        .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+                )),
+            ),
+            (
+                "admin_allow_remote",
+                Some(self.admin_allow_remote.to_string()),
+            ),
+            ("server_id", c.server_id.map(|id| toml_str(&id.to_string()))),
+            (
+                "max_connections",
+                Some(c.connections.max_connections.to_string()),
+            ),
+            (
+                "max_connections_per_source",
+                Some(c.connections.max_per_source.to_string()),
+            ),
+            (
+                "idle_timeout",
+                d(c.connections.idle_timeout.unwrap_or(Duration::ZERO)),
+            ),
+            ("write_queue", Some(t.write_queue.to_string())),
+            ("connect_timeout", d(t.connect_timeout)),
+            ("multicast_ttl", Some(t.multicast_ttl.to_string())),
+            (
+                "max_handle_length",
+                Some(c.handlespace.max_handle_len.to_string()),
+            ),
+            ("max_pes", Some(c.handlespace.max_pes.to_string())),
+            (
+                "max_pes_per_pool",
+                Some(limit(c.handlespace.max_pes_per_pool)),
+            ),
+            (
+                "max_pes_per_connection",
+                Some(limit(c.max_pes_per_connection)),
+            ),
+            ("max_pes_per_source", Some(limit(c.max_pes_per_source))),
+            ("pe_id_move", Some(toml_str(c.pe_id_move.name()))),
+            (
+                "max_registration_life",
+                d(c.max_registration_life.unwrap_or(Duration::ZERO)),
+            ),
+            (
+                "min_address_scope",
+                Some(toml_str(c.min_address_scope.name())),
+            ),
+            (
+                "lifetime_unit",
+                Some(toml_str(match c.lifetime_unit {
+                    LifetimeUnit::Seconds => "s",
+                    _ => "ms",
+                })),
+            ),
+            (
+                "keepalive_interval",
+                d(c.keepalive_interval.unwrap_or(Duration::ZERO)),
+            ),
+            ("keepalive_timeout", d(c.keepalive_timeout)),
+            (
+                "keepalive_jitter_percent",
+                Some(c.keepalive_jitter_percent.to_string()),
+            ),
+            ("max_bad_pe_reports", Some(c.max_bad_pe_reports.to_string())),
+            (
+                "probe_on_unreachable",
+                Some(c.probe_on_unreachable.to_string()),
+            ),
+            ("default_hr_items", Some(c.default_hr_items.to_string())),
+            ("max_hr_items", Some(c.max_hr_items.to_string())),
+            (
+                "hr_include_asap_transport",
+                Some(c.hr_include_asap_transport.to_string()),
+            ),
+            (
+                "remove_pes_on_close",
+                Some(c.remove_pes_on_close.to_string()),
+            ),
+            ("announce", Some(c.announce_group.is_some().to_string())),
+            (
+                "announce_group",
+                Some(toml_str(
+                    &c.announce_group
+                        .unwrap_or(rserpool::transport::udp::ASAP_ANNOUNCE_GROUP)
+                        .to_string(),
+                )),
+            ),
+            ("announce_interval", d(c.announce_interval)),
+            (
+                "wire_log",
+                self.wire_log
+                    .as_ref()
+                    .map(|p| toml_str(&p.display().to_string())),
+            ),
+            ("log_level", Some(toml_str(&self.log_level))),
+            ("log_json", Some(self.log_json.to_string())),
+            (
+                "log_summary_interval",
+                d(self.log_summary_interval.unwrap_or(Duration::ZERO)),
+            ),
+        ]
+    }
+
+    /// The listing as text: `key = value` lines (a valid TOML file).
+    pub fn listing_text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in self.listing() {
+            match v {
+                Some(v) => out.push_str(&format!("{k} = {v}\n")),
+                None => out.push_str(&format!(
+                    "# {k}: {}\n",
+                    if k == "server_id" {
+                        "random (chosen at start)"
+                    } else {
+                        "off"
+                    }
+                )),
+            }
+        }
+        out
+    }
+}
+
+pub fn run(args: &RegistrarArgs, log: &crate::logging::LogArgs) -> anyhow::Result<ExitCode> {
+    let flags = args.settings.clone().with_log_args(log);
+    let settings = Settings::load(flags.clone(), args.config.as_ref())?;
     let resolved = settings.resolve()?;
     if args.validate {
-        println!("configuration ok");
-        println!("{resolved:#?}");
+        println!("# configuration ok; the effective settings (usable as a --config file):");
+        print!("{}", resolved.listing_text());
         return Ok(ExitCode::SUCCESS);
     }
+    crate::logging::apply(&resolved.log_level, resolved.log_json)?;
     raise_fd_limit(resolved.transport.max_connections);
     args::runtime()?.block_on(async {
-        let running = start(resolved).await?;
+        // From here on SIGHUP reloads instead of killing the process.
+        let hangup = rserpool::signal::Hangup::new().context("cannot catch SIGHUP")?;
+        let running = start(resolved.clone()).await?;
         println!("{}", running.startup_line());
-        running.run_until(rserpool::signal::terminate()).await;
+        let reload = Reload {
+            flags,
+            path: args.config.clone(),
+            current: resolved,
+        };
+        running
+            .serve(rserpool::signal::terminate(), hangup, reload)
+            .await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+impl Settings {
+    /// The global `-v` and `--log-json` flags as the `log_level` / `log_json` settings
+    /// (`--log-level` wins over `-v`).
+    pub fn with_log_args(mut self, log: &crate::logging::LogArgs) -> Settings {
+        if self.log_level.is_none() && log.verbose > 0 {
+            self.log_level = Some(log.level().to_owned());
+        }
+        if log.log_json {
+            self.log_json = Some(true);
+        }
+        self
+    }
+}
+
+/// What SIGHUP re-reads: the `--config` file under the same flags.
+pub struct Reload {
+    pub flags: Settings,
+    pub path: Option<PathBuf>,
+    /// The settings in force.
+    pub current: Resolved,
+}
+
+impl Reload {
+    /// Re-read the file and apply what can change at run time; log one line saying what
+    /// changed, and a warning for what needs a restart. An invalid file changes nothing.
+    pub async fn reload(&mut self, running: &Running) {
+        let Some(path) = self.path.clone() else {
+            tracing::warn!("SIGHUP: the registrar was started without --config; nothing to reload");
+            return;
+        };
+        let new = match Settings::load(self.flags.clone(), Some(&path)).and_then(|s| s.resolve()) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!("SIGHUP: {e:#}; configuration not reloaded, the running one stays");
+                return;
+            }
+        };
+        // What needs a restart (sockets, identity) keeps its running value; the rest
+        // (the whole core configuration, the log settings) is applied.
+        let cur = &self.current;
+        let mut next = new.clone();
+        next.listen = cur.listen.clone();
+        next.explicit_listen = cur.explicit_listen;
+        next.admin = cur.admin;
+        next.explicit_admin = cur.explicit_admin;
+        next.admin_allow_remote = cur.admin_allow_remote;
+        next.core.server_id = cur.core.server_id;
+        next.core.lifetime_unit = cur.core.lifetime_unit;
+        next.transport = cur.transport.clone();
+        // The shell's hard connection limit sits above the core's: both stay.
+        next.core.connections.max_connections = cur.core.connections.max_connections;
+        next.wire_log = cur.wire_log.clone();
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());
+        let mut applied = Vec::new();
+        let mut restart = Vec::new();
+        for (((key, old), (_, now)), (_, wanted)) in cur
+            .listing()
+            .into_iter()
+            .zip(next.listing())
+            .zip(new.listing())
+        {
+            if old != now {
+                applied.push(format!("{key} {} -> {}", show(&old), show(&now)));
+            }
+            if now != wanted {
+                restart.push(format!("{key} {} -> {}", show(&now), show(&wanted)));
+            }
+        }
+        let core = next.core.clone();
+        if running
+            .handle
+            .query(move |c: &mut Registrar, now| c.reconfigure(now, core))
+            .await
+            .is_err()
+        {
+            return; // shutting down
+        }
+        let mut notes = String::new();
+        match crate::logging::apply(&next.log_level, next.log_json) {
+            Ok(crate::logging::Applied::FilterFromEnv)
+                if applied.iter().any(|c| c.starts_with("log_level ")) =>
+            {
+                notes = " (RUST_LOG is set and keeps deciding the log filter)".into();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("SIGHUP: log settings: {e:#}"),
+        }
+        running
+            .summary_interval
+            .send_replace(next.log_summary_interval);
+        self.current = next;
+        if applied.is_empty() {
+            tracing::info!(
+                "SIGHUP: configuration reloaded from {}: nothing changed",
+                path.display()
+            );
+        } else {
+            tracing::info!(
+                "SIGHUP: configuration reloaded from {}: {}{notes}",
+                path.display(),
+                applied.join(", ")
+            );
+        }
+        if !restart.is_empty() {
+            tracing::warn!(
+                "SIGHUP: {} changed in {} but take effect only after a restart; the running \
+                 values stay",
+                restart.join(", "),
+                path.display()
+            );
+        }
+    }
 }
 
 /// Raise the soft open-file limit towards what the connection limit needs.
@@ -510,6 +1023,8 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     task: tokio::task::JoinHandle<Registrar>,
     stop: tokio::sync::oneshot::Sender<()>,
+    /// Period of the info-level summaries (`None` = off), for reloads.
+    pub summary_interval: tokio::sync::watch::Sender<Option<Duration>>,
 }
 
 impl Running {
@@ -537,6 +1052,24 @@ impl Running {
     pub async fn stop(self) {
         self.run_until(async {}).await;
     }
+
+    /// Serve until `stop`, reloading the configuration at each SIGHUP; then shut down
+    /// gracefully.
+    pub async fn serve(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+        mut hangup: rserpool::signal::Hangup,
+        mut reload: Reload,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = hangup.recv() => reload.reload(&self).await,
+            }
+        }
+        self.stop().await;
+    }
 }
 
 /// Bind everything and start the registrar's driver.
@@ -556,7 +1089,11 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         wire_log,
         ..DriverConfig::default()
     };
-    let (mut driver, handle) = Driver::new(core, driver_cfg, log_event);
+    let stats = std::sync::Arc::new(crate::oplog::Stats::default());
+    let recorder = stats.clone();
+    let (mut driver, handle) = Driver::new(core, driver_cfg, move |ev| recorder.record(ev));
+    let (summary_interval, interval_rx) = tokio::sync::watch::channel(cfg.log_summary_interval);
+    tokio::spawn(crate::oplog::summaries(stats, handle.clone(), interval_rx));
     for l in bound.sctp {
         driver.listen(l, Protocol::Asap);
     }
@@ -565,10 +1102,10 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
     }
     let endpoints = driver.local_endpoints().to_vec();
     let admin = match cfg.admin {
-        Some(a) => match TcpListener::bind(a).await {
+        Some(a) => match bind_admin(a) {
             Ok(l) => {
                 let local = l.local_addr()?;
-                tokio::spawn(admin_loop(l, handle.clone(), unit));
+                crate::dump::spawn_admin(l.into_std()?, handle.clone(), unit)?;
                 Some(local)
             }
             Err(e) if !cfg.explicit_admin => {
@@ -590,7 +1127,22 @@ pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
         admin,
         task,
         stop,
+        summary_interval,
     })
+}
+
+/// The admin listener, with SO_REUSEADDR: the registrar closes admin connections first,
+/// so their TIME_WAIT sockets would otherwise keep a restarted registrar off the port for
+/// a minute after the last `rsp dump`.
+fn bind_admin(a: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if a.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(a)?;
+    socket.listen(64)
 }
 
 /// The listeners of a registrar and what it announces.
@@ -697,63 +1249,8 @@ fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
     Ok(bound)
 }
 
-fn log_event(ev: RegistrarEvent) {
-    match ev {
-        RegistrarEvent::PeAdded { handle, pe } => {
-            tracing::info!(pool = %handle, pe = %pe.id, policy = %pe.policy.policy_type(), "PE registered")
-        }
-        RegistrarEvent::PeUpdated {
-            handle,
-            pe,
-            owner_changed,
-        } => tracing::debug!(pool = %handle, pe = %pe.id, owner_changed, "PE re-registered"),
-        RegistrarEvent::PeRemoved { handle, pe, reason } => {
-            tracing::info!(pool = %handle, pe = %pe.id, ?reason, "PE removed")
-        }
-        RegistrarEvent::RegistrationRejected {
-            conn,
-            handle,
-            pe_id,
-            cause,
-            reason,
-        } => tracing::warn!(
-            %conn, pool = %handle, pe = %pe_id, %cause,
-            "registration rejected: {reason}"
-        ),
-        RegistrarEvent::RegistrationHeld {
-            conn,
-            handle,
-            pe_id,
-            holder,
-        } => tracing::info!(
-            %conn, pool = %handle, pe = %pe_id, holder = %holder,
-            "PE identifier registered over another live connection: probing its holder before answering"
-        ),
-        RegistrarEvent::UnreachableReport {
-            conn,
-            handle,
-            pe_id,
-            outcome,
-        } => match outcome {
-            ReportOutcome::Probing => tracing::info!(
-                %conn, pool = %handle, pe = %pe_id,
-                "PE reported unreachable: {outcome}"
-            ),
-            _ => tracing::debug!(
-                %conn, pool = %handle, pe = %pe_id,
-                "PE reported unreachable: {outcome}"
-            ),
-        },
-        RegistrarEvent::ErrorReceived { conn, error } => {
-            tracing::warn!(%conn, ?error, "ASAP_ERROR received")
-        }
-        RegistrarEvent::Snapshot(_) => {}
-        RegistrarEvent::ConnectionLimits(r) => log_limits(&r),
-    }
-}
-
 /// One line per report (the core sends at most one per second).
-fn log_limits(r: &LimitReport) {
+pub fn log_limits(r: &LimitReport) {
     let line = limits_line(r);
     if r.evicted > 0 || r.source_evicted > 0 || r.refused > 0 {
         tracing::warn!("{line}");
@@ -802,65 +1299,6 @@ pub fn limits_line(r: &LimitReport) -> String {
         parts.join("; "),
         plural(r.open as u64, "connection", "connections")
     )
-}
-
-/// The admin listener: one request line, one JSON answer line, close.
-async fn admin_loop(listener: TcpListener, handle: DriverHandle<Registrar>, unit: LifetimeUnit) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!("admin accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            if let Err(e) = admin_session(stream, &handle, unit).await {
-                tracing::debug!(%peer, "admin session: {e:#}");
-            }
-        });
-    }
-}
-
-async fn admin_session(
-    stream: tokio::net::TcpStream,
-    handle: &DriverHandle<Registrar>,
-    unit: LifetimeUnit,
-) -> anyhow::Result<()> {
-    let (rd, mut wr) = stream.into_split();
-    let mut line = String::new();
-    let mut rd = BufReader::new(rd).take(4096);
-    tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await??;
-    let request = line.trim();
-    let wants_dump = request == "dump"
-        || serde_json::from_str::<serde_json::Value>(request)
-            .ok()
-            .and_then(|v| {
-                v.get("request")
-                    .and_then(|r| r.as_str())
-                    .map(|r| r == "dump")
-            })
-            .unwrap_or(false);
-    let answer = if wants_dump {
-        let (snap, counters, open, now) = handle
-            .query(|c: &mut Registrar, now: Instant| {
-                let open = c.connections().len();
-                (c.snapshot(), c.counters().clone(), open, now)
-            })
-            .await?;
-        let mut doc = DumpDoc::new(&snap, &counters, now, unit);
-        doc.connections.open = Some(open);
-        serde_json::to_string(&doc)?
-    } else {
-        serde_json::json!({ "error": format!("unknown request {request:?}; try \"dump\"") })
-            .to_string()
-    };
-    wr.write_all(answer.as_bytes()).await?;
-    wr.write_all(b"\n").await?;
-    wr.shutdown().await?;
-    Ok(())
 }
 
 #[cfg(test)]

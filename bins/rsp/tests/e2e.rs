@@ -409,7 +409,7 @@ fn registrar_config_is_checked() {
         );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("configuration ok"), "{text}");
-        assert!(text.contains("max_connections: 100"), "{text}");
+        assert!(text.contains("max_connections = 100"), "{text}");
 
         let bad = dir.join("bad.toml");
         std::fs::write(
@@ -438,7 +438,7 @@ fn registrar_config_is_checked() {
             .arg(&good)
             .output()
             .unwrap();
-        assert!(String::from_utf8_lossy(&out.stdout).contains("max_connections: 7"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("max_connections = 7"));
     });
 }
 

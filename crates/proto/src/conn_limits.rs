@@ -324,6 +324,13 @@ impl ConnTable {
         &self.limits
     }
 
+    /// New limits (a configuration reload). They act from the next event: connections
+    /// over a lowered cap are not closed at once, and a changed idle timeout counts from
+    /// each connection's last activity.
+    pub fn set_limits(&mut self, limits: ConnLimits) {
+        self.limits = limits;
+    }
+
     /// Accepted connections in the table.
     pub fn len(&self) -> usize {
         self.index.len()

@@ -1429,3 +1429,120 @@ impl Core for Registrar {
         self.events.pop_front()
     }
 }
+
+/// Where a paged snapshot ([`Registrar::snapshot_page`]) continues: after PE `after` of
+/// pool `handle`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotCursor {
+    pub handle: PoolHandle,
+    pub after: PeId,
+}
+
+/// Paged snapshots and run-time reconfiguration.
+impl Registrar {
+    /// The configuration in force.
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.cfg
+    }
+
+    /// At most `max_pes` (≥ 1) PEs of the handlespace, in pool handle then PE ID order,
+    /// starting after `from`; also the cursor of the next page (`None` = done). A pool may
+    /// continue on the next page (same handle). Pages taken at different moments are not
+    /// one atomic snapshot: each PE appears at most once, PEs added or removed in between
+    /// may or may not appear.
+    pub fn snapshot_page(
+        &self,
+        from: Option<&SnapshotCursor>,
+        max_pes: usize,
+    ) -> (Vec<PoolSnapshot>, Option<SnapshotCursor>) {
+        let handles: Box<dyn Iterator<Item = &PoolHandle>> = match from {
+            Some(c) => Box::new(self.hs.pools_from(&c.handle)),
+            None => Box::new(self.hs.pools()),
+        };
+        let mut left = max_pes.max(1);
+        let mut pools = Vec::new();
+        for h in handles {
+            let after = from.filter(|c| &c.handle == h).map(|c| c.after);
+            let (pool, next) = self.pool_page(h, after, left);
+            if let Some(p) = pool {
+                left -= p.pes.len();
+                pools.push(p);
+            }
+            if next.is_some() || left == 0 {
+                let next = next.or_else(|| {
+                    pools.last().and_then(|p| {
+                        p.pes.last().map(|(pe, _)| SnapshotCursor {
+                            handle: p.handle.clone(),
+                            after: pe.id,
+                        })
+                    })
+                });
+                return (pools, next);
+            }
+        }
+        (pools, None)
+    }
+
+    /// At most `max_pes` (≥ 1) PEs of one pool after PE `after`, and the cursor of the
+    /// next page of this pool (`None` = the pool is done or unknown).
+    pub fn pool_snapshot_page(
+        &self,
+        handle: &PoolHandle,
+        after: Option<PeId>,
+        max_pes: usize,
+    ) -> (Option<PoolSnapshot>, Option<SnapshotCursor>) {
+        self.pool_page(handle, after, max_pes.max(1))
+    }
+
+    fn pool_page(
+        &self,
+        handle: &PoolHandle,
+        after: Option<PeId>,
+        max_pes: usize,
+    ) -> (Option<PoolSnapshot>, Option<SnapshotCursor>) {
+        let mut entries = self.hs.pool_entries_after(handle, after);
+        let pes: Vec<(PoolElement, Bookkeeping)> = entries
+            .by_ref()
+            .take(max_pes)
+            .map(|e| (e.pe.clone(), e.bookkeeping.clone()))
+            .collect();
+        let more = entries.next().is_some();
+        let next = match pes.last() {
+            Some((pe, _)) if more => Some(SnapshotCursor {
+                handle: handle.clone(),
+                after: pe.id,
+            }),
+            _ => None,
+        };
+        if pes.is_empty() {
+            return (None, None);
+        }
+        let pool = PoolSnapshot {
+            handle: handle.clone(),
+            policy: self
+                .hs
+                .pool_policy(handle)
+                .unwrap_or(PolicyType::ROUND_ROBIN),
+            pes,
+        };
+        (Some(pool), next)
+    }
+
+    /// Apply a new configuration at run time (a reload). The server ID and the announced
+    /// ASAP transports stay as they are (they belong to the listeners). New limits apply to
+    /// the next registration; keep-alive timings from each PE's next timer; the lifetime
+    /// unit to the next registration. Announces start or stop at once.
+    pub fn reconfigure(&mut self, now: Instant, mut config: RegistrarConfig) {
+        config.server_id = Some(self.server_id);
+        config.asap_transports = std::mem::take(&mut self.cfg.asap_transports);
+        self.hs.set_config(config.handlespace.clone());
+        self.limits.set_limits(config.connections.clone());
+        let announced = self.cfg.announce_group.is_some();
+        self.cfg = config;
+        match (announced, self.cfg.announce_group.is_some()) {
+            (false, true) if self.started => self.next_announce = Some(now),
+            (_, false) => self.next_announce = None,
+            _ => {}
+        }
+    }
+}

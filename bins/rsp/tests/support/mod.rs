@@ -580,3 +580,95 @@ pub fn recv_raw(c: &mut Raw) -> Option<Vec<u8>> {
         }
     }
 }
+
+// ----------------------------------------------------------------------------------------
+// Operating a registrar (hardening_ops.rs)
+
+/// `rsp ARGS` like [`Proc::spawn`], with extra environment variables set after it (e.g.
+/// `("RUST_LOG", "")` so the command line and the configuration decide the log level).
+pub fn spawn_env(name: &str, args: &[&str], wire_log: &Path, env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(RSP);
+    cmd.args(args)
+        .env("RSERPOOL_WIRE_LOG", wire_log)
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let out = Arc::new(Lines::default());
+    let err = Arc::new(Lines::default());
+    out.collect(child.stdout.take().unwrap());
+    err.collect(child.stderr.take().unwrap());
+    Proc {
+        name: name.to_owned(),
+        stdin: child.stdin.take(),
+        child,
+        out,
+        err,
+    }
+}
+
+/// A registrar started by [`spawn_env`] with `args` (after `rsp`), once its startup line
+/// is out.
+pub fn registrar_with(args: &[&str], wire_log: &Path, env: &[(&str, &str)]) -> Registrar {
+    let proc = spawn_env("registrar", args, wire_log, env);
+    let line = proc.stdout_line("no startup line", Duration::from_secs(20), |l| {
+        l.starts_with("rsp registrar:")
+    });
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let asap = words
+        .iter()
+        .find(|w| w.starts_with("tcp://"))
+        .unwrap()
+        .to_string();
+    let admin = words[words.iter().position(|w| *w == "admin").unwrap() + 1].to_owned();
+    Registrar { proc, asap, admin }
+}
+
+/// Send signal `sig` (`HUP`, `TERM` …) to a child.
+pub fn send_signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &p.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {} failed", p.pid());
+}
+
+/// A `/proc/PID/status` field in kB (`VmRSS`, `VmHWM`).
+pub fn vm_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Register PEs `ids` in `pool` over one connection, in batches; every registration must
+/// be accepted. The connection is closed afterwards (the PEs stay: keep-alives off).
+pub fn register_many(addr: &str, pool: &str, ids: impl IntoIterator<Item = u32>) {
+    let ids: Vec<u32> = ids.into_iter().collect();
+    let mut c = Raw::connect(addr);
+    for batch in ids.chunks(500) {
+        let mut bytes = Vec::new();
+        for id in batch {
+            let port = 1024 + (*id % 60000) as u16;
+            bytes.extend(
+                registration(pool.as_bytes(), *id, Policy::RoundRobin, port).encode_to_vec(),
+            );
+        }
+        c.send(&bytes);
+        for _ in batch {
+            match c.recv() {
+                Some(AsapMessage::RegistrationResponse { reject: false, .. }) => {}
+                other => panic!("registration in {pool} not accepted: {other:?}"),
+            }
+        }
+    }
+}

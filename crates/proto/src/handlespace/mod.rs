@@ -1143,3 +1143,41 @@ impl Handlespace {
 
 #[cfg(test)]
 mod tests;
+
+/// Paged reads (a dump of a large handlespace in bounded pieces) and run-time limits
+/// (a registrar reloading its configuration).
+impl Handlespace {
+    /// Pool handles from `from` on (included, if it exists), sorted.
+    pub fn pools_from<'a>(&'a self, from: &PoolHandle) -> impl Iterator<Item = &'a PoolHandle> {
+        self.by_handle
+            .range::<PoolHandle, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+            .map(|(h, _)| h)
+    }
+
+    /// A pool's PEs with a PE ID above `after` (all of them for `None`), by PE ID.
+    pub fn pool_entries_after<'a>(
+        &'a self,
+        handle: &PoolHandle,
+        after: Option<PeId>,
+    ) -> impl Iterator<Item = &'a PeEntry> + 'a {
+        let from = match after {
+            Some(id) => std::ops::Bound::Excluded(id),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.pool_idx(handle)
+            .into_iter()
+            .flat_map(move |p| {
+                self.pool(p)
+                    .members
+                    .range((from, std::ops::Bound::Unbounded))
+                    .map(|(_, &i)| i)
+            })
+            .map(move |i| &self.rec(i).entry)
+    }
+
+    /// Replace the limits and selection options. Entries already stored stay (a lower
+    /// `max_pes` refuses new registrations until the handlespace shrinks below it).
+    pub fn set_config(&mut self, config: HandlespaceConfig) {
+        self.config = config;
+    }
+}

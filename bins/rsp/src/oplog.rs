@@ -1,0 +1,285 @@
+//! The registrar's event log: one line per PE event at debug level (target
+//! `rsp::registrar`), and at info level a summary of what changed, at most every
+//! `log_summary_interval` and only when something did:
+//!
+//! ```text
+//! handlespace: 3 pools, 1200 PEs; last 10s: +1000 registered, 150 re-registered,
+//! -2 removed (1 keepalive-timeout, 1 deregistered), 5 rejected (5 Lack of Resources (0x0006))
+//! ```
+//!
+//! A registration flood thus costs a handful of log lines, not one per PE.
+//!
+//! What an operator must hear of even without debug logging — a registration refused
+//! (with the reason in words), a PE identifier claimed over another live connection, a
+//! PE probed because it was reported unreachable — is logged at info, at most
+//! [`NOTICES_PER_SECOND`] lines a second; the lines suppressed beyond that are counted in
+//! the next summary. The connection limits' own report is rate-limited by the core.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rserpool::driver::DriverHandle;
+use rserpool_proto::registrar::{RemovalReason, ReportOutcome};
+use rserpool_proto::{Registrar, RegistrarEvent};
+use rserpool_wire::CauseCode;
+use tokio::sync::watch;
+
+/// Most notice lines (refusals, held registrations, probes) logged per second.
+pub const NOTICES_PER_SECOND: u32 = 20;
+
+/// Default of `log_summary_interval`.
+pub const DEFAULT_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A removal reason as one word, for logs (`reason=keepalive-timeout`).
+pub fn reason_name(r: RemovalReason) -> &'static str {
+    match r {
+        RemovalReason::Deregistered => "deregistered",
+        RemovalReason::LifetimeExpired => "lifetime-expired",
+        RemovalReason::KeepAliveTimeout => "keepalive-timeout",
+        RemovalReason::KeepAliveFailed => "keepalive-failed",
+        RemovalReason::Unreachable => "unreachable",
+        RemovalReason::ConnectionClosed => "connection-closed",
+        RemovalReason::Admin => "admin",
+    }
+}
+
+/// Counts since the last summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub registered: u64,
+    pub reregistered: u64,
+    pub removed: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<CauseCode, u64>,
+    pub errors_received: u64,
+    /// Notice lines not logged (over [`NOTICES_PER_SECOND`]).
+    pub suppressed: u64,
+}
+
+impl Tally {
+    pub fn is_empty(&self) -> bool {
+        *self == Tally::default()
+    }
+
+    /// "+3 registered, -1 removed (1 deregistered)" (only what happened).
+    pub fn describe(&self) -> String {
+        fn detail<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
+            let parts: Vec<String> = m.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            parts.join(", ")
+        }
+        let mut parts = Vec::new();
+        if self.registered > 0 {
+            parts.push(format!("+{} registered", self.registered));
+        }
+        if self.reregistered > 0 {
+            parts.push(format!("{} re-registered", self.reregistered));
+        }
+        let removed: u64 = self.removed.values().sum();
+        if removed > 0 {
+            parts.push(format!("-{removed} removed ({})", detail(&self.removed)));
+        }
+        let rejected: u64 = self.rejected.values().sum();
+        if rejected > 0 {
+            parts.push(format!("{rejected} rejected ({})", detail(&self.rejected)));
+        }
+        if self.errors_received > 0 {
+            parts.push(format!("{} ASAP_ERROR received", self.errors_received));
+        }
+        if self.suppressed > 0 {
+            parts.push(format!(
+                "{} notice lines suppressed (over {NOTICES_PER_SECOND}/s)",
+                self.suppressed
+            ));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Counts the registrar's events (on the driver task) for the summaries.
+#[derive(Debug, Default)]
+pub struct Stats {
+    tally: Mutex<Tally>,
+    budget: Mutex<Budget>,
+}
+
+/// The notice budget of the current second.
+#[derive(Debug, Default)]
+struct Budget {
+    second: Option<Instant>,
+    used: u32,
+}
+
+impl Tally {
+    /// Whether one more notice line may be logged now (else it is counted as suppressed).
+    fn notice(&mut self, budget: &mut Budget) -> bool {
+        let now = Instant::now();
+        if budget
+            .second
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            budget.second = Some(now);
+            budget.used = 0;
+        }
+        if budget.used < NOTICES_PER_SECOND {
+            budget.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+impl Stats {
+    /// Log one event at debug level and count it.
+    pub fn record(&self, ev: RegistrarEvent) {
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        match ev {
+            RegistrarEvent::PeAdded { handle, pe } => {
+                t.registered += 1;
+                tracing::debug!(target: "rsp::registrar", pool = %handle, pe = %pe.id,
+                    policy = %pe.policy.policy_type(), "PE registered");
+            }
+            RegistrarEvent::PeUpdated {
+                handle,
+                pe,
+                owner_changed,
+            } => {
+                t.reregistered += 1;
+                tracing::debug!(target: "rsp::registrar", pool = %handle, pe = %pe.id,
+                    owner_changed, "PE re-registered");
+            }
+            RegistrarEvent::PeRemoved { handle, pe, reason } => {
+                let reason = reason_name(reason);
+                *t.removed.entry(reason).or_default() += 1;
+                tracing::debug!(target: "rsp::registrar", pool = %handle, pe = %pe.id, reason = %reason,
+                    "PE removed");
+            }
+            RegistrarEvent::RegistrationRejected {
+                conn,
+                handle,
+                pe_id,
+                cause,
+                reason,
+            } => {
+                *t.rejected.entry(cause).or_default() += 1;
+                if t.notice(&mut budget) {
+                    tracing::info!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
+                        %cause, "registration rejected: {reason}");
+                }
+            }
+            RegistrarEvent::RegistrationHeld {
+                conn,
+                handle,
+                pe_id,
+                holder,
+            } => {
+                if t.notice(&mut budget) {
+                    tracing::info!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
+                        holder = %holder,
+                        "PE identifier registered over another live connection: probing its holder before answering");
+                }
+            }
+            RegistrarEvent::UnreachableReport {
+                conn,
+                handle,
+                pe_id,
+                outcome,
+            } => {
+                if matches!(outcome, ReportOutcome::Probing) && t.notice(&mut budget) {
+                    tracing::info!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
+                        "PE reported unreachable: {outcome}");
+                } else {
+                    tracing::debug!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
+                        "PE reported unreachable: {outcome}");
+                }
+            }
+            RegistrarEvent::ConnectionLimits(r) => crate::registrar::log_limits(&r),
+            RegistrarEvent::ErrorReceived { conn, error } => {
+                t.errors_received += 1;
+                tracing::debug!(target: "rsp::registrar", %conn, %error, "ASAP_ERROR received");
+            }
+            RegistrarEvent::Snapshot(_) => {}
+        }
+    }
+
+    /// The counts since the last call.
+    pub fn take(&self) -> Tally {
+        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Log a summary every `interval` (when set and something changed) until the driver stops.
+pub async fn summaries(
+    stats: Arc<Stats>,
+    handle: DriverHandle<Registrar>,
+    mut interval: watch::Receiver<Option<Duration>>,
+) {
+    let mut since = Instant::now();
+    loop {
+        let every = *interval.borrow_and_update();
+        match every {
+            None => {
+                if interval.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(p) => {
+                tokio::select! {
+                    () = tokio::time::sleep(p) => {}
+                    changed = interval.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    () = handle.stopped() => return,
+                }
+            }
+        }
+        let tally = stats.take();
+        if tally.is_empty() {
+            since = Instant::now();
+            continue;
+        }
+        let Ok((pools, pes)) = handle
+            .query(|c: &mut Registrar, _| (c.handlespace().pool_count(), c.handlespace().len()))
+            .await
+        else {
+            return;
+        };
+        let window = crate::registrar::human_duration(Duration::from_secs(
+            since.elapsed().as_secs_f64().round() as u64,
+        ));
+        since = Instant::now();
+        tracing::info!(target: "rsp::registrar", pools, pes,
+            "handlespace: {pools} pools, {pes} PEs; last {window}: {}", tally.describe());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_reads_as_words() {
+        let mut t = Tally {
+            registered: 1000,
+            reregistered: 2,
+            ..Tally::default()
+        };
+        t.removed.insert("keepalive-timeout", 2);
+        t.removed.insert("deregistered", 1);
+        t.rejected.insert(CauseCode::LACK_OF_RESOURCES, 5);
+        let s = t.describe();
+        assert_eq!(
+            s,
+            "+1000 registered, 2 re-registered, -3 removed (1 deregistered, 2 keepalive-timeout), \
+             5 rejected (5 lack of resources (0x6))"
+        );
+        assert!(!s.contains('{') && !s.contains("CauseCode"));
+        assert!(Tally::default().is_empty());
+    }
+}
