@@ -442,28 +442,6 @@ fn registrar_config_is_checked() {
     });
 }
 
-/// Raise our own open-file limit for the idle-connection flood.
-fn raise_fd_limit(want: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let cur = getrlimit(Resource::Nofile);
-    let target = cur.maximum.map_or(want, |h| want.min(h));
-    if cur.current.is_some_and(|c| c >= target) {
-        return;
-    }
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(target),
-            maximum: cur.maximum,
-        },
-    )
-    .unwrap();
-    assert!(
-        target >= want,
-        "hard open-file limit {target} is below {want}"
-    );
-}
-
 #[test]
 fn bench_runs_and_prints_its_table() {
     bounded(Duration::from_secs(120), || {

@@ -135,33 +135,11 @@ fn raw_pe(source: &str, reg: &str, id: u32) -> Raw {
     }
 }
 
-/// Raise our own open-file limit (the attack holds thousands of sockets).
-fn raise_nofile(want: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let cur = getrlimit(Resource::Nofile);
-    let target = cur.maximum.map_or(want, |h| want.min(h));
-    if cur.current.is_some_and(|c| c >= target) {
-        return;
-    }
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(target),
-            maximum: cur.maximum,
-        },
-    )
-    .unwrap();
-    assert!(
-        target >= want,
-        "hard open-file limit {target} is below {want}"
-    );
-}
-
 #[test]
 fn idle_resolvers_filling_the_limit_do_not_lock_out_pus_and_pes() {
     bounded(Duration::from_secs(180), || {
         const LIMIT: usize = 64;
-        raise_nofile(4096);
+        raise_fd_limit(4096);
         let dir = scratch("conn-lockout");
         let log = dir.join("wire.log");
         // Idle timeout off: eviction alone must keep the registrar open.
@@ -356,7 +334,7 @@ fn idle_connections_without_pes_are_closed_and_pe_connections_are_not() {
 fn default_limits_survive_4100_idle_resolvers() {
     bounded(Duration::from_secs(300), || {
         const N: usize = 4100;
-        raise_nofile(N as u64 + 1024);
+        raise_fd_limit(N as u64 + 1024);
         let dir = scratch("conn-4100");
         let log = dir.join("wire.log");
         let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);

@@ -77,10 +77,19 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], wire_log: &Path) -> Proc {
-        let mut child = Command::new(RSP)
-            .args(args)
-            .env("RSERPOOL_WIRE_LOG", wire_log)
-            .env("RUST_LOG", "info")
+        let mut cmd = Command::new(RSP);
+        cmd.args(args);
+        Proc::start(name, cmd, wire_log, &[])
+    }
+
+    /// Start `cmd` with the wire log and `RUST_LOG=info` (then `env`), its output collected.
+    pub fn start(name: &str, mut cmd: Command, wire_log: &Path, env: &[(&str, &str)]) -> Proc {
+        cmd.env("RSERPOOL_WIRE_LOG", wire_log)
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -498,26 +507,7 @@ impl Netns {
 
     /// Like [`Proc::spawn`], inside the namespace.
     pub fn spawn(&self, name: &str, args: &[&str], wire_log: &Path) -> Proc {
-        let mut child = self
-            .command(args)
-            .env("RSERPOOL_WIRE_LOG", wire_log)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let out = Arc::new(Lines::default());
-        let err = Arc::new(Lines::default());
-        out.collect(child.stdout.take().unwrap());
-        err.collect(child.stderr.take().unwrap());
-        Proc {
-            name: name.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            out,
-            err,
-        }
+        Proc::start(name, self.command(args), wire_log, &[])
     }
 }
 
@@ -588,29 +578,8 @@ pub fn recv_raw(c: &mut Raw) -> Option<Vec<u8>> {
 /// `("RUST_LOG", "")` so the command line and the configuration decide the log level).
 pub fn spawn_env(name: &str, args: &[&str], wire_log: &Path, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(RSP);
-    cmd.args(args)
-        .env("RSERPOOL_WIRE_LOG", wire_log)
-        .env("RUST_LOG", "info");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    let out = Arc::new(Lines::default());
-    let err = Arc::new(Lines::default());
-    out.collect(child.stdout.take().unwrap());
-    err.collect(child.stderr.take().unwrap());
-    Proc {
-        name: name.to_owned(),
-        stdin: child.stdin.take(),
-        child,
-        out,
-        err,
-    }
+    cmd.args(args);
+    Proc::start(name, cmd, wire_log, env)
 }
 
 /// A registrar started by [`spawn_env`] with `args` (after `rsp`), once its startup line
@@ -671,4 +640,26 @@ pub fn register_many(addr: &str, pool: &str, ids: impl IntoIterator<Item = u32>)
             }
         }
     }
+}
+
+/// Raise our own open-file limit (tests that hold thousands of sockets).
+pub fn raise_fd_limit(want: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    let target = cur.maximum.map_or(want, |h| want.min(h));
+    if cur.current.is_some_and(|c| c >= target) {
+        return;
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum: cur.maximum,
+        },
+    )
+    .unwrap();
+    assert!(
+        target >= want,
+        "hard open-file limit {target} is below {want}"
+    );
 }
