@@ -13,6 +13,9 @@ pub const SEED_VAR: &str = "RSERPOOL_SIM_SEED";
 /// Environment variable that overrides the seed count.
 pub const COUNT_VAR: &str = "RSERPOOL_SIM_SEEDS";
 
+/// Trace entries printed when a single seed fails.
+const TAIL: usize = 300;
+
 /// The seeds to run: the one from `RSERPOOL_SIM_SEED`, else `0..count` (`count` from
 /// `RSERPOOL_SIM_SEEDS` when set).
 pub fn seeds(count: u64) -> Vec<u64> {
@@ -40,14 +43,20 @@ pub fn check_seeds(start: Instant, count: u64, scenario: impl Fn(&mut World)) ->
             scenario(&mut w);
             w
         };
-        let first = catch_unwind(AssertUnwindSafe(|| run(false)));
-        let a = match first {
-            Ok(w) => w,
-            Err(panic) => {
-                eprintln!("rserpool-sim: seed {seed} failed; rerun it with {SEED_VAR}={seed}");
-                resume_unwind(panic)
+        // A single seed (a rerun) keeps its trace lines and shows their tail on failure.
+        let mut a = World::new(start, seed);
+        a.trace_mut().keep_lines(list.len() == 1);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| scenario(&mut a))) {
+            if let Some(lines) = a.trace().lines() {
+                let from = lines.len().saturating_sub(TAIL);
+                eprintln!(
+                    "rserpool-sim: last trace entries:\n  {}",
+                    lines[from..].join("\n  ")
+                );
             }
-        };
+            eprintln!("rserpool-sim: seed {seed} failed; rerun it with {SEED_VAR}={seed}");
+            resume_unwind(panic)
+        }
         let b = run(false);
         if a.trace().digest() != b.trace().digest() || a.trace().len() != b.trace().len() {
             let (a, b) = (run(true), run(true));

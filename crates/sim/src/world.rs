@@ -110,6 +110,11 @@ enum Delivery {
 }
 
 impl Delivery {
+    /// A message or datagram (counted in [`NetStats`]), not a transport event.
+    fn is_message(&self) -> bool {
+        matches!(self, Delivery::Msg { .. } | Delivery::Datagram { .. })
+    }
+
     fn to(&self) -> NodeId {
         match self {
             Delivery::Msg { to, .. }
@@ -137,6 +142,9 @@ pub struct NetStats {
     pub dropped_dead: u64,
 }
 
+/// Trace entries shown with an invariant violation (when the lines are kept).
+const TRACE_TAIL: usize = 200;
+
 type Invariant = Box<dyn Fn(&World) -> Result<(), String>>;
 
 /// A deterministic world on a virtual clock. See the crate docs.
@@ -151,6 +159,8 @@ pub struct World {
     next_conn: u64,
     queue: BTreeMap<(Instant, u64), Delivery>,
     next_seq: u64,
+    /// Messages and datagrams in `queue`.
+    in_flight: u64,
     /// Latest scheduled arrival per receiving connection end (streams keep order).
     fifo: HashMap<ConnId, Instant>,
     default_link: LinkConfig,
@@ -218,6 +228,7 @@ impl World {
             next_conn: 1,
             queue: BTreeMap::new(),
             next_seq: 0,
+            in_flight: 0,
             fifo: HashMap::new(),
             default_link: LinkConfig::default(),
             links: HashMap::new(),
@@ -431,6 +442,9 @@ impl World {
     }
 
     fn push_at(&mut self, at: Instant, d: Delivery) {
+        if d.is_message() {
+            self.in_flight += 1;
+        }
         self.queue.insert((at, self.next_seq), d);
         self.next_seq += 1;
     }
@@ -632,6 +646,7 @@ impl World {
                 .collect();
             for k in doomed {
                 self.queue.remove(&k);
+                self.in_flight -= 1;
                 self.stats.dropped_dead += 1;
             }
         }
@@ -717,6 +732,9 @@ impl World {
                 break;
             }
             let d = entry.remove();
+            if d.is_message() {
+                self.in_flight -= 1;
+            }
             self.deliver(d);
             steps += 1;
             assert!(
@@ -824,6 +842,10 @@ impl World {
         node.core = node.spec.build(salt);
         node.down = false;
         node.muted = false;
+        // The new incarnation is live (same PE identifier): its registration is not stale.
+        if let Some(pe_id) = self.pe_id_of(id) {
+            self.pe_gone.remove(&pe_id);
+        }
         self.by_endpoint.retain(|(n, _), _| *n != id);
         let doomed: Vec<(Instant, u64)> = self
             .queue
@@ -832,7 +854,8 @@ impl World {
             .map(|(k, _)| *k)
             .collect();
         for k in doomed {
-            if let Some(Delivery::Msg { .. } | Delivery::Datagram { .. }) = self.queue.remove(&k) {
+            if self.queue.remove(&k).is_some_and(|d| d.is_message()) {
+                self.in_flight -= 1;
                 self.stats.dropped_dead += 1;
             }
         }
@@ -847,6 +870,11 @@ impl World {
         self.nodes[id].muted = muted;
         if muted {
             self.note_gone(id);
+        } else if !self.nodes[id].down {
+            // Awake again: its registration (if the registrar kept it) is live.
+            if let Some(pe_id) = self.pe_id_of(id) {
+                self.pe_gone.remove(&pe_id);
+            }
         }
     }
 
@@ -931,8 +959,12 @@ impl World {
     fn check(&mut self) {
         self.events_checked += 1;
         if let Err(e) = self.violations() {
+            let tail = self.trace.lines().map_or_else(String::new, |l| {
+                let from = l.len().saturating_sub(TRACE_TAIL);
+                format!("\nlast trace entries:\n  {}", l[from..].join("\n  "))
+            });
             panic!(
-                "rserpool-sim invariant violated at {:?} (seed {}): {e}",
+                "rserpool-sim invariant violated at {:?} (seed {}): {e}{tail}",
                 self.elapsed(),
                 self.seed
             );
@@ -942,11 +974,7 @@ impl World {
     /// Every invariant, built-in and added; the first violation.
     pub fn violations(&self) -> Result<(), String> {
         let s = self.stats;
-        let in_flight = self
-            .queue
-            .values()
-            .filter(|d| matches!(d, Delivery::Msg { .. } | Delivery::Datagram { .. }))
-            .count() as u64;
+        let in_flight = self.in_flight;
         if s.sent + s.duplicated
             != s.delivered + s.lost + s.partitioned + s.dropped_dead + in_flight
         {
