@@ -291,6 +291,14 @@ impl World {
     pub fn addr(&self, id: NodeId) -> SocketAddr {
         self.nodes[id].addr
     }
+    /// Whether connection end `conn` is open (false once either side closed it or crashed).
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|e| e.open)
+    }
+    /// The node that owns connection end `conn`.
+    pub fn conn_owner(&self, conn: ConnId) -> Option<NodeId> {
+        self.conns.get(&conn).map(|e| e.node)
+    }
     /// The endpoint a node listens on (registrars and listening raw peers).
     pub fn listen_endpoint(&self, id: NodeId) -> Option<&Endpoint> {
         self.nodes[id].listen.as_ref()
