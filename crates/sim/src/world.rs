@@ -678,6 +678,7 @@ impl World {
     fn deliver(&mut self, d: Delivery) {
         let to = d.to();
         let dead = self.nodes[to].down || self.nodes[to].muted;
+        // For a connection of an earlier incarnation of the receiver (it restarted).
         let stale = match &d {
             Delivery::Msg { conn, .. }
             | Delivery::Transport {
@@ -690,7 +691,7 @@ impl World {
             } => self
                 .conns
                 .get(conn)
-                .is_none_or(|e| e.epoch != self.nodes[to].epoch),
+                .is_some_and(|e| e.node == to && e.epoch != self.nodes[to].epoch),
             _ => false,
         };
         if dead || stale {
