@@ -798,6 +798,53 @@ impl World {
         self.settle();
     }
 
+    /// One step: the next delivery, or else the next timer round, the clock jumping to it
+    /// (invariants are checked after it). `false` when nothing is pending at all.
+    pub fn step(&mut self) -> bool {
+        let timer = self.next_timeout();
+        let arrival = self.queue.keys().next().map(|k| k.0);
+        let Some(next) = [timer, arrival].into_iter().flatten().min() else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        if arrival.is_some_and(|a| a <= self.now) {
+            if let Some((_, d)) = self.queue.pop_first() {
+                if d.is_message() {
+                    self.in_flight -= 1;
+                }
+                self.deliver(d);
+            }
+        } else {
+            for id in 0..self.nodes.len() {
+                self.timeout(id);
+                self.check();
+            }
+        }
+        true
+    }
+
+    /// Step until `done` holds (checked before each step) or `limit` of virtual time has
+    /// passed; whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
+        let deadline = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            let timer = self.next_timeout();
+            let arrival = self.queue.keys().next().map(|k| k.0);
+            match [timer, arrival].into_iter().flatten().min() {
+                Some(next) if next <= deadline => {
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return done(self);
+                }
+            }
+        }
+    }
+
     // --- faults
 
     /// Crash a node: its connections close (peers see `Closed`), it refuses new ones, its

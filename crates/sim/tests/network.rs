@@ -294,3 +294,25 @@ fn traces_depend_on_the_seed_only() {
     });
     assert!(n >= 1);
 }
+
+/// Stepping one event at a time reaches the same state as running.
+#[test]
+fn stepping_until_a_pe_is_registered() {
+    let base = start();
+    let mut w = World::new(base, 8);
+    w.set_default_link(LinkConfig::with_latency(Duration::from_millis(5)));
+    let reg = w.add_registrar(1, RegistrarConfig::default());
+    w.add_pe(1, pe_cfg(1));
+    assert!(w.run_until(Duration::from_secs(1), |w| ids(w, reg).len() == 1));
+    // Connect, then the registration: one round trip of 5 ms each way.
+    assert!(w.elapsed() >= Duration::from_millis(5), "{:?}", w.elapsed());
+    assert!(
+        w.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        w.elapsed()
+    );
+    let before = w.events_checked();
+    assert!(w.step());
+    assert!(w.events_checked() > before);
+    assert!(!w.run_until(Duration::from_millis(10), |w| ids(w, reg).is_empty()));
+}
