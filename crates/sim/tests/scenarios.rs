@@ -1,574 +1,33 @@
-//! Core-level scenarios: registrars, PEs and PUs wired through an in-test network that
-//! moves `Transmit`s between cores by `ConnId` / `Endpoint`, stepped on a virtual clock.
-//! No sockets, no real time.
+//! Core-level scenarios: registrars, PEs and PUs in the simulator's world, which moves
+//! `Transmit`s between cores by `ConnId` / `Endpoint`, stepped on a virtual clock.
+//! No sockets, no real time. (Moved here from `crates/proto/tests/scenarios.rs`.)
 
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rserpool_proto::io::{
-    ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent, TransportProto,
-};
+use rserpool_proto::io::{ConnId, Core, Dest, Endpoint};
 use rserpool_proto::{
-    HuntConfig, HuntOrder, PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore,
-    PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, Registrar, RegistrarConfig,
-    RegistrarEvent, RemovalReason, RequestId,
+    HuntConfig, HuntOrder, PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolUserConfig,
+    PuCommand, PuError, PuEvent, Registrar, RegistrarConfig, RegistrarEvent, RemovalReason,
+    RequestId,
 };
 use rserpool_wire::{
     asap_type, codec::decode_policy_tlv, decode_asap, AsapMessage, CauseCode, PeId, Policy,
-    PoolElement, PoolHandle, Protocol, TransportAddr, TransportKind, UserTransport,
+    PoolElement, PoolHandle, TransportAddr, TransportKind, UserTransport,
 };
 
 // ------------------------------------------------------------------------------------------
-// The network
+// The network: the simulator's world, with its perfect default links and seed 0 (the cores
+// keep their base seeds).
 
-type NodeId = usize;
+use rserpool_sim::{Ev, NodeId, World as Net};
 
-enum NodeCore {
-    Reg(Box<Registrar>),
-    Pe(Box<PoolElementCore>),
-    Pu(Box<PoolUserCore>),
-    /// A scripted peer: records what it receives, sends what the test tells it.
-    Raw(Vec<(ConnId, Vec<u8>)>),
+/// A world whose clock starts now (the simulator never reads the clock itself).
+fn new_net() -> Net {
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    Net::new(now, 0)
 }
-
-#[derive(Debug, Clone)]
-enum Ev {
-    Reg(RegistrarEvent),
-    Pe(PeEvent),
-    Pu(PuEvent),
-}
-
-struct Node {
-    core: NodeCore,
-    addr: SocketAddr,
-    listen: Option<Endpoint>,
-    /// Crashed: refuses connections, its connections are closed, no timers.
-    down: bool,
-    /// Hung: connections stay up, but it neither receives nor sends anything.
-    muted: bool,
-    events: Vec<(Instant, Ev)>,
-}
-
-struct ConnEnd {
-    node: NodeId,
-    peer: ConnId,
-    /// The other side as this end sees it.
-    peer_meta: RecvMeta,
-    open: bool,
-}
-
-enum Delivery {
-    Msg {
-        to: NodeId,
-        conn: ConnId,
-        bytes: Vec<u8>,
-    },
-    Datagram {
-        to: NodeId,
-        meta: RecvMeta,
-        bytes: Vec<u8>,
-    },
-    Transport {
-        to: NodeId,
-        ev: TransportEvent,
-    },
-}
-
-struct Net {
-    now: Instant,
-    nodes: Vec<Node>,
-    conns: HashMap<ConnId, ConnEnd>,
-    by_endpoint: HashMap<(NodeId, Endpoint), ConnId>,
-    next_conn: u64,
-    queue: VecDeque<Delivery>,
-}
-
-fn meta_of(addr: SocketAddr) -> RecvMeta {
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer: addr,
-        peer_addrs: vec![addr.ip()],
-    }
-}
-
-impl Net {
-    fn new() -> Self {
-        #[allow(clippy::disallowed_methods)]
-        let now = Instant::now();
-        Self::starting_at(now)
-    }
-
-    fn starting_at(now: Instant) -> Self {
-        Self {
-            now,
-            nodes: Vec::new(),
-            conns: HashMap::new(),
-            by_endpoint: HashMap::new(),
-            next_conn: 1,
-            queue: VecDeque::new(),
-        }
-    }
-
-    fn add(&mut self, core: NodeCore, addr: SocketAddr, listen: Option<Endpoint>) -> NodeId {
-        self.nodes.push(Node {
-            core,
-            addr,
-            listen,
-            down: false,
-            muted: false,
-            events: Vec::new(),
-        });
-        let id = self.nodes.len() - 1;
-        // Start the core (the shell calls handle_timeout once after construction).
-        self.timeout(id);
-        self.settle();
-        id
-    }
-
-    fn add_registrar(&mut self, i: u8, cfg: RegistrarConfig) -> NodeId {
-        let addr = SocketAddr::from(([10, 0, 0, i], 3863));
-        self.add(
-            NodeCore::Reg(Box::new(Registrar::new(cfg, 100 + u64::from(i)))),
-            addr,
-            Some(Endpoint::tcp(addr)),
-        )
-    }
-
-    fn add_pe(&mut self, i: u8, cfg: PoolElementConfig) -> NodeId {
-        let addr = SocketAddr::from(([10, 0, 1, i], 0));
-        self.add(
-            NodeCore::Pe(Box::new(PoolElementCore::new(cfg, 200 + u64::from(i)))),
-            addr,
-            None,
-        )
-    }
-
-    fn add_pu(&mut self, i: u8, cfg: PoolUserConfig) -> NodeId {
-        let addr = SocketAddr::from(([10, 0, 2, i], 0));
-        self.add(
-            NodeCore::Pu(Box::new(PoolUserCore::new(cfg, 300 + u64::from(i)))),
-            addr,
-            None,
-        )
-    }
-
-    fn add_raw(&mut self, i: u8, listen: bool) -> NodeId {
-        let addr = SocketAddr::from(([10, 0, 3, i], 3863));
-        let listen = listen.then(|| Endpoint::tcp(addr));
-        self.add(NodeCore::Raw(Vec::new()), addr, listen)
-    }
-
-    // --- driving a node
-
-    fn with_core(&mut self, id: NodeId, f: impl FnOnce(&mut dyn DynCore, Instant)) {
-        let now = self.now;
-        let node = &mut self.nodes[id];
-        if node.down {
-            return;
-        }
-        match &mut node.core {
-            NodeCore::Reg(c) => f(c.as_mut(), now),
-            NodeCore::Pe(c) => f(c.as_mut(), now),
-            NodeCore::Pu(c) => f(c.as_mut(), now),
-            NodeCore::Raw(_) => {}
-        }
-        self.collect(id);
-    }
-
-    fn timeout(&mut self, id: NodeId) {
-        self.with_core(id, |c, now| c.timeout(now));
-    }
-
-    /// Drain a node's transmits into the network and its events into its log.
-    fn collect(&mut self, id: NodeId) {
-        loop {
-            let t = match &mut self.nodes[id].core {
-                NodeCore::Reg(c) => c.poll_transmit(),
-                NodeCore::Pe(c) => c.poll_transmit(),
-                NodeCore::Pu(c) => c.poll_transmit(),
-                NodeCore::Raw(_) => None,
-            };
-            let Some(t) = t else { break };
-            self.route(id, t);
-        }
-        let now = self.now;
-        let node = &mut self.nodes[id];
-        loop {
-            let ev = match &mut node.core {
-                NodeCore::Reg(c) => c.poll_event().map(Ev::Reg),
-                NodeCore::Pe(c) => c.poll_event().map(Ev::Pe),
-                NodeCore::Pu(c) => c.poll_event().map(Ev::Pu),
-                NodeCore::Raw(_) => None,
-            };
-            let Some(ev) = ev else { break };
-            node.events.push((now, ev));
-        }
-    }
-
-    fn route(&mut self, from: NodeId, t: Transmit) {
-        if self.nodes[from].muted {
-            return;
-        }
-        match t.dest {
-            Dest::Conn(c) => self.send_on(from, c, t.bytes),
-            Dest::Endpoint(ep) => {
-                if let Some(&c) = self.by_endpoint.get(&(from, ep.clone())) {
-                    if self.conns.get(&c).is_some_and(|e| e.open) {
-                        self.send_on(from, c, t.bytes);
-                        return;
-                    }
-                }
-                let listener = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.listen.as_ref() == Some(&ep) && !n.down);
-                let Some(l) = listener else {
-                    self.queue.push_back(Delivery::Transport {
-                        to: from,
-                        ev: TransportEvent::ConnectFailed { endpoint: ep },
-                    });
-                    return;
-                };
-                let cx = ConnId(self.next_conn);
-                let cy = ConnId(self.next_conn + 1);
-                self.next_conn += 2;
-                let port = u16::try_from(40000 + cx.0).unwrap_or(1);
-                let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), port);
-                let l_addr = self.nodes[l].addr;
-                self.conns.insert(
-                    cx,
-                    ConnEnd {
-                        node: from,
-                        peer: cy,
-                        peer_meta: meta_of(l_addr),
-                        open: true,
-                    },
-                );
-                self.conns.insert(
-                    cy,
-                    ConnEnd {
-                        node: l,
-                        peer: cx,
-                        peer_meta: meta_of(from_addr),
-                        open: true,
-                    },
-                );
-                self.by_endpoint.insert((from, ep.clone()), cx);
-                self.queue.push_back(Delivery::Transport {
-                    to: l,
-                    ev: TransportEvent::Accepted {
-                        conn: cy,
-                        meta: meta_of(from_addr),
-                    },
-                });
-                self.queue.push_back(Delivery::Transport {
-                    to: from,
-                    ev: TransportEvent::Connected {
-                        conn: cx,
-                        endpoint: ep,
-                    },
-                });
-                self.queue.push_back(Delivery::Msg {
-                    to: l,
-                    conn: cy,
-                    bytes: t.bytes,
-                });
-            }
-            Dest::Datagram(_group) => {
-                let meta = RecvMeta {
-                    protocol: Protocol::Asap,
-                    transport: TransportProto::Udp,
-                    peer: self.nodes[from].addr,
-                    peer_addrs: vec![self.nodes[from].addr.ip()],
-                };
-                for to in 0..self.nodes.len() {
-                    if to != from {
-                        self.queue.push_back(Delivery::Datagram {
-                            to,
-                            meta: meta.clone(),
-                            bytes: t.bytes.clone(),
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    fn send_on(&mut self, from: NodeId, c: ConnId, bytes: Vec<u8>) {
-        match self.conns.get(&c) {
-            Some(e) if e.open && e.node == from => {
-                let peer = e.peer;
-                let to = self.conns[&peer].node;
-                self.queue.push_back(Delivery::Msg {
-                    to,
-                    conn: peer,
-                    bytes,
-                });
-            }
-            _ => self.queue.push_back(Delivery::Transport {
-                to: from,
-                ev: TransportEvent::SendFailed { conn: c },
-            }),
-        }
-    }
-
-    fn deliver(&mut self, d: Delivery) {
-        let to = match &d {
-            Delivery::Msg { to, .. }
-            | Delivery::Datagram { to, .. }
-            | Delivery::Transport { to, .. } => *to,
-        };
-        if self.nodes[to].down || self.nodes[to].muted {
-            return;
-        }
-        match d {
-            Delivery::Msg { conn, bytes, .. } => {
-                let Some(meta) = self.conns.get(&conn).map(|e| e.peer_meta.clone()) else {
-                    return;
-                };
-                if let NodeCore::Raw(log) = &mut self.nodes[to].core {
-                    log.push((conn, bytes));
-                    return;
-                }
-                self.with_core(to, |c, now| c.message(now, conn, &meta, &bytes));
-            }
-            Delivery::Datagram { meta, bytes, .. } => {
-                self.with_core(to, |c, now| c.datagram(now, &meta, &bytes));
-            }
-            Delivery::Transport { ev, .. } => {
-                self.with_core(to, |c, now| c.transport(now, ev));
-            }
-        }
-    }
-
-    /// Deliver until nothing is in flight.
-    fn settle(&mut self) {
-        let mut steps = 0;
-        while let Some(d) = self.queue.pop_front() {
-            self.deliver(d);
-            steps += 1;
-            assert!(steps < 100_000, "network does not settle");
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Instant> {
-        self.nodes
-            .iter()
-            .filter(|n| !n.down)
-            .filter_map(|n| match &n.core {
-                NodeCore::Reg(c) => c.poll_timeout(),
-                NodeCore::Pe(c) => c.poll_timeout(),
-                NodeCore::Pu(c) => c.poll_timeout(),
-                NodeCore::Raw(_) => None,
-            })
-            .min()
-    }
-
-    /// Advance the virtual clock by `d`, firing every timer on the way.
-    fn run(&mut self, d: Duration) {
-        let target = self.now + d;
-        self.settle();
-        let mut rounds = 0;
-        while let Some(t) = self.next_timeout() {
-            if t > target {
-                break;
-            }
-            rounds += 1;
-            assert!(rounds < 1_000_000, "timer storm");
-            self.now = self.now.max(t);
-            for id in 0..self.nodes.len() {
-                self.timeout(id);
-            }
-            self.settle();
-        }
-        self.now = target;
-        self.settle();
-    }
-
-    // --- faults
-
-    /// Crash a node: its connections close (peers see `Closed`), it refuses new ones.
-    fn crash(&mut self, id: NodeId) {
-        self.nodes[id].down = true;
-        let ends: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, e)| e.node == id && e.open)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in ends {
-            let peer = self.conns[&c].peer;
-            if let Some(e) = self.conns.get_mut(&c) {
-                e.open = false;
-            }
-            if let Some(p) = self.conns.get_mut(&peer) {
-                p.open = false;
-                let to = p.node;
-                self.queue.push_back(Delivery::Transport {
-                    to,
-                    ev: TransportEvent::Closed { conn: peer },
-                });
-            }
-        }
-        self.settle();
-    }
-
-    fn mute(&mut self, id: NodeId, muted: bool) {
-        self.nodes[id].muted = muted;
-    }
-
-    // --- raw peers
-
-    /// A raw node sends `bytes` to `ep` (connecting on demand).
-    fn raw_send(&mut self, id: NodeId, ep: &Endpoint, bytes: Vec<u8>) {
-        self.route(
-            id,
-            Transmit {
-                dest: Dest::Endpoint(ep.clone()),
-                protocol: Protocol::Asap,
-                bytes,
-            },
-        );
-        self.settle();
-    }
-
-    /// A raw node answers on one of its connections.
-    fn raw_reply(&mut self, id: NodeId, conn: ConnId, bytes: Vec<u8>) {
-        self.send_on(id, conn, bytes);
-        self.settle();
-    }
-
-    fn raw_received(&mut self, id: NodeId) -> Vec<(ConnId, AsapMessage)> {
-        match &mut self.nodes[id].core {
-            NodeCore::Raw(log) => std::mem::take(log)
-                .into_iter()
-                .map(|(c, b)| (c, decode_asap(&b).expect("valid message").message))
-                .collect(),
-            _ => panic!("not a raw node"),
-        }
-    }
-
-    // --- accessors
-
-    fn reg(&mut self, id: NodeId) -> &mut Registrar {
-        match &mut self.nodes[id].core {
-            NodeCore::Reg(c) => c,
-            _ => panic!("not a registrar"),
-        }
-    }
-    fn pe(&mut self, id: NodeId) -> &mut PoolElementCore {
-        match &mut self.nodes[id].core {
-            NodeCore::Pe(c) => c,
-            _ => panic!("not a PE"),
-        }
-    }
-    fn reg_events(&self, id: NodeId) -> Vec<RegistrarEvent> {
-        self.nodes[id]
-            .events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ev::Reg(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-    fn pe_events(&self, id: NodeId) -> Vec<PeEvent> {
-        self.nodes[id]
-            .events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ev::Pe(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-    fn pu_events(&mut self, id: NodeId) -> Vec<(Instant, PuEvent)> {
-        let evs = std::mem::take(&mut self.nodes[id].events);
-        evs.into_iter()
-            .filter_map(|(t, e)| match e {
-                Ev::Pu(r) => Some((t, r)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn pe_command(&mut self, id: NodeId, cmd: PeCommand) {
-        self.with_core(id, |c, now| c.pe_command(now, cmd));
-        self.settle();
-    }
-
-    fn pu_command(&mut self, id: NodeId, cmd: PuCommand) {
-        self.with_core(id, |c, now| c.pu_command(now, cmd));
-        self.settle();
-    }
-
-    /// Ask a PU for a server and return the answer (the PU must answer before `wait`).
-    fn ask(&mut self, pu: NodeId, req: u64, pool: &str, next: bool, wait: Duration) -> PuEvent {
-        let request = RequestId(req);
-        let pool = PoolHandle::from(pool);
-        let cmd = if next {
-            PuCommand::GetNextServer { request, pool }
-        } else {
-            PuCommand::GetPrimaryServer { request, pool }
-        };
-        self.pu_command(pu, cmd);
-        let deadline = self.now + wait;
-        loop {
-            let answer = self.nodes[pu].events.iter().position(|(_, e)| {
-                matches!(e, Ev::Pu(PuEvent::Server { request: r, .. } | PuEvent::Failed { request: r, .. }) if *r == request)
-            });
-            if let Some(i) = answer {
-                let (_, Ev::Pu(ev)) = self.nodes[pu].events.remove(i) else {
-                    unreachable!()
-                };
-                return ev;
-            }
-            assert!(self.now < deadline, "no answer to request {req}");
-            self.run(Duration::from_millis(100));
-        }
-    }
-}
-
-/// Object-safe view of the three cores (their Command/Event types differ).
-trait DynCore {
-    fn timeout(&mut self, now: Instant);
-    fn message(&mut self, now: Instant, conn: ConnId, meta: &RecvMeta, bytes: &[u8]);
-    fn datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]);
-    fn transport(&mut self, now: Instant, ev: TransportEvent);
-    fn pe_command(&mut self, _now: Instant, _cmd: PeCommand) {
-        panic!("not a PE")
-    }
-    fn pu_command(&mut self, _now: Instant, _cmd: PuCommand) {
-        panic!("not a PU")
-    }
-}
-
-macro_rules! dyn_core {
-    ($t:ty $(, $cmd:ident : $cty:ty)?) => {
-        impl DynCore for $t {
-            fn timeout(&mut self, now: Instant) {
-                self.handle_timeout(now)
-            }
-            fn message(&mut self, now: Instant, conn: ConnId, meta: &RecvMeta, bytes: &[u8]) {
-                self.handle_message(now, conn, meta, bytes)
-            }
-            fn datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
-                self.handle_datagram(now, meta, bytes)
-            }
-            fn transport(&mut self, now: Instant, ev: TransportEvent) {
-                self.handle_transport(now, ev)
-            }
-            $(fn $cmd(&mut self, now: Instant, cmd: $cty) {
-                self.command(now, cmd)
-            })?
-        }
-    };
-}
-dyn_core!(Registrar);
-dyn_core!(PoolElementCore, pe_command: PeCommand);
-dyn_core!(PoolUserCore, pu_command: PuCommand);
 
 // ------------------------------------------------------------------------------------------
 // Helpers
@@ -655,7 +114,7 @@ fn registration_bytes(id: u32, life_ms: u32) -> Vec<u8> {
 
 #[test]
 fn registration() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let pe = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let sid = net.reg(r).server_id();
@@ -694,7 +153,7 @@ fn registration() {
 
 #[test]
 fn reregistration_before_lifetime_keeps_the_pe() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let mut cfg = pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]);
     cfg.registration_life = Duration::from_secs(30);
@@ -728,7 +187,7 @@ fn reregistration_before_lifetime_keeps_the_pe() {
 
 #[test]
 fn lifetime_expiry_removes_and_tells_the_pe() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let cfg = RegistrarConfig {
         keepalive_interval: None,
         ..RegistrarConfig::default()
@@ -773,16 +232,16 @@ fn lifetime_expiry_removes_and_tells_the_pe() {
 
 #[test]
 fn keepalive_timeout_removes_a_silent_pe() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let pe = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     net.run(Duration::from_secs(1));
     net.mute(pe, true);
-    let muted_at = net.now;
+    let muted_at = net.now();
     // Last sign of life ≤ 1 s before the mute; removal ≤ 3 s + 2 s after it.
     net.run(Duration::from_millis(4000));
-    let removed_at = net.nodes[r]
-        .events
+    let removed_at = net
+        .events(r)
         .iter()
         .find(|(_, e)| {
             matches!(
@@ -807,7 +266,7 @@ fn keepalive_timeout_removes_a_silent_pe() {
 
 #[test]
 fn answered_keepalives_keep_the_pe() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let mut cfg = pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]);
     cfg.registration_life = Duration::from_secs(300);
@@ -835,7 +294,7 @@ fn answered_keepalives_keep_the_pe() {
 
 #[test]
 fn handle_resolution_uses_cache_until_stale() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     for i in 1..=3 {
         net.add_pe(i, pe_cfg(i, Policy::RoundRobin, vec![reg_endpoint(1)]));
@@ -867,7 +326,7 @@ fn handle_resolution_uses_cache_until_stale() {
 
 #[test]
 fn round_robin_across_three_pes_from_the_pu() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let _r = net.add_registrar(1, RegistrarConfig::default());
     for i in 1..=3 {
         net.add_pe(i, pe_cfg(i, Policy::RoundRobin, vec![reg_endpoint(1)]));
@@ -884,7 +343,7 @@ fn round_robin_across_three_pes_from_the_pu() {
 
 #[test]
 fn registrar_round_robin_head_advances_per_request() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let _r = net.add_registrar(1, RegistrarConfig::default());
     for i in 1..=3 {
         net.add_pe(i, pe_cfg(i, Policy::RoundRobin, vec![reg_endpoint(1)]));
@@ -908,7 +367,7 @@ fn registrar_round_robin_head_advances_per_request() {
 
 #[test]
 fn failover_and_unreachable_reports_remove_the_pe() {
-    let mut net = Net::new();
+    let mut net = new_net();
     // Counting reports (RSPLIB): by default a PE that answers its probe stays, see
     // `reported_pe_stays_while_it_answers_and_goes_when_it_does_not`.
     let r = net.add_registrar(
@@ -942,7 +401,7 @@ fn failover_and_unreachable_reports_remove_the_pe() {
         assert_eq!(server_of(&b), PeId(0x1002));
         assert_eq!(reports(&mut net), u64::from(k), "one report per failure");
         let h = PoolHandle::from(POOL);
-        let cached = net.nodes[pu].core_pu().cached(&h, net.now).expect("cache");
+        let cached = net.pu(pu).cached(&h, net.now()).expect("cache");
         assert_eq!(
             cached.0.iter().map(|p| p.id).collect::<Vec<_>>(),
             vec![PeId(0x1002)]
@@ -964,7 +423,7 @@ fn failover_and_unreachable_reports_remove_the_pe() {
 
 #[test]
 fn reported_pe_stays_while_it_answers_and_goes_when_it_does_not() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let pe1 = net.add_pe(
         1,
@@ -1014,7 +473,7 @@ fn reported_pe_stays_while_it_answers_and_goes_when_it_does_not() {
 
 #[test]
 fn next_server_prefers_other_pes_over_other_transports_of_the_failed_one() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let _r = net.add_registrar(1, RegistrarConfig::default());
     // PE 1 registers two entries (IPv4 and IPv6 TCP) from one connection.
     let mut cfg = pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]);
@@ -1064,7 +523,7 @@ fn next_server_prefers_other_pes_over_other_transports_of_the_failed_one() {
 
 #[test]
 fn inconsistent_policy_is_rejected_with_0x5() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let good = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let bad = net.add_pe(
@@ -1110,7 +569,7 @@ fn inconsistent_policy_is_rejected_with_0x5() {
 
 #[test]
 fn garbage_gets_asap_error_and_other_pes_are_unaffected() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let pe = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let raw = net.add_raw(1, false);
@@ -1233,7 +692,7 @@ fn garbage_gets_asap_error_and_other_pes_are_unaffected() {
 
 #[test]
 fn deregistration_on_shutdown() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let pe = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     net.pe_command(pe, PeCommand::Deregister);
@@ -1250,7 +709,7 @@ fn deregistration_on_shutdown() {
 
 #[test]
 fn deregistration_of_unknown_pe_succeeds() {
-    let mut net = Net::new();
+    let mut net = new_net();
     net.add_registrar(1, RegistrarConfig::default());
     let raw = net.add_raw(1, false);
     let msg = AsapMessage::Deregistration {
@@ -1274,7 +733,7 @@ fn deregistration_of_unknown_pe_succeeds() {
 
 #[test]
 fn update_policy_reregisters_at_once() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     let pe = net.add_pe(
         1,
@@ -1297,7 +756,7 @@ fn update_policy_reregisters_at_once() {
 
 #[test]
 fn pe_moves_to_another_registrar_when_home_crashes() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r1 = net.add_registrar(1, RegistrarConfig::default());
     let r2 = net.add_registrar(2, RegistrarConfig::default());
     let pe = net.add_pe(
@@ -1333,7 +792,7 @@ fn pe_moves_to_another_registrar_when_home_crashes() {
 
 #[test]
 fn pe_hunt_skips_dead_and_silent_registrars() {
-    let mut net = Net::new();
+    let mut net = new_net();
     // Registrar 1 does not exist (connect fails), registrar 2 accepts but never answers.
     let r2 = net.add_registrar(2, RegistrarConfig::default());
     net.mute(r2, true);
@@ -1346,11 +805,11 @@ fn pe_hunt_skips_dead_and_silent_registrars() {
             vec![reg_endpoint(1), reg_endpoint(2), reg_endpoint(3)],
         ),
     );
-    let t0 = net.now;
+    let t0 = net.now();
     net.run(Duration::from_secs(10));
     assert_eq!(ids(&mut net, r3), vec![PeId(0x1001)]);
-    let at = net.nodes[pe]
-        .events
+    let at = net
+        .events(pe)
         .iter()
         .find(|(_, e)| matches!(e, Ev::Pe(PeEvent::Registered { .. })))
         .map(|(t, _)| *t)
@@ -1361,7 +820,7 @@ fn pe_hunt_skips_dead_and_silent_registrars() {
 
 #[test]
 fn pe_keeps_hunting_with_backoff_until_a_registrar_appears() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let pe = net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     net.run(Duration::from_secs(10));
     let no_reg: Vec<PeEvent> = net
@@ -1378,17 +837,17 @@ fn pe_keeps_hunting_with_backoff_until_a_registrar_appears() {
 
 #[test]
 fn pu_retries_at_another_registrar_after_t1() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r1 = net.add_registrar(1, RegistrarConfig::default());
     let r2 = net.add_registrar(2, RegistrarConfig::default());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(2)]));
     net.mute(r1, true);
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1), reg_endpoint(2)]));
-    let t0 = net.now;
+    let t0 = net.now();
     let a = net.ask(pu, 1, POOL, false, Duration::from_secs(10));
     assert_eq!(server_of(&a), PeId(0x1001));
     assert_eq!(
-        net.now - t0,
+        net.now() - t0,
         Duration::from_millis(3000),
         "T1 = 3 s, then registrar 2"
     );
@@ -1402,11 +861,11 @@ fn pu_retries_at_another_registrar_after_t1() {
 
 #[test]
 fn pu_times_out_when_registrars_do_not_answer() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r1 = net.add_registrar(1, RegistrarConfig::default());
     net.mute(r1, true);
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
-    let t0 = net.now;
+    let t0 = net.now();
     let a = net.ask(pu, 1, POOL, false, Duration::from_secs(60));
     // The same (only) registrar is retried: 3 tries × T1.
     assert!(
@@ -1419,12 +878,12 @@ fn pu_times_out_when_registrars_do_not_answer() {
         ),
         "{a:?}"
     );
-    assert_eq!(net.now - t0, Duration::from_millis(9000));
+    assert_eq!(net.now() - t0, Duration::from_millis(9000));
 }
 
 #[test]
 fn pu_errors_unknown_pool_and_no_registrar() {
-    let mut net = Net::new();
+    let mut net = new_net();
     net.add_registrar(1, RegistrarConfig::default());
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
     let a = net.ask(pu, 1, "nope", false, Duration::from_secs(1));
@@ -1455,14 +914,14 @@ fn pu_errors_unknown_pool_and_no_registrar() {
 
 #[test]
 fn pu_requests_queue_behind_one_resolution() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
     // Three requests before the network moves.
     for k in 0..3 {
-        net.with_core(pu, |c, now| {
-            c.pu_command(
+        net.with_pu(pu, |c, now| {
+            c.command(
                 now,
                 PuCommand::GetPrimaryServer {
                     request: RequestId(k),
@@ -1486,7 +945,7 @@ fn pu_requests_queue_behind_one_resolution() {
 
 #[test]
 fn server_announce_teaches_pus_and_pes_the_registrar() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let cfg = RegistrarConfig {
         announce_group: Some(rserpool_proto::registrar::DEFAULT_ANNOUNCE_GROUP),
         asap_transports: vec![TransportAddr::tcp(3863, IpAddr::from([10, 0, 0, 1]))],
@@ -1509,7 +968,7 @@ fn server_announce_teaches_pus_and_pes_the_registrar() {
 
 #[test]
 fn pe_follows_a_keepalive_with_the_home_flag() {
-    let mut net = Net::new();
+    let mut net = new_net();
     // A scripted "registrar" the PE registers at.
     let raw = net.add_raw(1, true);
     let raw_ep = Endpoint::tcp(SocketAddr::from(([10, 0, 3, 1], 3863)));
@@ -1579,7 +1038,7 @@ fn pe_follows_a_keepalive_with_the_home_flag() {
 #[test]
 fn closed_connection_does_not_remove_pes_unless_configured() {
     for remove in [false, true] {
-        let mut net = Net::new();
+        let mut net = new_net();
         let r = net.add_registrar(
             1,
             RegistrarConfig {
@@ -1604,7 +1063,7 @@ fn closed_connection_does_not_remove_pes_unless_configured() {
 
 #[test]
 fn dump_snapshot() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     net.add_pe(2, pe_cfg(2, Policy::RoundRobin, vec![reg_endpoint(1)]));
@@ -1616,7 +1075,7 @@ fn dump_snapshot() {
 
 #[test]
 fn invalid_registrations_are_refused() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let raw = net.add_raw(1, false);
@@ -1715,7 +1174,7 @@ fn invalid_registrations_are_refused() {
 
 #[test]
 fn registration_life_in_seconds() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(
         1,
         RegistrarConfig {
@@ -1748,7 +1207,7 @@ fn registration_life_in_seconds() {
 
 #[test]
 fn pu_answers_from_stale_cache_when_no_registrar_is_reachable() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
@@ -1774,7 +1233,7 @@ fn pu_answers_from_stale_cache_when_no_registrar_is_reachable() {
 
 #[test]
 fn pe_rehomes_when_reregistration_times_out() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r1 = net.add_registrar(
         1,
         RegistrarConfig {
@@ -1811,7 +1270,7 @@ fn pe_rehomes_when_reregistration_times_out() {
 #[test]
 fn cores_are_deterministic() {
     fn run(base: Instant) -> Vec<String> {
-        let mut net = Net::starting_at(base);
+        let mut net = Net::new(base, 0);
         let r1 = net.add_registrar(1, RegistrarConfig::default());
         net.add_registrar(2, RegistrarConfig::default());
         let regs = vec![reg_endpoint(1), reg_endpoint(2)];
@@ -1843,10 +1302,9 @@ fn cores_are_deterministic() {
             }
         }
         net.run(Duration::from_secs(30));
-        net.nodes
-            .iter()
+        (0..net.node_count())
             .flat_map(|n| {
-                n.events
+                net.events(n)
                     .iter()
                     .map(|(t, e)| format!("{:?} {e:?}", *t - base))
             })
@@ -1860,21 +1318,12 @@ fn cores_are_deterministic() {
     assert_eq!(a, b);
 }
 
-impl Node {
-    fn core_pu(&self) -> &PoolUserCore {
-        match &self.core {
-            NodeCore::Pu(c) => c,
-            _ => panic!("not a PU"),
-        }
-    }
-}
-
 /// A handle resolution response never outgrows the 16-bit Message Length: PEs with huge
 /// address lists (each near 60 KB) are handed out one per response, and a registration whose
 /// PE alone cannot fit beside the policy is never corrupted into a bad message.
 #[test]
 fn handle_resolution_response_stays_within_message_length() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let _registrar = net.add_registrar(1, RegistrarConfig::default());
     let ep = reg_endpoint(1);
     let addrs: Vec<IpAddr> = (0..3000u16)
@@ -1953,7 +1402,7 @@ fn server_announce_keeps_sctp_and_tcp_transports_apart() {
             },
             7,
         );
-        reg.handle_timeout(Net::new().now);
+        reg.handle_timeout(new_net().now());
         let mut out = Vec::new();
         while let Some(t) = reg.poll_transmit() {
             assert!(matches!(t.dest, Dest::Datagram(_)), "{t:?}");
@@ -1976,14 +1425,6 @@ fn server_announce_keeps_sctp_and_tcp_transports_apart() {
 // ------------------------------------------------------------------------------------------
 // Hardening: waiting for announced registrars, temporary refusals
 
-fn with_pu<T>(net: &mut Net, id: NodeId, f: impl FnOnce(&mut PoolUserCore, Instant) -> T) -> T {
-    let now = net.now;
-    match &mut net.nodes[id].core {
-        NodeCore::Pu(c) => f(c, now),
-        _ => panic!("not a PU"),
-    }
-}
-
 fn announcing_registrar() -> RegistrarConfig {
     RegistrarConfig {
         announce_group: Some(rserpool_proto::registrar::DEFAULT_ANNOUNCE_GROUP),
@@ -1996,14 +1437,14 @@ fn announcing_registrar() -> RegistrarConfig {
 /// a live registrar instead of failing before the first announce could arrive.
 #[test]
 fn pu_waits_for_an_announced_registrar() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, announcing_registrar());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     assert_eq!(ids(&mut net, r), vec![PeId(0x1001)]);
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(9)]));
     let a = net.ask(pu, 1, POOL, false, Duration::from_secs(10));
     assert_eq!(server_of(&a), PeId(0x1001));
-    let known = with_pu(&mut net, pu, |c, now| c.known_registrars(now));
+    let known = net.with_pu(pu, |c, now| c.known_registrars(now));
     assert!(known.contains(&reg_endpoint(1)), "{known:?}");
 }
 
@@ -2011,9 +1452,9 @@ fn pu_waits_for_an_announced_registrar() {
 /// announces the request fails as soon as the round is over.
 #[test]
 fn pu_gives_up_waiting_for_registrars() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(9)]));
-    let t0 = net.now;
+    let t0 = net.now();
     let a = net.ask(pu, 1, POOL, false, Duration::from_secs(30));
     assert!(
         matches!(
@@ -2025,7 +1466,7 @@ fn pu_gives_up_waiting_for_registrars() {
         ),
         "{a:?}"
     );
-    let waited = net.now - t0;
+    let waited = net.now() - t0;
     let wait = PoolUserConfig::default().registrar_wait;
     assert!(waited >= wait && waited < wait * 2, "{waited:?}");
 
@@ -2036,7 +1477,7 @@ fn pu_gives_up_waiting_for_registrars() {
             ..pu_cfg(vec![reg_endpoint(9)])
         },
     );
-    let t1 = net.now;
+    let t1 = net.now();
     let b = net.ask(quiet, 1, POOL, false, Duration::from_secs(30));
     assert!(
         matches!(
@@ -2048,13 +1489,13 @@ fn pu_gives_up_waiting_for_registrars() {
         ),
         "{b:?}"
     );
-    assert!(net.now - t1 < wait, "{:?}", net.now - t1);
+    assert!(net.now() - t1 < wait, "{:?}", net.now() - t1);
 }
 
 /// A cache entry marked stale is resolved again on the next request.
 #[test]
 fn pu_mark_stale_resolves_again() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let r = net.add_registrar(1, RegistrarConfig::default());
     net.add_pe(1, pe_cfg(1, Policy::RoundRobin, vec![reg_endpoint(1)]));
     let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
@@ -2066,7 +1507,7 @@ fn pu_mark_stale_resolves_again() {
         before,
         "fresh cache answers"
     );
-    with_pu(&mut net, pu, |c, _| c.mark_stale(&PoolHandle::from(POOL)));
+    net.with_pu(pu, |c, _| c.mark_stale(&PoolHandle::from(POOL)));
     server_of(&net.ask(pu, 3, POOL, false, Duration::from_secs(1)));
     assert_eq!(
         net.reg(r).counters().received(asap_type::HANDLE_RESOLUTION),
@@ -2079,7 +1520,7 @@ fn pu_mark_stale_resolves_again() {
 /// `inconsistent_policy_is_rejected_with_0x5`).
 #[test]
 fn pe_retries_a_temporary_refusal_with_back_off() {
-    let mut net = Net::new();
+    let mut net = new_net();
     let mut cfg = RegistrarConfig::default();
     cfg.handlespace.max_pes = 1;
     let r = net.add_registrar(1, cfg);
@@ -2098,7 +1539,7 @@ fn pe_retries_a_temporary_refusal_with_back_off() {
     };
     assert_eq!(*pe_id, PeId(0x1002));
     assert_eq!(*cause, CauseCode::LACK_OF_RESOURCES);
-    assert!(*retry_at > net.now);
+    assert!(*retry_at > net.now());
     assert_eq!(
         net.pe(second).status(),
         vec![(PeId(0x1002), PeStatus::Unregistered)]
