@@ -40,7 +40,7 @@ fn alive(p: &mut Proc) -> bool {
 /// The first stderr line from `from` on that contains every one of `words`.
 fn wait_err(p: &Proc, from: usize, what: &str, words: &[&str]) -> (usize, String) {
     p.err
-        .wait(from, Instant::now() + Duration::from_secs(20), |l| {
+        .wait(from, Instant::now() + Duration::from_secs(40), |l| {
             words.iter().all(|w| l.contains(w))
         })
         .unwrap_or_else(|| p.fail(what))
@@ -181,7 +181,7 @@ fn sighup_without_a_config_file_is_logged_and_harmless() {
 
 #[test]
 fn verbose_logs_summaries_not_a_line_per_pe_and_sighup_changes_the_level() {
-    bounded(Duration::from_secs(90), || {
+    bounded(Duration::from_secs(180), || {
         let dir = scratch("ops-log");
         let cfg = dir.join("registrar.toml");
         std::fs::write(&cfg, "log_summary_interval = \"1s\"\n").unwrap();
