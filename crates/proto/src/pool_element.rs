@@ -33,7 +33,7 @@ use rserpool_wire::{
     Protocol, ServerId, UserTransport,
 };
 
-use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_asap_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
 use crate::io::{earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
@@ -796,7 +796,7 @@ impl Core for PoolElementCore {
 
     fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
         self.ensure_started(now);
-        match decode_inbound(bytes, &mut self.counters) {
+        match decode_asap_inbound(bytes, &mut self.counters) {
             Inbound::Message(
                 AsapMessage::ServerAnnounce {
                     server_id,

@@ -41,7 +41,7 @@ use rserpool_wire::{
     ServerId, TransportAddr, TransportKind, UserTransport,
 };
 
-use crate::common::{decode_inbound, later, Inbound, Outbox};
+use crate::common::{decode_asap_inbound, later, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::handlespace::PuCache;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
@@ -807,7 +807,7 @@ impl Core for PoolUserCore {
     }
 
     fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
-        match decode_inbound(bytes, &mut self.counters) {
+        match decode_asap_inbound(bytes, &mut self.counters) {
             Inbound::Message(
                 AsapMessage::ServerAnnounce {
                     server_id,

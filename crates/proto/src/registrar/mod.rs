@@ -117,7 +117,7 @@ use rserpool_wire::{
 
 use rserpool_wire::codec;
 
-use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox, Received};
 use crate::conn_limits::{ConnLimits, ConnTable, LimitReport};
 use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
@@ -125,6 +125,7 @@ use crate::io::{
     earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
 };
 
+mod enrp;
 mod guard;
 
 pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
@@ -1313,10 +1314,14 @@ impl Core for Registrar {
         self.ensure_started(now);
         self.limits.touch(now, conn);
         self.conns.insert(conn);
-        if meta.protocol != Protocol::Asap {
-            // ENRP is handled by the ENRP part of the registrar (not yet).
-            self.counters.wrong_protocol += 1;
-            return;
+        match meta.protocol {
+            Protocol::Asap => {}
+            Protocol::Enrp => return self.on_enrp_message(now, conn, meta, bytes),
+            // Application data has no business with a registrar.
+            Protocol::Data(_) => {
+                self.counters.wrong_protocol += 1;
+                return;
+            }
         }
         // Errors and reports (action `11` parameters) are answered inside `accept`.
         let Some(msg) = self.out.accept(&mut self.counters, conn, bytes) else {
@@ -1354,13 +1359,15 @@ impl Core for Registrar {
         self.grant_freed(now);
     }
 
-    fn handle_datagram(&mut self, now: Instant, _meta: &RecvMeta, bytes: &[u8]) {
+    fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
         self.ensure_started(now);
-        match decode_inbound(bytes, &mut self.counters) {
+        match decode_inbound(meta.protocol, bytes, &mut self.counters) {
             // Other registrars' announces (and our own looped back): nothing to do yet.
-            Inbound::Message(AsapMessage::ServerAnnounce { .. }, _) => {}
-            Inbound::Message(..) => self.counters.dropped += 1,
-            Inbound::Invalid(_) => {}
+            Received::Asap(Inbound::Message(AsapMessage::ServerAnnounce { .. }, _)) => {}
+            Received::Asap(Inbound::Message(..)) => self.counters.dropped += 1,
+            Received::Asap(Inbound::Invalid(_)) => {}
+            Received::Enrp(inbound) => self.on_enrp_datagram(now, meta, inbound),
+            Received::Data(_) => self.counters.wrong_protocol += 1,
         }
     }
 
