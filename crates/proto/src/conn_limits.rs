@@ -998,7 +998,9 @@ mod tests {
                 _ => t.handle_timeout(now, &mut c),
             }
             for cmd in drain(&mut t) {
-                let (TransportCommand::Close(k) | TransportCommand::Abort(k)) = cmd;
+                let (TransportCommand::Close(k) | TransportCommand::Abort(k)) = cmd else {
+                    panic!("the connection table never connects: {cmd:?}");
+                };
                 assert!(!t.contains(k));
                 open.retain(|x| *x != k);
             }

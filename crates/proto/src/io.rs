@@ -9,7 +9,7 @@
 //! poll_transmit() -> Option<Transmit>           drain after every input
 //! poll_timeout()  -> Option<Instant>            earliest deadline
 //! poll_event()    -> Option<Event>              what happened, for the application / logs
-//! poll_command()  -> Option<TransportCommand>   close a connection (default: never)
+//! poll_command()  -> Option<TransportCommand>   open / close a connection (default: never)
 //! ```
 //!
 //! Drain order after each input: `poll_transmit` until `None`, then `poll_command` until
@@ -156,6 +156,15 @@ pub enum TransportCommand {
     /// Close the connection at once, dropping what is still queued for it. The shell
     /// reports `Closed` afterwards.
     Abort(ConnId),
+    /// Open the shell's connection to `endpoint` without sending anything yet (the
+    /// connection later transmits to `Dest::Endpoint(endpoint)` use). The shell reports
+    /// `Connected` or `ConnectFailed` as for a first transmit to `Dest::Endpoint`; if that
+    /// connection is already up or being opened, nothing happens and nothing is reported.
+    /// `protocol` labels the connection (ASAP or ENRP: the SCTP default PPID).
+    Connect {
+        endpoint: Endpoint,
+        protocol: Protocol,
+    },
 }
 
 /// Deadline helper: the earlier of two optional instants.
