@@ -9,6 +9,7 @@
 //! * [`conn_limits`]: [`ConnTable`], the registrar's connection limits (idle timeout,
 //!   per-source cap, eviction).
 //! * [`hunt`]: server-hunt configuration shared by the PE and PU cores.
+//! * [`timers`]: [`Timers`], the timer table of a core (deadlines keyed by timer id).
 //!
 //! # Driving a core
 //!
@@ -28,6 +29,7 @@ pub mod io;
 pub mod pool_element;
 pub mod pool_user;
 pub mod registrar;
+pub mod timers;
 
 mod common;
 
@@ -40,3 +42,4 @@ pub use registrar::{
     HandlespaceSnapshot, PoolSnapshot, Registrar, RegistrarCommand, RegistrarConfig,
     RegistrarEvent, RemovalReason,
 };
+pub use timers::Timers;

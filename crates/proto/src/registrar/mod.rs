@@ -124,6 +124,7 @@ use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOu
 use crate::io::{
     earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
 };
+use crate::timers::Timers;
 
 mod asap;
 mod enrp;
@@ -327,6 +328,13 @@ pub enum RegistrarEvent {
     ConnectionLimits(LimitReport),
 }
 
+/// The registrar's own timers (ids in its [`Timers`] table; ENRP's join here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum RegistrarTimer {
+    /// Next server announce (T6).
+    Announce,
+}
+
 /// The registrar core. See the module documentation.
 #[derive(Debug)]
 pub struct Registrar {
@@ -347,7 +355,9 @@ pub struct Registrar {
     /// current input.
     freed: Vec<PendingMove>,
     started: bool,
-    next_announce: Option<Instant>,
+    /// The registrar's own timers ([`RegistrarTimer`]); the per-PE timers are in the
+    /// handlespace's queue, the connection limits' in [`ConnTable`].
+    timers: Timers<RegistrarTimer>,
     /// Accepted connections and their limits.
     limits: ConnTable,
     counters: Counters,
@@ -399,7 +409,7 @@ impl Registrar {
             pe_guard: PeGuards::default(),
             freed: Vec::new(),
             started: false,
-            next_announce: None,
+            timers: Timers::new(),
             limits,
             counters: Counters::default(),
             out: Outbox::default(),
@@ -453,7 +463,7 @@ impl Registrar {
         if !self.started {
             self.started = true;
             if self.cfg.announce_group.is_some() {
-                self.next_announce = Some(now);
+                self.timers.set(RegistrarTimer::Announce, now);
             }
         }
     }
@@ -656,7 +666,7 @@ impl Registrar {
 
     fn announce(&mut self, now: Instant) {
         let Some(group) = self.cfg.announce_group else {
-            self.next_announce = None;
+            self.timers.cancel(&RegistrarTimer::Announce);
             return;
         };
         // RSPLIB knows no TCP transport TLV in an announce: after an SCTP TLV it drops the
@@ -696,7 +706,8 @@ impl Registrar {
         let offset = self.rng.gen_range(0..=2 * spread);
         let nanos = base.as_nanos() - spread + offset;
         let period = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.next_announce = Some(later(now, period));
+        self.timers
+            .set(RegistrarTimer::Announce, later(now, period));
     }
 
     /// Connection gone (closed or a send failed).
@@ -812,7 +823,8 @@ impl Core for Registrar {
         while let Some((handle, id, kind)) = self.hs.pop_expired(now) {
             self.on_pe_timer(now, handle, id, kind);
         }
-        if self.next_announce.is_some_and(|t| t <= now) {
+        if self.timers.is_due(&RegistrarTimer::Announce, now) {
+            self.timers.cancel(&RegistrarTimer::Announce);
             self.announce(now);
         }
         self.report_limits(now);
@@ -838,7 +850,7 @@ impl Core for Registrar {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let t = earliest(self.hs.poll_timeout(), self.next_announce);
+        let t = earliest(self.hs.poll_timeout(), self.timers.earliest());
         earliest(t, self.limits.poll_timeout())
     }
 
@@ -961,8 +973,10 @@ impl Registrar {
         let announced = self.cfg.announce_group.is_some();
         self.cfg = config;
         match (announced, self.cfg.announce_group.is_some()) {
-            (false, true) if self.started => self.next_announce = Some(now),
-            (_, false) => self.next_announce = None,
+            (false, true) if self.started => self.timers.set(RegistrarTimer::Announce, now),
+            (_, false) => {
+                self.timers.cancel(&RegistrarTimer::Announce);
+            }
             _ => {}
         }
     }
