@@ -99,7 +99,8 @@ impl fmt::Display for Endpoint {
 /// What the shell knows about a received message.
 #[derive(Clone, Debug)]
 pub struct RecvMeta {
-    /// From the SCTP PPID, or from the listener/port it arrived on for TCP/UDP.
+    /// From the SCTP PPID, or from the listener/port it arrived on for TCP/UDP. Cores
+    /// decode by it: ASAP and ENRP messages, or application data (`Protocol::Data`).
     pub protocol: Protocol,
     pub transport: TransportProto,
     /// Primary peer address (source port included).
@@ -125,7 +126,7 @@ pub enum Dest {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Transmit {
     pub dest: Dest,
-    /// ASAP or ENRP: selects the SCTP PPID.
+    /// ASAP, ENRP or application data: selects the SCTP PPID.
     pub protocol: Protocol,
     /// One encoded message.
     pub bytes: Vec<u8>,

@@ -43,3 +43,53 @@ impl Registrar {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use rserpool_wire::{enrp_type, Protocol, ServerId};
+
+    use super::*;
+    use crate::io::{Core, TransportProto};
+    use crate::registrar::RegistrarConfig;
+
+    fn meta(protocol: Protocol) -> RecvMeta {
+        let peer: SocketAddr = "127.0.0.1:9901".parse().unwrap_or_else(|_| unreachable!());
+        RecvMeta {
+            protocol,
+            transport: TransportProto::Udp,
+            peer,
+            peer_addrs: vec![peer.ip()],
+        }
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+    fn enrp_reaches_the_enrp_entry_points() {
+        let now = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig::default(), 7);
+        let presence = EnrpMessage::Presence {
+            reply_required: false,
+            sender: ServerId(0x1234),
+            receiver: ServerId::UNDETERMINED,
+            checksum: None,
+            server_info: None,
+        }
+        .encode_to_vec();
+        // A multicast Presence is decoded as ENRP, counted by its ENRP type and dropped.
+        r.handle_datagram(now, &meta(Protocol::Enrp), &presence);
+        let c = r.counters();
+        assert_eq!(c.enrp_rx[usize::from(enrp_type::PRESENCE)], 1);
+        assert_eq!(
+            c.received(enrp_type::PRESENCE),
+            0,
+            "not an ASAP registration"
+        );
+        assert_eq!((c.rx_invalid, c.wrong_protocol, c.dropped), (0, 0, 0));
+        // ENRP on a connection: counted as the wrong protocol, nothing answered.
+        r.handle_message(now, ConnId(1), &meta(Protocol::Enrp), &presence);
+        assert_eq!(r.counters().wrong_protocol, 1);
+        assert!(r.poll_transmit().is_none());
+    }
+}
