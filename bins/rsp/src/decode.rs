@@ -773,6 +773,7 @@ fn json_record(
                 let key = match p {
                     Protocol::Asap => "asap_error",
                     Protocol::Enrp => "enrp_error",
+                    Protocol::Data(_) => "data_error",
                 };
                 obj.insert(key.into(), json_error(e, offset));
             }

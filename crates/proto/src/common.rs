@@ -5,19 +5,46 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use rserpool_wire::{
-    decode_asap, decode_enrp, AsapMessage, Cause, CauseCode, EncodeError, OperationError, Protocol,
-    MAX_REPORTED_INFO,
+    decode_asap, decode_enrp, AsapMessage, Cause, CauseCode, EncodeError, EnrpMessage,
+    OperationError, Protocol, MAX_REPORTED_INFO,
 };
 
 use crate::counters::Counters;
 use crate::io::{ConnId, Dest, Transmit};
 
-/// What came out of decoding one received ASAP message.
-pub(crate) enum Inbound {
+/// What came out of decoding one received ASAP (or, with `M = EnrpMessage`, ENRP) message.
+pub(crate) enum Inbound<M = AsapMessage> {
     /// A message, plus the causes to report for skipped unknown parameters (action `11`).
-    Message(AsapMessage, Vec<Cause>),
+    Message(M, Vec<Cause>),
     /// Undecodable: the cause to report, or `None` for a silent drop.
     Invalid(Option<Cause>),
+}
+
+/// One received message, decoded by the protocol the shell labelled it with
+/// ([`crate::io::RecvMeta::protocol`]).
+pub(crate) enum Received<'a> {
+    Asap(Inbound<AsapMessage>),
+    Enrp(Inbound<EnrpMessage>),
+    /// Application data (session layer): the bytes as received, never decoded here.
+    #[allow(dead_code)] // read by the session layer, which does not exist yet
+    Data(&'a [u8]),
+}
+
+/// Decode and count one received message of `protocol`: ASAP with [`decode_asap_inbound`],
+/// ENRP with [`decode_enrp_inbound`], application data passed through (counted).
+pub(crate) fn decode_inbound<'a>(
+    protocol: Protocol,
+    bytes: &'a [u8],
+    counters: &mut Counters,
+) -> Received<'a> {
+    match protocol {
+        Protocol::Asap => Received::Asap(decode_asap_inbound(bytes, counters)),
+        Protocol::Enrp => Received::Enrp(decode_enrp_inbound(bytes, counters)),
+        Protocol::Data(_) => {
+            counters.on_rx(protocol, 0);
+            Received::Data(bytes)
+        }
+    }
 }
 
 /// Decode and count one received ASAP message.
@@ -26,10 +53,10 @@ pub(crate) enum Inbound {
 /// gives, except a well-formed ENRP message (over TCP, ENRP sent to the ASAP port arrives
 /// on the ASAP stream, and ENRP type codes overlap ASAP's, so it fails in odd places):
 /// that is answered with Unrecognized Message (0x2) quoting it.
-pub(crate) fn decode_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound {
+pub(crate) fn decode_asap_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound {
     match decode_asap(bytes) {
         Ok(d) => {
-            counters.on_rx(d.message.type_code());
+            counters.on_rx(Protocol::Asap, d.message.type_code());
             let reports = d.report_causes();
             Inbound::Message(d.message, reports)
         }
@@ -49,15 +76,59 @@ pub(crate) fn decode_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound {
     }
 }
 
-/// Outgoing messages, drained by `poll_transmit`.
+/// Decode and count one received ENRP message (an undecodable one counts as `rx_invalid`
+/// and comes back with the cause to report, if any).
+pub(crate) fn decode_enrp_inbound(bytes: &[u8], counters: &mut Counters) -> Inbound<EnrpMessage> {
+    match decode_enrp(bytes) {
+        Ok(d) => {
+            counters.on_rx(Protocol::Enrp, d.message.type_code());
+            let reports = d.report_causes();
+            Inbound::Message(d.message, reports)
+        }
+        Err(e) => {
+            counters.rx_invalid += 1;
+            Inbound::Invalid(e.report_cause(bytes))
+        }
+    }
+}
+
+/// A message an [`Outbox`] can send: its protocol, type code and encoding.
+pub(crate) trait OutMessage {
+    const PROTOCOL: Protocol;
+    fn type_code(&self) -> u8;
+    fn try_encode(&self) -> Result<Vec<u8>, EncodeError>;
+}
+
+impl OutMessage for AsapMessage {
+    const PROTOCOL: Protocol = Protocol::Asap;
+    fn type_code(&self) -> u8 {
+        AsapMessage::type_code(self)
+    }
+    fn try_encode(&self) -> Result<Vec<u8>, EncodeError> {
+        self.try_encode_to_vec()
+    }
+}
+
+impl OutMessage for EnrpMessage {
+    const PROTOCOL: Protocol = Protocol::Enrp;
+    fn type_code(&self) -> u8 {
+        EnrpMessage::type_code(self)
+    }
+    fn try_encode(&self) -> Result<Vec<u8>, EncodeError> {
+        self.try_encode_to_vec()
+    }
+}
+
+/// Outgoing messages (ASAP, ENRP or application data), drained by `poll_transmit`.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Transmit>,
 }
 
 impl Outbox {
-    /// Queue `msg`; one that cannot be encoded is counted (`unencodable`) and not sent.
-    pub(crate) fn send(&mut self, counters: &mut Counters, dest: Dest, msg: &AsapMessage) {
+    /// Queue `msg` (ASAP or ENRP, sent with its protocol); one that cannot be encoded is
+    /// counted (`unencodable`) and not sent.
+    pub(crate) fn send<M: OutMessage>(&mut self, counters: &mut Counters, dest: Dest, msg: &M) {
         if self.try_send(counters, dest, msg).is_err() {
             counters.unencodable += 1;
         }
@@ -65,23 +136,40 @@ impl Outbox {
     /// Queue `msg` if it can be encoded (its quoted causes are cut to fit the 16-bit
     /// Message Length); otherwise nothing is queued and `dest` comes back with the error,
     /// for the caller to answer otherwise.
-    pub(crate) fn try_send(
+    pub(crate) fn try_send<M: OutMessage>(
         &mut self,
         counters: &mut Counters,
         dest: Dest,
-        msg: &AsapMessage,
+        msg: &M,
     ) -> Result<(), (Dest, EncodeError)> {
-        let bytes = match msg.try_encode_to_vec() {
+        let bytes = match msg.try_encode() {
             Ok(b) => b,
             Err(e) => return Err((dest, e)),
         };
-        counters.on_tx(msg.type_code());
+        counters.on_tx(M::PROTOCOL, msg.type_code());
         self.queue.push_back(Transmit {
             dest,
-            protocol: Protocol::Asap,
+            protocol: M::PROTOCOL,
             bytes,
         });
         Ok(())
+    }
+    /// Queue application data (a session message) with SCTP PPID `ppid`.
+    #[allow(dead_code)] // the session layer's; no core sends data yet
+    pub(crate) fn send_data(
+        &mut self,
+        counters: &mut Counters,
+        dest: Dest,
+        ppid: u32,
+        bytes: Vec<u8>,
+    ) {
+        let protocol = Protocol::Data(ppid);
+        counters.on_tx(protocol, 0);
+        self.queue.push_back(Transmit {
+            dest,
+            protocol,
+            bytes,
+        });
     }
     /// An ASAP_ERROR carrying `causes` (nothing is sent for an empty list).
     pub(crate) fn send_error(&mut self, counters: &mut Counters, dest: Dest, causes: Vec<Cause>) {
@@ -94,7 +182,7 @@ impl Outbox {
         };
         self.send(counters, dest, &msg);
     }
-    /// Decode one message received on `conn`, answering what must be answered: an
+    /// Decode one ASAP message received on `conn`, answering what must be answered: an
     /// undecodable message gets its ASAP_ERROR (or nothing, for a silent drop), skipped
     /// parameters with report bits get theirs. Returns the message to process, if any.
     pub(crate) fn accept(
@@ -103,7 +191,7 @@ impl Outbox {
         conn: ConnId,
         bytes: &[u8],
     ) -> Option<AsapMessage> {
-        match decode_inbound(bytes, counters) {
+        match decode_asap_inbound(bytes, counters) {
             Inbound::Message(m, reports) => {
                 self.send_error(counters, Dest::Conn(conn), reports);
                 Some(m)

@@ -44,6 +44,7 @@
 //! [`ConnLimits::shell_limit`] gives it some room above `max_connections`, so that this
 //! table decides and the shell's limit only acts when the core falls behind a flood.
 
+use crate::timers::Timers;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -279,6 +280,14 @@ impl Hasher for ConnIdHasher {
 
 type ConnMap = HashMap<ConnId, u32, BuildHasherDefault<ConnIdHasher>>;
 
+/// The timers of [`ConnTable`] (ids in its [`Timers`] table). The report's moment is
+/// derived from the last report, not a timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum LimitTimer {
+    /// Next look for connections idle too long.
+    Sweep,
+}
+
 /// Accepted connections and the limits on them. See the module documentation.
 #[derive(Debug)]
 pub struct ConnTable {
@@ -293,7 +302,8 @@ pub struct ConnTable {
     source_index: HashMap<Source, u32, BuildHasherDefault<ConnIdHasher>>,
     /// Latest `now` seen (inputs never go back in time for the table).
     clock: Option<Instant>,
-    next_sweep: Option<Instant>,
+    /// The table's timers ([`LimitTimer`]).
+    timers: Timers<LimitTimer>,
     commands: VecDeque<TransportCommand>,
     pending: LimitReport,
     last_report: Option<Instant>,
@@ -312,7 +322,7 @@ impl ConnTable {
             source_free: Vec::new(),
             source_index: HashMap::default(),
             clock: None,
-            next_sweep: None,
+            timers: Timers::new(),
             commands: VecDeque::new(),
             pending: LimitReport::default(),
             last_report: None,
@@ -610,14 +620,15 @@ impl ConnTable {
         let Some(t) = self.limits.idle_timeout else {
             return;
         };
-        if self.next_sweep.is_none() {
+        if !self.timers.is_set(&LimitTimer::Sweep) {
             if let Some(o) = self.oldest() {
                 let due = self.slots[o as usize].last.checked_add(t);
                 let soonest = now.checked_add(Self::granularity(t));
-                self.next_sweep = match (due, soonest) {
+                let at = match (due, soonest) {
                     (Some(d), Some(s)) => Some(d.max(s)),
                     (d, _) => d,
                 };
+                self.timers.set_opt(LimitTimer::Sweep, at);
             }
         }
     }
@@ -626,13 +637,13 @@ impl ConnTable {
     pub fn handle_timeout(&mut self, now: Instant, counters: &mut ConnCounters) {
         let now = self.advance(now);
         let Some(t) = self.limits.idle_timeout else {
-            self.next_sweep = None;
+            self.timers.cancel(&LimitTimer::Sweep);
             return;
         };
-        if self.next_sweep.is_none_or(|d| d > now) {
+        if !self.timers.is_due(&LimitTimer::Sweep, now) {
             return;
         }
-        self.next_sweep = None;
+        self.timers.cancel(&LimitTimer::Sweep);
         while let Some(o) = self.oldest() {
             let due = self.slots[o as usize].last.checked_add(t);
             if due.is_some_and(|d| d <= now) {
@@ -657,7 +668,7 @@ impl ConnTable {
                 None => self.clock,
             }
         };
-        crate::io::earliest(self.next_sweep, report)
+        crate::io::earliest(self.timers.earliest(), report)
     }
 
     /// A connection the shell should close, if any (drain after every input).
@@ -998,7 +1009,9 @@ mod tests {
                 _ => t.handle_timeout(now, &mut c),
             }
             for cmd in drain(&mut t) {
-                let (TransportCommand::Close(k) | TransportCommand::Abort(k)) = cmd;
+                let (TransportCommand::Close(k) | TransportCommand::Abort(k)) = cmd else {
+                    panic!("the connection table never connects: {cmd:?}");
+                };
                 assert!(!t.contains(k));
                 open.retain(|x| *x != k);
             }

@@ -1,20 +1,31 @@
 //! Message counters every core keeps (for `rsp dump` and metrics).
 
-use rserpool_wire::asap_type_name;
+use rserpool_wire::{asap_type_name, enrp_type_name, Protocol};
 
-/// Number of slots in the per-type arrays: ASAP types 0x01…0x0e, slot 0 = unknown type.
+/// Number of slots in the per-type arrays: ASAP types 0x01…0x0e, ENRP types 0x01…0x0a,
+/// slot 0 = unknown type.
 pub const TYPE_SLOTS: usize = 16;
 
-/// Messages in and out by ASAP type, plus errors and drops.
+/// Messages in and out keyed by (protocol, type), plus errors and drops.
 ///
-/// `rx[t]` / `tx[t]` count ASAP message type `t` (0x01…0x0e); slot 0 collects types that
-/// could not be decoded.
+/// Each protocol has its own tables (the ASAP and ENRP type codes overlap):
+/// `rx[t]` / `tx[t]` count ASAP message type `t` (0x01…0x0e), `enrp_rx[t]` / `enrp_tx[t]`
+/// ENRP type `t` (0x01…0x0a); slot 0 collects types out of range. Application data
+/// (session messages) is counted as a whole in `data_rx` / `data_tx`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Decoded messages received, by type.
+    /// Decoded ASAP messages received, by type.
     pub rx: [u64; TYPE_SLOTS],
-    /// Messages sent, by type.
+    /// ASAP messages sent, by type.
     pub tx: [u64; TYPE_SLOTS],
+    /// Decoded ENRP messages received, by type.
+    pub enrp_rx: [u64; TYPE_SLOTS],
+    /// ENRP messages sent, by type.
+    pub enrp_tx: [u64; TYPE_SLOTS],
+    /// Application data messages received (any PPID).
+    pub data_rx: u64,
+    /// Application data messages sent (any PPID).
+    pub data_tx: u64,
     /// Messages that failed to decode (malformed, truncated, unknown type …).
     pub rx_invalid: u64,
     /// ASAP_ERROR messages sent because of something we received.
@@ -55,11 +66,21 @@ impl Counters {
             0
         }
     }
-    pub(crate) fn on_rx(&mut self, ty: u8) {
-        self.rx[Self::slot(ty)] += 1;
+    /// Count one received message of `protocol` (for data, `ty` is ignored).
+    pub(crate) fn on_rx(&mut self, protocol: Protocol, ty: u8) {
+        match protocol {
+            Protocol::Asap => self.rx[Self::slot(ty)] += 1,
+            Protocol::Enrp => self.enrp_rx[Self::slot(ty)] += 1,
+            Protocol::Data(_) => self.data_rx += 1,
+        }
     }
-    pub(crate) fn on_tx(&mut self, ty: u8) {
-        self.tx[Self::slot(ty)] += 1;
+    /// Count one sent message of `protocol` (for data, `ty` is ignored).
+    pub(crate) fn on_tx(&mut self, protocol: Protocol, ty: u8) {
+        match protocol {
+            Protocol::Asap => self.tx[Self::slot(ty)] += 1,
+            Protocol::Enrp => self.enrp_tx[Self::slot(ty)] += 1,
+            Protocol::Data(_) => self.data_tx += 1,
+        }
     }
     /// Received count for an ASAP message type code.
     pub fn received(&self, ty: u8) -> u64 {
@@ -69,20 +90,56 @@ impl Counters {
     pub fn sent(&self, ty: u8) -> u64 {
         self.tx[Self::slot(ty)]
     }
-    /// `(message name, received, sent)` for every type with a non-zero count.
-    pub fn by_type(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
-        (0..TYPE_SLOTS).filter_map(move |i| {
-            let (rx, tx) = (self.rx[i], self.tx[i]);
-            if rx == 0 && tx == 0 {
-                return None;
-            }
-            let name = u8::try_from(i)
-                .ok()
-                .and_then(asap_type_name)
-                .unwrap_or("unknown");
-            Some((name, rx, tx))
-        })
+    /// Received count for a message type code of `protocol` (all data for `Data`).
+    pub fn received_of(&self, protocol: Protocol, ty: u8) -> u64 {
+        match protocol {
+            Protocol::Asap => self.rx[Self::slot(ty)],
+            Protocol::Enrp => self.enrp_rx[Self::slot(ty)],
+            Protocol::Data(_) => self.data_rx,
+        }
     }
+    /// Sent count for a message type code of `protocol` (all data for `Data`).
+    pub fn sent_of(&self, protocol: Protocol, ty: u8) -> u64 {
+        match protocol {
+            Protocol::Asap => self.tx[Self::slot(ty)],
+            Protocol::Enrp => self.enrp_tx[Self::slot(ty)],
+            Protocol::Data(_) => self.data_tx,
+        }
+    }
+    /// `(message name, received, sent)` for every type with a non-zero count: the ASAP
+    /// types first (named as on the wire, "unknown" for slot 0), then the ENRP types,
+    /// then application data ("DATA").
+    pub fn by_type(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        table_iter(&self.rx, &self.tx, asap_type_name, "unknown")
+            .chain(table_iter(
+                &self.enrp_rx,
+                &self.enrp_tx,
+                enrp_type_name,
+                "unknown ENRP",
+            ))
+            .chain((self.data_rx != 0 || self.data_tx != 0).then_some((
+                "DATA",
+                self.data_rx,
+                self.data_tx,
+            )))
+    }
+}
+
+/// The non-zero rows of one protocol's per-type tables.
+fn table_iter<'a>(
+    rx: &'a [u64; TYPE_SLOTS],
+    tx: &'a [u64; TYPE_SLOTS],
+    name: fn(u8) -> Option<&'static str>,
+    unknown: &'static str,
+) -> impl Iterator<Item = (&'static str, u64, u64)> + 'a {
+    (0..TYPE_SLOTS).filter_map(move |i| {
+        let (rx, tx) = (rx[i], tx[i]);
+        if rx == 0 && tx == 0 {
+            return None;
+        }
+        let name = u8::try_from(i).ok().and_then(name).unwrap_or(unknown);
+        Some((name, rx, tx))
+    })
 }
 
 /// How often each protection of the registrar acted (see the registrar module docs).

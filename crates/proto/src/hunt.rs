@@ -1,9 +1,10 @@
 //! Server hunt (RFC 5352 §3.6, procedures §1.7): finding a home registrar.
 //!
-//! The seam has no "connect only" operation: a core opens a connection by sending a
-//! message to [`Dest::Endpoint`](crate::io::Dest::Endpoint). So a hunt attempt is "send the
-//! first pending request to the candidate": the registration for a PE, the handle
-//! resolution for a PU. Candidates are tried one at a time; a candidate that neither
+//! A hunt attempt is "send the first pending request to the candidate" (to
+//! [`Dest::Endpoint`](crate::io::Dest::Endpoint), which opens the connection): the
+//! registration for a PE, the handle resolution for a PU. The request doubles as the
+//! probe, so the hunt does not use the connect-only
+//! [`TransportCommand::Connect`](crate::io::TransportCommand::Connect). Candidates are tried one at a time; a candidate that neither
 //! connects nor answers within `connect_timeout` is abandoned (its late answer is still
 //! accepted while the hunt goes on, so up to a few attempts overlap). When every known
 //! registrar failed, the hunt backs off (`backoff_initial`, doubling up to `backoff_max`,

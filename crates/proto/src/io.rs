@@ -9,7 +9,7 @@
 //! poll_transmit() -> Option<Transmit>           drain after every input
 //! poll_timeout()  -> Option<Instant>            earliest deadline
 //! poll_event()    -> Option<Event>              what happened, for the application / logs
-//! poll_command()  -> Option<TransportCommand>   close a connection (default: never)
+//! poll_command()  -> Option<TransportCommand>   open / close a connection (default: never)
 //! ```
 //!
 //! Drain order after each input: `poll_transmit` until `None`, then `poll_command` until
@@ -99,7 +99,8 @@ impl fmt::Display for Endpoint {
 /// What the shell knows about a received message.
 #[derive(Clone, Debug)]
 pub struct RecvMeta {
-    /// From the SCTP PPID, or from the listener/port it arrived on for TCP/UDP.
+    /// From the SCTP PPID, or from the listener/port it arrived on for TCP/UDP. Cores
+    /// decode by it: ASAP and ENRP messages, or application data (`Protocol::Data`).
     pub protocol: Protocol,
     pub transport: TransportProto,
     /// Primary peer address (source port included).
@@ -125,7 +126,7 @@ pub enum Dest {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Transmit {
     pub dest: Dest,
-    /// ASAP or ENRP: selects the SCTP PPID.
+    /// ASAP, ENRP or application data: selects the SCTP PPID.
     pub protocol: Protocol,
     /// One encoded message.
     pub bytes: Vec<u8>,
@@ -156,6 +157,15 @@ pub enum TransportCommand {
     /// Close the connection at once, dropping what is still queued for it. The shell
     /// reports `Closed` afterwards.
     Abort(ConnId),
+    /// Open the shell's connection to `endpoint` without sending anything yet (the
+    /// connection later transmits to `Dest::Endpoint(endpoint)` use). The shell reports
+    /// `Connected` or `ConnectFailed` as for a first transmit to `Dest::Endpoint`; if that
+    /// connection is already up or being opened, nothing happens and nothing is reported.
+    /// `protocol` labels the connection (ASAP or ENRP: the SCTP default PPID).
+    Connect {
+        endpoint: Endpoint,
+        protocol: Protocol,
+    },
 }
 
 /// Deadline helper: the earlier of two optional instants.

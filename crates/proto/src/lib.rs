@@ -2,13 +2,16 @@
 //!
 //! * [`io`]: the seam to the shell: connections, endpoints, transmits, transport events.
 //! * [`handlespace`]: pools, PEs, owners, timers and the 18 selection policies.
-//! * [`registrar`]: [`Registrar`], the ASAP side of a registrar (ENRP to follow).
+//! * [`registrar`]: [`Registrar`]: shared state and the `Core` impl in `registrar/mod.rs`,
+//!   the ASAP procedures in `registrar/asap.rs`, the ENRP entry points in
+//!   `registrar/enrp.rs` (ENRP itself to follow).
 //! * [`pool_element`]: [`PoolElementCore`], registration of a PE at a home registrar.
 //! * [`pool_user`]: [`PoolUserCore`], handle resolution, cache, selection and failover.
-//! * [`counters`]: message counters every core exposes.
+//! * [`counters`]: message counters every core exposes, keyed by (protocol, type).
 //! * [`conn_limits`]: [`ConnTable`], the registrar's connection limits (idle timeout,
 //!   per-source cap, eviction).
 //! * [`hunt`]: server-hunt configuration shared by the PE and PU cores.
+//! * [`timers`]: [`Timers`], the timer table of a core (deadlines keyed by timer id).
 //!
 //! # Driving a core
 //!
@@ -28,6 +31,7 @@ pub mod io;
 pub mod pool_element;
 pub mod pool_user;
 pub mod registrar;
+pub mod timers;
 
 mod common;
 
@@ -40,3 +44,4 @@ pub use registrar::{
     HandlespaceSnapshot, PoolSnapshot, Registrar, RegistrarCommand, RegistrarConfig,
     RegistrarEvent, RemovalReason,
 };
+pub use timers::Timers;

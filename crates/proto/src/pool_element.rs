@@ -33,10 +33,11 @@ use rserpool_wire::{
     Protocol, ServerId, UserTransport,
 };
 
-use crate::common::{decode_inbound, later, random_nonzero, Inbound, Outbox};
+use crate::common::{decode_asap_inbound, later, random_nonzero, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
 use crate::io::{earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
+use crate::timers::Timers;
 
 /// Configuration of a [`PoolElementCore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +190,17 @@ struct Home {
     server_id: Option<ServerId>,
 }
 
+/// The timers of [`PoolElementCore`] (ids in its [`Timers`] table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum PeTimer {
+    /// T2/T3 on the connection we wait on (home, or the hunt's current candidate).
+    Request,
+    /// T4: register again.
+    Reregister,
+    /// A temporary refusal: register the refused entries again then.
+    Retry,
+}
+
 /// The pool element core. See the module documentation.
 #[derive(Debug)]
 pub struct PoolElementCore {
@@ -199,15 +211,11 @@ pub struct PoolElementCore {
     hunter: Hunter,
     conns: BTreeMap<ConnId, Endpoint>,
     home: Option<Home>,
-    /// T2/T3 on the connection we wait on (home, or the hunt's current candidate).
-    request_deadline: Option<Instant>,
-    /// T4.
-    reregister_at: Option<Instant>,
+    /// The core's timers (besides the hunt's): see [`PeTimer`].
+    timers: Timers<PeTimer>,
     stopping: bool,
     /// Policy changed while a registration was outstanding: re-register after it.
     dirty: bool,
-    /// A temporary refusal: register the refused entries again then.
-    retry_at: Option<Instant>,
     /// Next back-off after a temporary refusal (doubles, reset by an acceptance).
     refusal_backoff: Duration,
     counters: Counters,
@@ -262,11 +270,9 @@ impl PoolElementCore {
             hunter,
             conns: BTreeMap::new(),
             home: None,
-            request_deadline: None,
-            reregister_at: None,
+            timers: Timers::new(),
             stopping: false,
             dirty: false,
-            retry_at: None,
             refusal_backoff,
             counters: Counters::default(),
             out: Outbox::default(),
@@ -345,7 +351,8 @@ impl PoolElementCore {
             }
         }
         if any {
-            self.request_deadline = Some(later(now, self.cfg.request_timeout));
+            self.timers
+                .set(PeTimer::Request, later(now, self.cfg.request_timeout));
         }
     }
 
@@ -365,7 +372,7 @@ impl PoolElementCore {
         if !any {
             return;
         }
-        self.reregister_at = None;
+        self.timers.cancel(&PeTimer::Reregister);
         if let Some(conn) = self.home.as_ref().map(|h| h.conn) {
             self.flush_pending_to(now, conn);
         } else if let Some(conn) = self.hunter.current_conn() {
@@ -377,7 +384,7 @@ impl PoolElementCore {
 
     fn start_hunt(&mut self, now: Instant, avoid: Option<Endpoint>) {
         self.home = None;
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Request);
         let step = self.hunter.start(now, &mut self.rng, avoid.as_ref());
         self.on_step(now, step);
     }
@@ -411,7 +418,7 @@ impl PoolElementCore {
             .home
             .take()
             .and_then(|h| self.conns.get(&h.conn).cloned());
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Request);
         if self.stopping {
             self.finish_deregistration(false);
             return;
@@ -424,7 +431,7 @@ impl PoolElementCore {
 
     /// The hunt's current candidate failed: next candidate.
     fn attempt_failed(&mut self, now: Instant) {
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Request);
         for e in &mut self.entries {
             e.sent_to = None;
         }
@@ -442,15 +449,15 @@ impl PoolElementCore {
                 });
             }
         }
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Request);
     }
 
     fn deregister(&mut self, now: Instant) {
         self.stopping = true;
         self.dirty = false;
-        self.reregister_at = None;
-        self.retry_at = None;
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Reregister);
+        self.timers.cancel(&PeTimer::Retry);
+        self.timers.cancel(&PeTimer::Request);
         self.hunter.stop();
         let home = self.home.as_ref().map(|h| h.conn);
         let handle = self.cfg.pool_handle.clone();
@@ -486,7 +493,8 @@ impl PoolElementCore {
             }
         }
         if sent {
-            self.request_deadline = Some(later(now, self.cfg.request_timeout));
+            self.timers
+                .set(PeTimer::Request, later(now, self.cfg.request_timeout));
         }
     }
 
@@ -499,14 +507,14 @@ impl PoolElementCore {
         });
         self.home = Some(Home { conn, server_id });
         self.hunter.succeeded();
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Request);
         if self.entries.iter().any(|e| e.pending) {
             self.flush_pending_to(now, conn);
         }
     }
 
     fn all_answered(&mut self, now: Instant) {
-        self.request_deadline = None;
+        self.timers.cancel(&PeTimer::Request);
         if self.stopping {
             return;
         }
@@ -520,7 +528,7 @@ impl PoolElementCore {
             .iter()
             .any(|e| e.status == PeStatus::Registered)
         {
-            self.reregister_at = Some(later(now, self.t4()));
+            self.timers.set(PeTimer::Reregister, later(now, self.t4()));
         }
     }
 
@@ -606,7 +614,7 @@ impl PoolElementCore {
     /// After a temporary refusal: when to register again (exponential back-off, ±25 %
     /// jitter), shared by every entry refused meanwhile.
     fn schedule_retry(&mut self, now: Instant) -> Instant {
-        if let Some(at) = self.retry_at {
+        if let Some(at) = self.timers.deadline(&PeTimer::Retry) {
             return at;
         }
         let jitter = self.rng.gen_range(0.75..1.25);
@@ -615,7 +623,7 @@ impl PoolElementCore {
             .refusal_backoff
             .saturating_mul(2)
             .min(self.cfg.hunt.backoff_max.max(self.cfg.hunt.backoff_initial));
-        self.retry_at = Some(at);
+        self.timers.set(PeTimer::Retry, at);
         at
     }
 
@@ -648,7 +656,7 @@ impl PoolElementCore {
                     .iter()
                     .any(|e| e.status == PeStatus::Deregistering)
                 {
-                    self.request_deadline = None;
+                    self.timers.cancel(&PeTimer::Request);
                 }
             }
             PeStatus::Registered if e.registered_on == Some(conn) && !e.pending => {
@@ -796,7 +804,7 @@ impl Core for PoolElementCore {
 
     fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
         self.ensure_started(now);
-        match decode_inbound(bytes, &mut self.counters) {
+        match decode_asap_inbound(bytes, &mut self.counters) {
             Inbound::Message(
                 AsapMessage::ServerAnnounce {
                     server_id,
@@ -854,8 +862,8 @@ impl Core for PoolElementCore {
             }
             _ => {}
         }
-        if self.request_deadline.is_some_and(|d| d <= now) {
-            self.request_deadline = None;
+        if self.timers.is_due(&PeTimer::Request, now) {
+            self.timers.cancel(&PeTimer::Request);
             if self.stopping {
                 self.finish_deregistration(false);
             } else if self.home.is_some() {
@@ -864,12 +872,12 @@ impl Core for PoolElementCore {
                 self.attempt_failed(now);
             }
         }
-        if self.reregister_at.is_some_and(|d| d <= now) {
-            self.reregister_at = None;
+        if self.timers.is_due(&PeTimer::Reregister, now) {
+            self.timers.cancel(&PeTimer::Reregister);
             self.register_all(now, None);
         }
-        if self.retry_at.is_some_and(|d| d <= now) {
-            self.retry_at = None;
+        if self.timers.is_due(&PeTimer::Retry, now) {
+            self.timers.cancel(&PeTimer::Retry);
             if !self.entries.iter().any(|e| e.pending) {
                 self.register_all(now, None);
             } else {
@@ -917,10 +925,7 @@ impl Core for PoolElementCore {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        earliest(
-            earliest(self.hunter.poll_timeout(), self.request_deadline),
-            earliest(self.reregister_at, self.retry_at),
-        )
+        earliest(self.hunter.poll_timeout(), self.timers.earliest())
     }
 
     fn poll_event(&mut self) -> Option<PeEvent> {

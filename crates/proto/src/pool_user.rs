@@ -41,11 +41,12 @@ use rserpool_wire::{
     ServerId, TransportAddr, TransportKind, UserTransport,
 };
 
-use crate::common::{decode_inbound, later, Inbound, Outbox};
+use crate::common::{decode_asap_inbound, later, Inbound, Outbox};
 use crate::counters::Counters;
 use crate::handlespace::PuCache;
 use crate::hunt::{Fired, HuntConfig, Hunter, Step};
 use crate::io::{earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportEvent};
+use crate::timers::Timers;
 
 /// Configuration of a [`PoolUserCore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,6 +250,13 @@ impl PoolState {
     }
 }
 
+/// The timers of [`PoolUserCore`] (ids in its [`Timers`] table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum PuTimer {
+    /// Every registrar failed: pending requests wait for an announced one until then.
+    RegistrarWait,
+}
+
 /// The pool user core. See the module documentation.
 #[derive(Debug)]
 pub struct PoolUserCore {
@@ -260,8 +268,9 @@ pub struct PoolUserCore {
     pools: BTreeMap<PoolHandle, PoolState>,
     /// Unreachable reports waiting for a home registrar.
     pending_reports: Vec<(PoolHandle, PeId)>,
-    /// Every registrar failed: pending requests wait for an announced one until then.
-    wait_until: Option<Instant>,
+    /// The core's timers ([`PuTimer`]); each handle resolution's own T1 stays in its
+    /// request (`Hr::deadline`), with the rest of the request's state.
+    timers: Timers<PuTimer>,
     counters: Counters,
     out: Outbox,
     events: VecDeque<PuEvent>,
@@ -285,7 +294,7 @@ impl PoolUserCore {
             home: None,
             pools: BTreeMap::new(),
             pending_reports: Vec::new(),
-            wait_until: None,
+            timers: Timers::new(),
             counters: Counters::default(),
             out: Outbox::default(),
             events: VecDeque::new(),
@@ -554,15 +563,20 @@ impl PoolUserCore {
     /// has passed (announces accepted), else they fail.
     fn no_registrar(&mut self, now: Instant) {
         if !self.cfg.accept_announces {
-            self.wait_until = None;
+            self.timers.cancel(&PuTimer::RegistrarWait);
             self.fail_pending(now, PuError::NoRegistrar);
             return;
         }
-        let until = *self
-            .wait_until
-            .get_or_insert(later(now, self.cfg.registrar_wait));
+        let until = match self.timers.deadline(&PuTimer::RegistrarWait) {
+            Some(t) => t,
+            None => {
+                let t = later(now, self.cfg.registrar_wait);
+                self.timers.set(PuTimer::RegistrarWait, t);
+                t
+            }
+        };
         if now >= until {
-            self.wait_until = None;
+            self.timers.cancel(&PuTimer::RegistrarWait);
             self.fail_pending(now, PuError::NoRegistrar);
             return;
         }
@@ -576,7 +590,7 @@ impl PoolUserCore {
             self.fail_pool(now, &p, PuError::NoRegistrar);
         }
         if !self.pending() {
-            self.wait_until = None;
+            self.timers.cancel(&PuTimer::RegistrarWait);
         }
     }
 
@@ -624,7 +638,7 @@ impl PoolUserCore {
             return;
         }
         self.home = Some(conn);
-        self.wait_until = None;
+        self.timers.cancel(&PuTimer::RegistrarWait);
         self.hunter.succeeded();
         let server_id = server_id.or_else(|| {
             self.conns
@@ -807,7 +821,7 @@ impl Core for PoolUserCore {
     }
 
     fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
-        match decode_inbound(bytes, &mut self.counters) {
+        match decode_asap_inbound(bytes, &mut self.counters) {
             Inbound::Message(
                 AsapMessage::ServerAnnounce {
                     server_id,
@@ -857,8 +871,8 @@ impl Core for PoolUserCore {
             }
             Some(Fired::BackoffOver) | None => {}
         }
-        if self.wait_until.is_some_and(|d| d <= now) {
-            self.wait_until = None;
+        if self.timers.is_due(&PuTimer::RegistrarWait, now) {
+            self.timers.cancel(&PuTimer::RegistrarWait);
             if self.home.is_none() {
                 self.fail_pending(now, PuError::NoRegistrar);
             }
@@ -928,7 +942,10 @@ impl Core for PoolUserCore {
             .values()
             .filter_map(|s| s.hr.as_ref().and_then(|h| h.deadline))
             .min();
-        earliest(earliest(self.hunter.poll_timeout(), hr), self.wait_until)
+        earliest(
+            earliest(self.hunter.poll_timeout(), hr),
+            self.timers.earliest(),
+        )
     }
 
     fn poll_event(&mut self) -> Option<PuEvent> {

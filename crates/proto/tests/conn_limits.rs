@@ -89,7 +89,9 @@ impl Harness {
         while self.reg.poll_transmit().is_some() {}
         while let Some(c) = self.reg.poll_command() {
             // The shell closes it and reports `Closed`.
-            let (TransportCommand::Close(conn) | TransportCommand::Abort(conn)) = c;
+            let (TransportCommand::Close(conn) | TransportCommand::Abort(conn)) = c else {
+                panic!("the registrar never connects: {c:?}");
+            };
             self.closed.push(c);
             self.reg
                 .handle_transport(self.now, TransportEvent::Closed { conn });

@@ -564,6 +564,15 @@ where
     /// reader reports `Closed` (which the core then hears as usual).
     fn transport_command(&mut self, cmd: TransportCommand) {
         match cmd {
+            TransportCommand::Connect { endpoint, protocol } => {
+                if self.outbound.contains_key(&endpoint) {
+                    return; // up or being opened: the core hears nothing new
+                }
+                debug!(%endpoint, "connecting at the core's request");
+                transport::spawn_connect(&self.shared, endpoint.clone(), protocol);
+                self.outbound
+                    .insert(endpoint, Outbound::Connecting(Vec::new()));
+            }
             TransportCommand::Abort(conn) => {
                 if let Some(e) = self.conns.get(&conn) {
                     debug!(%conn, peer = %e.meta.peer, "closing connection at the core's request");

@@ -65,6 +65,7 @@ impl WireLog {
             .and_then(|&t| match protocol {
                 Protocol::Asap => asap_type_name(t),
                 Protocol::Enrp => enrp_type_name(t),
+                Protocol::Data(_) => None,
             })
             .unwrap_or("UNKNOWN");
         let mut line = String::with_capacity(64 + bytes.len() * 2);
@@ -78,6 +79,7 @@ impl WireLog {
             match protocol {
                 Protocol::Asap => "asap",
                 Protocol::Enrp => "enrp",
+                Protocol::Data(_) => "data",
             },
             std::process::id(),
             // Labels are `[A-Za-z_][\w.-/]*` for rserpool-dissect ('#' starts a comment).

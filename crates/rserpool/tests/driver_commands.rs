@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rserpool::driver::{Driver, DriverConfig, Lifecycle};
 use rserpool::transport::{tcp, TransportConfig};
 use rserpool_proto::io::{
-    ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
+    ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportCommand, TransportEvent,
 };
 use rserpool_wire::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -148,4 +148,107 @@ async fn close_and_abort_requested_by_the_core() {
         .unwrap()
         .unwrap();
     assert_eq!(buf, m);
+}
+
+/// Opens connections on command (`TransportCommand::Connect`) and reports what the shell
+/// says; after `Connected` it sends one message on the new connection.
+#[derive(Default)]
+struct Connector {
+    out: VecDeque<Transmit>,
+    cmds: VecDeque<TransportCommand>,
+    events: VecDeque<String>,
+}
+
+impl Core for Connector {
+    type Event = String;
+    type Command = Endpoint;
+    fn handle_message(&mut self, _now: Instant, _conn: ConnId, _meta: &RecvMeta, _bytes: &[u8]) {}
+    fn handle_datagram(&mut self, _now: Instant, _meta: &RecvMeta, _bytes: &[u8]) {}
+    fn handle_transport(&mut self, _now: Instant, event: TransportEvent) {
+        match event {
+            TransportEvent::Connected { conn, endpoint } => {
+                self.events.push_back(format!("connected {endpoint}"));
+                self.out.push_back(Transmit {
+                    dest: Dest::Conn(conn),
+                    protocol: Protocol::Asap,
+                    bytes: msg(7, b"hello"),
+                });
+            }
+            TransportEvent::ConnectFailed { endpoint } => {
+                self.events.push_back(format!("failed {endpoint}"));
+            }
+            _ => {}
+        }
+    }
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn command(&mut self, _now: Instant, endpoint: Endpoint) {
+        self.cmds.push_back(TransportCommand::Connect {
+            endpoint,
+            protocol: Protocol::Asap,
+        });
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<String> {
+        self.events.pop_front()
+    }
+    fn poll_command(&mut self) -> Option<TransportCommand> {
+        self.cmds.pop_front()
+    }
+}
+
+impl Lifecycle for Connector {}
+
+async fn next(events: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("no event")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connect_requested_by_the_core() {
+    let transport = TransportConfig::default();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (driver, handle) = Driver::new(
+        Connector::default(),
+        DriverConfig {
+            transport,
+            wire_log: None,
+            ..DriverConfig::default()
+        },
+        move |e| {
+            let _ = tx.send(e);
+        },
+    );
+    let _join = driver.spawn();
+
+    // A listener that accepts: the connection opens without a message, then the core's
+    // first message arrives on it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = Endpoint::tcp(listener.local_addr().unwrap());
+    handle.command(up.clone()).unwrap();
+    let (mut peer, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next(&mut events).await, format!("connected {up}"));
+    let m = msg(7, b"hello");
+    let mut buf = vec![0; m.len()];
+    tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(buf, m);
+
+    // Nobody listens: the core hears ConnectFailed.
+    let free = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let down = Endpoint::tcp(free.local_addr().unwrap());
+    drop(free);
+    handle.command(down.clone()).unwrap();
+    assert_eq!(next(&mut events).await, format!("failed {down}"));
 }

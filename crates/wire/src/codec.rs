@@ -1111,6 +1111,14 @@ pub fn decode(protocol: Protocol, buf: &[u8]) -> Result<Decoded<Message>, Decode
             message: Message::Enrp(d.message),
             unknown: d.unknown,
         }),
+        // Application data has no RSerPool message to decode.
+        Protocol::Data(_) => Err(DecodeError::new(
+            0,
+            K::UnknownMessageType {
+                protocol,
+                ty: buf.first().copied().unwrap_or(0),
+            },
+        )),
     }
 }
 

@@ -8,11 +8,16 @@ use serde::{Deserialize, Serialize};
 use crate::types::*;
 
 /// Which protocol a message belongs to (the type spaces overlap; PPID or port decides).
+///
+/// `Data` is application data between a PU and a PE (the session layer): opaque bytes
+/// sent with the application's SCTP PPID, never decoded by this crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum Protocol {
     Asap,
     Enrp,
+    /// Application data with this SCTP payload protocol identifier.
+    Data(u32),
 }
 
 impl Protocol {
@@ -21,8 +26,11 @@ impl Protocol {
         match self {
             Protocol::Asap => PPID_ASAP,
             Protocol::Enrp => PPID_ENRP,
+            Protocol::Data(ppid) => ppid,
         }
     }
+    /// The RSerPool protocol of a received PPID (RSPLIB's pre-RFC PPIDs included);
+    /// `None` for any other PPID (application data is the shell's to label as `Data`).
     pub fn from_ppid(ppid: u32) -> Option<Protocol> {
         match ppid {
             PPID_ASAP | PPID_ASAP_LEGACY => Some(Protocol::Asap),
@@ -30,10 +38,15 @@ impl Protocol {
             _ => None,
         }
     }
+    /// True for ASAP and ENRP, false for application data.
+    pub fn is_rserpool(self) -> bool {
+        !matches!(self, Protocol::Data(_))
+    }
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Asap => "ASAP",
             Protocol::Enrp => "ENRP",
+            Protocol::Data(_) => "DATA",
         }
     }
 }

@@ -115,6 +115,7 @@ pub fn type_name(protocol: Protocol, ty: u8) -> Option<&'static str> {
     match protocol {
         Protocol::Asap => asap_type_name(ty),
         Protocol::Enrp => enrp_type_name(ty),
+        Protocol::Data(_) => None,
     }
 }
 
