@@ -404,6 +404,16 @@ impl World {
             match cmd {
                 TransportCommand::Close(c) => self.close_conn(id, c, false),
                 TransportCommand::Abort(c) => self.close_conn(id, c, true),
+                TransportCommand::Connect { endpoint, .. } => {
+                    let up = self
+                        .by_endpoint
+                        .get(&(id, endpoint.clone()))
+                        .and_then(|c| self.conns.get(c))
+                        .is_some_and(|e| e.open);
+                    if !up && !self.nodes[id].muted && !self.nodes[id].down {
+                        self.connect(id, endpoint);
+                    }
+                }
             }
         }
         let now = self.now;
@@ -517,6 +527,71 @@ impl World {
         }
     }
 
+    /// Open a connection from `from` to the node listening on `ep` (the transport reports
+    /// `Accepted` / `Connected`, or `ConnectFailed` and `None`): the listener and its end.
+    fn connect(&mut self, from: NodeId, ep: Endpoint) -> Option<(NodeId, ConnId)> {
+        let listener = self
+            .nodes
+            .iter()
+            .position(|n| n.listen.as_ref() == Some(&ep) && !n.down);
+        let Some(l) = listener.filter(|&l| !self.is_partitioned(from, l)) else {
+            self.trace.record(format_args!(
+                "{:?} {from} connect to {ep} failed",
+                self.elapsed()
+            ));
+            self.local(from, TransportEvent::ConnectFailed { endpoint: ep });
+            return None;
+        };
+        let cx = ConnId(self.next_conn);
+        let cy = ConnId(self.next_conn + 1);
+        self.next_conn += 2;
+        let port = u16::try_from(40000 + cx.0).unwrap_or(1);
+        let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), port);
+        let l_addr = self.nodes[l].addr;
+        self.trace.record(format_args!(
+            "{:?} connect {from}/{cx} -> {l}/{cy}",
+            self.elapsed()
+        ));
+        self.conns.insert(
+            cx,
+            ConnEnd {
+                node: from,
+                epoch: self.nodes[from].epoch,
+                peer: cy,
+                peer_meta: meta_of(l_addr),
+                open: true,
+            },
+        );
+        self.conns.insert(
+            cy,
+            ConnEnd {
+                node: l,
+                epoch: self.nodes[l].epoch,
+                peer: cx,
+                peer_meta: meta_of(from_addr),
+                open: true,
+            },
+        );
+        self.by_endpoint.insert((from, ep.clone()), cx);
+        let accepted = Delivery::Transport {
+            to: l,
+            ev: TransportEvent::Accepted {
+                conn: cy,
+                meta: meta_of(from_addr),
+            },
+        };
+        self.on_stream(from, cy, accepted);
+        let connected = Delivery::Transport {
+            to: from,
+            ev: TransportEvent::Connected {
+                conn: cx,
+                endpoint: ep,
+            },
+        };
+        self.on_stream(l, cx, connected);
+        Some((l, cy))
+    }
+
     fn route(&mut self, from: NodeId, t: Transmit) {
         if self.nodes[from].muted || self.nodes[from].down {
             return;
@@ -530,65 +605,9 @@ impl World {
                         return;
                     }
                 }
-                let listener = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.listen.as_ref() == Some(&ep) && !n.down);
-                let Some(l) = listener.filter(|&l| !self.is_partitioned(from, l)) else {
-                    self.trace.record(format_args!(
-                        "{:?} {from} connect to {ep} failed",
-                        self.elapsed()
-                    ));
-                    self.local(from, TransportEvent::ConnectFailed { endpoint: ep });
+                let Some((l, cy)) = self.connect(from, ep) else {
                     return;
                 };
-                let cx = ConnId(self.next_conn);
-                let cy = ConnId(self.next_conn + 1);
-                self.next_conn += 2;
-                let port = u16::try_from(40000 + cx.0).unwrap_or(1);
-                let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), port);
-                let l_addr = self.nodes[l].addr;
-                self.trace.record(format_args!(
-                    "{:?} connect {from}/{cx} -> {l}/{cy}",
-                    self.elapsed()
-                ));
-                self.conns.insert(
-                    cx,
-                    ConnEnd {
-                        node: from,
-                        epoch: self.nodes[from].epoch,
-                        peer: cy,
-                        peer_meta: meta_of(l_addr),
-                        open: true,
-                    },
-                );
-                self.conns.insert(
-                    cy,
-                    ConnEnd {
-                        node: l,
-                        epoch: self.nodes[l].epoch,
-                        peer: cx,
-                        peer_meta: meta_of(from_addr),
-                        open: true,
-                    },
-                );
-                self.by_endpoint.insert((from, ep.clone()), cx);
-                let accepted = Delivery::Transport {
-                    to: l,
-                    ev: TransportEvent::Accepted {
-                        conn: cy,
-                        meta: meta_of(from_addr),
-                    },
-                };
-                self.on_stream(from, cy, accepted);
-                let connected = Delivery::Transport {
-                    to: from,
-                    ev: TransportEvent::Connected {
-                        conn: cx,
-                        endpoint: ep,
-                    },
-                };
-                self.on_stream(l, cx, connected);
                 let msg = Delivery::Msg {
                     to: l,
                     conn: cy,
