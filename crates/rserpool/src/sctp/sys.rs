@@ -225,6 +225,7 @@ pub(super) struct SctpGetAddrs {
 pub(super) const GETADDRS_HDR: usize = 8;
 const _: () = assert!(size_of::<SctpGetAddrs>() == GETADDRS_HDR);
 
+// ---------------------------------------------------------------------------------------
 // Socket setup
 // ---------------------------------------------------------------------------------------
 
