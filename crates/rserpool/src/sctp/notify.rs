@@ -16,8 +16,9 @@ use super::sys::{
 };
 use super::{rd_u16, rd_u32};
 
-/// SCTP notifications surfaced by [`SctpStream::recv`](super::SctpStream::recv). Subscribed: association change,
-/// shutdown event, peer address change; other types show up as [`AssocEvent::Other`].
+/// SCTP notifications surfaced by [`SctpStream::recv`](super::SctpStream::recv).
+/// Subscribed: association change, shutdown event, peer address change; other types show
+/// up as [`AssocEvent::Other`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssocEvent {
     /// `SCTP_ASSOC_CHANGE` / `SCTP_COMM_UP`: the association is established.

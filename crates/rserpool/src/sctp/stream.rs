@@ -130,8 +130,9 @@ impl SctpStream {
     }
 
     /// Like [`connect`](Self::connect), but first binds the association to `local`
-    /// (multi-homed like [`SctpListener::bind`](super::SctpListener::bind); port 0 = ephemeral). A PE must bind its
-    /// registrar association to every address it registers (RFC 5352 §2.1).
+    /// (multi-homed like [`SctpListener::bind`](super::SctpListener::bind); port 0 =
+    /// ephemeral). A PE must bind its registrar association to every address it registers
+    /// (RFC 5352 §2.1).
     pub async fn connect_from(local: &[SocketAddr], addrs: &[SocketAddr]) -> io::Result<Self> {
         if addrs.is_empty() {
             return Err(io::Error::new(
