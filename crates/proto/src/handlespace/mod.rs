@@ -20,6 +20,11 @@
 //!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD) or, for RAND, a dense array sampled by a partial
 //!   Fisher–Yates shuffle. See [`policy`].
 //!
+//! Files: `mod.rs` holds the types, the PE slab and pool table, registration and reads;
+//! `owners.rs` the owner index (and takeover / owner removal), `timers.rs` the timer
+//! queue, `select.rs` the per-pool selection structures and [`Handlespace::select`]
+//! (over `policy.rs` and `sumtree.rs`), `invariants.rs` [`Handlespace::check_invariants`].
+//!
 //! # Complexity (n = PEs in the pool, N = PEs selected, k = PEs of one owner)
 //!
 //! register / re-register / deregister / update_load / set_timer: O(log n);
@@ -45,20 +50,26 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rserpool_wire::checksum::pe_block_sum;
 use rserpool_wire::{
-    Cause, CauseCode, PeChecksum, PeId, Policy, PolicyType, PoolElement, PoolHandle, ServerId,
-    TransportKind, UserTransport,
+    Cause, CauseCode, PeId, Policy, PolicyType, PoolElement, PoolHandle, ServerId, TransportKind,
+    UserTransport,
 };
 
+mod invariants;
+mod owners;
 pub mod policy;
 pub mod pu;
+mod select;
 mod sumtree;
+mod timers;
 
+use owners::OwnerIndex;
 use policy::{Engine, SelState, SortKey};
 pub use pu::PuCache;
+use select::Selector;
 use sumtree::WeightTree;
 
 const NIL: u32 = u32::MAX;
@@ -185,15 +196,6 @@ struct PeRecord {
 }
 
 #[derive(Clone, Debug)]
-enum Selector {
-    Sorted(BTreeSet<(SortKey, u64, u32)>),
-    Weighted(WeightTree),
-    /// RAND: a dense array of the pool's PEs (`PeRecord::slot` = position); a selection
-    /// is a partial Fisher–Yates shuffle, undone afterwards. O(1) per chosen PE.
-    Uniform(Vec<u32>),
-}
-
-#[derive(Clone, Debug)]
 struct Pool {
     handle: PoolHandle,
     /// The policy as registered by the PE that created the pool (announced to PUs,
@@ -203,13 +205,6 @@ struct Pool {
     transport: UserTransport,
     members: BTreeMap<PeId, u32>,
     sel: Selector,
-}
-
-#[derive(Clone, Debug)]
-struct OwnerIndex {
-    head: u32,
-    count: usize,
-    checksum: PeChecksum,
 }
 
 /// The registrar's handlespace. See the module documentation.
@@ -309,144 +304,9 @@ impl Handlespace {
         Some((p, i))
     }
 
-    fn max_increment(&self, ty: PolicyType) -> usize {
-        match self.config.max_increment {
-            Some(m) if m > 0 => m as usize,
-            _ => policy::default_max_increment(ty) as usize,
-        }
-    }
-
     fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
-    }
-
-    // ------------------------------------------------------------------------------------
-    // owner index (intrusive list)
-
-    fn owner_link(&mut self, i: u32, owner: ServerId, block: u64) {
-        let o = self.owners.entry(owner).or_insert(OwnerIndex {
-            head: NIL,
-            count: 0,
-            checksum: PeChecksum::new(),
-        });
-        let old_head = o.head;
-        o.head = i;
-        o.count += 1;
-        o.checksum.add_sum(block);
-        if old_head != NIL {
-            self.rec_mut(old_head).owner_prev = i;
-        }
-        let r = self.rec_mut(i);
-        r.owner_prev = NIL;
-        r.owner_next = old_head;
-    }
-
-    fn owner_unlink(&mut self, i: u32, owner: ServerId, block: u64) {
-        let (prev, next) = {
-            let r = self.rec_mut(i);
-            let pn = (r.owner_prev, r.owner_next);
-            r.owner_prev = NIL;
-            r.owner_next = NIL;
-            pn
-        };
-        if prev != NIL {
-            self.rec_mut(prev).owner_next = next;
-        }
-        if next != NIL {
-            self.rec_mut(next).owner_prev = prev;
-        }
-        let empty = match self.owners.get_mut(&owner) {
-            Some(o) => {
-                if o.head == i {
-                    o.head = next;
-                }
-                o.count -= 1;
-                o.checksum.remove_sum(block);
-                o.count == 0
-            }
-            None => false,
-        };
-        if empty {
-            self.owners.remove(&owner);
-        }
-    }
-
-    // ------------------------------------------------------------------------------------
-    // selection structures
-
-    /// Take the PE out of the ordering (sorted engine); the weighted slot stays.
-    fn sel_detach(pool: &mut Pool, i: u32, r: &mut PeRecord) {
-        if let Selector::Sorted(set) = &mut pool.sel {
-            if let Some(k) = r.key.take() {
-                set.remove(&(k, r.entry.sel.seq, i));
-            }
-        }
-    }
-
-    /// (Re-)insert the PE with its current values. `fresh`: first entry into the ring
-    /// (WRR counters start at the current first PE's round).
-    fn sel_attach(pool: &mut Pool, i: u32, r: &mut PeRecord, fresh: bool) {
-        let p = &r.entry.pe.policy;
-        match &mut pool.sel {
-            Selector::Sorted(set) => {
-                if let Policy::WeightedRoundRobin { weight } = *p {
-                    if fresh {
-                        r.entry.sel.wrr_round = set.first().map(|(k, _, _)| k.a).unwrap_or(0);
-                        r.entry.sel.wrr_virtual = weight;
-                    }
-                }
-                r.key = policy::sort_key(p, &r.entry.sel);
-                if let Some(k) = r.key {
-                    set.insert((k, r.entry.sel.seq, i));
-                }
-            }
-            Selector::Weighted(tree) => {
-                let w = policy::weight(p, &r.entry.sel);
-                if r.slot == NIL {
-                    r.slot = tree.insert(i, w);
-                } else {
-                    tree.set(r.slot, w);
-                }
-            }
-            Selector::Uniform(all) => {
-                if r.slot == NIL {
-                    r.slot = all.len() as u32;
-                    all.push(i);
-                }
-            }
-        }
-    }
-
-    /// Take the PE out of every selection structure. RAND: returns the PE moved into the
-    /// freed array position, which the caller must re-point.
-    fn sel_remove(pool: &mut Pool, i: u32, r: &mut PeRecord) -> Option<(u32, u32)> {
-        Self::sel_detach(pool, i, r);
-        let slot = std::mem::replace(&mut r.slot, NIL);
-        if slot == NIL {
-            return None;
-        }
-        match &mut pool.sel {
-            Selector::Sorted(_) => None,
-            Selector::Weighted(tree) => {
-                tree.remove(slot);
-                None
-            }
-            Selector::Uniform(all) => {
-                all.swap_remove(slot as usize);
-                all.get(slot as usize).map(|&moved| (moved, slot))
-            }
-        }
-    }
-
-    /// Run `f` on a PE's record with the PE taken out of its pool's ordering, then put it
-    /// back with its new values.
-    fn with_reattach(&mut self, p: u32, i: u32, f: impl FnOnce(&mut PeRecord) -> bool) {
-        let pool = self.pools[p as usize].as_mut().expect("live pool");
-        let r = self.pes[i as usize].as_mut().expect("live PE");
-        Self::sel_detach(pool, i, r);
-        let fresh = f(r);
-        Self::sel_attach(pool, i, r, fresh);
     }
 
     // ------------------------------------------------------------------------------------
@@ -693,131 +553,6 @@ impl Handlespace {
         rec.entry
     }
 
-    /// Move every PE owned by `from` to `to` (ENRP takeover); returns the (handle, id)
-    /// moved. O(k).
-    pub fn take_over(&mut self, from: ServerId, to: ServerId) -> Vec<(PoolHandle, PeId)> {
-        let idxs = self.owned_indices(from);
-        let mut out = Vec::with_capacity(idxs.len());
-        for &i in &idxs {
-            let r = self.rec(i);
-            let handle = &self.pool(r.pool).handle;
-            out.push((handle.clone(), r.entry.pe.id));
-        }
-        if from == to || idxs.is_empty() {
-            return out;
-        }
-        let Some(old) = self.owners.remove(&from) else {
-            return out;
-        };
-        // Splice the whole list in front of `to`'s list: O(k) for the owner fields.
-        for &i in &idxs {
-            self.rec_mut(i).entry.pe.home_registrar = to;
-        }
-        let tail = *idxs.last().expect("non-empty");
-        let o = self.owners.entry(to).or_insert(OwnerIndex {
-            head: NIL,
-            count: 0,
-            checksum: PeChecksum::new(),
-        });
-        let old_head = o.head;
-        o.head = old.head;
-        o.count += old.count;
-        // Block sums are additive: O(k) over the moved PEs (handles ≤ max_handle_len).
-        for (h, id) in &out {
-            o.checksum.add_sum(pe_block_sum(h, *id));
-        }
-        self.rec_mut(tail).owner_next = old_head;
-        if old_head != NIL {
-            self.rec_mut(old_head).owner_prev = tail;
-        }
-        out
-    }
-
-    fn owned_indices(&self, owner: ServerId) -> Vec<u32> {
-        let mut v = Vec::with_capacity(self.owned_count(owner));
-        let mut cur = self.owners.get(&owner).map(|o| o.head).unwrap_or(NIL);
-        while cur != NIL {
-            v.push(cur);
-            cur = self.rec(cur).owner_next;
-        }
-        v
-    }
-
-    /// Remove every PE owned by `owner`; returns them.
-    pub fn remove_owner(&mut self, owner: ServerId) -> Vec<(PoolHandle, PoolElement)> {
-        let idxs = self.owned_indices(owner);
-        let mut out = Vec::with_capacity(idxs.len());
-        for i in idxs {
-            let p = self.rec(i).pool;
-            let handle = self.pool(p).handle.clone();
-            let e = self.remove_at(p, i);
-            out.push((handle, e.pe));
-        }
-        out
-    }
-
-    // ------------------------------------------------------------------------------------
-    // timers
-
-    /// Set (replace) the PE's single timer. False for an unknown PE.
-    pub fn set_timer(
-        &mut self,
-        handle: &PoolHandle,
-        id: PeId,
-        deadline: Instant,
-        kind: TimerKind,
-    ) -> bool {
-        let Some((_, i)) = self.find(handle, id) else {
-            return false;
-        };
-        if let Some((d, s, _)) = self.rec(i).timer {
-            self.timers.remove(&(d, s));
-        }
-        self.next_timer_seq += 1;
-        let s = self.next_timer_seq;
-        self.timers.insert((deadline, s), i);
-        self.rec_mut(i).timer = Some((deadline, s, kind));
-        true
-    }
-
-    pub fn clear_timer(&mut self, handle: &PoolHandle, id: PeId) {
-        if let Some((_, i)) = self.find(handle, id) {
-            if let Some((d, s, _)) = self.rec_mut(i).timer.take() {
-                self.timers.remove(&(d, s));
-            }
-        }
-    }
-
-    pub fn timer_of(&self, handle: &PoolHandle, id: PeId) -> Option<(Instant, TimerKind)> {
-        let (_, i) = self.find(handle, id)?;
-        self.rec(i).timer.map(|(d, _, k)| (d, k))
-    }
-
-    /// Earliest timer deadline (head of the queue).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first_key_value().map(|((d, _), _)| *d)
-    }
-
-    /// Pop one timer whose deadline <= now (the PE stays; the caller decides).
-    /// Call repeatedly until `None`.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<(PoolHandle, PeId, TimerKind)> {
-        let (&(d, _), _) = self.timers.first_key_value()?;
-        if d > now {
-            return None;
-        }
-        let (_, i) = self.timers.pop_first()?;
-        let r = self.pes[i as usize].as_mut().expect("live PE");
-        let kind = r.timer.take().map(|(_, _, k)| k)?;
-        let id = r.entry.pe.id;
-        let p = r.pool;
-        Some((self.pool(p).handle.clone(), id, kind))
-    }
-
-    /// Number of timers queued.
-    pub fn timer_count(&self) -> usize {
-        self.timers.len()
-    }
-
     // ------------------------------------------------------------------------------------
     // reads
 
@@ -881,263 +616,6 @@ impl Handlespace {
             .into_iter()
             .flat_map(move |p| self.pool(p).members.values())
             .map(move |&i| &self.rec(i).entry)
-    }
-
-    /// Every PE owned by `owner` with its pool handle. O(k).
-    pub fn owned_by(&self, owner: ServerId) -> impl Iterator<Item = (&PoolHandle, &PeEntry)> {
-        let mut cur = self.owners.get(&owner).map(|o| o.head).unwrap_or(NIL);
-        std::iter::from_fn(move || {
-            if cur == NIL {
-                return None;
-            }
-            let r = self.rec(cur);
-            cur = r.owner_next;
-            Some((&self.pool(r.pool).handle, &r.entry))
-        })
-    }
-
-    pub fn owned_count(&self, owner: ServerId) -> usize {
-        self.owners.get(&owner).map(|o| o.count).unwrap_or(0)
-    }
-
-    /// RFC 5353 PE checksum of `owner`'s PEs (0xFFFF when it owns none). O(1).
-    pub fn checksum(&self, owner: ServerId) -> u16 {
-        self.owners
-            .get(&owner)
-            .map(|o| o.checksum.value())
-            .unwrap_or_else(|| PeChecksum::new().value())
-    }
-
-    /// Owners with their PE counts, by server id.
-    pub fn owners(&self) -> impl Iterator<Item = (ServerId, usize)> + '_ {
-        self.owners.iter().map(|(s, o)| (*s, o.count))
-    }
-
-    // ------------------------------------------------------------------------------------
-    // selection
-
-    /// Up to `n` distinct PEs of the pool by its policy (policies.md), in order; advances
-    /// policy state (RR head by one, WRR counters, degradation…). `None` if the pool is
-    /// unknown. O(log n) per chosen PE.
-    pub fn select(&mut self, handle: &PoolHandle, n: usize) -> Option<Vec<PeId>> {
-        let p = self.pool_idx(handle)?;
-        let k = self.max_increment(self.pool(p).policy.policy_type());
-        let pool = self.pools[p as usize].as_mut().expect("live pool");
-        let pes = &mut self.pes;
-        let mut out = Vec::with_capacity(n.min(pool.members.len()));
-        match &mut pool.sel {
-            Selector::Sorted(set) => {
-                let picked: Vec<(SortKey, u64, u32)> = set.iter().take(n).copied().collect();
-                for (pos, &(key, seq, i)) in picked.iter().enumerate() {
-                    let r = pes[i as usize].as_mut().expect("live PE");
-                    out.push(r.entry.pe.id);
-                    r.entry.sel.selected += 1;
-                    let resequence = pos < k;
-                    let degrade = policy::degrades(&r.entry.pe.policy);
-                    if !(resequence || degrade) {
-                        continue;
-                    }
-                    set.remove(&(key, seq, i));
-                    if resequence {
-                        self.next_seq += 1;
-                        r.entry.sel.seq = self.next_seq;
-                        policy::wrr_step(&r.entry.pe.policy, &mut r.entry.sel);
-                    }
-                    policy::degrade(&r.entry.pe.policy, &mut r.entry.sel);
-                    r.key = policy::sort_key(&r.entry.pe.policy, &r.entry.sel);
-                    if let Some(nk) = r.key {
-                        set.insert((nk, r.entry.sel.seq, i));
-                    }
-                }
-            }
-            Selector::Uniform(all) => {
-                let m = n.min(all.len());
-                let mut swaps = Vec::with_capacity(m);
-                for k in 0..m {
-                    let j = k + self.rng.gen_range(0..all.len() - k);
-                    all.swap(k, j);
-                    swaps.push(j);
-                    let r = pes[all[k] as usize].as_mut().expect("live PE");
-                    out.push(r.entry.pe.id);
-                    r.entry.sel.selected += 1;
-                }
-                for (k, j) in swaps.into_iter().enumerate().rev() {
-                    all.swap(k, j);
-                }
-            }
-            Selector::Weighted(tree) => {
-                let mut picked: Vec<u32> = Vec::with_capacity(n.min(tree.len()));
-                for _ in 0..n.min(tree.len()) {
-                    let total = tree.total();
-                    if total == 0 {
-                        break;
-                    }
-                    let r = self.rng.gen_range(0..total);
-                    let Some(slot) = tree.find(r) else { break };
-                    tree.set(slot, 0);
-                    picked.push(slot);
-                }
-                for slot in picked {
-                    let i = tree.owner(slot);
-                    let r = pes[i as usize].as_mut().expect("live PE");
-                    out.push(r.entry.pe.id);
-                    r.entry.sel.selected += 1;
-                    policy::degrade(&r.entry.pe.policy, &mut r.entry.sel);
-                    tree.set(slot, policy::weight(&r.entry.pe.policy, &r.entry.sel));
-                }
-            }
-        }
-        Some(out)
-    }
-
-    /// The pool's PEs in the order the sorted engine would return them now (without
-    /// advancing any state); `None` for an unknown pool or a weighted-random policy.
-    pub fn peek_order(&self, handle: &PoolHandle) -> Option<Vec<PeId>> {
-        let p = self.pool_idx(handle)?;
-        match &self.pool(p).sel {
-            Selector::Sorted(set) => Some(
-                set.iter()
-                    .map(|&(_, _, i)| self.rec(i).entry.pe.id)
-                    .collect(),
-            ),
-            Selector::Weighted(_) | Selector::Uniform(_) => None,
-        }
-    }
-
-    // ------------------------------------------------------------------------------------
-    // invariants
-
-    /// Check every index against the PE table; panics with a description on violation.
-    /// O(total size); meant for tests.
-    #[doc(hidden)]
-    pub fn check_invariants(&self) {
-        // PE table ↔ pools
-        let mut live = 0usize;
-        for (i, slot) in self.pes.iter().enumerate() {
-            let Some(r) = slot else { continue };
-            live += 1;
-            let pool = self.pools[r.pool as usize]
-                .as_ref()
-                .unwrap_or_else(|| panic!("PE {i} in dead pool {}", r.pool));
-            assert_eq!(
-                pool.members.get(&r.entry.pe.id),
-                Some(&(i as u32)),
-                "PE {i} not a member of its pool"
-            );
-            assert_eq!(
-                r.entry.pe.policy.policy_type(),
-                pool.policy.policy_type(),
-                "PE {i} policy type differs from pool"
-            );
-            assert_ne!(r.entry.pe.id.0, 0);
-        }
-        assert_eq!(live, self.len, "len");
-        assert_eq!(live + self.pe_free.len(), self.pes.len(), "PE free list");
-        for f in &self.pe_free {
-            assert!(self.pes[*f as usize].is_none(), "free PE slot in use");
-        }
-        let mut members = 0usize;
-        let mut live_pools = 0usize;
-        for (p, pool) in self.pools.iter().enumerate() {
-            let Some(pool) = pool else { continue };
-            live_pools += 1;
-            assert!(!pool.members.is_empty(), "empty pool kept");
-            assert_eq!(self.by_handle.get(&pool.handle), Some(&(p as u32)));
-            assert_eq!(self.lookup.get(&pool.handle), Some(&(p as u32)));
-            for (id, &i) in &pool.members {
-                let r = self.pes[i as usize].as_ref().expect("member is live");
-                assert_eq!(r.pool, p as u32, "member points to another pool");
-                assert_eq!(r.entry.pe.id, *id);
-                members += 1;
-            }
-            // selection structure
-            match &pool.sel {
-                Selector::Sorted(set) => {
-                    let mut in_set = 0usize;
-                    for &i in pool.members.values() {
-                        let r = self.rec(i);
-                        let k = policy::sort_key(&r.entry.pe.policy, &r.entry.sel);
-                        assert_eq!(r.key, k, "stale sort key for PE {i}");
-                        assert_eq!(r.slot, NIL);
-                        if let Some(k) = k {
-                            assert!(set.contains(&(k, r.entry.sel.seq, i)), "PE {i} not in set");
-                            in_set += 1;
-                        }
-                    }
-                    assert_eq!(set.len(), in_set, "sorted set has extra entries");
-                }
-                Selector::Weighted(tree) => {
-                    tree.check();
-                    assert_eq!(tree.len(), pool.members.len(), "weight tree size");
-                    for &i in pool.members.values() {
-                        let r = self.rec(i);
-                        assert!(r.key.is_none());
-                        assert_eq!(tree.owner(r.slot), i, "slot owner");
-                        assert_eq!(
-                            tree.weight(r.slot),
-                            policy::weight(&r.entry.pe.policy, &r.entry.sel),
-                            "stale weight for PE {i}"
-                        );
-                    }
-                    for (slot, o, _) in tree.iter() {
-                        assert_eq!(self.rec(o).slot, slot, "slot back link");
-                    }
-                }
-                Selector::Uniform(all) => {
-                    assert_eq!(all.len(), pool.members.len(), "uniform array size");
-                    for &i in pool.members.values() {
-                        let r = self.rec(i);
-                        assert!(r.key.is_none());
-                        assert_eq!(all.get(r.slot as usize), Some(&i), "array position");
-                    }
-                }
-            }
-        }
-        assert_eq!(members, self.len, "members total");
-        assert_eq!(live_pools, self.by_handle.len(), "pool count");
-        assert_eq!(live_pools, self.lookup.len(), "pool lookup count");
-        // owners
-        let mut owned = 0usize;
-        for (owner, o) in &self.owners {
-            assert!(o.count > 0, "empty owner kept");
-            let mut cur = o.head;
-            let mut prev = NIL;
-            let mut n = 0usize;
-            let mut sum = PeChecksum::new();
-            while cur != NIL {
-                let r = self.rec(cur);
-                assert_eq!(r.owner_prev, prev, "owner list back link");
-                assert_eq!(r.entry.pe.home_registrar, *owner, "PE in wrong owner list");
-                sum.add(&self.pool(r.pool).handle, r.entry.pe.id);
-                n += 1;
-                assert!(n <= self.len, "owner list cycle");
-                prev = cur;
-                cur = r.owner_next;
-            }
-            assert_eq!(n, o.count, "owner count");
-            assert_eq!(sum, o.checksum, "owner checksum sum");
-            let scratch = PeChecksum::compute(self.owned_by(*owner).map(|(h, e)| (h, e.pe.id)));
-            assert_eq!(scratch, o.checksum.value(), "checksum from scratch");
-            owned += n;
-        }
-        assert_eq!(owned, self.len, "every PE has exactly one owner");
-        // timers
-        let mut with_timer = 0usize;
-        for (i, slot) in self.pes.iter().enumerate() {
-            if let Some(Some((d, s, _))) = slot.as_ref().map(|r| r.timer) {
-                with_timer += 1;
-                assert_eq!(
-                    self.timers.get(&(d, s)),
-                    Some(&(i as u32)),
-                    "timer not queued"
-                );
-            }
-        }
-        assert_eq!(
-            with_timer,
-            self.timers.len(),
-            "timer queue has extra entries"
-        );
     }
 }
 

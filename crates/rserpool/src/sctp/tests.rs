@@ -1,10 +1,14 @@
+use super::addr::{pack_addrs, parse_sockaddr};
+use super::notify::parse_notification;
+use super::sys::*;
 use super::*;
+use std::mem::offset_of;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 #[test]
 fn layouts_match_libc() {
-    // SAFETY: CMSG_LEN / CMSG_SPACE are pure arithmetic.
-    let (len0, space16) = unsafe { (libc::CMSG_LEN(0) as usize, libc::CMSG_SPACE(16) as usize) };
+    let (len0, space16) = libc_cmsg_sizes();
     assert_eq!(CMSG_HDR, len0);
     assert_eq!(SNDINFO_CMSG_SPACE, space16);
     assert_eq!(offset_of!(SctpRcvInfo, rcv_ppid), 8);
