@@ -8,7 +8,7 @@
 //!   PPID, modelled on the DATA chunk of draft-ietf-rserpool-tcpmapping-03 with TSN and
 //!   stream fields omitted (INIT flags 0x03): `type 0 | flags | length | PPID | data | pad`.
 
-use crate::codec::pad4;
+use crate::pad::pad4;
 
 /// Smallest legal message: a bare 4-byte header.
 pub const MIN_MESSAGE_LEN: usize = 4;

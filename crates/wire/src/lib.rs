@@ -14,6 +14,7 @@ pub mod codec;
 pub mod error;
 pub mod framing;
 pub mod message;
+mod pad;
 pub mod render;
 pub mod types;
 

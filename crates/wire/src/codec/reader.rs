@@ -1,0 +1,182 @@
+//! The bounds-checked reader: a cursor over part of a message, one TLV at a time, and the
+//! message header. Every length is checked against the bytes actually present.
+
+use crate::error::{DecodeError, DecodeErrorKind as K};
+use crate::pad::pad4;
+use crate::types::*;
+
+/// A bounds-checked cursor over part of a message; `base` is the offset of `buf[0]` in
+/// the whole message, so errors can name absolute offsets.
+#[derive(Clone, Copy)]
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
+    pub(crate) base: usize,
+}
+
+/// One TLV as found in the input.
+#[derive(Clone, Copy)]
+pub(crate) struct Tlv<'a> {
+    pub ty: ParamType,
+    pub value: &'a [u8],
+    /// Offset of the TLV header in the message.
+    pub offset: usize,
+}
+
+impl<'a> Tlv<'a> {
+    pub(crate) fn reader(&self) -> Reader<'a> {
+        Reader {
+            buf: self.value,
+            pos: 0,
+            base: self.offset + 4,
+        }
+    }
+    pub(crate) fn err(&self, kind: K) -> DecodeError {
+        DecodeError::new(self.offset, kind)
+    }
+    pub(crate) fn len(&self) -> u16 {
+        // Value length was checked to fit a u16 length field.
+        (self.value.len() + 4) as u16
+    }
+    pub(crate) fn exact(&self, n: usize, expected: &'static str) -> Result<(), DecodeError> {
+        if self.value.len() + 4 != n {
+            return Err(self.bad_length(expected));
+        }
+        Ok(())
+    }
+    #[cold]
+    pub(crate) fn bad_length(&self, expected: &'static str) -> DecodeError {
+        self.err(K::ParamBadLength {
+            ty: self.ty,
+            length: self.len(),
+            expected,
+        })
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
+        Self { buf, pos: 0, base }
+    }
+    #[inline]
+    pub(crate) fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+    /// The parameter this reader walks (its header offset), or 0 for the message value.
+    #[inline]
+    pub(crate) fn container(&self) -> Option<usize> {
+        self.base.checked_sub(4)
+    }
+    #[inline]
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+    #[inline]
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.remaining() < n {
+            return Err(DecodeError::inside(
+                self.offset(),
+                self.container(),
+                K::Truncated {
+                    what,
+                    needed: n,
+                    available: self.remaining(),
+                },
+            ));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    #[inline]
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    #[inline]
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    #[inline]
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos.min(self.buf.len())..];
+        self.pos = self.buf.len();
+        s
+    }
+
+    /// Read the next TLV. Advances past its padding, tolerating a missing pad at the end
+    /// of the container (RSPLIB's and the RFC's nested lengths both decode).
+    #[inline(always)]
+    pub(crate) fn tlv(&mut self) -> Result<Tlv<'a>, DecodeError> {
+        let offset = self.offset();
+        let start = self.pos;
+        let hdr = self.take(4, "parameter header")?;
+        let ty = ParamType(u16::from_be_bytes([hdr[0], hdr[1]]));
+        let length = u16::from_be_bytes([hdr[2], hdr[3]]);
+        if length < 4 {
+            return Err(DecodeError::inside(
+                offset,
+                self.container(),
+                K::ParamLengthTooSmall { ty, length },
+            ));
+        }
+        let vlen = usize::from(length) - 4;
+        if vlen > self.remaining() {
+            return Err(DecodeError::inside(
+                offset,
+                self.container(),
+                K::ParamOverrun {
+                    ty,
+                    length,
+                    available: self.remaining() + 4,
+                },
+            ));
+        }
+        let value = &self.buf[self.pos..self.pos + vlen];
+        let end = (start + pad4(usize::from(length))).min(self.buf.len());
+        self.pos = end;
+        Ok(Tlv { ty, value, offset })
+    }
+}
+
+/// Header of a message: (type, flags, length, value reader).
+pub(crate) fn split_header(buf: &[u8]) -> Result<(u8, u8, Reader<'_>), DecodeError> {
+    if buf.len() < 4 {
+        return Err(DecodeError::new(
+            0,
+            K::Truncated {
+                what: "message header",
+                needed: 4,
+                available: buf.len(),
+            },
+        ));
+    }
+    let length = u16::from_be_bytes([buf[2], buf[3]]);
+    let len = usize::from(length);
+    if len < 4 {
+        return Err(DecodeError::new(2, K::MessageLengthTooSmall { length }));
+    }
+    if len > buf.len() {
+        return Err(DecodeError::new(
+            2,
+            K::MessageLengthTooBig {
+                length,
+                available: buf.len(),
+            },
+        ));
+    }
+    if buf.len() > pad4(len) {
+        return Err(DecodeError::new(
+            pad4(len),
+            K::TrailingBytes {
+                extra: buf.len() - pad4(len),
+            },
+        ));
+    }
+    Ok((buf[0], buf[1], Reader::new(&buf[4..len], 4)))
+}
