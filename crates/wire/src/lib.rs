@@ -1,6 +1,7 @@
 //! rserpool-wire: the ASAP (RFC 5352) and ENRP (RFC 5353) wire codec.
 //!
-//! * [`types`]: pool handles, identifiers, transports, policies, pool elements, error causes.
+//! * [`types`]: pool handles, identifiers, transports, pool elements, error causes.
+//! * [`policy`]: member selection policy types and the 18 policies with their values.
 //! * [`message`]: the 14 ASAP and 10 ENRP messages.
 //! * [`codec`]: `encode_*` / `decode_*`; decoding yields a typed message or a
 //!   [`DecodeError`] naming the problem and its byte offset, never a panic.
@@ -15,6 +16,7 @@ pub mod error;
 pub mod framing;
 pub mod message;
 mod pad;
+pub mod policy;
 pub mod render;
 pub mod types;
 
