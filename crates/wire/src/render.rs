@@ -53,47 +53,7 @@ impl Header {
     }
 }
 
-/// One defined flag bit of a message type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlagDef {
-    pub mask: u8,
-    /// Letter used by the RFCs ("R", "S", "M" …).
-    pub letter: &'static str,
-    pub meaning: &'static str,
-}
-
-const fn flag(mask: u8, letter: &'static str, meaning: &'static str) -> FlagDef {
-    FlagDef {
-        mask,
-        letter,
-        meaning,
-    }
-}
-
-const R_REJECT: &[FlagDef] = &[flag(0x01, "R", "reject")];
-const S_SUBSCRIBE: &[FlagDef] = &[flag(0x01, "S", "subscribe")];
-const A_ACCEPTED: &[FlagDef] = &[flag(0x01, "A", "updates accepted")];
-const H_HOME: &[FlagDef] = &[flag(0x01, "H", "become home")];
-const R_REPLY: &[FlagDef] = &[flag(0x01, "R", "reply required")];
-const W_OWN: &[FlagDef] = &[flag(0x01, "W", "own children only")];
-const R_M: &[FlagDef] = &[flag(0x01, "R", "reject"), flag(0x02, "M", "more to send")];
-const T_TAKEOVER: &[FlagDef] = &[flag(0x01, "T", "takeover suggested")];
-
-/// The flag bits defined for a message type (wire-format.md §7, §8).
-pub fn flag_defs(protocol: Protocol, ty: u8) -> &'static [FlagDef] {
-    match (protocol, ty) {
-        (Protocol::Asap, asap_type::REGISTRATION_RESPONSE) => R_REJECT,
-        (Protocol::Asap, asap_type::HANDLE_RESOLUTION) => S_SUBSCRIBE,
-        (Protocol::Asap, asap_type::HANDLE_RESOLUTION_RESPONSE) => A_ACCEPTED,
-        (Protocol::Asap, asap_type::ENDPOINT_KEEP_ALIVE) => H_HOME,
-        (Protocol::Enrp, enrp_type::PRESENCE) => R_REPLY,
-        (Protocol::Enrp, enrp_type::HANDLE_TABLE_REQUEST) => W_OWN,
-        (Protocol::Enrp, enrp_type::HANDLE_TABLE_RESPONSE) => R_M,
-        (Protocol::Enrp, enrp_type::HANDLE_UPDATE) => T_TAKEOVER,
-        (Protocol::Enrp, enrp_type::LIST_RESPONSE) => R_REJECT,
-        _ => &[],
-    }
-}
+pub use crate::message::{flag_defs, FlagDef};
 
 /// Names of the set flag bits ("R" …), plus `"0xNN"` for set bits the type does not define.
 pub fn flag_names(protocol: Protocol, ty: u8, flags: u8) -> Vec<String> {

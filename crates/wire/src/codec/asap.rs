@@ -30,7 +30,7 @@ pub fn decode_asap(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
                 pe_id: decode_pe_id(&p.expect(ParamType::PE_IDENTIFIER)?)?,
             },
             t::REGISTRATION_RESPONSE => AsapMessage::RegistrationResponse {
-                reject: flags & 0x01 != 0,
+                reject: flags & flag::REJECT != 0,
                 handle: decode_handle(&p.expect(ParamType::POOL_HANDLE)?)?,
                 pe_id: decode_pe_id(&p.expect(ParamType::PE_IDENTIFIER)?)?,
                 error: opt_error(&mut p)?,
@@ -41,7 +41,7 @@ pub fn decode_asap(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
                 error: opt_error(&mut p)?,
             },
             t::HANDLE_RESOLUTION => AsapMessage::HandleResolution {
-                subscribe: flags & 0x01 != 0,
+                subscribe: flags & flag::SUBSCRIBE != 0,
                 handle: decode_handle(&p.expect(ParamType::POOL_HANDLE)?)?,
                 items: {
                     p.hr_option = true;
@@ -63,7 +63,7 @@ pub fn decode_asap(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
                 let pes = decode_pes(&mut p)?;
                 let error = opt_error(&mut p)?;
                 AsapMessage::HandleResolutionResponse {
-                    accepted: flags & 0x01 != 0,
+                    accepted: flags & flag::ACCEPTED != 0,
                     handle,
                     policy,
                     pes,
@@ -74,7 +74,7 @@ pub fn decode_asap(buf: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
                 let server_id = ServerId(fixed.u32("server identifier")?);
                 p = Params::new(fixed, p.unknown, ctx);
                 AsapMessage::EndpointKeepAlive {
-                    home: flags & 0x01 != 0,
+                    home: flags & flag::HOME != 0,
                     server_id,
                     handle: decode_handle(&p.expect(ParamType::POOL_HANDLE)?)?,
                     pe_id: match p.optional(ParamType::PE_IDENTIFIER)? {
@@ -201,12 +201,12 @@ fn write_asap(m: &AsapMessage, out: &mut Vec<u8>) -> usize {
     let start = out.len();
     let mut w = Writer::new(out);
     let flags: u8 = match m {
-        AsapMessage::RegistrationResponse { reject: true, .. } => 0x01,
+        AsapMessage::RegistrationResponse { reject: true, .. } => flag::REJECT,
         AsapMessage::HandleResolution {
             subscribe: true, ..
-        } => 0x01,
-        AsapMessage::HandleResolutionResponse { accepted: true, .. } => 0x01,
-        AsapMessage::EndpointKeepAlive { home: true, .. } => 0x01,
+        } => flag::SUBSCRIBE,
+        AsapMessage::HandleResolutionResponse { accepted: true, .. } => flag::ACCEPTED,
+        AsapMessage::EndpointKeepAlive { home: true, .. } => flag::HOME,
         _ => 0,
     };
     let s = w.begin(u16::from_be_bytes([m.type_code(), flags]));

@@ -57,7 +57,7 @@ pub fn decode_enrp(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
             let pe = decode_pool_element(&pet, p.unknown)?;
             p.finish()?;
             EnrpMessage::HandleUpdate {
-                takeover: flags & 0x01 != 0,
+                takeover: flags & flag::TAKEOVER != 0,
                 sender,
                 receiver,
                 action,
@@ -69,7 +69,7 @@ pub fn decode_enrp(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
             let mut p = Params::new(r, &mut unknown, ctx);
             let m = match ty {
                 t::PRESENCE => EnrpMessage::Presence {
-                    reply_required: flags & 0x01 != 0,
+                    reply_required: flags & flag::REPLY_REQUIRED != 0,
                     sender,
                     receiver,
                     checksum: match p.optional(ParamType::PE_CHECKSUM)? {
@@ -82,7 +82,7 @@ pub fn decode_enrp(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
                     },
                 },
                 t::HANDLE_TABLE_REQUEST => EnrpMessage::HandleTableRequest {
-                    own_children_only: flags & 0x01 != 0,
+                    own_children_only: flags & flag::OWN_CHILDREN_ONLY != 0,
                     sender,
                     receiver,
                 },
@@ -100,8 +100,8 @@ pub fn decode_enrp(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
                         pools.push(PoolEntry { handle, pes });
                     }
                     EnrpMessage::HandleTableResponse {
-                        reject: flags & 0x01 != 0,
-                        more: flags & 0x02 != 0,
+                        reject: flags & flag::REJECT != 0,
+                        more: flags & flag::MORE != 0,
                         sender,
                         receiver,
                         pools,
@@ -114,7 +114,7 @@ pub fn decode_enrp(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
                         servers.push(decode_server_info(&s, p.unknown)?);
                     }
                     EnrpMessage::ListResponse {
-                        reject: flags & 0x01 != 0,
+                        reject: flags & flag::REJECT != 0,
                         sender,
                         receiver,
                         servers,
@@ -165,15 +165,15 @@ fn write_enrp(m: &EnrpMessage, out: &mut Vec<u8>) -> usize {
     let start = out.len();
     let mut w = Writer::new(out);
     let flags: u8 = match m {
-        EnrpMessage::Presence { reply_required, .. } => u8::from(*reply_required),
+        EnrpMessage::Presence { reply_required, .. } => bit(*reply_required, flag::REPLY_REQUIRED),
         EnrpMessage::HandleTableRequest {
             own_children_only, ..
-        } => u8::from(*own_children_only),
+        } => bit(*own_children_only, flag::OWN_CHILDREN_ONLY),
         EnrpMessage::HandleTableResponse { reject, more, .. } => {
-            u8::from(*reject) | (u8::from(*more) << 1)
+            bit(*reject, flag::REJECT) | bit(*more, flag::MORE)
         }
-        EnrpMessage::HandleUpdate { takeover, .. } => u8::from(*takeover),
-        EnrpMessage::ListResponse { reject, .. } => u8::from(*reject),
+        EnrpMessage::HandleUpdate { takeover, .. } => bit(*takeover, flag::TAKEOVER),
+        EnrpMessage::ListResponse { reject, .. } => bit(*reject, flag::REJECT),
         _ => 0,
     };
     let s = w.begin(u16::from_be_bytes([m.type_code(), flags]));
@@ -242,5 +242,15 @@ impl EnrpMessage {
     }
     pub fn decode(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
         decode_enrp(buf)
+    }
+}
+
+/// `mask` if `set`, else 0.
+#[inline]
+fn bit(set: bool, mask: u8) -> u8 {
+    if set {
+        mask
+    } else {
+        0
     }
 }
