@@ -7,6 +7,8 @@
 //!   [`DecodeError`] naming the problem and its byte offset, never a panic.
 //! * [`checksum`]: the RFC 5353 PE checksum, incremental.
 //! * [`framing`]: stream deframing of back-to-back messages and the PU↔PE session channel.
+//! * `render` (cargo feature `render`, used by `rsp decode`): human-readable trees of
+//!   decoded messages and decode errors, on the codec's reader, TLV walk and flag table.
 //!
 //! No I/O, no clock, no randomness.
 
@@ -17,6 +19,7 @@ pub mod framing;
 pub mod message;
 mod pad;
 pub mod policy;
+#[cfg(any(test, feature = "render"))]
 pub mod render;
 pub mod types;
 

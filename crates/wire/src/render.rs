@@ -16,6 +16,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::codec::reader::{RawTlv, Reader, Tlv};
+use crate::codec::tlv::decode_policy;
 use crate::codec::{decode_policy_tlv, pad4, Decoded};
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::message::*;
@@ -31,28 +33,7 @@ const MAX_RAW_DEPTH: usize = 8;
 // ----------------------------------------------------------------------------------------
 // Public API
 
-/// The four header fields as they appear on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub ty: u8,
-    pub flags: u8,
-    pub length: u16,
-}
-
-impl Header {
-    /// The header of `bytes`, or `None` when fewer than 4 bytes are present.
-    pub fn parse(bytes: &[u8]) -> Option<Header> {
-        match bytes {
-            [ty, flags, l0, l1, ..] => Some(Header {
-                ty: *ty,
-                flags: *flags,
-                length: u16::from_be_bytes([*l0, *l1]),
-            }),
-            _ => None,
-        }
-    }
-}
-
+pub use crate::codec::Header;
 pub use crate::message::{flag_defs, FlagDef};
 
 /// Names of the set flag bits ("R" …), plus `"0xNN"` for set bits the type does not define.
@@ -619,8 +600,8 @@ fn cause(t: &mut Tree, d: usize, c: &Cause) {
         },
         CauseCode::UNRECOGNIZED_PARAMETER => {
             match Header::parse(&c.info) {
-                Some(_) => {
-                    let ty = ParamType(u16::from_be_bytes([c.info[0], c.info[1]]));
+                Some(h) => {
+                    let ty = ParamType(u16::from_be_bytes([h.ty, h.flags]));
                     t.line(
                         d,
                         format!(
@@ -912,29 +893,28 @@ fn be32(b: &[u8]) -> Option<u32> {
 }
 
 fn raw_params(t: &mut Tree, d: usize, bytes: &[u8], depth: usize) {
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        if rest.len() < 4 {
-            t.line(d, format!("(trailing {}, not a TLV)", bytes_summary(rest)));
-            return;
+    let mut r = Reader::new(bytes, 0);
+    while !r.is_empty() {
+        let rest = &bytes[r.pos..];
+        match r.raw_tlv() {
+            RawTlv::Whole { ty, value } => raw_param(t, d, ParamType(ty), value, depth),
+            RawTlv::Short => {
+                t.line(d, format!("(trailing {}, not a TLV)", bytes_summary(rest)));
+                return;
+            }
+            RawTlv::TooSmall { ty, length } | RawTlv::Overrun { ty, length } => {
+                t.line(
+                    d,
+                    format!(
+                        "{} with bad length {length} ({} bytes left): {}",
+                        ptype(ParamType(ty)),
+                        rest.len(),
+                        bytes_summary(rest)
+                    ),
+                );
+                return;
+            }
         }
-        let ty = ParamType(u16::from_be_bytes([rest[0], rest[1]]));
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        if len < 4 || len > rest.len() {
-            t.line(
-                d,
-                format!(
-                    "{} with bad length {len} ({} bytes left): {}",
-                    ptype(ty),
-                    rest.len(),
-                    bytes_summary(rest)
-                ),
-            );
-            return;
-        }
-        raw_param(t, d, ty, &rest[4..len], depth);
-        pos += pad4(len);
     }
 }
 
@@ -964,11 +944,12 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
         return;
     }
     if ty == ParamType::POLICY {
-        let mut tlv = Vec::with_capacity(v.len() + 4);
-        tlv.extend_from_slice(&ty.0.to_be_bytes());
-        tlv.extend_from_slice(&u16::try_from(v.len() + 4).unwrap_or(u16::MAX).to_be_bytes());
-        tlv.extend_from_slice(v);
-        if let Ok(p) = decode_policy_tlv(&tlv) {
+        let tlv = Tlv {
+            ty,
+            value: v,
+            offset: 0,
+        };
+        if let Ok(p) = decode_policy(&tlv) {
             policy(t, d, &p);
             return;
         }
@@ -1018,29 +999,31 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
     }
 }
 
-fn raw_causes(t: &mut Tree, d: usize, mut v: &[u8]) {
-    while v.len() >= 4 {
-        let code = CauseCode(u16::from_be_bytes([v[0], v[1]]));
-        let len = usize::from(u16::from_be_bytes([v[2], v[3]]));
-        if len < 4 || len > v.len() {
-            t.line(
+fn raw_causes(t: &mut Tree, d: usize, v: &[u8]) {
+    let mut r = Reader::new(v, 0);
+    while !r.is_empty() {
+        let rest = &v[r.pos..];
+        match r.raw_tlv() {
+            RawTlv::Whole { ty, value } => cause(
+                t,
                 d,
-                format!("cause with bad length {len}: {}", bytes_summary(v)),
-            );
-            return;
+                &Cause {
+                    code: CauseCode(ty),
+                    info: value.to_vec(),
+                },
+            ),
+            RawTlv::Short => {
+                t.line(d, format!("(trailing {})", bytes_summary(rest)));
+                return;
+            }
+            RawTlv::TooSmall { length, .. } | RawTlv::Overrun { length, .. } => {
+                t.line(
+                    d,
+                    format!("cause with bad length {length}: {}", bytes_summary(rest)),
+                );
+                return;
+            }
         }
-        cause(
-            t,
-            d,
-            &Cause {
-                code,
-                info: v[4..len].to_vec(),
-            },
-        );
-        v = &v[pad4(len).min(v.len())..];
-    }
-    if !v.is_empty() {
-        t.line(d, format!("(trailing {})", bytes_summary(v)));
     }
 }
 

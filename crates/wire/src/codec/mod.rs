@@ -20,12 +20,13 @@ mod enrp;
 mod params;
 pub(crate) mod reader;
 mod size;
-mod tlv;
+pub(crate) mod tlv;
 mod writer;
 
 pub use crate::pad::pad4;
 pub use asap::{decode_asap, encode_asap, try_encode_asap};
 pub use enrp::{decode_enrp, encode_enrp, try_encode_enrp};
+pub use reader::Header;
 pub use size::{policy_len, pool_element_len, transport_len, MAX_MESSAGE_LEN};
 #[cfg(test)]
 pub(crate) use tlv::encode_transport;

@@ -109,44 +109,108 @@ impl<'a> Reader<'a> {
         s
     }
 
-    /// Read the next TLV. Advances past its padding, tolerating a missing pad at the end
-    /// of the container (RSPLIB's and the RFC's nested lengths both decode).
+    /// The TLV-shaped item (a parameter, or an error cause: 16-bit type, 16-bit length
+    /// counting the 4 header bytes, value padded to 4) at the reader's position. A whole
+    /// item is stepped over with its padding, tolerating a missing pad at the end of the
+    /// container (RSPLIB's and the RFC's nested lengths both decode); otherwise the reader
+    /// does not move. The one TLV walk shared by the decoder and the renderer.
+    #[inline(always)]
+    pub(crate) fn raw_tlv(&mut self) -> RawTlv<'a> {
+        let rest = &self.buf[self.pos..];
+        let [t0, t1, l0, l1, ..] = *rest else {
+            return RawTlv::Short;
+        };
+        let ty = u16::from_be_bytes([t0, t1]);
+        let length = u16::from_be_bytes([l0, l1]);
+        if length < 4 {
+            return RawTlv::TooSmall { ty, length };
+        }
+        let len = usize::from(length);
+        if len > rest.len() {
+            return RawTlv::Overrun { ty, length };
+        }
+        let value = &rest[4..len];
+        self.pos = (self.pos + pad4(len)).min(self.buf.len());
+        RawTlv::Whole { ty, value }
+    }
+
+    /// Read the next TLV (see [`Reader::raw_tlv`]); a broken one is an error at its offset.
     #[inline(always)]
     pub(crate) fn tlv(&mut self) -> Result<Tlv<'a>, DecodeError> {
         let offset = self.offset();
-        let start = self.pos;
-        let hdr = self.take(4, "parameter header")?;
-        let ty = ParamType(u16::from_be_bytes([hdr[0], hdr[1]]));
-        let length = u16::from_be_bytes([hdr[2], hdr[3]]);
-        if length < 4 {
-            return Err(DecodeError::inside(
+        match self.raw_tlv() {
+            RawTlv::Whole { ty, value } => Ok(Tlv {
+                ty: ParamType(ty),
+                value,
                 offset,
-                self.container(),
-                K::ParamLengthTooSmall { ty, length },
-            ));
+            }),
+            broken => Err(self.tlv_error(broken)),
         }
-        let vlen = usize::from(length) - 4;
-        if vlen > self.remaining() {
-            return Err(DecodeError::inside(
-                offset,
-                self.container(),
-                K::ParamOverrun {
-                    ty,
-                    length,
-                    available: self.remaining() + 4,
-                },
-            ));
+    }
+
+    /// The error for a TLV [`Reader::raw_tlv`] found broken at the reader's position.
+    #[cold]
+    #[inline(never)]
+    fn tlv_error(&self, broken: RawTlv) -> DecodeError {
+        let kind = match broken {
+            RawTlv::Short | RawTlv::Whole { .. } => K::Truncated {
+                what: "parameter header",
+                needed: 4,
+                available: self.remaining(),
+            },
+            RawTlv::TooSmall { ty, length } => K::ParamLengthTooSmall {
+                ty: ParamType(ty),
+                length,
+            },
+            RawTlv::Overrun { ty, length } => K::ParamOverrun {
+                ty: ParamType(ty),
+                length,
+                available: self.remaining(),
+            },
+        };
+        DecodeError::inside(self.offset(), self.container(), kind)
+    }
+}
+
+/// What [`Reader::raw_tlv`] found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RawTlv<'a> {
+    /// Fewer than 4 bytes left: no header.
+    Short,
+    /// The length field is below 4.
+    TooSmall { ty: u16, length: u16 },
+    /// The length field runs past the bytes left.
+    Overrun { ty: u16, length: u16 },
+    /// A whole item: its type word and value (padding excluded).
+    Whole { ty: u16, value: &'a [u8] },
+}
+
+/// The four header fields of a message as they appear on the wire, unchecked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub ty: u8,
+    pub flags: u8,
+    pub length: u16,
+}
+
+impl Header {
+    /// The header of `bytes`, or `None` when fewer than 4 bytes are present.
+    #[inline]
+    pub fn parse(bytes: &[u8]) -> Option<Header> {
+        match bytes {
+            [ty, flags, l0, l1, ..] => Some(Header {
+                ty: *ty,
+                flags: *flags,
+                length: u16::from_be_bytes([*l0, *l1]),
+            }),
+            _ => None,
         }
-        let value = &self.buf[self.pos..self.pos + vlen];
-        let end = (start + pad4(usize::from(length))).min(self.buf.len());
-        self.pos = end;
-        Ok(Tlv { ty, value, offset })
     }
 }
 
 /// Header of a message: (type, flags, length, value reader).
 pub(crate) fn split_header(buf: &[u8]) -> Result<(u8, u8, Reader<'_>), DecodeError> {
-    if buf.len() < 4 {
+    let Some(header) = Header::parse(buf) else {
         return Err(DecodeError::new(
             0,
             K::Truncated {
@@ -155,8 +219,8 @@ pub(crate) fn split_header(buf: &[u8]) -> Result<(u8, u8, Reader<'_>), DecodeErr
                 available: buf.len(),
             },
         ));
-    }
-    let length = u16::from_be_bytes([buf[2], buf[3]]);
+    };
+    let length = header.length;
     let len = usize::from(length);
     if len < 4 {
         return Err(DecodeError::new(2, K::MessageLengthTooSmall { length }));
@@ -178,5 +242,5 @@ pub(crate) fn split_header(buf: &[u8]) -> Result<(u8, u8, Reader<'_>), DecodeErr
             },
         ));
     }
-    Ok((buf[0], buf[1], Reader::new(&buf[4..len], 4)))
+    Ok((header.ty, header.flags, Reader::new(&buf[4..len], 4)))
 }

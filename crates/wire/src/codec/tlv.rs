@@ -5,11 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::params::{is_transport, next_known, Params};
-use super::reader::{Reader, Tlv};
+use super::reader::{RawTlv, Reader, Tlv};
 use super::writer::Writer;
 use super::MAX_MESSAGE_LEN;
 use crate::error::{DecodeError, DecodeErrorKind as K};
-use crate::pad::pad4;
 use crate::types::*;
 
 pub(crate) fn encode_address(w: &mut Writer, a: &IpAddr) {
@@ -327,26 +326,38 @@ pub(crate) fn decode_operation_error(t: &Tlv) -> Result<OperationError, DecodeEr
     let mut causes = Vec::new();
     while !r.is_empty() {
         let offset = r.offset();
-        let code = CauseCode(r.u16("cause code")?);
-        let len = r.u16("cause length")?;
-        if len < 4 {
-            return Err(DecodeError::inside(
-                offset,
-                Some(t.offset),
-                K::InvalidValue {
-                    context: "Operation Error",
-                    what: "cause length below 4",
-                },
-            ));
+        match r.raw_tlv() {
+            RawTlv::Whole { ty, value } => causes.push(Cause {
+                code: CauseCode(ty),
+                info: value.to_vec(),
+            }),
+            RawTlv::TooSmall { .. } => {
+                return Err(DecodeError::inside(
+                    offset,
+                    Some(t.offset),
+                    K::InvalidValue {
+                        context: "Operation Error",
+                        what: "cause length below 4",
+                    },
+                ))
+            }
+            RawTlv::Overrun { length, .. } => {
+                return Err(DecodeError::inside(
+                    offset + 4,
+                    Some(t.offset),
+                    K::Truncated {
+                        what: "cause information",
+                        needed: usize::from(length) - 4,
+                        available: r.remaining() - 4,
+                    },
+                ))
+            }
+            RawTlv::Short => {
+                // Name the field that is cut short.
+                r.u16("cause code")?;
+                r.u16("cause length")?;
+            }
         }
-        let info_len = usize::from(len) - 4;
-        let info = r.take(info_len, "cause information")?;
-        let pad = pad4(info_len) - info_len;
-        let _ = r.take(pad.min(r.remaining()), "cause padding");
-        causes.push(Cause {
-            code,
-            info: info.to_vec(),
-        });
     }
     if causes.is_empty() {
         return Err(t.err(K::InvalidValue {
