@@ -14,10 +14,10 @@
 //! two spaces per level.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::codec::reader::{RawTlv, Reader, Tlv};
-use crate::codec::tlv::decode_policy;
+use crate::codec::tlv::{decode_address, decode_policy};
 use crate::codec::{decode_policy_tlv, pad4, Decoded};
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::message::*;
@@ -888,8 +888,9 @@ fn fixed_prefix(ty: ParamType) -> Option<usize> {
     }
 }
 
+/// A value that is exactly one 32-bit word.
 fn be32(b: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+    Reader::new(b, 0).u32("value").ok()
 }
 
 fn raw_params(t: &mut Tree, d: usize, bytes: &[u8], depth: usize) {
@@ -921,12 +922,13 @@ fn raw_params(t: &mut Tree, d: usize, bytes: &[u8], depth: usize) {
 fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
     let head = format!("{}, length {}", ptype(ty), v.len() + 4);
     let summary = match ty {
-        ParamType::IPV4_ADDRESS => <[u8; 4]>::try_from(v)
-            .ok()
-            .map(|a| Ipv4Addr::from(a).to_string()),
-        ParamType::IPV6_ADDRESS => <[u8; 16]>::try_from(v)
-            .ok()
-            .map(|a| Ipv6Addr::from(a).to_string()),
+        ParamType::IPV4_ADDRESS | ParamType::IPV6_ADDRESS => decode_address(&Tlv {
+            ty,
+            value: v,
+            offset: 0,
+        })
+        .ok()
+        .map(|a| a.to_string()),
         ParamType::POOL_HANDLE => Some(handle_text(&PoolHandle::from(v))),
         ParamType::PE_IDENTIFIER => (v.len() == 4)
             .then(|| be32(v))
@@ -956,20 +958,22 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
     }
     match fixed_prefix(ty) {
         Some(n) if v.len() >= n && depth < MAX_RAW_DEPTH => {
-            let fixed = &v[..n];
+            // The fixed fields, read with the codec's reader (all `n` bytes are present).
+            let mut f = Reader::new(&v[..n], 0);
+            let mut u32_field = || f.u32("fixed field").unwrap_or(0);
             let fields = match ty {
                 ParamType::POOL_ELEMENT => format!(
                     "PE {}, home {}, registration life {}",
-                    PeId(be32(fixed).unwrap_or(0)),
-                    ServerId(be32(&fixed[4..]).unwrap_or(0)),
-                    be32(&fixed[8..]).unwrap_or(0)
+                    PeId(u32_field()),
+                    ServerId(u32_field()),
+                    u32_field()
                 ),
                 ParamType::SERVER_INFORMATION => {
-                    format!("server {}", ServerId(be32(fixed).unwrap_or(0)))
+                    format!("server {}", ServerId(u32_field()))
                 }
                 _ => {
-                    let port = u16::from_be_bytes([fixed[0], fixed[1]]);
-                    let word = u16::from_be_bytes([fixed[2], fixed[3]]);
+                    let port_word = u32_field();
+                    let (port, word) = ((port_word >> 16) as u16, port_word as u16);
                     let mut s = format!("port {port}");
                     if ty == ParamType::SCTP_TRANSPORT {
                         let _ = write!(s, ", {}", transport_use(TransportUse(word)));
@@ -977,7 +981,7 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
                         let _ = write!(s, ", reserved {word:#06x}");
                     }
                     if ty == ParamType::DCCP_TRANSPORT {
-                        let _ = write!(s, ", service code {}", be32(&fixed[4..]).unwrap_or(0));
+                        let _ = write!(s, ", service code {}", u32_field());
                     }
                     s
                 }
