@@ -134,13 +134,13 @@ pub fn decode_enrp(buf: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
 }
 
 /// Append the encoding of an ENRP message (padded to 4 bytes) to `out`; like
-/// [`encode_asap`], a message that cannot fit appends nothing.
+/// [`encode_asap`](super::encode_asap), a message that cannot fit appends nothing.
 #[inline]
 pub fn encode_enrp(m: &EnrpMessage, out: &mut Vec<u8>) {
     let _ = try_encode_enrp(m, out);
 }
 
-/// [`try_encode_asap`] for ENRP: an ENRP_ERROR's quoted causes are cut to fit; any other
+/// [`try_encode_asap`](super::try_encode_asap) for ENRP: an ENRP_ERROR's quoted causes are cut to fit; any other
 /// message that does not fit (e.g. a handle table response with too many pools) is an
 /// error, and nothing is appended.
 pub fn try_encode_enrp(m: &EnrpMessage, out: &mut Vec<u8>) -> Result<(), EncodeError> {

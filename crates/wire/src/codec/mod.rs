@@ -4,12 +4,14 @@
 //! size: every length comes from a field that was bounds-checked against the bytes
 //! actually present, and capacity hints are capped.
 //!
-//! * [`reader`]: the bounds-checked `Reader`, one TLV (`Tlv`) and the message header.
-//! * [`writer`]: [`Writer`], big-endian fields and TLVs with their lengths back-filled.
-//! * [`params`]: the parameter walker (unknown parameters per their action bits).
-//! * [`tlv`]: encode / decode of each parameter (handle, PE, transport, policy, causes …).
-//! * [`asap`], [`enrp`]: the messages of each protocol.
-//! * [`size`]: encoded sizes, so senders can keep messages within [`MAX_MESSAGE_LEN`].
+//! * `reader`: the bounds-checked `Reader`, one TLV at a time (`Reader::raw_tlv`, the
+//!   one TLV walk, shared with `render`), and the message [`Header`].
+//! * `writer`: [`Writer`], big-endian fields and TLVs with their lengths back-filled.
+//! * `params`: the parameter walker (unknown parameters per their action bits).
+//! * `tlv`: encode / decode of each parameter (handle, PE, transport, policy, causes …).
+//! * `cause`: the causes that quote an encoded parameter ([`Cause::inconsistent_policy`]).
+//! * `asap`, `enrp`: the messages of each protocol.
+//! * `size`: encoded sizes, so senders can keep messages within [`MAX_MESSAGE_LEN`].
 //!
 //! The codec depends on the data modules (`types`, `policy`, `message`, `error`); they
 //! never import it.
