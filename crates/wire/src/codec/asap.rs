@@ -1,6 +1,6 @@
 //! ASAP messages (RFC 5352): decode, encode, and the typed message's convenience methods.
 
-use super::params::{decode_pes, is_hr_option, opt_error, Params};
+use super::params::{is_hr_option, Params};
 use super::reader::split_header;
 use super::tlv::*;
 use super::writer::Writer;

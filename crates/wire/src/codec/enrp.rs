@@ -1,6 +1,6 @@
 //! ENRP messages (RFC 5353): decode, encode, and the typed message's convenience methods.
 
-use super::params::{decode_pes, Params};
+use super::params::Params;
 use super::reader::split_header;
 use super::tlv::*;
 use super::writer::Writer;

@@ -427,3 +427,33 @@ pub fn decode_policy_tlv(buf: &[u8]) -> Result<Policy, DecodeError> {
     }
     decode_policy(&t)
 }
+
+// Parameter sequences the messages share.
+
+pub(crate) fn opt_error(p: &mut Params) -> Result<Option<OperationError>, DecodeError> {
+    match p.optional(ParamType::OPERATION_ERROR)? {
+        Some(e) => Ok(Some(decode_operation_error(&e)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn decode_pes(p: &mut Params) -> Result<Vec<PoolElement>, DecodeError> {
+    // Capacity hint, capped: a hostile message full of tiny PE TLVs must not reserve much.
+    let mut pes = Vec::with_capacity(p.count_pes_ahead().min(64));
+    // `p.optional(POOL_ELEMENT)` in a loop, without the peek round trip per PE.
+    loop {
+        let next = match p.peeked.take() {
+            Some(t) => Some(t),
+            None => next_known(&mut p.r, p.unknown)?,
+        };
+        match next {
+            Some(pt) if pt.ty == ParamType::POOL_ELEMENT => {
+                pes.push(decode_pool_element(&pt, p.unknown)?)
+            }
+            other => {
+                p.peeked = other;
+                return Ok(pes);
+            }
+        }
+    }
+}
