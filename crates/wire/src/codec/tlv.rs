@@ -11,6 +11,7 @@ use super::MAX_MESSAGE_LEN;
 use crate::error::{DecodeError, DecodeErrorKind as K};
 use crate::types::*;
 
+#[inline]
 pub(crate) fn encode_address(w: &mut Writer, a: &IpAddr) {
     match a {
         IpAddr::V4(v4) => {
@@ -54,22 +55,26 @@ pub fn encode_policy(w: &mut Writer, p: &Policy) {
     w.end(s);
 }
 
+#[inline]
 pub(crate) fn encode_handle(w: &mut Writer, h: &PoolHandle) {
     let s = w.begin(ParamType::POOL_HANDLE.0);
     w.bytes(&h.0);
     w.end(s);
 }
 
+#[inline]
 pub(crate) fn encode_u32_param(w: &mut Writer, ty: ParamType, v: u32) {
     let s = w.begin(ty.0);
     w.u32(v);
     w.end(s);
 }
 
+#[inline]
 pub(crate) fn encode_pe_id(w: &mut Writer, id: PeId) {
     encode_u32_param(w, ParamType::PE_IDENTIFIER, id.0);
 }
 
+#[inline]
 pub(crate) fn encode_bytes_param(w: &mut Writer, ty: ParamType, b: &[u8]) {
     let s = w.begin(ty.0);
     w.bytes(b);

@@ -12,24 +12,29 @@ pub struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    #[inline]
     pub fn new(buf: &'a mut Vec<u8>) -> Self {
         Self {
             buf,
             trailing_pad: 0,
         }
     }
+    #[inline]
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
         self.trailing_pad = 0;
     }
+    #[inline]
     pub fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self.trailing_pad = 0;
     }
+    #[inline]
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self.trailing_pad = 0;
     }
+    #[inline]
     pub fn bytes(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
         if !v.is_empty() {
@@ -37,6 +42,7 @@ impl<'a> Writer<'a> {
         }
     }
     /// Start a TLV (or message: pass the first two header bytes as `ty`); returns its start.
+    #[inline]
     pub fn begin(&mut self, ty: u16) -> usize {
         let start = self.buf.len();
         self.u16(ty);
@@ -44,6 +50,7 @@ impl<'a> Writer<'a> {
         start
     }
     /// Back-fill the length of the TLV or message begun at `start` and pad to 4 bytes.
+    #[inline]
     pub fn end(&mut self, start: usize) {
         let unpadded = self.buf.len() - self.trailing_pad;
         let len = u16::try_from(unpadded - start).unwrap_or(u16::MAX);
