@@ -221,7 +221,7 @@ fn tlv_at(message: &[u8], offset: usize) -> Option<Vec<u8>> {
         return None;
     }
     let mut tlv = message.get(offset..offset + len)?.to_vec();
-    tlv.resize(crate::codec::pad4(len).min(MAX_REPORTED_INFO), 0);
+    tlv.resize(crate::pad::pad4(len).min(MAX_REPORTED_INFO), 0);
     Some(tlv)
 }
 

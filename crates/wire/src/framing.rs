@@ -8,7 +8,8 @@
 //!   PPID, modelled on the DATA chunk of draft-ietf-rserpool-tcpmapping-03 with TSN and
 //!   stream fields omitted (INIT flags 0x03): `type 0 | flags | length | PPID | data | pad`.
 
-use crate::codec::pad4;
+use crate::codec::Header;
+use crate::pad::pad4;
 
 /// Smallest legal message: a bare 4-byte header.
 pub const MIN_MESSAGE_LEN: usize = 4;
@@ -81,10 +82,10 @@ impl Deframer {
     /// `Ok(None)` if more bytes are needed. After an error the stream is unusable.
     pub fn next_message(&mut self) -> Result<Option<&[u8]>, FrameError> {
         let avail = &self.buf[self.start..];
-        if avail.len() < 4 {
+        let Some(header) = Header::parse(avail) else {
             return Ok(None);
-        }
-        let length = usize::from(u16::from_be_bytes([avail[2], avail[3]]));
+        };
+        let length = usize::from(header.length);
         if length < MIN_MESSAGE_LEN {
             return Err(FrameError::TooShort {
                 length,

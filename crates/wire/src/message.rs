@@ -92,6 +92,73 @@ pub mod enrp_type {
     pub const ERROR: u8 = 0x0a;
 }
 
+/// Message flag bits (the second header byte), by the letter the RFCs give them. Each
+/// bit means something only in the message types [`flag_defs`] lists it for; the codec
+/// and the renderer both read them from here.
+pub mod flag {
+    /// R (reject): ASAP_REGISTRATION_RESPONSE, ENRP_HANDLE_TABLE_RESPONSE, ENRP_LIST_RESPONSE.
+    pub const REJECT: u8 = 0x01;
+    /// S (subscribe): ASAP_HANDLE_RESOLUTION.
+    pub const SUBSCRIBE: u8 = 0x01;
+    /// A (updates accepted): ASAP_HANDLE_RESOLUTION_RESPONSE.
+    pub const ACCEPTED: u8 = 0x01;
+    /// H (become home): ASAP_ENDPOINT_KEEP_ALIVE.
+    pub const HOME: u8 = 0x01;
+    /// R (reply required): ENRP_PRESENCE.
+    pub const REPLY_REQUIRED: u8 = 0x01;
+    /// W (own children only): ENRP_HANDLE_TABLE_REQUEST.
+    pub const OWN_CHILDREN_ONLY: u8 = 0x01;
+    /// M (more to send): ENRP_HANDLE_TABLE_RESPONSE.
+    pub const MORE: u8 = 0x02;
+    /// T (takeover suggested): ENRP_HANDLE_UPDATE.
+    pub const TAKEOVER: u8 = 0x01;
+}
+
+/// One defined flag bit of a message type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagDef {
+    pub mask: u8,
+    /// Letter used by the RFCs ("R", "S", "M" …).
+    pub letter: &'static str,
+    pub meaning: &'static str,
+}
+
+const fn flag_def(mask: u8, letter: &'static str, meaning: &'static str) -> FlagDef {
+    FlagDef {
+        mask,
+        letter,
+        meaning,
+    }
+}
+
+const R_REJECT: &[FlagDef] = &[flag_def(flag::REJECT, "R", "reject")];
+const S_SUBSCRIBE: &[FlagDef] = &[flag_def(flag::SUBSCRIBE, "S", "subscribe")];
+const A_ACCEPTED: &[FlagDef] = &[flag_def(flag::ACCEPTED, "A", "updates accepted")];
+const H_HOME: &[FlagDef] = &[flag_def(flag::HOME, "H", "become home")];
+const R_REPLY: &[FlagDef] = &[flag_def(flag::REPLY_REQUIRED, "R", "reply required")];
+const W_OWN: &[FlagDef] = &[flag_def(flag::OWN_CHILDREN_ONLY, "W", "own children only")];
+const R_M: &[FlagDef] = &[
+    flag_def(flag::REJECT, "R", "reject"),
+    flag_def(flag::MORE, "M", "more to send"),
+];
+const T_TAKEOVER: &[FlagDef] = &[flag_def(flag::TAKEOVER, "T", "takeover suggested")];
+
+/// The flag bits defined for a message type (wire-format.md §7, §8).
+pub fn flag_defs(protocol: Protocol, ty: u8) -> &'static [FlagDef] {
+    match (protocol, ty) {
+        (Protocol::Asap, asap_type::REGISTRATION_RESPONSE) => R_REJECT,
+        (Protocol::Asap, asap_type::HANDLE_RESOLUTION) => S_SUBSCRIBE,
+        (Protocol::Asap, asap_type::HANDLE_RESOLUTION_RESPONSE) => A_ACCEPTED,
+        (Protocol::Asap, asap_type::ENDPOINT_KEEP_ALIVE) => H_HOME,
+        (Protocol::Enrp, enrp_type::PRESENCE) => R_REPLY,
+        (Protocol::Enrp, enrp_type::HANDLE_TABLE_REQUEST) => W_OWN,
+        (Protocol::Enrp, enrp_type::HANDLE_TABLE_RESPONSE) => R_M,
+        (Protocol::Enrp, enrp_type::HANDLE_UPDATE) => T_TAKEOVER,
+        (Protocol::Enrp, enrp_type::LIST_RESPONSE) => R_REJECT,
+        _ => &[],
+    }
+}
+
 /// An ASAP message. Flag bits are named fields; undefined flag bits are sent as 0 and
 /// ignored on receipt.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,8 +14,10 @@
 //! two spaces per level.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use crate::codec::reader::{RawTlv, Reader, Tlv};
+use crate::codec::tlv::{decode_address, decode_policy};
 use crate::codec::{decode_policy_tlv, pad4, Decoded};
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::message::*;
@@ -31,69 +33,8 @@ const MAX_RAW_DEPTH: usize = 8;
 // ----------------------------------------------------------------------------------------
 // Public API
 
-/// The four header fields as they appear on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub ty: u8,
-    pub flags: u8,
-    pub length: u16,
-}
-
-impl Header {
-    /// The header of `bytes`, or `None` when fewer than 4 bytes are present.
-    pub fn parse(bytes: &[u8]) -> Option<Header> {
-        match bytes {
-            [ty, flags, l0, l1, ..] => Some(Header {
-                ty: *ty,
-                flags: *flags,
-                length: u16::from_be_bytes([*l0, *l1]),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// One defined flag bit of a message type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlagDef {
-    pub mask: u8,
-    /// Letter used by the RFCs ("R", "S", "M" …).
-    pub letter: &'static str,
-    pub meaning: &'static str,
-}
-
-const fn flag(mask: u8, letter: &'static str, meaning: &'static str) -> FlagDef {
-    FlagDef {
-        mask,
-        letter,
-        meaning,
-    }
-}
-
-const R_REJECT: &[FlagDef] = &[flag(0x01, "R", "reject")];
-const S_SUBSCRIBE: &[FlagDef] = &[flag(0x01, "S", "subscribe")];
-const A_ACCEPTED: &[FlagDef] = &[flag(0x01, "A", "updates accepted")];
-const H_HOME: &[FlagDef] = &[flag(0x01, "H", "become home")];
-const R_REPLY: &[FlagDef] = &[flag(0x01, "R", "reply required")];
-const W_OWN: &[FlagDef] = &[flag(0x01, "W", "own children only")];
-const R_M: &[FlagDef] = &[flag(0x01, "R", "reject"), flag(0x02, "M", "more to send")];
-const T_TAKEOVER: &[FlagDef] = &[flag(0x01, "T", "takeover suggested")];
-
-/// The flag bits defined for a message type (wire-format.md §7, §8).
-pub fn flag_defs(protocol: Protocol, ty: u8) -> &'static [FlagDef] {
-    match (protocol, ty) {
-        (Protocol::Asap, asap_type::REGISTRATION_RESPONSE) => R_REJECT,
-        (Protocol::Asap, asap_type::HANDLE_RESOLUTION) => S_SUBSCRIBE,
-        (Protocol::Asap, asap_type::HANDLE_RESOLUTION_RESPONSE) => A_ACCEPTED,
-        (Protocol::Asap, asap_type::ENDPOINT_KEEP_ALIVE) => H_HOME,
-        (Protocol::Enrp, enrp_type::PRESENCE) => R_REPLY,
-        (Protocol::Enrp, enrp_type::HANDLE_TABLE_REQUEST) => W_OWN,
-        (Protocol::Enrp, enrp_type::HANDLE_TABLE_RESPONSE) => R_M,
-        (Protocol::Enrp, enrp_type::HANDLE_UPDATE) => T_TAKEOVER,
-        (Protocol::Enrp, enrp_type::LIST_RESPONSE) => R_REJECT,
-        _ => &[],
-    }
-}
+pub use crate::codec::Header;
+pub use crate::message::{flag_defs, FlagDef};
 
 /// Names of the set flag bits ("R" …), plus `"0xNN"` for set bits the type does not define.
 pub fn flag_names(protocol: Protocol, ty: u8, flags: u8) -> Vec<String> {
@@ -660,8 +601,8 @@ fn cause(t: &mut Tree, d: usize, c: &Cause) {
         },
         CauseCode::UNRECOGNIZED_PARAMETER => {
             match Header::parse(&c.info) {
-                Some(_) => {
-                    let ty = ParamType(u16::from_be_bytes([c.info[0], c.info[1]]));
+                Some(h) => {
+                    let ty = ParamType(u16::from_be_bytes([h.ty, h.flags]));
                     t.line(
                         d,
                         format!(
@@ -948,46 +889,47 @@ fn fixed_prefix(ty: ParamType) -> Option<usize> {
     }
 }
 
+/// A value that is exactly one 32-bit word.
 fn be32(b: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+    Reader::new(b, 0).u32("value").ok()
 }
 
 fn raw_params(t: &mut Tree, d: usize, bytes: &[u8], depth: usize) {
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        if rest.len() < 4 {
-            t.line(d, format!("(trailing {}, not a TLV)", bytes_summary(rest)));
-            return;
+    let mut r = Reader::new(bytes, 0);
+    while !r.is_empty() {
+        let rest = &bytes[r.pos..];
+        match r.raw_tlv() {
+            RawTlv::Whole { ty, value } => raw_param(t, d, ParamType(ty), value, depth),
+            RawTlv::Short => {
+                t.line(d, format!("(trailing {}, not a TLV)", bytes_summary(rest)));
+                return;
+            }
+            RawTlv::TooSmall { ty, length } | RawTlv::Overrun { ty, length } => {
+                t.line(
+                    d,
+                    format!(
+                        "{} with bad length {length} ({} bytes left): {}",
+                        ptype(ParamType(ty)),
+                        rest.len(),
+                        bytes_summary(rest)
+                    ),
+                );
+                return;
+            }
         }
-        let ty = ParamType(u16::from_be_bytes([rest[0], rest[1]]));
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        if len < 4 || len > rest.len() {
-            t.line(
-                d,
-                format!(
-                    "{} with bad length {len} ({} bytes left): {}",
-                    ptype(ty),
-                    rest.len(),
-                    bytes_summary(rest)
-                ),
-            );
-            return;
-        }
-        raw_param(t, d, ty, &rest[4..len], depth);
-        pos += pad4(len);
     }
 }
 
 fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
     let head = format!("{}, length {}", ptype(ty), v.len() + 4);
     let summary = match ty {
-        ParamType::IPV4_ADDRESS => <[u8; 4]>::try_from(v)
-            .ok()
-            .map(|a| Ipv4Addr::from(a).to_string()),
-        ParamType::IPV6_ADDRESS => <[u8; 16]>::try_from(v)
-            .ok()
-            .map(|a| Ipv6Addr::from(a).to_string()),
+        ParamType::IPV4_ADDRESS | ParamType::IPV6_ADDRESS => decode_address(&Tlv {
+            ty,
+            value: v,
+            offset: 0,
+        })
+        .ok()
+        .map(|a| a.to_string()),
         ParamType::POOL_HANDLE => Some(handle_text(&PoolHandle::from(v))),
         ParamType::PE_IDENTIFIER => (v.len() == 4)
             .then(|| be32(v))
@@ -1005,31 +947,34 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
         return;
     }
     if ty == ParamType::POLICY {
-        let mut tlv = Vec::with_capacity(v.len() + 4);
-        tlv.extend_from_slice(&ty.0.to_be_bytes());
-        tlv.extend_from_slice(&u16::try_from(v.len() + 4).unwrap_or(u16::MAX).to_be_bytes());
-        tlv.extend_from_slice(v);
-        if let Ok(p) = decode_policy_tlv(&tlv) {
+        let tlv = Tlv {
+            ty,
+            value: v,
+            offset: 0,
+        };
+        if let Ok(p) = decode_policy(&tlv) {
             policy(t, d, &p);
             return;
         }
     }
     match fixed_prefix(ty) {
         Some(n) if v.len() >= n && depth < MAX_RAW_DEPTH => {
-            let fixed = &v[..n];
+            // The fixed fields, read with the codec's reader (all `n` bytes are present).
+            let mut f = Reader::new(&v[..n], 0);
+            let mut u32_field = || f.u32("fixed field").unwrap_or(0);
             let fields = match ty {
                 ParamType::POOL_ELEMENT => format!(
                     "PE {}, home {}, registration life {}",
-                    PeId(be32(fixed).unwrap_or(0)),
-                    ServerId(be32(&fixed[4..]).unwrap_or(0)),
-                    be32(&fixed[8..]).unwrap_or(0)
+                    PeId(u32_field()),
+                    ServerId(u32_field()),
+                    u32_field()
                 ),
                 ParamType::SERVER_INFORMATION => {
-                    format!("server {}", ServerId(be32(fixed).unwrap_or(0)))
+                    format!("server {}", ServerId(u32_field()))
                 }
                 _ => {
-                    let port = u16::from_be_bytes([fixed[0], fixed[1]]);
-                    let word = u16::from_be_bytes([fixed[2], fixed[3]]);
+                    let port_word = u32_field();
+                    let (port, word) = ((port_word >> 16) as u16, port_word as u16);
                     let mut s = format!("port {port}");
                     if ty == ParamType::SCTP_TRANSPORT {
                         let _ = write!(s, ", {}", transport_use(TransportUse(word)));
@@ -1037,7 +982,7 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
                         let _ = write!(s, ", reserved {word:#06x}");
                     }
                     if ty == ParamType::DCCP_TRANSPORT {
-                        let _ = write!(s, ", service code {}", be32(&fixed[4..]).unwrap_or(0));
+                        let _ = write!(s, ", service code {}", u32_field());
                     }
                     s
                 }
@@ -1059,29 +1004,31 @@ fn raw_param(t: &mut Tree, d: usize, ty: ParamType, v: &[u8], depth: usize) {
     }
 }
 
-fn raw_causes(t: &mut Tree, d: usize, mut v: &[u8]) {
-    while v.len() >= 4 {
-        let code = CauseCode(u16::from_be_bytes([v[0], v[1]]));
-        let len = usize::from(u16::from_be_bytes([v[2], v[3]]));
-        if len < 4 || len > v.len() {
-            t.line(
+fn raw_causes(t: &mut Tree, d: usize, v: &[u8]) {
+    let mut r = Reader::new(v, 0);
+    while !r.is_empty() {
+        let rest = &v[r.pos..];
+        match r.raw_tlv() {
+            RawTlv::Whole { ty, value } => cause(
+                t,
                 d,
-                format!("cause with bad length {len}: {}", bytes_summary(v)),
-            );
-            return;
+                &Cause {
+                    code: CauseCode(ty),
+                    info: value.to_vec(),
+                },
+            ),
+            RawTlv::Short => {
+                t.line(d, format!("(trailing {})", bytes_summary(rest)));
+                return;
+            }
+            RawTlv::TooSmall { length, .. } | RawTlv::Overrun { length, .. } => {
+                t.line(
+                    d,
+                    format!("cause with bad length {length}: {}", bytes_summary(rest)),
+                );
+                return;
+            }
         }
-        cause(
-            t,
-            d,
-            &Cause {
-                code,
-                info: v[4..len].to_vec(),
-            },
-        );
-        v = &v[pad4(len).min(v.len())..];
-    }
-    if !v.is_empty() {
-        t.line(d, format!("(trailing {})", bytes_summary(v)));
     }
 }
 
