@@ -15,7 +15,10 @@ pub mod call;
 pub mod decode;
 pub mod dump;
 pub mod logging;
-pub mod oplog;
+/// The registrar's event log (moved to [`rserpool::service::oplog`]).
+pub mod oplog {
+    pub use rserpool::service::oplog::*;
+}
 pub mod registrar;
 pub mod resolve;
 pub mod serve;

@@ -10,6 +10,7 @@
 //! * [`url`]: endpoint URLs (`tcp://[::1]:3863`, `sctp://10.0.0.1,10.0.0.2:3863`).
 //! * [`wirelog`]: `RSERPOOL_WIRE_LOG=FILE` records every message for dissection.
 //! * [`clock`]: the one place the shell reads time (tokio's clock, so paused time works).
+//! * [`service`]: ready-made services — the registrar (listeners, admin dump, event log).
 //! * [`signal`]: SIGINT / SIGTERM as the shutdown future.
 
 pub mod clock;
@@ -19,6 +20,8 @@ pub mod pe;
 pub mod pu;
 #[cfg(target_os = "linux")]
 pub mod sctp;
+#[cfg(target_os = "linux")]
+pub mod service;
 pub mod signal;
 pub mod transport;
 pub mod url;
