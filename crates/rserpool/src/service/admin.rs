@@ -489,27 +489,24 @@ pub async fn admin_loop(
     unit: LifetimeUnit,
 ) {
     let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(ADMIN_SESSIONS));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = handle.stopped() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!("admin accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let handle = handle.clone();
-        let turns = turns.clone();
-        tokio::spawn(async move {
-            if let Err(e) = admin_session(stream, &handle, unit, &turns).await {
-                tracing::debug!(%peer, "admin session: {e:#}");
-            }
-        });
-    }
+    let mut listener = listener;
+    let stop = handle.clone();
+    crate::transport::accept::accept_until(
+        &mut listener,
+        "admin",
+        stop.stopped(),
+        |(stream, peer)| {
+            let handle = handle.clone();
+            let turns = turns.clone();
+            tokio::spawn(async move {
+                if let Err(e) = admin_session(stream, &handle, unit, &turns).await {
+                    tracing::debug!(%peer, "admin session: {e:#}");
+                }
+            });
+            std::future::ready(std::ops::ControlFlow::Continue(()))
+        },
+    )
+    .await;
 }
 
 #[derive(Deserialize)]

@@ -4,14 +4,19 @@
 //!   applying a new configuration at run time.
 //! * [`admin`]: its admin listener (the paged JSON handlespace dump) and the documents.
 //! * [`oplog`]: its event log (per-PE debug lines, rate-limited notices, summaries).
+//! * [`demo`]: the demo services (echo, discard, daytime, chargen) over TCP and SCTP, and
+//!   the load tracker that reports open sessions as PE load.
+//! * [`session`]: the client side of a PU ↔ PE session (TCP bytes or SCTP messages).
 //!
 //! Settings files, flags, printing and exit codes belong to the caller (`rsp`).
 
 use std::time::Duration;
 
 pub mod admin;
+pub mod demo;
 pub mod oplog;
 pub mod registrar;
+pub mod session;
 
 /// A duration as settings take it: `500ms`, `3s`, `2m`, `1h`, `0.25ms`.
 pub fn human_duration(d: Duration) -> String {
