@@ -98,22 +98,7 @@ impl RegistrarArgs {
     /// The registrars tried, in words: `known` (configured, then announced ones) and
     /// whether any was heard announcing itself.
     pub fn describe(&self, known: &[Endpoint]) -> String {
-        let mut list: Vec<String> = known.iter().map(ToString::to_string).collect();
-        if list.is_empty() {
-            list = self.endpoints().iter().map(ToString::to_string).collect();
-        }
-        let mut text = if list.is_empty() {
-            "no registrar".to_owned()
-        } else {
-            list.join(", ")
-        };
-        if let Some(g) = self.group() {
-            let configured = self.endpoints();
-            if known.iter().all(|e| configured.contains(e)) {
-                text.push_str(&format!("; none heard announcing itself on {g}"));
-            }
-        }
-        text
+        rserpool::service::call::describe_registrars(known, &self.endpoints(), self.group())
     }
 }
 
