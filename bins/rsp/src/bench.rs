@@ -77,7 +77,9 @@ pub struct BenchArgs {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.clients.is_empty() || args.clients.contains(&0) {
-        bail!("--clients needs positive numbers, e.g. 1,16,256");
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "--clients needs positive numbers, e.g. 1,16,256"
+        )));
     }
     crate::registrar::raise_fd_limit(args.clients.iter().max().copied().unwrap_or(1) * 2 + 64);
     let servers = server_runtime()?;

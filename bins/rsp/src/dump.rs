@@ -43,7 +43,8 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let addr = rserpool::url::parse_endpoint(&args.admin, 9990)
         .ok()
         .and_then(|e: Endpoint| e.primary())
-        .with_context(|| format!("bad admin address {:?}", args.admin))?;
+        .with_context(|| format!("bad admin address {:?}", args.admin))
+        .map_err(crate::exit::usage)?;
     let doc = match rt.block_on(fetch_pools(addr, args.timeout, &args.pools)) {
         Ok(d) => d,
         Err(e) => {

@@ -840,14 +840,15 @@ impl Resolved {
 
 pub fn run(args: &RegistrarArgs, log: &crate::logging::LogArgs) -> anyhow::Result<ExitCode> {
     let flags = args.settings.clone().with_log_args(log);
-    let settings = Settings::load(flags.clone(), args.config.as_ref())?;
-    let resolved = settings.resolve()?;
+    let settings =
+        Settings::load(flags.clone(), args.config.as_ref()).map_err(crate::exit::usage)?;
+    let resolved = settings.resolve().map_err(crate::exit::usage)?;
     if args.validate {
         println!("# configuration ok; the effective settings (usable as a --config file):");
         print!("{}", resolved.listing_text());
         return Ok(ExitCode::SUCCESS);
     }
-    crate::logging::apply(&resolved.log_level, resolved.log_json)?;
+    crate::logging::apply(&resolved.log_level, resolved.log_json).map_err(crate::exit::usage)?;
     raise_fd_limit(resolved.transport.max_connections);
     args::runtime()?.block_on(async {
         // From here on SIGHUP reloads instead of killing the process.

@@ -134,7 +134,7 @@ pub fn listen_spec(s: &str) -> Result<Listen, String> {
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy.policy()?;
+    let policy = args.policy.policy().map_err(crate::exit::usage)?;
     args::runtime()?.block_on(serve(args, policy))
 }
 

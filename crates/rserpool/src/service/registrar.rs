@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::{Registrar, RegistrarConfig};
 use rserpool_wire::{Protocol, ServerId, TransportAddr, TransportUse};
@@ -234,7 +234,9 @@ pub fn bind_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
                 tracing::warn!("not listening on {url}: {e}; continuing with TCP only");
             }
             Err(e) if crate::sctp::is_sctp_unavailable(&e) => {
-                return Err(anyhow!("cannot listen on {url}: {e}"));
+                // The io::Error stays in the chain: callers tell this configuration
+                // error from a runtime failure by it.
+                return Err(e).with_context(|| format!("cannot listen on {url}"));
             }
             Err(e) if !cfg.explicit_listen => tracing::warn!("not listening on {url}: {e}"),
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
