@@ -217,6 +217,21 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The unit of the Registration Life field, as every subcommand spells it: `ms`
+/// (RSPLIB, Wireshark; also `milliseconds`) or `s` (RFC 5354; also `seconds`).
+pub fn parse_lifetime_unit(s: &str) -> Option<rserpool_wire::LifetimeUnit> {
+    match s {
+        "ms" | "milliseconds" => Some(rserpool_wire::LifetimeUnit::Milliseconds),
+        "s" | "seconds" => Some(rserpool_wire::LifetimeUnit::Seconds),
+        _ => None,
+    }
+}
+
+/// clap value parser for `--lifetime-unit`.
+pub fn lifetime_unit(s: &str) -> Result<rserpool_wire::LifetimeUnit, String> {
+    parse_lifetime_unit(s).ok_or_else(|| format!("{s:?}: expected ms or s"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

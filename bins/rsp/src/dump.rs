@@ -40,7 +40,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let addr = rserpool::url::parse_endpoint(&args.admin, 9990)
+    let addr = rserpool::url::parse_endpoint(&args.admin, ADMIN_PORT)
         .ok()
         .and_then(|e: Endpoint| e.primary())
         .with_context(|| format!("bad admin address {:?}", args.admin))

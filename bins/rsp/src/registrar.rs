@@ -367,7 +367,7 @@ impl Settings {
             Some("off") | Some("none") | Some("") => (None, true),
             Some(a) => (
                 Some(
-                    parse_endpoint(a, 9990)
+                    parse_endpoint(a, registrar::ADMIN_PORT)
                         .ok()
                         .and_then(|e| e.primary())
                         .ok_or_else(|| {
@@ -390,9 +390,9 @@ impl Settings {
             }
         }
         let lifetime_unit = match self.lifetime_unit.as_deref() {
-            None | Some("ms") | Some("milliseconds") => LifetimeUnit::Milliseconds,
-            Some("s") | Some("seconds") => LifetimeUnit::Seconds,
-            Some(other) => bail!("lifetime_unit {other:?}: expected ms or s"),
+            None => LifetimeUnit::Milliseconds,
+            Some(s) => args::parse_lifetime_unit(s)
+                .ok_or_else(|| anyhow!("lifetime_unit {s:?}: expected ms or s"))?,
         };
         let defaults = RegistrarConfig::default();
         let hs_defaults = HandlespaceConfig::default();

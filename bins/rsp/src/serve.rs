@@ -100,8 +100,12 @@ pub struct ServeArgs {
     /// Re-register this often (at most half the lifetime).
     #[arg(long, default_value = "10s", value_parser = args::duration)]
     pub reregister: Duration,
-    /// Registration Life on the wire in seconds (RFC 5354) instead of milliseconds.
-    #[arg(long)]
+    /// Unit of the Registration Life field: ms (RSPLIB, Wireshark) or s (RFC 5354), as
+    /// on `rsp registrar`. Default ms.
+    #[arg(long, value_name = "ms|s", value_parser = args::lifetime_unit)]
+    pub lifetime_unit: Option<LifetimeUnit>,
+    /// Same as `--lifetime-unit s` (the older spelling, kept for scripts).
+    #[arg(long, hide = true, conflicts_with = "lifetime_unit")]
     pub lifetime_seconds: bool,
     /// Least-used policies: report load = open connections / CAPACITY (re-registers on
     /// every change).
@@ -183,7 +187,7 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         .lifetime_unit(if args.lifetime_seconds {
             LifetimeUnit::Seconds
         } else {
-            LifetimeUnit::Milliseconds
+            args.lifetime_unit.unwrap_or(LifetimeUnit::Milliseconds)
         });
     if let Some(id) = args.pe_id {
         opts = opts.pe_id(PeId(id));
@@ -378,5 +382,37 @@ mod tests {
         );
         assert!(listen_spec("udp://127.0.0.1:1").is_err());
         assert!(listen_spec("sctp://").is_err());
+    }
+
+    #[test]
+    fn the_lifetime_unit_is_spelled_as_on_the_registrar() {
+        use clap::Parser;
+        let unit = |extra: &[&str]| {
+            let mut argv = vec!["rsp", "serve", "echo"];
+            argv.extend_from_slice(extra);
+            let cli = crate::Cli::try_parse_from(argv).expect("parses");
+            let crate::Command::Serve(a) = cli.cmd else {
+                panic!("not serve")
+            };
+            (a.lifetime_unit, a.lifetime_seconds)
+        };
+        assert_eq!(unit(&[]), (None, false));
+        assert_eq!(
+            unit(&["--lifetime-unit", "s"]),
+            (Some(LifetimeUnit::Seconds), false)
+        );
+        assert_eq!(
+            unit(&["--lifetime-unit", "ms"]),
+            (Some(LifetimeUnit::Milliseconds), false)
+        );
+        assert_eq!(unit(&["--lifetime-seconds"]), (None, true), "hidden alias");
+        let mut argv = vec!["rsp", "serve", "echo", "--lifetime-unit", "minutes"];
+        assert!(crate::Cli::try_parse_from(argv.clone()).is_err());
+        argv.truncate(3);
+        argv.extend(["--lifetime-unit", "s", "--lifetime-seconds"]);
+        assert!(
+            crate::Cli::try_parse_from(argv).is_err(),
+            "one or the other"
+        );
     }
 }

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::DriverHandle;
 
-pub use super::registrar::DEFAULT_ADMIN;
+pub use super::registrar::{ADMIN_PORT, DEFAULT_ADMIN};
 
 /// The handlespace as `rsp dump --json` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

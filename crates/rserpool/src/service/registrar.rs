@@ -23,6 +23,8 @@ use crate::wirelog::WireLog;
 
 /// Default admin listener (`rsp dump`), loopback only.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9990";
+/// The admin port when an address is given without one.
+pub const ADMIN_PORT: u16 = 9990;
 
 /// Default ASAP listen endpoints: SCTP on every address (dual-stack), TCP on IPv4 and IPv6.
 pub const DEFAULT_LISTEN: [&str; 3] = ["sctp://[::]:3863", "tcp://0.0.0.0:3863", "tcp://[::]:3863"];

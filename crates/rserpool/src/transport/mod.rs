@@ -158,6 +158,16 @@ pub(crate) struct ConnWriter {
     pub direct: Option<Arc<dyn DirectWrite>>,
 }
 
+/// Default of [`TransportConfig::max_connections`]: the registrar core's default limit
+/// ([`rserpool_proto::conn_limits::DEFAULT_MAX_CONNECTIONS`]), the one place it is set.
+pub const DEFAULT_MAX_CONNECTIONS: usize = rserpool_proto::conn_limits::DEFAULT_MAX_CONNECTIONS;
+/// Default of [`TransportConfig::write_queue`].
+pub const DEFAULT_WRITE_QUEUE: usize = 1024;
+/// Default of [`TransportConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`TransportConfig::multicast_ttl`].
+pub const DEFAULT_MULTICAST_TTL: u32 = 30;
+
 /// Limits and sizes of the transport layer.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
@@ -183,11 +193,11 @@ pub struct TransportConfig {
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
-            max_connections: 4096,
-            write_queue: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            write_queue: DEFAULT_WRITE_QUEUE,
             max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
-            connect_timeout: Duration::from_secs(5),
-            multicast_ttl: 30,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            multicast_ttl: DEFAULT_MULTICAST_TTL,
             sctp_bind: Vec::new(),
         }
     }
