@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use rserpool::link::RegistrarLink;
 use rserpool::pe::PeOptions;
 use rserpool::pu::PuOptions;
 use rserpool::transport::udp::ASAP_ANNOUNCE_GROUP;
@@ -77,22 +78,23 @@ impl RegistrarArgs {
         (!self.no_announces).then(|| self.announce_group.unwrap_or(ASAP_ANNOUNCE_GROUP))
     }
 
+    /// The registrar link of a PE or PU: the one mapping of these flags.
+    pub fn link(&self) -> RegistrarLink {
+        RegistrarLink {
+            registrars: self.endpoints(),
+            announce_group: self.group(),
+            connect_timeout: None,
+        }
+    }
+
     /// Registrars and announces of a pool user.
     pub fn pu_options(&self, opts: PuOptions) -> PuOptions {
-        let opts = opts.registrars(self.endpoints());
-        match self.group() {
-            Some(g) => opts.announce_group(g),
-            None => opts.no_announces(),
-        }
+        opts.link(self.link())
     }
 
     /// Registrars and announces of a pool element.
     pub fn pe_options(&self, opts: PeOptions) -> PeOptions {
-        let opts = opts.registrars(self.endpoints());
-        match self.group() {
-            Some(g) => opts.announce_group(g),
-            None => opts.no_announces(),
-        }
+        opts.link(self.link())
     }
 
     /// The registrars tried, in words: `known` (configured, then announced ones) and

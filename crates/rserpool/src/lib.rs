@@ -2,6 +2,7 @@
 //!
 //! * [`pe`]: the pool element API (register a service, update its load, deregister).
 //! * [`pu`]: the pool user API (get_primary_server, get_next_server, resolve, report).
+//! * [`link`]: the registrar link (registrars, announces, connect timeout) of PEs and PUs.
 //! * [`driver`]: one task per core — commands, inbound messages and the core's single
 //!   timer in one `select!`, outputs drained after every input; graceful shutdown.
 //! * [`transport`]: TCP / MPTCP (messages back-to-back), UDP multicast, the connection
@@ -16,6 +17,7 @@
 pub mod clock;
 pub mod driver;
 mod lifecycle;
+pub mod link;
 pub mod pe;
 pub mod pu;
 #[cfg(target_os = "linux")]
