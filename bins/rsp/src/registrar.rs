@@ -854,7 +854,7 @@ pub fn run(args: &RegistrarArgs, log: &crate::logging::LogArgs) -> anyhow::Resul
         // From here on SIGHUP reloads instead of killing the process.
         let hangup = rserpool::signal::Hangup::new().context("cannot catch SIGHUP")?;
         let running = start(resolved.clone()).await?;
-        println!("{}", running.startup_line());
+        println!("{}", startup_line(&running));
         let reload = Reload {
             flags,
             path: args.config.clone(),
@@ -1013,6 +1013,20 @@ pub async fn serve(
         }
     }
     running.stop().await;
+}
+
+/// `rsp registrar: server id 0x… listening on URL… admin ADDR` (what scripts wait for).
+pub fn startup_line(running: &Running) -> String {
+    let eps: Vec<String> = running.endpoints.iter().map(ToString::to_string).collect();
+    let admin = running
+        .admin
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
+    format!(
+        "rsp registrar: server id {} listening on {} admin {admin}",
+        running.server_id,
+        eps.join(" ")
+    )
 }
 
 /// Bind everything and start the registrar service with these settings.

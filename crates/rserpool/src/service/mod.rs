@@ -7,7 +7,7 @@
 //! * [`demo`]: the demo services (echo, discard, daytime, chargen) over TCP and SCTP, and
 //!   the load tracker that reports open sessions as PE load.
 //! * [`session`]: the client side of a PU ↔ PE session (TCP bytes or SCTP messages).
-//! * [`bench`]: the ASAP message client and echo baselines of the load generator.
+//! * [`bench`](mod@bench): the ASAP message client and echo baselines of the load generator.
 //! * [`call`]: the PU failover loop of `rsp call` (lines out, replies back, next PE on
 //!   failure).
 //!

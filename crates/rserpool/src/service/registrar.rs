@@ -63,19 +63,6 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn startup_line(&self) -> String {
-        let eps: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
-        let admin = self
-            .admin
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "off".into());
-        format!(
-            "rsp registrar: server id {} listening on {} admin {admin}",
-            self.server_id,
-            eps.join(" ")
-        )
-    }
-
     /// Serve until `signal`, then shut down gracefully.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
