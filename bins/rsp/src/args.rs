@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use rserpool::link::RegistrarLink;
 use rserpool::pe::PeOptions;
 use rserpool::pu::PuOptions;
 use rserpool::transport::udp::ASAP_ANNOUNCE_GROUP;
@@ -77,43 +78,29 @@ impl RegistrarArgs {
         (!self.no_announces).then(|| self.announce_group.unwrap_or(ASAP_ANNOUNCE_GROUP))
     }
 
+    /// The registrar link of a PE or PU: the one mapping of these flags.
+    pub fn link(&self) -> RegistrarLink {
+        RegistrarLink {
+            registrars: self.endpoints(),
+            announce_group: self.group(),
+            connect_timeout: None,
+        }
+    }
+
     /// Registrars and announces of a pool user.
     pub fn pu_options(&self, opts: PuOptions) -> PuOptions {
-        let opts = opts.registrars(self.endpoints());
-        match self.group() {
-            Some(g) => opts.announce_group(g),
-            None => opts.no_announces(),
-        }
+        opts.link(self.link())
     }
 
     /// Registrars and announces of a pool element.
     pub fn pe_options(&self, opts: PeOptions) -> PeOptions {
-        let opts = opts.registrars(self.endpoints());
-        match self.group() {
-            Some(g) => opts.announce_group(g),
-            None => opts.no_announces(),
-        }
+        opts.link(self.link())
     }
 
     /// The registrars tried, in words: `known` (configured, then announced ones) and
     /// whether any was heard announcing itself.
     pub fn describe(&self, known: &[Endpoint]) -> String {
-        let mut list: Vec<String> = known.iter().map(ToString::to_string).collect();
-        if list.is_empty() {
-            list = self.endpoints().iter().map(ToString::to_string).collect();
-        }
-        let mut text = if list.is_empty() {
-            "no registrar".to_owned()
-        } else {
-            list.join(", ")
-        };
-        if let Some(g) = self.group() {
-            let configured = self.endpoints();
-            if known.iter().all(|e| configured.contains(e)) {
-                text.push_str(&format!("; none heard announcing itself on {g}"));
-            }
-        }
-        text
+        rserpool::service::call::describe_registrars(known, &self.endpoints(), self.group())
     }
 }
 
@@ -230,6 +217,21 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// The unit of the Registration Life field, as every subcommand spells it: `ms`
+/// (RSPLIB, Wireshark; also `milliseconds`) or `s` (RFC 5354; also `seconds`).
+pub fn parse_lifetime_unit(s: &str) -> Option<rserpool_wire::LifetimeUnit> {
+    match s {
+        "ms" | "milliseconds" => Some(rserpool_wire::LifetimeUnit::Milliseconds),
+        "s" | "seconds" => Some(rserpool_wire::LifetimeUnit::Seconds),
+        _ => None,
+    }
+}
+
+/// clap value parser for `--lifetime-unit`.
+pub fn lifetime_unit(s: &str) -> Result<rserpool_wire::LifetimeUnit, String> {
+    parse_lifetime_unit(s).ok_or_else(|| format!("{s:?}: expected ms or s"))
 }
 
 #[cfg(test)]

@@ -26,15 +26,12 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use rserpool::pe::{PeOptions, PoolElement};
-use rserpool::sctp::{RecvItem, SctpListener, SctpStream};
+use rserpool::service::bench::{self, MessageConn as Conn};
 use rserpool_proto::io::{Endpoint, TransportProto};
-use rserpool_wire::framing::Deframer;
 use rserpool_wire::{
-    asap_type, AsapMessage, PeId, Policy, PoolElement as WirePe, PoolHandle, Protocol, ServerId,
+    asap_type, AsapMessage, PeId, Policy, PoolElement as WirePe, PoolHandle, ServerId,
     TransportAddr, TransportUse, UserTransport,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::args;
 
@@ -80,7 +77,9 @@ pub struct BenchArgs {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.clients.is_empty() || args.clients.contains(&0) {
-        bail!("--clients needs positive numbers, e.g. 1,16,256");
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "--clients needs positive numbers, e.g. 1,16,256"
+        )));
     }
     crate::registrar::raise_fd_limit(args.clients.iter().max().copied().unwrap_or(1) * 2 + 64);
     let servers = server_runtime()?;
@@ -235,61 +234,12 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
 
 /// The baseline: every message received is sent straight back.
 async fn start_echo() -> anyhow::Result<Target> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = l.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(echo_conn(s));
-        }
-    });
-    Ok(Target::Tcp(addr))
-}
-
-async fn echo_conn(mut s: TcpStream) {
-    let _ = s.set_nodelay(true);
-    let mut d = Deframer::default();
-    let mut buf = vec![0u8; 16384];
-    let mut out = Vec::new();
-    loop {
-        let n = match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        d.push(&buf[..n]);
-        out.clear();
-        while let Ok(Some(m)) = d.next_message() {
-            out.extend_from_slice(m);
-            out.resize(out.len().next_multiple_of(4), 0);
-        }
-        if s.write_all(&out).await.is_err() {
-            return;
-        }
-    }
+    Ok(Target::Tcp(bench::start_tcp_echo().await?))
 }
 
 /// The SCTP baseline: every message is sent straight back (same PPID).
 async fn start_sctp_echo(near: SocketAddr) -> anyhow::Result<Target> {
-    let l = SctpListener::bind(&[SocketAddr::new(near.ip(), 0)])?;
-    let addr = l.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, wr) = s.into_split();
-                while let Ok(item) = rd.recv().await {
-                    match item {
-                        RecvItem::Message { ppid, stream, data } => {
-                            if wr.send(ppid, stream, &data).await.is_err() {
-                                return;
-                            }
-                        }
-                        RecvItem::Eof => return,
-                        RecvItem::Notification(_) => {}
-                    }
-                }
-            });
-        }
-    });
-    Ok(Target::Sctp(vec![addr]))
+    Ok(Target::Sctp(vec![bench::start_sctp_echo(near)?]))
 }
 
 const RESOLVE_POOL: &str = "BenchPool";
@@ -392,7 +342,7 @@ async fn measure(
     let stop = Arc::new(AtomicBool::new(false));
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        let c = Conn::connect(to)
+        let c = Conn::connect(&to.endpoint())
             .await
             .with_context(|| format!("connect to {target} at {}", to.endpoint()))?;
         conns.push(c);
@@ -488,77 +438,6 @@ fn report(r: &RunResult, target: &str, n: usize) {
             String::new()
         }
     );
-}
-
-/// One client connection: TCP (messages back-to-back) or SCTP (one message each, PPID 11).
-enum Conn {
-    Tcp {
-        rd: tokio::net::tcp::OwnedReadHalf,
-        wr: tokio::net::tcp::OwnedWriteHalf,
-        d: Deframer,
-        buf: Vec<u8>,
-    },
-    Sctp(SctpStream),
-}
-
-impl Conn {
-    async fn connect(to: &Target) -> std::io::Result<Conn> {
-        match to {
-            Target::Tcp(a) => {
-                let s = TcpStream::connect(a).await?;
-                s.set_nodelay(true)?;
-                let (rd, wr) = s.into_split();
-                Ok(Conn::Tcp {
-                    rd,
-                    wr,
-                    d: Deframer::default(),
-                    buf: vec![0u8; 65536],
-                })
-            }
-            Target::Sctp(addrs) => {
-                let s = SctpStream::connect(addrs).await?;
-                s.set_nodelay(true)?;
-                Ok(Conn::Sctp(s))
-            }
-        }
-    }
-
-    async fn send(&mut self, msg: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Tcp { wr, .. } => wr.write_all(msg).await,
-            Conn::Sctp(s) => s.send(Protocol::Asap.ppid(), 0, msg).await,
-        }
-    }
-
-    /// The next whole message, or why there is none (the connection ended or broke).
-    async fn recv(&mut self) -> Result<Vec<u8>, String> {
-        match self {
-            Conn::Tcp { rd, d, buf, .. } => loop {
-                match d.next_message() {
-                    Ok(Some(m)) => return Ok(m.to_vec()),
-                    Ok(None) => match rd.read(buf).await {
-                        Ok(0) => return Err("connection closed by the server".into()),
-                        Err(e) => return Err(format!("read failed: {e}")),
-                        Ok(n) => d.push(&buf[..n]),
-                    },
-                    Err(e) => return Err(format!("bad framing: {e}")),
-                }
-            },
-            Conn::Sctp(s) => {
-                let mut events = Vec::new();
-                loop {
-                    match s.recv().await {
-                        Ok(RecvItem::Message { data, .. }) => return Ok(data),
-                        Ok(RecvItem::Eof) => {
-                            return Err(format!("association ended by the server {events:?}"))
-                        }
-                        Ok(RecvItem::Notification(ev)) => events.push(ev),
-                        Err(e) => return Err(format!("receive failed: {e} {events:?}")),
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// One closed-loop client: returns its latency histogram (µs), successes and errors.

@@ -15,7 +15,10 @@ pub mod call;
 pub mod decode;
 pub mod dump;
 pub mod logging;
-pub mod oplog;
+/// The registrar's event log (moved to [`rserpool::service::oplog`]).
+pub mod oplog {
+    pub use rserpool::service::oplog::*;
+}
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
@@ -29,13 +32,48 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or configuration error: bad flag, unreadable file, invalid value.
     pub const USAGE: u8 = 2;
+
+    /// An error that is the user's to fix (a bad flag, file or value): exit [`USAGE`].
+    /// Every other `Err` of a subcommand is a runtime failure: exit [`FAILURE`].
+    #[derive(Debug)]
+    pub struct Usage(pub anyhow::Error);
+
+    impl std::fmt::Display for Usage {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{:#}", self.0)
+        }
+    }
+
+    impl std::error::Error for Usage {}
+
+    /// Mark `e` as a usage or configuration error (for `map_err`).
+    pub fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
+        anyhow::Error::new(Usage(e.into()))
+    }
+
+    /// The exit status for a subcommand's `Err`: [`USAGE`] for errors marked with
+    /// [`usage`] and for a transport the kernel lacks (SCTP asked for on a host without
+    /// it: the configuration cannot work here), else [`FAILURE`].
+    pub fn code_of(e: &anyhow::Error) -> u8 {
+        let kernel_lacks_sctp = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(rserpool::transport::sctp::is_sctp_unavailable)
+        });
+        if e.chain().any(|c| c.is::<Usage>()) || kernel_lacks_sctp {
+            USAGE
+        } else {
+            FAILURE
+        }
+    }
 }
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
-  1  the command ran but something failed (decode: at least one message did not decode)
-  2  usage or configuration error (bad flag or value, unreadable input file)";
+  1  the command ran but something failed (decode: at least one message did not decode;
+     a port already in use, no registrar reachable, a refused registration)
+  2  usage or configuration error (bad flag or value, unreadable input or config file,
+     a transport the kernel lacks)";
 
 /// rserpool command line: RSerPool (RFC 5351–5356, ASAP and ENRP) tools.
 #[derive(Debug, Parser)]
@@ -79,16 +117,18 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rsp: error: {e:#}");
-            ExitCode::from(exit::USAGE)
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }
 
-/// Dispatch to the subcommand. An `Err` is a usage or configuration error (exit 2).
+/// Dispatch to the subcommand. An `Err` exits 1 (runtime failure) or, when marked with
+/// [`exit::usage`], 2 (usage or configuration error): [`exit::code_of`].
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { log, cmd } = cli;
     match cmd {
-        Command::Decode(args) => decode::run(&args),
+        // decode's errors are all about its input (bad hex, unreadable file).
+        Command::Decode(args) => decode::run(&args).map_err(exit::usage),
         Command::Registrar(args) => registrar::run(&args, &log),
         Command::Dump(args) => dump::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -12,20 +12,19 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use rserpool::driver::{Driver, DriverConfig, DriverHandle};
-use rserpool::transport::{sctp, tcp, MessageListener, TransportConfig};
+use rserpool::transport::TransportConfig;
 use rserpool::url::parse_endpoint;
-use rserpool::wirelog::WireLog;
 use rserpool_proto::handlespace::HandlespaceConfig;
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::registrar::{AddressScope, PeIdMove};
-use rserpool_proto::{ConnLimits, LimitReport, Registrar, RegistrarConfig};
-use rserpool_wire::{LifetimeUnit, Protocol, ServerId, TransportAddr, TransportUse, ASAP_PORT};
+use rserpool_proto::{ConnLimits, RegistrarConfig};
+use rserpool_wire::{LifetimeUnit, ServerId, ASAP_PORT};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 use crate::args;
-use crate::dump::DEFAULT_ADMIN;
+pub use rserpool::service::oplog::{limits_line, log_limits};
+use rserpool::service::registrar::{self, DEFAULT_ADMIN};
+pub use rserpool::service::registrar::{sctp_groups, Running};
 
 /// Run a registrar (ENRP server) for pool elements and pool users over SCTP and TCP.
 ///
@@ -351,11 +350,7 @@ impl Settings {
         let urls: Vec<String> = if explicit_listen {
             self.listen.clone()
         } else {
-            vec![
-                "sctp://[::]:3863".into(),
-                "tcp://0.0.0.0:3863".into(),
-                "tcp://[::]:3863".into(),
-            ]
+            registrar::DEFAULT_LISTEN.map(String::from).to_vec()
         };
         let mut listen = Vec::new();
         for u in &urls {
@@ -372,7 +367,7 @@ impl Settings {
             Some("off") | Some("none") | Some("") => (None, true),
             Some(a) => (
                 Some(
-                    parse_endpoint(a, 9990)
+                    parse_endpoint(a, registrar::ADMIN_PORT)
                         .ok()
                         .and_then(|e| e.primary())
                         .ok_or_else(|| {
@@ -395,9 +390,9 @@ impl Settings {
             }
         }
         let lifetime_unit = match self.lifetime_unit.as_deref() {
-            None | Some("ms") | Some("milliseconds") => LifetimeUnit::Milliseconds,
-            Some("s") | Some("seconds") => LifetimeUnit::Seconds,
-            Some(other) => bail!("lifetime_unit {other:?}: expected ms or s"),
+            None => LifetimeUnit::Milliseconds,
+            Some(s) => args::parse_lifetime_unit(s)
+                .ok_or_else(|| anyhow!("lifetime_unit {s:?}: expected ms or s"))?,
         };
         let defaults = RegistrarConfig::default();
         let hs_defaults = HandlespaceConfig::default();
@@ -482,7 +477,7 @@ impl Settings {
         )?;
         let log_summary_interval = match self
             .log_summary_interval
-            .unwrap_or(crate::oplog::DEFAULT_SUMMARY_INTERVAL)
+            .unwrap_or(rserpool::service::oplog::DEFAULT_SUMMARY_INTERVAL)
         {
             d if d.is_zero() => None,
             d => Some(duration_in_range(
@@ -680,32 +675,27 @@ fn duration_in_range(
     Ok(d)
 }
 
-/// A duration as the settings take it: `500ms`, `3s`, `2m`, `1h`, `0.25ms`.
-pub fn human_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if d.subsec_nanos() == 0 {
-        let s = d.as_secs();
-        return if s.is_multiple_of(3600) {
-            format!("{}h", s / 3600)
-        } else if s.is_multiple_of(60) {
-            format!("{}m", s / 60)
-        } else {
-            format!("{s}s")
-        };
-    }
-    if d.subsec_nanos().is_multiple_of(1_000_000) {
-        return format!("{}ms", d.as_millis());
-    }
-    format!("{}ms", d.as_secs_f64() * 1000.0)
-}
+pub use rserpool::service::human_duration;
 
 fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
 impl Resolved {
+    /// What the registrar service needs of these settings.
+    pub fn service(&self) -> registrar::ServiceConfig {
+        registrar::ServiceConfig {
+            listen: self.listen.clone(),
+            explicit_listen: self.explicit_listen,
+            admin: self.admin,
+            explicit_admin: self.explicit_admin,
+            core: self.core.clone(),
+            transport: self.transport.clone(),
+            wire_log: self.wire_log.clone(),
+            log_summary_interval: self.log_summary_interval,
+        }
+    }
+
     /// Every setting as `(key, TOML value)`; `None` = unset (printed as a comment). The
     /// listing with `key = value` lines is itself a valid `--config` file.
     pub fn listing(&self) -> Vec<(&'static str, Option<String>)> {
@@ -850,28 +840,27 @@ impl Resolved {
 
 pub fn run(args: &RegistrarArgs, log: &crate::logging::LogArgs) -> anyhow::Result<ExitCode> {
     let flags = args.settings.clone().with_log_args(log);
-    let settings = Settings::load(flags.clone(), args.config.as_ref())?;
-    let resolved = settings.resolve()?;
+    let settings =
+        Settings::load(flags.clone(), args.config.as_ref()).map_err(crate::exit::usage)?;
+    let resolved = settings.resolve().map_err(crate::exit::usage)?;
     if args.validate {
         println!("# configuration ok; the effective settings (usable as a --config file):");
         print!("{}", resolved.listing_text());
         return Ok(ExitCode::SUCCESS);
     }
-    crate::logging::apply(&resolved.log_level, resolved.log_json)?;
+    crate::logging::apply(&resolved.log_level, resolved.log_json).map_err(crate::exit::usage)?;
     raise_fd_limit(resolved.transport.max_connections);
     args::runtime()?.block_on(async {
         // From here on SIGHUP reloads instead of killing the process.
         let hangup = rserpool::signal::Hangup::new().context("cannot catch SIGHUP")?;
         let running = start(resolved.clone()).await?;
-        println!("{}", running.startup_line());
+        println!("{}", startup_line(&running));
         let reload = Reload {
             flags,
             path: args.config.clone(),
             current: resolved,
         };
-        running
-            .serve(rserpool::signal::terminate(), hangup, reload)
-            .await;
+        serve(running, rserpool::signal::terminate(), hangup, reload).await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -944,10 +933,8 @@ impl Reload {
                 restart.push(format!("{key} {} -> {}", show(&now), show(&wanted)));
             }
         }
-        let core = next.core.clone();
         if running
-            .handle
-            .query(move |c: &mut Registrar, now| c.reconfigure(now, core))
+            .apply(next.core.clone(), next.log_summary_interval)
             .await
             .is_err()
         {
@@ -963,9 +950,6 @@ impl Reload {
             Ok(_) => {}
             Err(e) => tracing::error!("SIGHUP: log settings: {e:#}"),
         }
-        running
-            .summary_interval
-            .send_replace(next.log_summary_interval);
         self.current = next;
         if applied.is_empty() {
             tracing::info!(
@@ -1013,333 +997,49 @@ pub fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-/// A registrar running in this process.
-pub struct Running {
-    pub handle: DriverHandle<Registrar>,
-    pub server_id: ServerId,
-    /// The ASAP endpoints listened on (real ports).
-    pub endpoints: Vec<Endpoint>,
-    /// Where `rsp dump` reaches it.
-    pub admin: Option<SocketAddr>,
-    task: tokio::task::JoinHandle<Registrar>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    /// Period of the info-level summaries (`None` = off), for reloads.
-    pub summary_interval: tokio::sync::watch::Sender<Option<Duration>>,
-}
-
-impl Running {
-    pub fn startup_line(&self) -> String {
-        let eps: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
-        let admin = self
-            .admin
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "off".into());
-        format!(
-            "rsp registrar: server id {} listening on {} admin {admin}",
-            self.server_id,
-            eps.join(" ")
-        )
-    }
-
-    /// Serve until `signal`, then shut down gracefully.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
-        signal.await;
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-
-    /// Stop now (gracefully).
-    pub async fn stop(self) {
-        self.run_until(async {}).await;
-    }
-
-    /// Serve until `stop`, reloading the configuration at each SIGHUP; then shut down
-    /// gracefully.
-    pub async fn serve(
-        self,
-        stop: impl std::future::Future<Output = ()>,
-        mut hangup: rserpool::signal::Hangup,
-        mut reload: Reload,
-    ) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => break,
-                () = hangup.recv() => reload.reload(&self).await,
-            }
-        }
-        self.stop().await;
-    }
-}
-
-/// Bind everything and start the registrar's driver.
-pub async fn start(mut cfg: Resolved) -> anyhow::Result<Running> {
-    let wire_log = match &cfg.wire_log {
-        Some(p) => Some(WireLog::open(p).with_context(|| format!("wire log {}", p.display()))?),
-        None => WireLog::from_env(),
-    };
-    let bound = bind_listeners(&cfg)?;
-    // Announce the endpoints actually bound (with their real ports).
-    cfg.core.asap_transports = bound.announced;
-    let unit = cfg.core.lifetime_unit;
-    let core = Registrar::new(cfg.core.clone(), rserpool::random_seed());
-    let server_id = core.server_id();
-    let driver_cfg = DriverConfig {
-        transport: cfg.transport.clone(),
-        wire_log,
-        ..DriverConfig::default()
-    };
-    let stats = std::sync::Arc::new(crate::oplog::Stats::default());
-    let recorder = stats.clone();
-    let (mut driver, handle) = Driver::new(core, driver_cfg, move |ev| recorder.record(ev));
-    let (summary_interval, interval_rx) = tokio::sync::watch::channel(cfg.log_summary_interval);
-    tokio::spawn(crate::oplog::summaries(stats, handle.clone(), interval_rx));
-    for l in bound.sctp {
-        driver.listen(l, Protocol::Asap);
-    }
-    for l in bound.tcp {
-        driver.listen(l, Protocol::Asap);
-    }
-    let endpoints = driver.local_endpoints().to_vec();
-    let admin = match cfg.admin {
-        Some(a) => match bind_admin(a) {
-            Ok(l) => {
-                let local = l.local_addr()?;
-                crate::dump::spawn_admin(l.into_std()?, handle.clone(), unit)?;
-                Some(local)
-            }
-            Err(e) if !cfg.explicit_admin => {
-                tracing::warn!("admin listener {a} unavailable: {e}; `rsp dump` will not work");
-                None
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on admin {a}")),
-        },
-        None => None,
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(driver.run(async {
-        let _ = stopped.await;
-    }));
-    Ok(Running {
-        handle,
-        server_id,
-        endpoints,
-        admin,
-        task,
-        stop,
-        summary_interval,
-    })
-}
-
-/// The admin listener, with SO_REUSEADDR: the registrar closes admin connections first,
-/// so their TIME_WAIT sockets would otherwise keep a restarted registrar off the port for
-/// a minute after the last `rsp dump`.
-fn bind_admin(a: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if a.is_ipv6() {
-        tokio::net::TcpSocket::new_v6()?
-    } else {
-        tokio::net::TcpSocket::new_v4()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(a)?;
-    socket.listen(64)
-}
-
-/// The listeners of a registrar and what it announces.
-struct Bound {
-    sctp: Vec<sctp::SctpMessageListener>,
-    tcp: Vec<rserpool::transport::tcp::TcpMessageListener>,
-    announced: Vec<TransportAddr>,
-}
-
-/// SCTP endpoints grouped by port: one multi-homed listener each. A wildcard in a group
-/// binds the wildcard alone (`[::]` = every IPv4 and IPv6 address when the group has an
-/// IPv6 address, else `0.0.0.0`).
-pub fn sctp_groups(eps: &[Endpoint]) -> Vec<Vec<SocketAddr>> {
-    let mut groups: Vec<Vec<SocketAddr>> = Vec::new();
-    for a in eps
-        .iter()
-        .filter(|e| e.transport == TransportProto::Sctp)
-        .flat_map(|e| e.addrs.iter().copied())
-    {
-        match groups.iter_mut().find(|g| g[0].port() == a.port()) {
-            Some(g) if !g.contains(&a) => g.push(a),
-            Some(_) => {}
-            None => groups.push(vec![a]),
+/// Serve until `stop`, reloading the configuration at each SIGHUP; then shut down
+/// gracefully.
+pub async fn serve(
+    running: Running,
+    stop: impl std::future::Future<Output = ()>,
+    mut hangup: rserpool::signal::Hangup,
+    mut reload: Reload,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = hangup.recv() => reload.reload(&running).await,
         }
     }
-    for g in &mut groups {
-        if g.iter().any(|a| a.ip().is_unspecified()) {
-            let port = g[0].port();
-            let ip: std::net::IpAddr = if g.iter().any(SocketAddr::is_ipv6) {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            };
-            *g = vec![SocketAddr::new(ip, port)];
-        }
-    }
-    groups
+    running.stop().await;
 }
 
-fn url_of(addrs: &[SocketAddr]) -> String {
-    Endpoint::sctp(addrs.to_vec()).to_string()
-}
-
-/// Bind every listener. SCTP on a kernel without it: a warning if a TCP listener is
-/// configured too, else an error naming the problem.
-fn bind_listeners(cfg: &Resolved) -> anyhow::Result<Bound> {
-    let mut bound = Bound {
-        sctp: Vec::new(),
-        tcp: Vec::new(),
-        announced: Vec::new(),
-    };
-    let has_tcp = cfg
-        .listen
-        .iter()
-        .any(|e| e.transport != TransportProto::Sctp);
-    for group in sctp_groups(&cfg.listen) {
-        let url = url_of(&group);
-        match sctp::bind(&group, Protocol::Asap, &cfg.transport) {
-            Ok(l) => {
-                let local = l.local_addrs().unwrap_or_default();
-                let ips: Vec<std::net::IpAddr> = local.iter().map(SocketAddr::ip).collect();
-                let port = local.first().map_or(group[0].port(), SocketAddr::port);
-                let addrs = sctp::announceable(&ips);
-                if !addrs.is_empty() {
-                    bound
-                        .announced
-                        .push(TransportAddr::sctp(port, TransportUse::DATA_ONLY, addrs));
-                }
-                bound.sctp.push(l);
-            }
-            Err(e) if rserpool::sctp::is_sctp_unavailable(&e) && has_tcp => {
-                tracing::warn!("not listening on {url}: {e}; continuing with TCP only");
-            }
-            Err(e) if rserpool::sctp::is_sctp_unavailable(&e) => {
-                return Err(anyhow!("cannot listen on {url}: {e}"));
-            }
-            Err(e) if !cfg.explicit_listen => tracing::warn!("not listening on {url}: {e}"),
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
-        }
-    }
-    for ep in cfg
-        .listen
-        .iter()
-        .filter(|e| e.transport != TransportProto::Sctp)
-    {
-        let Some(addr) = ep.primary() else { continue };
-        let mptcp = ep.transport == TransportProto::Mptcp;
-        match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
-            Ok(l) => {
-                if let Some(a) = l.local_endpoint().ok().and_then(|e| e.primary()) {
-                    bound.announced.push(TransportAddr::tcp(a.port(), a.ip()));
-                }
-                bound.tcp.push(l);
-            }
-            Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
-                tracing::warn!("not listening on {ep}: {e}");
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
-        }
-    }
-    if bound.sctp.is_empty() && bound.tcp.is_empty() {
-        bail!("no listening endpoint could be bound");
-    }
-    Ok(bound)
-}
-
-/// One line per report (the core sends at most one per second).
-pub fn log_limits(r: &LimitReport) {
-    let line = limits_line(r);
-    if r.evicted > 0 || r.source_evicted > 0 || r.refused > 0 {
-        tracing::warn!("{line}");
-    } else {
-        tracing::info!("{line}");
-    }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The words of a connection-limits report.
-pub fn limits_line(r: &LimitReport) -> String {
-    let mut parts = Vec::new();
-    if r.idle_closed > 0 {
-        parts.push(format!(
-            "closed {} without PEs (idle_timeout)",
-            plural(r.idle_closed, "idle connection", "idle connections")
-        ));
-    }
-    if r.evicted > 0 {
-        parts.push(format!(
-            "closed {} without PEs to make room for new ones (max_connections)",
-            plural(r.evicted, "connection", "connections")
-        ));
-    }
-    if r.source_evicted > 0 {
-        let from = r
-            .capped_source
-            .map(|s| format!(" from {s}"))
-            .unwrap_or_default();
-        parts.push(format!(
-            "closed {}{from} to make room for newer ones from the same source (max_connections_per_source)",
-            plural(r.source_evicted, "connection", "connections")
-        ));
-    }
-    if r.refused > 0 {
-        parts.push(format!(
-            "refused {}: every connection that could make room has PEs registered",
-            plural(r.refused, "new connection", "new connections")
-        ));
-    }
+/// `rsp registrar: server id 0x… listening on URL… admin ADDR` (what scripts wait for).
+pub fn startup_line(running: &Running) -> String {
+    let eps: Vec<String> = running.endpoints.iter().map(ToString::to_string).collect();
+    let admin = running
+        .admin
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
     format!(
-        "connection limits: {}; {} open",
-        parts.join("; "),
-        plural(r.open as u64, "connection", "connections")
+        "rsp registrar: server id {} listening on {} admin {admin}",
+        running.server_id,
+        eps.join(" ")
     )
+}
+
+/// Bind everything and start the registrar service with these settings.
+pub async fn start(cfg: Resolved) -> anyhow::Result<Running> {
+    registrar::start(cfg.service()).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn eps(urls: &[&str]) -> Vec<Endpoint> {
-        urls.iter()
-            .map(|u| parse_endpoint(u, ASAP_PORT).unwrap_or_else(|e| panic!("{u}: {e}")))
-            .collect()
-    }
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap_or_else(|_| panic!("{s}"))
-    }
-
-    #[test]
-    fn sctp_endpoints_group_by_port() {
-        let g = sctp_groups(&eps(&[
-            "sctp://10.0.0.1:3863",
-            "tcp://0.0.0.0:3863",
-            "sctp://10.0.0.2,[2001:db8::1]:3863",
-            "sctp://127.0.0.1:4000",
-            "sctp://10.0.0.1:3863",
-        ]));
-        assert_eq!(
-            g,
-            vec![
-                vec![
-                    sa("10.0.0.1:3863"),
-                    sa("10.0.0.2:3863"),
-                    sa("[2001:db8::1]:3863")
-                ],
-                vec![sa("127.0.0.1:4000")],
-            ]
-        );
-        // A wildcard swallows the group; with an IPv6 address in it, it is dual-stack.
-        let g = sctp_groups(&eps(&["sctp://0.0.0.0:3863", "sctp://[::1]:3863"]));
-        assert_eq!(g, vec![vec![sa("[::]:3863")]]);
-        let g = sctp_groups(&eps(&["sctp://0.0.0.0:3863", "sctp://10.0.0.1:3863"]));
-        assert_eq!(g, vec![vec![sa("0.0.0.0:3863")]]);
-        assert!(sctp_groups(&eps(&["tcp://0.0.0.0:3863"])).is_empty());
     }
 
     #[test]
@@ -1522,26 +1222,5 @@ mod tests {
             let e = s.resolve().unwrap_err().to_string();
             assert!(e.starts_with(field), "{e}");
         }
-    }
-
-    #[test]
-    fn limits_report_in_words() {
-        let r = LimitReport {
-            idle_closed: 1,
-            evicted: 0,
-            source_evicted: 12,
-            refused: 2,
-            capped_source: Some(rserpool_proto::conn_limits::Source::of(
-                "2001:db8::7".parse().unwrap(),
-            )),
-            open: 4096,
-        };
-        assert_eq!(
-            limits_line(&r),
-            "connection limits: closed 1 idle connection without PEs (idle_timeout); \
-             closed 12 connections from 2001:db8::/64 to make room for newer ones from the \
-             same source (max_connections_per_source); refused 2 new connections: every \
-             connection that could make room has PEs registered; 4096 connections open"
-        );
     }
 }

@@ -5,15 +5,15 @@
 //! one PE entry with an SCTP user transport (transport use "data plus control", like
 //! RSPLIB's PEs, so both kinds can share a pool). Session data travels as SCTP messages:
 //! echo sends each message back with its PPID and stream; daytime and chargen send with
-//! [`crate::session::DATA_PPID`]. Messages with PPID 11 are ASAP control messages of the
+//! [`rserpool::service::session::DATA_PPID`]. Messages with PPID 11 are ASAP control messages of the
 //! session (ASAP_COOKIE_ECHO, ASAP_BUSINESS_CARD from RSPLIB pool users): they are decoded,
 //! logged and otherwise ignored — the demo services keep no session state to restore.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -21,12 +21,10 @@ use rserpool::pe::{PeOptions, PoolElement};
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::{PeEvent, PeStatus};
 use rserpool_wire::{CauseCode, LifetimeUnit, PeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::args::{self, PolicyArgs, RegistrarArgs};
-use crate::session::sctp_session;
+use rserpool::service::demo::{self, LoadTracker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -41,21 +39,20 @@ pub enum Service {
 }
 
 impl Service {
-    fn default_pool(self) -> &'static str {
+    /// The library's service of that name.
+    pub fn demo(self) -> demo::Service {
         match self {
-            Service::Echo => "EchoPool",
-            Service::Discard => "DiscardPool",
-            Service::Daytime => "DaytimePool",
-            Service::Chargen => "CharGenPool",
+            Service::Echo => demo::Service::Echo,
+            Service::Discard => demo::Service::Discard,
+            Service::Daytime => demo::Service::Daytime,
+            Service::Chargen => demo::Service::Chargen,
         }
     }
+    fn default_pool(self) -> &'static str {
+        self.demo().default_pool()
+    }
     fn name(self) -> &'static str {
-        match self {
-            Service::Echo => "echo",
-            Service::Discard => "discard",
-            Service::Daytime => "daytime",
-            Service::Chargen => "chargen",
-        }
+        self.demo().name()
     }
 }
 
@@ -103,8 +100,12 @@ pub struct ServeArgs {
     /// Re-register this often (at most half the lifetime).
     #[arg(long, default_value = "10s", value_parser = args::duration)]
     pub reregister: Duration,
-    /// Registration Life on the wire in seconds (RFC 5354) instead of milliseconds.
-    #[arg(long)]
+    /// Unit of the Registration Life field: ms (RSPLIB, Wireshark) or s (RFC 5354), as
+    /// on `rsp registrar`. Default ms.
+    #[arg(long, value_name = "ms|s", value_parser = args::lifetime_unit)]
+    pub lifetime_unit: Option<LifetimeUnit>,
+    /// Same as `--lifetime-unit s` (the older spelling, kept for scripts).
+    #[arg(long, hide = true, conflicts_with = "lifetime_unit")]
     pub lifetime_seconds: bool,
     /// Least-used policies: report load = open connections / CAPACITY (re-registers on
     /// every change).
@@ -137,7 +138,7 @@ pub fn listen_spec(s: &str) -> Result<Listen, String> {
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy.policy()?;
+    let policy = args.policy.policy().map_err(crate::exit::usage)?;
     args::runtime()?.block_on(serve(args, policy))
 }
 
@@ -155,7 +156,7 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
     let mut sctp_listeners = Vec::new();
     for spec in &listen {
         match spec {
-            Listen::Tcp(addr) => match bind(*addr) {
+            Listen::Tcp(addr) => match demo::bind_tcp(*addr) {
                 Ok(l) => listeners.push(l),
                 // The default IPv6 listener is optional (hosts without IPv6).
                 Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
@@ -166,7 +167,7 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
             Listen::Sctp(addrs) => {
                 let url = Endpoint::sctp(addrs.clone());
                 let l =
-                    sctp_session::bind(addrs).with_context(|| format!("cannot listen on {url}"))?;
+                    demo::bind_sctp(addrs).with_context(|| format!("cannot listen on {url}"))?;
                 sctp_listeners.push(l);
             }
         }
@@ -186,7 +187,7 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         .lifetime_unit(if args.lifetime_seconds {
             LifetimeUnit::Seconds
         } else {
-            LifetimeUnit::Milliseconds
+            args.lifetime_unit.unwrap_or(LifetimeUnit::Milliseconds)
         });
     if let Some(id) = args.pe_id {
         opts = opts.pe_id(PeId(id));
@@ -220,25 +221,15 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
         let tracker = args
             .capacity
             .zip(load_policy.clone())
-            .map(|(cap, p)| LoadTracker {
-                pe: pe.clone(),
-                active: active.clone(),
-                capacity: cap.max(1),
-                policy: p,
-            });
-        tokio::spawn(accept(l, args.service, tracker));
+            .map(|(cap, p)| LoadTracker::new(pe.clone(), active.clone(), cap, p));
+        tokio::spawn(demo::serve_tcp(l, args.service.demo(), tracker));
     }
     for l in sctp_listeners {
         let tracker = args
             .capacity
             .zip(load_policy.clone())
-            .map(|(cap, p)| LoadTracker {
-                pe: pe.clone(),
-                active: active.clone(),
-                capacity: cap.max(1),
-                policy: p,
-            });
-        tokio::spawn(sctp_session::accept(l, args.service, tracker));
+            .map(|(cap, p)| LoadTracker::new(pe.clone(), active.clone(), cap, p));
+        tokio::spawn(demo::serve_sctp(l, args.service.demo(), tracker));
     }
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     tokio::spawn(watch(
@@ -346,22 +337,6 @@ async fn watch(
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
-}
-
 /// The address to register for a listener bound to `ip`.
 fn advertised_ip(ip: IpAddr, registrars: &[Endpoint]) -> IpAddr {
     if !ip.is_unspecified() {
@@ -383,130 +358,6 @@ fn advertised_ip(ip: IpAddr, registrars: &[Endpoint]) -> IpAddr {
     } else {
         Ipv4Addr::LOCALHOST.into()
     })
-}
-
-/// Reports load = open connections / capacity for least-used policies.
-pub(crate) struct LoadTracker {
-    pe: Arc<PoolElement>,
-    active: Arc<AtomicU32>,
-    capacity: u32,
-    policy: rserpool_wire::Policy,
-}
-
-impl LoadTracker {
-    pub(crate) fn changed(&self, delta: i32) {
-        let n = if delta > 0 {
-            self.active.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            self.active
-                .fetch_sub(1, Ordering::Relaxed)
-                .saturating_sub(1)
-        };
-        let load = (u64::from(n.min(self.capacity)) * u64::from(u32::MAX)
-            / u64::from(self.capacity)) as u32;
-        let mut p = self.policy.clone();
-        if p.set_load(load) {
-            let _ = self.pe.set_policy(p);
-        }
-    }
-}
-
-async fn accept(listener: TcpListener, service: Service, load: Option<LoadTracker>) {
-    let load = load.map(Arc::new);
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => {
-                backoff = Duration::from_millis(1);
-                x
-            }
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        tracing::info!(%peer, "client connected");
-        let load = load.clone();
-        tokio::spawn(async move {
-            if let Some(l) = &load {
-                l.changed(1);
-            }
-            if let Err(e) = handle(stream, service).await {
-                tracing::debug!(%peer, "session ended: {e}");
-            }
-            if let Some(l) = &load {
-                l.changed(-1);
-            }
-            tracing::info!(%peer, "client left");
-        });
-    }
-}
-
-async fn handle(mut stream: TcpStream, service: Service) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    match service {
-        Service::Echo => {
-            let (mut r, mut w) = stream.split();
-            tokio::io::copy(&mut r, &mut w).await?;
-        }
-        Service::Discard => {
-            let mut buf = [0u8; 8192];
-            while stream.read(&mut buf).await? > 0 {}
-        }
-        Service::Daytime => {
-            stream.write_all(daytime().as_bytes()).await?;
-            stream.shutdown().await?;
-        }
-        Service::Chargen => {
-            let mut i = 0usize;
-            loop {
-                stream.write_all(&chargen_line(i)).await?;
-                i += 1;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// RFC 864: 72 printable characters per line, each line starting one further.
-pub(crate) fn chargen_line(i: usize) -> Vec<u8> {
-    const FIRST: u8 = b' ' + 1;
-    const COUNT: usize = 94;
-    let mut line: Vec<u8> = (0..72).map(|k| FIRST + ((i + k) % COUNT) as u8).collect();
-    line.extend_from_slice(b"\r\n");
-    line
-}
-
-/// RFC 867 leaves the format open: ISO 8601 UTC.
-pub(crate) fn daytime() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z\r\n",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -534,18 +385,34 @@ mod tests {
     }
 
     #[test]
-    fn calendar() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-    }
-
-    #[test]
-    fn chargen_lines_rotate() {
-        let a = chargen_line(0);
-        let b = chargen_line(1);
-        assert_eq!(a.len(), 74);
-        assert_eq!(a[1], b[0]);
-        assert!(a[..72].iter().all(|c| (33..=126).contains(c)));
+    fn the_lifetime_unit_is_spelled_as_on_the_registrar() {
+        use clap::Parser;
+        let unit = |extra: &[&str]| {
+            let mut argv = vec!["rsp", "serve", "echo"];
+            argv.extend_from_slice(extra);
+            let cli = crate::Cli::try_parse_from(argv).expect("parses");
+            let crate::Command::Serve(a) = cli.cmd else {
+                panic!("not serve")
+            };
+            (a.lifetime_unit, a.lifetime_seconds)
+        };
+        assert_eq!(unit(&[]), (None, false));
+        assert_eq!(
+            unit(&["--lifetime-unit", "s"]),
+            (Some(LifetimeUnit::Seconds), false)
+        );
+        assert_eq!(
+            unit(&["--lifetime-unit", "ms"]),
+            (Some(LifetimeUnit::Milliseconds), false)
+        );
+        assert_eq!(unit(&["--lifetime-seconds"]), (None, true), "hidden alias");
+        let mut argv = vec!["rsp", "serve", "echo", "--lifetime-unit", "minutes"];
+        assert!(crate::Cli::try_parse_from(argv.clone()).is_err());
+        argv.truncate(3);
+        argv.extend(["--lifetime-unit", "s", "--lifetime-seconds"]);
+        assert!(
+            crate::Cli::try_parse_from(argv).is_err(),
+            "one or the other"
+        );
     }
 }

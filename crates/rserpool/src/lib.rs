@@ -2,6 +2,7 @@
 //!
 //! * [`pe`]: the pool element API (register a service, update its load, deregister).
 //! * [`pu`]: the pool user API (get_primary_server, get_next_server, resolve, report).
+//! * [`link`]: the registrar link (registrars, announces, connect timeout) of PEs and PUs.
 //! * [`driver`]: one task per core — commands, inbound messages and the core's single
 //!   timer in one `select!`, outputs drained after every input; graceful shutdown.
 //! * [`transport`]: TCP / MPTCP (messages back-to-back), UDP multicast, the connection
@@ -10,15 +11,19 @@
 //! * [`url`]: endpoint URLs (`tcp://[::1]:3863`, `sctp://10.0.0.1,10.0.0.2:3863`).
 //! * [`wirelog`]: `RSERPOOL_WIRE_LOG=FILE` records every message for dissection.
 //! * [`clock`]: the one place the shell reads time (tokio's clock, so paused time works).
+//! * [`service`]: ready-made services — the registrar (listeners, admin dump, event log).
 //! * [`signal`]: SIGINT / SIGTERM as the shutdown future.
 
 pub mod clock;
 pub mod driver;
 mod lifecycle;
+pub mod link;
 pub mod pe;
 pub mod pu;
 #[cfg(target_os = "linux")]
 pub mod sctp;
+#[cfg(target_os = "linux")]
+pub mod service;
 pub mod signal;
 pub mod transport;
 pub mod url;

@@ -21,23 +21,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rserpool_proto::io::Endpoint;
 use rserpool_proto::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 use rserpool_wire::{
-    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, Protocol, TransportAddr, TransportUse,
-    UserTransport,
+    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, TransportAddr, TransportUse, UserTransport,
 };
 use tokio::sync::broadcast;
 
 use crate::driver::{Driver, DriverConfig, DriverGone, DriverHandle};
-use crate::transport::udp::{MulticastSpec, ASAP_ANNOUNCE_GROUP};
+use crate::link::{registrar_link_builders, RegistrarLink};
 
 /// Everything needed to start a pool element.
 #[derive(Clone, Debug)]
 pub struct PeOptions {
     pub core: PoolElementConfig,
-    /// Listen for registrar announces on this multicast group (None = static list only).
-    pub announce_group: Option<SocketAddr>,
+    /// Registrars, announces, connect timeout (shared with [`crate::pu::PuOptions`]).
+    pub link: RegistrarLink,
     pub driver: DriverConfig,
     /// RNG seed of the core; `None` = a fresh random seed.
     pub seed: Option<u64>,
@@ -52,19 +50,12 @@ impl PeOptions {
                 pool_handle: pool.into(),
                 ..PoolElementConfig::default()
             },
-            announce_group: Some(ASAP_ANNOUNCE_GROUP),
+            link: RegistrarLink::default(),
             driver: DriverConfig::default(),
             seed: None,
         }
     }
-    pub fn registrar(mut self, ep: Endpoint) -> Self {
-        self.core.registrars.push(ep);
-        self
-    }
-    pub fn registrars(mut self, eps: impl IntoIterator<Item = Endpoint>) -> Self {
-        self.core.registrars.extend(eps);
-        self
-    }
+    registrar_link_builders!();
     /// Add a TCP user transport (the service's listening address).
     pub fn tcp_user_transport(mut self, addr: SocketAddr) -> Self {
         self.core
@@ -112,17 +103,6 @@ impl PeOptions {
         self.core.lifetime_unit = unit;
         self
     }
-    /// Do not listen for announces (static registrar list only).
-    pub fn no_announces(mut self) -> Self {
-        self.announce_group = None;
-        self.core.accept_announces = false;
-        self
-    }
-    /// Listen for registrar announces on this multicast group instead of 239.0.0.50:3863.
-    pub fn announce_group(mut self, group: SocketAddr) -> Self {
-        self.announce_group = Some(group);
-        self
-    }
 }
 
 /// Why waiting for a registration failed.
@@ -159,6 +139,11 @@ impl PoolElement {
             // PE registers (SCTP registrars only; TCP connections ignore this).
             opts.driver.transport.sctp_bind = registered_ips(&opts.core.user_transports);
         }
+        opts.link.configure(
+            &mut opts.core.registrars,
+            &mut opts.core.accept_announces,
+            &mut opts.driver,
+        );
         let seed = opts.seed.unwrap_or_else(crate::random_seed);
         let policy = opts.core.policy.clone();
         let core = PoolElementCore::new(opts.core, seed);
@@ -169,11 +154,8 @@ impl PoolElement {
             log_event(&ev);
             let _ = tx.send(ev);
         });
-        if let Some(group) = opts.announce_group {
-            driver.multicast(MulticastSpec {
-                group,
-                protocol: Protocol::Asap,
-            });
+        if let Some(spec) = opts.link.announces() {
+            driver.multicast(spec);
         }
         let task = driver.spawn();
         Ok(Self {

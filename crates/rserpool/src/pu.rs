@@ -16,62 +16,32 @@
 //! number of pools and concurrent requests.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rserpool_proto::io::Endpoint;
 use rserpool_proto::{PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, RequestId};
-use rserpool_wire::{PeId, PoolElement, PoolHandle, Protocol};
+use rserpool_wire::{PeId, PoolElement, PoolHandle};
 use tokio::sync::{broadcast, oneshot};
 
 pub use rserpool_proto::pool_user::endpoint_of;
 
 use crate::driver::{Driver, DriverConfig, DriverGone, DriverHandle};
-use crate::transport::udp::{MulticastSpec, ASAP_ANNOUNCE_GROUP};
+use crate::link::{registrar_link_builders, RegistrarLink};
 
 /// Everything needed to start a pool user.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PuOptions {
     pub core: PoolUserConfig,
-    /// Listen for registrar announces on this multicast group (None = static list only).
-    pub announce_group: Option<SocketAddr>,
+    /// Registrars, announces, connect timeout (shared with [`crate::pe::PeOptions`]).
+    pub link: RegistrarLink,
     pub driver: DriverConfig,
     /// RNG seed of the core; `None` = a fresh random seed.
     pub seed: Option<u64>,
 }
 
-impl Default for PuOptions {
-    fn default() -> Self {
-        Self {
-            core: PoolUserConfig::default(),
-            announce_group: Some(ASAP_ANNOUNCE_GROUP),
-            driver: DriverConfig::default(),
-            seed: None,
-        }
-    }
-}
-
 impl PuOptions {
-    pub fn registrar(mut self, ep: Endpoint) -> Self {
-        self.core.registrars.push(ep);
-        self
-    }
-    pub fn registrars(mut self, eps: impl IntoIterator<Item = Endpoint>) -> Self {
-        self.core.registrars.extend(eps);
-        self
-    }
-    /// Do not listen for announces (static registrar list only).
-    pub fn no_announces(mut self) -> Self {
-        self.announce_group = None;
-        self.core.accept_announces = false;
-        self
-    }
-    /// Listen for registrar announces on this multicast group instead of 239.0.0.50:3863.
-    pub fn announce_group(mut self, group: SocketAddr) -> Self {
-        self.announce_group = Some(group);
-        self
-    }
+    registrar_link_builders!();
     /// PEs to ask for per handle resolution (`u32::MAX` = as many as the registrar gives;
     /// the default asks for none, and registrars answer with 3).
     pub fn hr_items(mut self, items: u32) -> Self {
@@ -102,7 +72,12 @@ pub struct PoolUser {
 
 impl PoolUser {
     /// Start the pool user's driver (it contacts a registrar on the first request).
-    pub fn start(opts: PuOptions) -> Self {
+    pub fn start(mut opts: PuOptions) -> Self {
+        opts.link.configure(
+            &mut opts.core.registrars,
+            &mut opts.core.accept_announces,
+            &mut opts.driver,
+        );
         let seed = opts.seed.unwrap_or_else(crate::random_seed);
         let core = PoolUserCore::new(opts.core, seed);
         let waiters: Waiters = Arc::default();
@@ -134,11 +109,8 @@ impl PoolUser {
             }
             let _ = tx.send(ev);
         });
-        if let Some(group) = opts.announce_group {
-            driver.multicast(MulticastSpec {
-                group,
-                protocol: Protocol::Asap,
-            });
+        if let Some(spec) = opts.link.announces() {
+            driver.multicast(spec);
         }
         driver.spawn();
         Self {

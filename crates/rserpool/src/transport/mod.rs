@@ -13,6 +13,7 @@
 //! The reader is the one that reports `Closed`; the writer stops on a write error or when
 //! the connection is cancelled ([`ConnCtl`]).
 
+pub mod accept;
 pub mod limit;
 #[cfg(target_os = "linux")]
 pub mod sctp;
@@ -157,6 +158,16 @@ pub(crate) struct ConnWriter {
     pub direct: Option<Arc<dyn DirectWrite>>,
 }
 
+/// Default of [`TransportConfig::max_connections`]: the registrar core's default limit
+/// ([`rserpool_proto::conn_limits::DEFAULT_MAX_CONNECTIONS`]), the one place it is set.
+pub const DEFAULT_MAX_CONNECTIONS: usize = rserpool_proto::conn_limits::DEFAULT_MAX_CONNECTIONS;
+/// Default of [`TransportConfig::write_queue`].
+pub const DEFAULT_WRITE_QUEUE: usize = 1024;
+/// Default of [`TransportConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`TransportConfig::multicast_ttl`].
+pub const DEFAULT_MULTICAST_TTL: u32 = 30;
+
 /// Limits and sizes of the transport layer.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
@@ -182,11 +193,11 @@ pub struct TransportConfig {
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
-            max_connections: 4096,
-            write_queue: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            write_queue: DEFAULT_WRITE_QUEUE,
             max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
-            connect_timeout: Duration::from_secs(5),
-            multicast_ttl: 30,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            multicast_ttl: DEFAULT_MULTICAST_TTL,
             sctp_bind: Vec::new(),
         }
     }
@@ -329,10 +340,10 @@ async fn write_loop<W: MessageWrite>(
     let _ = write.close().await;
 }
 
-/// Accept connections until told to stop; errors back off (1 ms doubling to 1 s) instead
-/// of spinning, e.g. while out of file descriptors.
+/// Accept connections until told to stop ([`accept::accept_until`]: errors back off,
+/// 1 ms doubling to 1 s); each one is admitted against the connection limit or closed.
 pub(crate) async fn accept_loop<L: MessageListener>(
-    mut listener: L,
+    listener: L,
     protocol: Protocol,
     shared: Arc<Shared>,
 ) {
@@ -341,79 +352,56 @@ pub(crate) async fn accept_loop<L: MessageListener>(
         .local_endpoint()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    let mut backoff = Duration::from_millis(1);
     let mut refused: u64 = 0;
     let mut last_refusal_log = tokio::time::Instant::now() - Duration::from_secs(60);
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = cancelled(&mut stop) => break,
-        };
-        let stream = match accepted {
-            Ok(s) => {
-                backoff = Duration::from_millis(1);
-                s
-            }
-            Err(e) if is_transient_accept_error(&e) => {
-                debug!(listener = %local, "accept: {e}");
-                continue;
-            }
-            Err(e) => {
-                warn!(listener = %local, "accept failed: {e}; retrying in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = cancelled(&mut stop) => break,
+    let mut listener = accept::Messages(listener);
+    let label = local.clone();
+    accept::accept_until(&mut listener, &label, cancelled(&mut stop), |stream| {
+        let shared = shared.clone();
+        let local = &local;
+        let flow = (|| {
+            let meta = match stream.meta(protocol) {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(listener = %local, "accepted connection vanished: {e}");
+                    return None;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
+            };
+            let conn = shared.conn_id();
+            let ctl = ConnCtl::new();
+            let Some(guard) = shared.admission.admit(conn, &ctl) else {
+                refused += 1;
+                let now = tokio::time::Instant::now();
+                if now - last_refusal_log >= Duration::from_secs(1) {
+                    warn!(
+                        listener = %local,
+                        limit = shared.config.max_connections,
+                        refused,
+                        "connection limit reached; refusing new connections"
+                    );
+                    last_refusal_log = now;
+                }
+                drop(stream);
+                return None;
+            };
+            debug!(%conn, peer = %meta.peer, listener = %local, "accepted");
+            let writer = spawn_connection(&shared, conn, stream, Some(guard), ctl);
+            Some(Inbound::Accepted { conn, meta, writer })
+        })();
+        async move {
+            match flow {
+                Some(accepted) => {
+                    if shared.inbound.send(accepted).await.is_err() {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                }
+                None => std::ops::ControlFlow::Continue(()),
             }
-        };
-        let meta = match stream.meta(protocol) {
-            Ok(m) => m,
-            Err(e) => {
-                debug!(listener = %local, "accepted connection vanished: {e}");
-                continue;
-            }
-        };
-        let conn = shared.conn_id();
-        let ctl = ConnCtl::new();
-        let Some(guard) = shared.admission.admit(conn, &ctl) else {
-            refused += 1;
-            let now = tokio::time::Instant::now();
-            if now - last_refusal_log >= Duration::from_secs(1) {
-                warn!(
-                    listener = %local,
-                    limit = shared.config.max_connections,
-                    refused,
-                    "connection limit reached; refusing new connections"
-                );
-                last_refusal_log = now;
-            }
-            drop(stream);
-            continue;
-        };
-        debug!(%conn, peer = %meta.peer, listener = %local, "accepted");
-        let writer = spawn_connection(&shared, conn, stream, Some(guard), ctl);
-        if shared
-            .inbound
-            .send(Inbound::Accepted { conn, meta, writer })
-            .await
-            .is_err()
-        {
-            break;
         }
-    }
-    debug!(listener = %local, "listener stopped");
-}
-
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-    )
+    })
+    .await;
 }
 
 /// Open a connection to `endpoint` and start its tasks; reports `Connected` or

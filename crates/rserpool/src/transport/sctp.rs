@@ -27,6 +27,7 @@ use super::{
     DirectWrite, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
     TransportConfig,
 };
+pub use crate::sctp::is_sctp_unavailable;
 use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, SctpWriteHalf};
 
 /// SCTP payload protocol identifier of ASAP (RFC 5352 §5).

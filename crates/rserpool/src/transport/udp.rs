@@ -17,12 +17,13 @@ use tracing::{debug, warn};
 
 use super::{cancelled, single_homed, Inbound, Shared};
 
-/// ASAP announce group (RSPLIB default).
-pub const ASAP_ANNOUNCE_GROUP: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 50)), 3863);
+/// ASAP announce group (RSPLIB default); the one definition is the registrar core's.
+pub const ASAP_ANNOUNCE_GROUP: SocketAddr = rserpool_proto::registrar::DEFAULT_ANNOUNCE_GROUP;
 /// ENRP presence group (RSPLIB default).
-pub const ENRP_PRESENCE_GROUP: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 51)), 9901);
+pub const ENRP_PRESENCE_GROUP: SocketAddr = SocketAddr::new(
+    IpAddr::V4(Ipv4Addr::new(239, 0, 0, 51)),
+    rserpool_wire::ENRP_PORT,
+);
 
 /// Join `group` and listen on its port.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rserpool::driver::DriverHandle;
+use crate::driver::DriverHandle;
 use rserpool_proto::registrar::{RemovalReason, ReportOutcome};
-use rserpool_proto::{Registrar, RegistrarEvent};
+use rserpool_proto::{LimitReport, Registrar, RegistrarEvent};
 use rserpool_wire::CauseCode;
 use tokio::sync::watch;
 
@@ -195,7 +195,7 @@ impl Stats {
                         "PE reported unreachable: {outcome}");
                 }
             }
-            RegistrarEvent::ConnectionLimits(r) => crate::registrar::log_limits(&r),
+            RegistrarEvent::ConnectionLimits(r) => log_limits(&r),
             RegistrarEvent::ErrorReceived { conn, error } => {
                 t.errors_received += 1;
                 tracing::debug!(target: "rsp::registrar", %conn, %error, "ASAP_ERROR received");
@@ -250,13 +250,65 @@ pub async fn summaries(
         else {
             return;
         };
-        let window = crate::registrar::human_duration(Duration::from_secs(
+        let window = super::human_duration(Duration::from_secs(
             since.elapsed().as_secs_f64().round() as u64,
         ));
         since = Instant::now();
         tracing::info!(target: "rsp::registrar", pools, pes,
             "handlespace: {pools} pools, {pes} PEs; last {window}: {}", tally.describe());
     }
+}
+
+/// One line per report (the core sends at most one per second).
+pub fn log_limits(r: &LimitReport) {
+    let line = limits_line(r);
+    if r.evicted > 0 || r.source_evicted > 0 || r.refused > 0 {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The words of a connection-limits report.
+pub fn limits_line(r: &LimitReport) -> String {
+    let mut parts = Vec::new();
+    if r.idle_closed > 0 {
+        parts.push(format!(
+            "closed {} without PEs (idle_timeout)",
+            plural(r.idle_closed, "idle connection", "idle connections")
+        ));
+    }
+    if r.evicted > 0 {
+        parts.push(format!(
+            "closed {} without PEs to make room for new ones (max_connections)",
+            plural(r.evicted, "connection", "connections")
+        ));
+    }
+    if r.source_evicted > 0 {
+        let from = r
+            .capped_source
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default();
+        parts.push(format!(
+            "closed {}{from} to make room for newer ones from the same source (max_connections_per_source)",
+            plural(r.source_evicted, "connection", "connections")
+        ));
+    }
+    if r.refused > 0 {
+        parts.push(format!(
+            "refused {}: every connection that could make room has PEs registered",
+            plural(r.refused, "new connection", "new connections")
+        ));
+    }
+    format!(
+        "connection limits: {}; {} open",
+        parts.join("; "),
+        plural(r.open as u64, "connection", "connections")
+    )
 }
 
 #[cfg(test)]
@@ -281,5 +333,26 @@ mod tests {
         );
         assert!(!s.contains('{') && !s.contains("CauseCode"));
         assert!(Tally::default().is_empty());
+    }
+
+    #[test]
+    fn limits_report_in_words() {
+        let r = LimitReport {
+            idle_closed: 1,
+            evicted: 0,
+            source_evicted: 12,
+            refused: 2,
+            capped_source: Some(rserpool_proto::conn_limits::Source::of(
+                "2001:db8::7".parse().unwrap(),
+            )),
+            open: 4096,
+        };
+        assert_eq!(
+            limits_line(&r),
+            "connection limits: closed 1 idle connection without PEs (idle_timeout); \
+             closed 12 connections from 2001:db8::/64 to make room for newer ones from the \
+             same source (max_connections_per_source); refused 2 new connections: every \
+             connection that could make room has PEs registered; 4096 connections open"
+        );
     }
 }

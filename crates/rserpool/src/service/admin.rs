@@ -1,0 +1,761 @@
+//! The registrar's admin listener (what `rsp dump` reads) and the JSON documents it
+//! streams.
+//!
+//! The registrar serves its handlespace on a separate admin listener (default
+//! 127.0.0.1:9990, loopback only) speaking line-JSON over TCP: the client sends one line
+//! (`dump`, `{"request":"dump"}` or `{"request":"dump","pools":["EchoPool"]}`), the
+//! registrar answers with one JSON document ([`DumpDoc`]) on one line and closes. See
+//! `docs/shell.md` for why this is not an ASAP or ENRP message.
+//!
+//! The registrar never copies the whole handlespace at once: [`admin_loop`] takes it from
+//! the core in pages of [`DUMP_PAGE_PES`] PEs (one driver query each, so ASAP traffic is
+//! served between pages), turns each page into JSON on the admin task ([`DumpWriter`]) and
+//! writes it to the socket before taking the next. Memory stays proportional to one page
+//! and a slow reader only slows its own dump. The price: a dump of a changing handlespace
+//! is not one atomic snapshot (each PE appears at most once; PEs added or removed during
+//! the dump may or may not appear); `pool_count` and `pe_count` count what was written.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rserpool_proto::registrar::HandlespaceSnapshot;
+use rserpool_proto::registrar::{PoolSnapshot, SnapshotCursor};
+use rserpool_proto::Counters;
+use rserpool_proto::Registrar;
+use rserpool_wire::{LifetimeUnit, PoolElement, TransportAddr, UserTransport};
+use rserpool_wire::{PoolHandle, ServerId};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::driver::DriverHandle;
+
+pub use super::registrar::{ADMIN_PORT, DEFAULT_ADMIN};
+
+/// The handlespace as `rsp dump --json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DumpDoc {
+    /// The registrar's server ID (0x…).
+    pub server_id: String,
+    pub pool_count: usize,
+    pub pe_count: usize,
+    pub pools: Vec<PoolDoc>,
+    /// Messages received / sent by type since start.
+    pub counters: Vec<CounterDoc>,
+    /// Accepted connections and what the connection limits did since start.
+    #[serde(default)]
+    pub connections: ConnectionsDoc,
+    /// How often each protection of the registrar acted (refusals, ignored reports …),
+    /// the ones that did only.
+    #[serde(default)]
+    pub protections: Vec<ProtectionDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProtectionDoc {
+    pub what: String,
+    pub count: u64,
+}
+
+/// Accepted connections and the connection limits' actions since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConnectionsDoc {
+    /// Accepted connections open now.
+    pub open: Option<usize>,
+    /// Connections without PEs closed after the idle timeout.
+    pub idle_closed: u64,
+    /// Connections closed to make room for new ones (max_connections).
+    pub evicted: u64,
+    /// Connections closed to make room for newer ones from the same source.
+    pub source_evicted: u64,
+    /// New connections refused because every connection that could make room had PEs.
+    pub refused: u64,
+}
+
+impl ConnectionsDoc {
+    fn new(counters: &Counters, open: Option<usize>) -> Self {
+        let c = &counters.connections;
+        Self {
+            open,
+            idle_closed: c.idle_closed,
+            evicted: c.evicted,
+            source_evicted: c.source_evicted,
+            refused: c.refused,
+        }
+    }
+}
+
+impl ProtectionDoc {
+    /// The protections that acted, with their counts.
+    fn list(counters: &Counters) -> Vec<ProtectionDoc> {
+        counters
+            .guards
+            .nonzero()
+            .map(|(what, count)| ProtectionDoc {
+                what: what.to_owned(),
+                count,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PoolDoc {
+    /// The pool handle as text, or 0x-hex when not printable.
+    pub handle: String,
+    /// Policy short name (rr, lu …).
+    pub policy: String,
+    pub pes: Vec<PeDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeDoc {
+    /// PE identifier (0x…).
+    pub id: String,
+    /// Home registrar (owner) server ID.
+    pub home: String,
+    /// Policy short name and its value words (loads/degradations 0xFFFFFFFF = 100 %).
+    pub policy: String,
+    pub policy_values: Vec<u32>,
+    /// Load in percent, for policies that carry one.
+    pub load_percent: Option<f64>,
+    /// Registration Life as registered, in milliseconds.
+    pub registration_life_ms: Option<u64>,
+    /// Time since the first registration, in milliseconds.
+    pub age_ms: Option<u64>,
+    /// User transport as a URL (`tcp://127.0.0.1:4000`, `sctp://10.0.0.1,10.0.0.2:4000`).
+    pub user_transport: String,
+    /// The user transport also takes ASAP control messages (SCTP "data plus control",
+    /// as RSPLIB's PEs register); shown as `+ctrl` in the table.
+    #[serde(default)]
+    pub control_channel: bool,
+    /// Each user transport address as `ip:port` / `[ip]:port`.
+    pub addresses: Vec<String>,
+    /// The PE's ASAP endpoint as the registrar sees it.
+    pub asap_transport: Option<String>,
+    pub unreachable_reports: u32,
+    /// Time since the last keep-alive acknowledgement, in milliseconds.
+    pub last_keepalive_ack_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CounterDoc {
+    pub message: String,
+    pub received: u64,
+    pub sent: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A transport as a URL: `sctp://10.0.0.1,10.0.0.2:4000`, `tcp://[::1]:4000`.
+pub fn transport_url(t: &TransportAddr) -> String {
+    let scheme = t.kind.name();
+    let hosts: Vec<String> = t
+        .addrs
+        .iter()
+        .map(|a| match a {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        })
+        .collect();
+    format!("{scheme}://{}:{}", hosts.join(","), t.port)
+}
+
+fn pe_doc(
+    pe: &PoolElement,
+    bk: &rserpool_proto::handlespace::Bookkeeping,
+    now: Instant,
+    unit: LifetimeUnit,
+) -> PeDoc {
+    let (user_transport, addresses) = match &pe.user_transport {
+        UserTransport::Ip(t) => (
+            transport_url(t),
+            t.addrs
+                .iter()
+                .map(|a| SocketAddr::new(*a, t.port).to_string())
+                .collect(),
+        ),
+        UserTransport::Opaque(b) => (format!("opaque:{}", hex::encode(b)), Vec::new()),
+    };
+    let policy = pe.policy.policy_type();
+    PeDoc {
+        id: pe.id.to_string(),
+        home: pe.home_registrar.to_string(),
+        policy: policy.to_string(),
+        policy_values: pe.policy.values().as_slice().to_vec(),
+        load_percent: pe
+            .policy
+            .load()
+            .map(|l| (f64::from(l) / f64::from(u32::MAX) * 10000.0).round() / 100.0),
+        registration_life_ms: unit.to_duration(pe.registration_life).map(ms),
+        age_ms: bk
+            .registered_at
+            .map(|t| ms(now.saturating_duration_since(t))),
+        control_channel: matches!(
+            &pe.user_transport,
+            UserTransport::Ip(t) if t.use_field == rserpool_wire::TransportUse::DATA_PLUS_CONTROL
+        ),
+        user_transport,
+        addresses,
+        asap_transport: pe.asap_transport.as_ref().map(transport_url),
+        unreachable_reports: bk.unreachable_reports,
+        last_keepalive_ack_ms: bk
+            .last_keepalive_ack
+            .map(|t| ms(now.saturating_duration_since(t))),
+    }
+}
+
+impl DumpDoc {
+    /// Build from a registrar snapshot taken at `now`.
+    pub fn new(
+        snap: &HandlespaceSnapshot,
+        counters: &Counters,
+        now: Instant,
+        unit: LifetimeUnit,
+    ) -> Self {
+        let pools: Vec<PoolDoc> = snap
+            .pools
+            .iter()
+            .map(|p| PoolDoc {
+                handle: p.handle.to_string(),
+                policy: p.policy.to_string(),
+                pes: p
+                    .pes
+                    .iter()
+                    .map(|(pe, bk)| pe_doc(pe, bk, now, unit))
+                    .collect(),
+            })
+            .collect();
+        DumpDoc {
+            server_id: snap.server_id.to_string(),
+            pool_count: pools.len(),
+            pe_count: pools.iter().map(|p| p.pes.len()).sum(),
+            pools,
+            connections: ConnectionsDoc::new(counters, None),
+            counters: counters
+                .by_type()
+                .map(|(message, received, sent)| CounterDoc {
+                    message: message.to_owned(),
+                    received,
+                    sent,
+                })
+                .collect(),
+            protections: ProtectionDoc::list(counters),
+        }
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut rows = vec![[
+            "POOL",
+            "POLICY",
+            "PE",
+            "HOME",
+            "LOAD",
+            "LIFE",
+            "AGE",
+            "USER TRANSPORT",
+            "ASAP TRANSPORT",
+        ]
+        .map(String::from)];
+        for p in &self.pools {
+            for pe in &p.pes {
+                rows.push([
+                    p.handle.clone(),
+                    pe.policy.clone(),
+                    pe.id.clone(),
+                    pe.home.clone(),
+                    pe.load_percent
+                        .map(|l| format!("{l}%"))
+                        .unwrap_or_else(|| "-".into()),
+                    pe.registration_life_ms
+                        .map(human_ms)
+                        .unwrap_or_else(|| "inf".into()),
+                    pe.age_ms.map(human_ms).unwrap_or_else(|| "-".into()),
+                    if pe.control_channel {
+                        format!("{}+ctrl", pe.user_transport)
+                    } else {
+                        pe.user_transport.clone()
+                    },
+                    pe.asap_transport.clone().unwrap_or_else(|| "-".into()),
+                ]);
+            }
+        }
+        let mut widths = [0usize; 9];
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = format!(
+            "registrar {}: {} pool(s), {} PE(s)\n",
+            self.server_id, self.pool_count, self.pe_count
+        );
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        let c = &self.connections;
+        if c.idle_closed + c.evicted + c.source_evicted + c.refused > 0 {
+            let open = c.open.map(|n| format!("{n} open; ")).unwrap_or_default();
+            out.push_str(&format!(
+                "connections: {open}closed by the limits: {} idle, {} to make room, {} over the per-source cap; {} refused\n",
+                c.idle_closed, c.evicted, c.source_evicted, c.refused
+            ));
+        }
+        for p in &self.protections {
+            out.push_str(&format!("{}: {}\n", p.what, p.count));
+        }
+        out
+    }
+}
+
+fn human_ms(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{}s", v / 1000)
+    } else if v >= 1000 {
+        format!("{:.1}s", v as f64 / 1000.0)
+    } else {
+        format!("{v}ms")
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The registrar side
+
+/// Most PEs copied out of the registrar core per step of a dump.
+pub const DUMP_PAGE_PES: usize = 100;
+/// Admin sessions served at once; a newcomer waits up to [`ADMIN_WAIT`] for its turn.
+const ADMIN_SESSIONS: usize = 4;
+const ADMIN_WAIT: Duration = Duration::from_secs(5);
+/// A reader that takes nothing for this long loses its dump.
+const ADMIN_WRITE_STALL: Duration = Duration::from_secs(30);
+/// Longest request line, and most pools one request names.
+const MAX_REQUEST: u64 = 64 * 1024;
+const MAX_REQUEST_POOLS: usize = 1000;
+
+/// Writes a [`DumpDoc`] as JSON page by page: `begin`, `page`… (taking the bytes after
+/// each), `finish`. Consecutive pages may continue the same pool.
+#[derive(Debug)]
+pub struct DumpWriter {
+    buf: Vec<u8>,
+    unit: LifetimeUnit,
+    open: Option<PoolHandle>,
+    pool_count: usize,
+    pe_count: usize,
+    first_pe: bool,
+}
+
+impl DumpWriter {
+    pub fn begin(server_id: ServerId, unit: LifetimeUnit) -> Self {
+        let mut buf = br#"{"server_id":"#.to_vec();
+        json_into(&mut buf, &server_id.to_string());
+        buf.extend_from_slice(br#","pools":["#);
+        Self {
+            buf,
+            unit,
+            open: None,
+            pool_count: 0,
+            pe_count: 0,
+            first_pe: true,
+        }
+    }
+
+    /// Append a page taken at `now`.
+    pub fn page(&mut self, pools: &[PoolSnapshot], now: Instant) {
+        for p in pools {
+            if self.open.as_ref() != Some(&p.handle) {
+                if self.open.is_some() {
+                    self.buf.extend_from_slice(b"]},");
+                }
+                self.buf.extend_from_slice(br#"{"handle":"#);
+                json_into(&mut self.buf, &p.handle.to_string());
+                self.buf.extend_from_slice(br#","policy":"#);
+                json_into(&mut self.buf, &p.policy.to_string());
+                self.buf.extend_from_slice(br#","pes":["#);
+                self.open = Some(p.handle.clone());
+                self.pool_count += 1;
+                self.first_pe = true;
+            }
+            for (pe, bk) in &p.pes {
+                if !self.first_pe {
+                    self.buf.push(b',');
+                }
+                self.first_pe = false;
+                json_into(&mut self.buf, &pe_doc(pe, bk, now, self.unit));
+                self.pe_count += 1;
+            }
+        }
+    }
+
+    /// Close the document (counters, connections, protections, counts, newline);
+    /// `open` = accepted connections open now.
+    pub fn finish(&mut self, counters: &Counters, open: Option<usize>) {
+        let counters_all = counters;
+        if self.open.take().is_some() {
+            self.buf.extend_from_slice(b"]}");
+        }
+        let counters: Vec<CounterDoc> = counters
+            .by_type()
+            .map(|(message, received, sent)| CounterDoc {
+                message: message.to_owned(),
+                received,
+                sent,
+            })
+            .collect();
+        self.buf.extend_from_slice(br#"],"counters":"#);
+        json_into(&mut self.buf, &counters);
+        self.buf.extend_from_slice(br#","connections":"#);
+        json_into(&mut self.buf, &ConnectionsDoc::new(counters_all, open));
+        self.buf.extend_from_slice(br#","protections":"#);
+        json_into(&mut self.buf, &ProtectionDoc::list(counters_all));
+        self.buf.extend_from_slice(
+            format!(
+                r#","pool_count":{},"pe_count":{}}}"#,
+                self.pool_count, self.pe_count
+            )
+            .as_bytes(),
+        );
+        self.buf.push(b'\n');
+    }
+
+    /// The bytes written since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+fn json_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
+    // Serializing plain strings, numbers and derived structs cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, v);
+}
+
+/// The pools a requested name stands for: the handle spelled by the text, and for
+/// `0x…` also the handle with those bytes.
+pub fn pool_candidates(name: &str) -> Vec<PoolHandle> {
+    let mut out = vec![PoolHandle::from(name)];
+    if let Some(bytes) = name
+        .strip_prefix("0x")
+        .and_then(|h| hex::decode(h).ok())
+        .filter(|b| !b.is_empty())
+    {
+        out.push(PoolHandle::new(bytes));
+    }
+    out
+}
+
+/// Serve the admin listener on a thread of its own (with its own single-threaded
+/// runtime) until the registrar's driver stops: turning pages into JSON and writing them
+/// then never occupies the runtime threads that run the registrar core and its
+/// connections; the kernel shares the CPUs between them instead.
+pub fn spawn_admin(
+    listener: std::net::TcpListener,
+    handle: DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("rsp-admin".into())
+        .spawn(move || {
+            // Where CPUs are scarce, the registrar's traffic goes before dumps.
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+            {
+                tracing::debug!("admin thread priority: {e}");
+            }
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => admin_loop(l, handle, unit).await,
+                    Err(e) => tracing::warn!("admin listener: {e}; `rsp dump` will not work"),
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// The admin listener: one request line, one JSON answer line, close. Ends when the
+/// driver stops.
+pub async fn admin_loop(
+    listener: TcpListener,
+    handle: DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+) {
+    let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(ADMIN_SESSIONS));
+    let mut listener = listener;
+    let stop = handle.clone();
+    crate::transport::accept::accept_until(
+        &mut listener,
+        "admin",
+        stop.stopped(),
+        |(stream, peer)| {
+            let handle = handle.clone();
+            let turns = turns.clone();
+            tokio::spawn(async move {
+                if let Err(e) = admin_session(stream, &handle, unit, &turns).await {
+                    tracing::debug!(%peer, "admin session: {e:#}");
+                }
+            });
+            std::future::ready(std::ops::ControlFlow::Continue(()))
+        },
+    )
+    .await;
+}
+
+#[derive(Deserialize)]
+struct Request {
+    request: String,
+    #[serde(default)]
+    pools: Vec<String>,
+}
+
+async fn admin_session(
+    stream: TcpStream,
+    handle: &DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+    turns: &tokio::sync::Semaphore,
+) -> anyhow::Result<()> {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    let mut rd = BufReader::new(rd).take(MAX_REQUEST);
+    tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await??;
+    let text = line.trim();
+    let request = if text == "dump" {
+        Ok(Request {
+            request: "dump".into(),
+            pools: Vec::new(),
+        })
+    } else {
+        serde_json::from_str::<Request>(text).map_err(|e| format!("bad request: {e}"))
+    };
+    let request = request.and_then(|r| {
+        if r.request != "dump" {
+            Err(format!("unknown request {:?}; try \"dump\"", r.request))
+        } else if r.pools.len() > MAX_REQUEST_POOLS {
+            Err(format!("at most {MAX_REQUEST_POOLS} pools per request"))
+        } else {
+            Ok(r)
+        }
+    });
+    let permit = match &request {
+        Ok(_) => tokio::time::timeout(ADMIN_WAIT, turns.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let request = match (request, permit.is_some()) {
+        (Ok(r), true) => r,
+        (Ok(_), false) => {
+            let busy =
+                serde_json::json!({ "error": "busy: too many admin sessions at once; try again" });
+            return send(&mut wr, format!("{busy}\n").into_bytes(), true).await;
+        }
+        (Err(msg), _) => {
+            let e = serde_json::json!({ "error": msg });
+            return send(&mut wr, format!("{e}\n").into_bytes(), true).await;
+        }
+    };
+    let server_id = handle.query(|c: &mut Registrar, _| c.server_id()).await?;
+    let mut w = DumpWriter::begin(server_id, unit);
+    let mut core = CoreTime::default();
+    if request.pools.is_empty() {
+        let mut cursor: Option<SnapshotCursor> = None;
+        loop {
+            let from = cursor.take();
+            let (pools, next, now, took) = handle
+                .query(move |c: &mut Registrar, now| {
+                    let t = Instant::now();
+                    let (pools, next) = c.snapshot_page(from.as_ref(), DUMP_PAGE_PES);
+                    (pools, next, now, t.elapsed())
+                })
+                .await?;
+            core.add(took);
+            w.page(&pools, now);
+            drop(pools);
+            send(&mut wr, w.take(), false).await?;
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    } else {
+        let wanted: std::collections::BTreeSet<PoolHandle> = request
+            .pools
+            .iter()
+            .flat_map(|n| pool_candidates(n))
+            .collect();
+        for h in wanted {
+            let mut after = None;
+            loop {
+                let pool = h.clone();
+                let (page, next, now, took) = handle
+                    .query(move |c: &mut Registrar, now| {
+                        let t = Instant::now();
+                        let (p, next) = c.pool_snapshot_page(&pool, after, DUMP_PAGE_PES);
+                        (p, next, now, t.elapsed())
+                    })
+                    .await?;
+                core.add(took);
+                if let Some(p) = page {
+                    w.page(std::slice::from_ref(&p), now);
+                }
+                send(&mut wr, w.take(), false).await?;
+                match next {
+                    Some(n) => after = Some(n.after),
+                    None => break,
+                }
+            }
+        }
+    }
+    let (counters, open) = handle
+        .query(|c: &mut Registrar, _| (c.counters().clone(), c.connections().len()))
+        .await?;
+    w.finish(&counters, Some(open));
+    send(&mut wr, w.take(), true).await?;
+    tracing::debug!(
+        "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
+         {:?} at a time",
+        w.pe_count,
+        w.pool_count,
+        core.pages,
+        core.total,
+        core.longest
+    );
+    Ok(())
+}
+
+/// Time the registrar core spent copying pages out.
+#[derive(Debug, Default)]
+struct CoreTime {
+    pages: usize,
+    total: Duration,
+    longest: Duration,
+}
+
+impl CoreTime {
+    fn add(&mut self, d: Duration) {
+        self.pages += 1;
+        self.total += d;
+        self.longest = self.longest.max(d);
+    }
+}
+
+/// Write `bytes` (a reader stalled for [`ADMIN_WRITE_STALL`] ends the session); `last`
+/// closes the connection afterwards.
+async fn send(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: Vec<u8>,
+    last: bool,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(ADMIN_WRITE_STALL, async {
+        wr.write_all(&bytes).await?;
+        if last {
+            wr.shutdown().await?;
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the admin client stopped reading"))??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rserpool_proto::io::{ConnId, Core, RecvMeta, TransportProto};
+    use rserpool_proto::RegistrarConfig;
+    use rserpool_wire::{AsapMessage, PeId, Policy, PoolElement, Protocol};
+
+    fn registrar(pools: &[(&[u8], u32)]) -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig::default(), 1);
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let meta = RecvMeta {
+            protocol: Protocol::Asap,
+            transport: TransportProto::Tcp,
+            peer,
+            peer_addrs: vec![peer.ip()],
+        };
+        for (handle, n) in pools {
+            for id in 1..=*n {
+                let msg = AsapMessage::Registration {
+                    handle: PoolHandle::from(*handle),
+                    pe: PoolElement {
+                        id: PeId(id * 7),
+                        home_registrar: ServerId(0),
+                        registration_life: 30_000,
+                        user_transport: UserTransport::Ip(TransportAddr::tcp(
+                            4000 + id as u16,
+                            "127.0.0.1".parse().unwrap(),
+                        )),
+                        policy: Policy::LeastUsed { load: id * 1000 },
+                        asap_transport: None,
+                    },
+                };
+                r.handle_message(now, ConnId(1), &meta, &msg.encode_to_vec());
+            }
+        }
+        while r.poll_transmit().is_some() {}
+        while r.poll_event().is_some() {}
+        (r, now)
+    }
+
+    fn paged(r: &Registrar, now: Instant, size: usize) -> Vec<u8> {
+        let mut w = DumpWriter::begin(r.server_id(), LifetimeUnit::Milliseconds);
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (pools, next) = r.snapshot_page(cursor.as_ref(), size);
+            w.page(&pools, now);
+            out.extend(w.take());
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        w.finish(r.counters(), None);
+        out.extend(w.take());
+        out
+    }
+
+    #[test]
+    fn a_paged_dump_is_the_same_document_as_a_whole_one() {
+        let (r, now) = registrar(&[(b"b", 5), (b"a\"quote", 1), (b"\x01\x02", 3), (b"c", 4)]);
+        let whole = DumpDoc::new(&r.snapshot(), r.counters(), now, LifetimeUnit::Milliseconds);
+        assert_eq!(whole.pe_count, 13);
+        for size in [1, 2, 4, 5, 13, 1000] {
+            let bytes = paged(&r, now, size);
+            assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+            assert!(bytes.ends_with(b"}\n"));
+            let doc: DumpDoc = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!("page size {size}: {e}\n{}", String::from_utf8_lossy(&bytes))
+            });
+            assert_eq!(doc, whole, "page size {size}");
+        }
+        // An empty handlespace.
+        let (r, now) = registrar(&[]);
+        let doc: DumpDoc = serde_json::from_slice(&paged(&r, now, 3)).unwrap();
+        assert_eq!((doc.pool_count, doc.pe_count, doc.pools.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn pool_names_match_text_and_hex_handles() {
+        assert_eq!(
+            pool_candidates("EchoPool"),
+            vec![PoolHandle::from("EchoPool")]
+        );
+        assert_eq!(
+            pool_candidates("0x0102"),
+            vec![PoolHandle::from("0x0102"), PoolHandle::new(vec![1, 2])]
+        );
+        assert_eq!(pool_candidates("0xzz"), vec![PoolHandle::from("0xzz")]);
+    }
+}

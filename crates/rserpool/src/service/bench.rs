@@ -1,0 +1,155 @@
+//! The load generator's transport side (`rsp bench`): a client connection that sends and
+//! receives whole ASAP messages over TCP or SCTP, and the echo servers used as the
+//! baseline (every message straight back), so the CLI never touches sockets.
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+
+use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_wire::framing::Deframer;
+use rserpool_wire::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::sctp::{RecvItem, SctpListener, SctpStream};
+use crate::transport::accept::accept_until;
+
+/// The TCP baseline on 127.0.0.1: every message received is sent straight back.
+pub async fn start_tcp_echo() -> std::io::Result<SocketAddr> {
+    let mut l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        accept_until(&mut l, "bench echo", std::future::pending(), |(s, _)| {
+            tokio::spawn(echo_conn(s));
+            std::future::ready(ControlFlow::Continue(()))
+        })
+        .await;
+    });
+    Ok(addr)
+}
+
+async fn echo_conn(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut d = Deframer::default();
+    let mut buf = vec![0u8; 16384];
+    let mut out = Vec::new();
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        d.push(&buf[..n]);
+        out.clear();
+        while let Ok(Some(m)) = d.next_message() {
+            out.extend_from_slice(m);
+            out.resize(out.len().next_multiple_of(4), 0);
+        }
+        if s.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The SCTP baseline on `near`'s address: every message is sent straight back (same
+/// PPID). Inside a tokio runtime.
+pub fn start_sctp_echo(near: SocketAddr) -> std::io::Result<SocketAddr> {
+    let mut l = SctpListener::bind(&[SocketAddr::new(near.ip(), 0)])?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move {
+        accept_until(&mut l, "bench echo", std::future::pending(), |(s, _)| {
+            tokio::spawn(async move {
+                let (mut rd, wr) = s.into_split();
+                while let Ok(item) = rd.recv().await {
+                    match item {
+                        RecvItem::Message { ppid, stream, data } => {
+                            if wr.send(ppid, stream, &data).await.is_err() {
+                                return;
+                            }
+                        }
+                        RecvItem::Eof => return,
+                        RecvItem::Notification(_) => {}
+                    }
+                }
+            });
+            std::future::ready(ControlFlow::Continue(()))
+        })
+        .await;
+    });
+    Ok(addr)
+}
+
+/// One client connection: TCP (messages back-to-back) or SCTP (one message each, PPID 11).
+pub enum MessageConn {
+    Tcp {
+        rd: tokio::net::tcp::OwnedReadHalf,
+        wr: tokio::net::tcp::OwnedWriteHalf,
+        d: Deframer,
+        buf: Vec<u8>,
+    },
+    Sctp(SctpStream),
+}
+
+impl MessageConn {
+    /// Connect to a TCP endpoint (its first address) or an SCTP one (all addresses).
+    pub async fn connect(to: &Endpoint) -> std::io::Result<MessageConn> {
+        match to.transport {
+            TransportProto::Sctp => {
+                let s = SctpStream::connect(&to.addrs).await?;
+                s.set_nodelay(true)?;
+                Ok(MessageConn::Sctp(s))
+            }
+            _ => {
+                let a = to
+                    .primary()
+                    .ok_or_else(|| std::io::Error::other("endpoint without address"))?;
+                let s = TcpStream::connect(a).await?;
+                s.set_nodelay(true)?;
+                let (rd, wr) = s.into_split();
+                Ok(MessageConn::Tcp {
+                    rd,
+                    wr,
+                    d: Deframer::default(),
+                    buf: vec![0u8; 65536],
+                })
+            }
+        }
+    }
+
+    /// Send one ASAP message (SCTP: PPID 11, stream 0).
+    pub async fn send(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        match self {
+            MessageConn::Tcp { wr, .. } => wr.write_all(msg).await,
+            MessageConn::Sctp(s) => s.send(Protocol::Asap.ppid(), 0, msg).await,
+        }
+    }
+
+    /// The next whole message, or why there is none (the connection ended or broke).
+    pub async fn recv(&mut self) -> Result<Vec<u8>, String> {
+        match self {
+            MessageConn::Tcp { rd, d, buf, .. } => loop {
+                match d.next_message() {
+                    Ok(Some(m)) => return Ok(m.to_vec()),
+                    Ok(None) => match rd.read(buf).await {
+                        Ok(0) => return Err("connection closed by the server".into()),
+                        Err(e) => return Err(format!("read failed: {e}")),
+                        Ok(n) => d.push(&buf[..n]),
+                    },
+                    Err(e) => return Err(format!("bad framing: {e}")),
+                }
+            },
+            MessageConn::Sctp(s) => {
+                let mut events = Vec::new();
+                loop {
+                    match s.recv().await {
+                        Ok(RecvItem::Message { data, .. }) => return Ok(data),
+                        Ok(RecvItem::Eof) => {
+                            return Err(format!("association ended by the server {events:?}"))
+                        }
+                        Ok(RecvItem::Notification(ev)) => events.push(ev),
+                        Err(e) => return Err(format!("receive failed: {e} {events:?}")),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Services built on the driver and the transports, ready to run in any process.
+//!
+//! * [`registrar`]: the registrar service — listeners, the core on its driver, start/stop,
+//!   applying a new configuration at run time.
+//! * [`admin`]: its admin listener (the paged JSON handlespace dump) and the documents.
+//! * [`oplog`]: its event log (per-PE debug lines, rate-limited notices, summaries).
+//! * [`demo`]: the demo services (echo, discard, daytime, chargen) over TCP and SCTP, and
+//!   the load tracker that reports open sessions as PE load.
+//! * [`session`]: the client side of a PU ↔ PE session (TCP bytes or SCTP messages).
+//! * [`bench`](mod@bench): the ASAP message client and echo baselines of the load generator.
+//! * [`call`]: the PU failover loop of `rsp call` (lines out, replies back, next PE on
+//!   failure).
+//!
+//! Settings files, flags, printing and exit codes belong to the caller (`rsp`).
+
+use std::time::Duration;
+
+pub mod admin;
+pub mod bench;
+pub mod call;
+pub mod demo;
+pub mod oplog;
+pub mod registrar;
+pub mod session;
+
+/// A duration as settings take it: `500ms`, `3s`, `2m`, `1h`, `0.25ms`.
+pub fn human_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d.subsec_nanos() == 0 {
+        let s = d.as_secs();
+        return if s.is_multiple_of(3600) {
+            format!("{}h", s / 3600)
+        } else if s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{s}s")
+        };
+    }
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{}ms", d.as_millis());
+    }
+    format!("{}ms", d.as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,319 @@
+//! The registrar service: a [`Registrar`] core on a [`Driver`], its ASAP listeners (SCTP
+//! endpoints grouped into multi-homed listeners, TCP/MPTCP), the admin listener for
+//! `rsp dump` ([`super::admin`]) and the event log ([`super::oplog`]).
+//!
+//! [`start`] binds everything from a checked [`ServiceConfig`] and returns [`Running`];
+//! [`Running::apply`] puts a new [`RegistrarConfig`] (and summary period) into force on a
+//! running registrar (what a SIGHUP reload does). Settings parsing, validation and
+//! printing stay with the caller (the `rsp registrar` CLI).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_proto::{Registrar, RegistrarConfig};
+use rserpool_wire::{Protocol, ServerId, TransportAddr, TransportUse};
+use tokio::net::TcpListener;
+
+use crate::driver::{Driver, DriverConfig, DriverHandle};
+use crate::transport::{sctp, tcp, MessageListener, TransportConfig};
+use crate::wirelog::WireLog;
+
+/// Default admin listener (`rsp dump`), loopback only.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9990";
+/// The admin port when an address is given without one.
+pub const ADMIN_PORT: u16 = 9990;
+
+/// Default ASAP listen endpoints: SCTP on every address (dual-stack), TCP on IPv4 and IPv6.
+pub const DEFAULT_LISTEN: [&str; 3] = ["sctp://[::]:3863", "tcp://0.0.0.0:3863", "tcp://[::]:3863"];
+
+/// What a registrar service needs to start: checked settings, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// ASAP listen endpoints.
+    pub listen: Vec<Endpoint>,
+    /// The endpoints were given by the user: a failure to bind one is fatal.
+    pub explicit_listen: bool,
+    /// Admin listener for `rsp dump`; `None` = off.
+    pub admin: Option<SocketAddr>,
+    /// The admin address was given by the user: a failure to bind it is fatal.
+    pub explicit_admin: bool,
+    pub core: RegistrarConfig,
+    pub transport: TransportConfig,
+    /// `label=HEX` wire log (else `RSERPOOL_WIRE_LOG`).
+    pub wire_log: Option<PathBuf>,
+    /// Summary of handlespace changes at info level; `None` = off.
+    pub log_summary_interval: Option<Duration>,
+}
+
+/// A registrar running in this process.
+pub struct Running {
+    pub handle: DriverHandle<Registrar>,
+    pub server_id: ServerId,
+    /// The ASAP endpoints listened on (real ports).
+    pub endpoints: Vec<Endpoint>,
+    /// Where `rsp dump` reaches it.
+    pub admin: Option<SocketAddr>,
+    task: tokio::task::JoinHandle<Registrar>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// Period of the info-level summaries (`None` = off), for reloads.
+    pub summary_interval: tokio::sync::watch::Sender<Option<Duration>>,
+}
+
+impl Running {
+    /// Serve until `signal`, then shut down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    /// Stop now (gracefully).
+    pub async fn stop(self) {
+        self.run_until(async {}).await;
+    }
+}
+
+/// Bind everything and start the registrar's driver.
+pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
+    let wire_log = match &cfg.wire_log {
+        Some(p) => Some(WireLog::open(p).with_context(|| format!("wire log {}", p.display()))?),
+        None => WireLog::from_env(),
+    };
+    let bound = bind_listeners(&cfg)?;
+    // Announce the endpoints actually bound (with their real ports).
+    cfg.core.asap_transports = bound.announced;
+    let unit = cfg.core.lifetime_unit;
+    let core = Registrar::new(cfg.core.clone(), crate::random_seed());
+    let server_id = core.server_id();
+    let driver_cfg = DriverConfig {
+        transport: cfg.transport.clone(),
+        wire_log,
+        ..DriverConfig::default()
+    };
+    let stats = std::sync::Arc::new(super::oplog::Stats::default());
+    let recorder = stats.clone();
+    let (mut driver, handle) = Driver::new(core, driver_cfg, move |ev| recorder.record(ev));
+    let (summary_interval, interval_rx) = tokio::sync::watch::channel(cfg.log_summary_interval);
+    tokio::spawn(super::oplog::summaries(stats, handle.clone(), interval_rx));
+    for l in bound.sctp {
+        driver.listen(l, Protocol::Asap);
+    }
+    for l in bound.tcp {
+        driver.listen(l, Protocol::Asap);
+    }
+    let endpoints = driver.local_endpoints().to_vec();
+    let admin = match cfg.admin {
+        Some(a) => match bind_admin(a) {
+            Ok(l) => {
+                let local = l.local_addr()?;
+                super::admin::spawn_admin(l.into_std()?, handle.clone(), unit)?;
+                Some(local)
+            }
+            Err(e) if !cfg.explicit_admin => {
+                tracing::warn!("admin listener {a} unavailable: {e}; `rsp dump` will not work");
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on admin {a}")),
+        },
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(driver.run(async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        handle,
+        server_id,
+        endpoints,
+        admin,
+        task,
+        stop,
+        summary_interval,
+    })
+}
+
+/// The admin listener, with SO_REUSEADDR: the registrar closes admin connections first,
+/// so their TIME_WAIT sockets would otherwise keep a restarted registrar off the port for
+/// a minute after the last `rsp dump`.
+fn bind_admin(a: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if a.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(a)?;
+    socket.listen(64)
+}
+
+/// The listeners of a registrar and what it announces.
+pub struct Bound {
+    /// Listeners bound, not yet given to a driver.
+    pub sctp: Vec<sctp::SctpMessageListener>,
+    pub tcp: Vec<crate::transport::tcp::TcpMessageListener>,
+    /// The ASAP transports to announce (real ports).
+    pub announced: Vec<TransportAddr>,
+}
+
+/// SCTP endpoints grouped by port: one multi-homed listener each. A wildcard in a group
+/// binds the wildcard alone (`[::]` = every IPv4 and IPv6 address when the group has an
+/// IPv6 address, else `0.0.0.0`).
+pub fn sctp_groups(eps: &[Endpoint]) -> Vec<Vec<SocketAddr>> {
+    let mut groups: Vec<Vec<SocketAddr>> = Vec::new();
+    for a in eps
+        .iter()
+        .filter(|e| e.transport == TransportProto::Sctp)
+        .flat_map(|e| e.addrs.iter().copied())
+    {
+        match groups.iter_mut().find(|g| g[0].port() == a.port()) {
+            Some(g) if !g.contains(&a) => g.push(a),
+            Some(_) => {}
+            None => groups.push(vec![a]),
+        }
+    }
+    for g in &mut groups {
+        if g.iter().any(|a| a.ip().is_unspecified()) {
+            let port = g[0].port();
+            let ip: std::net::IpAddr = if g.iter().any(SocketAddr::is_ipv6) {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            };
+            *g = vec![SocketAddr::new(ip, port)];
+        }
+    }
+    groups
+}
+
+fn url_of(addrs: &[SocketAddr]) -> String {
+    Endpoint::sctp(addrs.to_vec()).to_string()
+}
+
+/// Bind every listener. SCTP on a kernel without it: a warning if a TCP listener is
+/// configured too, else an error naming the problem.
+pub fn bind_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
+    let mut bound = Bound {
+        sctp: Vec::new(),
+        tcp: Vec::new(),
+        announced: Vec::new(),
+    };
+    let has_tcp = cfg
+        .listen
+        .iter()
+        .any(|e| e.transport != TransportProto::Sctp);
+    for group in sctp_groups(&cfg.listen) {
+        let url = url_of(&group);
+        match sctp::bind(&group, Protocol::Asap, &cfg.transport) {
+            Ok(l) => {
+                let local = l.local_addrs().unwrap_or_default();
+                let ips: Vec<std::net::IpAddr> = local.iter().map(SocketAddr::ip).collect();
+                let port = local.first().map_or(group[0].port(), SocketAddr::port);
+                let addrs = sctp::announceable(&ips);
+                if !addrs.is_empty() {
+                    bound
+                        .announced
+                        .push(TransportAddr::sctp(port, TransportUse::DATA_ONLY, addrs));
+                }
+                bound.sctp.push(l);
+            }
+            Err(e) if crate::sctp::is_sctp_unavailable(&e) && has_tcp => {
+                tracing::warn!("not listening on {url}: {e}; continuing with TCP only");
+            }
+            Err(e) if crate::sctp::is_sctp_unavailable(&e) => {
+                // The io::Error stays in the chain: callers tell this configuration
+                // error from a runtime failure by it.
+                return Err(e).with_context(|| format!("cannot listen on {url}"));
+            }
+            Err(e) if !cfg.explicit_listen => tracing::warn!("not listening on {url}: {e}"),
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
+        }
+    }
+    for ep in cfg
+        .listen
+        .iter()
+        .filter(|e| e.transport != TransportProto::Sctp)
+    {
+        let Some(addr) = ep.primary() else { continue };
+        let mptcp = ep.transport == TransportProto::Mptcp;
+        match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
+            Ok(l) => {
+                if let Some(a) = l.local_endpoint().ok().and_then(|e| e.primary()) {
+                    bound.announced.push(TransportAddr::tcp(a.port(), a.ip()));
+                }
+                bound.tcp.push(l);
+            }
+            Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
+                tracing::warn!("not listening on {ep}: {e}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
+        }
+    }
+    if bound.sctp.is_empty() && bound.tcp.is_empty() {
+        bail!("no listening endpoint could be bound");
+    }
+    Ok(bound)
+}
+
+impl Running {
+    /// Put a new core configuration and summary period into force (a reload). What
+    /// needs a restart (sockets, server id) is the caller's to keep unchanged in `core`.
+    /// `Err` = the registrar is shutting down.
+    pub async fn apply(
+        &self,
+        core: RegistrarConfig,
+        log_summary_interval: Option<Duration>,
+    ) -> Result<(), crate::DriverGone> {
+        self.handle
+            .query(move |c: &mut Registrar, now| c.reconfigure(now, core))
+            .await?;
+        self.summary_interval.send_replace(log_summary_interval);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::url::parse_endpoint;
+    use rserpool_wire::ASAP_PORT;
+
+    fn eps(urls: &[&str]) -> Vec<Endpoint> {
+        urls.iter()
+            .map(|u| parse_endpoint(u, ASAP_PORT).unwrap_or_else(|e| panic!("{u}: {e}")))
+            .collect()
+    }
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|_| panic!("{s}"))
+    }
+
+    #[test]
+    fn sctp_endpoints_group_by_port() {
+        let g = sctp_groups(&eps(&[
+            "sctp://10.0.0.1:3863",
+            "tcp://0.0.0.0:3863",
+            "sctp://10.0.0.2,[2001:db8::1]:3863",
+            "sctp://127.0.0.1:4000",
+            "sctp://10.0.0.1:3863",
+        ]));
+        assert_eq!(
+            g,
+            vec![
+                vec![
+                    sa("10.0.0.1:3863"),
+                    sa("10.0.0.2:3863"),
+                    sa("[2001:db8::1]:3863")
+                ],
+                vec![sa("127.0.0.1:4000")],
+            ]
+        );
+        // A wildcard swallows the group; with an IPv6 address in it, it is dual-stack.
+        let g = sctp_groups(&eps(&["sctp://0.0.0.0:3863", "sctp://[::1]:3863"]));
+        assert_eq!(g, vec![vec![sa("[::]:3863")]]);
+        let g = sctp_groups(&eps(&["sctp://0.0.0.0:3863", "sctp://10.0.0.1:3863"]));
+        assert_eq!(g, vec![vec![sa("0.0.0.0:3863")]]);
+        assert!(sctp_groups(&eps(&["tcp://0.0.0.0:3863"])).is_empty());
+    }
+}
