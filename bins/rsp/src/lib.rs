@@ -15,14 +15,9 @@ pub mod call;
 pub mod decode;
 pub mod dump;
 pub mod logging;
-/// The registrar's event log (moved to [`rserpool::service::oplog`]).
-pub mod oplog {
-    pub use rserpool::service::oplog::*;
-}
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
-pub mod session;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
