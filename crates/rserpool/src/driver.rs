@@ -66,11 +66,14 @@ pub struct DriverConfig {
     pub wire_log: Option<WireLog>,
 }
 
+/// Default of [`DriverConfig::inbound_queue`].
+pub const DEFAULT_INBOUND_QUEUE: usize = 4096;
+
 impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             transport: TransportConfig::default(),
-            inbound_queue: 4096,
+            inbound_queue: DEFAULT_INBOUND_QUEUE,
             grace: Duration::from_secs(3),
             wire_log: WireLog::from_env(),
         }

@@ -14,6 +14,10 @@
 //! * [`service`]: ready-made services — the registrar (listeners, admin dump, event log).
 //! * [`signal`]: SIGINT / SIGTERM as the shutdown future.
 
+/// Listen backlog of every listening socket (TCP, SCTP, the demo services); the kernel caps
+/// it at `net.core.somaxconn`.
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
+
 pub mod clock;
 pub mod driver;
 mod lifecycle;

@@ -16,7 +16,7 @@ use super::sys::{
 };
 use super::SctpStream;
 
-const LISTEN_BACKLOG: i32 = 1024;
+use crate::LISTEN_BACKLOG;
 
 /// A listening one-to-one style SCTP socket.
 #[derive(Debug)]

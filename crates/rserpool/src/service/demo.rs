@@ -72,7 +72,7 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(crate::LISTEN_BACKLOG)?;
     TcpListener::from_std(socket.into())
 }
 

@@ -202,9 +202,6 @@ impl MessageListener for TcpMessageListener {
     }
 }
 
-/// Listen backlog (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
-
 fn socket_for(addr: &SocketAddr, mptcp: bool) -> io::Result<Socket> {
     let domain = Domain::for_address(*addr);
     let proto = if mptcp {
@@ -230,7 +227,7 @@ pub fn bind(
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(crate::LISTEN_BACKLOG)?;
     let listener = TcpListener::from_std(socket.into())?;
     Ok(TcpMessageListener {
         listener,
