@@ -15,7 +15,7 @@ use clap::Args;
 use rserpool::transport::TransportConfig;
 use rserpool::url::parse_endpoint;
 use rserpool_proto::handlespace::HandlespaceConfig;
-use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_proto::io::TransportProto;
 use rserpool_proto::registrar::{AddressScope, PeIdMove};
 use rserpool_proto::{ConnLimits, RegistrarConfig};
 use rserpool_wire::{LifetimeUnit, ServerId, ASAP_PORT};
@@ -292,24 +292,29 @@ impl Settings {
     }
 }
 
-/// Settings checked and filled with defaults.
+/// Settings checked and filled with defaults: what the registrar service needs, plus what
+/// only the CLI uses (reads of the service's fields go through `Deref`).
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    /// Listen endpoints; `explicit` = given by the user (a failure to bind is fatal).
-    pub listen: Vec<Endpoint>,
-    pub explicit_listen: bool,
-    pub admin: Option<SocketAddr>,
-    pub explicit_admin: bool,
-    pub core: RegistrarConfig,
-    pub transport: TransportConfig,
-    pub wire_log: Option<PathBuf>,
+    pub service: registrar::ServiceConfig,
     /// The admin listener may be on a non-loopback address.
     pub admin_allow_remote: bool,
     /// Log filter directive (RUST_LOG, when set, overrides it).
     pub log_level: String,
     pub log_json: bool,
-    /// Summary of handlespace changes at info level; `None` = off.
-    pub log_summary_interval: Option<Duration>,
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = registrar::ServiceConfig;
+    fn deref(&self) -> &Self::Target {
+        &self.service
+    }
+}
+
+impl std::ops::DerefMut for Resolved {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.service
+    }
 }
 
 impl Settings {
@@ -580,17 +585,19 @@ impl Settings {
             ..tr_defaults
         };
         Ok(Resolved {
-            listen,
-            explicit_listen,
-            admin,
-            explicit_admin,
-            core,
-            transport,
-            wire_log: self.wire_log.clone(),
+            service: registrar::ServiceConfig {
+                listen,
+                explicit_listen,
+                admin,
+                explicit_admin,
+                core,
+                transport,
+                wire_log: self.wire_log.clone(),
+                log_summary_interval,
+            },
             admin_allow_remote,
             log_level,
             log_json: self.log_json.unwrap_or(false),
-            log_summary_interval,
         })
     }
 }
@@ -682,20 +689,6 @@ fn toml_str(s: &str) -> String {
 }
 
 impl Resolved {
-    /// What the registrar service needs of these settings.
-    pub fn service(&self) -> registrar::ServiceConfig {
-        registrar::ServiceConfig {
-            listen: self.listen.clone(),
-            explicit_listen: self.explicit_listen,
-            admin: self.admin,
-            explicit_admin: self.explicit_admin,
-            core: self.core.clone(),
-            transport: self.transport.clone(),
-            wire_log: self.wire_log.clone(),
-            log_summary_interval: self.log_summary_interval,
-        }
-    }
-
     /// Every setting as `(key, TOML value)`; `None` = unset (printed as a comment). The
     /// listing with `key = value` lines is itself a valid `--config` file.
     pub fn listing(&self) -> Vec<(&'static str, Option<String>)> {
@@ -1031,12 +1024,13 @@ pub fn startup_line(running: &Running) -> String {
 
 /// Bind everything and start the registrar service with these settings.
 pub async fn start(cfg: Resolved) -> anyhow::Result<Running> {
-    registrar::start(cfg.service()).await
+    registrar::start(cfg.service).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rserpool_proto::io::Endpoint;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap_or_else(|_| panic!("{s}"))
