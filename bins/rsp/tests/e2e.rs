@@ -72,14 +72,7 @@ fn round_robin_failover_and_removal_ipv4() {
             let want = format!("line {i}");
             pu.stdout_line("no echo", Duration::from_secs(10), |l| l == want);
         }
-        let answered: BTreeSet<String> = pu
-            .err
-            .text()
-            .lines()
-            .filter_map(|l| l.strip_prefix("rsp call: PE "))
-            .filter_map(|l| l.strip_suffix(" answered"))
-            .map(str::to_owned)
-            .collect();
+        let answered = answered_pes(&pu);
         assert_eq!(answered, ids, "round robin did not reach every PE");
         drop(pu);
 

@@ -456,14 +456,7 @@ fn per_request_round_robin_reaches_all_four_pes() {
             let want = format!("line {i}");
             pu.stdout_line("no echo", LONG, |l| l == want);
         }
-        let answered: BTreeSet<String> = pu
-            .err
-            .text()
-            .lines()
-            .filter_map(|l| l.strip_prefix("rsp call: PE "))
-            .filter_map(|l| l.strip_suffix(" answered"))
-            .map(str::to_owned)
-            .collect();
+        let answered = answered_pes(&pu);
         assert_eq!(answered, ids, "round robin did not reach every PE");
     });
 }

@@ -220,18 +220,24 @@ pub fn start_registrar(listen: &str, wire_log: &Path, extra: &[&str]) -> Registr
         args.extend_from_slice(&["--keepalive-interval", "500ms", "--keepalive-timeout", "2s"]);
     }
     args.extend_from_slice(extra);
-    let proc = Proc::spawn("registrar", &args, wire_log);
-    let line = proc.stdout_line("no startup line", Duration::from_secs(20), |l| {
-        l.starts_with("rsp registrar:")
-    });
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let asap = words
-        .iter()
-        .find(|w| w.starts_with("tcp://"))
-        .unwrap()
-        .to_string();
-    let admin = words[words.iter().position(|w| *w == "admin").unwrap() + 1].to_owned();
-    Registrar { proc, asap, admin }
+    Registrar::started(Proc::spawn("registrar", &args, wire_log))
+}
+
+impl Registrar {
+    /// A registrar process, once its startup line names its ASAP and admin addresses.
+    pub fn started(proc: Proc) -> Registrar {
+        let line = proc.stdout_line("no startup line", Duration::from_secs(20), |l| {
+            l.starts_with("rsp registrar:")
+        });
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let asap = words
+            .iter()
+            .find(|w| w.starts_with("tcp://"))
+            .unwrap()
+            .to_string();
+        let admin = words[words.iter().position(|w| *w == "admin").unwrap() + 1].to_owned();
+        Registrar { proc, asap, admin }
+    }
 }
 
 pub struct Server {
@@ -585,28 +591,12 @@ pub fn spawn_env(name: &str, args: &[&str], wire_log: &Path, env: &[(&str, &str)
 /// A registrar started by [`spawn_env`] with `args` (after `rsp`), once its startup line
 /// is out.
 pub fn registrar_with(args: &[&str], wire_log: &Path, env: &[(&str, &str)]) -> Registrar {
-    let proc = spawn_env("registrar", args, wire_log, env);
-    let line = proc.stdout_line("no startup line", Duration::from_secs(20), |l| {
-        l.starts_with("rsp registrar:")
-    });
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let asap = words
-        .iter()
-        .find(|w| w.starts_with("tcp://"))
-        .unwrap()
-        .to_string();
-    let admin = words[words.iter().position(|w| *w == "admin").unwrap() + 1].to_owned();
-    Registrar { proc, asap, admin }
+    Registrar::started(spawn_env("registrar", args, wire_log, env))
 }
 
 /// Send signal `sig` (`HUP`, `TERM` …) to a child.
 pub fn send_signal(p: &Proc, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &p.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {} failed", p.pid());
+    signal(p.pid(), sig);
 }
 
 /// A `/proc/PID/status` field in kB (`VmRSS`, `VmHWM`).
@@ -662,4 +652,15 @@ pub fn raise_fd_limit(want: u64) {
         target >= want,
         "hard open-file limit {target} is below {want}"
     );
+}
+
+/// The PEs an `rsp call --per-request` said answered (`rsp call: PE 0x… answered`).
+pub fn answered_pes(call: &Proc) -> BTreeSet<String> {
+    call.err
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("rsp call: PE "))
+        .filter_map(|l| l.strip_suffix(" answered"))
+        .map(str::to_owned)
+        .collect()
 }
