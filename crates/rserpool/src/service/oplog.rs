@@ -98,8 +98,14 @@ impl Tally {
 /// Counts the registrar's events (on the driver task) for the summaries.
 #[derive(Debug, Default)]
 pub struct Stats {
-    tally: Mutex<Tally>,
-    budget: Mutex<Budget>,
+    inner: Mutex<Inner>,
+}
+
+/// What [`Stats`] guards with its one lock.
+#[derive(Debug, Default)]
+struct Inner {
+    tally: Tally,
+    budget: Budget,
 }
 
 /// The notice budget of the current second.
@@ -133,8 +139,8 @@ impl Tally {
 impl Stats {
     /// Log one event at debug level and count it.
     pub fn record(&self, ev: RegistrarEvent) {
-        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
-        let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Inner { tally: t, budget } = &mut *inner;
         match ev {
             RegistrarEvent::PeAdded { handle, pe } => {
                 t.registered += 1;
@@ -164,7 +170,7 @@ impl Stats {
                 reason,
             } => {
                 *t.rejected.entry(cause).or_default() += 1;
-                if t.notice(&mut budget) {
+                if t.notice(budget) {
                     tracing::info!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
                         %cause, "registration rejected: {reason}");
                 }
@@ -175,7 +181,7 @@ impl Stats {
                 pe_id,
                 holder,
             } => {
-                if t.notice(&mut budget) {
+                if t.notice(budget) {
                     tracing::info!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
                         holder = %holder,
                         "PE identifier registered over another live connection: probing its holder before answering");
@@ -187,7 +193,7 @@ impl Stats {
                 pe_id,
                 outcome,
             } => {
-                if matches!(outcome, ReportOutcome::Probing) && t.notice(&mut budget) {
+                if matches!(outcome, ReportOutcome::Probing) && t.notice(budget) {
                     tracing::info!(target: "rsp::registrar", %conn, pool = %handle, pe = %pe_id,
                         "PE reported unreachable: {outcome}");
                 } else {
@@ -206,7 +212,7 @@ impl Stats {
 
     /// The counts since the last call.
     pub fn take(&self) -> Tally {
-        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).tally)
     }
 }
 
