@@ -1,0 +1,219 @@
+//! Nodes: how their cores are built, fed and drained.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rserpool_proto::io::{
+    ConnId, Core, Endpoint, RecvMeta, Transmit, TransportCommand, TransportEvent,
+};
+use rserpool_proto::{
+    PeEvent, PoolElementConfig, PoolElementCore, PoolUserConfig, PoolUserCore, Registrar,
+    RegistrarConfig,
+};
+
+use super::{Ev, NodeId, World};
+
+pub(super) enum NodeCore {
+    Reg(Box<Registrar>),
+    Pe(Box<PoolElementCore>),
+    Pu(Box<PoolUserCore>),
+    Raw(Vec<(ConnId, Vec<u8>)>),
+}
+
+/// How to build (and rebuild after a crash) a node's core.
+#[derive(Clone)]
+pub(super) enum Spec {
+    Reg(RegistrarConfig, u64),
+    Pe(PoolElementConfig, u64),
+    Pu(PoolUserConfig, u64),
+    Raw,
+}
+
+impl Spec {
+    pub(super) fn build(&self, salt: u64) -> NodeCore {
+        match self {
+            Spec::Reg(c, s) => NodeCore::Reg(Box::new(Registrar::new(c.clone(), s ^ salt))),
+            Spec::Pe(c, s) => NodeCore::Pe(Box::new(PoolElementCore::new(c.clone(), s ^ salt))),
+            Spec::Pu(c, s) => NodeCore::Pu(Box::new(PoolUserCore::new(c.clone(), s ^ salt))),
+            Spec::Raw => NodeCore::Raw(Vec::new()),
+        }
+    }
+}
+
+pub(super) struct Node {
+    pub(super) core: NodeCore,
+    pub(super) spec: Spec,
+    pub(super) addr: SocketAddr,
+    pub(super) listen: Option<Endpoint>,
+    /// Crashed: refuses connections, its connections are closed, no timers.
+    pub(super) down: bool,
+    /// Hung: connections stay up, but it neither receives nor sends anything.
+    pub(super) muted: bool,
+    /// Incarnation: bumped by every restart; connections of an old one are dead.
+    pub(super) epoch: u32,
+    pub(super) events: Vec<(Instant, Ev)>,
+}
+
+/// Drain one core after an input: transmits, then transport commands, then events.
+fn drain<C: Core>(
+    c: &mut C,
+    wrap: fn(C::Event) -> Ev,
+) -> (Vec<Transmit>, Vec<TransportCommand>, Vec<Ev>) {
+    let tx = std::iter::from_fn(|| c.poll_transmit()).collect();
+    let cmds = std::iter::from_fn(|| c.poll_command()).collect();
+    let evs = std::iter::from_fn(|| c.poll_event().map(wrap)).collect();
+    (tx, cmds, evs)
+}
+
+/// One input to a core.
+pub(super) enum Input<'a> {
+    Timeout,
+    Message(ConnId, &'a RecvMeta, &'a [u8]),
+    Datagram(&'a RecvMeta, &'a [u8]),
+    Transport(TransportEvent),
+}
+
+fn feed<C: Core>(c: &mut C, now: Instant, input: Input<'_>) {
+    match input {
+        Input::Timeout => c.handle_timeout(now),
+        Input::Message(conn, meta, bytes) => c.handle_message(now, conn, meta, bytes),
+        Input::Datagram(meta, bytes) => c.handle_datagram(now, meta, bytes),
+        Input::Transport(ev) => c.handle_transport(now, ev),
+    }
+}
+
+impl World {
+    // --- adding nodes
+
+    fn add(&mut self, spec: Spec, addr: SocketAddr, listen: Option<Endpoint>) -> NodeId {
+        let core = spec.build(self.salt(0));
+        self.nodes.push(Node {
+            core,
+            spec,
+            addr,
+            listen,
+            down: false,
+            muted: false,
+            epoch: 0,
+            events: Vec::new(),
+        });
+        let id = self.nodes.len() - 1;
+        self.trace.record(format_args!(
+            "{:?} add {id} {:?}",
+            self.elapsed(),
+            self.kind(id)
+        ));
+        // Start the core (the shell calls handle_timeout once after construction).
+        self.timeout(id);
+        self.settle();
+        id
+    }
+
+    pub(super) fn salt(&self, epoch: u32) -> u64 {
+        self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(epoch) << 48)
+    }
+
+    /// Registrar number `i`, listening on TCP 10.0.0.`i`:3863 (core seed 100 + `i`).
+    pub fn add_registrar(&mut self, i: u8, cfg: RegistrarConfig) -> NodeId {
+        let addr = SocketAddr::from(([10, 0, 0, i], 3863));
+        self.add(
+            Spec::Reg(cfg, 100 + u64::from(i)),
+            addr,
+            Some(Endpoint::tcp(addr)),
+        )
+    }
+
+    /// Pool element number `i` at 10.0.1.`i` (core seed 200 + `i`).
+    pub fn add_pe(&mut self, i: u8, cfg: PoolElementConfig) -> NodeId {
+        let addr = SocketAddr::from(([10, 0, 1, i], 0));
+        self.add(Spec::Pe(cfg, 200 + u64::from(i)), addr, None)
+    }
+
+    /// Pool user number `i` at 10.0.2.`i` (core seed 300 + `i`).
+    pub fn add_pu(&mut self, i: u8, cfg: PoolUserConfig) -> NodeId {
+        let addr = SocketAddr::from(([10, 0, 2, i], 0));
+        self.add(Spec::Pu(cfg, 300 + u64::from(i)), addr, None)
+    }
+
+    /// A scripted peer at 10.0.3.`i`:3863, listening there when `listen`.
+    pub fn add_raw(&mut self, i: u8, listen: bool) -> NodeId {
+        let addr = SocketAddr::from(([10, 0, 3, i], 3863));
+        let listen = listen.then(|| Endpoint::tcp(addr));
+        self.add(Spec::Raw, addr, listen)
+    }
+
+    // --- driving a node
+
+    pub(super) fn input(&mut self, id: NodeId, input: Input<'_>) {
+        let now = self.now;
+        let node = &mut self.nodes[id];
+        if node.down {
+            return;
+        }
+        match &mut node.core {
+            NodeCore::Reg(c) => feed(c.as_mut(), now, input),
+            NodeCore::Pe(c) => feed(c.as_mut(), now, input),
+            NodeCore::Pu(c) => feed(c.as_mut(), now, input),
+            NodeCore::Raw(_) => {}
+        }
+        self.collect(id);
+    }
+
+    pub(super) fn timeout(&mut self, id: NodeId) {
+        self.input(id, Input::Timeout);
+    }
+
+    /// Drain a node's transmits into the network, its commands into the transport, and its
+    /// events into its log.
+    pub(super) fn collect(&mut self, id: NodeId) {
+        let (tx, cmds, evs) = match &mut self.nodes[id].core {
+            NodeCore::Reg(c) => drain(c.as_mut(), Ev::Reg),
+            NodeCore::Pe(c) => drain(c.as_mut(), Ev::Pe),
+            NodeCore::Pu(c) => drain(c.as_mut(), Ev::Pu),
+            NodeCore::Raw(_) => return,
+        };
+        for t in tx {
+            self.route(id, t);
+        }
+        for cmd in cmds {
+            self.trace.record(format_args!(
+                "{:?} {id} command {cmd:?}",
+                self.now - self.start
+            ));
+            match cmd {
+                TransportCommand::Close(c) => self.close_conn(id, c, false),
+                TransportCommand::Abort(c) => self.close_conn(id, c, true),
+                TransportCommand::Connect { endpoint, .. } => {
+                    let up = self
+                        .by_endpoint
+                        .get(&(id, endpoint.clone()))
+                        .and_then(|c| self.conns.get(c))
+                        .is_some_and(|e| e.open);
+                    if !up && !self.nodes[id].muted && !self.nodes[id].down {
+                        self.connect(id, endpoint);
+                    }
+                }
+            }
+        }
+        let now = self.now;
+        for ev in evs {
+            self.trace
+                .record(format_args!("{:?} {id} event {ev:?}", now - self.start));
+            self.note_event(id, &ev);
+            self.nodes[id].events.push((now, ev));
+        }
+    }
+
+    /// Follow PEs in and out of service for the dead-PE invariant.
+    fn note_event(&mut self, id: NodeId, ev: &Ev) {
+        match ev {
+            Ev::Pe(PeEvent::Registered { pe_id, .. }) if !self.nodes[id].muted => {
+                self.pe_gone.remove(pe_id);
+            }
+            Ev::Pe(PeEvent::Deregistered { pe_id, .. }) => {
+                self.pe_gone.entry(*pe_id).or_insert(self.now);
+            }
+            _ => {}
+        }
+    }
+}
