@@ -1,0 +1,155 @@
+//! The `--validate` listing: every resolved setting as a TOML `key = value` line.
+
+use std::time::Duration;
+
+use rserpool::service::human_duration;
+use rserpool_wire::LifetimeUnit;
+
+use super::Resolved;
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+impl Resolved {
+    /// Every setting as `(key, TOML value)`; `None` = unset (printed as a comment). The
+    /// listing with `key = value` lines is itself a valid `--config` file.
+    pub fn listing(&self) -> Vec<(&'static str, Option<String>)> {
+        let c = &self.core;
+        let t = &self.transport;
+        let d = |d: Duration| Some(toml_str(&human_duration(d)));
+        // PE quotas: 0 = unlimited (kept as usize::MAX in the core).
+        let limit = |v: usize| if v == usize::MAX { 0 } else { v }.to_string();
+        let listen: Vec<String> = self
+            .listen
+            .iter()
+            .map(|e| toml_str(&e.to_string()))
+            .collect();
+        vec![
+            ("listen", Some(format!("[{}]", listen.join(", ")))),
+            (
+                "admin",
+                Some(toml_str(
+                    &self
+                        .admin
+                        .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+                )),
+            ),
+            (
+                "admin_allow_remote",
+                Some(self.admin_allow_remote.to_string()),
+            ),
+            ("server_id", c.server_id.map(|id| toml_str(&id.to_string()))),
+            (
+                "max_connections",
+                Some(c.connections.max_connections.to_string()),
+            ),
+            (
+                "max_connections_per_source",
+                Some(c.connections.max_per_source.to_string()),
+            ),
+            (
+                "idle_timeout",
+                d(c.connections.idle_timeout.unwrap_or(Duration::ZERO)),
+            ),
+            ("write_queue", Some(t.write_queue.to_string())),
+            ("connect_timeout", d(t.connect_timeout)),
+            ("multicast_ttl", Some(t.multicast_ttl.to_string())),
+            (
+                "max_handle_length",
+                Some(c.handlespace.max_handle_len.to_string()),
+            ),
+            ("max_pes", Some(c.handlespace.max_pes.to_string())),
+            (
+                "max_pes_per_pool",
+                Some(limit(c.handlespace.max_pes_per_pool)),
+            ),
+            (
+                "max_pes_per_connection",
+                Some(limit(c.max_pes_per_connection)),
+            ),
+            ("max_pes_per_source", Some(limit(c.max_pes_per_source))),
+            ("pe_id_move", Some(toml_str(c.pe_id_move.name()))),
+            (
+                "max_registration_life",
+                d(c.max_registration_life.unwrap_or(Duration::ZERO)),
+            ),
+            (
+                "min_address_scope",
+                Some(toml_str(c.min_address_scope.name())),
+            ),
+            (
+                "lifetime_unit",
+                Some(toml_str(match c.lifetime_unit {
+                    LifetimeUnit::Seconds => "s",
+                    _ => "ms",
+                })),
+            ),
+            (
+                "keepalive_interval",
+                d(c.keepalive_interval.unwrap_or(Duration::ZERO)),
+            ),
+            ("keepalive_timeout", d(c.keepalive_timeout)),
+            (
+                "keepalive_jitter_percent",
+                Some(c.keepalive_jitter_percent.to_string()),
+            ),
+            ("max_bad_pe_reports", Some(c.max_bad_pe_reports.to_string())),
+            (
+                "probe_on_unreachable",
+                Some(c.probe_on_unreachable.to_string()),
+            ),
+            ("default_hr_items", Some(c.default_hr_items.to_string())),
+            ("max_hr_items", Some(c.max_hr_items.to_string())),
+            (
+                "hr_include_asap_transport",
+                Some(c.hr_include_asap_transport.to_string()),
+            ),
+            (
+                "remove_pes_on_close",
+                Some(c.remove_pes_on_close.to_string()),
+            ),
+            ("announce", Some(c.announce_group.is_some().to_string())),
+            (
+                "announce_group",
+                Some(toml_str(
+                    &c.announce_group
+                        .unwrap_or(rserpool::transport::udp::ASAP_ANNOUNCE_GROUP)
+                        .to_string(),
+                )),
+            ),
+            ("announce_interval", d(c.announce_interval)),
+            (
+                "wire_log",
+                self.wire_log
+                    .as_ref()
+                    .map(|p| toml_str(&p.display().to_string())),
+            ),
+            ("log_level", Some(toml_str(&self.log_level))),
+            ("log_json", Some(self.log_json.to_string())),
+            (
+                "log_summary_interval",
+                d(self.log_summary_interval.unwrap_or(Duration::ZERO)),
+            ),
+        ]
+    }
+
+    /// The listing as text: `key = value` lines (a valid TOML file).
+    pub fn listing_text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in self.listing() {
+            match v {
+                Some(v) => out.push_str(&format!("{k} = {v}\n")),
+                None => out.push_str(&format!(
+                    "# {k}: {}\n",
+                    if k == "server_id" {
+                        "random (chosen at start)"
+                    } else {
+                        "off"
+                    }
+                )),
+            }
+        }
+        out
+    }
+}

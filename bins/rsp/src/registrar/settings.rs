@@ -1,0 +1,303 @@
+//! The registrar's settings as flags and TOML keys: loading `--config` under the flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use serde::Deserialize;
+
+use crate::args;
+
+/// Every registrar setting: a flag and a TOML key each; unset = default.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Endpoint to listen on for ASAP (repeatable), e.g. sctp://0.0.0.0:3863,
+    /// sctp://10.0.0.1,10.0.0.2:3863 (multi-homed), tcp://[::1]:0 (0 = ephemeral).
+    /// SCTP endpoints on the same port form one multi-homed listener.
+    /// Default: sctp://[::]:3863, tcp://0.0.0.0:3863 and tcp://[::]:3863.
+    #[arg(long = "listen", short = 'l', value_name = "URL")]
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Admin listener for `rsp dump` (line-JSON over TCP, no authentication), or "off".
+    /// A loopback address unless admin_allow_remote. Default 127.0.0.1:9990.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Server ID (hex 0x… or decimal). Default: random.
+    #[arg(long, value_parser = args::integer)]
+    #[serde(default, deserialize_with = "de_u32")]
+    pub server_id: Option<u32>,
+    /// Most simultaneous accepted connections. When full, a new connection takes the place
+    /// of one without registered PEs (silent for over 1s first, else the one idle
+    /// longest); only when every connection has PEs is it refused (1..1000000).
+    /// Default 4096.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Most simultaneous connections from one source address (IPv6: one /64); a new one
+    /// beyond it replaces that source's connection without PEs idle longest. 0 = no cap.
+    /// Default 512.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_source: Option<usize>,
+    /// Close a connection without registered PEs after this long without a message
+    /// (0 = never; connections with PEs are never closed for idleness). Default 30s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Messages queued towards one peer before it counts as stuck and is dropped
+    /// (1..1000000). Default 1024.
+    #[arg(long)]
+    pub write_queue: Option<usize>,
+    /// Longest pool handle accepted, in bytes. Default 64.
+    #[arg(long)]
+    pub max_handle_length: Option<usize>,
+    /// Most PEs in the handlespace (1..100000000). Default 1000000.
+    #[arg(long)]
+    pub max_pes: Option<usize>,
+    /// Unit of the Registration Life field: ms (RSPLIB, Wireshark) or s (RFC 5354).
+    /// Default ms.
+    #[arg(long, value_name = "ms|s")]
+    pub lifetime_unit: Option<String>,
+    /// Keep-alive period towards registered PEs (0 = no keep-alives, else 100ms..1h).
+    /// Default 3s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// Wait this long for a keep-alive acknowledgement before removing a PE (100ms..1h).
+    /// Default 2s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_timeout: Option<Duration>,
+    /// Without probing (--probe-on-unreachable=false): remove a PE once this many
+    /// connections that resolved its pool reported it unreachable (1..1000). Default 3.
+    #[arg(long)]
+    pub max_bad_pe_reports: Option<u32>,
+    /// Probe a PE reported unreachable with a keep-alive and remove it only if it does not
+    /// answer (false: count reports as RSPLIB does). Default true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub probe_on_unreachable: Option<bool>,
+    /// Who may register a PE identifier registered over another live connection:
+    /// when-gone (only once that connection closed or its PE failed a keep-alive probe)
+    /// or always (the last registration wins, as in RSPLIB). Default when-gone.
+    #[arg(long, value_name = "when-gone|always")]
+    pub pe_id_move: Option<String>,
+    /// Longest Registration Life accepted (0 = no limit; else at least 1s).
+    /// Default 1h.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_registration_life: Option<Duration>,
+    /// Lowest scope of a registered user address: loopback, link-local, site-local or
+    /// global. Loopback addresses are only accepted over a loopback connection.
+    /// Default loopback.
+    #[arg(long, value_name = "SCOPE")]
+    pub min_address_scope: Option<String>,
+    /// Most PEs registered over one connection (0 = unlimited). Default 1000.
+    #[arg(long)]
+    pub max_pes_per_connection: Option<usize>,
+    /// Most PEs registered from one source address (an IPv6 /64 counts as one), over all
+    /// its connections (0 = unlimited). Default 10000.
+    #[arg(long)]
+    pub max_pes_per_source: Option<usize>,
+    /// Most PEs in one pool (0 = unlimited). Default 100000.
+    #[arg(long)]
+    pub max_pes_per_pool: Option<usize>,
+    /// PEs per handle resolution when the PU asks for no number (1..max_hr_items).
+    /// Default 3.
+    #[arg(long)]
+    pub default_hr_items: Option<u32>,
+    /// Put each PE's ASAP transport into handle resolution responses (RSPLIB leaves it
+    /// out; its pool users accept both). Default true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub hr_include_asap_transport: Option<bool>,
+    /// Remove a PE as soon as its registration connection closes (RSPLIB). Default false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub remove_pes_on_close: Option<bool>,
+    /// Send ASAP_SERVER_ANNOUNCE by UDP multicast. Default true (`--announce=false`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub announce: Option<bool>,
+    /// Announce multicast group. Default 239.0.0.50:3863.
+    #[arg(long, value_name = "ADDR")]
+    pub announce_group: Option<SocketAddr>,
+    /// Announce period (100ms..1h). Default 1s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub announce_interval: Option<Duration>,
+    /// Append every message sent and received as `label=HEX` lines to FILE (for
+    /// rserpool-dissect). Also RSERPOOL_WIRE_LOG=FILE.
+    #[arg(long, value_name = "FILE")]
+    pub wire_log: Option<PathBuf>,
+    /// Allow the admin listener on a non-loopback address. The admin channel has no
+    /// authentication: anyone who reaches it reads the whole handlespace. Default false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub admin_allow_remote: Option<bool>,
+    /// Most PEs in one handle resolution response, whatever the PU asks for (1..1024).
+    /// Default 128 (RSPLIB).
+    #[arg(long)]
+    pub max_hr_items: Option<u32>,
+    /// Each keep-alive period is shortened by a random 0 to this many percent, to spread
+    /// the probes (0..90). Default 25.
+    #[arg(long, value_name = "PERCENT")]
+    pub keepalive_jitter_percent: Option<u32>,
+    /// Give up opening an outbound connection after this long (100ms..10m). Default 5s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// TTL (hop limit) of the announces sent by multicast (0..255). Default 30.
+    #[arg(long)]
+    pub multicast_ttl: Option<u32>,
+    /// Log filter: error, warn, info, debug, trace, or directives such as
+    /// `info,rserpool=debug`. Default warn. Order of precedence: RUST_LOG, --log-level,
+    /// -v, the `log_level` key.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log events as JSON lines (the `log_json` key; the flag is the global --log-json).
+    /// Default false.
+    #[arg(skip)]
+    pub log_json: Option<bool>,
+    /// At info level, a summary of the handlespace changes (registered, removed,
+    /// rejected) this often when something changed; each PE's own events are at debug
+    /// level. 0 = no summaries. Default 10s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub log_summary_interval: Option<Duration>,
+}
+
+/// A TOML value given as a string or as a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOr<N> {
+    Text(String),
+    Num(N),
+}
+
+/// An optional value given as text (parsed by `text`) or as a number (converted by `num`).
+fn de_text_or<'de, D, N, T, E>(
+    d: D,
+    text: impl Fn(&str) -> Result<T, E>,
+    num: impl Fn(N) -> Result<T, E>,
+) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    N: Deserialize<'de>,
+    E: std::fmt::Display,
+{
+    match Option::<TextOr<N>>::deserialize(d)? {
+        None => Ok(None),
+        Some(TextOr::Text(s)) => text(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(TextOr::Num(v)) => num(v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A duration as text (`"3s"`) or as a number of seconds.
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_text_or(d, args::parse_duration, |secs: f64| {
+        args::parse_duration(&secs.to_string())
+    })
+}
+
+/// A u32 as a number or as text (hex 0x… or decimal).
+fn de_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_text_or(d, args::integer, |v: u32| Ok::<_, String>(v))
+}
+
+impl Settings {
+    /// Flags (self) over the file's settings.
+    pub(super) fn over(self, file: Settings) -> Settings {
+        Settings {
+            listen: if self.listen.is_empty() {
+                file.listen
+            } else {
+                self.listen
+            },
+            admin: self.admin.or(file.admin),
+            server_id: self.server_id.or(file.server_id),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_source: self
+                .max_connections_per_source
+                .or(file.max_connections_per_source),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            write_queue: self.write_queue.or(file.write_queue),
+            max_handle_length: self.max_handle_length.or(file.max_handle_length),
+            max_pes: self.max_pes.or(file.max_pes),
+            lifetime_unit: self.lifetime_unit.or(file.lifetime_unit),
+            keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
+            keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
+            max_bad_pe_reports: self.max_bad_pe_reports.or(file.max_bad_pe_reports),
+            probe_on_unreachable: self.probe_on_unreachable.or(file.probe_on_unreachable),
+            pe_id_move: self.pe_id_move.or(file.pe_id_move),
+            max_registration_life: self.max_registration_life.or(file.max_registration_life),
+            min_address_scope: self.min_address_scope.or(file.min_address_scope),
+            max_pes_per_connection: self.max_pes_per_connection.or(file.max_pes_per_connection),
+            max_pes_per_source: self.max_pes_per_source.or(file.max_pes_per_source),
+            max_pes_per_pool: self.max_pes_per_pool.or(file.max_pes_per_pool),
+            default_hr_items: self.default_hr_items.or(file.default_hr_items),
+            hr_include_asap_transport: self
+                .hr_include_asap_transport
+                .or(file.hr_include_asap_transport),
+            remove_pes_on_close: self.remove_pes_on_close.or(file.remove_pes_on_close),
+            announce: self.announce.or(file.announce),
+            announce_group: self.announce_group.or(file.announce_group),
+            announce_interval: self.announce_interval.or(file.announce_interval),
+            wire_log: self.wire_log.or(file.wire_log),
+            admin_allow_remote: self.admin_allow_remote.or(file.admin_allow_remote),
+            max_hr_items: self.max_hr_items.or(file.max_hr_items),
+            keepalive_jitter_percent: self
+                .keepalive_jitter_percent
+                .or(file.keepalive_jitter_percent),
+            connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            multicast_ttl: self.multicast_ttl.or(file.multicast_ttl),
+            log_level: self.log_level.or(file.log_level),
+            log_json: self.log_json.or(file.log_json),
+            log_summary_interval: self.log_summary_interval.or(file.log_summary_interval),
+        }
+    }
+}
+
+impl Settings {
+    /// Load `--config` (if any) under the flags.
+    pub fn load(flags: Settings, config: Option<&PathBuf>) -> anyhow::Result<Settings> {
+        let Some(path) = config else {
+            return Ok(flags);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        // toml's message names the key (e.g. "unknown field `foo`"); one line with its
+        // position, so it also fits a log line (SIGHUP).
+        let file: Settings = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before.len() - start + 1;
+                // The key of that line, when the message does not say it.
+                let key = text[start..]
+                    .split(['=', '\n'])
+                    .next()
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty() && text[start..].contains('='))
+                    .filter(|k| !e.message().contains(k))
+                    .map(|k| format!(" {k}:"))
+                    .unwrap_or_default();
+                format!(" line {line}, column {column}:{key}")
+            });
+            let message = e.message().trim().replace('\n', "; ");
+            anyhow!("{}:{at} {message}", path.display())
+        })?;
+        Ok(flags.over(file))
+    }
+}
+
+impl Settings {
+    /// The global `-v` and `--log-json` flags as the `log_level` / `log_json` settings
+    /// (`--log-level` wins over `-v`).
+    pub fn with_log_args(mut self, log: &crate::logging::LogArgs) -> Settings {
+        if self.log_level.is_none() && log.verbose > 0 {
+            self.log_level = Some(log.level().to_owned());
+        }
+        if log.log_json {
+            self.log_json = Some(true);
+        }
+        self
+    }
+}
