@@ -41,7 +41,7 @@ pub use hunt::{HuntConfig, HuntOrder};
 pub use pool_element::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 pub use pool_user::{PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, RequestId};
 pub use registrar::{
-    HandlespaceSnapshot, PoolSnapshot, Registrar, RegistrarCommand, RegistrarConfig,
-    RegistrarEvent, RemovalReason,
+    EnrpConfig, EnrpPhase, HandlespaceSnapshot, PeerInfo, PeerState, PoolSnapshot, Registrar,
+    RegistrarCommand, RegistrarConfig, RegistrarEvent, RemovalReason, TakeoverElection,
 };
 pub use timers::Timers;

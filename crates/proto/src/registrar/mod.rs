@@ -130,6 +130,9 @@ mod asap;
 mod enrp;
 mod guard;
 
+pub use enrp::{
+    EnrpConfig, EnrpPhase, PeerInfo, PeerState, TakeoverElection, DEFAULT_PRESENCE_GROUP, ENRP_PORT,
+};
 pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
 use guard::{ConnGuard, PeGuards, PendingMove, PENDING_MOVES_PER_CONN, REPORTERS_PER_PE};
 
@@ -193,6 +196,8 @@ pub struct RegistrarConfig {
     /// Most PEs registered from one source (IPv4 address or IPv6 /64), over all its
     /// connections; 0 = unlimited. Default 10000.
     pub max_pes_per_source: usize,
+    /// ENRP: peers, presence, timers, takeover ([`EnrpConfig`]).
+    pub enrp: EnrpConfig,
 }
 
 /// Default of [`RegistrarConfig::max_registration_life`].
@@ -226,6 +231,7 @@ impl Default for RegistrarConfig {
             min_address_scope: AddressScope::Loopback,
             max_pes_per_connection: DEFAULT_MAX_PES_PER_CONNECTION,
             max_pes_per_source: DEFAULT_MAX_PES_PER_SOURCE,
+            enrp: EnrpConfig::default(),
         }
     }
 }

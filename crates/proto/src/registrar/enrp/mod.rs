@@ -7,6 +7,8 @@
 //! a decoded datagram is counted (by type) and dropped. The ENRP procedures grow here,
 //! beside the ASAP ones in `asap.rs`, sharing the state of `mod.rs`.
 
+mod config;
+
 use std::time::Instant;
 
 use rserpool_wire::EnrpMessage;
@@ -14,6 +16,22 @@ use rserpool_wire::EnrpMessage;
 use super::Registrar;
 use crate::common::Inbound;
 use crate::io::{ConnId, RecvMeta};
+
+pub use config::{
+    EnrpConfig, EnrpPhase, PeerInfo, PeerState, TakeoverElection, DEFAULT_PRESENCE_GROUP, ENRP_PORT,
+};
+
+impl Registrar {
+    /// The peer registrars as data (empty while ENRP is not implemented).
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        Vec::new()
+    }
+
+    /// Where the registrar is in its ENRP start-up.
+    pub fn enrp_phase(&self) -> EnrpPhase {
+        EnrpPhase::Serving
+    }
+}
 
 impl Registrar {
     /// One ENRP message received on a connection (SCTP PPID 12, or the ENRP port).
