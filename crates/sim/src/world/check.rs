@@ -206,3 +206,50 @@ impl World {
         Ok(())
     }
 }
+
+impl World {
+    /// No live registrar holds a PE that is not live (its node down or hung, or not
+    /// registered): nothing dead is handed out.
+    pub fn only_live_pes(&self) -> Result<(), String> {
+        let mut live = BTreeSet::new();
+        for n in &self.nodes {
+            let NodeCore::Pe(pe) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            for (id, status) in pe.status() {
+                if status == rserpool_proto::PeStatus::Registered {
+                    live.insert(id);
+                }
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let NodeCore::Reg(r) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            let hs = r.handlespace();
+            for h in hs.pools() {
+                if let Some(e) = hs.pool_entries(h).find(|e| !live.contains(&e.pe.id)) {
+                    return Err(format!(
+                        "registrar {i} holds {:?} in {h:?}, not live",
+                        e.pe.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Run every registrar's handlespace index check now (a cheaper alternative to
+    /// checking after every event, for large worlds).
+    pub fn check_handlespaces_now(&self) {
+        for n in &self.nodes {
+            if let NodeCore::Reg(r) = &n.core {
+                if !n.down {
+                    r.handlespace().check_invariants();
+                }
+            }
+        }
+    }
+}

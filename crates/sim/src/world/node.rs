@@ -232,6 +232,7 @@ impl World {
             NodeCore::Pu(c) => drain(c.as_mut(), Ev::Pu),
             NodeCore::Raw(_) => return,
         };
+        self.refresh_deadline(id);
         for t in tx {
             self.route(id, t);
         }
