@@ -4,6 +4,7 @@
 //! cargo run -p rserpool-sim --release -- --seeds 1000     # seeds 0..1000
 //! cargo run -p rserpool-sim --release -- --seed 17        # one seed (trace tail on failure)
 //! cargo run -p rserpool-sim --release -- --seeds 100 --twice   # each seed twice, traces compared
+//! cargo run -p rserpool-sim --release -- --seed 17 --grep 0x000100a2   # trace lines of a failure
 //! ```
 //!
 //! Prints progress and every failing seed; exit status 1 when a seed failed, 2 on a usage
@@ -17,7 +18,7 @@ use std::time::Instant as WallClock;
 use rserpool_sim::{enrp_world, seeds, World};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: rserpool-sim [--seeds N] [--from S] [--seed N] [--twice]");
+    eprintln!("usage: rserpool-sim [--seeds N] [--from S] [--seed N [--grep TEXT]] [--twice]");
     ExitCode::from(2)
 }
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.trim().parse().ok());
     let mut twice = false;
+    let mut grep: Option<String> = None;
     while let Some(a) = args.next() {
         let mut num = || args.next().and_then(|v| v.parse::<u64>().ok());
         match a.as_str() {
@@ -46,6 +48,10 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "--twice" => twice = true,
+            "--grep" => match args.next() {
+                Some(g) => grep = Some(g),
+                None => return usage(),
+            },
             _ => return usage(),
         }
     }
@@ -82,7 +88,11 @@ fn main() -> ExitCode {
                 }
             }
             Err(_) => {
-                if let Some(lines) = w.trace().lines() {
+                if let (Some(g), Some(lines)) = (&grep, w.trace().lines()) {
+                    for l in lines.iter().filter(|l| l.contains(g.as_str())) {
+                        eprintln!("{l}");
+                    }
+                } else if let Some(lines) = w.trace().lines() {
                     let from = lines.len().saturating_sub(300);
                     eprintln!("last trace entries:\n  {}", lines[from..].join("\n  "));
                 }

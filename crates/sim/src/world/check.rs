@@ -183,7 +183,11 @@ impl World {
             let handle = cfg.pool_handle.clone();
             for (id, status) in pe.status() {
                 if status != rserpool_proto::PeStatus::Registered {
-                    return Err(format!("PE {i}: {id:?} is {status:?}"));
+                    let from = n.events.len().saturating_sub(4);
+                    return Err(format!(
+                        "PE {i}: {id:?} is {status:?}; its last events: {:?}",
+                        &n.events[from..]
+                    ));
                 }
                 for (j, m) in self.nodes.iter().enumerate() {
                     let NodeCore::Reg(r) = &m.core else { continue };
