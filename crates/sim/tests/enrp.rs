@@ -281,3 +281,54 @@ fn concurrent_takeover_lowest_id_wins() {
 fn concurrent_takeover_highest_id_wins() {
     election(TakeoverElection::Highest, ServerId(0x300));
 }
+
+/// Figure (printed, not asserted): 1,000 PEs at a registrar that hangs, 200 ms heartbeat
+/// (last heard 500 ms, no response 500 ms): virtual time until every PE is re-homed by the
+/// winner's keep-alive (H = 1).
+#[test]
+fn takeover_of_1000_pes_figure() {
+    let mut w = World::new(start(), 6);
+    w.set_check_handlespace(false);
+    let fast = |i: u8| {
+        let mut c = reg_cfg(i, 3, TakeoverElection::Lowest);
+        c.enrp.heartbeat_cycle = Duration::from_millis(200);
+        c.enrp.max_time_last_heard = Duration::from_millis(500);
+        c.enrp.max_time_no_response = Duration::from_millis(500);
+        c
+    };
+    let regs: Vec<NodeId> = (1..=3)
+        .map(|i| w.add_peering_registrar(i, fast(i)))
+        .collect();
+    assert!(w.run_until(Duration::from_secs(10), |w| regs
+        .iter()
+        .all(|r| w.registrar(*r).enrp_phase() == EnrpPhase::Serving)));
+    let pes: Vec<NodeId> = (1..=1000u16)
+        .map(|n| {
+            let mut c = pe_cfg(1, &[1], Duration::from_secs(120));
+            c.pe_id = Some(PeId(0x10000 + u32::from(n)));
+            c.user_transports = vec![UserTransport::Ip(TransportAddr::tcp(
+                7000,
+                IpAddr::from([10, 1, (n >> 8) as u8, n as u8]),
+            ))];
+            w.add_pe_n(n, c)
+        })
+        .collect();
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.registrar(regs[2]).handlespace().len(), 1000);
+    w.mute(regs[0], true);
+    let t0 = w.now();
+    let winner = ServerId(0x200);
+    let ok = w.run_until(Duration::from_secs(30), |w| {
+        w.registrar(regs[1]).handlespace().owned_count(winner) == 1000
+            && pes.iter().all(|&p| {
+                w.pe_events(p).iter().any(
+                    |e| matches!(e, PeEvent::HomeChanged { server_id, .. } if *server_id == winner),
+                )
+            })
+    });
+    assert!(ok, "not all re-homed");
+    println!(
+        "takeover of 1000 PEs (heartbeat 200 ms): all re-homed {:?} (virtual) after the hang",
+        w.now() - t0
+    );
+}
