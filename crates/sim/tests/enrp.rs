@@ -332,3 +332,40 @@ fn takeover_of_1000_pes_figure() {
         w.now() - t0
     );
 }
+
+/// Without static peers, registrars find each other by presences on the multicast group
+/// (optional) and replicate as with static peers.
+#[test]
+fn peers_found_by_multicast_presence() {
+    let mut w = World::new(start(), 7);
+    let regs: Vec<NodeId> = (1..=3u8)
+        .map(|i| {
+            let mut c = reg_cfg(i, 3, TakeoverElection::Lowest);
+            c.enrp.peers.clear();
+            c.enrp.presence_group = Some(rserpool_proto::registrar::DEFAULT_PRESENCE_GROUP);
+            w.add_peering_registrar(i, c)
+        })
+        .collect();
+    let ok = w.run_until(Duration::from_secs(20), |w| {
+        regs.iter().all(|r| {
+            let reg = w.registrar(*r);
+            reg.enrp_phase() == EnrpPhase::Serving
+                && reg.peers().len() == 2
+                && reg.peers().iter().all(|p| p.endpoint.is_some())
+        })
+    });
+    assert!(
+        ok,
+        "{:?}",
+        regs.iter()
+            .map(|r| w.registrar(*r).peers())
+            .collect::<Vec<_>>()
+    );
+    for i in 1..=3 {
+        w.add_pe(i, pe_cfg(i, &[i], Duration::from_secs(10)));
+    }
+    converge(&mut w, Duration::from_secs(5));
+    for &r in &regs {
+        assert_eq!(ids_at(&w, r).len(), 3);
+    }
+}

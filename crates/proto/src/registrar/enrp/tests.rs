@@ -733,3 +733,37 @@ fn the_tcp_asap_transport_is_rewritten_for_sctp_peers_when_asked() {
         Some(rserpool_wire::TransportKind::Sctp)
     );
 }
+
+#[test]
+fn peer_connections_are_not_closed_for_idleness() {
+    let now = t0();
+    let mut r = registrar(|_| {});
+    for c in [1, 2] {
+        r.handle_transport(
+            now,
+            TransportEvent::Accepted {
+                conn: ConnId(c),
+                meta: enrp_meta(),
+            },
+        );
+    }
+    // Connection 1 is a peer's; connection 2 never says anything.
+    send(&mut r, now, 1, &presence(LOW, None, false));
+    let idle = r
+        .config()
+        .connections
+        .idle_timeout
+        .expect("an idle timeout");
+    r.handle_timeout(now + idle + Duration::from_secs(2));
+    let closed: Vec<_> = std::iter::from_fn(|| r.poll_command()).collect();
+    assert!(
+        closed.contains(&crate::io::TransportCommand::Close(ConnId(2)))
+            || closed.contains(&crate::io::TransportCommand::Abort(ConnId(2))),
+        "{closed:?}"
+    );
+    assert!(!closed.iter().any(|c| matches!(
+        c,
+        crate::io::TransportCommand::Close(ConnId(1))
+            | crate::io::TransportCommand::Abort(ConnId(1))
+    )));
+}
