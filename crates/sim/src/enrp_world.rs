@@ -275,6 +275,26 @@ pub fn run(w: &mut World) -> Outcome {
             other => panic!("seed {}: PU {pu}: {other:?}", w.seed()),
         }
     }
+    // One association per pair of registrars (a second one, opened by both at once, is
+    // closed; a closed one is reopened by the next presence).
+    let one_each = |w: &World| {
+        regs.iter().enumerate().all(|(k, &a)| {
+            regs[k + 1..]
+                .iter()
+                .all(|&b| w.open_conns_between(a, b) == 1)
+        })
+    };
+    let ok = w.run_until(Duration::from_secs(10), one_each);
+    assert!(
+        ok,
+        "seed {}: not one connection per pair of registrars: {:?}",
+        w.seed(),
+        regs.iter()
+            .flat_map(|&a| regs.iter().map(move |&b| (a, b)))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| ((a, b), w.open_conns_between(a, b)))
+            .collect::<Vec<_>>()
+    );
     // Still converged after the resolutions.
     w.handlespaces_agree()
         .unwrap_or_else(|e| panic!("seed {}: {e}", w.seed()));

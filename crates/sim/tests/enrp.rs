@@ -131,6 +131,12 @@ fn updates_propagate_add_and_del() {
         }
     }
     converge(&mut w, Duration::from_secs(5));
+    // One association per peer: both opened one at start, one of each pair was closed.
+    for (k, &a) in regs.iter().enumerate() {
+        for &b in &regs[k + 1..] {
+            assert_eq!(w.open_conns_between(a, b), 1, "registrars {a} and {b}");
+        }
+    }
     // De-registration at the home: gone everywhere.
     w.pe_command(pes[0], PeCommand::Deregister);
     w.run(Duration::from_secs(1));

@@ -200,6 +200,18 @@ impl World {
     pub fn conn_owner(&self, conn: ConnId) -> Option<NodeId> {
         self.conns.get(&conn).map(|e| e.node)
     }
+    /// Open connections between nodes `a` and `b` (opened by either; each counted once).
+    pub fn open_conns_between(&self, a: NodeId, b: NodeId) -> usize {
+        self.conns
+            .values()
+            .filter(|e| e.open && e.node == a)
+            .filter(|e| {
+                self.conns
+                    .get(&e.peer)
+                    .is_some_and(|p| p.open && p.node == b)
+            })
+            .count()
+    }
     /// The registrar nodes (up or down), in the order they were added.
     pub fn registrar_nodes(&self) -> Vec<NodeId> {
         (0..self.nodes.len())

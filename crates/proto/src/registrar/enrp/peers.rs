@@ -221,8 +221,10 @@ impl Registrar {
         }
     }
 
-    /// Peer `i` spoke over `c`: make it its connection. With two live connections, the one
-    /// opened by the lower server ID stays and the other is closed (both sides agree).
+    /// Peer `i` spoke over `c`: make it its connection. With two live connections to one
+    /// peer (each side opened one), the one opened by the lower server ID stays and the
+    /// other is closed: both sides choose the same. The connection we opened to its
+    /// endpoint counts even while we did not use it.
     fn bind_conn(&mut self, i: usize, c: ConnId) {
         if !self.conns.contains(&c) {
             return;
@@ -230,26 +232,37 @@ impl Registrar {
         // Peers are never closed for idleness.
         self.limits.set_owner(c, true);
         let p = &self.enrp.peers[i];
-        let current = p.conn.filter(|a| self.conns.contains(a));
-        let Some(a) = current else {
+        let mut live: Vec<ConnId> = vec![c];
+        if let Some(a) = p.conn.filter(|a| self.conns.contains(a)) {
+            live.push(a);
+        }
+        if let Some(ep) = &p.endpoint {
+            live.extend(
+                self.opened
+                    .iter()
+                    .filter(|(x, e)| *e == ep && self.conns.contains(x))
+                    .map(|(x, _)| *x),
+            );
+        }
+        live.sort_unstable();
+        live.dedup();
+        if live.len() == 1 {
             self.enrp.peers[i].conn = Some(c);
             return;
-        };
-        if a == c {
-            return;
         }
-        let we_lower = self.server_id < p.id;
-        let ours = |x: ConnId| self.opened.contains_key(&x);
         // The connection opened by the lower ID: ours if we are lower, else theirs.
-        let keep = match (ours(a) == we_lower, ours(c) == we_lower) {
-            (true, false) => a,
-            (false, true) => c,
-            _ => a.max(c),
-        };
-        let drop = if keep == a { c } else { a };
+        let we_lower = self.server_id < p.id;
+        let keep = live
+            .iter()
+            .copied()
+            .filter(|x| self.opened.contains_key(x) == we_lower)
+            .max()
+            .unwrap_or(c);
         self.enrp.peers[i].conn = Some(keep);
-        self.counters.enrp.duplicate_conns_closed += 1;
-        self.enrp.cmds.push_back(TransportCommand::Close(drop));
+        for x in live.into_iter().filter(|x| *x != keep) {
+            self.counters.enrp.duplicate_conns_closed += 1;
+            self.enrp.cmds.push_back(TransportCommand::Close(x));
+        }
     }
 
     /// Where to send to peer `i`: its connection, else its endpoint.
