@@ -1041,17 +1041,21 @@ impl Registrar {
         (Some(pool), next)
     }
 
-    /// Apply a new configuration at run time (a reload). The server ID and the announced
-    /// ASAP transports stay as they are (they belong to the listeners). New limits apply to
+    /// Apply a new configuration at run time (a reload). The server ID, the announced
+    /// ASAP transports and the ENRP transports stay as they are (they belong to the
+    /// listeners). New static ENRP peers are added (unidentified), dropped ones stop being
+    /// static (an unidentified one leaves the list; a known one stays until it dies). New limits apply to
     /// the next registration; keep-alive timings from each PE's next timer; the lifetime
     /// unit to the next registration. Announces start or stop at once.
     pub fn reconfigure(&mut self, now: Instant, mut config: RegistrarConfig) {
         config.server_id = Some(self.server_id);
         config.asap_transports = std::mem::take(&mut self.cfg.asap_transports);
+        config.enrp.own_transports = std::mem::take(&mut self.cfg.enrp.own_transports);
         self.hs.set_config(config.handlespace.clone());
         self.limits.set_limits(config.connections.clone());
         let announced = self.cfg.announce_group.is_some();
         self.cfg = config;
+        self.enrp_reconfigure(now);
         match (announced, self.cfg.announce_group.is_some()) {
             (false, true) if self.started => self.timers.set(RegistrarTimer::Announce, now),
             (_, false) => {

@@ -349,3 +349,33 @@ impl Registrar {
         }
     }
 }
+
+impl Registrar {
+    /// A reload: static peers added or dropped.
+    pub(in crate::registrar) fn enrp_reconfigure(&mut self, now: Instant) {
+        let wanted = self.cfg.enrp.peers.clone();
+        self.enrp.peers.retain_mut(|p| {
+            let keep = p.endpoint.as_ref().is_some_and(|e| wanted.contains(e));
+            if p.is_static && !keep {
+                p.is_static = false;
+                return p.id.0 != 0;
+            }
+            true
+        });
+        for ep in wanted {
+            if let Some(p) = self
+                .enrp
+                .peers
+                .iter_mut()
+                .find(|p| p.endpoint.as_ref() == Some(&ep))
+            {
+                p.is_static = true;
+            } else if self.enrp.peers.len() < MAX_PEERS {
+                self.enrp.peers.push(Peer::unidentified(ep));
+            }
+        }
+        if !self.enrp.peers.is_empty() && !self.timers.is_set(&RegistrarTimer::Heartbeat) {
+            self.timers.set(RegistrarTimer::Heartbeat, now);
+        }
+    }
+}

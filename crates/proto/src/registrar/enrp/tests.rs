@@ -767,3 +767,22 @@ fn peer_connections_are_not_closed_for_idleness() {
             | crate::io::TransportCommand::Abort(ConnId(1))
     )));
 }
+
+#[test]
+fn a_reload_adds_and_drops_static_peers() {
+    let now = t0();
+    let a = Endpoint::tcp(SocketAddr::from(([10, 0, 0, 1], 9901)));
+    let b = Endpoint::tcp(SocketAddr::from(([10, 0, 0, 3], 9901)));
+    let mut r = registrar(|c| c.enrp.peers = vec![a.clone()]);
+    let mut cfg = r.config().clone();
+    cfg.enrp.peers = vec![b.clone()];
+    r.reconfigure(now, cfg);
+    let eps: Vec<_> = r.peers().into_iter().filter_map(|p| p.endpoint).collect();
+    assert_eq!(eps, vec![b.clone()]);
+    drain(&mut r);
+    // The next heartbeat asks the new one who it is.
+    r.handle_timeout(now + Duration::from_secs(3));
+    assert!(enrp_out(&mut r)
+        .iter()
+        .any(|(d, _)| *d == Dest::Endpoint(b.clone())));
+}
