@@ -858,6 +858,37 @@ fn enrp_samples() -> Vec<(&'static str, EnrpMessage, bool)> {
             true,
         ),
         (
+            // A registrar whose ENRP listener is TCP.
+            "presence_tcp_server_information",
+            E::Presence {
+                reply_required: false,
+                sender: s2,
+                receiver: s1,
+                checksum: Some(0x1234),
+                server_info: Some(ServerInfo {
+                    server_id: s2,
+                    transport: TransportAddr::tcp(9901, ip("192.0.2.11")),
+                }),
+            },
+            true,
+        ),
+        (
+            // A TCP PE's ASAP transport: a TCP transport TLV naming its control port.
+            "handle_update_tcp_asap_transport",
+            E::HandleUpdate {
+                takeover: false,
+                sender: s1,
+                receiver: s2,
+                action: UpdateAction::ADD_PE,
+                handle: handle(),
+                pe: PoolElement {
+                    asap_transport: Some(TransportAddr::tcp(2960, ip("192.0.2.201"))),
+                    ..all[0].clone()
+                },
+            },
+            true,
+        ),
+        (
             "presence_checksum_only",
             E::Presence {
                 reply_required: false,
