@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use rserpool_proto::registrar::HandlespaceSnapshot;
 use rserpool_proto::registrar::{EnrpPhase, PeerInfo, PoolSnapshot, SnapshotCursor};
-use rserpool_proto::Counters;
 use rserpool_proto::Registrar;
+use rserpool_proto::{Counters, EnrpCounters};
 use rserpool_wire::{LifetimeUnit, PoolElement, TransportAddr, UserTransport};
 use rserpool_wire::{PoolHandle, ServerId};
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,10 @@ pub struct EnrpDoc {
     /// handlespace from it) or `serving`.
     pub phase: String,
     pub peers: Vec<PeerDoc>,
+    /// What the ENRP side refused, ignored or did since start (takeovers, audits,
+    /// re-synchronisations, own-ID claims, unsolicited responses …), the nonzero ones.
+    #[serde(default)]
+    pub counters: Vec<ProtectionDoc>,
 }
 
 impl Default for EnrpDoc {
@@ -68,8 +72,42 @@ impl Default for EnrpDoc {
         Self {
             phase: EnrpPhase::Serving.name().to_owned(),
             peers: Vec::new(),
+            counters: Vec::new(),
         }
     }
+}
+
+/// The nonzero ENRP counters, named.
+fn enrp_counters(c: &EnrpCounters) -> Vec<ProtectionDoc> {
+    [
+        ("own-id looped back", c.own_id_looped),
+        ("own-id claims dropped", c.own_id_claims),
+        ("unlisted senders dropped", c.unlisted_dropped),
+        ("peers refused (list full)", c.peers_refused),
+        ("handle updates refused", c.updates_refused),
+        ("handle updates ignored", c.updates_ignored),
+        ("unsolicited responses dropped", c.unsolicited),
+        ("ENRP errors sent", c.errors_sent),
+        ("ENRP errors received", c.errors_received),
+        ("audit mismatches", c.audit_mismatches),
+        ("re-synchronisations", c.resyncs),
+        ("PEs purged by re-synchronisation", c.resync_purged),
+        ("takeovers started", c.takeovers_started),
+        ("takeovers won", c.takeovers_won),
+        ("takeovers abandoned", c.takeovers_abandoned),
+        (
+            "duplicate peer connections closed",
+            c.duplicate_conns_closed,
+        ),
+        ("takeovers of this registrar announced", c.takeovers_of_self),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, count)| ProtectionDoc {
+        what: what.to_owned(),
+        count,
+    })
+    .collect()
 }
 
 /// One peer registrar as this registrar sees it.
@@ -94,10 +132,16 @@ pub struct PeerDoc {
 }
 
 impl EnrpDoc {
-    /// The phase and peers of a registrar, ages taken at `now`.
-    pub fn new(phase: EnrpPhase, peers: &[PeerInfo], now: Instant) -> Self {
+    /// The phase, peers and counters of a registrar, ages taken at `now`.
+    pub fn new(
+        phase: EnrpPhase,
+        peers: &[PeerInfo],
+        counters: &EnrpCounters,
+        now: Instant,
+    ) -> Self {
         Self {
             phase: phase.name().to_owned(),
+            counters: enrp_counters(counters),
             peers: peers
                 .iter()
                 .map(|p| PeerDoc {
@@ -116,13 +160,18 @@ impl EnrpDoc {
 
     /// Of a registrar core (for the admin listener and tests).
     pub fn of(r: &Registrar, now: Instant) -> Self {
-        Self::new(r.enrp_phase(), &r.peers(), now)
+        Self::new(r.enrp_phase(), &r.peers(), &r.counters().enrp, now)
     }
 
-    /// The peers as a table (nothing without peers).
+    /// The peers as a table (nothing without peers), then the nonzero counters.
     pub fn table(&self) -> String {
+        let counters: String = self
+            .counters
+            .iter()
+            .map(|c| format!("ENRP {}: {}\n", c.what, c.count))
+            .collect();
         if self.peers.is_empty() {
-            return String::new();
+            return counters;
         }
         let mut rows = vec![[
             "PEER", "ENDPOINT", "STATE", "HEARD", "CHECKSUM", "REPORTED", "PES", "",
@@ -142,7 +191,11 @@ impl EnrpDoc {
                 if p.mentor { "mentor" } else { "" }.to_owned(),
             ]);
         }
-        format!("peers ({}):\n{}", self.peers.len(), columns(&rows))
+        format!(
+            "peers ({}):\n{}{counters}",
+            self.peers.len(),
+            columns(&rows)
+        )
     }
 }
 
@@ -892,7 +945,12 @@ mod tests {
                 mentor: false,
             },
         ];
-        let doc = EnrpDoc::new(EnrpPhase::Synchronizing, &peers, now);
+        let counters = EnrpCounters {
+            takeovers_won: 2,
+            ..EnrpCounters::default()
+        };
+        let doc = EnrpDoc::new(EnrpPhase::Synchronizing, &peers, &counters, now);
+        assert_eq!(doc.counters.len(), 1);
         assert_eq!(doc.phase, "synchronizing");
         assert_eq!(doc.peers[0].last_heard_ms, Some(1500));
         assert_eq!(doc.peers[0].checksum_expected, "0xbeef");
