@@ -14,6 +14,11 @@
 //! PE probed because it was reported unreachable — is logged at info, at most
 //! [`NOTICES_PER_SECOND`] lines a second; the lines suppressed beyond that are counted in
 //! the next summary. The connection limits' own report is rate-limited by the core.
+//!
+//! ENRP events (peers up and down, mentor and synchronisation, takeovers, audits,
+//! re-synchronisations) are info lines `ENRP: …` (a dead peer and an abandoned takeover
+//! warnings); refused peer updates and ENRP errors received are notices under the same
+//! budget and are counted in the summaries.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
