@@ -708,3 +708,298 @@ fn bad_input_on_the_enrp_port_gets_answers_and_loses_nothing() {
         );
     });
 }
+
+// ----------------------------------------------------------------------------------------
+// Benchmarks (ignored by default; figures, not assertions on speed):
+// cargo test --release -p rsp --test enrp -- --ignored --nocapture --test-threads=1
+
+/// `n` PEs registered at a registrar over one connection whose local port is also a
+/// listening port (SO_REUSEPORT, as our PEs do): the ASAP endpoint a registrar taking
+/// them over connects to. Every keep-alive on any connection is acknowledged; the time
+/// each PE first acknowledged a keep-alive with H = 1 is recorded.
+struct PeHost {
+    rehomed: std::sync::Arc<std::sync::Mutex<BTreeMap<u32, Instant>>>,
+}
+
+impl PeHost {
+    fn start(asap: &str, pool: &str, n: u32) -> PeHost {
+        use socket2::{Domain, Socket, Type};
+        use std::net::{SocketAddr, TcpListener, TcpStream};
+        let reusable = || {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.set_reuse_address(true).unwrap();
+            s.set_reuse_port(true).unwrap();
+            s
+        };
+        let l = reusable();
+        l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        l.listen(64).unwrap();
+        let local = l.local_addr().unwrap().as_socket().unwrap();
+        let listener: TcpListener = l.into();
+        let c = reusable();
+        c.bind(&local.into()).unwrap();
+        let to: SocketAddr = asap.trim_start_matches("tcp://").parse().unwrap();
+        c.connect(&to.into()).unwrap();
+        let stream: TcpStream = c.into();
+        let mut raw = Raw {
+            s: stream,
+            d: rserpool_wire::framing::Deframer::default(),
+        };
+        for batch in (1..=n).collect::<Vec<_>>().chunks(500) {
+            let mut bytes = Vec::new();
+            for id in batch {
+                let mut m = registration(
+                    pool.as_bytes(),
+                    *id,
+                    Policy::RoundRobin,
+                    1024 + (*id % 60000) as u16,
+                );
+                if let rserpool_wire::AsapMessage::Registration { pe, .. } = &mut m {
+                    pe.registration_life = 3_600_000;
+                }
+                bytes.extend(m.encode_to_vec());
+            }
+            raw.send(&bytes);
+            for _ in batch {
+                match raw.recv() {
+                    Some(rserpool_wire::AsapMessage::RegistrationResponse {
+                        reject: false,
+                        ..
+                    }) => {}
+                    Some(rserpool_wire::AsapMessage::EndpointKeepAlive { .. }) => {}
+                    other => panic!("registration not accepted: {other:?}"),
+                }
+            }
+        }
+        let rehomed = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let ack = |raw: Raw, rehomed: std::sync::Arc<std::sync::Mutex<BTreeMap<u32, Instant>>>| {
+            std::thread::spawn(move || {
+                let mut raw = raw;
+                raw.s.set_read_timeout(None).unwrap();
+                while let Some(m) = raw.recv_any() {
+                    if let rserpool_wire::AsapMessage::EndpointKeepAlive {
+                        home,
+                        handle,
+                        pe_id: Some(id),
+                        ..
+                    } = m
+                    {
+                        let ack =
+                            rserpool_wire::AsapMessage::EndpointKeepAliveAck { handle, pe_id: id };
+                        if std::io::Write::write_all(&mut raw.s, &ack.encode_to_vec()).is_err() {
+                            return;
+                        }
+                        if home {
+                            rehomed
+                                .lock()
+                                .unwrap()
+                                .entry(id.0)
+                                .or_insert_with(Instant::now);
+                        }
+                    }
+                }
+            });
+        };
+        ack(raw, rehomed.clone());
+        let r2 = rehomed.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { return };
+                ack(
+                    Raw {
+                        s,
+                        d: rserpool_wire::framing::Deframer::default(),
+                    },
+                    r2.clone(),
+                );
+            }
+        });
+        PeHost { rehomed }
+    }
+}
+
+impl Raw {
+    /// The next ASAP message; `None` when the connection closed or broke.
+    fn recv_any(&mut self) -> Option<rserpool_wire::AsapMessage> {
+        use std::io::Read;
+        loop {
+            if let Some(m) = self.d.next_message().ok()? {
+                return rserpool_wire::AsapMessage::decode(m)
+                    .ok()
+                    .map(|d| d.message);
+            }
+            let mut buf = [0u8; 65536];
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.d.push(&buf[..n]),
+            }
+        }
+    }
+}
+
+fn takeover_figure(timers: &[&str], label: &str) {
+    let dir = scratch(&format!("enrp-bench-takeover-{label}"));
+    let log = dir.join("wire.log");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut regs: Vec<Registrar> = (0..3)
+        .map(|i| {
+            let mut args: Vec<String> = vec![
+                "registrar".into(),
+                "--listen".into(),
+                "tcp://127.0.0.1:0".into(),
+                "--admin".into(),
+                "127.0.0.1:0".into(),
+                "--announce=false".into(),
+                "--keepalive-interval".into(),
+                "5s".into(),
+                "--max-pes-per-source".into(),
+                "0".into(),
+                "--enrp-listen".into(),
+                format!("tcp://127.0.0.1:{}", ports[i]),
+            ];
+            for (_, p) in ports.iter().enumerate().filter(|(j, _)| *j != i) {
+                args.push("--peer".into());
+                args.push(format!("tcp://127.0.0.1:{p}"));
+            }
+            args.extend(timers.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            // No wire log: 1,000 PEs' keep-alives would dominate the run.
+            registrar_with(&args, &log, &[("RSERPOOL_WIRE_LOG", "")])
+        })
+        .collect();
+    let ids: Vec<String> = regs.iter().map(|r| r.id.clone()).collect();
+    for r in &regs {
+        wait_until("the pool to form", Duration::from_secs(60), || {
+            let d = dump(&r.admin);
+            active_peers(&d).len() == 2 && phase(&d) == "serving"
+        });
+    }
+    let n = 1000;
+    let host = PeHost::start(&regs[0].asap, "Bench", n);
+    for r in &regs[1..] {
+        wait_until("the PEs replicated", Duration::from_secs(60), || {
+            homes(&dump(&r.admin))
+                .values()
+                .filter(|h| **h == ids[0])
+                .count()
+                == n as usize
+        });
+    }
+    regs[0].proc.kill9();
+    let killed = Instant::now();
+    wait_until(
+        "every PE to acknowledge its new home",
+        Duration::from_secs(120),
+        || host.rehomed.lock().unwrap().len() == n as usize,
+    );
+    let last = *host.rehomed.lock().unwrap().values().max().unwrap();
+    let first = *host.rehomed.lock().unwrap().values().min().unwrap();
+    wait_until(
+        "both dumps to agree on the new home",
+        Duration::from_secs(60),
+        || {
+            let h2 = homes(&dump(&regs[1].admin));
+            let h3 = homes(&dump(&regs[2].admin));
+            h2.len() == n as usize && h2 == h3 && h2.values().all(|h| *h != ids[0])
+        },
+    );
+    println!(
+        "figure: takeover ({label}): {n} PEs re-homed {:?} after kill -9 (first {:?})",
+        last.duration_since(killed),
+        first.duration_since(killed)
+    );
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn bench_takeover_of_1000_pes() {
+    takeover_figure(
+        &[
+            "--heartbeat-cycle",
+            "200ms",
+            "--max-time-last-heard",
+            "500ms",
+            "--max-time-no-response",
+            "300ms",
+            "--takeover-expiry",
+            "1s",
+            "--mentor-discovery-timeout",
+            "500ms",
+        ],
+        "200ms heartbeat",
+    );
+    takeover_figure(&[], "default timers");
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn bench_sync_of_100000_pes_from_a_mentor() {
+    let dir = scratch("enrp-bench-sync");
+    let log = dir.join("wire.log");
+    let ports = [free_port(), free_port()];
+    let member = |i: usize, extra: &[&str]| {
+        let enrp = format!("tcp://127.0.0.1:{}", ports[i]);
+        let peer = format!("tcp://127.0.0.1:{}", ports[1 - i]);
+        let mut args = vec![
+            "registrar",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--announce=false",
+            "--keepalive-interval",
+            "0",
+            "--max-pes-per-source",
+            "0",
+            "--max-pes-per-connection",
+            "0",
+            "--enrp-listen",
+            &enrp,
+            "--peer",
+            &peer,
+        ];
+        args.extend_from_slice(extra);
+        registrar_with(&args, &log, &[("RSERPOOL_WIRE_LOG", "")])
+    };
+    let r1 = member(0, &["--mentor-discovery-timeout", "0"]);
+    let n = 100_000u32;
+    let t = Instant::now();
+    {
+        // Registrations with a long life over one connection (closed afterwards; the
+        // PEs stay).
+        let mut c = Raw::connect(&r1.asap);
+        for batch in (1..=n).collect::<Vec<_>>().chunks(1000) {
+            let mut bytes = Vec::new();
+            for id in batch {
+                let mut m =
+                    registration(b"Big", *id, Policy::RoundRobin, 1024 + (*id % 60000) as u16);
+                if let rserpool_wire::AsapMessage::Registration { pe, .. } = &mut m {
+                    pe.registration_life = 3_600_000;
+                }
+                bytes.extend(m.encode_to_vec());
+            }
+            c.send(&bytes);
+            for _ in batch {
+                assert!(matches!(
+                    c.recv(),
+                    Some(rserpool_wire::AsapMessage::RegistrationResponse { reject: false, .. })
+                ));
+            }
+        }
+    }
+    println!("(registered {n} PEs in {:?})", t.elapsed());
+    let r2 = member(1, &[]);
+    let started = Instant::now();
+    r2.proc
+        .err
+        .wait(0, Instant::now() + Duration::from_secs(120), |l| {
+            l.contains("synchronised with mentor")
+        })
+        .unwrap_or_else(|| r2.proc.fail("no synchronisation"));
+    let took = started.elapsed();
+    let d = dump(&r2.admin);
+    assert_eq!(d["pe_count"], n);
+    assert_eq!(phase(&d), "serving");
+    println!("figure: a new registrar synchronised {n} PEs from its mentor in {took:?} (from its startup line)");
+}
