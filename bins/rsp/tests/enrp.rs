@@ -1003,3 +1003,68 @@ fn bench_sync_of_100000_pes_from_a_mentor() {
     assert_eq!(phase(&d), "serving");
     println!("figure: a new registrar synchronised {n} PEs from its mentor in {took:?} (from its startup line)");
 }
+
+/// SIGHUP: the ENRP timers apply at once; the peer list and the listeners need a
+/// restart (and the reload says so).
+#[test]
+fn sighup_applies_enrp_timers_and_names_what_needs_a_restart() {
+    bounded(Duration::from_secs(60), || {
+        let dir = scratch("enrp-hup");
+        let log = dir.join("wire.log");
+        let cfg = dir.join("registrar.toml");
+        let (p1, p2) = (free_port(), free_port());
+        std::fs::write(
+            &cfg,
+            format!("heartbeat_cycle = \"1s\"\npeer = [\"tcp://127.0.0.1:{p1}\"]\n"),
+        )
+        .unwrap();
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--enrp-listen",
+                "tcp://127.0.0.1:0",
+                "--mentor-discovery-timeout",
+                "0",
+            ],
+        );
+        std::fs::write(
+            &cfg,
+            format!(
+                "heartbeat_cycle = \"2s\"\ntakeover_election = \"highest\"\n\
+                 peer = [\"tcp://127.0.0.1:{p1}\", \"tcp://127.0.0.1:{p2}\"]\n"
+            ),
+        )
+        .unwrap();
+        let from = reg.proc.err.lines.lock().unwrap().len();
+        send_signal(&reg.proc, "HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (_, applied) = reg
+            .proc
+            .err
+            .wait(from, deadline, |l| l.contains("configuration reloaded"))
+            .unwrap_or_else(|| reg.proc.fail("no reload line"));
+        assert!(
+            applied.contains("heartbeat_cycle \"1s\" -> \"2s\"")
+                && applied.contains("takeover_election \"lowest\" -> \"highest\""),
+            "{applied}"
+        );
+        assert!(!applied.contains("peer ["), "{applied}");
+        let (_, restart) = reg
+            .proc
+            .err
+            .wait(from, deadline, |l| l.contains("after a restart"))
+            .unwrap_or_else(|| reg.proc.fail("no restart warning"));
+        assert!(restart.contains(&format!("127.0.0.1:{p2}")), "{restart}");
+        // The unchanged peer list stays in force: one peer, not two.
+        let d = dump(&reg.admin);
+        assert_eq!(
+            d["enrp"]["peers"].as_array().unwrap().len(),
+            1,
+            "{}",
+            d["enrp"]
+        );
+    });
+}
