@@ -16,6 +16,7 @@
 //! Ideas from deterministic-simulation testing (a world stepped by one loop, faults as
 //! data, seeds as the reproducer); nothing here is borrowed code.
 
+pub mod enrp_world;
 mod link;
 pub mod seeds;
 mod trace;

@@ -171,7 +171,14 @@ impl Registrar {
         };
         // No hijacking by identifier reuse: the identifier is held over another live
         // connection by a PE that has not failed a keep-alive; probe the holder first.
-        let holder = old_conn.filter(|c| *c != conn && self.conns.contains(c));
+        // A registration from the PE's own ASAP transport (address and port: the same PE
+        // process, e.g. over the connection a takeover opened to it) is no hijack.
+        let same_process = self
+            .hs
+            .get(&handle, pe_id)
+            .and_then(|e| e.pe.asap_transport.as_ref())
+            == pe.asap_transport.as_ref();
+        let holder = old_conn.filter(|c| *c != conn && self.conns.contains(c) && !same_process);
         if let Some(holder) = holder {
             if owned && !holder_failed && self.cfg.pe_id_move == PeIdMove::WhenGone {
                 self.hold_registration(now, conn, holder, meta, handle, pe);
@@ -517,8 +524,10 @@ impl Registrar {
             return;
         };
         let owned = e.pe.home_registrar == self.server_id;
+        // (The PE may have registered over another connection meanwhile: it is the same
+        // PE process, and the connection it acknowledged on is the one it made home.)
         let adopted = owned
-            && e.bookkeeping.conn.is_none()
+            && e.bookkeeping.conn != Some(conn.0)
             && self
                 .opened
                 .get(&conn)

@@ -1,4 +1,5 @@
-//! Registrar core, ASAP side (procedures §1.2–§1.6, §1.9), sans-IO.
+//! Registrar core, ASAP side (procedures §1.2–§1.6, §1.9) and ENRP side (§2, in
+//! `registrar/enrp/`), sans-IO.
 //!
 //! Serves registration, re-registration, de-registration and handle resolution from PEs
 //! and PUs on any connection (TCP or SCTP), keeps its own PEs alive with
@@ -15,9 +16,18 @@
 //!
 //! Choices where the RFC leaves room or RSPLIB differs (see also the crate docs):
 //!
-//! * The PE's ASAP transport is an SCTP transport TLV (type 0x4) with the registering
-//!   connection's peer port and addresses, for SCTP *and* TCP connections: RSPLIB and our
-//!   codec only accept an SCTP TLV in that position (ENRP handle updates).
+//! * The PE's ASAP transport is the registering connection's peer: an SCTP transport TLV
+//!   (type 0x4) with its port and addresses for SCTP, a TCP transport TLV (type 0x5) for
+//!   TCP and MPTCP (our PEs connect from the port of their ASAP control listener, so that
+//!   is where a takeover winner reaches them). RSPLIB's PE parameter parser reads SCTP,
+//!   TCP and UDP TLVs there; `EnrpConfig::rewrite_tcp_asap_for_sctp_peers` rewrites TCP
+//!   into SCTP towards SCTP peers that accept nothing else. A registration from the PE's
+//!   own ASAP transport (same address and port) over another connection is the same PE
+//!   process (e.g. over the connection a takeover opened to it), not an identifier
+//!   hijack.
+//! * ENRP (RFC 5353) lives in `registrar/enrp/`: its module docs list every choice where the RFC
+//!   and RSPLIB differ. Every change of an owned PE is replicated to the peers (ADD_PE /
+//!   DEL_PE); PEs owned elsewhere expire by their Registration Life unless refreshed.
 //! * A registration carrying an ASAP transport TLV is refused with 0x3 (Discrepancy #28);
 //!   so is a PE ID 0, a Registration Life of 0, and what the handlespace refuses (handle
 //!   length, policy and transport consistency 0x5/0x7/0x8, limits 0x6). Every refusal

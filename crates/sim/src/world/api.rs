@@ -48,12 +48,14 @@ impl World {
     // --- accessors
 
     pub fn reg(&mut self, id: NodeId) -> &mut Registrar {
+        self.deadlines_stale = true;
         match &mut self.nodes[id].core {
             NodeCore::Reg(c) => c,
             _ => panic!("not a registrar"),
         }
     }
     pub fn pe(&mut self, id: NodeId) -> &mut PoolElementCore {
+        self.deadlines_stale = true;
         match &mut self.nodes[id].core {
             NodeCore::Pe(c) => c,
             _ => panic!("not a PE"),

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use rserpool_wire::PeId;
+use std::collections::BTreeSet;
+
+use rserpool_wire::{PeId, PoolHandle, ServerId};
 
 use super::node::NodeCore;
 use super::World;
@@ -91,5 +93,167 @@ impl World {
             f(self).map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// Every PE of a handlespace with its home.
+type PeSet = BTreeSet<(PoolHandle, PeId, ServerId)>;
+
+/// ENRP whole-world properties (registrars that peer): used as invariants after the faults
+/// stop and as convergence conditions.
+impl World {
+    /// Every live registrar holds the same handlespace: the same PEs (pool handle, PE ID,
+    /// home) and the same PE checksum per home registrar.
+    pub fn handlespaces_agree(&self) -> Result<(), String> {
+        let mut first: Option<(usize, PeSet)> = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let NodeCore::Reg(r) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            let hs = r.handlespace();
+            let set: PeSet = hs
+                .pools()
+                .flat_map(|h| {
+                    hs.pool_entries(h)
+                        .map(move |e| (h.clone(), e.pe.id, e.pe.home_registrar))
+                })
+                .collect();
+            match &first {
+                None => first = Some((i, set)),
+                Some((j, other)) => {
+                    if *other != set {
+                        let only_j: Vec<_> = other.difference(&set).take(5).collect();
+                        let only_i: Vec<_> = set.difference(other).take(5).collect();
+                        return Err(format!(
+                            "registrars {j} and {i} differ: only at {j}: {only_j:?}, only at {i}: {only_i:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        // Equal sets imply equal checksums; compare them anyway (the incremental ones).
+        let mut sums: Option<(usize, Vec<(ServerId, u16)>)> = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let NodeCore::Reg(r) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            let hs = r.handlespace();
+            let v: Vec<(ServerId, u16)> = hs.owners().map(|(o, _)| (o, hs.checksum(o))).collect();
+            match &sums {
+                None => sums = Some((i, v)),
+                Some((j, w)) if *w != v => {
+                    return Err(format!("checksums of {j} and {i} differ: {w:?} vs {v:?}"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every live PE (up, not hung, registered) has exactly one home: the registrar its
+    /// home connection leads to is up, and every live registrar holds the PE with that
+    /// home (so none is missing anywhere).
+    pub fn homes_consistent(&self) -> Result<(), String> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let NodeCore::Pe(pe) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            let Some((conn, _)) = pe.home() else {
+                return Err(format!("PE {i} has no home"));
+            };
+            let Some(end) = self.conns.get(&conn).filter(|e| e.open) else {
+                return Err(format!("PE {i}: its home connection {conn} is closed"));
+            };
+            let home_node = self.conns.get(&end.peer).map(|e| e.node);
+            let Some(h) = home_node.filter(|&h| !self.nodes[h].down && !self.nodes[h].muted) else {
+                return Err(format!("PE {i}: its home registrar is not alive"));
+            };
+            let NodeCore::Reg(home) = &self.nodes[h].core else {
+                return Err(format!(
+                    "PE {i}: its home connection leads to a non-registrar"
+                ));
+            };
+            let home_id = home.server_id();
+            let super::node::Spec::Pe(cfg, _) = &n.spec else {
+                continue;
+            };
+            let handle = cfg.pool_handle.clone();
+            for (id, status) in pe.status() {
+                if status != rserpool_proto::PeStatus::Registered {
+                    let from = n.events.len().saturating_sub(4);
+                    return Err(format!(
+                        "PE {i}: {id:?} is {status:?}; its last events: {:?}",
+                        &n.events[from..]
+                    ));
+                }
+                for (j, m) in self.nodes.iter().enumerate() {
+                    let NodeCore::Reg(r) = &m.core else { continue };
+                    if m.down || m.muted {
+                        continue;
+                    }
+                    match r.handlespace().get(&handle, id) {
+                        None => return Err(format!("registrar {j} misses {id:?} of PE {i}")),
+                        Some(e) if e.pe.home_registrar != home_id => {
+                            return Err(format!(
+                                "registrar {j} has {id:?} of PE {i} at home {}, the PE's home is {home_id} (node {h})",
+                                e.pe.home_registrar
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl World {
+    /// No live registrar holds a PE that is not live (its node down or hung, or not
+    /// registered): nothing dead is handed out.
+    pub fn only_live_pes(&self) -> Result<(), String> {
+        let mut live = BTreeSet::new();
+        for n in &self.nodes {
+            let NodeCore::Pe(pe) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            for (id, status) in pe.status() {
+                if status == rserpool_proto::PeStatus::Registered {
+                    live.insert(id);
+                }
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let NodeCore::Reg(r) = &n.core else { continue };
+            if n.down || n.muted {
+                continue;
+            }
+            let hs = r.handlespace();
+            for h in hs.pools() {
+                if let Some(e) = hs.pool_entries(h).find(|e| !live.contains(&e.pe.id)) {
+                    return Err(format!(
+                        "registrar {i} holds {:?} in {h:?}, not live",
+                        e.pe.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Run every registrar's handlespace index check now (a cheaper alternative to
+    /// checking after every event, for large worlds).
+    pub fn check_handlespaces_now(&self) {
+        for n in &self.nodes {
+            if let NodeCore::Reg(r) = &n.core {
+                if !n.down {
+                    r.handlespace().check_invariants();
+                }
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use rserpool_proto::io::{Core, TransportEvent};
 
 use super::net::Delivery;
 use super::node::{Input, NodeCore};
-use super::World;
+use super::{NodeId, World};
 
 impl World {
     fn deliver(&mut self, d: Delivery) {
@@ -88,22 +88,67 @@ impl World {
         }
     }
 
-    fn next_timeout(&self) -> Option<Instant> {
-        self.nodes
-            .iter()
-            .filter(|n| !n.down)
-            .filter_map(|n| match &n.core {
+    /// Re-read node `id`'s deadline (after an input, a crash or a restart).
+    pub(super) fn refresh_deadline(&mut self, id: NodeId) {
+        if self.node_deadline.len() < self.nodes.len() {
+            self.node_deadline.resize(self.nodes.len(), None);
+        }
+        let n = &self.nodes[id];
+        let t = if n.down {
+            None
+        } else {
+            match &n.core {
                 NodeCore::Reg(c) => c.poll_timeout(),
                 NodeCore::Pe(c) => c.poll_timeout(),
                 NodeCore::Pu(c) => c.poll_timeout(),
                 NodeCore::Raw(_) => None,
-            })
-            .min()
+            }
+        };
+        if let Some(old) = self.node_deadline[id] {
+            self.deadlines.remove(&(old, id));
+        }
+        self.node_deadline[id] = t;
+        if let Some(t) = t {
+            self.deadlines.insert((t, id));
+        }
+    }
+
+    /// Re-read every deadline if a core was handed out mutably since the last time.
+    fn refresh_if_stale(&mut self) {
+        if std::mem::take(&mut self.deadlines_stale) {
+            for id in 0..self.nodes.len() {
+                self.refresh_deadline(id);
+            }
+        }
+    }
+
+    /// A timer round: `handle_timeout` on every live node whose deadline has come (in node
+    /// order), the invariants checked after each.
+    fn fire_due_timers(&mut self) {
+        self.refresh_if_stale();
+        let mut due: Vec<NodeId> = self
+            .deadlines
+            .iter()
+            .take_while(|(t, _)| *t <= self.now)
+            .map(|(_, id)| *id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            if self.node_deadline[id].is_some_and(|t| t <= self.now) {
+                self.timeout(id);
+                self.check();
+            }
+        }
+    }
+
+    fn next_timeout(&mut self) -> Option<Instant> {
+        self.refresh_if_stale();
+        self.deadlines.first().map(|(t, _)| *t)
     }
 
     /// Advance the virtual clock by `d`, delivering messages and firing every timer on the
-    /// way (a timer round calls `handle_timeout` on every live node; spurious calls are
-    /// harmless).
+    /// way (a timer round calls `handle_timeout` on every live node whose deadline has
+    /// come).
     pub fn run(&mut self, d: Duration) {
         let target = self.now + d;
         self.settle();
@@ -121,10 +166,7 @@ impl World {
             assert!(rounds < 5_000_000, "timer storm (seed {})", self.seed);
             self.now = self.now.max(next);
             if timer.is_some_and(|t| t <= self.now) {
-                for id in 0..self.nodes.len() {
-                    self.timeout(id);
-                    self.check();
-                }
+                self.fire_due_timers();
             }
             self.settle();
         }
@@ -149,10 +191,7 @@ impl World {
                 self.deliver(d);
             }
         } else {
-            for id in 0..self.nodes.len() {
-                self.timeout(id);
-                self.check();
-            }
+            self.fire_due_timers();
         }
         true
     }

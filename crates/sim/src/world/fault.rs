@@ -17,6 +17,7 @@ impl World {
         self.trace
             .record(format_args!("{:?} crash {id}", self.elapsed()));
         self.nodes[id].down = true;
+        self.refresh_deadline(id);
         self.note_gone(id);
         let ends: Vec<ConnId> = self
             .conns

@@ -103,6 +103,12 @@ pub struct World {
     /// PE identifiers of PEs that are gone (crashed, hung, de-registered), since when.
     pe_gone: BTreeMap<PeId, Instant>,
     events_checked: u64,
+    /// Each node's `poll_timeout` (None when down), refreshed after every input to it.
+    node_deadline: Vec<Option<Instant>>,
+    /// The same, ordered: the next timer round is the first entry.
+    deadlines: BTreeSet<(Instant, NodeId)>,
+    /// A core was handed out mutably (`reg`, `pe`): refresh every deadline before running.
+    deadlines_stale: bool,
 }
 
 impl World {
@@ -132,6 +138,9 @@ impl World {
             dead_pe_bound: None,
             pe_gone: BTreeMap::new(),
             events_checked: 0,
+            node_deadline: Vec::new(),
+            deadlines: BTreeSet::new(),
+            deadlines_stale: false,
         }
     }
 
@@ -190,6 +199,12 @@ impl World {
     /// The node that owns connection end `conn`.
     pub fn conn_owner(&self, conn: ConnId) -> Option<NodeId> {
         self.conns.get(&conn).map(|e| e.node)
+    }
+    /// The registrar nodes (up or down), in the order they were added.
+    pub fn registrar_nodes(&self) -> Vec<NodeId> {
+        (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i].core, NodeCore::Reg(_)))
+            .collect()
     }
     /// The endpoint a node listens on (registrars and listening raw peers).
     pub fn listen_endpoint(&self, id: NodeId) -> Option<&Endpoint> {

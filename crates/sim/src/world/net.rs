@@ -54,9 +54,9 @@ impl Delivery {
     }
 }
 
-fn meta_of(addr: SocketAddr) -> RecvMeta {
+fn meta_of(addr: SocketAddr, protocol: Protocol) -> RecvMeta {
     RecvMeta {
-        protocol: Protocol::Asap,
+        protocol,
         transport: TransportProto::Tcp,
         peer: addr,
         peer_addrs: vec![addr.ip()],
@@ -153,11 +153,15 @@ impl World {
 
     /// Open a connection from `from` to the node listening on `ep` (the transport reports
     /// `Accepted` / `Connected`, or `ConnectFailed` and `None`): the listener and its end.
-    pub(super) fn connect(&mut self, from: NodeId, ep: Endpoint) -> Option<(NodeId, ConnId)> {
-        let listener = self
-            .nodes
-            .iter()
-            .position(|n| n.listen.as_ref() == Some(&ep) && !n.down);
+    pub(super) fn connect(
+        &mut self,
+        from: NodeId,
+        ep: Endpoint,
+        protocol: Protocol,
+    ) -> Option<(NodeId, ConnId)> {
+        let listener = self.nodes.iter().position(|n| {
+            !n.down && (n.listen.as_ref() == Some(&ep) || n.listen_enrp.as_ref() == Some(&ep))
+        });
         let Some(l) = listener.filter(|&l| !self.is_partitioned(from, l)) else {
             self.trace.record(format_args!(
                 "{:?} {from} connect to {ep} failed",
@@ -169,9 +173,20 @@ impl World {
         let cx = ConnId(self.next_conn);
         let cy = ConnId(self.next_conn + 1);
         self.next_conn += 2;
-        let port = u16::try_from(40000 + cx.0).unwrap_or(1);
+        // A PE connects from its ASAP control port (where a registrar reaches it); others
+        // from an ephemeral port.
+        let port = match self.nodes[from].core {
+            super::node::NodeCore::Pe(_) => self.nodes[from].addr.port(),
+            _ => u16::try_from(40000 + cx.0 % 20000).unwrap_or(1),
+        };
         let from_addr = SocketAddr::new(self.nodes[from].addr.ip(), port);
         let l_addr = self.nodes[l].addr;
+        // The listener decides the protocol of its end; the opener labelled its own.
+        let l_protocol = if self.nodes[l].listen_enrp.as_ref() == Some(&ep) {
+            Protocol::Enrp
+        } else {
+            Protocol::Asap
+        };
         self.trace.record(format_args!(
             "{:?} connect {from}/{cx} -> {l}/{cy}",
             self.elapsed()
@@ -182,7 +197,7 @@ impl World {
                 node: from,
                 epoch: self.nodes[from].epoch,
                 peer: cy,
-                peer_meta: meta_of(l_addr),
+                peer_meta: meta_of(l_addr, protocol),
                 open: true,
             },
         );
@@ -192,7 +207,7 @@ impl World {
                 node: l,
                 epoch: self.nodes[l].epoch,
                 peer: cx,
-                peer_meta: meta_of(from_addr),
+                peer_meta: meta_of(from_addr, l_protocol),
                 open: true,
             },
         );
@@ -201,7 +216,7 @@ impl World {
             to: l,
             ev: TransportEvent::Accepted {
                 conn: cy,
-                meta: meta_of(from_addr),
+                meta: meta_of(from_addr, l_protocol),
             },
         };
         self.on_stream(from, cy, accepted);
@@ -229,7 +244,7 @@ impl World {
                         return;
                     }
                 }
-                let Some((l, cy)) = self.connect(from, ep) else {
+                let Some((l, cy)) = self.connect(from, ep, t.protocol) else {
                     return;
                 };
                 let msg = Delivery::Msg {
@@ -241,13 +256,17 @@ impl World {
             }
             Dest::Datagram(_group) => {
                 let meta = RecvMeta {
-                    protocol: Protocol::Asap,
+                    protocol: t.protocol,
                     transport: TransportProto::Udp,
                     peer: self.nodes[from].addr,
                     peer_addrs: vec![self.nodes[from].addr.ip()],
                 };
+                // ENRP presences reach the registrars (the group's members) only.
+                let enrp = t.protocol == Protocol::Enrp;
                 for to in 0..self.nodes.len() {
-                    if to != from {
+                    let member =
+                        !enrp || matches!(self.nodes[to].core, super::node::NodeCore::Reg(_));
+                    if to != from && member {
                         let d = Delivery::Datagram {
                             to,
                             meta: meta.clone(),

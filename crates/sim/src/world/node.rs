@@ -45,6 +45,8 @@ pub(super) struct Node {
     pub(super) spec: Spec,
     pub(super) addr: SocketAddr,
     pub(super) listen: Option<Endpoint>,
+    /// A second listener for ENRP (registrars that peer).
+    pub(super) listen_enrp: Option<Endpoint>,
     /// Crashed: refuses connections, its connections are closed, no timers.
     pub(super) down: bool,
     /// Hung: connections stay up, but it neither receives nor sends anything.
@@ -92,6 +94,7 @@ impl World {
             spec,
             addr,
             listen,
+            listen_enrp: None,
             down: false,
             muted: false,
             epoch: 0,
@@ -123,10 +126,67 @@ impl World {
         )
     }
 
-    /// Pool element number `i` at 10.0.1.`i` (core seed 200 + `i`).
+    /// Pool element number `i` at 10.0.1.`i` (core seed 200 + `i`). Its ASAP control
+    /// endpoint is TCP 10.0.1.`i`:2960: it connects to registrars from there (as the shell's
+    /// PEs do) and accepts a registrar's connection there (a takeover's keep-alive).
     pub fn add_pe(&mut self, i: u8, cfg: PoolElementConfig) -> NodeId {
-        let addr = SocketAddr::from(([10, 0, 1, i], 0));
-        self.add(Spec::Pe(cfg, 200 + u64::from(i)), addr, None)
+        let addr = SocketAddr::from(([10, 0, 1, i], 2960));
+        self.add(
+            Spec::Pe(cfg, 200 + u64::from(i)),
+            addr,
+            Some(Endpoint::tcp(addr)),
+        )
+    }
+
+    /// Like [`World::add_pe`] for PE numbers above 255: 10.1.`hi`.`lo`:2960 (core seed
+    /// 200 + `n`).
+    pub fn add_pe_n(&mut self, n: u16, cfg: PoolElementConfig) -> NodeId {
+        let [hi, lo] = n.to_be_bytes();
+        let addr = SocketAddr::from(([10, 1, hi, lo], 2960));
+        self.add(
+            Spec::Pe(cfg, 200 + u64::from(n)),
+            addr,
+            Some(Endpoint::tcp(addr)),
+        )
+    }
+
+    /// The ENRP endpoint of registrar `i` added by [`World::add_peering_registrar`]:
+    /// TCP 10.0.0.`i`:9901.
+    pub fn enrp_endpoint(i: u8) -> Endpoint {
+        Endpoint::tcp(SocketAddr::from(([10, 0, 0, i], 9901)))
+    }
+
+    /// Registrar number `i` (as [`World::add_registrar`]) that also listens for ENRP on
+    /// [`World::enrp_endpoint`]`(i)`; its `enrp.own_transports` names that endpoint.
+    pub fn add_peering_registrar(&mut self, i: u8, mut cfg: RegistrarConfig) -> NodeId {
+        let addr = SocketAddr::from(([10, 0, 0, i], 3863));
+        let enrp = Self::enrp_endpoint(i);
+        if cfg.enrp.own_transports.is_empty() {
+            if let Some(a) = enrp.primary() {
+                cfg.enrp.own_transports = vec![rserpool_wire::TransportAddr::tcp(a.port(), a.ip())];
+            }
+        }
+        let core = Spec::Reg(cfg.clone(), 100 + u64::from(i)).build(self.salt(0));
+        self.nodes.push(Node {
+            core,
+            spec: Spec::Reg(cfg, 100 + u64::from(i)),
+            addr,
+            listen: Some(Endpoint::tcp(addr)),
+            listen_enrp: Some(enrp),
+            down: false,
+            muted: false,
+            epoch: 0,
+            events: Vec::new(),
+        });
+        let id = self.nodes.len() - 1;
+        self.trace.record(format_args!(
+            "{:?} add {id} {:?}",
+            self.elapsed(),
+            self.kind(id)
+        ));
+        self.timeout(id);
+        self.settle();
+        id
     }
 
     /// Pool user number `i` at 10.0.2.`i` (core seed 300 + `i`).
@@ -172,6 +232,7 @@ impl World {
             NodeCore::Pu(c) => drain(c.as_mut(), Ev::Pu),
             NodeCore::Raw(_) => return,
         };
+        self.refresh_deadline(id);
         for t in tx {
             self.route(id, t);
         }
@@ -183,14 +244,14 @@ impl World {
             match cmd {
                 TransportCommand::Close(c) => self.close_conn(id, c, false),
                 TransportCommand::Abort(c) => self.close_conn(id, c, true),
-                TransportCommand::Connect { endpoint, .. } => {
+                TransportCommand::Connect { endpoint, protocol } => {
                     let up = self
                         .by_endpoint
                         .get(&(id, endpoint.clone()))
                         .and_then(|c| self.conns.get(c))
                         .is_some_and(|e| e.open);
                     if !up && !self.nodes[id].muted && !self.nodes[id].down {
-                        self.connect(id, endpoint);
+                        self.connect(id, endpoint, protocol);
                     }
                 }
             }

@@ -103,9 +103,23 @@ impl Registrar {
     ) -> Option<usize> {
         let ep = info.and_then(|si| endpoint_of(si, meta));
         if let Some(i) = self.peer_index(sender) {
-            let p = &mut self.enrp.peers[i];
-            if p.endpoint.is_none() {
+            if self.enrp.peers[i].endpoint.is_none() && ep.is_some() {
+                // Its endpoint, learned now, may be an unidentified static entry: merge.
+                let dup = self
+                    .enrp
+                    .peers
+                    .iter()
+                    .position(|p| p.id.0 == 0 && p.endpoint == ep);
+                let p = &mut self.enrp.peers[i];
+                p.sctp = ep
+                    .as_ref()
+                    .is_some_and(|e| e.transport == TransportProto::Sctp);
                 p.endpoint = ep;
+                if let Some(d) = dup {
+                    self.enrp.peers[i].is_static = true;
+                    self.enrp.peers.remove(d);
+                    return self.peer_index(sender);
+                }
             }
             return Some(i);
         }

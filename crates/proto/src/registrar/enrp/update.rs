@@ -253,8 +253,12 @@ impl Registrar {
     /// An adopted PE acknowledged on the connection we opened to it: it is its
     /// registration connection from now on.
     pub(in crate::registrar) fn adopt_conn(&mut self, conn: ConnId, handle: &PoolHandle, id: PeId) {
-        if let Some(bk) = self.hs.bookkeeping_mut(handle, id) {
-            bk.conn = Some(conn.0);
+        let old = self
+            .hs
+            .bookkeeping_mut(handle, id)
+            .and_then(|bk| bk.conn.replace(conn.0));
+        if let Some(old) = old.filter(|o| *o != conn.0) {
+            self.unindex_conn(ConnId(old), handle, id);
         }
         let set = self.conn_pes.entry(conn).or_default();
         let first = set.is_empty();
