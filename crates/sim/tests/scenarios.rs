@@ -141,9 +141,9 @@ fn registration() {
     };
     assert_eq!(handle, &PoolHandle::from(POOL));
     assert_eq!(stored.home_registrar, sid);
-    // The ASAP transport is the registering connection, as an SCTP TLV.
+    // The ASAP transport is the registering connection (TCP in the simulator), as a TCP TLV.
     let asap = stored.asap_transport.as_ref().expect("ASAP transport");
-    assert_eq!(asap.kind, TransportKind::Sctp);
+    assert_eq!(asap.kind, TransportKind::Tcp);
     assert_eq!(asap.addrs, vec![IpAddr::from([10, 0, 1, 1])]);
     assert_ne!(asap.port, 0);
     assert_eq!(ids(&mut net, r), vec![PeId(0x1001)]);

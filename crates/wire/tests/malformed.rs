@@ -478,23 +478,37 @@ fn wrong_nesting() {
         matches!(e.kind, K::UnexpectedParameter { found, .. } if found == ParamType::POLICY),
         "{e}"
     );
-    // A TCP transport as the PE's ASAP transport (must be SCTP).
+    // A UDP transport as the PE's ASAP transport (must be SCTP or TCP).
     let b = registration_with_pe_value(&pe(&[
         PE_FIXED,
         SCTP_V4,
         RR,
-        "00050010 00070000 00010008 c0000201",
+        "00060010 00070000 00010008 c0000201",
     ]));
     let e = asap_err(&b);
     assert_eq!(e.offset, 56);
     assert_eq!(
         e.kind,
         K::UnexpectedParameter {
-            found: ParamType::TCP_TRANSPORT,
+            found: ParamType::UDP_TRANSPORT,
             context: "Pool Element",
             expected: "end of parameters"
         }
     );
+    // A TCP one is a PE registered over TCP: it decodes.
+    let b = registration_with_pe_value(&pe(&[
+        PE_FIXED,
+        SCTP_V4,
+        RR,
+        "00050010 00070000 00010008 c0000201",
+    ]));
+    match decode_asap(&b).unwrap().message {
+        AsapMessage::Registration { pe, .. } => assert_eq!(
+            pe.asap_transport,
+            Some(TransportAddr::tcp(7, "192.0.2.1".parse().unwrap()))
+        ),
+        other => panic!("{other:?}"),
+    }
     // A Pool Handle inside a Pool Element (after the policy).
     let b = registration_with_pe_value(&pe(&[PE_FIXED, SCTP_V4, RR, "00090008 41424344"]));
     let e = asap_err(&b);

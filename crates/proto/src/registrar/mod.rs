@@ -15,9 +15,11 @@
 //!
 //! Choices where the RFC leaves room or RSPLIB differs (see also the crate docs):
 //!
-//! * The PE's ASAP transport is an SCTP transport TLV (type 0x4) with the registering
-//!   connection's peer port and addresses, for SCTP *and* TCP connections: RSPLIB and our
-//!   codec only accept an SCTP TLV in that position (ENRP handle updates).
+//! * The PE's ASAP transport is the registering connection's peer: an SCTP transport TLV
+//!   (type 0x4) with the association's peer port and addresses for SCTP, a TCP transport
+//!   TLV (type 0x5) with the peer address and port for TCP and MPTCP. Our PEs open their
+//!   registrar connections from the port of their ASAP control listener, so that is where
+//!   a registrar taking them over reaches them.
 //! * A registration carrying an ASAP transport TLV is refused with 0x3 (Discrepancy #28);
 //!   so is a PE ID 0, a Registration Life of 0, and what the handlespace refuses (handle
 //!   length, policy and transport consistency 0x5/0x7/0x8, limits 0x6). Every refusal
@@ -123,6 +125,7 @@ use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
 use crate::io::{
     earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
+    TransportProto,
 };
 use crate::timers::Timers;
 
@@ -373,13 +376,22 @@ pub struct Registrar {
 
 /// The registering connection as the PE's ASAP transport (SCTP TLV, primary first).
 fn asap_transport_of(meta: &RecvMeta) -> TransportAddr {
-    let mut addrs = vec![meta.peer.ip()];
-    for a in &meta.peer_addrs {
-        if !addrs.contains(a) {
-            addrs.push(*a);
+    match meta.transport {
+        // A TCP transport TLV carries one address: the connection's peer. MPTCP has no TLV
+        // of its own; its connections accept plain TCP, so the PE is reached as TCP.
+        TransportProto::Tcp | TransportProto::Mptcp => {
+            TransportAddr::tcp(meta.peer.port(), meta.peer.ip())
+        }
+        TransportProto::Sctp | TransportProto::Udp => {
+            let mut addrs = vec![meta.peer.ip()];
+            for a in &meta.peer_addrs {
+                if !addrs.contains(a) {
+                    addrs.push(*a);
+                }
+            }
+            TransportAddr::sctp(meta.peer.port(), TransportUse::DATA_ONLY, addrs)
         }
     }
-    TransportAddr::sctp(meta.peer.port(), TransportUse::DATA_ONLY, addrs)
 }
 
 /// Whom an owned PE counts against in the per-source quota: the first address of its

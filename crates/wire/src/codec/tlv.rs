@@ -291,7 +291,8 @@ pub(crate) fn decode_pool_element(
     };
     let asap_transport = match next_known(&mut r, unknown)? {
         None => None,
-        Some(at) if at.ty == ParamType::SCTP_TRANSPORT => {
+        // The registering connection: SCTP, or TCP for a PE registered over TCP.
+        Some(at) if at.ty == ParamType::SCTP_TRANSPORT || at.ty == ParamType::TCP_TRANSPORT => {
             let a = decode_transport(&at, unknown)?;
             if let Some(other) = next_known(&mut r, unknown)? {
                 return Err(end(other));
