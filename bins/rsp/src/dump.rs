@@ -17,8 +17,9 @@ use crate::args;
 
 pub use rserpool::service::admin::*;
 
-/// Print a registrar's handlespace (pools, PEs, owners, policies, load, lifetimes,
-/// addresses) from its admin listener.
+/// Print a registrar's handlespace (pools, PEs, home registrars, policies, load,
+/// lifetimes, addresses), its ENRP phase and its peer registrars (ID, endpoint, state,
+/// last heard, checksum expected/reported, PEs owned) from its admin listener.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// The registrar's admin address (`rsp registrar --admin`).

@@ -45,6 +45,12 @@ impl Reload {
         // The shell's hard connection limit sits above the core's: both stay.
         next.core.connections.max_connections = cur.core.connections.max_connections;
         next.wire_log = cur.wire_log.clone();
+        // ENRP: the listeners, the presence group and the start-up settings need a
+        // restart; peers, timers, limits and the election rule apply at once.
+        next.enrp_listen = cur.enrp_listen.clone();
+        next.explicit_enrp_listen = cur.explicit_enrp_listen;
+        next.core.enrp.presence_group = cur.core.enrp.presence_group;
+        next.core.enrp.mentor_discovery_timeout = cur.core.enrp.mentor_discovery_timeout;
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());
         let mut applied = Vec::new();
         let mut restart = Vec::new();
