@@ -191,9 +191,12 @@ fn pool_handle() -> impl Strategy<Value = PoolHandle> {
 /// A pool element; `with_asap` forces the ASAP transport present (ENRP) or lets it vary.
 fn pool_element(with_asap: Option<bool>) -> impl Strategy<Value = PoolElement> {
     let asap = match with_asap {
-        Some(true) => sctp_transport().prop_map(Some).boxed(),
+        // SCTP (RFC, RSPLIB) or TCP (our TCP PEs) in the ASAP transport position.
+        Some(true) => prop_oneof![sctp_transport(), tcp_transport()]
+            .prop_map(Some)
+            .boxed(),
         Some(false) => Just(None).boxed(),
-        None => proptest::option::of(sctp_transport()).boxed(),
+        None => proptest::option::of(prop_oneof![sctp_transport(), tcp_transport()]).boxed(),
     };
     (
         any::<u32>(),
@@ -232,7 +235,9 @@ fn operation_error() -> impl Strategy<Value = OperationError> {
 }
 
 fn server_info() -> impl Strategy<Value = ServerInfo> {
-    (any::<u32>(), sctp_transport()).prop_map(|(id, transport)| ServerInfo {
+    // SCTP (RFC, RSPLIB) or TCP (a registrar with a TCP ENRP listener).
+    let transport = prop_oneof![sctp_transport(), tcp_transport()];
+    (any::<u32>(), transport).prop_map(|(id, transport)| ServerInfo {
         server_id: ServerId(id),
         transport,
     })
@@ -718,4 +723,48 @@ fn every_message_type_is_generated() {
     }
     assert!(asap[1..].iter().all(|&x| x), "{asap:?}");
     assert!(enrp[1..].iter().all(|&x| x), "{enrp:?}");
+}
+
+/// The ASAP transport of a Pool Element may be a TCP transport TLV (type 0x5); a UDP one
+/// there is refused.
+#[test]
+fn pool_element_asap_transport_tcp_or_sctp() {
+    let pe = |asap: TransportAddr| PoolElement {
+        id: PeId(7),
+        home_registrar: ServerId(9),
+        registration_life: 30_000,
+        user_transport: UserTransport::Ip(TransportAddr::tcp(7000, IpAddr::from([10, 0, 0, 1]))),
+        policy: Policy::RoundRobin,
+        asap_transport: Some(asap),
+    };
+    for asap in [
+        TransportAddr::tcp(4000, IpAddr::from([10, 0, 0, 1])),
+        TransportAddr::sctp(
+            4000,
+            TransportUse::DATA_ONLY,
+            vec![IpAddr::from([10, 0, 0, 1])],
+        ),
+    ] {
+        let m = EnrpMessage::HandleUpdate {
+            takeover: false,
+            sender: ServerId(9),
+            receiver: ServerId(0),
+            action: UpdateAction::ADD_PE,
+            handle: PoolHandle::from("p"),
+            pe: pe(asap),
+        };
+        let d = decode_enrp(&m.encode_to_vec()).unwrap();
+        assert_eq!(d.message, m);
+    }
+    let mut udp = TransportAddr::tcp(4000, IpAddr::from([10, 0, 0, 1]));
+    udp.kind = TransportKind::Udp;
+    let m = EnrpMessage::HandleUpdate {
+        takeover: false,
+        sender: ServerId(9),
+        receiver: ServerId(0),
+        action: UpdateAction::ADD_PE,
+        handle: PoolHandle::from("p"),
+        pe: pe(udp),
+    };
+    assert!(decode_enrp(&m.encode_to_vec()).is_err());
 }

@@ -291,7 +291,8 @@ pub(crate) fn decode_pool_element(
     };
     let asap_transport = match next_known(&mut r, unknown)? {
         None => None,
-        // The registering connection: SCTP, or TCP for a PE registered over TCP.
+        // The ASAP transport: SCTP (RFC 5354, RSPLIB) or TCP (our TCP PEs, whose registrar
+        // connection comes from their ASAP control port).
         Some(at) if at.ty == ParamType::SCTP_TRANSPORT || at.ty == ParamType::TCP_TRANSPORT => {
             let a = decode_transport(&at, unknown)?;
             if let Some(other) = next_known(&mut r, unknown)? {
@@ -318,7 +319,24 @@ pub(crate) fn decode_server_info(
     let mut r = t.reader();
     let server_id = ServerId(r.u32("server identifier")?);
     let mut p = Params::new(r, unknown, "Server Information");
-    let tt = p.expect(ParamType::SCTP_TRANSPORT)?;
+    // SCTP (RFC 5353, RSPLIB) or TCP (a registrar whose ENRP listener is TCP).
+    let tt = match p.next()? {
+        Some(tt) if tt.ty == ParamType::TCP_TRANSPORT => tt,
+        Some(tt) if tt.ty == ParamType::SCTP_TRANSPORT => tt,
+        Some(other) => {
+            return Err(other.err(K::UnexpectedParameter {
+                found: other.ty,
+                context: "Server Information",
+                expected: ParamType::SCTP_TRANSPORT.name(),
+            }))
+        }
+        None => {
+            return Err(t.err(K::MissingParameter {
+                expected: ParamType::SCTP_TRANSPORT,
+                context: "Server Information",
+            }))
+        }
+    };
     let transport = decode_transport(&tt, p.unknown)?;
     p.finish()?;
     Ok(ServerInfo {
