@@ -42,6 +42,8 @@ pub struct Counters {
     pub connections: ConnCounters,
     /// The registrar's protections that acted (zero for the other cores).
     pub guards: GuardCounters,
+    /// What the ENRP side refused, ignored or did (registrar only).
+    pub enrp: EnrpCounters,
 }
 
 /// Connections closed by the limits of [`crate::conn_limits`], since start.
@@ -140,6 +142,46 @@ fn table_iter<'a>(
         let name = u8::try_from(i).ok().and_then(name).unwrap_or(unknown);
         Some((name, rx, tx))
     })
+}
+
+/// The registrar's ENRP side: inputs refused or ignored, and what it did (see the
+/// `registrar::enrp` module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnrpCounters {
+    /// ENRP messages with our own server ID as sender looped back to us (multicast).
+    pub own_id_looped: u64,
+    /// ENRP messages claiming our own server ID as sender over a connection: dropped.
+    pub own_id_claims: u64,
+    /// Messages from servers not in the peer list, dropped (`accept_unlisted_peers` off,
+    /// or a sender ID of 0).
+    pub unlisted_dropped: u64,
+    /// New peers refused because the peer list is full.
+    pub peers_refused: u64,
+    /// Handle updates refused (inconsistent with the pool, invalid): answered with an
+    /// ENRP_ERROR.
+    pub updates_refused: u64,
+    /// Handle updates ignored (DEL_PE from a server that is not the PE's home, ADD_PE
+    /// naming us as home, unknown action).
+    pub updates_ignored: u64,
+    /// HANDLE_TABLE_RESPONSEs nobody asked for, and responses of the wrong direction.
+    pub unsolicited: u64,
+    /// ENRP_ERRORs sent.
+    pub errors_sent: u64,
+    /// ENRP_ERRORs received.
+    pub errors_received: u64,
+    /// Presences whose checksum differed from ours for that peer.
+    pub audit_mismatches: u64,
+    /// Re-synchronisations completed, and PEs they purged.
+    pub resyncs: u64,
+    pub resync_purged: u64,
+    /// Takeovers started, won, abandoned.
+    pub takeovers_started: u64,
+    pub takeovers_won: u64,
+    pub takeovers_abandoned: u64,
+    /// Second connections to one peer closed (one association per peer).
+    pub duplicate_conns_closed: u64,
+    /// Takeovers of ourselves announced by peers (answered with a presence).
+    pub takeovers_of_self: u64,
 }
 
 /// How often each protection of the registrar acted (see the registrar module docs).

@@ -36,12 +36,12 @@ pub mod timers;
 mod common;
 
 pub use conn_limits::{ConnLimits, ConnTable, LimitReport};
-pub use counters::{ConnCounters, Counters};
+pub use counters::{ConnCounters, Counters, EnrpCounters};
 pub use hunt::{HuntConfig, HuntOrder};
 pub use pool_element::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 pub use pool_user::{PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, RequestId};
 pub use registrar::{
-    EnrpConfig, EnrpPhase, HandlespaceSnapshot, PeerInfo, PeerState, PoolSnapshot, Registrar,
-    RegistrarCommand, RegistrarConfig, RegistrarEvent, RemovalReason, TakeoverElection,
+    EnrpConfig, EnrpEvent, EnrpPhase, HandlespaceSnapshot, PeerInfo, PeerState, PoolSnapshot,
+    Registrar, RegistrarCommand, RegistrarConfig, RegistrarEvent, RemovalReason, TakeoverElection,
 };
 pub use timers::Timers;

@@ -141,7 +141,7 @@ fn registration() {
     };
     assert_eq!(handle, &PoolHandle::from(POOL));
     assert_eq!(stored.home_registrar, sid);
-    // The ASAP transport is the registering connection (TCP in the simulator), as a TCP TLV.
+    // The ASAP transport is the registering connection, as a TCP TLV (a TCP connection).
     let asap = stored.asap_transport.as_ref().expect("ASAP transport");
     assert_eq!(asap.kind, TransportKind::Tcp);
     assert_eq!(asap.addrs, vec![IpAddr::from([10, 0, 1, 1])]);

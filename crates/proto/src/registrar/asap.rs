@@ -248,6 +248,8 @@ impl Registrar {
         let Some(pe) = self.hs.get(&handle, pe_id).map(|e| e.pe.clone()) else {
             return;
         };
+        // ENRP: the new owner announces it (ADD_PE) to its peers.
+        self.enrp_replicate(rserpool_wire::UpdateAction::ADD_PE, &handle, &pe);
         self.events.push_back(match outcome {
             RegisterOutcome::Added => RegistrarEvent::PeAdded { handle, pe },
             RegisterOutcome::Updated { owner_changed } => RegistrarEvent::PeUpdated {
@@ -508,13 +510,26 @@ impl Registrar {
         handle: PoolHandle,
         pe_id: PeId,
     ) {
-        // Only an ACK on the PE's own registration connection counts.
-        let valid = self.hs.get(&handle, pe_id).is_some_and(|e| {
-            e.pe.home_registrar == self.server_id && e.bookkeeping.conn == Some(conn.0)
-        });
-        if !valid {
+        // Only an ACK on the PE's own registration connection counts, or (after a takeover)
+        // one on the connection this registrar opened to the PE's ASAP transport.
+        let Some(e) = self.hs.get(&handle, pe_id) else {
             self.counters.dropped += 1;
             return;
+        };
+        let owned = e.pe.home_registrar == self.server_id;
+        let adopted = owned
+            && e.bookkeeping.conn.is_none()
+            && self
+                .opened
+                .get(&conn)
+                .is_some_and(|ep| Some(ep) == asap_endpoint_of(&e.pe).as_ref());
+        let registered_here = owned && e.bookkeeping.conn == Some(conn.0);
+        if !registered_here && !adopted {
+            self.counters.dropped += 1;
+            return;
+        }
+        if adopted {
+            self.adopt_conn(conn, &handle, pe_id);
         }
         if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
             bk.last_keepalive_ack = Some(now);

@@ -124,7 +124,7 @@ use crate::conn_limits::{ConnLimits, ConnTable, LimitReport};
 use crate::counters::Counters;
 use crate::handlespace::{Bookkeeping, Handlespace, HandlespaceConfig, RegisterOutcome, TimerKind};
 use crate::io::{
-    earliest, ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent,
+    earliest, ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportCommand, TransportEvent,
     TransportProto,
 };
 use crate::timers::Timers;
@@ -134,7 +134,8 @@ mod enrp;
 mod guard;
 
 pub use enrp::{
-    EnrpConfig, EnrpPhase, PeerInfo, PeerState, TakeoverElection, DEFAULT_PRESENCE_GROUP, ENRP_PORT,
+    EnrpConfig, EnrpEvent, EnrpPhase, PeerInfo, PeerState, TakeoverElection,
+    DEFAULT_PRESENCE_GROUP, ENRP_PORT,
 };
 pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
 use guard::{ConnGuard, PeGuards, PendingMove, PENDING_MOVES_PER_CONN, REPORTERS_PER_PE};
@@ -266,6 +267,11 @@ pub enum RemovalReason {
     ConnectionClosed,
     /// [`RegistrarCommand::RemovePe`].
     Admin,
+    /// A peer registrar that owned it announced its removal (ENRP DEL_PE).
+    PeerUpdate,
+    /// Re-synchronisation with its home registrar: that registrar no longer lists it, or
+    /// it was not refreshed within its Registration Life (RSPLIB) while owned elsewhere.
+    Resync,
 }
 
 /// One pool in a [`HandlespaceSnapshot`].
@@ -335,6 +341,8 @@ pub enum RegistrarEvent {
     /// The connection limits closed connections (at most one per second; see
     /// [`crate::conn_limits`]).
     ConnectionLimits(LimitReport),
+    /// Something happened on the ENRP side (peers, synchronisation, takeover, audit).
+    Enrp(EnrpEvent),
 }
 
 /// The registrar's own timers (ids in its [`Timers`] table; ENRP's join here).
@@ -342,6 +350,21 @@ pub enum RegistrarEvent {
 enum RegistrarTimer {
     /// Next server announce (T6).
     Announce,
+    /// Next ENRP presence to every peer (PEER-HEARTBEAT-CYCLE).
+    Heartbeat,
+    /// End of the start-up phase listening for a mentor.
+    MentorDiscovery,
+    /// A peer's last-heard timer (MAX-TIME-LAST-HEARD): probe it.
+    LastHeard(ServerId),
+    /// A probed peer's answer is due (MAX-TIME-NO-RESPONSE): it is dead.
+    NoResponse(ServerId),
+    /// Our outstanding HANDLE_TABLE_REQUEST (mentor download or re-synchronisation) to
+    /// this peer is due (MAX-TIME-NO-RESPONSE).
+    Request(ServerId),
+    /// A takeover of this peer waits for its INIT_TAKEOVER_ACKs until then.
+    TakeoverExpiry(ServerId),
+    /// The download session of this requester ends unless it asks for more.
+    Session(ServerId),
 }
 
 /// The registrar core. See the module documentation.
@@ -372,25 +395,42 @@ pub struct Registrar {
     counters: Counters,
     out: Outbox,
     events: VecDeque<RegistrarEvent>,
+    /// Connections this registrar opened (peers, adopted PEs), with their endpoint.
+    opened: BTreeMap<ConnId, Endpoint>,
+    /// The ENRP side's state ([`enrp`]).
+    enrp: enrp::EnrpState,
 }
 
-/// The registering connection as the PE's ASAP transport (SCTP TLV, primary first).
+/// The registering connection as the PE's ASAP transport: an SCTP TLV (primary address
+/// first) for SCTP, a TCP TLV for TCP and MPTCP (our PEs connect from their ASAP control
+/// port, so the source address and port is where a registrar reaches them).
 fn asap_transport_of(meta: &RecvMeta) -> TransportAddr {
-    match meta.transport {
-        // A TCP transport TLV carries one address: the connection's peer. MPTCP has no TLV
-        // of its own; its connections accept plain TCP, so the PE is reached as TCP.
-        TransportProto::Tcp | TransportProto::Mptcp => {
-            TransportAddr::tcp(meta.peer.port(), meta.peer.ip())
+    if matches!(meta.transport, TransportProto::Tcp | TransportProto::Mptcp) {
+        let mut t = TransportAddr::tcp(meta.peer.port(), meta.peer.ip());
+        t.use_field = TransportUse::DATA_ONLY;
+        return t;
+    }
+    let mut addrs = vec![meta.peer.ip()];
+    for a in &meta.peer_addrs {
+        if !addrs.contains(a) {
+            addrs.push(*a);
         }
-        TransportProto::Sctp | TransportProto::Udp => {
-            let mut addrs = vec![meta.peer.ip()];
-            for a in &meta.peer_addrs {
-                if !addrs.contains(a) {
-                    addrs.push(*a);
-                }
-            }
-            TransportAddr::sctp(meta.peer.port(), TransportUse::DATA_ONLY, addrs)
-        }
+    }
+    TransportAddr::sctp(meta.peer.port(), TransportUse::DATA_ONLY, addrs)
+}
+
+/// Where a registrar reaches a PE with ASAP (its ASAP transport): TCP or SCTP.
+pub(crate) fn asap_endpoint_of(pe: &PoolElement) -> Option<Endpoint> {
+    let t = pe.asap_transport.as_ref()?;
+    let addrs: Vec<SocketAddr> = t
+        .addrs
+        .iter()
+        .map(|a| SocketAddr::new(*a, t.port))
+        .collect();
+    match t.kind {
+        TransportKind::Tcp => addrs.first().map(|a| Endpoint::tcp(*a)),
+        TransportKind::Sctp if !addrs.is_empty() => Some(Endpoint::sctp(addrs)),
+        _ => None,
     }
 }
 
@@ -415,6 +455,7 @@ impl Registrar {
         };
         let hs = Handlespace::new(config.handlespace.clone(), rng.gen());
         let limits = ConnTable::new(config.connections.clone());
+        let enrp = enrp::EnrpState::new(&config.enrp);
         Self {
             cfg: config,
             rng,
@@ -432,6 +473,8 @@ impl Registrar {
             counters: Counters::default(),
             out: Outbox::default(),
             events: VecDeque::new(),
+            opened: BTreeMap::new(),
+            enrp,
         }
     }
 
@@ -483,6 +526,7 @@ impl Registrar {
             if self.cfg.announce_group.is_some() {
                 self.timers.set(RegistrarTimer::Announce, now);
             }
+            self.enrp_start(now);
         }
     }
 
@@ -659,6 +703,8 @@ impl Registrar {
         }
         if entry.pe.home_registrar == self.server_id {
             self.uncount_source(source_of(&entry.pe));
+            // ENRP: the owner announces the removal (DEL_PE) to its peers.
+            self.enrp_replicate(rserpool_wire::UpdateAction::DEL_PE, handle, &entry.pe);
         }
         // A registration waiting for this identifier gets it at the end of this input.
         if let Some(p) = self.pe_guard.remove(handle, id).and_then(|g| g.pending) {
@@ -732,6 +778,8 @@ impl Registrar {
     fn on_conn_lost(&mut self, conn: ConnId, send_failed: bool) {
         self.conns.remove(&conn);
         self.limits.closed(conn);
+        self.opened.remove(&conn);
+        self.enrp_conn_lost(conn);
         // Its waiting registrations go unanswered; what it resolved no longer matters.
         if let Some(g) = self.conn_guard.remove(&conn) {
             for (h, id) in g.pending {
@@ -823,8 +871,10 @@ impl Core for Registrar {
                 self.limits
                     .accepted(now, conn, peer, &mut self.counters.connections);
             }
-            TransportEvent::Connected { conn, .. } => {
+            TransportEvent::Connected { conn, endpoint } => {
                 self.conns.insert(conn);
+                self.enrp_connected(now, conn, &endpoint);
+                self.opened.insert(conn, endpoint);
             }
             TransportEvent::ConnectFailed { .. } => {}
             TransportEvent::Closed { conn } => self.on_conn_lost(conn, false),
@@ -841,9 +891,11 @@ impl Core for Registrar {
         while let Some((handle, id, kind)) = self.hs.pop_expired(now) {
             self.on_pe_timer(now, handle, id, kind);
         }
-        if self.timers.is_due(&RegistrarTimer::Announce, now) {
-            self.timers.cancel(&RegistrarTimer::Announce);
-            self.announce(now);
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                RegistrarTimer::Announce => self.announce(now),
+                other => self.on_enrp_timer(now, other),
+            }
         }
         self.report_limits(now);
         self.grant_freed(now);
@@ -873,7 +925,9 @@ impl Core for Registrar {
     }
 
     fn poll_command(&mut self) -> Option<TransportCommand> {
-        self.limits.poll_command()
+        self.limits
+            .poll_command()
+            .or_else(|| self.enrp.cmds.pop_front())
     }
 
     fn poll_event(&mut self) -> Option<RegistrarEvent> {

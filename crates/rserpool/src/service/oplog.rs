@@ -41,6 +41,8 @@ pub fn reason_name(r: RemovalReason) -> &'static str {
         RemovalReason::Unreachable => "unreachable",
         RemovalReason::ConnectionClosed => "connection-closed",
         RemovalReason::Admin => "admin",
+        RemovalReason::PeerUpdate => "peer-update",
+        RemovalReason::Resync => "resync",
     }
 }
 
@@ -207,6 +209,9 @@ impl Stats {
                 tracing::debug!(target: "rsp::registrar", %conn, %error, "ASAP_ERROR received");
             }
             RegistrarEvent::Snapshot(_) => {}
+            RegistrarEvent::Enrp(e) => {
+                tracing::info!(target: "rsp::registrar", "ENRP: {e}");
+            }
         }
     }
 

@@ -69,6 +69,13 @@ pub struct EnrpConfig {
     /// Accept ENRP from servers that are neither static peers nor listed by one (RFC 5353
     /// §2.4 adds any sender to the peer list). Default true.
     pub accept_unlisted_peers: bool,
+    /// In handle updates and handle tables sent over SCTP peer associations, rewrite a
+    /// PE's TCP ASAP transport TLV (type 0x5) into an SCTP one (type 0x4) with the same
+    /// address and port. Default false: RSPLIB's PE parameter parser reads SCTP, TCP and
+    /// UDP transport TLVs in that position (`scanTransportParameter`), and an RSPLIB
+    /// registrar reaches a PE only over SCTP either way; turn it on for peers that accept
+    /// nothing but SCTP there.
+    pub rewrite_tcp_asap_for_sctp_peers: bool,
 }
 
 impl Default for EnrpConfig {
@@ -87,6 +94,7 @@ impl Default for EnrpConfig {
             takeover_election: TakeoverElection::Lowest,
             takeover_suggestion: false,
             accept_unlisted_peers: true,
+            rewrite_tcp_asap_for_sctp_peers: false,
         }
     }
 }
