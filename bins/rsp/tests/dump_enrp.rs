@@ -322,3 +322,71 @@ fn exit_codes() {
         }
     });
 }
+
+/// Against our registrar: 2,400 PEs need several handle table responses; every PE comes
+/// through once, with the same fields as the admin dump shows.
+#[test]
+fn reads_our_registrar_with_several_responses() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("dump-enrp-ours");
+        let log = dir.join("wire.log");
+        let reg = start_registrar(
+            "127.0.0.1:0",
+            &log,
+            &[
+                "--enrp-listen",
+                "tcp://127.0.0.1:0",
+                "--mentor-discovery-timeout",
+                "0",
+                "--keepalive-interval",
+                "60s",
+                "--keepalive-timeout",
+                "60s",
+            ],
+        );
+        let line = reg.proc.out.text();
+        let enrp = line
+            .split_whitespace()
+            .skip_while(|w| *w != "enrp")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no ENRP endpoint in {line}"))
+            .to_owned();
+        register_many(&reg.asap, "BigPool", 1..=800);
+        register_many(&reg.asap, "BigPool", 801..=1600);
+        register_many(&reg.asap, "OtherPool", 1601..=2400);
+        let out = rsp(&["dump", "--enrp", &enrp]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let responses: usize = err
+            .split_whitespace()
+            .skip_while(|w| *w != "in")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no response count in {err}"));
+        assert!(responses > 1, "{err}");
+        eprintln!("2400 PEs came in {responses} handle table responses");
+        let out = rsp(&["dump", "--json", "--enrp", &enrp]);
+        assert!(out.status.success());
+        let by_enrp: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let by_admin = dump(&reg.admin);
+        assert_eq!(by_enrp["pe_count"], 2400);
+        assert_eq!(by_enrp["server_id"], by_admin["server_id"]);
+        for pool in ["BigPool", "OtherPool"] {
+            assert_eq!(pe_ids(&by_enrp, pool), pe_ids(&by_admin, pool), "{pool}");
+        }
+        let first = |d: &Value| d["pools"][0]["pes"][0].clone();
+        for k in [
+            "id",
+            "home",
+            "user_transport",
+            "asap_transport",
+            "registration_life_ms",
+        ] {
+            assert_eq!(first(&by_enrp)[k], first(&by_admin)[k], "{k}");
+        }
+    });
+}
