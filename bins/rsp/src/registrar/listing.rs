@@ -165,6 +165,10 @@ impl Resolved {
                 Some((!e.accept_unlisted_peers).to_string()),
             ),
             (
+                "rewrite_tcp_asap_for_sctp_peers",
+                Some(e.rewrite_tcp_asap_for_sctp_peers.to_string()),
+            ),
+            (
                 "wire_log",
                 self.wire_log
                     .as_ref()

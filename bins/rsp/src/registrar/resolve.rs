@@ -450,6 +450,9 @@ impl Settings {
             accept_unlisted_peers: self
                 .peer_only_listed
                 .map_or(d.accept_unlisted_peers, |only| !only),
+            rewrite_tcp_asap_for_sctp_peers: self
+                .rewrite_tcp_asap_for_sctp_peers
+                .unwrap_or(d.rewrite_tcp_asap_for_sctp_peers),
             ..d
         })
     }

@@ -209,6 +209,11 @@ pub struct Settings {
     /// sender becomes a peer).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub peer_only_listed: Option<bool>,
+    /// In handle updates and tables sent to SCTP peers, give a PE's TCP ASAP transport
+    /// as an SCTP one (same address and port), for peers that read nothing else there.
+    /// Default false (RSPLIB reads both).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub rewrite_tcp_asap_for_sctp_peers: Option<bool>,
     /// Log filter: error, warn, info, debug, trace, or directives such as
     /// `info,rserpool=debug`. Default warn. Order of precedence: RUST_LOG, --log-level,
     /// -v, the `log_level` key.
@@ -335,6 +340,9 @@ impl Settings {
             takeover_election: self.takeover_election.or(file.takeover_election),
             takeover_suggestion: self.takeover_suggestion.or(file.takeover_suggestion),
             peer_only_listed: self.peer_only_listed.or(file.peer_only_listed),
+            rewrite_tcp_asap_for_sctp_peers: self
+                .rewrite_tcp_asap_for_sctp_peers
+                .or(file.rewrite_tcp_asap_for_sctp_peers),
             log_level: self.log_level.or(file.log_level),
             log_json: self.log_json.or(file.log_json),
             log_summary_interval: self.log_summary_interval.or(file.log_summary_interval),

@@ -229,6 +229,7 @@ fn enrp_settings_from_flags_and_toml_with_ranges_checked() {
         takeover_election = "highest"
         takeover_suggestion = true
         peer_only_listed = true
+        rewrite_tcp_asap_for_sctp_peers = true
         "#,
     )
     .unwrap();
@@ -260,6 +261,7 @@ fn enrp_settings_from_flags_and_toml_with_ranges_checked() {
     assert_eq!(e.takeover_election, TakeoverElection::Lowest);
     assert!(e.takeover_suggestion);
     assert!(!e.accept_unlisted_peers);
+    assert!(e.rewrite_tcp_asap_for_sctp_peers);
     // The listing is a config file that gives the same settings back.
     let listed: Settings = toml::from_str(&r.listing_text()).unwrap();
     assert_eq!(listed.resolve().unwrap().core.enrp, r.core.enrp);
