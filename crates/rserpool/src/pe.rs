@@ -25,8 +25,10 @@
 //! failed connects there and sends a keep-alive with H = 1; the core acks it on that
 //! connection and makes it its home (later re-registrations go there). Connections a
 //! registrar opens are accepted connections of the PE's driver, limited by
-//! [`DEFAULT_PE_MAX_CONNECTIONS`]. SCTP registrar associations keep a kernel-chosen port
-//! and have no such listener yet.
+//! [`DEFAULT_PE_MAX_CONNECTIONS`]. The same for SCTP when the PE may use an SCTP
+//! registrar (one configured, or announces heard): an SCTP listener on every address
+//! (`[::]`, a kernel-chosen port) whose port the registrar associations are opened from;
+//! the registrar records it in an SCTP transport TLV.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -188,6 +190,25 @@ impl PoolElement {
             opts.driver.transport.tcp_source_port =
                 l.local_endpoint()?.addrs.first().map(|a| a.port());
         }
+        #[cfg(target_os = "linux")]
+        let sctp_control = if opts.asap_control
+            && opts.driver.transport.sctp_source_port.is_none()
+            && (opts.core.accept_announces
+                || opts
+                    .core
+                    .registrars
+                    .iter()
+                    .any(|e| e.transport == rserpool_proto::io::TransportProto::Sctp))
+        {
+            bind_sctp_control(&opts.driver.transport)
+        } else {
+            None
+        };
+        #[cfg(target_os = "linux")]
+        if let Some(l) = &sctp_control {
+            opts.driver.transport.sctp_source_port =
+                l.local_endpoint()?.addrs.first().map(|a| a.port());
+        }
         let seed = opts.seed.unwrap_or_else(crate::random_seed);
         let policy = opts.core.policy.clone();
         let core = PoolElementCore::new(opts.core, seed);
@@ -202,6 +223,10 @@ impl PoolElement {
             driver.multicast(spec);
         }
         for l in control {
+            driver.listen(l, Protocol::Asap);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(l) = sctp_control {
             driver.listen(l, Protocol::Asap);
         }
         let control = driver.local_endpoints().to_vec();
@@ -324,6 +349,22 @@ fn bind_control(config: &TransportConfig) -> Vec<tcp::TcpMessageListener> {
         }
     }
     out
+}
+
+/// The SCTP ASAP control listener: every address ([::], dual-stack) on a port the kernel
+/// picks; registrar associations are then opened from that port. None without kernel SCTP.
+#[cfg(target_os = "linux")]
+fn bind_sctp_control(
+    config: &TransportConfig,
+) -> Option<crate::transport::sctp::SctpMessageListener> {
+    let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    match crate::transport::sctp::bind_shared(&[any], Protocol::Asap, config) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::debug!("no SCTP ASAP control listener: {e}");
+            None
+        }
+    }
 }
 
 /// The specific addresses of the user transports, each once.

@@ -195,6 +195,11 @@ pub struct TransportConfig {
     /// port cannot be used for a connection (that address pair is still taken), the
     /// connection falls back to an ephemeral port.
     pub tcp_source_port: Option<u16>,
+    /// The same for outbound SCTP associations (bound to [`Self::sctp_bind`], or every
+    /// address, with this port): a PE's SCTP ASAP control listener, a registrar's ENRP
+    /// listener (RSPLIB only takes a peer whose association comes from the port its
+    /// Server Information names).
+    pub sctp_source_port: Option<u16>,
 }
 
 impl Default for TransportConfig {
@@ -207,6 +212,7 @@ impl Default for TransportConfig {
             multicast_ttl: DEFAULT_MULTICAST_TTL,
             sctp_bind: Vec::new(),
             tcp_source_port: None,
+            sctp_source_port: None,
         }
     }
 }
