@@ -156,7 +156,11 @@ impl EnrpHandlespace {
             counters: Vec::new(),
             connections: Default::default(),
             protections: Vec::new(),
-            enrp: Default::default(),
+            // The handle table does not say where the registrar is in its start-up.
+            enrp: super::admin::EnrpDoc {
+                phase: "unknown".into(),
+                peers: Vec::new(),
+            },
         }
     }
 }
