@@ -122,7 +122,6 @@ fn resolved(asap: &str, pool: &str) -> usize {
 /// (the PE hears it as a new home); R1 restarts and downloads the handlespace from a
 /// mentor before serving. Every ENRP and ASAP message sent passes the dissector.
 #[test]
-#[ignore = "needs the PE's TCP ASAP control endpoint (branch e-pe) for the takeover"]
 fn three_registrars_replicate_take_over_and_resync() {
     bounded(Duration::from_secs(240), || {
         let dir = scratch("enrp-pool");
@@ -274,6 +273,8 @@ fn three_registrars_replicate_take_over_and_resync() {
             "ENRP_HANDLE_TABLE_REQUEST",
             "ENRP_HANDLE_TABLE_RESPONSE",
             "ENRP_HANDLE_UPDATE",
+            "ENRP_LIST_REQUEST",
+            "ENRP_LIST_RESPONSE",
             "ENRP_INIT_TAKEOVER",
             "ENRP_INIT_TAKEOVER_ACK",
             "ENRP_TAKEOVER_SERVER",

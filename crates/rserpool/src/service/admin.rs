@@ -332,7 +332,7 @@ pub fn transport_url(t: &TransportAddr) -> String {
     format!("{scheme}://{}:{}", hosts.join(","), t.port)
 }
 
-fn pe_doc(
+pub(crate) fn pe_doc(
     pe: &PoolElement,
     bk: &rserpool_proto::handlespace::Bookkeeping,
     now: Instant,

@@ -106,6 +106,15 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
     };
     let bound = bind_listeners(&cfg)?;
     let enrp = bind_enrp_listeners(&cfg)?;
+    // Open SCTP associations to peers from the ENRP port: RSPLIB only takes a peer whose
+    // association comes from the address and port its Server Information names.
+    if cfg.transport.sctp_source_port.is_none() {
+        cfg.transport.sctp_source_port = enrp
+            .sctp
+            .first()
+            .and_then(|l| l.local_addrs().ok())
+            .and_then(|a| a.first().map(SocketAddr::port));
+    }
     // Announce the endpoints actually bound (with their real ports).
     cfg.core.asap_transports = bound.announced;
     cfg.core.enrp.own_transports = enrp.announced;
@@ -287,7 +296,13 @@ fn bind_set(
     let has_tcp = eps.iter().any(|e| e.transport != TransportProto::Sctp);
     for group in sctp_groups(eps) {
         let url = url_of(&group);
-        match sctp::bind(&group, protocol, transport) {
+        // ENRP: shared with the associations we open to peers (sctp_source_port).
+        let bound_group = if protocol == Protocol::Enrp {
+            sctp::bind_shared(&group, protocol, transport)
+        } else {
+            sctp::bind(&group, protocol, transport)
+        };
+        match bound_group {
             Ok(l) => {
                 let local = l.local_addrs().unwrap_or_default();
                 let ips: Vec<std::net::IpAddr> = local.iter().map(SocketAddr::ip).collect();
