@@ -147,6 +147,20 @@ fn three_registrars_replicate_take_over_and_resync() {
             );
         }
 
+        // The table names the phase and the peers.
+        let out = std::process::Command::new(RSP)
+            .args(["dump", "--admin", &regs[0].admin])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains("ENRP serving")
+                && table.contains("peers (2):")
+                && table.contains(&ids[1])
+                && table.contains(&ids[2]),
+            "{table}"
+        );
+
         // (a) A PE registers at R1; a PU resolves it at R3.
         let pe = start_echo(&regs[0].asap, &["127.0.0.1:0"], &log);
         let registered = Instant::now();
