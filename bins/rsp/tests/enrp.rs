@@ -1083,3 +1083,76 @@ fn sighup_applies_enrp_timers_and_names_what_needs_a_restart() {
         );
     });
 }
+
+/// Two registrars with no peer list find each other through the presence multicast group
+/// (in a namespace of their own, so the group stays private) and share a PE.
+#[test]
+fn the_presence_group_finds_peers_without_a_list() {
+    bounded(Duration::from_secs(120), || {
+        let Some(ns) = Netns::new("enrp-mcast") else {
+            return;
+        };
+        let dir = scratch("enrp-mcast");
+        let log = dir.join("wire.log");
+        let regs: Vec<Registrar> = (0..2)
+            .map(|i| {
+                let asap = format!("tcp://127.0.0.1:{}", 3863 + i);
+                let enrp = format!("tcp://127.0.0.1:{}", 9901 + i);
+                let mut args = vec![
+                    "registrar",
+                    "--listen",
+                    &asap,
+                    "--enrp-listen",
+                    &enrp,
+                    "--admin",
+                    "127.0.0.1:0",
+                    "--announce=false",
+                    "--presence-group",
+                    "on",
+                ];
+                args.extend_from_slice(&FAST);
+                Registrar::started(ns.spawn(&format!("registrar {i}"), &args, &log))
+            })
+            .collect();
+        let dump_ns = |r: &Registrar| dump_in(&ns, &r.admin);
+        for (i, r) in regs.iter().enumerate() {
+            let other = regs[1 - i].id.clone();
+            wait_until(
+                "each registrar to find the other on the presence group",
+                Duration::from_secs(20),
+                || active_peers(&dump_ns(r)).contains(&other),
+            );
+        }
+        let pe = ns.spawn(
+            "pe",
+            &[
+                "serve",
+                "echo",
+                "-r",
+                &regs[0].asap,
+                "--no-announces",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &log,
+        );
+        pe.stdout_line("did not register", Duration::from_secs(20), |l| {
+            l.starts_with("registered ")
+        });
+        wait_until(
+            "the PE at the second registrar",
+            Duration::from_secs(10),
+            || homes(&dump_ns(&regs[1])).values().any(|h| *h == regs[0].id),
+        );
+        drop(pe);
+        drop(regs);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("tx.enrp.") && l.contains("udp-"))
+                || text.lines().any(|l| l.contains("udp:")),
+            "no presence sent to the group"
+        );
+        dissect_as("enrp", &dir, &log, |l| l.starts_with("tx.enrp."), |_| false);
+    });
+}
