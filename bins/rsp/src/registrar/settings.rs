@@ -154,7 +154,7 @@ pub struct Settings {
     pub peer: Vec<String>,
     /// Endpoint to listen on for ENRP from peer registrars (repeatable), or "off".
     /// TCP carries ENRP messages back to back, SCTP with PPID 12. The ENRP port has no
-    /// authentication: bind it to a private network or use peer_only_listed.
+    /// authentication: bind it to a private network or use --peer-only-listed.
     /// Default: sctp://[::]:9901, tcp://0.0.0.0:9901 and tcp://[::]:9901 (one that
     /// cannot be bound is a warning).
     #[arg(long = "enrp-listen", value_name = "URL")]
@@ -205,8 +205,8 @@ pub struct Settings {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub takeover_suggestion: Option<bool>,
     /// Speak ENRP only with the --peer registrars and those they list; messages from
-    /// any other server are answered with an ENRP error. Default false (RFC 5353: any
-    /// sender becomes a peer).
+    /// any other server are dropped (counted in `rsp dump`). Default false (RFC 5353:
+    /// any sender becomes a peer).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub peer_only_listed: Option<bool>,
     /// In handle updates and tables sent to SCTP peers, give a PE's TCP ASAP transport
