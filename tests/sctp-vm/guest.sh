@@ -14,7 +14,8 @@
 SCENARIOS="lib_tests basic_v4 basic_v6 basic_site multihome multihome_mixed
 wildcard_v6 wildcard_v4 big_messages refused peer_abort peer_killed peer_exit rsplib_registrar_hr
 rsplib_pe_our_registrar announce_interop our_pe_rsplib_registrar our_pu_rsplib_failover
-mixed_pool keepalive_interop sctp_and_tcp rsp_registrar_sctp"
+mixed_pool keepalive_interop sctp_and_tcp rsp_registrar_sctp enrp_ours_first enrp_rsplib_first
+enrp_takeover_by_rsplib enrp_takeover_by_ours"
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-90}
 LOGS=${LOGS:-$PWD/logs}
 
@@ -372,6 +373,170 @@ scenario_rsp_registrar_sctp() {
     echo "--- rsp registrar log (last 15 lines)"; tail -n 15 "$LOGS/rsp-registrar.out"
     echo "--- rspserver output (last 10 lines)"; tail -n 10 "$LOGS/rspserver.out"
     return $rc
+}
+
+# ---- ENRP interop: our registrar and rspregistrar as peers ------------------------------
+# Both on this host: rspregistrar on the fixed ports (ASAP 3863, ENRP 9901; its tools need
+# them), ours on ASAP 3864 (SCTP + TCP), ENRP sctp 9902, admin 9990. Each names the other
+# as a static peer (RSPLIB: -peer=, undocumented in its usage line); fast ENRP timers on
+# both (RSPLIB's minimum is 1 s). PEs and PUs use 10.0.0.1.
+
+# Our registrar peering with rspregistrar; extra flags appended.
+our_peer_registrar() {
+    bg reg ./rsp registrar --log-level info,rsp::registrar=debug \
+        --listen sctp://0.0.0.0:3864 --listen tcp://0.0.0.0:3864 --enrp-listen sctp://0.0.0.0:9902 \
+        --peer sctp://10.0.0.1:9901 --admin 127.0.0.1:9990 --announce=false \
+        --keepalive-interval 1s --keepalive-timeout 1s --heartbeat-cycle 1s \
+        --max-time-last-heard 2s --max-time-no-response 1s --mentor-discovery-timeout 2s \
+        --takeover-expiry 2s "$@"
+    wait_for 20 grep -q '^rsp registrar:' "$LOGS/reg.log" || { log_tail reg; return 1; }
+    say "$(grep '^rsp registrar:' "$LOGS/reg.log")"
+    our_id=$(grep -o 'server id 0x[0-9a-f]*' "$LOGS/reg.log" | head -n1 | grep -o '0x.*')
+}
+# rspregistrar peering with ours.
+rsplib_peer_registrar() {
+    # (its stdout, with the banner naming its server ID, is block-buffered: give the ID)
+    rsplib_id=0x7e570001
+    rsplib_registrar -peer=10.0.0.1:9902 -peerheartbeatcycle=1000 -peermaxtimelastheard=2000 \
+        -peermaxtimenoresponse=1000 -mentordiscoverytimeout=2000 -takeoverexpiryinterval=2000 \
+        -identifier=$rsplib_id -loglevel=3 "$@" || return 1
+    say "rspregistrar server id $rsplib_id"
+}
+# our_dump_json: our registrar's admin dump as JSON.
+our_dump_json() { ./rsp dump --admin 127.0.0.1:9990 --json 2>/dev/null; }
+# peer_active ID: our registrar lists peer ID as active.
+peer_active() { our_dump_json | tr -d ' \n' | grep -q "\"server_id\":\"$1\",[^}]*\"state\":\"active\""; }
+# in_our_dump ID: PE ID in our registrar's handlespace.
+in_our_dump() { our_dump_json | grep -q "\"id\": \"$1\""; }
+# home_in_our_dump ID HOME: our registrar shows PE ID with home registrar HOME.
+home_in_our_dump() { our_dump_json | tr -d ' \n' | grep -q "\"id\":\"$1\",\"home\":\"$2\""; }
+# hsdump_of ADDR: RSPLIB's hsdump of the registrar at ADDR (colour codes stripped).
+hsdump_of() { hsdump "$1" -logcolor=off 2>&1 | sed 's/\x1b\[[0-9;]*m//g'; }
+# pe_in_hsdump ADDR ID
+pe_in_hsdump() { hsdump_of "$1" | grep -q "idx:#[0-9]*: [$]${2#0x} "; }
+# rterminal NAME REGISTRAR LINE: rspterminal through REGISTRAR; waits for the echo.
+rterminal() {
+    name=$1 reg=$2 line=$3
+    fifo=/tmp/$name.in
+    rm -f "$fifo"; mkfifo "$fifo"
+    BG_IN=$fifo bg "$name" rspterminal -poolhandle=EchoPool -registrar="$reg" -loglevel=2 -logcolor=off
+    exec 3>"$fifo"
+    echo "$line" >&3
+    wait_for 20 grep -q "from PE .*> $line" "$LOGS/$name.log"; ok=$?
+    exec 3>&-
+    eval "stop \$${name}_pid"
+    grep -a "from PE" "$LOGS/$name.log" | sed 's/\x1b\[[0-9;]*m//g'
+    [ $ok = 0 ] || { log_tail "$name" 20; fail "rspterminal via $reg got no echo"; }
+}
+# cross_checks: with both registrars up and peered, a PE of ours registered at ours and an
+# RSPLIB PE registered at rspregistrar are each resolvable at the other registrar; hsdump
+# reads our handlespace, `rsp dump --enrp` reads rspregistrar's.
+cross_checks() {
+    our_pe pe1 0x5eed0001 sctp://10.0.0.1:3864 || return 1
+    rsplib_pe rs1 0x1a2b3c4d
+    wait_for 20 in_our_dump 0x1a2b3c4d || { log_tail rreg 30; log_tail reg 30; fail "RSPLIB PE not replicated to ours"; return 1; }
+    wait_for 20 pe_in_hsdump 127.0.0.1:9901 0x5eed0001 || { log_tail rreg 30; log_tail reg 30; fail "our PE not replicated to rspregistrar"; return 1; }
+    say "both PEs in both handlespaces"
+    ./rsp dump --admin 127.0.0.1:9990
+    # (b) rspterminal through rspregistrar reaches our PE (round robin: ask until it does).
+    n=0
+    until rterminal term$n 10.0.0.1:3863 "via rsplib $n" >/dev/null 2>&1 && echoed_by term$n 0x5eed0001; do
+        n=$((n + 1)); [ $n -lt 4 ] || { log_tail term$n; fail "rspterminal via rspregistrar never reached our PE"; return 1; }
+    done
+    say "rspterminal via rspregistrar echoed by our PE 0x5eed0001 (attempt $((n + 1)))"
+    # ... and our PU through our registrar reaches the RSPLIB PE.
+    printf 'a\nb\nc\nd\n' | ./rsp call EchoPool -r sctp://10.0.0.1:3864 --no-announces --per-request \
+        >"$LOGS/call.out" 2>"$LOGS/call.err"
+    grep answered "$LOGS/call.err"
+    grep -q "PE 0x1a2b3c4d answered" "$LOGS/call.err" || { fail "rsp call via ours never reached the RSPLIB PE"; return 1; }
+    # (c) hsdump reads our handlespace over ENRP.
+    hsdump_of 10.0.0.1:9902 >"$LOGS/hsdump-ours.txt"
+    grep -E 'idx:#|Got|Failed' "$LOGS/hsdump-ours.txt"
+    grep -q 'idx:#[0-9]*: [$]5eed0001 ' "$LOGS/hsdump-ours.txt" && grep -q 'idx:#[0-9]*: [$]1a2b3c4d ' "$LOGS/hsdump-ours.txt" ||
+        { cat "$LOGS/hsdump-ours.txt"; fail "hsdump does not read both PEs from our registrar"; return 1; }
+    # (d) rsp dump --enrp reads rspregistrar's handlespace.
+    ./rsp dump --enrp sctp://10.0.0.1:9901 | tee "$LOGS/enrp-dump.txt" || { fail "rsp dump --enrp failed"; return 1; }
+    grep -q 0x5eed0001 "$LOGS/enrp-dump.txt" && grep -q 0x1a2b3c4d "$LOGS/enrp-dump.txt" ||
+        { fail "rsp dump --enrp does not show both PEs"; return 1; }
+}
+
+# (a) Our registrar first, then rspregistrar: they peer; then the cross checks.
+scenario_enrp_ours_first() {
+    our_peer_registrar || return 1
+    rsplib_peer_registrar || return 1
+    wait_for 20 peer_active "$rsplib_id" || { ./rsp dump --admin 127.0.0.1:9990; log_tail reg 30; log_tail rreg 30; fail "rspregistrar not an active peer of ours"; return 1; }
+    say "rspregistrar $rsplib_id is an active peer of ours"
+    cross_checks || return 1
+    say "PASS: peered (ours first); PEs resolvable across; hsdump and rsp dump --enrp read the other"
+}
+
+# (a) rspregistrar first (with an RSPLIB PE already registered), then ours: ours downloads
+# the handlespace from it at start-up, they peer; then the cross checks.
+scenario_enrp_rsplib_first() {
+    rsplib_peer_registrar || return 1
+    rsplib_pe rs0 0x1a2b3c00
+    wait_for 20 pe_in_hsdump 127.0.0.1:9901 0x1a2b3c00 || { fail "RSPLIB PE not at rspregistrar"; return 1; }
+    our_peer_registrar || return 1
+    wait_for 20 peer_active "$rsplib_id" || { ./rsp dump --admin 127.0.0.1:9990; log_tail reg 30; log_tail rreg 30; fail "rspregistrar not an active peer of ours"; return 1; }
+    wait_for 20 home_in_our_dump 0x1a2b3c00 "$rsplib_id" || { ./rsp dump --admin 127.0.0.1:9990; log_tail reg 30; fail "PE registered before we started not downloaded"; return 1; }
+    say "downloaded 0x1a2b3c00 (home $rsplib_id) at start-up"
+    cross_checks || return 1
+    say "PASS: peered (rspregistrar first); start-up download; PEs resolvable across"
+}
+
+# (e) Our registrar dies: our PE ends up at rspregistrar. RSPLIB's takeover of a dead peer
+# completes only on INIT_TAKEOVER_ACKs; with no third registrar none come and its takeover
+# expires ("0 outstanding acknowledgements"). So the PE knows both registrars and hunts
+# to rspregistrar when its home dies (the way the PE reaches a new home without a
+# takeover); should RSPLIB claim it first (keep-alive with H = 1 on the PE's SCTP control
+# endpoint), the log says "new home registrar". Either way hsdump shows rspregistrar as
+# its home and rspterminal through rspregistrar reaches it.
+scenario_enrp_takeover_by_rsplib() {
+    our_peer_registrar || return 1
+    rsplib_peer_registrar || return 1
+    wait_for 20 peer_active "$rsplib_id" || { fail "not peered"; return 1; }
+    bg pe1 ./rsp -v serve echo --listen sctp://0.0.0.0:0 -r sctp://10.0.0.1:3864 \
+        -r sctp://10.0.0.1:3863 --pe-id 0x5eed0001 --no-announces
+    wait_for 20 grep -q "^registered pool=EchoPool pe=0x5eed0001" "$LOGS/pe1.log" || { log_tail pe1; return 1; }
+    wait_for 20 home_in_our_dump 0x5eed0001 "$our_id" || { fail "our PE not registered at ours"; return 1; }
+    wait_for 20 pe_in_hsdump 127.0.0.1:9901 0x5eed0001 || { fail "our PE not replicated"; return 1; }
+    hsdump_of 127.0.0.1:9901 | grep -A1 'idx:#[0-9]*: [$]5eed0001 '
+    # Each hsdump is a peer of rspregistrar for a few seconds (and would be waited for in
+    # a takeover): let those entries expire first.
+    sleep 8
+    say "killing our registrar (SIGKILL)"
+    kill -9 "$reg_pid"
+    at_rsplib() { hsdump_of 127.0.0.1:9901 | grep -A1 'idx:#[0-9]*: [$]5eed0001 ' | grep -q "home=[$]${rsplib_id#0x}"; }
+    wait_for 40 at_rsplib; rc=$?
+    hsdump_of 127.0.0.1:9901 | grep -A1 'idx:#[0-9]*: [$]5eed0001 '
+    grep -a "akeover" "$LOGS/rreg.log" | tail -n 3
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/pe1.log" | grep -a "new home registrar\|INFO rserpool::pe: registered\|no registrar" | tail -n 4
+    [ $rc = 0 ] || { log_tail rreg 30; log_tail pe1 20; fail "our PE did not end up at rspregistrar"; return 1; }
+    if grep -q "new home registrar home=$rsplib_id" "$LOGS/pe1.log"; then how="taken over (keep-alive with H = 1)"; else how="re-registered after its home died"; fi
+    rterminal term 10.0.0.1:3863 "after takeover" || return 1
+    echoed_by term 0x5eed0001 || { fail "not echoed by our PE"; return 1; }
+    say "PASS: our PE is at rspregistrar after our registrar died: $how"
+}
+
+# (e) rspregistrar dies: our registrar takes its PE over (our dump shows it with our
+# server ID as home; the RSPLIB PE acknowledges our keep-alive with H = 1).
+scenario_enrp_takeover_by_ours() {
+    rsplib_peer_registrar || return 1
+    our_peer_registrar || return 1
+    wait_for 20 peer_active "$rsplib_id" || { fail "not peered"; return 1; }
+    rsplib_pe rs1 0x1a2b3c4d
+    wait_for 20 home_in_our_dump 0x1a2b3c4d "$rsplib_id" || { fail "RSPLIB PE not replicated"; return 1; }
+    say "killing rspregistrar (SIGKILL)"
+    kill -9 "$rreg_pid"
+    wait_for 30 home_in_our_dump 0x1a2b3c4d "$our_id"; rc=$?
+    ./rsp dump --admin 127.0.0.1:9990
+    grep -a "takeover\|took over\|taking over" "$LOGS/reg.log" | tail -n 5
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/rs1.log" | grep -i "home registrar" | tail -n 3
+    [ $rc = 0 ] || { log_tail reg 40; fail "our registrar did not take the RSPLIB PE over"; return 1; }
+    # The PE answers our keep-alives: still there after several keep-alive periods.
+    sleep 4
+    in_our_dump 0x1a2b3c4d || { log_tail reg 30; log_tail rs1 30; fail "taken-over RSPLIB PE lost (keep-alive with H = 1 not answered?)"; return 1; }
+    say "PASS: our registrar took over the RSPLIB PE"
 }
 
 # ---- runner ---------------------------------------------------------------------------

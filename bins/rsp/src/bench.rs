@@ -222,6 +222,7 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
         listen: vec!["tcp://127.0.0.1:0".into()],
         admin: Some("off".into()),
         announce: Some(false),
+        enrp_listen: vec!["off".into()],
         // Every client of the benchmark comes from 127.0.0.1.
         max_connections_per_source: Some(0),
         // The register workload keeps up to 100 PEs per client connection registered

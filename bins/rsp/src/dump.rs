@@ -1,7 +1,9 @@
 //! `rsp dump`: print a registrar's handlespace as a table or JSON.
 //!
 //! The registrar side (the admin listener, the paged JSON streaming and the document
-//! types) lives in [`rserpool::service::admin`]; this module is the client.
+//! types) lives in [`rserpool::service::admin`]; this module is the client. With
+//! `--enrp URL` the handlespace comes from any ENRP registrar (ours or RSPLIB's) through
+//! Handle Table Requests instead ([`rserpool::service::enrp_dump`]), printed the same way.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use rserpool_proto::io::Endpoint;
+use rserpool::service::enrp_dump;
+use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_proto::registrar::ENRP_PORT;
+use rserpool_wire::LifetimeUnit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,8 +22,9 @@ use crate::args;
 
 pub use rserpool::service::admin::*;
 
-/// Print a registrar's handlespace (pools, PEs, owners, policies, load, lifetimes,
-/// addresses) from its admin listener.
+/// Print a registrar's handlespace (pools, PEs, home registrars, policies, load,
+/// lifetimes, addresses), its ENRP phase and its peer registrars (ID, endpoint, state,
+/// last heard, checksum expected/reported, PEs owned) from its admin listener.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
     /// The registrar's admin address (`rsp registrar --admin`).
@@ -34,12 +40,24 @@ pub struct DumpArgs {
     /// Give up when the registrar sends nothing for this long.
     #[arg(long, default_value = "5s", value_parser = args::duration)]
     pub timeout: Duration,
+    /// Read the handlespace as an ENRP peer from this registrar's ENRP endpoint
+    /// (`tcp://host:9901` or `sctp://host:9901`; port 9901 by default) with Handle Table
+    /// Requests, like RSPLIB's hsdump; works with any ENRP registrar. Ages, reports and
+    /// keep-alive times are not in the handle table and show as `-`.
+    #[arg(long, value_name = "URL")]
+    pub enrp: Option<String>,
+    /// With --enrp: stop with an error beyond this many PEs.
+    #[arg(long, default_value_t = enrp_dump::DEFAULT_MAX_PES as u32, value_parser = args::integer)]
+    pub max_pes: u32,
 }
 
 pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if let Some(url) = &args.enrp {
+        return run_enrp(&rt, args, url);
+    }
     let addr = rserpool::url::parse_endpoint(&args.admin, ADMIN_PORT)
         .ok()
         .and_then(|e: Endpoint| e.primary())
@@ -56,6 +74,52 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", doc.table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_enrp(rt: &tokio::runtime::Runtime, args: &DumpArgs, url: &str) -> anyhow::Result<ExitCode> {
+    let endpoint = rserpool::url::parse_endpoint(url, ENRP_PORT)
+        .map_err(anyhow::Error::from)
+        .and_then(|e| match e.transport {
+            TransportProto::Udp => bail!("ENRP runs over tcp:// or sctp://, not {url}"),
+            _ => Ok(e),
+        })
+        .with_context(|| format!("bad --enrp URL {url:?}"))
+        .map_err(crate::exit::usage)?;
+    let mut opts = enrp_dump::EnrpDumpOptions::new(endpoint);
+    opts.timeout = args.timeout;
+    opts.max_pes = args.max_pes as usize;
+    let hs = match rt.block_on(enrp_dump::fetch(&opts)) {
+        Ok(hs) => hs,
+        Err(e) => {
+            eprintln!("rsp dump: {e}");
+            return Ok(ExitCode::from(crate::exit::FAILURE));
+        }
+    };
+    let mut doc = hs.to_doc(LifetimeUnit::Milliseconds);
+    if !args.pools.is_empty() {
+        let wanted: Vec<String> = args
+            .pools
+            .iter()
+            .flat_map(|n| pool_candidates(n))
+            .map(|h| h.to_string())
+            .collect();
+        doc.pools.retain(|p| wanted.contains(&p.handle));
+        doc.pool_count = doc.pools.len();
+        doc.pe_count = doc.pools.iter().map(|p| p.pes.len()).sum();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", doc.table());
+        eprintln!(
+            "rsp dump: {} PE(s) in {} handle table response(s) from registrar {} (we were peer {})",
+            hs.pe_count(),
+            hs.responses,
+            hs.registrar,
+            hs.client
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,46 @@ fn a_bad_configuration_exits_2() {
 }
 
 #[test]
+fn a_bad_enrp_setting_exits_2() {
+    for args in [
+        &["registrar", "--heartbeat-cycle", "10ms"][..],
+        &["registrar", "--takeover-election", "oldest"],
+        &["registrar", "--peer", "udp://127.0.0.1:9901"],
+        &["registrar", "--presence-group", "127.0.0.1:9901"],
+        &["registrar", "--max-pes-per-response", "0"],
+        &[
+            "registrar",
+            "--enrp-listen",
+            "off",
+            "--enrp-listen",
+            "tcp://127.0.0.1:0",
+        ],
+    ] {
+        let o = rsp(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn an_explicit_enrp_port_already_in_use_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", taken.local_addr().unwrap());
+    let o = rsp(&[
+        "registrar",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--enrp-listen",
+        &url,
+        "--admin",
+        "off",
+        "--announce=false",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {url}")), "{err}");
+}
+
+#[test]
 fn a_registrar_port_already_in_use_exits_1() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("tcp://{}", taken.local_addr().unwrap());

@@ -16,19 +16,40 @@
 //! One [`PoolElement`] owns one [`PoolElementCore`] on its own driver task. A TCP user
 //! transport carries one address, so a service listening on an IPv4 and an IPv6 address
 //! registers one PE entry per address ([`PoolElement::pe_ids`]).
+//!
+//! The ASAP control endpoint ([`PeOptions::asap_control`], on by default): the PE listens
+//! for ASAP on a TCP port of its own (0.0.0.0, and [::] on the same port when it can) and
+//! makes its TCP and MPTCP registrar connections *from* that port (`SO_REUSEPORT` on both
+//! sides). A registrar records the registering connection's source as the PE's ASAP
+//! transport (a TCP transport TLV), so a registrar that takes the PE over after its home
+//! failed connects there and sends a keep-alive with H = 1; the core acks it on that
+//! connection and makes it its home (later re-registrations go there). Connections a
+//! registrar opens are accepted connections of the PE's driver, limited by
+//! [`DEFAULT_PE_MAX_CONNECTIONS`]. The same for SCTP when the PE may use an SCTP
+//! registrar (one configured, or announces heard): an SCTP listener on every address
+//! (`[::]`, a kernel-chosen port) whose port the registrar associations are opened from;
+//! the registrar records it in an SCTP transport TLV.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rserpool_proto::io::Endpoint;
 use rserpool_proto::{PeCommand, PeEvent, PeStatus, PoolElementConfig, PoolElementCore};
 use rserpool_wire::{
-    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, TransportAddr, TransportUse, UserTransport,
+    CauseCode, LifetimeUnit, PeId, Policy, PoolHandle, Protocol, TransportAddr, TransportUse,
+    UserTransport,
 };
 use tokio::sync::broadcast;
 
 use crate::driver::{Driver, DriverConfig, DriverGone, DriverHandle};
 use crate::link::{registrar_link_builders, RegistrarLink};
+use crate::transport::{tcp, MessageListener, TransportConfig};
+
+/// Default of the PE driver's [`TransportConfig::max_connections`]: connections registrars
+/// (or anyone) open to the ASAP control listener at once; beyond it the oldest silent
+/// one makes room.
+pub const DEFAULT_PE_MAX_CONNECTIONS: usize = 16;
 
 /// Everything needed to start a pool element.
 #[derive(Clone, Debug)]
@@ -39,6 +60,9 @@ pub struct PeOptions {
     pub driver: DriverConfig,
     /// RNG seed of the core; `None` = a fresh random seed.
     pub seed: Option<u64>,
+    /// Open the ASAP control listener and make TCP registrar connections from its port
+    /// (see the module docs). Default true.
+    pub asap_control: bool,
 }
 
 impl PeOptions {
@@ -51,9 +75,21 @@ impl PeOptions {
                 ..PoolElementConfig::default()
             },
             link: RegistrarLink::default(),
-            driver: DriverConfig::default(),
+            driver: DriverConfig {
+                transport: TransportConfig {
+                    max_connections: DEFAULT_PE_MAX_CONNECTIONS,
+                    ..TransportConfig::default()
+                },
+                ..DriverConfig::default()
+            },
             seed: None,
+            asap_control: true,
         }
+    }
+    /// Open an ASAP control listener (default) or not (see the module docs).
+    pub fn asap_control(mut self, on: bool) -> Self {
+        self.asap_control = on;
+        self
     }
     registrar_link_builders!();
     /// Add a TCP user transport (the service's listening address).
@@ -120,6 +156,7 @@ pub struct PoolElement {
     handle: DriverHandle<PoolElementCore>,
     events: broadcast::Sender<PeEvent>,
     pe_ids: Vec<PeId>,
+    control: Vec<Endpoint>,
     policy: Mutex<Policy>,
     task: Mutex<Option<tokio::task::JoinHandle<PoolElementCore>>>,
 }
@@ -144,6 +181,34 @@ impl PoolElement {
             &mut opts.core.accept_announces,
             &mut opts.driver,
         );
+        let control = if opts.asap_control && opts.driver.transport.tcp_source_port.is_none() {
+            bind_control(&opts.driver.transport)
+        } else {
+            Vec::new()
+        };
+        if let Some(l) = control.first() {
+            opts.driver.transport.tcp_source_port =
+                l.local_endpoint()?.addrs.first().map(|a| a.port());
+        }
+        #[cfg(target_os = "linux")]
+        let sctp_control = if opts.asap_control
+            && opts.driver.transport.sctp_source_port.is_none()
+            && (opts.core.accept_announces
+                || opts
+                    .core
+                    .registrars
+                    .iter()
+                    .any(|e| e.transport == rserpool_proto::io::TransportProto::Sctp))
+        {
+            bind_sctp_control(&opts.driver.transport)
+        } else {
+            None
+        };
+        #[cfg(target_os = "linux")]
+        if let Some(l) = &sctp_control {
+            opts.driver.transport.sctp_source_port =
+                l.local_endpoint()?.addrs.first().map(|a| a.port());
+        }
         let seed = opts.seed.unwrap_or_else(crate::random_seed);
         let policy = opts.core.policy.clone();
         let core = PoolElementCore::new(opts.core, seed);
@@ -157,11 +222,20 @@ impl PoolElement {
         if let Some(spec) = opts.link.announces() {
             driver.multicast(spec);
         }
+        for l in control {
+            driver.listen(l, Protocol::Asap);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(l) = sctp_control {
+            driver.listen(l, Protocol::Asap);
+        }
+        let control = driver.local_endpoints().to_vec();
         let task = driver.spawn();
         Ok(Self {
             handle,
             events,
             pe_ids,
+            control,
             policy: Mutex::new(policy),
             task: Mutex::new(Some(task)),
         })
@@ -170,6 +244,12 @@ impl PoolElement {
     /// The PE IDs of this element's entries (one per user transport).
     pub fn pe_ids(&self) -> &[PeId] {
         &self.pe_ids
+    }
+
+    /// The ASAP control listener's endpoints (empty without one): where a registrar
+    /// reaches this PE, and the source port of its TCP registrar connections.
+    pub fn control_endpoints(&self) -> &[Endpoint] {
+        &self.control
     }
 
     /// Events as they happen (registered, home changed, rejected …).
@@ -239,6 +319,51 @@ impl PoolElement {
     /// The driver handle, for direct access to the core.
     pub fn driver(&self) -> &DriverHandle<PoolElementCore> {
         &self.handle
+    }
+}
+
+/// The ASAP control listener: 0.0.0.0 on a port the kernel picks, then [::] on the same
+/// port when that is free (best effort). None when IPv4 cannot be bound (logged).
+fn bind_control(config: &TransportConfig) -> Vec<tcp::TcpMessageListener> {
+    let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    let first = match tcp::bind_shared(v4, Protocol::Asap, false, config) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(
+                "cannot open the ASAP control listener ({e}); a registrar taking this PE \
+                 over cannot reach it"
+            );
+            return Vec::new();
+        }
+    };
+    let port = first
+        .local_endpoint()
+        .ok()
+        .and_then(|e| e.addrs.first().map(|a| a.port()));
+    let mut out = vec![first];
+    if let Some(port) = port {
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        match tcp::bind_shared(v6, Protocol::Asap, false, config) {
+            Ok(l) => out.push(l),
+            Err(e) => tracing::debug!(port, "no IPv6 ASAP control listener: {e}"),
+        }
+    }
+    out
+}
+
+/// The SCTP ASAP control listener: every address ([::], dual-stack) on a port the kernel
+/// picks; registrar associations are then opened from that port. None without kernel SCTP.
+#[cfg(target_os = "linux")]
+fn bind_sctp_control(
+    config: &TransportConfig,
+) -> Option<crate::transport::sctp::SctpMessageListener> {
+    let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    match crate::transport::sctp::bind_shared(&[any], Protocol::Asap, config) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::debug!("no SCTP ASAP control listener: {e}");
+            None
+        }
     }
 }
 

@@ -445,6 +445,8 @@ fn one(kind: TransportKind, port: u16, a: &str) -> UserTransport {
 }
 
 fn pe(id: u32, ut: UserTransport, policy: Policy, asap: bool) -> PoolElement {
+    // A PE registered over TCP carries a TCP transport TLV as its ASAP transport.
+    let over_tcp = matches!(&ut, UserTransport::Ip(t) if t.kind == TransportKind::Tcp);
     PoolElement {
         id: PeId(id),
         home_registrar: ServerId(if asap { 0x5EED_0001 } else { 0 }),
@@ -455,7 +457,13 @@ fn pe(id: u32, ut: UserTransport, policy: Policy, asap: bool) -> PoolElement {
         },
         user_transport: ut,
         policy,
-        asap_transport: asap.then(|| sctp(3863, &["192.0.2.200", "2001:db8::c8"])),
+        asap_transport: asap.then(|| {
+            if over_tcp {
+                TransportAddr::tcp(40123, ip("2001:db8::c9"))
+            } else {
+                sctp(3863, &["192.0.2.200", "2001:db8::c8"])
+            }
+        }),
     }
 }
 

@@ -20,6 +20,8 @@ impl Resolved {
         let d = |d: Duration| Some(toml_str(&human_duration(d)));
         // PE quotas: 0 = unlimited (kept as usize::MAX in the core).
         let limit = |v: usize| if v == usize::MAX { 0 } else { v }.to_string();
+        let e = &c.enrp;
+        let peers: Vec<String> = e.peers.iter().map(|p| toml_str(&p.to_string())).collect();
         let listen: Vec<String> = self
             .listen
             .iter()
@@ -119,6 +121,53 @@ impl Resolved {
                 )),
             ),
             ("announce_interval", d(c.announce_interval)),
+            (
+                "enrp_listen",
+                Some(if self.enrp_listen.is_empty() {
+                    format!("[{}]", toml_str("off"))
+                } else {
+                    let eps: Vec<String> = self
+                        .enrp_listen
+                        .iter()
+                        .map(|e| toml_str(&e.to_string()))
+                        .collect();
+                    format!("[{}]", eps.join(", "))
+                }),
+            ),
+            ("peer", Some(format!("[{}]", peers.join(", ")))),
+            (
+                "presence_group",
+                Some(toml_str(
+                    &e.presence_group
+                        .map_or_else(|| "off".to_owned(), |g| g.to_string()),
+                )),
+            ),
+            ("heartbeat_cycle", d(e.heartbeat_cycle)),
+            ("max_time_last_heard", d(e.max_time_last_heard)),
+            ("max_time_no_response", d(e.max_time_no_response)),
+            ("takeover_expiry", d(e.takeover_expiry)),
+            ("mentor_discovery_timeout", d(e.mentor_discovery_timeout)),
+            (
+                "max_pes_per_response",
+                Some(e.max_pes_per_response.to_string()),
+            ),
+            ("download_session_timeout", d(e.download_session_timeout)),
+            (
+                "takeover_election",
+                Some(toml_str(e.takeover_election.name())),
+            ),
+            (
+                "takeover_suggestion",
+                Some(e.takeover_suggestion.to_string()),
+            ),
+            (
+                "peer_only_listed",
+                Some((!e.accept_unlisted_peers).to_string()),
+            ),
+            (
+                "rewrite_tcp_asap_for_sctp_peers",
+                Some(e.rewrite_tcp_asap_for_sctp_peers.to_string()),
+            ),
             (
                 "wire_log",
                 self.wire_log

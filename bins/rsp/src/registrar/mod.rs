@@ -35,8 +35,12 @@ pub use settings::Settings;
 /// without SCTP an SCTP listener is skipped with a warning as long as a TCP listener is
 /// left; if only SCTP listeners were asked for, the registrar exits with status 2 and a
 /// message saying the kernel has no SCTP.
-/// On start it prints `rsp registrar: server id 0x… listening on URL… admin ADDR` on
-/// stdout. SIGINT / SIGTERM stop it gracefully; SIGHUP re-reads the --config file (flags
+/// With --peer (or peers learnt from the presence group or connecting to its ENRP
+/// listener, default port 9901) it is one of a pool of registrars sharing the handlespace
+/// over ENRP (RFC 5353): each PE is owned by the registrar it registered with, the others
+/// hold copies, and when a registrar dies one of the rest takes its PEs over.
+/// On start it prints `rsp registrar: server id 0x… listening on URL… enrp URL… admin
+/// ADDR` on stdout. SIGINT / SIGTERM stop it gracefully; SIGHUP re-reads the --config file (flags
 /// still win), applies what can change at run time (limits, keep-alive timings, log
 /// settings) and logs what changed and what needs a restart.
 #[derive(Debug, Args)]
@@ -120,17 +124,26 @@ pub async fn serve(
     running.stop().await;
 }
 
-/// `rsp registrar: server id 0x… listening on URL… admin ADDR` (what scripts wait for).
+/// `rsp registrar: server id 0x… listening on URL… enrp URL…|off admin ADDR` (what
+/// scripts wait for; the ASAP endpoints come first).
 pub fn startup_line(running: &Running) -> String {
-    let eps: Vec<String> = running.endpoints.iter().map(ToString::to_string).collect();
+    let urls = |eps: &[rserpool_proto::io::Endpoint]| {
+        eps.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let enrp = urls(&running.enrp_endpoints);
     let admin = running
         .admin
         .map(|a| a.to_string())
         .unwrap_or_else(|| "off".into());
     format!(
-        "rsp registrar: server id {} listening on {} admin {admin}",
+        "rsp registrar: server id {} listening on {} enrp {} admin {admin}",
         running.server_id,
-        eps.join(" ")
+        urls(&running.endpoints).join(" "),
+        if enrp.is_empty() {
+            "off".to_owned()
+        } else {
+            enrp.join(" ")
+        }
     )
 }
 

@@ -8,8 +8,10 @@ use rserpool::service::registrar::{self, DEFAULT_ADMIN};
 use rserpool::transport::TransportConfig;
 use rserpool::url::parse_endpoint;
 use rserpool_proto::handlespace::HandlespaceConfig;
-use rserpool_proto::io::TransportProto;
-use rserpool_proto::registrar::{AddressScope, PeIdMove};
+use rserpool_proto::io::{Endpoint, TransportProto};
+use rserpool_proto::registrar::{
+    AddressScope, EnrpConfig, PeIdMove, TakeoverElection, DEFAULT_PRESENCE_GROUP, ENRP_PORT,
+};
 use rserpool_proto::{ConnLimits, RegistrarConfig};
 use rserpool_wire::{LifetimeUnit, ServerId, ASAP_PORT};
 
@@ -99,6 +101,8 @@ impl Settings {
             bail!("max_handle_length {max_handle_len}: expected 1..65000");
         }
         let connections = self.connection_limits()?;
+        let (enrp_listen, explicit_enrp_listen) = self.enrp_listen()?;
+        let enrp = self.enrp_config()?;
         if self.server_id == Some(0) {
             bail!("server_id 0 is reserved (\"not yet determined\")");
         }
@@ -260,6 +264,7 @@ impl Settings {
             remove_pes_on_close: self
                 .remove_pes_on_close
                 .unwrap_or(defaults.remove_pes_on_close),
+            enrp,
             ..defaults
         };
         // The core's limits decide; the shell's hard limit leaves room above them for
@@ -280,6 +285,8 @@ impl Settings {
             service: registrar::ServiceConfig {
                 listen,
                 explicit_listen,
+                enrp_listen,
+                explicit_enrp_listen,
                 admin,
                 explicit_admin,
                 core,
@@ -328,6 +335,144 @@ impl Settings {
         })
     }
 }
+
+impl Settings {
+    /// `enrp_listen`: the endpoints and whether the user gave them ("off" = none).
+    fn enrp_listen(&self) -> anyhow::Result<(Vec<Endpoint>, bool)> {
+        let off = |u: &str| matches!(u, "off" | "none" | "");
+        if self.enrp_listen.iter().any(|u| off(u)) {
+            if self.enrp_listen.len() > 1 {
+                bail!("enrp_listen (--enrp-listen): \"off\" cannot be combined with endpoints");
+            }
+            return Ok((Vec::new(), true));
+        }
+        let explicit = !self.enrp_listen.is_empty();
+        let urls: Vec<String> = if explicit {
+            self.enrp_listen.clone()
+        } else {
+            registrar::DEFAULT_ENRP_LISTEN.map(String::from).to_vec()
+        };
+        let mut out = Vec::new();
+        for u in &urls {
+            out.push(enrp_endpoint("enrp_listen", u)?);
+        }
+        Ok((out, explicit))
+    }
+
+    /// The ENRP part of the core configuration, checked; defaults from
+    /// [`EnrpConfig::default`].
+    fn enrp_config(&self) -> anyhow::Result<EnrpConfig> {
+        let d = EnrpConfig::default();
+        let mut peers = Vec::new();
+        for u in &self.peer {
+            let ep = enrp_endpoint("peer", u)?;
+            if !peers.contains(&ep) {
+                peers.push(ep);
+            }
+        }
+        let presence_group = match self.presence_group.as_deref() {
+            None => d.presence_group,
+            Some("off" | "none" | "") => None,
+            Some("on") => Some(DEFAULT_PRESENCE_GROUP),
+            Some(s) => {
+                let a: std::net::SocketAddr = s.parse().map_err(|_| {
+                    anyhow!(
+                        "presence_group (--presence-group) {s:?}: expected a multicast \
+                         ADDR:PORT such as 239.0.0.51:9901, on or off"
+                    )
+                })?;
+                if !a.ip().is_multicast() || a.port() == 0 {
+                    bail!(
+                        "presence_group (--presence-group) {s:?}: not a multicast group \
+                         with a port (e.g. 239.0.0.51:9901)"
+                    );
+                }
+                Some(a)
+            }
+        };
+        let period = |key: &str, v: Option<Duration>, def: Duration| {
+            duration_in_range(key, v.unwrap_or(def), MIN_PERIOD, HOUR, false)
+        };
+        let heartbeat_cycle = period("heartbeat_cycle", self.heartbeat_cycle, d.heartbeat_cycle)?;
+        let max_time_last_heard = period(
+            "max_time_last_heard",
+            self.max_time_last_heard,
+            d.max_time_last_heard,
+        )?;
+        if max_time_last_heard <= heartbeat_cycle {
+            bail!(
+                "max_time_last_heard (--max-time-last-heard) = {} must be longer than \
+                 heartbeat_cycle ({}): peers would be probed between two presences",
+                human_duration(max_time_last_heard),
+                human_duration(heartbeat_cycle)
+            );
+        }
+        let mentor_discovery_timeout = match self
+            .mentor_discovery_timeout
+            .unwrap_or(d.mentor_discovery_timeout)
+        {
+            z if z.is_zero() => z,
+            v => duration_in_range("mentor_discovery_timeout", v, MIN_PERIOD, HOUR, true)?,
+        };
+        let takeover_election = match self.takeover_election.as_deref() {
+            None => d.takeover_election,
+            Some("lowest") => TakeoverElection::Lowest,
+            Some("highest") => TakeoverElection::Highest,
+            Some(s) => {
+                bail!("takeover_election (--takeover-election) {s:?}: expected highest or lowest")
+            }
+        };
+        Ok(EnrpConfig {
+            peers,
+            presence_group,
+            heartbeat_cycle,
+            max_time_last_heard,
+            max_time_no_response: period(
+                "max_time_no_response",
+                self.max_time_no_response,
+                d.max_time_no_response,
+            )?,
+            takeover_expiry: period("takeover_expiry", self.takeover_expiry, d.takeover_expiry)?,
+            mentor_discovery_timeout,
+            max_pes_per_response: in_range(
+                "max_pes_per_response",
+                self.max_pes_per_response.unwrap_or(d.max_pes_per_response),
+                1,
+                MAX_PES_PER_RESPONSE,
+            )?,
+            download_session_timeout: period(
+                "download_session_timeout",
+                self.download_session_timeout,
+                d.download_session_timeout,
+            )?,
+            takeover_election,
+            takeover_suggestion: self.takeover_suggestion.unwrap_or(d.takeover_suggestion),
+            accept_unlisted_peers: self
+                .peer_only_listed
+                .map_or(d.accept_unlisted_peers, |only| !only),
+            rewrite_tcp_asap_for_sctp_peers: self
+                .rewrite_tcp_asap_for_sctp_peers
+                .unwrap_or(d.rewrite_tcp_asap_for_sctp_peers),
+            ..d
+        })
+    }
+}
+
+/// An ENRP endpoint (`peer`, `enrp_listen`): TCP or SCTP, port default 9901.
+fn enrp_endpoint(key: &str, u: &str) -> anyhow::Result<Endpoint> {
+    let ep = parse_endpoint(u, ENRP_PORT)
+        .with_context(|| format!("{key} (--{}) {u:?}", key.replace('_', "-")))?;
+    match ep.transport {
+        TransportProto::Tcp | TransportProto::Sctp => Ok(ep),
+        TransportProto::Mptcp | TransportProto::Udp => bail!(
+            "{key} (--{}) {u:?}: ENRP runs over tcp:// or sctp://",
+            key.replace('_', "-")
+        ),
+    }
+}
+
+/// Upper end of `max_pes_per_response`: a response must fit one ENRP message (64 KiB).
+const MAX_PES_PER_RESPONSE: usize = 1000;
 
 /// Upper end of `max_connections` and `max_connections_per_source`.
 const MAX_CONNECTIONS_RANGE: usize = 1_000_000;

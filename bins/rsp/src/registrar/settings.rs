@@ -146,6 +146,74 @@ pub struct Settings {
     /// TTL (hop limit) of the announces sent by multicast (0..255). Default 30.
     #[arg(long)]
     pub multicast_ttl: Option<u32>,
+    /// A peer registrar to speak ENRP with (repeatable), e.g. tcp://10.0.0.2:9901 or
+    /// sctp://10.0.0.2:9901 (RSPLIB). Port default 9901. Default: none (a lone
+    /// registrar, unless peers are learnt from the presence group or connect to us).
+    #[arg(long = "peer", value_name = "URL")]
+    #[serde(default)]
+    pub peer: Vec<String>,
+    /// Endpoint to listen on for ENRP from peer registrars (repeatable), or "off".
+    /// TCP carries ENRP messages back to back, SCTP with PPID 12. The ENRP port has no
+    /// authentication: bind it to a private network or use --peer-only-listed.
+    /// Default: sctp://[::]:9901, tcp://0.0.0.0:9901 and tcp://[::]:9901 (one that
+    /// cannot be bound is a warning).
+    #[arg(long = "enrp-listen", value_name = "URL")]
+    #[serde(default)]
+    pub enrp_listen: Vec<String>,
+    /// Multicast group (ADDR:PORT) for ENRP presences (sent every heartbeat cycle; peers
+    /// heard there are added), "on" for 239.0.0.51:9901 (RSPLIB), or "off". Default off.
+    #[arg(long, value_name = "ADDR|on|off")]
+    pub presence_group: Option<String>,
+    /// PEER-HEARTBEAT-CYCLE: a presence to every peer this often, randomised by
+    /// +-12.5 % (100ms..1h). Default 2444ms (RSPLIB; RFC 5353: 30s).
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub heartbeat_cycle: Option<Duration>,
+    /// MAX-TIME-LAST-HEARD: a peer silent this long is probed (longer than
+    /// heartbeat_cycle, up to 1h). Default 5s (RSPLIB; RFC 5353: 61s).
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_time_last_heard: Option<Duration>,
+    /// MAX-TIME-NO-RESPONSE: wait this long for a probed peer's answer (or a mentor's)
+    /// before taking it for dead (100ms..1h). Default 5s (RSPLIB and RFC 5353).
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_time_no_response: Option<Duration>,
+    /// Wait this long for every peer's INIT_TAKEOVER_ACK, then give the takeover up
+    /// (100ms..1h). Default 5s (RSPLIB).
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub takeover_expiry: Option<Duration>,
+    /// At start, listen this long for a mentor to download the handlespace from before
+    /// serving alone (0 = do not wait, up to 1h). Default 5s (RSPLIB).
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub mentor_discovery_timeout: Option<Duration>,
+    /// Most PEs in one HANDLE_TABLE_RESPONSE (1..1000). Default 128 (RSPLIB).
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_response: Option<usize>,
+    /// Drop a peer's handle table download whose next request does not come within
+    /// this (100ms..1h). Default 5s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub download_session_timeout: Option<Duration>,
+    /// Who wins when two registrars take over the same dead peer: lowest server ID
+    /// (RSPLIB) or highest (RFC 5353). Default lowest.
+    #[arg(long, value_name = "highest|lowest")]
+    pub takeover_election: Option<String>,
+    /// Send and honour takeover suggestions (T flag on ADD_PE). Default false (RSPLIB).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub takeover_suggestion: Option<bool>,
+    /// Speak ENRP only with the --peer registrars and those they list; messages from
+    /// any other server are dropped (counted in `rsp dump`). Default false (RFC 5353:
+    /// any sender becomes a peer).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub peer_only_listed: Option<bool>,
+    /// In handle updates and tables sent to SCTP peers, give a PE's TCP ASAP transport
+    /// as an SCTP one (same address and port), for peers that read nothing else there.
+    /// Default false (RSPLIB reads both).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub rewrite_tcp_asap_for_sctp_peers: Option<bool>,
     /// Log filter: error, warn, info, debug, trace, or directives such as
     /// `info,rserpool=debug`. Default warn. Order of precedence: RUST_LOG, --log-level,
     /// -v, the `log_level` key.
@@ -247,6 +315,34 @@ impl Settings {
                 .or(file.keepalive_jitter_percent),
             connect_timeout: self.connect_timeout.or(file.connect_timeout),
             multicast_ttl: self.multicast_ttl.or(file.multicast_ttl),
+            peer: if self.peer.is_empty() {
+                file.peer
+            } else {
+                self.peer
+            },
+            enrp_listen: if self.enrp_listen.is_empty() {
+                file.enrp_listen
+            } else {
+                self.enrp_listen
+            },
+            presence_group: self.presence_group.or(file.presence_group),
+            heartbeat_cycle: self.heartbeat_cycle.or(file.heartbeat_cycle),
+            max_time_last_heard: self.max_time_last_heard.or(file.max_time_last_heard),
+            max_time_no_response: self.max_time_no_response.or(file.max_time_no_response),
+            takeover_expiry: self.takeover_expiry.or(file.takeover_expiry),
+            mentor_discovery_timeout: self
+                .mentor_discovery_timeout
+                .or(file.mentor_discovery_timeout),
+            max_pes_per_response: self.max_pes_per_response.or(file.max_pes_per_response),
+            download_session_timeout: self
+                .download_session_timeout
+                .or(file.download_session_timeout),
+            takeover_election: self.takeover_election.or(file.takeover_election),
+            takeover_suggestion: self.takeover_suggestion.or(file.takeover_suggestion),
+            peer_only_listed: self.peer_only_listed.or(file.peer_only_listed),
+            rewrite_tcp_asap_for_sctp_peers: self
+                .rewrite_tcp_asap_for_sctp_peers
+                .or(file.rewrite_tcp_asap_for_sctp_peers),
             log_level: self.log_level.or(file.log_level),
             log_json: self.log_json.or(file.log_json),
             log_summary_interval: self.log_summary_interval.or(file.log_summary_interval),

@@ -195,3 +195,148 @@ fn connection_limits_from_flags_and_toml() {
         assert!(e.starts_with(field), "{e}");
     }
 }
+
+#[test]
+fn enrp_settings_from_flags_and_toml_with_ranges_checked() {
+    use rserpool_proto::registrar::{EnrpConfig, TakeoverElection, DEFAULT_PRESENCE_GROUP};
+    // Defaults: EnrpConfig's, and the three default ENRP listeners (not explicit).
+    let r = Settings::default().resolve().unwrap();
+    assert_eq!(r.core.enrp, EnrpConfig::default());
+    assert!(!r.explicit_enrp_listen);
+    assert_eq!(
+        r.enrp_listen
+            .iter()
+            .map(|e| (e.transport, e.primary().map(|a| a.port())))
+            .collect::<Vec<_>>(),
+        vec![
+            (TransportProto::Sctp, Some(9901)),
+            (TransportProto::Tcp, Some(9901)),
+            (TransportProto::Tcp, Some(9901))
+        ]
+    );
+    let file: Settings = toml::from_str(
+        r#"
+        peer = ["tcp://10.0.0.2", "sctp://10.0.0.3:9902", "tcp://10.0.0.2:9901"]
+        enrp_listen = ["tcp://127.0.0.1:0"]
+        presence_group = "on"
+        heartbeat_cycle = "200ms"
+        max_time_last_heard = 0.5
+        max_time_no_response = "300ms"
+        takeover_expiry = "1s"
+        mentor_discovery_timeout = 0
+        max_pes_per_response = 500
+        download_session_timeout = "2s"
+        takeover_election = "highest"
+        takeover_suggestion = true
+        peer_only_listed = true
+        rewrite_tcp_asap_for_sctp_peers = true
+        "#,
+    )
+    .unwrap();
+    // A flag wins over the file.
+    let flags = Settings {
+        takeover_election: Some("lowest".into()),
+        ..Settings::default()
+    };
+    let r = flags.over(file).resolve().unwrap();
+    let e = &r.core.enrp;
+    assert_eq!(
+        e.peers,
+        vec![
+            Endpoint::tcp(sa("10.0.0.2:9901")),
+            Endpoint::sctp(vec![sa("10.0.0.3:9902")])
+        ],
+        "default port 9901, duplicates dropped"
+    );
+    assert!(r.explicit_enrp_listen);
+    assert_eq!(r.enrp_listen, vec![Endpoint::tcp(sa("127.0.0.1:0"))]);
+    assert_eq!(e.presence_group, Some(DEFAULT_PRESENCE_GROUP));
+    assert_eq!(e.heartbeat_cycle, Duration::from_millis(200));
+    assert_eq!(e.max_time_last_heard, Duration::from_millis(500));
+    assert_eq!(e.max_time_no_response, Duration::from_millis(300));
+    assert_eq!(e.takeover_expiry, Duration::from_secs(1));
+    assert_eq!(e.mentor_discovery_timeout, Duration::ZERO);
+    assert_eq!(e.max_pes_per_response, 500);
+    assert_eq!(e.download_session_timeout, Duration::from_secs(2));
+    assert_eq!(e.takeover_election, TakeoverElection::Lowest);
+    assert!(e.takeover_suggestion);
+    assert!(!e.accept_unlisted_peers);
+    assert!(e.rewrite_tcp_asap_for_sctp_peers);
+    // The listing is a config file that gives the same settings back.
+    let listed: Settings = toml::from_str(&r.listing_text()).unwrap();
+    assert_eq!(listed.resolve().unwrap().core.enrp, r.core.enrp);
+    // ENRP off.
+    let off = Settings {
+        enrp_listen: vec!["off".into()],
+        presence_group: Some("off".into()),
+        ..Settings::default()
+    }
+    .resolve()
+    .unwrap();
+    assert!(off.enrp_listen.is_empty() && off.explicit_enrp_listen);
+    assert_eq!(off.core.enrp.presence_group, None);
+    let listed: Settings = toml::from_str(&off.listing_text()).unwrap();
+    assert!(listed.resolve().unwrap().enrp_listen.is_empty());
+    // Out of range or malformed: an error naming the setting.
+    for (bad, key) in [
+        (
+            Settings {
+                heartbeat_cycle: Some(Duration::from_millis(50)),
+                ..Settings::default()
+            },
+            "heartbeat_cycle",
+        ),
+        (
+            Settings {
+                heartbeat_cycle: Some(Duration::from_secs(6)),
+                ..Settings::default()
+            },
+            "max_time_last_heard",
+        ),
+        (
+            Settings {
+                max_time_no_response: Some(Duration::from_secs(7200)),
+                ..Settings::default()
+            },
+            "max_time_no_response",
+        ),
+        (
+            Settings {
+                max_pes_per_response: Some(0),
+                ..Settings::default()
+            },
+            "max_pes_per_response",
+        ),
+        (
+            Settings {
+                takeover_election: Some("oldest".into()),
+                ..Settings::default()
+            },
+            "takeover_election",
+        ),
+        (
+            Settings {
+                presence_group: Some("10.0.0.1:9901".into()),
+                ..Settings::default()
+            },
+            "presence_group",
+        ),
+        (
+            Settings {
+                peer: vec!["udp://10.0.0.1".into()],
+                ..Settings::default()
+            },
+            "peer",
+        ),
+        (
+            Settings {
+                enrp_listen: vec!["off".into(), "tcp://127.0.0.1:0".into()],
+                ..Settings::default()
+            },
+            "enrp_listen",
+        ),
+    ] {
+        let err = format!("{:#}", bad.resolve().unwrap_err());
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::{
-    AsapMessage, PeId, Policy, PoolElement, PoolHandle, ServerId, TransportAddr, UserTransport,
+    AsapMessage, EnrpMessage, PeId, Policy, PoolElement, PoolHandle, ServerId, TransportAddr,
+    UserTransport,
 };
 use serde_json::Value;
 
@@ -204,6 +205,10 @@ pub struct Registrar {
     pub proc: Proc,
     pub asap: String,
     pub admin: String,
+    /// The first ENRP TCP endpoint of the startup line (`None`: ENRP not listening).
+    pub enrp: Option<String>,
+    /// The server ID (0x…) of the startup line.
+    pub id: String,
 }
 
 pub fn start_registrar(listen: &str, wire_log: &Path, extra: &[&str]) -> Registrar {
@@ -235,8 +240,23 @@ impl Registrar {
             .find(|w| w.starts_with("tcp://"))
             .unwrap()
             .to_string();
-        let admin = words[words.iter().position(|w| *w == "admin").unwrap() + 1].to_owned();
-        Registrar { proc, asap, admin }
+        let at = |word: &str| words.iter().position(|w| *w == word);
+        let admin = words[at("admin").unwrap() + 1].to_owned();
+        let id = words[at("id").unwrap() + 1].to_owned();
+        let enrp = at("enrp").and_then(|i| {
+            words[i + 1..]
+                .iter()
+                .take_while(|w| **w != "admin")
+                .find(|w| w.starts_with("tcp://"))
+                .map(|w| w.to_string())
+        });
+        Registrar {
+            proc,
+            asap,
+            admin,
+            enrp,
+            id,
+        }
     }
 }
 
@@ -321,6 +341,17 @@ pub fn dissect(
     keep: impl Fn(&str) -> bool,
     lint_only: impl Fn(&str) -> bool,
 ) -> BTreeSet<String> {
+    dissect_as("asap", dir, wire_log, keep, lint_only)
+}
+
+/// [`dissect`] with the protocol to decode as (`asap` or `enrp`).
+pub fn dissect_as(
+    proto: &str,
+    dir: &Path,
+    wire_log: &Path,
+    keep: impl Fn(&str) -> bool,
+    lint_only: impl Fn(&str) -> bool,
+) -> BTreeSet<String> {
     let text = std::fs::read_to_string(wire_log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
     assert!(
@@ -328,7 +359,7 @@ pub fn dissect(
         "nothing recorded in {}",
         wire_log.display()
     );
-    let input = dir.join("dissect-input.txt");
+    let input = dir.join(format!("dissect-input-{proto}.txt"));
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let tool = dissector();
     assert!(
@@ -337,7 +368,7 @@ pub fn dissect(
         tool.display()
     );
     let out = Command::new(&tool)
-        .args(["--proto", "asap", "--json", "--hex-lines"])
+        .args(["--proto", proto, "--json", "--hex-lines"])
         .arg(&input)
         .output()
         .unwrap();
@@ -417,6 +448,65 @@ impl Raw {
             }
         }
     }
+}
+
+impl Raw {
+    pub fn send_enrp(&mut self, m: &EnrpMessage) {
+        self.send(&m.encode_to_vec());
+    }
+    /// The next message as ENRP, or `None` when the peer closed the connection.
+    pub fn recv_enrp(&mut self) -> Option<EnrpMessage> {
+        recv_raw(self).map(|b| EnrpMessage::decode(&b).unwrap().message)
+    }
+    /// The next ENRP message `pred` accepts (others are skipped), or `None` when the
+    /// connection closed or `timeout` passed.
+    pub fn recv_enrp_until(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&EnrpMessage) -> bool,
+    ) -> Option<EnrpMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let got = loop {
+                if let Some(m) = self.d.next_message().unwrap() {
+                    break Some(m.to_vec());
+                }
+                let mut buf = [0u8; 65536];
+                match self.s.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => self.d.push(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break None,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return None
+                    }
+                    Err(e) => panic!("read: {e}"),
+                }
+            };
+            let m = EnrpMessage::decode(&got?).unwrap().message;
+            if pred(&m) {
+                return Some(m);
+            }
+        }
+    }
+}
+
+/// A TCP port free on 127.0.0.1 a moment ago (for settings that must name a port before
+/// the process binds it, e.g. static `--peer` lists).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn registration(handle: &[u8], id: u32, policy: Policy, port: u16) -> AsapMessage {
@@ -522,6 +612,81 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+impl Netns {
+    /// Run `ip ARGS` inside the namespace; it must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let o = Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ip -n {} {}: {}",
+            self.name,
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+/// Namespaces on one Ethernet segment: a hub namespace with a bridge, and per member a
+/// veth pair (`eth0` inside the member, `pN` on the bridge), addresses 10.77.0.N/24
+/// (N from 1). Cutting a member takes its bridge port down.
+pub struct Lan {
+    /// Dropped last (the members' veth ends go with their namespaces).
+    pub members: Vec<Netns>,
+    pub hub: Netns,
+}
+
+impl Lan {
+    /// `None` where namespaces cannot be made (see [`Netns::new`]).
+    pub fn new(tag: &str, n: usize) -> Option<Lan> {
+        let hub = Netns::new(&format!("{tag}-hub"))?;
+        hub.ip(&["link", "add", "br0", "type", "bridge"]);
+        hub.ip(&["link", "set", "br0", "up"]);
+        let mut members = Vec::new();
+        for i in 1..=n {
+            let m = Netns::new(&format!("{tag}-{i}"))?;
+            let port = format!("p{i}");
+            hub.ip(&[
+                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &m.name,
+            ]);
+            hub.ip(&["link", "set", &port, "master", "br0", "up"]);
+            m.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", Lan::addr(i)),
+                "dev",
+                "eth0",
+            ]);
+            m.ip(&["link", "set", "eth0", "up"]);
+            members.push(m);
+        }
+        Some(Lan { members, hub })
+    }
+
+    /// The address of member `i` (from 1).
+    pub fn addr(i: usize) -> String {
+        format!("10.77.0.{i}")
+    }
+
+    /// Member `i` (from 1).
+    pub fn ns(&self, i: usize) -> &Netns {
+        &self.members[i - 1]
+    }
+
+    /// Cut member `i` off the segment.
+    pub fn cut(&self, i: usize) {
+        self.hub.ip(&["link", "set", &format!("p{i}"), "down"]);
+    }
+
+    /// Put member `i` back.
+    pub fn heal(&self, i: usize) {
+        self.hub.ip(&["link", "set", &format!("p{i}"), "up"]);
     }
 }
 

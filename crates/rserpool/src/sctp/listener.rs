@@ -31,6 +31,18 @@ impl SctpListener {
     /// address of the host (dual-stack), `0.0.0.0:p` every IPv4 address.
     /// Must be called inside a tokio runtime.
     pub fn bind(addrs: &[SocketAddr]) -> io::Result<Self> {
+        Self::bind_with(addrs, false)
+    }
+
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` as well: associations opened with
+    /// [`SctpStream::connect_from`](super::SctpStream::connect_from) from the same port can
+    /// bind it while it listens (the kernel only looks up listening endpoints for new
+    /// associations, so peers that connect to the port still reach this listener).
+    pub fn bind_shared(addrs: &[SocketAddr]) -> io::Result<Self> {
+        Self::bind_with(addrs, true)
+    }
+
+    fn bind_with(addrs: &[SocketAddr], reuse_port: bool) -> io::Result<Self> {
         if addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -39,6 +51,9 @@ impl SctpListener {
         }
         let sock = new_socket(needs_v6(addrs))?;
         sock.set_reuse_address(true)?;
+        if reuse_port {
+            sock.set_reuse_port(true)?;
+        }
         bind_all(&sock, addrs)?;
         sock.listen(LISTEN_BACKLOG)?;
         Ok(Self {

@@ -132,7 +132,9 @@ impl SctpStream {
     /// Like [`connect`](Self::connect), but first binds the association to `local`
     /// (multi-homed like [`SctpListener::bind`](super::SctpListener::bind); port 0 =
     /// ephemeral). A PE must bind its registrar association to every address it registers
-    /// (RFC 5352 §2.1).
+    /// (RFC 5352 §2.1). A non-zero local port is bound with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT`, to share it with a listener bound by
+    /// [`SctpListener::bind_shared`](super::SctpListener::bind_shared).
     pub async fn connect_from(local: &[SocketAddr], addrs: &[SocketAddr]) -> io::Result<Self> {
         if addrs.is_empty() {
             return Err(io::Error::new(
@@ -142,6 +144,10 @@ impl SctpStream {
         }
         let v6 = needs_v6(addrs) || needs_v6(local);
         let sock = new_socket(v6)?;
+        if local.iter().any(|a| a.port() != 0) {
+            sock.set_reuse_address(true)?;
+            sock.set_reuse_port(true)?;
+        }
         if !local.is_empty() {
             bind_all(&sock, local)?;
         }

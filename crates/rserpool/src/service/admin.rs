@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rserpool_proto::registrar::HandlespaceSnapshot;
-use rserpool_proto::registrar::{PoolSnapshot, SnapshotCursor};
-use rserpool_proto::Counters;
+use rserpool_proto::registrar::{EnrpPhase, PeerInfo, PoolSnapshot, SnapshotCursor};
 use rserpool_proto::Registrar;
+use rserpool_proto::{Counters, EnrpCounters};
 use rserpool_wire::{LifetimeUnit, PoolElement, TransportAddr, UserTransport};
 use rserpool_wire::{PoolHandle, ServerId};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,175 @@ pub struct DumpDoc {
     /// the ones that did only.
     #[serde(default)]
     pub protections: Vec<ProtectionDoc>,
+    /// ENRP: the start-up phase and the peer registrars.
+    #[serde(default)]
+    pub enrp: EnrpDoc,
+}
+
+/// The registrar's ENRP side: where it is in its start-up and its peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnrpDoc {
+    /// `discovering` (listening for a mentor), `synchronizing` (downloading the
+    /// handlespace from it) or `serving`.
+    pub phase: String,
+    pub peers: Vec<PeerDoc>,
+    /// What the ENRP side refused, ignored or did since start (takeovers, audits,
+    /// re-synchronisations, own-ID claims, unsolicited responses …), the nonzero ones.
+    #[serde(default)]
+    pub counters: Vec<ProtectionDoc>,
+}
+
+impl Default for EnrpDoc {
+    fn default() -> Self {
+        Self {
+            phase: EnrpPhase::Serving.name().to_owned(),
+            peers: Vec::new(),
+            counters: Vec::new(),
+        }
+    }
+}
+
+/// The nonzero ENRP counters, named.
+fn enrp_counters(c: &EnrpCounters) -> Vec<ProtectionDoc> {
+    [
+        ("own-id looped back", c.own_id_looped),
+        ("own-id claims dropped", c.own_id_claims),
+        ("unlisted senders dropped", c.unlisted_dropped),
+        ("peers refused (list full)", c.peers_refused),
+        ("handle updates refused", c.updates_refused),
+        ("handle updates ignored", c.updates_ignored),
+        ("unsolicited responses dropped", c.unsolicited),
+        ("ENRP errors sent", c.errors_sent),
+        ("ENRP errors received", c.errors_received),
+        ("audit mismatches", c.audit_mismatches),
+        ("re-synchronisations", c.resyncs),
+        ("PEs purged by re-synchronisation", c.resync_purged),
+        ("takeovers started", c.takeovers_started),
+        ("takeovers won", c.takeovers_won),
+        ("takeovers abandoned", c.takeovers_abandoned),
+        (
+            "duplicate peer connections closed",
+            c.duplicate_conns_closed,
+        ),
+        ("takeovers of this registrar announced", c.takeovers_of_self),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, count)| ProtectionDoc {
+        what: what.to_owned(),
+        count,
+    })
+    .collect()
+}
+
+/// One peer registrar as this registrar sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerDoc {
+    /// Server ID (0x…); 0x0 while not identified yet.
+    pub server_id: String,
+    /// Where it is reached (a static peer's URL, or its Server Information).
+    pub endpoint: Option<String>,
+    /// unidentified, active, probing or taking-over.
+    pub state: String,
+    /// Time since its last message, in milliseconds (`None`: never heard).
+    pub last_heard_ms: Option<u64>,
+    /// Our checksum over the PEs whose home it is (16 bits, 0x…).
+    pub checksum_expected: String,
+    /// The checksum its last presence reported.
+    pub checksum_reported: Option<String>,
+    /// PEs whose home it is, in our copy of the handlespace.
+    pub owned_pes: usize,
+    /// It was our mentor (the start-up download came from it).
+    pub mentor: bool,
+}
+
+impl EnrpDoc {
+    /// The phase, peers and counters of a registrar, ages taken at `now`.
+    pub fn new(
+        phase: EnrpPhase,
+        peers: &[PeerInfo],
+        counters: &EnrpCounters,
+        now: Instant,
+    ) -> Self {
+        Self {
+            phase: phase.name().to_owned(),
+            counters: enrp_counters(counters),
+            peers: peers
+                .iter()
+                .map(|p| PeerDoc {
+                    server_id: p.server_id.to_string(),
+                    endpoint: p.endpoint.as_ref().map(ToString::to_string),
+                    state: p.state.name().to_owned(),
+                    last_heard_ms: p.last_heard.map(|t| ms(now.saturating_duration_since(t))),
+                    checksum_expected: format!("{:#06x}", p.checksum_expected),
+                    checksum_reported: p.checksum_reported.map(|c| format!("{c:#06x}")),
+                    owned_pes: p.owned_pes,
+                    mentor: p.mentor,
+                })
+                .collect(),
+        }
+    }
+
+    /// Of a registrar core (for the admin listener and tests).
+    pub fn of(r: &Registrar, now: Instant) -> Self {
+        Self::new(r.enrp_phase(), &r.peers(), &r.counters().enrp, now)
+    }
+
+    /// The peers as a table (nothing without peers), then the nonzero counters.
+    pub fn table(&self) -> String {
+        let counters: String = self
+            .counters
+            .iter()
+            .map(|c| format!("ENRP {}: {}\n", c.what, c.count))
+            .collect();
+        if self.peers.is_empty() {
+            return counters;
+        }
+        let mut rows = vec![[
+            "PEER", "ENDPOINT", "STATE", "HEARD", "CHECKSUM", "REPORTED", "PES", "",
+        ]
+        .map(String::from)];
+        for p in &self.peers {
+            rows.push([
+                p.server_id.clone(),
+                p.endpoint.clone().unwrap_or_else(|| "-".into()),
+                p.state.clone(),
+                p.last_heard_ms
+                    .map(|v| format!("{} ago", human_ms(v)))
+                    .unwrap_or_else(|| "never".into()),
+                p.checksum_expected.clone(),
+                p.checksum_reported.clone().unwrap_or_else(|| "-".into()),
+                p.owned_pes.to_string(),
+                if p.mentor { "mentor" } else { "" }.to_owned(),
+            ]);
+        }
+        format!(
+            "peers ({}):\n{}{counters}",
+            self.peers.len(),
+            columns(&rows)
+        )
+    }
+}
+
+/// Rows as left-aligned columns two spaces apart, one line each.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -163,7 +332,7 @@ pub fn transport_url(t: &TransportAddr) -> String {
     format!("{scheme}://{}:{}", hosts.join(","), t.port)
 }
 
-fn pe_doc(
+pub(crate) fn pe_doc(
     pe: &PoolElement,
     bk: &rserpool_proto::handlespace::Bookkeeping,
     now: Instant,
@@ -212,6 +381,7 @@ impl DumpDoc {
     pub fn new(
         snap: &HandlespaceSnapshot,
         counters: &Counters,
+        enrp: EnrpDoc,
         now: Instant,
         unit: LifetimeUnit,
     ) -> Self {
@@ -243,6 +413,7 @@ impl DumpDoc {
                 })
                 .collect(),
             protections: ProtectionDoc::list(counters),
+            enrp,
         }
     }
 
@@ -283,25 +454,12 @@ impl DumpDoc {
                 ]);
             }
         }
-        let mut widths = [0usize; 9];
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
         let mut out = format!(
-            "registrar {}: {} pool(s), {} PE(s)\n",
-            self.server_id, self.pool_count, self.pe_count
+            "registrar {}: {} pool(s), {} PE(s); ENRP {}\n",
+            self.server_id, self.pool_count, self.pe_count, self.enrp.phase
         );
-        for r in &rows {
-            let line: Vec<String> = r
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out.push_str(line.join("  ").trim_end());
-            out.push('\n');
-        }
+        out.push_str(&columns(&rows));
+        out.push_str(&self.enrp.table());
         let c = &self.connections;
         if c.idle_closed + c.evicted + c.source_evicted + c.refused > 0 {
             let open = c.open.map(|n| format!("{n} open; ")).unwrap_or_default();
@@ -395,9 +553,9 @@ impl DumpWriter {
         }
     }
 
-    /// Close the document (counters, connections, protections, counts, newline);
+    /// Close the document (counters, connections, protections, ENRP, counts, newline);
     /// `open` = accepted connections open now.
-    pub fn finish(&mut self, counters: &Counters, open: Option<usize>) {
+    pub fn finish(&mut self, counters: &Counters, open: Option<usize>, enrp: &EnrpDoc) {
         let counters_all = counters;
         if self.open.take().is_some() {
             self.buf.extend_from_slice(b"]}");
@@ -416,6 +574,8 @@ impl DumpWriter {
         json_into(&mut self.buf, &ConnectionsDoc::new(counters_all, open));
         self.buf.extend_from_slice(br#","protections":"#);
         json_into(&mut self.buf, &ProtectionDoc::list(counters_all));
+        self.buf.extend_from_slice(br#","enrp":"#);
+        json_into(&mut self.buf, enrp);
         self.buf.extend_from_slice(
             format!(
                 r#","pool_count":{},"pe_count":{}}}"#,
@@ -615,10 +775,16 @@ async fn admin_session(
             }
         }
     }
-    let (counters, open) = handle
-        .query(|c: &mut Registrar, _| (c.counters().clone(), c.connections().len()))
+    let (counters, open, enrp) = handle
+        .query(|c: &mut Registrar, now| {
+            (
+                c.counters().clone(),
+                c.connections().len(),
+                EnrpDoc::of(c, now),
+            )
+        })
         .await?;
-    w.finish(&counters, Some(open));
+    w.finish(&counters, Some(open), &enrp);
     send(&mut wr, w.take(), true).await?;
     tracing::debug!(
         "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
@@ -721,7 +887,7 @@ mod tests {
                 None => break,
             }
         }
-        w.finish(r.counters(), None);
+        w.finish(r.counters(), None, &EnrpDoc::of(r, now));
         out.extend(w.take());
         out
     }
@@ -729,7 +895,13 @@ mod tests {
     #[test]
     fn a_paged_dump_is_the_same_document_as_a_whole_one() {
         let (r, now) = registrar(&[(b"b", 5), (b"a\"quote", 1), (b"\x01\x02", 3), (b"c", 4)]);
-        let whole = DumpDoc::new(&r.snapshot(), r.counters(), now, LifetimeUnit::Milliseconds);
+        let whole = DumpDoc::new(
+            &r.snapshot(),
+            r.counters(),
+            EnrpDoc::of(&r, now),
+            now,
+            LifetimeUnit::Milliseconds,
+        );
         assert_eq!(whole.pe_count, 13);
         for size in [1, 2, 4, 5, 13, 1000] {
             let bytes = paged(&r, now, size);
@@ -744,6 +916,63 @@ mod tests {
         let (r, now) = registrar(&[]);
         let doc: DumpDoc = serde_json::from_slice(&paged(&r, now, 3)).unwrap();
         assert_eq!((doc.pool_count, doc.pe_count, doc.pools.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn peers_show_in_the_document_and_the_table() {
+        use rserpool_proto::io::Endpoint;
+        use rserpool_proto::registrar::PeerState;
+        let now = Instant::now();
+        let peers = [
+            PeerInfo {
+                server_id: ServerId(0x1234),
+                endpoint: Some(Endpoint::tcp("127.0.0.1:9901".parse().unwrap())),
+                state: PeerState::Active,
+                last_heard: now.checked_sub(Duration::from_millis(1500)),
+                checksum_expected: 0xbeef,
+                checksum_reported: Some(0xbeef),
+                owned_pes: 7,
+                mentor: true,
+            },
+            PeerInfo {
+                server_id: ServerId(0),
+                endpoint: Some(Endpoint::tcp("127.0.0.1:9902".parse().unwrap())),
+                state: PeerState::Unidentified,
+                last_heard: None,
+                checksum_expected: 0,
+                checksum_reported: None,
+                owned_pes: 0,
+                mentor: false,
+            },
+        ];
+        let counters = EnrpCounters {
+            takeovers_won: 2,
+            ..EnrpCounters::default()
+        };
+        let doc = EnrpDoc::new(EnrpPhase::Synchronizing, &peers, &counters, now);
+        assert_eq!(doc.counters.len(), 1);
+        assert_eq!(doc.phase, "synchronizing");
+        assert_eq!(doc.peers[0].last_heard_ms, Some(1500));
+        assert_eq!(doc.peers[0].checksum_expected, "0xbeef");
+        assert_eq!(doc.peers[1].checksum_reported, None);
+        let back: EnrpDoc = serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap();
+        assert_eq!(back, doc);
+        let table = doc.table();
+        assert!(table.starts_with("peers (2):\nPEER"), "{table}");
+        assert!(
+            table.contains("0x00001234") && table.contains("1.5s ago") && table.contains("mentor"),
+            "{table}"
+        );
+        assert!(
+            table.contains("unidentified") && table.contains("never"),
+            "{table}"
+        );
+        // A document without the enrp member (an older registrar) still reads.
+        let old: DumpDoc = serde_json::from_str(
+            r#"{"server_id":"0x1","pool_count":0,"pe_count":0,"pools":[],"counters":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.enrp, EnrpDoc::default());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   the load tracker that reports open sessions as PE load.
 //! * [`session`]: the client side of a PU ↔ PE session (TCP bytes or SCTP messages).
 //! * [`bench`](mod@bench): the ASAP message client and echo baselines of the load generator.
+//! * [`enrp_dump`]: a one-shot ENRP client reading a registrar's handlespace with Handle
+//!   Table Requests (`rsp dump --enrp`).
 //! * [`call`]: the PU failover loop of `rsp call` (lines out, replies back, next PE on
 //!   failure).
 //!
@@ -19,6 +21,7 @@ pub mod admin;
 pub mod bench;
 pub mod call;
 pub mod demo;
+pub mod enrp_dump;
 pub mod oplog;
 pub mod registrar;
 pub mod session;

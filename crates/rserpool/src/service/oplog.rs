@@ -14,6 +14,11 @@
 //! PE probed because it was reported unreachable — is logged at info, at most
 //! [`NOTICES_PER_SECOND`] lines a second; the lines suppressed beyond that are counted in
 //! the next summary. The connection limits' own report is rate-limited by the core.
+//!
+//! ENRP events (peers up and down, mentor and synchronisation, takeovers, audits,
+//! re-synchronisations) are info lines `ENRP: …` (a dead peer and an abandoned takeover
+//! warnings); refused peer updates and ENRP errors received are notices under the same
+//! budget and are counted in the summaries.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::driver::DriverHandle;
 use rserpool_proto::registrar::{RemovalReason, ReportOutcome};
-use rserpool_proto::{LimitReport, Registrar, RegistrarEvent};
+use rserpool_proto::{EnrpEvent, LimitReport, Registrar, RegistrarEvent};
 use rserpool_wire::CauseCode;
 use tokio::sync::watch;
 
@@ -54,6 +59,10 @@ pub struct Tally {
     pub removed: BTreeMap<&'static str, u64>,
     pub rejected: BTreeMap<CauseCode, u64>,
     pub errors_received: u64,
+    /// Handle updates from peers refused (answered with ENRP_ERROR).
+    pub enrp_refused: u64,
+    /// ENRP_ERROR messages received from peers.
+    pub enrp_errors_received: u64,
     /// Notice lines not logged (over [`NOTICES_PER_SECOND`]).
     pub suppressed: u64,
 }
@@ -86,6 +95,12 @@ impl Tally {
         }
         if self.errors_received > 0 {
             parts.push(format!("{} ASAP_ERROR received", self.errors_received));
+        }
+        if self.enrp_refused > 0 {
+            parts.push(format!("{} peer handle updates refused", self.enrp_refused));
+        }
+        if self.enrp_errors_received > 0 {
+            parts.push(format!("{} ENRP_ERROR received", self.enrp_errors_received));
         }
         if self.suppressed > 0 {
             parts.push(format!(
@@ -209,12 +224,43 @@ impl Stats {
                 tracing::debug!(target: "rsp::registrar", %conn, %error, "ASAP_ERROR received");
             }
             RegistrarEvent::Snapshot(_) => {}
-            RegistrarEvent::Enrp(e) => {
-                tracing::info!(target: "rsp::registrar", "ENRP: {e}");
-            }
+            RegistrarEvent::Enrp(e) => log_enrp(&e, t, budget),
         }
     }
+}
 
+/// One ENRP event: the peer pool's life (peers up and down, mentor, synchronisation,
+/// takeovers, audits) at info, a dead peer or an abandoned takeover at warn; refused
+/// updates and ENRP errors received (which a misbehaving peer can send at any rate) as
+/// rate-limited notices, counted in the summaries.
+fn log_enrp(e: &EnrpEvent, t: &mut Tally, budget: &mut Budget) {
+    const T: &str = "rsp::registrar";
+    match e {
+        EnrpEvent::PeerDown { .. } | EnrpEvent::TakeoverAbandoned { .. } => {
+            tracing::warn!(target: T, "ENRP: {e}");
+        }
+        EnrpEvent::UpdateRefused { .. } => {
+            t.enrp_refused += 1;
+            if t.notice(budget) {
+                tracing::info!(target: T, "ENRP: {e}");
+            }
+        }
+        EnrpEvent::ErrorReceived { .. } => {
+            t.enrp_errors_received += 1;
+            if t.notice(budget) {
+                tracing::info!(target: T, "ENRP: {e}");
+            }
+        }
+        EnrpEvent::AuditMismatch { .. } => {
+            if t.notice(budget) {
+                tracing::info!(target: T, "ENRP: {e}");
+            }
+        }
+        _ => tracing::info!(target: T, "ENRP: {e}"),
+    }
+}
+
+impl Stats {
     /// The counts since the last call.
     pub fn take(&self) -> Tally {
         std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).tally)

@@ -1,6 +1,11 @@
 //! The registrar service: a [`Registrar`] core on a [`Driver`], its ASAP listeners (SCTP
-//! endpoints grouped into multi-homed listeners, TCP/MPTCP), the admin listener for
-//! `rsp dump` ([`super::admin`]) and the event log ([`super::oplog`]).
+//! endpoints grouped into multi-homed listeners, TCP/MPTCP), its ENRP listeners (the same
+//! way, on port 9901: TCP with back-to-back messages, SCTP with PPID 12) and the ENRP
+//! presence multicast group, the admin listener for `rsp dump` ([`super::admin`]) and the
+//! event log ([`super::oplog`]).
+//!
+//! Peer connections the core opens (`Dest::Endpoint`, `TransportCommand::Connect`) are the
+//! driver's: one per peer endpoint, dropped when the core closes or aborts it.
 //!
 //! [`start`] binds everything from a checked [`ServiceConfig`] and returns [`Running`];
 //! [`Running::apply`] puts a new [`RegistrarConfig`] (and summary period) into force on a
@@ -18,6 +23,7 @@ use rserpool_wire::{Protocol, ServerId, TransportAddr, TransportUse};
 use tokio::net::TcpListener;
 
 use crate::driver::{Driver, DriverConfig, DriverHandle};
+use crate::transport::udp::MulticastSpec;
 use crate::transport::{sctp, tcp, MessageListener, TransportConfig};
 use crate::wirelog::WireLog;
 
@@ -29,6 +35,12 @@ pub const ADMIN_PORT: u16 = 9990;
 /// Default ASAP listen endpoints: SCTP on every address (dual-stack), TCP on IPv4 and IPv6.
 pub const DEFAULT_LISTEN: [&str; 3] = ["sctp://[::]:3863", "tcp://0.0.0.0:3863", "tcp://[::]:3863"];
 
+/// Default ENRP listen endpoints (port [`rserpool_proto::registrar::ENRP_PORT`]): SCTP on
+/// every address (as RSPLIB; skipped with a warning on a kernel without SCTP), TCP on IPv4
+/// and IPv6.
+pub const DEFAULT_ENRP_LISTEN: [&str; 3] =
+    ["sctp://[::]:9901", "tcp://0.0.0.0:9901", "tcp://[::]:9901"];
+
 /// What a registrar service needs to start: checked settings, defaults filled in.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -36,6 +48,12 @@ pub struct ServiceConfig {
     pub listen: Vec<Endpoint>,
     /// The endpoints were given by the user: a failure to bind one is fatal.
     pub explicit_listen: bool,
+    /// ENRP listen endpoints (empty = no ENRP listener: peers are only reached by the
+    /// connections this registrar opens).
+    pub enrp_listen: Vec<Endpoint>,
+    /// The ENRP endpoints were given by the user: a failure to bind one is fatal (a
+    /// default one that cannot be bound is a warning).
+    pub explicit_enrp_listen: bool,
     /// Admin listener for `rsp dump`; `None` = off.
     pub admin: Option<SocketAddr>,
     /// The admin address was given by the user: a failure to bind it is fatal.
@@ -54,6 +72,10 @@ pub struct Running {
     pub server_id: ServerId,
     /// The ASAP endpoints listened on (real ports).
     pub endpoints: Vec<Endpoint>,
+    /// The ENRP endpoints listened on (real ports).
+    pub enrp_endpoints: Vec<Endpoint>,
+    /// The transports bound (real ports), ASAP and ENRP: what a reload keeps.
+    bound_transports: (Vec<TransportAddr>, Vec<TransportAddr>),
     /// Where `rsp dump` reaches it.
     pub admin: Option<SocketAddr>,
     task: tokio::task::JoinHandle<Registrar>,
@@ -83,8 +105,24 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         None => WireLog::from_env(),
     };
     let bound = bind_listeners(&cfg)?;
+    let enrp = bind_enrp_listeners(&cfg)?;
+    // Open SCTP associations to peers from the ENRP port: RSPLIB only takes a peer whose
+    // association comes from the address and port its Server Information names.
+    if cfg.transport.sctp_source_port.is_none() {
+        cfg.transport.sctp_source_port = enrp
+            .sctp
+            .first()
+            .and_then(|l| l.local_addrs().ok())
+            .and_then(|a| a.first().map(SocketAddr::port));
+    }
     // Announce the endpoints actually bound (with their real ports).
     cfg.core.asap_transports = bound.announced;
+    cfg.core.enrp.own_transports = enrp.announced;
+    let bound_transports = (
+        cfg.core.asap_transports.clone(),
+        cfg.core.enrp.own_transports.clone(),
+    );
+    let presence_group = cfg.core.enrp.presence_group;
     let unit = cfg.core.lifetime_unit;
     let core = Registrar::new(cfg.core.clone(), crate::random_seed());
     let server_id = core.server_id();
@@ -105,6 +143,19 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         driver.listen(l, Protocol::Asap);
     }
     let endpoints = driver.local_endpoints().to_vec();
+    for l in enrp.sctp {
+        driver.listen(l, Protocol::Enrp);
+    }
+    for l in enrp.tcp {
+        driver.listen(l, Protocol::Enrp);
+    }
+    let enrp_endpoints = driver.local_endpoints()[endpoints.len()..].to_vec();
+    if let Some(group) = presence_group {
+        driver.multicast(MulticastSpec {
+            group,
+            protocol: Protocol::Enrp,
+        });
+    }
     let admin = match cfg.admin {
         Some(a) => match bind_admin(a) {
             Ok(l) => {
@@ -128,6 +179,8 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         handle,
         server_id,
         endpoints,
+        enrp_endpoints,
+        bound_transports,
         admin,
         task,
         stop,
@@ -192,21 +245,64 @@ fn url_of(addrs: &[SocketAddr]) -> String {
     Endpoint::sctp(addrs.to_vec()).to_string()
 }
 
-/// Bind every listener. SCTP on a kernel without it: a warning if a TCP listener is
+/// Bind every ASAP listener. SCTP on a kernel without it: a warning if a TCP listener is
 /// configured too, else an error naming the problem.
 pub fn bind_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
+    let bound = bind_set(
+        &cfg.listen,
+        cfg.explicit_listen,
+        Protocol::Asap,
+        &cfg.transport,
+    )?;
+    if bound.sctp.is_empty() && bound.tcp.is_empty() {
+        bail!("no listening endpoint could be bound");
+    }
+    Ok(bound)
+}
+
+/// Bind every ENRP listener. Defaults that cannot be bound (port taken, no SCTP, no IPv6)
+/// are warnings: the registrar still reaches its peers over the connections it opens.
+/// Explicit endpoints must all be bound.
+pub fn bind_enrp_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
+    let bound = bind_set(
+        &cfg.enrp_listen,
+        cfg.explicit_enrp_listen,
+        Protocol::Enrp,
+        &cfg.transport,
+    )?;
+    if bound.sctp.is_empty() && bound.tcp.is_empty() && !cfg.enrp_listen.is_empty() {
+        tracing::warn!(
+            "no ENRP endpoint could be bound: peers cannot connect to this registrar \
+             (it still connects to its --peer registrars)"
+        );
+    }
+    Ok(bound)
+}
+
+/// Bind the listeners of one protocol. With `explicit`, a failure is fatal (except SCTP
+/// missing from the kernel while a TCP endpoint is configured too); without, a warning,
+/// except for an IPv4 ASAP endpoint (the one default a registrar cannot do without).
+fn bind_set(
+    eps: &[Endpoint],
+    explicit: bool,
+    protocol: Protocol,
+    transport: &TransportConfig,
+) -> anyhow::Result<Bound> {
     let mut bound = Bound {
         sctp: Vec::new(),
         tcp: Vec::new(),
         announced: Vec::new(),
     };
-    let has_tcp = cfg
-        .listen
-        .iter()
-        .any(|e| e.transport != TransportProto::Sctp);
-    for group in sctp_groups(&cfg.listen) {
+    let has_tcp = eps.iter().any(|e| e.transport != TransportProto::Sctp);
+    for group in sctp_groups(eps) {
         let url = url_of(&group);
-        match sctp::bind(&group, Protocol::Asap, &cfg.transport) {
+        // ENRP: shared with the associations we open to peers (sctp_source_port).
+        let bound_group = if protocol == Protocol::Enrp {
+            sctp::bind_shared(&group, protocol, transport)
+        } else {
+            sctp::bind(&group, protocol, transport)
+        };
+        match bound_group {
             Ok(l) => {
                 let local = l.local_addrs().unwrap_or_default();
                 let ips: Vec<std::net::IpAddr> = local.iter().map(SocketAddr::ip).collect();
@@ -219,6 +315,14 @@ pub fn bind_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
                 }
                 bound.sctp.push(l);
             }
+            // The ASAP listeners have said it already.
+            Err(e)
+                if crate::sctp::is_sctp_unavailable(&e)
+                    && protocol == Protocol::Enrp
+                    && !explicit =>
+            {
+                tracing::debug!("not listening on {url}: {e}");
+            }
             Err(e) if crate::sctp::is_sctp_unavailable(&e) && has_tcp => {
                 tracing::warn!("not listening on {url}: {e}; continuing with TCP only");
             }
@@ -227,45 +331,41 @@ pub fn bind_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
                 // error from a runtime failure by it.
                 return Err(e).with_context(|| format!("cannot listen on {url}"));
             }
-            Err(e) if !cfg.explicit_listen => tracing::warn!("not listening on {url}: {e}"),
+            Err(e) if !explicit => tracing::warn!("not listening on {url}: {e}"),
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
         }
     }
-    for ep in cfg
-        .listen
-        .iter()
-        .filter(|e| e.transport != TransportProto::Sctp)
-    {
+    for ep in eps.iter().filter(|e| e.transport != TransportProto::Sctp) {
         let Some(addr) = ep.primary() else { continue };
         let mptcp = ep.transport == TransportProto::Mptcp;
-        match tcp::bind(addr, Protocol::Asap, mptcp, &cfg.transport) {
+        match tcp::bind(addr, protocol, mptcp, transport) {
             Ok(l) => {
                 if let Some(a) = l.local_endpoint().ok().and_then(|e| e.primary()) {
                     bound.announced.push(TransportAddr::tcp(a.port(), a.ip()));
                 }
                 bound.tcp.push(l);
             }
-            Err(e) if !cfg.explicit_listen && addr.is_ipv6() => {
+            Err(e) if !explicit && (addr.is_ipv6() || protocol == Protocol::Enrp) => {
                 tracing::warn!("not listening on {ep}: {e}");
             }
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {ep}")),
         }
-    }
-    if bound.sctp.is_empty() && bound.tcp.is_empty() {
-        bail!("no listening endpoint could be bound");
     }
     Ok(bound)
 }
 
 impl Running {
     /// Put a new core configuration and summary period into force (a reload). What
-    /// needs a restart (sockets, server id) is the caller's to keep unchanged in `core`.
+    /// needs a restart (sockets, server id, presence group) is the caller's to keep
+    /// unchanged in `core`; the transports bound (ASAP and ENRP) are put in here.
     /// `Err` = the registrar is shutting down.
     pub async fn apply(
         &self,
-        core: RegistrarConfig,
+        mut core: RegistrarConfig,
         log_summary_interval: Option<Duration>,
     ) -> Result<(), crate::DriverGone> {
+        core.asap_transports = self.bound_transports.0.clone();
+        core.enrp.own_transports = self.bound_transports.1.clone();
         self.handle
             .query(move |c: &mut Registrar, now| c.reconfigure(now, core))
             .await?;

@@ -188,6 +188,18 @@ pub struct TransportConfig {
     /// kernel); empty = every address of the host. A PE sets the addresses it registers
     /// (RFC 5352 §2.1). Only the addresses of the peer's families are used.
     pub sctp_bind: Vec<IpAddr>,
+    /// Local port outbound TCP and MPTCP connections are made from (bound with
+    /// `SO_REUSEADDR` + `SO_REUSEPORT`, address unspecified); `None` = an ephemeral port.
+    /// A PE sets the port of its ASAP control listener ([`tcp::bind_shared`]) so that a
+    /// registrar sees, as the connection's source, where it can reach the PE. Where the
+    /// port cannot be used for a connection (that address pair is still taken), the
+    /// connection falls back to an ephemeral port.
+    pub tcp_source_port: Option<u16>,
+    /// The same for outbound SCTP associations (bound to [`Self::sctp_bind`], or every
+    /// address, with this port): a PE's SCTP ASAP control listener, a registrar's ENRP
+    /// listener (RSPLIB only takes a peer whose association comes from the port its
+    /// Server Information names).
+    pub sctp_source_port: Option<u16>,
 }
 
 impl Default for TransportConfig {
@@ -199,6 +211,8 @@ impl Default for TransportConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             multicast_ttl: DEFAULT_MULTICAST_TTL,
             sctp_bind: Vec::new(),
+            tcp_source_port: None,
+            sctp_source_port: None,
         }
     }
 }

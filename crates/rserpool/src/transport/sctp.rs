@@ -248,16 +248,63 @@ pub fn bind(
     })
 }
 
+/// Bind a listener whose port outbound associations may share
+/// ([`TransportConfig::sctp_source_port`]); see [`SctpListener::bind_shared`].
+pub fn bind_shared(
+    addrs: &[SocketAddr],
+    protocol: Protocol,
+    config: &TransportConfig,
+) -> io::Result<SctpMessageListener> {
+    Ok(SctpMessageListener {
+        listener: SctpListener::bind_shared(addrs)?,
+        protocol,
+        max_message_len: config.max_message_len,
+    })
+}
+
 /// Open an association to all of `addrs` (one multi-homed peer). With
 /// [`TransportConfig::sctp_bind`] set, the association is bound to those local addresses
-/// first (a PE binds to the addresses it registers, RFC 5352 §2.1).
+/// first (a PE binds to the addresses it registers, RFC 5352 §2.1). With
+/// [`TransportConfig::sctp_source_port`] set it is opened from that port (falling back to
+/// an ephemeral one where the port cannot be used for this peer).
 pub async fn connect(
     addrs: &[SocketAddr],
     protocol: Protocol,
     config: &TransportConfig,
 ) -> io::Result<SctpMessageStream> {
     let local = local_bind(&config.sctp_bind, addrs);
-    let stream = SctpStream::connect_from(&local, addrs).await?;
+    let stream = match config.sctp_source_port {
+        Some(port) => {
+            let mut from = local.clone();
+            if from.is_empty() {
+                // Every address of the peer's families, as the kernel would choose.
+                from.push(if addrs.iter().any(SocketAddr::is_ipv6) {
+                    SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)
+                } else {
+                    SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)
+                });
+            }
+            for a in &mut from {
+                a.set_port(port);
+            }
+            match SctpStream::connect_from(&from, addrs).await {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable
+                    ) =>
+                {
+                    tracing::debug!(
+                        port,
+                        "cannot connect from the shared port ({e}); using an ephemeral port"
+                    );
+                    SctpStream::connect_from(&local, addrs).await?
+                }
+                r => r?,
+            }
+        }
+        None => SctpStream::connect_from(&local, addrs).await?,
+    };
     Ok(SctpMessageStream::new(
         stream,
         protocol,

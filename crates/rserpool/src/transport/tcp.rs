@@ -220,8 +220,34 @@ pub fn bind(
     mptcp: bool,
     config: &TransportConfig,
 ) -> io::Result<TcpMessageListener> {
+    bind_with(addr, protocol, mptcp, config, false)
+}
+
+/// Bind a listener whose port outbound connections may share: `SO_REUSEPORT` as well, so
+/// connections made from the same port ([`TransportConfig::tcp_source_port`]) can bind it
+/// while it listens. A PE's ASAP control listener: a registrar reaches the PE at the
+/// source address and port of its registration connection.
+pub fn bind_shared(
+    addr: SocketAddr,
+    protocol: Protocol,
+    mptcp: bool,
+    config: &TransportConfig,
+) -> io::Result<TcpMessageListener> {
+    bind_with(addr, protocol, mptcp, config, true)
+}
+
+fn bind_with(
+    addr: SocketAddr,
+    protocol: Protocol,
+    mptcp: bool,
+    config: &TransportConfig,
+    reuse_port: bool,
+) -> io::Result<TcpMessageListener> {
     let socket = socket_for(&addr, mptcp)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -237,7 +263,8 @@ pub fn bind(
     })
 }
 
-/// Connect to the first address of `addrs` that answers.
+/// Connect to the first address of `addrs` that answers (from
+/// [`TransportConfig::tcp_source_port`] when set).
 pub async fn connect(
     addrs: &[SocketAddr],
     protocol: Protocol,
@@ -246,10 +273,9 @@ pub async fn connect(
 ) -> io::Result<TcpMessageStream> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
     for addr in addrs {
-        let r = if mptcp {
-            connect_mptcp(*addr).await
-        } else {
-            TcpStream::connect(addr).await
+        let r = match config.tcp_source_port {
+            Some(port) => connect_from(*addr, port, mptcp).await,
+            None => connect_ephemeral(*addr, mptcp).await,
         };
         match r {
             Ok(s) => {
@@ -266,9 +292,50 @@ pub async fn connect(
     Err(last)
 }
 
-async fn connect_mptcp(addr: SocketAddr) -> io::Result<TcpStream> {
+async fn connect_ephemeral(addr: SocketAddr, mptcp: bool) -> io::Result<TcpStream> {
+    if !mptcp {
+        return TcpStream::connect(addr).await;
+    }
     let socket = socket_for(&addr, true)?;
     socket.set_nonblocking(true)?;
     let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
     socket.connect(addr).await
+}
+
+/// Connect from local `port` (any address of `addr`'s family), sharing the port with a
+/// listener bound by [`bind_shared`]; falls back to an ephemeral port where that port
+/// cannot be used for this peer (e.g. a connection with the same address pair still
+/// exists or lingers in TIME_WAIT).
+async fn connect_from(addr: SocketAddr, port: u16, mptcp: bool) -> io::Result<TcpStream> {
+    let bound = (|| {
+        let socket = socket_for(&addr, mptcp)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        let local: SocketAddr = match addr {
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+            SocketAddr::V6(_) => {
+                socket.set_only_v6(true)?;
+                (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+            }
+        };
+        socket.bind(&local.into())?;
+        socket.set_nonblocking(true)?;
+        Ok::<_, io::Error>(tokio::net::TcpSocket::from_std_stream(socket.into()))
+    })();
+    let r = match bound {
+        Ok(socket) => socket.connect(addr).await,
+        Err(e) => Err(e),
+    };
+    match r {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            tracing::debug!(%addr, port, "cannot connect from the control port ({e}); using an ephemeral port");
+            connect_ephemeral(addr, mptcp).await
+        }
+        r => r,
+    }
 }
