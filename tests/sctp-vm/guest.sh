@@ -451,7 +451,7 @@ cross_checks() {
     # (b) rspterminal through rspregistrar reaches our PE (round robin: ask until it does).
     n=0
     until rterminal term$n 10.0.0.1:3863 "via rsplib $n" >/dev/null 2>&1 && echoed_by term$n 0x5eed0001; do
-        n=$((n + 1)); [ $n -lt 4 ] || { log_tail term$n; fail "rspterminal via rspregistrar never reached our PE"; return 1; }
+        n=$((n + 1)); [ $n -lt 6 ] || { log_tail term$n; fail "rspterminal via rspregistrar never reached our PE"; return 1; }
     done
     say "rspterminal via rspregistrar echoed by our PE 0x5eed0001 (attempt $((n + 1)))"
     # ... and our PU through our registrar reaches the RSPLIB PE.
