@@ -325,6 +325,13 @@ scenario_sctp_and_tcp() {
     round_robin tcp tcp://127.0.0.1:3863 0x1a2b3c4d 0x5eed0001 || return 1
     round_robin sctp sctp://10.0.0.1:3863 0x1a2b3c4d 0x5eed0001 || return 1
     terminal term "over SCTP" || return 1
+    # Our PE registered over TCP: its ASAP transport in the handle resolution response is a
+    # TCP transport TLV. rspterminal (items = 1, round robin) must reach it too.
+    n=0
+    until rterminal tterm$n 10.0.0.1:3863 "tcp asap $n" >/dev/null 2>&1 && echoed_by tterm$n 0x5eed0001; do
+        n=$((n + 1)); [ $n -lt 4 ] || { log_tail tterm$n 20; fail "rspterminal never reached the PE registered over TCP"; return 1; }
+    done
+    say "rspterminal reached our PE registered over TCP (ASAP transport tcp://…) on attempt $((n + 1))"
     say "PASS: one pool served to PUs over SCTP and TCP"
 }
 
@@ -379,14 +386,17 @@ scenario_rsp_registrar_sctp() {
 # Both on this host: rspregistrar on the fixed ports (ASAP 3863, ENRP 9901; its tools need
 # them), ours on ASAP 3864 (SCTP + TCP), ENRP sctp 9902, admin 9990. Each names the other
 # as a static peer (RSPLIB: -peer=, undocumented in its usage line); fast ENRP timers on
-# both (RSPLIB's minimum is 1 s). PEs and PUs use 10.0.0.1.
+# both (RSPLIB's minimum is 1 s). PEs and PUs use 10.0.0.1. Our keep-alive timeout is 3 s:
+# the keep-alive that claims a taken-over PE also has to open the association to it, and
+# on the emulated CPU an RSPLIB PE's ACK took ~1.1 s.
 
 # Our registrar peering with rspregistrar; extra flags appended.
 our_peer_registrar() {
+    : >"$LOGS/reg.log"   # not the last scenario's start-up line
     bg reg ./rsp registrar --log-level info,rsp::registrar=debug \
         --listen sctp://0.0.0.0:3864 --listen tcp://0.0.0.0:3864 --enrp-listen sctp://0.0.0.0:9902 \
         --peer sctp://10.0.0.1:9901 --admin 127.0.0.1:9990 --announce=false \
-        --keepalive-interval 1s --keepalive-timeout 1s --heartbeat-cycle 1s \
+        --keepalive-interval 1s --keepalive-timeout 3s --heartbeat-cycle 1s \
         --max-time-last-heard 2s --max-time-no-response 1s --mentor-discovery-timeout 2s \
         --takeover-expiry 2s "$@"
     wait_for 20 grep -q '^rsp registrar:' "$LOGS/reg.log" || { log_tail reg; return 1; }
@@ -441,7 +451,7 @@ cross_checks() {
     # (b) rspterminal through rspregistrar reaches our PE (round robin: ask until it does).
     n=0
     until rterminal term$n 10.0.0.1:3863 "via rsplib $n" >/dev/null 2>&1 && echoed_by term$n 0x5eed0001; do
-        n=$((n + 1)); [ $n -lt 4 ] || { log_tail term$n; fail "rspterminal via rspregistrar never reached our PE"; return 1; }
+        n=$((n + 1)); [ $n -lt 6 ] || { log_tail term$n; fail "rspterminal via rspregistrar never reached our PE"; return 1; }
     done
     say "rspterminal via rspregistrar echoed by our PE 0x5eed0001 (attempt $((n + 1)))"
     # ... and our PU through our registrar reaches the RSPLIB PE.
@@ -493,12 +503,13 @@ scenario_enrp_rsplib_first() {
 # its home and rspterminal through rspregistrar reaches it.
 scenario_enrp_takeover_by_rsplib() {
     our_peer_registrar || return 1
-    rsplib_peer_registrar || return 1
-    wait_for 20 peer_active "$rsplib_id" || { fail "not peered"; return 1; }
+    # The PE hunts in random order: start it while only ours is up, so ours is its home.
     bg pe1 ./rsp -v serve echo --listen sctp://0.0.0.0:0 -r sctp://10.0.0.1:3864 \
         -r sctp://10.0.0.1:3863 --pe-id 0x5eed0001 --no-announces
     wait_for 20 grep -q "^registered pool=EchoPool pe=0x5eed0001" "$LOGS/pe1.log" || { log_tail pe1; return 1; }
     wait_for 20 home_in_our_dump 0x5eed0001 "$our_id" || { fail "our PE not registered at ours"; return 1; }
+    rsplib_peer_registrar || return 1
+    wait_for 20 peer_active "$rsplib_id" || { fail "not peered"; return 1; }
     wait_for 20 pe_in_hsdump 127.0.0.1:9901 0x5eed0001 || { fail "our PE not replicated"; return 1; }
     hsdump_of 127.0.0.1:9901 | grep -A1 'idx:#[0-9]*: [$]5eed0001 '
     # Each hsdump is a peer of rspregistrar for a few seconds (and would be waited for in
