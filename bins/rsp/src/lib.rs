@@ -92,7 +92,7 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
-    /// Run a demo service (echo, discard, daytime, chargen) over TCP or SCTP as a pool element.
+    /// Run a demo service (echo, discard, daytime, chargen, http) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
     Call(call::CallArgs),
