@@ -129,6 +129,7 @@ use crate::timers::Timers;
 mod asap;
 mod enrp;
 mod guard;
+mod view;
 
 pub use enrp::{
     EnrpConfig, EnrpPhase, PeerInfo, PeerState, TakeoverElection, DEFAULT_PRESENCE_GROUP, ENRP_PORT,
