@@ -19,6 +19,7 @@ pub mod admin;
 pub mod bench;
 pub mod call;
 pub mod demo;
+pub mod dns;
 pub mod gateway;
 pub mod http_pe;
 pub mod oplog;
