@@ -60,8 +60,10 @@ pub async fn serve_http(mut listener: TcpListener, what: HttpBody, load: Option<
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let what = what.clone();
                     async move {
-                        // Read the body (discarded) so the connection stays usable.
-                        let _ = req.into_body().collect().await;
+                        // Read the body piece by piece (thrown away: a huge upload costs
+                        // no memory) so the connection stays usable.
+                        let mut body = req.into_body();
+                        while let Some(Ok(_)) = body.frame().await {}
                         let mut r = Response::new(Full::new(what.body.clone()));
                         let h = r.headers_mut();
                         h.insert(CONTENT_TYPE, HeaderValue::from_static(what.content_type));
