@@ -272,3 +272,150 @@ fn a_pool_without_pes_gets_a_clean_close_or_503_and_a_log_line() {
         });
     });
 }
+
+/// Reads until EOF or error within `limit`: whether the peer closed.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A client that sends a 1 GiB POST and never reads; returns the bytes it got to send.
+fn gigabyte_sender(addr: String) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        let gib: u64 = 1 << 30;
+        let head = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {gib}\r\n\r\n");
+        if s.write_all(head.as_bytes()).is_err() {
+            return 0;
+        }
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0;
+        while sent < gib {
+            match s.write(&chunk) {
+                Ok(n) => sent += n as u64,
+                Err(_) => break,
+            }
+        }
+        sent
+    })
+}
+
+#[test]
+fn silent_flooding_and_idle_clients_do_not_hurt_the_others() {
+    bounded(Duration::from_secs(600), || {
+        raise_fd_limit(12_000);
+        let dir = scratch("gw-bad-clients");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let _pes: Vec<(Proc, String)> = (0..3)
+            .map(|_| http_pe(&reg.asap, "WebPool", "127.0.0.1:0", &log))
+            .collect();
+        let map = ["tcp://127.0.0.1:0=WebPool"];
+        let idle = ["--idle-timeout", "2s"];
+        let (tcp, a) = gateway(&reg.asap, &map, &idle, &log);
+        let (http, b) = gateway(&reg.asap, &map, &[&idle[..], &["--http"]].concat(), &log);
+        for (gw, addr) in [(&tcp, &a[0]), (&http, &b[0])] {
+            // A client that sends nothing is closed after the idle timeout.
+            let mut silent = TcpStream::connect(addr).unwrap();
+            // One that sends 1 GiB and never reads.
+            let flood = gigabyte_sender(addr.clone());
+            for _ in 0..20 {
+                let (status, _, len) = get(addr).expect("served beside the bad clients");
+                assert_eq!((status, len), (200, 1024));
+            }
+            assert!(
+                closed_within(&mut silent, Duration::from_secs(30)),
+                "silent client"
+            );
+            let sent = flood.join().unwrap();
+            let rss = vm_kb(gw.pid(), "VmHWM");
+            eprintln!(
+                "{addr}: the flooding client got {sent} bytes out; gateway peak RSS {rss} kB"
+            );
+            assert!(rss < 300_000, "gateway peak RSS {rss} kB");
+        }
+        // 10,000 idle clients (TCP mode: each holds a PE connection too), then a request.
+        for (gw, addr) in [(&tcp, &a[0]), (&http, &b[0])] {
+            let idle: Vec<TcpStream> = (0..10_000)
+                .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("client {i}: {e}")))
+                .collect();
+            let (status, _, _) = get(addr).expect("served beside 10,000 idle clients");
+            assert_eq!(status, 200);
+            eprintln!(
+                "{addr}: 10,000 idle clients, gateway RSS {} kB",
+                vm_kb(gw.pid(), "VmRSS")
+            );
+            drop(idle);
+        }
+        assert!(!tcp.err.text().contains("panicked") && !http.err.text().contains("panicked"));
+    });
+}
+
+#[test]
+fn connection_limit_and_graceful_drain_on_sigterm() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("gw-drain");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let _pe = http_pe(&reg.asap, "WebPool", "127.0.0.1:0", &log);
+        let (mut gw, a) = gateway(
+            &reg.asap,
+            &["tcp://127.0.0.1:0=WebPool"],
+            &["--max-connections", "3", "--drain-timeout", "30s"],
+            &log,
+        );
+        let mut open: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&a[0]).unwrap()).collect();
+        // Wait until the three are through to the PE: a request on one is answered.
+        open[0]
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        open[0]
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        assert!(open[0].read(&mut buf).unwrap() > 0);
+        let mut fourth = TcpStream::connect(&a[0]).unwrap();
+        assert!(
+            closed_within(&mut fourth, Duration::from_secs(20)),
+            "over the limit"
+        );
+        wait_until("the limit's log line", Duration::from_secs(10), || {
+            gw.err.text().contains("connection limit")
+        });
+        // SIGTERM: no new connections, the open ones go on.
+        gw.terminate();
+        wait_until("the listener to close", Duration::from_secs(20), || {
+            TcpStream::connect(&a[0]).is_err()
+        });
+        open[1].write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        open[1]
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        open[1].read_to_end(&mut answer).unwrap();
+        assert!(answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200"));
+        assert!(
+            gw.wait_exit(Duration::from_millis(300)).is_none(),
+            "still draining"
+        );
+        open.clear();
+        let status = gw
+            .wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| gw.fail("did not exit once drained"));
+        assert!(status.success(), "{status:?}");
+    });
+}
