@@ -34,6 +34,10 @@ pub struct GatewayArgs {
     /// one PE per client connection.
     #[arg(long)]
     pub http: bool,
+    /// TCP mode: move the bytes with splice(2) (kernel to kernel) instead of copying them
+    /// through the gateway's buffers.
+    #[arg(long, conflicts_with = "http")]
+    pub splice: bool,
     /// TOML file with the same settings (`map = ["tcp://[::]:8080=WebPool"]`, `http`,
     /// `registrar = [...]`, `connect_timeout = "2s"` …); flags win over it.
     #[arg(long, value_name = "FILE")]
@@ -68,6 +72,7 @@ struct FileSettings {
     #[serde(default)]
     map: Vec<String>,
     http: Option<bool>,
+    splice: Option<bool>,
     #[serde(default)]
     registrar: Vec<String>,
     connect_timeout: Option<String>,
@@ -135,6 +140,10 @@ pub fn resolve(a: &GatewayArgs) -> anyhow::Result<(GatewayConfig, RegistrarArgs)
     if a.http || file.http == Some(true) {
         cfg.mode = Mode::Http;
     }
+    cfg.splice = a.splice || file.splice == Some(true);
+    if cfg.splice && cfg.mode == Mode::Http {
+        bail!("splice is for TCP mode; HTTP mode reads the requests");
+    }
     if let Some(d) = a
         .connect_timeout
         .or(dur("connect_timeout", file.connect_timeout.as_ref())?)
@@ -189,12 +198,16 @@ pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
         let pu = Arc::new(PoolUser::start(
             regs.pu_options(PuOptions::default()).hr_items(u32::MAX),
         ));
-        let mode = cfg.mode;
+        let (mode, splice) = (cfg.mode, cfg.splice);
         let gw = Gateway::bind(cfg, pu)?;
         println!(
             "rsp gateway: pid {} mode {}",
             std::process::id(),
-            if mode == Mode::Http { "http" } else { "tcp" }
+            match (mode, splice) {
+                (Mode::Http, _) => "http",
+                (Mode::Tcp, true) => "tcp (splice)",
+                (Mode::Tcp, false) => "tcp",
+            }
         );
         for (addr, pool) in gw.local_addrs() {
             println!(

@@ -127,7 +127,8 @@ fn both_modes_round_robin_ipv6_in_front_of_ipv4_and_ipv4_in_front_of_ipv6() {
         let maps = ["tcp://[::1]:0=Web4", "tcp://127.0.0.1:0=Web6"];
         let (_tcp, tcp_addrs) = gateway(&reg.asap, &maps, &[], &log);
         let (_http, http_addrs) = gateway(&reg.asap, &maps, &["--http"], &log);
-        for addrs in [&tcp_addrs, &http_addrs] {
+        let (_splice, splice_addrs) = gateway(&reg.asap, &maps, &["--splice"], &log);
+        for addrs in [&tcp_addrs, &http_addrs, &splice_addrs] {
             assert!(addrs[0].starts_with("[::1]:"), "{addrs:?}");
             assert_round_robin(&addrs[0], &v4);
             assert_round_robin(&addrs[1], &v6);
@@ -328,7 +329,8 @@ fn silent_flooding_and_idle_clients_do_not_hurt_the_others() {
         let idle = ["--idle-timeout", "2s"];
         let (tcp, a) = gateway(&reg.asap, &map, &idle, &log);
         let (http, b) = gateway(&reg.asap, &map, &[&idle[..], &["--http"]].concat(), &log);
-        for (gw, addr) in [(&tcp, &a[0]), (&http, &b[0])] {
+        let (splice, c) = gateway(&reg.asap, &map, &[&idle[..], &["--splice"]].concat(), &log);
+        for (gw, addr) in [(&tcp, &a[0]), (&http, &b[0]), (&splice, &c[0])] {
             // A client that sends nothing is closed after the idle timeout.
             let mut silent = TcpStream::connect(addr).unwrap();
             // One that sends 1 GiB and never reads.
@@ -353,7 +355,7 @@ fn silent_flooding_and_idle_clients_do_not_hurt_the_others() {
             let idle: Vec<TcpStream> = (0..10_000)
                 .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("client {i}: {e}")))
                 .collect();
-            let (status, _, _) = get(addr).expect("served beside 10,000 idle clients");
+            let (status, _, _) = get(addr).unwrap_or_else(|| gw.fail("10,000 idle clients"));
             assert_eq!(status, 200);
             eprintln!(
                 "{addr}: 10,000 idle clients, gateway RSS {} kB",
@@ -417,5 +419,37 @@ fn connection_limit_and_graceful_drain_on_sigterm() {
             .wait_exit(Duration::from_secs(20))
             .unwrap_or_else(|| gw.fail("did not exit once drained"));
         assert!(status.success(), "{status:?}");
+    });
+}
+
+#[test]
+fn half_close_passes_through_both_copy_paths() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("gw-half-close");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let _echo = start_echo(&reg.asap, &["127.0.0.1:0"], &log);
+        let map = ["tcp://127.0.0.1:0=EchoPool"];
+        let (_copy, a) = gateway(&reg.asap, &map, &[], &log);
+        let (_splice, b) = gateway(&reg.asap, &map, &["--splice"], &log);
+        for addr in [&a[0], &b[0]] {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+            let writer = {
+                let mut w = s.try_clone().unwrap();
+                let data = data.clone();
+                std::thread::spawn(move || {
+                    w.write_all(&data).unwrap();
+                    // Half-close: the echo still sends everything back, then closes.
+                    w.shutdown(std::net::Shutdown::Write).unwrap();
+                })
+            };
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).unwrap();
+            writer.join().unwrap();
+            assert_eq!(back.len(), data.len(), "via {addr}");
+            assert!(back == data, "via {addr}: the echo differs");
+        }
     });
 }

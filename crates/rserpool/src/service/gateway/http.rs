@@ -246,7 +246,7 @@ async fn forward(
                 Ok(s) => s,
                 Err(e) => {
                     sh.upstream.forget(addr);
-                    sh.unreachable(pool, pe, addr, &e);
+                    sh.failed(pool, pe, addr, &e);
                     continue;
                 }
             },
@@ -260,6 +260,9 @@ async fn forward(
             }
             Err(mut e) => {
                 let unsent = e.take_message().is_some();
+                // The PE may be gone: its other kept connections are suspect too (the next
+                // pick of it connects afresh, and a refusal reports it).
+                sh.upstream.forget(addr);
                 tracing::info!(%peer, %pe, %addr, unsent, "gateway: request to PE failed: {}", e.error());
                 if !(unsent || retry_sent) {
                     return simple(StatusCode::BAD_GATEWAY, "the pool element failed");
