@@ -184,17 +184,21 @@ async fn forward(
 ) -> Response<Body> {
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, sh.cfg.max_body).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-            } else {
-                simple(StatusCode::BAD_REQUEST, "cannot read the request body")
-            };
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Bytes::new()
+    } else {
+        match Limited::new(body, sh.cfg.max_body).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return if e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                } else {
+                    simple(StatusCode::BAD_REQUEST, "cannot read the request body")
+                };
+            }
         }
     };
     let mut headers = parts.headers;
