@@ -453,3 +453,51 @@ fn half_close_passes_through_both_copy_paths() {
         }
     });
 }
+
+#[test]
+fn least_used_follows_the_load_the_pes_registered() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("gw-lu");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let lu_pe = |load: &str| {
+            let p = Proc::spawn(
+                "serve http lu",
+                &[
+                    "serve",
+                    "http",
+                    "-r",
+                    &reg.asap,
+                    "--no-announces",
+                    "--pool",
+                    "LuPool",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--policy",
+                    "lu",
+                    "--load",
+                    load,
+                ],
+                &log,
+            );
+            let line = p.stdout_line("did not register", Duration::from_secs(20), |l| {
+                l.starts_with("registered ")
+            });
+            let id = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("pe="))
+                .unwrap()
+                .to_owned();
+            (p, id)
+        };
+        let (_busy, busy) = lu_pe("90%");
+        let (_idle, idle) = lu_pe("10%");
+        let (_gw, a) = gateway(&reg.asap, &["tcp://127.0.0.1:0=LuPool"], &["--http"], &log);
+        for _ in 0..10 {
+            let (status, pe, _) = get(&a[0]).unwrap();
+            assert_eq!(status, 200);
+            let pe = pe.unwrap();
+            assert_eq!(pe, idle, "the least loaded PE (not {busy})");
+        }
+    });
+}
