@@ -45,6 +45,7 @@ impl Reload {
         // The shell's hard connection limit sits above the core's: both stay.
         next.core.connections.max_connections = cur.core.connections.max_connections;
         next.wire_log = cur.wire_log.clone();
+        next.dns = cur.dns.clone(); // the DNS socket stays as bound
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());
         let mut applied = Vec::new();
         let mut restart = Vec::new();
