@@ -161,6 +161,12 @@ fn ab_with_kill(addr: &str, log: &Path, kill: impl FnOnce()) -> String {
     let status = ab
         .wait_exit(Duration::from_secs(240))
         .unwrap_or_else(|| ab.fail("ab did not finish"));
+    // ab's last line; the output is read by another thread, which may lag the exit.
+    let _ = ab
+        .out
+        .wait(0, Instant::now() + Duration::from_secs(10), |l| {
+            l.contains("(longest request)")
+        });
     let out = ab.out.text();
     assert!(status.success(), "ab failed:\n{out}\n{}", ab.err.text());
     assert!(out.contains("Complete requests:      20000"), "{out}");

@@ -230,9 +230,19 @@ async fn forward(
         body,
     };
     let retry_sent = idempotent(&out.method);
+    // Attempts that count against max_attempts; a failure on a kept-alive connection
+    // does not count (the connection may have been stale), but every try counts towards
+    // a hard bound.
     let mut attempt = 0;
+    let mut tries = 0;
     loop {
-        let (pe, addr) = match sh.pick(pool, attempt).await {
+        tries += 1;
+        let counted = if tries > 3 * sh.cfg.max_attempts.max(1) {
+            sh.cfg.max_attempts.max(1)
+        } else {
+            attempt
+        };
+        let (pe, addr) = match sh.pick(pool, counted).await {
             Ok(x) => x,
             Err(e) => {
                 sh.stats.no_pe.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +254,9 @@ async fn forward(
         if attempt > 1 {
             sh.stats.retried.fetch_add(1, Ordering::Relaxed);
         }
-        let mut sender = match sh.upstream.checkout(addr) {
+        let kept = sh.upstream.checkout(addr);
+        let reused = kept.is_some();
+        let mut sender = match kept {
             Some(s) => s,
             None => match handshake(sh, addr).await {
                 Ok(s) => s,
@@ -270,6 +282,9 @@ async fn forward(
                 tracing::info!(%peer, %pe, %addr, unsent, "gateway: request to PE failed: {}", e.error());
                 if !(unsent || retry_sent) {
                     return simple(StatusCode::BAD_GATEWAY, "the pool element failed");
+                }
+                if reused {
+                    attempt -= 1;
                 }
             }
         }
