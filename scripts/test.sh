@@ -19,6 +19,11 @@ done
 need_pkgs=()
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
 command -v text2pcap >/dev/null 2>&1 || need_pkgs+=(wireshark-common)
+# The gateway's tests and benchmark: ab, dig, curl (haproxy: bench/gateway.sh only).
+command -v ab >/dev/null 2>&1 || need_pkgs+=(apache2-utils)
+command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod call;
 pub mod decode;
 pub mod dump;
+pub mod gateway;
 pub mod logging;
 pub mod registrar;
 pub mod resolve;
@@ -92,8 +93,10 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
-    /// Run a demo service (echo, discard, daytime, chargen) over TCP or SCTP as a pool element.
+    /// Run a demo service (echo, discard, daytime, chargen, http) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
+    /// Gateway for RSerPool-unaware clients: TCP (or HTTP) listeners in front of pools.
+    Gateway(gateway::GatewayArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
     Call(call::CallArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dump(args) => dump::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Gateway(args) => gateway::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Resolve(args) => resolve::run(&args),
     }

@@ -1,5 +1,5 @@
-//! `rsp serve echo|discard|daytime|chargen`: a demo service over TCP or SCTP that
-//! registers itself as a pool element, and deregisters on SIGINT / SIGTERM.
+//! `rsp serve echo|discard|daytime|chargen|http`: a demo service over TCP or SCTP (http:
+//! TCP only) that registers itself as a pool element, and deregisters on SIGINT / SIGTERM.
 //!
 //! Over SCTP (`--listen sctp://…`) the service is one multi-homed listener registered as
 //! one PE entry with an SCTP user transport (transport use "data plus control", like
@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::args::{self, PolicyArgs, RegistrarArgs};
 use rserpool::service::demo::{self, LoadTracker};
+use rserpool::service::http_pe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -36,23 +37,27 @@ pub enum Service {
     Daytime,
     /// Sends lines of characters until the client goes away (RFC 864).
     Chargen,
+    /// HTTP/1.1: every request gets one fixed body (--body-size bytes, or --file) and an
+    /// X-Rsp-Pe header naming the PE (for the gateway's tests and benchmarks). TCP only.
+    Http,
 }
 
 impl Service {
-    /// The library's service of that name.
-    pub fn demo(self) -> demo::Service {
+    /// The library's demo service of that name (`None` for http).
+    pub fn demo(self) -> Option<demo::Service> {
         match self {
-            Service::Echo => demo::Service::Echo,
-            Service::Discard => demo::Service::Discard,
-            Service::Daytime => demo::Service::Daytime,
-            Service::Chargen => demo::Service::Chargen,
+            Service::Echo => Some(demo::Service::Echo),
+            Service::Discard => Some(demo::Service::Discard),
+            Service::Daytime => Some(demo::Service::Daytime),
+            Service::Chargen => Some(demo::Service::Chargen),
+            Service::Http => None,
         }
     }
     fn default_pool(self) -> &'static str {
-        self.demo().default_pool()
+        self.demo().map_or("WebPool", demo::Service::default_pool)
     }
     fn name(self) -> &'static str {
-        self.demo().name()
+        self.demo().map_or("http", demo::Service::name)
     }
 }
 
@@ -111,6 +116,12 @@ pub struct ServeArgs {
     /// every change).
     #[arg(long, value_name = "CAPACITY")]
     pub capacity: Option<u32>,
+    /// http: size of the fixed body in bytes (default 1024).
+    #[arg(long, value_name = "BYTES", conflicts_with = "file")]
+    pub body_size: Option<usize>,
+    /// http: answer with this file's contents instead of a fixed body.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// One `--listen` value.
@@ -139,10 +150,32 @@ pub fn listen_spec(s: &str) -> Result<Listen, String> {
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.policy().map_err(crate::exit::usage)?;
-    args::runtime()?.block_on(serve(args, policy))
+    if args.service != Service::Http && (args.body_size.is_some() || args.file.is_some()) {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "--body-size and --file are for `rsp serve http`"
+        )));
+    }
+    if args.service == Service::Http && args.listen.iter().any(|l| matches!(l, Listen::Sctp(_))) {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "`rsp serve http` listens on TCP only"
+        )));
+    }
+    let body = match &args.file {
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("cannot read {}", p.display()))
+                .map_err(crate::exit::usage)?,
+        ),
+        None => None,
+    };
+    args::runtime()?.block_on(serve(args, policy, body))
 }
 
-async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: &ServeArgs,
+    policy: rserpool_wire::Policy,
+    file: Option<Vec<u8>>,
+) -> anyhow::Result<ExitCode> {
     let registrars = args.registrars.endpoints();
     let listen = if args.listen.is_empty() {
         vec![
@@ -217,19 +250,41 @@ async fn serve(args: &ServeArgs, policy: rserpool_wire::Policy) -> anyhow::Resul
     let active = Arc::new(AtomicU32::new(0));
     let policy_name = policy.policy_type().to_string();
     let load_policy = policy.load().is_some().then_some(policy);
-    for l in listeners {
+    let pe_ids = pe.pe_ids().to_vec();
+    for (i, l) in listeners.into_iter().enumerate() {
         let tracker = args
             .capacity
             .zip(load_policy.clone())
             .map(|(cap, p)| LoadTracker::new(pe.clone(), active.clone(), cap, p));
-        tokio::spawn(demo::serve_tcp(l, args.service.demo(), tracker));
+        match args.service.demo() {
+            Some(service) => {
+                tokio::spawn(demo::serve_tcp(l, service, tracker));
+            }
+            None => {
+                let what = http_pe::HttpBody {
+                    body: match &file {
+                        Some(f) => f.clone().into(),
+                        None => http_pe::filler(args.body_size.unwrap_or(1024)),
+                    },
+                    content_type: if file.is_some() {
+                        "application/octet-stream"
+                    } else {
+                        "text/plain"
+                    },
+                    pe: pe_ids.get(i).map(ToString::to_string).unwrap_or_default(),
+                };
+                tokio::spawn(http_pe::serve_http(l, what, tracker));
+            }
+        }
     }
     for l in sctp_listeners {
         let tracker = args
             .capacity
             .zip(load_policy.clone())
             .map(|(cap, p)| LoadTracker::new(pe.clone(), active.clone(), cap, p));
-        tokio::spawn(demo::serve_sctp(l, args.service.demo(), tracker));
+        if let Some(service) = args.service.demo() {
+            tokio::spawn(demo::serve_sctp(l, service, tracker));
+        }
     }
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     tokio::spawn(watch(

@@ -180,6 +180,23 @@ impl Resolved {
                 "log_summary_interval",
                 d(self.log_summary_interval.unwrap_or(Duration::ZERO)),
             ),
+            // ---- the DNS view ----
+            (
+                "dns",
+                self.dns
+                    .as_ref()
+                    .map(|v| toml_str(&format!("udp://{}", v.listen))),
+            ),
+            ("dns_zone", Some(toml_str(&dns_view(self).zone))),
+            ("dns_ttl", Some(dns_view(self).ttl.to_string())),
+            (
+                "dns_max_answers",
+                Some(dns_view(self).max_answers.to_string()),
+            ),
+            (
+                "dns_rate_per_source",
+                Some(dns_view(self).per_source_rate.to_string()),
+            ),
         ]
     }
 
@@ -201,4 +218,14 @@ impl Resolved {
         }
         out
     }
+}
+
+/// The DNS view's settings, or its defaults when it is off.
+fn dns_view(r: &Resolved) -> rserpool::service::dns::DnsConfig {
+    r.dns.clone().unwrap_or_else(|| {
+        rserpool::service::dns::DnsConfig::new(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::UNSPECIFIED,
+            5353,
+        )))
+    })
 }

@@ -293,6 +293,7 @@ impl Settings {
                 transport,
                 wire_log: self.wire_log.clone(),
                 log_summary_interval,
+                dns: self.dns_view()?,
             },
             admin_allow_remote,
             log_level,
@@ -517,4 +518,39 @@ fn duration_in_range(
         );
     }
     Ok(d)
+}
+
+impl Settings {
+    /// The `dns*` settings (the registrar's DNS view), checked; `None` = off.
+    fn dns_view(&self) -> anyhow::Result<Option<rserpool::service::dns::DnsConfig>> {
+        use rserpool::service::dns;
+        let Some(url) = self.dns.as_deref().filter(|u| *u != "off") else {
+            return Ok(None);
+        };
+        let listen: std::net::SocketAddr = match url.strip_prefix("udp://") {
+            Some(rest) => rest.parse(),
+            None if url.contains("://") => {
+                bail!("dns {url:?}: the DNS view listens on udp://ADDR:PORT")
+            }
+            None => url.parse(),
+        }
+        .map_err(|_| anyhow!("dns {url:?}: expected udp://ADDR:PORT, e.g. udp://[::]:5353"))?;
+        let mut cfg = dns::DnsConfig::new(listen);
+        if let Some(z) = &self.dns_zone {
+            if !dns::valid_zone(z) {
+                bail!("dns_zone {z:?}: expected DNS labels of letters, digits, '-', '_'");
+            }
+            cfg.zone.clone_from(z);
+        }
+        if let Some(t) = self.dns_ttl {
+            cfg.ttl = in_range("dns_ttl", t, 0, 3600)?;
+        }
+        if let Some(n) = self.dns_max_answers {
+            cfg.max_answers = in_range("dns_max_answers", n, 1, 64)?;
+        }
+        if let Some(r) = self.dns_rate_per_source {
+            cfg.per_source_rate = r;
+        }
+        Ok(Some(cfg))
+    }
 }

@@ -229,6 +229,25 @@ pub struct Settings {
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub log_summary_interval: Option<Duration>,
+    // ---- the DNS view (rserpool::service::dns) ----
+    /// Answer DNS queries for the pools (A, AAAA, SRV of POOL.<dns_zone>, PEs chosen by
+    /// the pool's policy) on this UDP address, e.g. udp://[::]:5353; or "off".
+    /// Default off.
+    #[arg(long, value_name = "URL")]
+    pub dns: Option<String>,
+    /// Zone of the DNS view. Default pool.rserpool.
+    #[arg(long, value_name = "NAME")]
+    pub dns_zone: Option<String>,
+    /// TTL of the DNS view's answers, in seconds (0..3600). Default 5.
+    #[arg(long, value_name = "SECONDS")]
+    pub dns_ttl: Option<u32>,
+    /// Most PEs in one DNS answer (1..64). Default 8.
+    #[arg(long, value_name = "N")]
+    pub dns_max_answers: Option<usize>,
+    /// DNS queries per second accepted from one source address (IPv6: one /64); more
+    /// are dropped (0 = no limit). Default 2000.
+    #[arg(long, value_name = "N")]
+    pub dns_rate_per_source: Option<u32>,
 }
 
 /// A TOML value given as a string or as a number.
@@ -346,6 +365,11 @@ impl Settings {
             log_level: self.log_level.or(file.log_level),
             log_json: self.log_json.or(file.log_json),
             log_summary_interval: self.log_summary_interval.or(file.log_summary_interval),
+            dns: self.dns.or(file.dns),
+            dns_zone: self.dns_zone.or(file.dns_zone),
+            dns_ttl: self.dns_ttl.or(file.dns_ttl),
+            dns_max_answers: self.dns_max_answers.or(file.dns_max_answers),
+            dns_rate_per_source: self.dns_rate_per_source.or(file.dns_rate_per_source),
         }
     }
 }

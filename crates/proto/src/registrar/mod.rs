@@ -140,6 +140,7 @@ use crate::timers::Timers;
 mod asap;
 mod enrp;
 mod guard;
+mod view;
 
 pub use enrp::{
     EnrpConfig, EnrpEvent, EnrpPhase, PeerInfo, PeerState, TakeoverElection,

@@ -64,6 +64,8 @@ pub struct ServiceConfig {
     pub wire_log: Option<PathBuf>,
     /// Summary of handlespace changes at info level; `None` = off.
     pub log_summary_interval: Option<Duration>,
+    /// The DNS view of the pools ([`super::dns`]); `None` = off.
+    pub dns: Option<super::dns::DnsConfig>,
 }
 
 /// A registrar running in this process.
@@ -82,6 +84,8 @@ pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     /// Period of the info-level summaries (`None` = off), for reloads.
     pub summary_interval: tokio::sync::watch::Sender<Option<Duration>>,
+    /// Where the DNS view answers (real port).
+    pub dns: Option<SocketAddr>,
 }
 
 impl Running {
@@ -171,6 +175,16 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         },
         None => None,
     };
+    let dns = match &cfg.dns {
+        Some(d) => {
+            let socket = super::dns::bind(d.listen)
+                .with_context(|| format!("cannot listen for DNS on udp://{}", d.listen))?;
+            let local = socket.local_addr()?;
+            tokio::spawn(super::dns::serve(socket, d.clone(), handle.clone()));
+            Some(local)
+        }
+        None => None,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(driver.run(async {
         let _ = stopped.await;
@@ -185,6 +199,7 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         task,
         stop,
         summary_interval,
+        dns,
     })
 }
 
