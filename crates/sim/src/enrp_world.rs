@@ -1,4 +1,5 @@
-//! The ENRP fault world: 5 peering registrars, 200 PEs, 20 PUs; faults for a while
+//! The ENRP fault world: 5 peering registrars (fixed server IDs in half the seeds, so a
+//! restart keeps its ID; random in the others), 200 PEs, 20 PUs; faults for a while
 //! (registrar crash and restart, partitions of the registrars into two groups that heal,
 //! message loss, duplication and reordering, PE crashes and restarts, PU requests), then
 //! quiet: within [`CONVERGENCE_BOUND`] every registrar holds the same handlespace, every
@@ -105,9 +106,13 @@ pub fn run(w: &mut World) -> Outcome {
         reorder: rng.gen_bool(0.3),
     };
     w.set_default_link(link.clone());
+    // Half the seeds: fixed server IDs (a restarted registrar keeps its ID); else random
+    // ones (a restart is a new server).
+    let fixed_ids = rng.gen_bool(0.5);
     let regs: Vec<NodeId> = (1..=REGISTRARS)
         .map(|i| {
             let cfg = RegistrarConfig {
+                server_id: fixed_ids.then(|| rserpool_wire::ServerId(0x100 * u32::from(i))),
                 enrp: EnrpConfig {
                     peers: (1..=REGISTRARS)
                         .filter(|j| *j != i)
