@@ -1019,7 +1019,7 @@ fn bench_sync_of_100000_pes_from_a_mentor() {
     println!("figure: a new registrar synchronised {n} PEs from its mentor in {took:?} (from its startup line)");
 }
 
-/// SIGHUP: the ENRP timers apply at once; the peer list and the listeners need a
+/// SIGHUP: the ENRP timers and the static peer list apply at once; the listeners need a
 /// restart (and the reload says so).
 #[test]
 fn sighup_applies_enrp_timers_and_names_what_needs_a_restart() {
@@ -1030,7 +1030,10 @@ fn sighup_applies_enrp_timers_and_names_what_needs_a_restart() {
         let (p1, p2) = (free_port(), free_port());
         std::fs::write(
             &cfg,
-            format!("heartbeat_cycle = \"1s\"\npeer = [\"tcp://127.0.0.1:{p1}\"]\n"),
+            format!(
+                "heartbeat_cycle = \"1s\"\npeer = [\"tcp://127.0.0.1:{p1}\"]\n\
+                 presence_group = \"off\"\n"
+            ),
         )
         .unwrap();
         let reg = start_registrar(
@@ -1049,7 +1052,8 @@ fn sighup_applies_enrp_timers_and_names_what_needs_a_restart() {
             &cfg,
             format!(
                 "heartbeat_cycle = \"2s\"\ntakeover_election = \"highest\"\n\
-                 peer = [\"tcp://127.0.0.1:{p1}\", \"tcp://127.0.0.1:{p2}\"]\n"
+                 peer = [\"tcp://127.0.0.1:{p1}\", \"tcp://127.0.0.1:{p2}\"]\n\
+                 presence_group = \"on\"\n"
             ),
         )
         .unwrap();
@@ -1066,18 +1070,18 @@ fn sighup_applies_enrp_timers_and_names_what_needs_a_restart() {
                 && applied.contains("takeover_election \"lowest\" -> \"highest\""),
             "{applied}"
         );
-        assert!(!applied.contains("peer ["), "{applied}");
+        assert!(applied.contains(&format!("127.0.0.1:{p2}")), "{applied}");
         let (_, restart) = reg
             .proc
             .err
             .wait(from, deadline, |l| l.contains("after a restart"))
             .unwrap_or_else(|| reg.proc.fail("no restart warning"));
-        assert!(restart.contains(&format!("127.0.0.1:{p2}")), "{restart}");
-        // The unchanged peer list stays in force: one peer, not two.
+        assert!(restart.contains("presence_group"), "{restart}");
+        // The new peer list is in force: two peers, not one.
         let d = dump(&reg.admin);
         assert_eq!(
             d["enrp"]["peers"].as_array().unwrap().len(),
-            1,
+            2,
             "{}",
             d["enrp"]
         );

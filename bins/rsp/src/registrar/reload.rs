@@ -45,13 +45,12 @@ impl Reload {
         // The shell's hard connection limit sits above the core's: both stay.
         next.core.connections.max_connections = cur.core.connections.max_connections;
         next.wire_log = cur.wire_log.clone();
-        // ENRP: the listeners, the presence group, the static peers (the core sets its
-        // peer list up at start) and the start-up phase need a restart; the timers, the
-        // response size, the election rule and the peer policy apply at once (from each
-        // timer's next arming).
+        // ENRP: the listeners, the presence group and the start-up phase need a restart;
+        // the static peers (added ones are contacted, dropped ones stay as learned peers
+        // while they talk), the timers, the response size, the election rule and the
+        // peer policy apply at once (each timer from its next arming).
         next.enrp_listen = cur.enrp_listen.clone();
         next.explicit_enrp_listen = cur.explicit_enrp_listen;
-        next.core.enrp.peers = cur.core.enrp.peers.clone();
         next.core.enrp.presence_group = cur.core.enrp.presence_group;
         next.core.enrp.mentor_discovery_timeout = cur.core.enrp.mentor_discovery_timeout;
         next.dns = cur.dns.clone(); // the DNS socket stays as bound

@@ -211,7 +211,7 @@ pub struct Settings {
     pub peer_only_listed: Option<bool>,
     /// In handle updates and tables sent to SCTP peers, give a PE's TCP ASAP transport
     /// as an SCTP one (same address and port), for peers that read nothing else there.
-    /// Default false (RSPLIB reads both).
+    /// Default true (RSPLIB's handlespace refuses a PE whose ASAP transport is not SCTP).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub rewrite_tcp_asap_for_sctp_peers: Option<bool>,
     /// Log filter: error, warn, info, debug, trace, or directives such as

@@ -20,8 +20,9 @@
 //!   (type 0x4) with its port and addresses for SCTP, a TCP transport TLV (type 0x5) for
 //!   TCP and MPTCP (our PEs connect from the port of their ASAP control listener, so that
 //!   is where a takeover winner reaches them). RSPLIB's PE parameter parser reads SCTP,
-//!   TCP and UDP TLVs there; `EnrpConfig::rewrite_tcp_asap_for_sctp_peers` rewrites TCP
-//!   into SCTP towards SCTP peers that accept nothing else. A registration from the PE's
+//!   TCP and UDP TLVs there but its handlespace keeps only PEs with an SCTP one, so
+//!   `EnrpConfig::rewrite_tcp_asap_for_sctp_peers` (default on) rewrites TCP into SCTP
+//!   towards SCTP peers. A registration from the PE's
 //!   own ASAP transport (same address and port) over another connection is the same PE
 //!   process (e.g. over the connection a takeover opened to it), not an identifier
 //!   hijack.

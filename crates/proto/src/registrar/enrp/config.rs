@@ -71,10 +71,11 @@ pub struct EnrpConfig {
     pub accept_unlisted_peers: bool,
     /// In handle updates and handle tables sent over SCTP peer associations, rewrite a
     /// PE's TCP ASAP transport TLV (type 0x5) into an SCTP one (type 0x4) with the same
-    /// address and port. Default false: RSPLIB's PE parameter parser reads SCTP, TCP and
-    /// UDP transport TLVs in that position (`scanTransportParameter`), and an RSPLIB
-    /// registrar reaches a PE only over SCTP either way; turn it on for peers that accept
-    /// nothing but SCTP there.
+    /// address and port. Default true: RSPLIB's PE parameter parser reads SCTP, TCP and
+    /// UDP transport TLVs in that position, but its handlespace refuses a PE whose ASAP
+    /// transport is not SCTP (`RSPERR_INVALID_REGISTRATOR`), so a TCP PE would be missing
+    /// at an RSPLIB peer; RSPLIB speaks ENRP only over SCTP, our registrars peer over TCP
+    /// by default. Turn it off when every SCTP peer is ours.
     pub rewrite_tcp_asap_for_sctp_peers: bool,
 }
 
@@ -94,7 +95,7 @@ impl Default for EnrpConfig {
             takeover_election: TakeoverElection::Lowest,
             takeover_suggestion: false,
             accept_unlisted_peers: true,
-            rewrite_tcp_asap_for_sctp_peers: false,
+            rewrite_tcp_asap_for_sctp_peers: true,
         }
     }
 }
