@@ -101,6 +101,19 @@ impl Running {
     fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// Stderr once it holds `needle` (stderr is read by its own thread, so it may lag
+    /// behind stdout), or whatever it holds after 20 s.
+    fn stderr_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let err = self.stderr();
+            if err.contains(needle) || Instant::now() >= deadline {
+                return err;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Running {
@@ -180,7 +193,7 @@ fn tcp_keeps_working_beside_a_requested_sctp_listener() {
     let tcp = word(&start, "tcp://").to_owned();
     if missing {
         assert!(!start.contains("sctp://"), "{start}");
-        let err = reg.stderr();
+        let err = reg.stderr_with("continuing with TCP only");
         assert!(
             err.contains("not listening on sctp://127.0.0.1:0")
                 && err.contains("no SCTP support")
