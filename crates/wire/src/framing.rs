@@ -7,6 +7,19 @@
 //!   application data and ASAP control messages on one connection. Each frame carries a
 //!   PPID, modelled on the DATA chunk of draft-ietf-rserpool-tcpmapping-03 with TSN and
 //!   stream fields omitted (INIT flags 0x03): `type 0 | flags | length | PPID | data | pad`.
+//!   An ACK chunk (type 3) carries the cumulative count of application messages the
+//!   receiver's application acknowledged (the session layer's acknowledged mode).
+//!
+//! # The session layer's own messages on the seam
+//!
+//! The sans-IO session core (`rserpool_proto::session`) does not know the transport. It
+//! hands its acknowledgements and heartbeats to the shell as application data with the
+//! private PPIDs [`PPID_SESSION_ACK`], [`PPID_SESSION_HEARTBEAT`] and
+//! [`PPID_SESSION_HEARTBEAT_ACK`]. Over TCP the shell maps them to the ACK, HEARTBEAT and
+//! HEARTBEAT ACK chunks ([`SessionFrame::from_message`] / [`SessionFrame::into_message`]);
+//! over SCTP they travel as messages with those PPIDs (our peers only: RSPLIB knows no
+//! acknowledged mode and no session heartbeat, so a session to an RSPLIB PE runs with
+//! both off).
 
 use crate::codec::Header;
 use crate::pad::pad4;
@@ -119,6 +132,14 @@ pub mod chunk_type {
     pub const HEARTBEAT_ACK: u8 = 5;
 }
 
+/// Private PPID of a session acknowledgement on the seam (body: u32 cumulative count of
+/// acknowledged application messages on the connection, the ACK chunk's value).
+pub const PPID_SESSION_ACK: u32 = 0x5253_5003;
+/// Private PPID of a session heartbeat on the seam (body: the opaque heartbeat info).
+pub const PPID_SESSION_HEARTBEAT: u32 = 0x5253_5004;
+/// Private PPID of a session heartbeat acknowledgement (body: the echoed info).
+pub const PPID_SESSION_HEARTBEAT_ACK: u32 = 0x5253_5005;
+
 /// INIT flags we send: TSN omitted (0x01) and stream id/sequence omitted (0x02); PPID kept.
 pub const SESSION_INIT_FLAGS: u8 = 0x03;
 
@@ -139,6 +160,12 @@ pub enum SessionFrame {
     },
     HeartbeatAck {
         info: Vec<u8>,
+    },
+    /// Application messages acknowledged so far: `Some(n)` = the cumulative count (the
+    /// 8-byte form, which we always send), `None` = the draft's bare 4-byte form (one more
+    /// message acknowledged).
+    Ack {
+        tsn: Option<u32>,
     },
 }
 
@@ -172,9 +199,50 @@ impl SessionFrame {
                 out.extend_from_slice(&((4 + info.len()) as u16).to_be_bytes());
                 out.extend_from_slice(info);
             }
+            SessionFrame::Ack { tsn } => {
+                let len: u16 = if tsn.is_some() { 8 } else { 4 };
+                out.extend_from_slice(&[chunk_type::ACK, 0]);
+                out.extend_from_slice(&len.to_be_bytes());
+                if let Some(t) = tsn {
+                    out.extend_from_slice(&t.to_be_bytes());
+                }
+            }
         }
         let padded = start + pad4(out.len() - start);
         out.resize(padded, 0);
+    }
+
+    /// The frame for one message the session core hands to the shell with SCTP PPID
+    /// `ppid`: the session PPIDs become ACK / HEARTBEAT / HEARTBEAT ACK chunks, anything
+    /// else (ASAP control on PPID 11, application data) a DATA chunk. A session ACK whose
+    /// body is not 4 bytes becomes the bare form.
+    pub fn from_message(ppid: u32, bytes: Vec<u8>) -> SessionFrame {
+        match ppid {
+            PPID_SESSION_ACK => SessionFrame::Ack {
+                tsn: <[u8; 4]>::try_from(bytes.as_slice())
+                    .ok()
+                    .map(u32::from_be_bytes),
+            },
+            PPID_SESSION_HEARTBEAT => SessionFrame::Heartbeat { info: bytes },
+            PPID_SESSION_HEARTBEAT_ACK => SessionFrame::HeartbeatAck { info: bytes },
+            _ => SessionFrame::Data { ppid, data: bytes },
+        }
+    }
+
+    /// The inverse of [`SessionFrame::from_message`]: the (PPID, bytes) to hand to the
+    /// session core; `None` for INIT (connection set-up, the shell's business). A bare
+    /// ACK becomes an empty session ACK body.
+    pub fn into_message(self) -> Option<(u32, Vec<u8>)> {
+        match self {
+            SessionFrame::Init { .. } => None,
+            SessionFrame::Data { ppid, data } => Some((ppid, data)),
+            SessionFrame::Heartbeat { info } => Some((PPID_SESSION_HEARTBEAT, info)),
+            SessionFrame::HeartbeatAck { info } => Some((PPID_SESSION_HEARTBEAT_ACK, info)),
+            SessionFrame::Ack { tsn } => Some((
+                PPID_SESSION_ACK,
+                tsn.map(|t| t.to_be_bytes().to_vec()).unwrap_or_default(),
+            )),
+        }
     }
 
     /// Largest payload of one DATA frame.
@@ -227,6 +295,13 @@ impl SessionDeframer {
                     SessionFrame::HeartbeatAck { info }
                 }
             }
+            chunk_type::ACK => match body.len() {
+                0 => SessionFrame::Ack { tsn: None },
+                4 => SessionFrame::Ack {
+                    tsn: Some(u32::from_be_bytes([body[0], body[1], body[2], body[3]])),
+                },
+                _ => return Err(short()),
+            },
             _ => return Err(FrameError::UnknownChunk { ty, offset }),
         }))
     }

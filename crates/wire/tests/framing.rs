@@ -251,7 +251,101 @@ fn frames() -> Vec<SessionFrame> {
             info: b"hb-1, odd".to_vec(),
         },
         SessionFrame::Heartbeat { info: vec![] },
+        SessionFrame::Ack { tsn: Some(0) },
+        SessionFrame::Ack {
+            tsn: Some(0xffff_fffe),
+        },
+        SessionFrame::Ack { tsn: None },
     ]
+}
+
+#[test]
+fn session_ack_wire_format_and_errors() {
+    let mut b = vec![];
+    SessionFrame::Ack {
+        tsn: Some(0x0102_0304),
+    }
+    .encode(&mut b);
+    // type 3, flags 0, length 8, cumulative count.
+    assert_eq!(b, hex("03000008 01020304"));
+    b.clear();
+    SessionFrame::Ack { tsn: None }.encode(&mut b);
+    assert_eq!(b, hex("03000004"));
+    // An ACK of any other length is malformed.
+    for bad in ["03000006 01020000", "0300000c 01020304 05060708"] {
+        let mut d = SessionDeframer::new();
+        d.push(&hex(bad));
+        assert!(
+            matches!(d.next_frame(), Err(FrameError::TooShort { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn session_messages_map_to_chunks_and_back() {
+    use rserpool_wire::framing::{
+        PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK,
+    };
+    let cases = [
+        (
+            PPID_SESSION_ACK,
+            vec![0, 0, 0, 9],
+            SessionFrame::Ack { tsn: Some(9) },
+        ),
+        (
+            PPID_SESSION_HEARTBEAT,
+            b"hb".to_vec(),
+            SessionFrame::Heartbeat {
+                info: b"hb".to_vec(),
+            },
+        ),
+        (
+            PPID_SESSION_HEARTBEAT_ACK,
+            b"hb".to_vec(),
+            SessionFrame::HeartbeatAck {
+                info: b"hb".to_vec(),
+            },
+        ),
+        (
+            PPID_ASAP,
+            b"ctl".to_vec(),
+            SessionFrame::Data {
+                ppid: PPID_ASAP,
+                data: b"ctl".to_vec(),
+            },
+        ),
+        (
+            34,
+            b"app".to_vec(),
+            SessionFrame::Data {
+                ppid: 34,
+                data: b"app".to_vec(),
+            },
+        ),
+    ];
+    for (ppid, bytes, frame) in cases {
+        let f = SessionFrame::from_message(ppid, bytes.clone());
+        assert_eq!(f, frame);
+        // Through the byte stream and back to the seam.
+        let mut b = vec![];
+        f.encode(&mut b);
+        let mut d = SessionDeframer::new();
+        d.push(&b);
+        let back = d.next_frame().unwrap().unwrap();
+        assert_eq!(back.into_message(), Some((ppid, bytes)));
+    }
+    // The bare ACK reaches the core as an empty body; INIT never does.
+    assert_eq!(
+        SessionFrame::Ack { tsn: None }.into_message(),
+        Some((PPID_SESSION_ACK, vec![]))
+    );
+    assert_eq!(SessionFrame::Init { flags: 3 }.into_message(), None);
+    // A session ACK body of the wrong size goes out as the bare form.
+    assert_eq!(
+        SessionFrame::from_message(PPID_SESSION_ACK, vec![1]),
+        SessionFrame::Ack { tsn: None }
+    );
 }
 
 #[test]
