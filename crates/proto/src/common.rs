@@ -155,7 +155,6 @@ impl Outbox {
         Ok(())
     }
     /// Queue application data (a session message) with SCTP PPID `ppid`.
-    #[allow(dead_code)] // the session layer's; no core sends data yet
     pub(crate) fn send_data(
         &mut self,
         counters: &mut Counters,

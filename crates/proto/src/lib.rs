@@ -11,6 +11,8 @@
 //! * [`conn_limits`]: [`ConnTable`], the registrar's connection limits (idle timeout,
 //!   per-source cap, eviction).
 //! * [`hunt`]: server-hunt configuration shared by the PE and PU cores.
+//! * [`session`]: the PU↔PE session layer: [`SessionUser`] (failover with cookie, business
+//!   cards, heartbeat, acknowledged mode) and [`SessionServer`] (the PE's sessions).
 //! * [`timers`]: [`Timers`], the timer table of a core (deadlines keyed by timer id).
 //!
 //! # Driving a core
@@ -31,6 +33,7 @@ pub mod io;
 pub mod pool_element;
 pub mod pool_user;
 pub mod registrar;
+pub mod session;
 pub mod timers;
 
 mod common;
@@ -43,5 +46,9 @@ pub use pool_user::{PoolUserConfig, PoolUserCore, PuCommand, PuError, PuEvent, R
 pub use registrar::{
     EnrpConfig, EnrpEvent, EnrpPhase, HandlespaceSnapshot, PeerInfo, PeerState, PoolSnapshot,
     Registrar, RegistrarCommand, RegistrarConfig, RegistrarEvent, RemovalReason, TakeoverElection,
+};
+pub use session::{
+    Outstanding, SendMode, ServerCommand, ServerEvent, SessionServer, SessionServerConfig,
+    SessionUser, SessionUserConfig, UserCommand, UserEvent,
 };
 pub use timers::Timers;

@@ -1,0 +1,116 @@
+//! The PU↔PE session layer (procedures §1.11–§1.13), sans-IO: [`SessionUser`] on the pool
+//! user's side, [`SessionServer`] on the pool element's side. Both implement
+//! [`crate::io::Core`] like the other cores (no sockets, no clock, seeded RNG, one
+//! [`crate::Timers`] table).
+//!
+//! # What travels, and how the core sees it
+//!
+//! One connection (TCP) or association (SCTP) per session carries both kinds of messages:
+//!
+//! * ASAP control messages — ASAP_COOKIE, ASAP_COOKIE_ECHO, ASAP_BUSINESS_CARD — with
+//!   `RecvMeta.protocol == Protocol::Asap` (SCTP PPID 11, as RSPLIB sends them);
+//! * application data with `Protocol::Data(ppid)`, sent with `Outbox::send_data`;
+//! * the session layer's own acknowledgements and heartbeats, as `Protocol::Data` with the
+//!   private PPIDs [`PPID_SESSION_ACK`], [`PPID_SESSION_HEARTBEAT`] and
+//!   [`PPID_SESSION_HEARTBEAT_ACK`]. Over TCP the shell turns them into the ACK, HEARTBEAT
+//!   and HEARTBEAT ACK chunks of the session framing
+//!   ([`rserpool_wire::framing::SessionFrame::from_message`] and `into_message`); over
+//!   SCTP they are messages with those PPIDs. The cores never look at the transport.
+//!
+//! # Sequence numbers and acknowledgements (the acknowledged mode)
+//!
+//! Each application message the PU sends gets a session-wide sequence number
+//! ([`Outstanding::seq`], from 0, returned by [`SessionUser::send`]). On the wire the
+//! numbering is the mapping draft's TSN, implicit and per connection: the n-th application
+//! message on a connection (from 0, control messages and session PPIDs not counted) has
+//! TSN n; the PE reports it with [`ServerEvent::Data`]`::tsn`. The PE's application calls
+//! [`SessionServer::ack`] with the TSN of the last message it has dealt with (cumulative;
+//! or sets [`SessionServerConfig::auto_ack`] to ack on delivery, as the draft's ACK
+//! does), which sends one session ACK carrying that TSN. The PU keeps every sent message
+//! until it is acknowledged ([`UserEvent::Acked`]); only the PU → PE direction is
+//! acknowledged (the PE's messages to the PU are not kept).
+//!
+//! # Failover (PU side)
+//!
+//! Failure of the current PE = the transport closes, a send or the connect fails, the
+//! connect does not complete in time, or the session heartbeat goes unanswered (a hung
+//! host or process keeps its TCP connection / SCTP association up; the heartbeat is
+//! answered by the PE's core, so a stopped process does not answer). Then:
+//!
+//! 1. [`UserEvent::PeFailed`] (the embedding PU turns it into
+//!    `PuCommand::ReportFailure`, i.e. one ASAP_ENDPOINT_UNREACHABLE) and, once per
+//!    failover, [`UserEvent::FailoverStarted`];
+//! 2. messages sent with [`SendMode::NoFailover`] come back in [`UserEvent::Undelivered`];
+//!    the unacknowledged [`SendMode::Failover`] ones go through the failover filter
+//!    ([`SessionUser::set_failover_filter`]), which returns what to resend — default: all,
+//!    in order. What the filter does not return is the application's business (it has
+//!    seen it). Resent messages go before the messages not sent yet;
+//! 3. the next PE: the first one of the failed PE's business card that has not failed in
+//!    this session, else [`UserEvent::NeedServer`] (the embedding PU asks its
+//!    `PoolUserCore` with `GetPrimaryServer` and answers with [`SessionUser::use_server`]
+//!    or [`SessionUser::no_server`]);
+//! 4. connect; the first message to the new PE is ASAP_COOKIE_ECHO with the latest cookie,
+//!    if one was received; then the resent messages; [`UserEvent::FailoverCompleted`].
+//!
+//! After [`SessionUserConfig::max_attempts`] failures in a row without a sign of life from
+//! a PE the session gives up: everything outstanding comes back in
+//! [`UserEvent::Undelivered`], then [`UserEvent::Failed`]; a later send starts anew.
+//!
+//! # Choices
+//!
+//! * PE selection stays outside: the session asks for a server by event
+//!   ([`UserEvent::NeedServer`]) instead of embedding a `PoolUserCore`, so one PU core (one
+//!   cache, one home registrar) serves any number of sessions.
+//! * Without the acknowledged mode ([`SessionUserConfig::acknowledged`] false, e.g. against
+//!   RSPLIB PEs) a sent message is released at once: on failover only the messages not
+//!   sent yet are resent (best effort, as RSPLIB over TCP would be).
+//! * Delivery after a failover is at least once: a PE that dealt with a message but died
+//!   before its ACK left gets it again from the PU (the cookie is the place to carry what
+//!   the new PE needs to recognise that).
+//!
+//! # Not done yet
+//!
+//! Send options "to last" / "to all" / "to self" of §1.13 (a session talks to one PE at a
+//! time; "to last" is what every message does), BC1 (a handle resolution for a card naming
+//! an unknown pool), the async API in `rserpool` (`Session::connect`, the PE's session
+//! listener), the demo services (pingpong, calcapp, files, relay), the shell's mapping of
+//! the session PPIDs onto the TCP chunks, and RSPLIB interop tests.
+
+mod server;
+mod user;
+
+pub use rserpool_wire::framing::{
+    PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK,
+};
+pub use server::{ServerCommand, ServerEvent, SessionServer, SessionServerConfig};
+pub use user::{
+    FailoverFilter, FailureReason, SessionUser, SessionUserConfig, UserCommand, UserEvent,
+};
+
+/// What to do with a message if its PE fails before acknowledging it (RFC 5352 §6.5.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SendMode {
+    /// ASAP_SEND_FAILOVER (the default): resend it to the next PE (through the filter).
+    #[default]
+    Failover,
+    /// ASAP_SEND_NO_FAILOVER: hand it back in [`UserEvent::Undelivered`].
+    NoFailover,
+}
+
+/// A message the PU sent (or queued) and the PE has not acknowledged yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Session-wide sequence number (from 0, in send order).
+    pub seq: u64,
+    pub ppid: u32,
+    pub data: Vec<u8>,
+    pub mode: SendMode,
+}
+
+/// Whether TSN `tsn` is at or before `upto` (serial-number order, wrapping at 2³²).
+pub(crate) fn tsn_covered(tsn: u32, upto: u32) -> bool {
+    (upto.wrapping_sub(tsn) as i32) >= 0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! Unit tests of the session cores, wired back to back by hand.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rserpool_wire::{
+    PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr, UserTransport,
+};
+
+use super::*;
+use crate::io::{
+    ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportCommand, TransportEvent,
+    TransportProto,
+};
+
+fn pe(id: u32) -> PoolElement {
+    PoolElement {
+        id: PeId(id),
+        home_registrar: ServerId(1),
+        registration_life: 60_000,
+        user_transport: UserTransport::Ip(TransportAddr::tcp(
+            7000,
+            IpAddr::from([10, 0, 0, id as u8]),
+        )),
+        policy: Policy::RoundRobin,
+        asap_transport: None,
+    }
+}
+
+fn ep(id: u32) -> Endpoint {
+    Endpoint::tcp(SocketAddr::from(([10, 0, 0, id as u8], 7000)))
+}
+
+fn meta(protocol: Protocol) -> RecvMeta {
+    let peer = SocketAddr::from(([10, 0, 9, 9], 40000));
+    RecvMeta {
+        protocol,
+        transport: TransportProto::Tcp,
+        peer,
+        peer_addrs: vec![peer.ip()],
+    }
+}
+
+fn transmits<C: Core>(c: &mut C) -> Vec<Transmit> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+fn events<C: Core>(c: &mut C) -> Vec<C::Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+fn commands<C: Core>(c: &mut C) -> Vec<TransportCommand> {
+    std::iter::from_fn(|| c.poll_command()).collect()
+}
+
+/// Hand every transmit of `from` to `to` (both sides use the same ConnId).
+fn pass<A: Core, B: Core>(now: Instant, from: &mut A, to: &mut B) -> usize {
+    let ts = transmits(from);
+    for t in &ts {
+        let Dest::Conn(c) = t.dest else {
+            panic!("{t:?}")
+        };
+        to.handle_message(now, c, &meta(t.protocol), &t.bytes);
+    }
+    ts.len()
+}
+
+#[test]
+fn tsn_order_wraps() {
+    assert!(tsn_covered(5, 5) && tsn_covered(4, 5) && !tsn_covered(6, 5));
+    assert!(tsn_covered(u32::MAX, 1) && !tsn_covered(1, u32::MAX));
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn ack_release_cookie_echo_first_and_card_failover() {
+    let now = Instant::now();
+    let pool = PoolHandle::new("EchoPool");
+    let mut cfg = SessionUserConfig::new(pool.clone());
+    cfg.heartbeat_interval = None;
+    let mut pu = SessionUser::new(cfg, 1);
+    let mut pe1 = SessionServer::new(
+        SessionServerConfig {
+            auto_ack: false,
+            business_card: Some((pool.clone(), vec![pe(3), pe(2)])),
+        },
+        0,
+    );
+    let mut pe3 = SessionServer::new(SessionServerConfig::default(), 0);
+
+    let s0 = pu.send(now, 77, b"zero".to_vec(), SendMode::Failover);
+    assert_eq!(s0, 0);
+    assert_eq!(
+        events(&mut pu),
+        vec![UserEvent::NeedServer {
+            pool: pool.clone(),
+            exclude: vec![]
+        }]
+    );
+    pu.use_server(now, pe(1));
+    assert_eq!(
+        commands(&mut pu),
+        vec![TransportCommand::Connect {
+            endpoint: ep(1),
+            protocol: Protocol::Asap
+        }]
+    );
+    let c1 = ConnId(1);
+    pe1.handle_transport(
+        now,
+        TransportEvent::Accepted {
+            conn: c1,
+            meta: meta(Protocol::Asap),
+        },
+    );
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: c1,
+            endpoint: ep(1),
+        },
+    );
+    assert_eq!(events(&mut pu), vec![UserEvent::Connected { pe: PeId(1) }]);
+    pu.send(now, 77, b"one".to_vec(), SendMode::Failover);
+    pu.send(now, 77, b"two".to_vec(), SendMode::NoFailover);
+    assert_eq!(pass(now, &mut pu, &mut pe1), 3);
+    let ev = events(&mut pe1);
+    assert!(matches!(ev[0], ServerEvent::Accepted { .. }));
+    assert_eq!(
+        ev[1],
+        ServerEvent::Data {
+            session: c1,
+            tsn: 0,
+            ppid: 77,
+            data: b"zero".to_vec()
+        }
+    );
+    // The PE acks the first message only, sends a cookie; the card went at accept.
+    pe1.ack(c1, 0);
+    pe1.send_cookie(c1, b"state-1".to_vec());
+    pe1.send_cookie(c1, b"state-2".to_vec());
+    pass(now, &mut pe1, &mut pu);
+    let ev = events(&mut pu);
+    assert!(matches!(ev[0], UserEvent::BusinessCard { .. }), "{ev:?}");
+    assert_eq!(ev[1], UserEvent::Acked { seq: 0 });
+    assert_eq!(pu.cookie(), Some(&b"state-2"[..]));
+    assert_eq!(pu.outstanding(), 2);
+
+    // PE 1 dies: "one" is resent to the first card entry (PE 3) after the cookie echo,
+    // "two" (no failover) comes back.
+    pu.handle_transport(now, TransportEvent::Closed { conn: c1 });
+    let ev = events(&mut pu);
+    assert_eq!(
+        ev,
+        vec![
+            UserEvent::PeFailed {
+                pool: pool.clone(),
+                pe: PeId(1),
+                reason: FailureReason::Closed
+            },
+            UserEvent::FailoverStarted { old: PeId(1) },
+            UserEvent::Undelivered {
+                messages: vec![Outstanding {
+                    seq: 2,
+                    ppid: 77,
+                    data: b"two".to_vec(),
+                    mode: SendMode::NoFailover
+                }]
+            },
+        ]
+    );
+    assert_eq!(pu.current_pe(), Some(PeId(3)));
+    let c2 = ConnId(2);
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: c2,
+            endpoint: ep(3),
+        },
+    );
+    pass(now, &mut pu, &mut pe3);
+    let ev = events(&mut pe3);
+    assert_eq!(
+        &ev[1..],
+        &[
+            ServerEvent::CookieEcho {
+                session: c2,
+                cookie: b"state-2".to_vec()
+            },
+            ServerEvent::Data {
+                session: c2,
+                tsn: 0,
+                ppid: 77,
+                data: b"one".to_vec()
+            }
+        ]
+    );
+    assert_eq!(
+        events(&mut pu),
+        vec![UserEvent::FailoverCompleted {
+            old: PeId(1),
+            new: PeId(3)
+        }]
+    );
+    // An ACK beyond what was sent is ignored; a right one releases.
+    pe3.ack(c2, 5);
+    pass(now, &mut pe3, &mut pu);
+    assert_eq!(pu.outstanding(), 1);
+    pe3.ack(c2, 0);
+    pass(now, &mut pe3, &mut pu);
+    assert_eq!(events(&mut pu), vec![UserEvent::Acked { seq: 1 }]);
+    assert_eq!(pu.outstanding(), 0);
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn heartbeat_detects_a_silent_pe_and_the_filter_chooses() {
+    let t0 = Instant::now();
+    let pool = PoolHandle::new("P");
+    let mut pu = SessionUser::new(SessionUserConfig::new(pool.clone()), 7);
+    let mut pe1 = SessionServer::new(SessionServerConfig::default(), 0);
+    pu.set_failover_filter(Box::new(|old, msgs| {
+        assert_eq!(old, PeId(1));
+        msgs.into_iter().filter(|m| m.seq % 2 == 0).collect()
+    }));
+    pu.connect(t0);
+    pu.use_server(t0, pe(1));
+    pu.handle_transport(
+        t0,
+        TransportEvent::Connected {
+            conn: ConnId(1),
+            endpoint: ep(1),
+        },
+    );
+    for i in 0..4u8 {
+        pu.send(t0, 1, vec![i], SendMode::Failover);
+    }
+    events(&mut pu);
+    commands(&mut pu);
+    // A live PE answers the heartbeat: no failure however long it runs.
+    let mut now = t0;
+    for _ in 0..20 {
+        now = pu.poll_timeout().unwrap();
+        pu.handle_timeout(now);
+        pass(now, &mut pu, &mut pe1);
+        pass(now, &mut pe1, &mut pu);
+        assert!(events(&mut pu).is_empty());
+    }
+    // Now it stops answering: failure within interval + timeout.
+    let hung_at = now;
+    let failed_at = loop {
+        now = pu.poll_timeout().unwrap();
+        pu.handle_timeout(now);
+        transmits(&mut pu);
+        if pu.current_pe().is_none() {
+            break now;
+        }
+        assert!(now - hung_at < Duration::from_secs(2));
+    };
+    assert!(failed_at - hung_at <= Duration::from_millis(800));
+    assert_eq!(commands(&mut pu), vec![TransportCommand::Abort(ConnId(1))]);
+    let ev = events(&mut pu);
+    assert!(ev.contains(&UserEvent::PeFailed {
+        pool: pool.clone(),
+        pe: PeId(1),
+        reason: FailureReason::HeartbeatTimeout
+    }));
+    assert_eq!(
+        ev.last(),
+        Some(&UserEvent::NeedServer {
+            pool,
+            exclude: vec![PeId(1)]
+        })
+    );
+    // The filter kept seq 0 and 2.
+    assert_eq!(pu.outstanding(), 2);
+    pu.use_server(now, pe(2));
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: ConnId(2),
+            endpoint: ep(2),
+        },
+    );
+    let sent: Vec<Vec<u8>> = transmits(&mut pu).into_iter().map(|t| t.bytes).collect();
+    assert_eq!(sent, vec![vec![0], vec![2]]);
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn gives_up_after_max_attempts_and_hands_everything_back() {
+    let now = Instant::now();
+    let mut cfg = SessionUserConfig::new(PoolHandle::new("P"));
+    cfg.max_attempts = 2;
+    let mut pu = SessionUser::new(cfg, 1);
+    pu.send(now, 1, b"a".to_vec(), SendMode::Failover);
+    pu.use_server(now, pe(1));
+    pu.handle_transport(now, TransportEvent::ConnectFailed { endpoint: ep(1) });
+    pu.use_server(now, pe(2));
+    pu.handle_transport(now, TransportEvent::ConnectFailed { endpoint: ep(2) });
+    let ev = events(&mut pu);
+    assert_eq!(
+        &ev[ev.len() - 2..],
+        &[
+            UserEvent::Undelivered {
+                messages: vec![Outstanding {
+                    seq: 0,
+                    ppid: 1,
+                    data: b"a".to_vec(),
+                    mode: SendMode::Failover
+                }]
+            },
+            UserEvent::Failed {
+                reason: FailureReason::ConnectFailed
+            }
+        ]
+    );
+    assert_eq!(pu.outstanding(), 0);
+}
