@@ -8,6 +8,8 @@
 //! * [`World`]: nodes (registrars, PEs, PUs, scripted raw peers), the network, the clock,
 //!   faults (crash / restart, hang, partitions, per-link latency, loss, duplication,
 //!   reordering) and the invariants checked after every event.
+//! * [`session_echo`]: [`SessionEcho`], a session PE with an echo application (the
+//!   session layer's scenarios, `tests/session.rs`).
 //! * [`LinkConfig`]: what one direction of a link does to messages.
 //! * [`Trace`]: a digest of everything that happened, for determinism checks.
 //! * [`seeds`]: run a scenario over many seeds, each twice with identical traces; the seed
@@ -19,10 +21,12 @@
 pub mod enrp_world;
 mod link;
 pub mod seeds;
+pub mod session_echo;
 mod trace;
 mod world;
 
 pub use link::LinkConfig;
 pub use rserpool_proto::io::ConnId;
+pub use session_echo::{EchoConfig, SessionEcho};
 pub use trace::Trace;
 pub use world::{Ev, NetStats, NodeId, NodeKind, World};

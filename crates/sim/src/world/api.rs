@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 use rserpool_proto::io::{ConnId, Core, Dest, Endpoint, Transmit};
 use rserpool_proto::{
     PeCommand, PeEvent, PoolElementCore, PoolUserCore, PuCommand, PuEvent, Registrar,
-    RegistrarCommand, RegistrarEvent, RequestId,
+    RegistrarCommand, RegistrarEvent, RequestId, ServerEvent, SessionUser, UserEvent,
 };
+
+use crate::session_echo::SessionEcho;
 use rserpool_wire::{decode_asap, AsapMessage, PoolHandle, Protocol};
 
 use super::node::NodeCore;
@@ -30,7 +32,7 @@ impl World {
 
     /// A raw node answers on one of its connections.
     pub fn raw_reply(&mut self, id: NodeId, conn: ConnId, bytes: Vec<u8>) {
-        self.send_on(id, conn, bytes);
+        self.send_on(id, conn, Protocol::Asap, bytes);
         self.settle();
     }
 
@@ -86,6 +88,59 @@ impl World {
             self.collect(id);
         }
         out
+    }
+
+    /// Run `f` on a session user core (at the current time), then route what it sent and
+    /// settle the network.
+    pub fn with_session_user<T>(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut SessionUser, Instant) -> T,
+    ) -> T {
+        let now = self.now;
+        let out = match &mut self.nodes[id].core {
+            NodeCore::SessUser(c) => f(c, now),
+            _ => panic!("not a session user"),
+        };
+        if !self.nodes[id].down {
+            self.collect(id);
+            self.check();
+            self.settle();
+        }
+        out
+    }
+    pub fn session_user(&self, id: NodeId) -> &SessionUser {
+        match &self.nodes[id].core {
+            NodeCore::SessUser(c) => c,
+            _ => panic!("not a session user"),
+        }
+    }
+    pub fn session_echo(&self, id: NodeId) -> &SessionEcho {
+        match &self.nodes[id].core {
+            NodeCore::SessEcho(c) => c,
+            _ => panic!("not a session echo PE"),
+        }
+    }
+    /// Take a session user's events (the log is emptied).
+    pub fn session_user_events(&mut self, id: NodeId) -> Vec<(Instant, UserEvent)> {
+        let evs = std::mem::take(&mut self.nodes[id].events);
+        evs.into_iter()
+            .filter_map(|(t, e)| match e {
+                Ev::SessionUser(r) => Some((t, r)),
+                _ => None,
+            })
+            .collect()
+    }
+    /// A session echo PE's events (the log is kept).
+    pub fn session_echo_events(&self, id: NodeId) -> Vec<ServerEvent> {
+        self.nodes[id]
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Ev::SessionEcho(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Everything a node's core reported, with the time.

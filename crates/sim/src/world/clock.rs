@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rserpool_proto::io::{Core, TransportEvent};
+use rserpool_wire::Protocol;
 
 use super::net::Delivery;
 use super::node::{Input, NodeCore};
@@ -36,13 +37,23 @@ impl World {
         }
         let elapsed = self.elapsed();
         match d {
-            Delivery::Msg { conn, bytes, .. } => {
+            Delivery::Msg {
+                conn,
+                bytes,
+                protocol,
+                ..
+            } => {
                 self.stats.delivered += 1;
                 self.trace.record(format_args!(
                     "{elapsed:?} msg {to}/{conn} {} bytes",
                     bytes.len()
                 ));
-                let meta = self.conns[&conn].peer_meta.clone();
+                let mut meta = self.conns[&conn].peer_meta.clone();
+                // Session data carries its PPID (the session framing / SCTP); ASAP and ENRP
+                // take the connection's label.
+                if let Protocol::Data(_) = protocol {
+                    meta.protocol = protocol;
+                }
                 if let NodeCore::Raw(log) = &mut self.nodes[to].core {
                     log.push((conn, bytes));
                     return;
@@ -101,6 +112,8 @@ impl World {
                 NodeCore::Reg(c) => c.poll_timeout(),
                 NodeCore::Pe(c) => c.poll_timeout(),
                 NodeCore::Pu(c) => c.poll_timeout(),
+                NodeCore::SessUser(c) => c.poll_timeout(),
+                NodeCore::SessEcho(c) => c.poll_timeout(),
                 NodeCore::Raw(_) => None,
             }
         };

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rserpool_proto::io::{ConnId, Endpoint};
-use rserpool_proto::{PeEvent, PuEvent, RegistrarEvent};
+use rserpool_proto::{PeEvent, PuEvent, RegistrarEvent, ServerEvent, UserEvent};
 use rserpool_wire::PeId;
 
 use crate::link::LinkConfig;
@@ -44,6 +44,10 @@ pub enum NodeKind {
     Registrar,
     PoolElement,
     PoolUser,
+    /// The PU side of a session ([`rserpool_proto::SessionUser`]).
+    SessionUser,
+    /// A session PE with an echo application ([`crate::SessionEcho`]).
+    SessionEcho,
     /// A scripted peer: records what it receives, sends what the test tells it.
     Raw,
 }
@@ -54,6 +58,8 @@ pub enum Ev {
     Reg(RegistrarEvent),
     Pe(PeEvent),
     Pu(PuEvent),
+    SessionUser(UserEvent),
+    SessionEcho(ServerEvent),
 }
 
 /// What the network did with the messages it was given (connection messages and
@@ -180,6 +186,8 @@ impl World {
             NodeCore::Reg(_) => NodeKind::Registrar,
             NodeCore::Pe(_) => NodeKind::PoolElement,
             NodeCore::Pu(_) => NodeKind::PoolUser,
+            NodeCore::SessUser(_) => NodeKind::SessionUser,
+            NodeCore::SessEcho(_) => NodeKind::SessionEcho,
             NodeCore::Raw(_) => NodeKind::Raw,
         }
     }

@@ -26,6 +26,8 @@ pub(super) enum Delivery {
     Msg {
         to: NodeId,
         conn: ConnId,
+        /// The sender's label (used for application data only).
+        protocol: Protocol,
         bytes: Vec<u8>,
     },
     Datagram {
@@ -128,9 +130,15 @@ impl World {
             return;
         }
         let copy = (dup > 0.0 && self.rng.gen_bool(dup.min(1.0))).then(|| match &d {
-            Delivery::Msg { to, conn, bytes } => Delivery::Msg {
+            Delivery::Msg {
+                to,
+                conn,
+                protocol,
+                bytes,
+            } => Delivery::Msg {
                 to: *to,
                 conn: *conn,
+                protocol: *protocol,
                 bytes: bytes.clone(),
             },
             Delivery::Datagram { to, meta, bytes } => Delivery::Datagram {
@@ -236,11 +244,11 @@ impl World {
             return;
         }
         match t.dest {
-            Dest::Conn(c) => self.send_on(from, c, t.bytes),
+            Dest::Conn(c) => self.send_on(from, c, t.protocol, t.bytes),
             Dest::Endpoint(ep) => {
                 if let Some(&c) = self.by_endpoint.get(&(from, ep.clone())) {
                     if self.conns.get(&c).is_some_and(|e| e.open) {
-                        self.send_on(from, c, t.bytes);
+                        self.send_on(from, c, t.protocol, t.bytes);
                         return;
                     }
                 }
@@ -250,6 +258,7 @@ impl World {
                 let msg = Delivery::Msg {
                     to: l,
                     conn: cy,
+                    protocol: t.protocol,
                     bytes: t.bytes,
                 };
                 self.lossy(from, l, Some(cy), msg);
@@ -279,7 +288,7 @@ impl World {
         }
     }
 
-    pub(super) fn send_on(&mut self, from: NodeId, c: ConnId, bytes: Vec<u8>) {
+    pub(super) fn send_on(&mut self, from: NodeId, c: ConnId, protocol: Protocol, bytes: Vec<u8>) {
         match self.conns.get(&c) {
             Some(e) if e.open && e.node == from => {
                 let peer = e.peer;
@@ -287,6 +296,7 @@ impl World {
                 let d = Delivery::Msg {
                     to,
                     conn: peer,
+                    protocol,
                     bytes,
                 };
                 self.lossy(from, to, Some(peer), d);

@@ -8,8 +8,10 @@ use rserpool_proto::io::{
 };
 use rserpool_proto::{
     PeEvent, PoolElementConfig, PoolElementCore, PoolUserConfig, PoolUserCore, Registrar,
-    RegistrarConfig,
+    RegistrarConfig, SessionUser, SessionUserConfig,
 };
+
+use crate::session_echo::{EchoConfig, SessionEcho};
 
 use super::{Ev, NodeId, World};
 
@@ -17,6 +19,8 @@ pub(super) enum NodeCore {
     Reg(Box<Registrar>),
     Pe(Box<PoolElementCore>),
     Pu(Box<PoolUserCore>),
+    SessUser(Box<SessionUser>),
+    SessEcho(Box<SessionEcho>),
     Raw(Vec<(ConnId, Vec<u8>)>),
 }
 
@@ -26,6 +30,8 @@ pub(super) enum Spec {
     Reg(RegistrarConfig, u64),
     Pe(PoolElementConfig, u64),
     Pu(PoolUserConfig, u64),
+    SessUser(SessionUserConfig, u64),
+    SessEcho(EchoConfig, u64),
     Raw,
 }
 
@@ -35,6 +41,12 @@ impl Spec {
             Spec::Reg(c, s) => NodeCore::Reg(Box::new(Registrar::new(c.clone(), s ^ salt))),
             Spec::Pe(c, s) => NodeCore::Pe(Box::new(PoolElementCore::new(c.clone(), s ^ salt))),
             Spec::Pu(c, s) => NodeCore::Pu(Box::new(PoolUserCore::new(c.clone(), s ^ salt))),
+            Spec::SessUser(c, s) => {
+                NodeCore::SessUser(Box::new(SessionUser::new(c.clone(), s ^ salt)))
+            }
+            Spec::SessEcho(c, s) => {
+                NodeCore::SessEcho(Box::new(SessionEcho::new(c.clone(), s ^ salt)))
+            }
             Spec::Raw => NodeCore::Raw(Vec::new()),
         }
     }
@@ -195,6 +207,22 @@ impl World {
         self.add(Spec::Pu(cfg, 300 + u64::from(i)), addr, None)
     }
 
+    /// Session user number `i` at 10.0.5.`i` (core seed 500 + `i`); the test answers its
+    /// `NeedServer` events ([`World::with_session_user`]).
+    pub fn add_session_user(&mut self, i: u8, cfg: SessionUserConfig) -> NodeId {
+        let addr = SocketAddr::from(([10, 0, 5, i], 0));
+        self.add(Spec::SessUser(cfg, 500 + u64::from(i)), addr, None)
+    }
+
+    /// A session echo PE listening on `listen` (its PE's user transport; core seed 400 +
+    /// `i`).
+    pub fn add_session_echo(&mut self, i: u8, listen: Endpoint, cfg: EchoConfig) -> NodeId {
+        let addr = listen
+            .primary()
+            .unwrap_or(SocketAddr::from(([10, 0, 4, i], 7000)));
+        self.add(Spec::SessEcho(cfg, 400 + u64::from(i)), addr, Some(listen))
+    }
+
     /// A scripted peer at 10.0.3.`i`:3863, listening there when `listen`.
     pub fn add_raw(&mut self, i: u8, listen: bool) -> NodeId {
         let addr = SocketAddr::from(([10, 0, 3, i], 3863));
@@ -214,6 +242,8 @@ impl World {
             NodeCore::Reg(c) => feed(c.as_mut(), now, input),
             NodeCore::Pe(c) => feed(c.as_mut(), now, input),
             NodeCore::Pu(c) => feed(c.as_mut(), now, input),
+            NodeCore::SessUser(c) => feed(c.as_mut(), now, input),
+            NodeCore::SessEcho(c) => feed(c.as_mut(), now, input),
             NodeCore::Raw(_) => {}
         }
         self.collect(id);
@@ -230,6 +260,8 @@ impl World {
             NodeCore::Reg(c) => drain(c.as_mut(), Ev::Reg),
             NodeCore::Pe(c) => drain(c.as_mut(), Ev::Pe),
             NodeCore::Pu(c) => drain(c.as_mut(), Ev::Pu),
+            NodeCore::SessUser(c) => drain(c.as_mut(), Ev::SessionUser),
+            NodeCore::SessEcho(c) => drain(c.as_mut(), Ev::SessionEcho),
             NodeCore::Raw(_) => return,
         };
         self.refresh_deadline(id);
