@@ -388,3 +388,13 @@ fn hang_mid_stream_detected_by_the_session_heartbeat() {
         report(&format!("hang seed {seed} cards {cards}"), &out);
     }
 }
+
+#[test]
+fn same_seed_same_run() {
+    let (a, _, oa) = scenario(7, Fault::Hang, true, Some(5));
+    let (b, _, ob) = scenario(7, Fault::Hang, true, Some(5));
+    assert_eq!(a.trace().digest(), b.trace().digest());
+    assert_eq!(a.trace().len(), b.trace().len());
+    assert_eq!(oa.handed, ob.handed);
+    assert_eq!(oa.answers, ob.answers);
+}

@@ -7,8 +7,9 @@
 //!   application data and ASAP control messages on one connection. Each frame carries a
 //!   PPID, modelled on the DATA chunk of draft-ietf-rserpool-tcpmapping-03 with TSN and
 //!   stream fields omitted (INIT flags 0x03): `type 0 | flags | length | PPID | data | pad`.
-//!   An ACK chunk (type 3) carries the cumulative count of application messages the
-//!   receiver's application acknowledged (the session layer's acknowledged mode).
+//!   An ACK chunk (type 3) carries the TSN of the last application message the receiver's
+//!   application acknowledged (cumulative; messages numbered from 0 per connection): the
+//!   session layer's acknowledged mode.
 //!
 //! # The session layer's own messages on the seam
 //!
@@ -132,8 +133,8 @@ pub mod chunk_type {
     pub const HEARTBEAT_ACK: u8 = 5;
 }
 
-/// Private PPID of a session acknowledgement on the seam (body: u32 cumulative count of
-/// acknowledged application messages on the connection, the ACK chunk's value).
+/// Private PPID of a session acknowledgement on the seam (body: u32 TSN of the last
+/// acknowledged application message on the connection, cumulative: the ACK chunk's value).
 pub const PPID_SESSION_ACK: u32 = 0x5253_5003;
 /// Private PPID of a session heartbeat on the seam (body: the opaque heartbeat info).
 pub const PPID_SESSION_HEARTBEAT: u32 = 0x5253_5004;
@@ -161,9 +162,9 @@ pub enum SessionFrame {
     HeartbeatAck {
         info: Vec<u8>,
     },
-    /// Application messages acknowledged so far: `Some(n)` = the cumulative count (the
-    /// 8-byte form, which we always send), `None` = the draft's bare 4-byte form (one more
-    /// message acknowledged).
+    /// Application messages acknowledged so far: `Some(tsn)` = every message up to TSN
+    /// `tsn` (the 8-byte form, which we always send), `None` = the draft's bare 4-byte form
+    /// (one more message acknowledged).
     Ack {
         tsn: Option<u32>,
     },

@@ -4,7 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rserpool_wire::{
-    PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr, UserTransport,
+    AsapMessage, PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr,
+    UserTransport,
 };
 
 use super::*;
@@ -314,4 +315,115 @@ fn gives_up_after_max_attempts_and_hands_everything_back() {
         ]
     );
     assert_eq!(pu.outstanding(), 0);
+}
+
+/// A connected PU (session on `ConnId(1)` to PE 1) and a PE, both drained.
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn connected(cfg: SessionUserConfig) -> (Instant, SessionUser, SessionServer) {
+    let now = Instant::now();
+    let mut pu = SessionUser::new(cfg, 3);
+    let mut pe1 = SessionServer::new(SessionServerConfig::default(), 0);
+    pu.connect(now);
+    pu.use_server(now, pe(1));
+    pe1.handle_transport(
+        now,
+        TransportEvent::Accepted {
+            conn: ConnId(1),
+            meta: meta(Protocol::Asap),
+        },
+    );
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: ConnId(1),
+            endpoint: ep(1),
+        },
+    );
+    events(&mut pu);
+    commands(&mut pu);
+    events(&mut pe1);
+    (now, pu, pe1)
+}
+
+#[test]
+fn unacknowledged_mode_releases_at_once_and_resends_only_unsent() {
+    let mut cfg = SessionUserConfig::new(PoolHandle::new("P"));
+    cfg.acknowledged = false;
+    cfg.heartbeat_interval = None;
+    let (now, mut pu, _) = connected(cfg);
+    pu.send(now, 1, b"a".to_vec(), SendMode::Failover);
+    assert_eq!(pu.outstanding(), 0);
+    assert_eq!(transmits(&mut pu).len(), 1);
+    pu.handle_transport(now, TransportEvent::Closed { conn: ConnId(1) });
+    pu.send(now, 1, b"b".to_vec(), SendMode::Failover);
+    assert_eq!(pu.outstanding(), 1);
+    pu.use_server(now, pe(2));
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: ConnId(2),
+            endpoint: ep(2),
+        },
+    );
+    let sent: Vec<Vec<u8>> = transmits(&mut pu).into_iter().map(|t| t.bytes).collect();
+    assert_eq!(sent, vec![b"b".to_vec()]);
+}
+
+#[test]
+fn bad_input_is_answered_or_ignored_and_disturbs_nothing() {
+    let mut cfg = SessionUserConfig::new(PoolHandle::new("P"));
+    cfg.heartbeat_interval = None;
+    let (now, mut pu, mut pe1) = connected(cfg);
+    let c = ConnId(1);
+    // A truncated cookie echo at the PE: dropped (or answered with an ASAP_ERROR, as the
+    // codec decides), no event, the session lives.
+    let mut echo = AsapMessage::CookieEcho {
+        cookie: b"cookie!".to_vec(),
+    }
+    .try_encode_to_vec()
+    .unwrap();
+    echo.truncate(6);
+    pe1.handle_message(now, c, &meta(Protocol::Asap), &echo);
+    assert!(events(&mut pe1).is_empty());
+    let out = transmits(&mut pe1);
+    assert!(out.iter().all(|t| t.protocol == Protocol::Asap), "{out:?}");
+    assert_eq!(pe1.counters().rx_invalid, 1);
+    assert_eq!(pe1.sessions(), vec![c]);
+    // Data before any cookie echo is delivered: what it means is the application's call.
+    pu.send(now, 9, b"x".to_vec(), SendMode::Failover);
+    pass(now, &mut pu, &mut pe1);
+    assert!(matches!(
+        events(&mut pe1).as_slice(),
+        [ServerEvent::Data { tsn: 0, .. }]
+    ));
+    // Garbage and out-of-range ACKs at the PU are ignored.
+    for body in [vec![0, 0, 0, 7], vec![1, 2, 3, 4, 5]] {
+        pu.handle_message(now, c, &meta(Protocol::Data(PPID_SESSION_ACK)), &body);
+    }
+    assert_eq!(pu.outstanding(), 1);
+    // A card naming another pool is reported but not followed on failover.
+    pu.handle_message(
+        now,
+        c,
+        &meta(Protocol::Asap),
+        &AsapMessage::BusinessCard {
+            handle: PoolHandle::new("Other"),
+            policy: None,
+            pes: vec![pe(5)],
+        }
+        .try_encode_to_vec()
+        .unwrap(),
+    );
+    assert!(matches!(
+        events(&mut pu).as_slice(),
+        [UserEvent::BusinessCard { .. }]
+    ));
+    pu.handle_transport(now, TransportEvent::Closed { conn: c });
+    assert!(matches!(
+        events(&mut pu).last(),
+        Some(UserEvent::NeedServer { .. })
+    ));
+    // Messages on a connection that is not the session's are ignored.
+    pu.handle_message(now, ConnId(9), &meta(Protocol::Data(5)), b"stray");
+    assert!(events(&mut pu).is_empty());
 }

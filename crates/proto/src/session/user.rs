@@ -126,7 +126,8 @@ pub enum UserEvent {
     CookieReceived {
         cookie: Vec<u8>,
     },
-    /// The PE sent its business card: the preferred failover order.
+    /// The PE sent its business card: the preferred failover order (followed only when it
+    /// names the session's pool).
     BusinessCard {
         pool: PoolHandle,
         pes: Vec<PoolElement>,
@@ -507,13 +508,17 @@ impl SessionUser {
     }
 
     fn on_ack(&mut self, body: &[u8]) {
-        let upto = match <[u8; 4]>::try_from(body) {
-            Ok(b) => u32::from_be_bytes(b),
+        let upto = match body.len() {
+            4 => u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
             // The bare form: one more message.
-            Err(_) => match self.unacked.front() {
+            0 => match self.unacked.front() {
                 Some((tsn, _)) => *tsn,
                 None => return,
             },
+            _ => {
+                self.counters.rx_invalid += 1;
+                return;
+            }
         };
         // An ACK beyond what was sent is ignored (a confused or forged peer).
         if !tsn_covered(upto, self.tx_tsn.wrapping_sub(1)) {
@@ -555,7 +560,11 @@ impl Core for SessionUser {
                         self.events.push_back(UserEvent::CookieReceived { cookie });
                     }
                     AsapMessage::BusinessCard { handle, pes, .. } => {
-                        self.card = pes.clone();
+                        // BC2 for our pool only: a card naming another pool is reported,
+                        // never followed (a PE cannot send the PU to a foreign pool).
+                        if handle == self.config.pool {
+                            self.card = pes.clone();
+                        }
                         self.events
                             .push_back(UserEvent::BusinessCard { pool: handle, pes });
                     }
