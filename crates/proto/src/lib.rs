@@ -48,7 +48,7 @@ pub use registrar::{
     Registrar, RegistrarCommand, RegistrarConfig, RegistrarEvent, RemovalReason, TakeoverElection,
 };
 pub use session::{
-    Outstanding, SendMode, ServerCommand, ServerEvent, SessionServer, SessionServerConfig,
-    SessionUser, SessionUserConfig, UserCommand, UserEvent,
+    Outstanding, SendMode, ServerCommand, ServerEvent, SessionError, SessionServer,
+    SessionServerConfig, SessionUser, SessionUserConfig, UserCommand, UserEvent,
 };
 pub use timers::Timers;

@@ -56,7 +56,8 @@ impl SessionEcho {
                     ppid,
                     data,
                 } => {
-                    self.server.send(*session, *ppid, data.clone());
+                    // Cannot fail: the same PPID and size the PU could send.
+                    let _ = self.server.send(*session, *ppid, data.clone());
                     self.server.ack(*session, *tsn);
                     let n = self.counts.entry(*session).or_default();
                     *n += 1;

@@ -172,6 +172,7 @@ fn pump(net: &mut World, pu: NodeId, su: NodeId, out: &mut Outcome, req: &mut u6
                 }
                 UserEvent::Undelivered { messages } => out.undelivered += messages.len(),
                 UserEvent::Failed { reason } => panic!("session gave up: {reason:?}"),
+                UserEvent::SendRefused { error } => panic!("send refused: {error}"),
                 UserEvent::Connected { .. }
                 | UserEvent::FailoverStarted { .. }
                 | UserEvent::BusinessCard { .. } => {}
@@ -238,6 +239,7 @@ fn scenario(
     for k in 0..MESSAGES {
         net.with_session_user(su, |s, now| {
             s.send(now, PPID, k.to_be_bytes().to_vec(), SendMode::Failover)
+                .expect("a valid message")
         });
         if k == MESSAGES / 2 {
             let serving = net.session_user(su).current_pe().expect("a PE");

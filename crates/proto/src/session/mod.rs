@@ -87,6 +87,47 @@ pub use user::{
     FailoverFilter, FailureReason, SessionUser, SessionUserConfig, UserCommand, UserEvent,
 };
 
+/// Largest application message: one DATA frame of the session framing (the same limit on
+/// every transport, so a session can fail over between TCP and SCTP PEs).
+pub const MAX_MESSAGE_LEN: usize = rserpool_wire::framing::SessionFrame::MAX_DATA;
+
+/// Why a message was refused (nothing was queued).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("message of {len} bytes exceeds the session limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    /// ASAP, ENRP (also RSPLIB's pre-RFC values) and the session layer's own PPIDs.
+    #[error("PPID {0} is reserved for RSerPool or the session layer")]
+    ReservedPpid(u32),
+    /// The PE side: no such session (closed, or never opened).
+    #[error("no such session")]
+    NoSession,
+}
+
+/// Check one application message before queueing it.
+pub(crate) fn check_message(ppid: u32, len: usize) -> Result<(), SessionError> {
+    use rserpool_wire::{PPID_ASAP, PPID_ASAP_LEGACY, PPID_ENRP, PPID_ENRP_LEGACY};
+    if matches!(
+        ppid,
+        PPID_ASAP
+            | PPID_ENRP
+            | PPID_ASAP_LEGACY
+            | PPID_ENRP_LEGACY
+            | PPID_SESSION_ACK
+            | PPID_SESSION_HEARTBEAT
+            | PPID_SESSION_HEARTBEAT_ACK
+    ) {
+        return Err(SessionError::ReservedPpid(ppid));
+    }
+    if len > MAX_MESSAGE_LEN {
+        return Err(SessionError::TooLarge {
+            len,
+            max: MAX_MESSAGE_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// What to do with a message if its PE fails before acknowledging it (RFC 5352 §6.5.5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SendMode {

@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use rserpool_wire::{AsapMessage, PoolElement, PoolHandle, Protocol};
 
-use super::{PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK};
+use super::{
+    check_message, SessionError, PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT,
+    PPID_SESSION_HEARTBEAT_ACK,
+};
 use crate::common::Outbox;
 use crate::counters::Counters;
 use crate::io::{ConnId, Core, Dest, RecvMeta, Transmit, TransportCommand, TransportEvent};
@@ -116,12 +119,16 @@ impl SessionServer {
         self.config.business_card = card;
     }
 
-    /// Send application data to the PU of `session`.
-    pub fn send(&mut self, session: ConnId, ppid: u32, data: Vec<u8>) {
-        if self.sessions.contains_key(&session) {
-            self.outbox
-                .send_data(&mut self.counters, Dest::Conn(session), ppid, data);
+    /// Send application data to the PU of `session`. A reserved PPID, a message over
+    /// [`super::MAX_MESSAGE_LEN`] or an unknown session is refused.
+    pub fn send(&mut self, session: ConnId, ppid: u32, data: Vec<u8>) -> Result<(), SessionError> {
+        check_message(ppid, data.len())?;
+        if !self.sessions.contains_key(&session) {
+            return Err(SessionError::NoSession);
         }
+        self.outbox
+            .send_data(&mut self.counters, Dest::Conn(session), ppid, data);
+        Ok(())
     }
     /// Send a cookie (the state a PE taking over the session needs); the PU keeps the
     /// latest.
@@ -260,7 +267,10 @@ impl Core for SessionServer {
                 session,
                 ppid,
                 data,
-            } => self.send(session, ppid, data),
+            } => {
+                // Refusals are the method's to report; a command has nobody to tell.
+                let _ = self.send(session, ppid, data);
+            }
             ServerCommand::SendCookie { session, cookie } => self.send_cookie(session, cookie),
             ServerCommand::SendBusinessCard { session, pool, pes } => {
                 self.send_business_card(session, pool, pes)

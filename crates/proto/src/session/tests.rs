@@ -87,7 +87,9 @@ fn ack_release_cookie_echo_first_and_card_failover() {
     );
     let mut pe3 = SessionServer::new(SessionServerConfig::default(), 0);
 
-    let s0 = pu.send(now, 77, b"zero".to_vec(), SendMode::Failover);
+    let s0 = pu
+        .send(now, 77, b"zero".to_vec(), SendMode::Failover)
+        .unwrap();
     assert_eq!(s0, 0);
     assert_eq!(
         events(&mut pu),
@@ -120,8 +122,10 @@ fn ack_release_cookie_echo_first_and_card_failover() {
         },
     );
     assert_eq!(events(&mut pu), vec![UserEvent::Connected { pe: PeId(1) }]);
-    pu.send(now, 77, b"one".to_vec(), SendMode::Failover);
-    pu.send(now, 77, b"two".to_vec(), SendMode::NoFailover);
+    pu.send(now, 77, b"one".to_vec(), SendMode::Failover)
+        .unwrap();
+    pu.send(now, 77, b"two".to_vec(), SendMode::NoFailover)
+        .unwrap();
     assert_eq!(pass(now, &mut pu, &mut pe1), 3);
     let ev = events(&mut pe1);
     assert!(matches!(ev[0], ServerEvent::Accepted { .. }));
@@ -232,7 +236,7 @@ fn heartbeat_detects_a_silent_pe_and_the_filter_chooses() {
         },
     );
     for i in 0..4u8 {
-        pu.send(t0, 1, vec![i], SendMode::Failover);
+        pu.send(t0, 1, vec![i], SendMode::Failover).unwrap();
     }
     events(&mut pu);
     commands(&mut pu);
@@ -292,7 +296,7 @@ fn gives_up_after_max_attempts_and_hands_everything_back() {
     let mut cfg = SessionUserConfig::new(PoolHandle::new("P"));
     cfg.max_attempts = 2;
     let mut pu = SessionUser::new(cfg, 1);
-    pu.send(now, 1, b"a".to_vec(), SendMode::Failover);
+    pu.send(now, 1, b"a".to_vec(), SendMode::Failover).unwrap();
     pu.use_server(now, pe(1));
     pu.handle_transport(now, TransportEvent::ConnectFailed { endpoint: ep(1) });
     pu.use_server(now, pe(2));
@@ -351,11 +355,11 @@ fn unacknowledged_mode_releases_at_once_and_resends_only_unsent() {
     cfg.acknowledged = false;
     cfg.heartbeat_interval = None;
     let (now, mut pu, _) = connected(cfg);
-    pu.send(now, 1, b"a".to_vec(), SendMode::Failover);
+    pu.send(now, 1, b"a".to_vec(), SendMode::Failover).unwrap();
     assert_eq!(pu.outstanding(), 0);
     assert_eq!(transmits(&mut pu).len(), 1);
     pu.handle_transport(now, TransportEvent::Closed { conn: ConnId(1) });
-    pu.send(now, 1, b"b".to_vec(), SendMode::Failover);
+    pu.send(now, 1, b"b".to_vec(), SendMode::Failover).unwrap();
     assert_eq!(pu.outstanding(), 1);
     pu.use_server(now, pe(2));
     pu.handle_transport(
@@ -390,7 +394,7 @@ fn bad_input_is_answered_or_ignored_and_disturbs_nothing() {
     assert_eq!(pe1.counters().rx_invalid, 1);
     assert_eq!(pe1.sessions(), vec![c]);
     // Data before any cookie echo is delivered: what it means is the application's call.
-    pu.send(now, 9, b"x".to_vec(), SendMode::Failover);
+    pu.send(now, 9, b"x".to_vec(), SendMode::Failover).unwrap();
     pass(now, &mut pu, &mut pe1);
     assert!(matches!(
         events(&mut pe1).as_slice(),
@@ -400,6 +404,36 @@ fn bad_input_is_answered_or_ignored_and_disturbs_nothing() {
     for body in [vec![0, 0, 0, 7], vec![1, 2, 3, 4, 5]] {
         pu.handle_message(now, c, &meta(Protocol::Data(PPID_SESSION_ACK)), &body);
     }
+    assert_eq!(pu.outstanding(), 1);
+    // Oversized messages and reserved PPIDs are refused, both ways.
+    let big = vec![0; MAX_MESSAGE_LEN + 1];
+    assert_eq!(
+        pu.send(now, 9, big.clone(), SendMode::Failover),
+        Err(SessionError::TooLarge {
+            len: MAX_MESSAGE_LEN + 1,
+            max: MAX_MESSAGE_LEN
+        })
+    );
+    assert_eq!(
+        pu.send(now, 11, vec![], SendMode::Failover),
+        Err(SessionError::ReservedPpid(11))
+    );
+    assert_eq!(
+        pe1.send(c, PPID_SESSION_ACK, vec![]),
+        Err(SessionError::ReservedPpid(PPID_SESSION_ACK))
+    );
+    assert_eq!(
+        pe1.send(c, 9, big),
+        Err(SessionError::TooLarge {
+            len: MAX_MESSAGE_LEN + 1,
+            max: MAX_MESSAGE_LEN
+        })
+    );
+    assert_eq!(
+        pe1.send(ConnId(99), 9, vec![]),
+        Err(SessionError::NoSession)
+    );
+    assert!(transmits(&mut pe1).is_empty());
     assert_eq!(pu.outstanding(), 1);
     // A card naming another pool is reported but not followed on failover.
     pu.handle_message(

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use rserpool_wire::{AsapMessage, PeId, PoolElement, PoolHandle, Protocol};
 
 use super::{
-    tsn_covered, Outstanding, SendMode, PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT,
-    PPID_SESSION_HEARTBEAT_ACK,
+    check_message, tsn_covered, Outstanding, SendMode, SessionError, PPID_SESSION_ACK,
+    PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK,
 };
 use crate::common::{later, Outbox};
 use crate::counters::Counters;
@@ -20,6 +20,10 @@ use crate::io::{
 };
 use crate::pool_user::endpoint_of;
 use crate::timers::Timers;
+
+/// PEs remembered as failed in one session (skipped in business cards, listed in
+/// `NeedServer`); the oldest is forgotten first.
+const MAX_FAILED: usize = 64;
 
 /// Configuration of a [`SessionUser`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +150,10 @@ pub enum UserEvent {
     Undelivered {
         messages: Vec<Outstanding>,
     },
+    /// A [`UserCommand::Send`] was refused (the method returns the error instead).
+    SendRefused {
+        error: SessionError,
+    },
     /// The session gave up (after `max_attempts` failures in a row, or no server).
     Failed {
         reason: FailureReason,
@@ -267,8 +275,16 @@ impl SessionUser {
         }
     }
 
-    /// Queue one application message; returns its sequence number.
-    pub fn send(&mut self, now: Instant, ppid: u32, data: Vec<u8>, mode: SendMode) -> u64 {
+    /// Queue one application message; returns its sequence number. A reserved PPID or a
+    /// message over [`super::MAX_MESSAGE_LEN`] is refused (nothing queued).
+    pub fn send(
+        &mut self,
+        now: Instant,
+        ppid: u32,
+        data: Vec<u8>,
+        mode: SendMode,
+    ) -> Result<u64, SessionError> {
+        check_message(ppid, data.len())?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push_back(Outstanding {
@@ -282,7 +298,7 @@ impl SessionUser {
             State::Up { .. } => self.flush(),
             _ => {}
         }
-        seq
+        Ok(seq)
     }
 
     /// The answer to [`UserEvent::NeedServer`].
@@ -437,6 +453,9 @@ impl SessionUser {
             }
         }
         if !self.failed.contains(&pe.id) {
+            if self.failed.len() >= MAX_FAILED {
+                self.failed.remove(0);
+            }
             self.failed.push(pe.id);
         }
         self.events.push_back(UserEvent::PeFailed {
@@ -664,7 +683,9 @@ impl Core for SessionUser {
         match cmd {
             UserCommand::Connect => self.connect(now),
             UserCommand::Send { ppid, data, mode } => {
-                self.send(now, ppid, data, mode);
+                if let Err(error) = self.send(now, ppid, data, mode) {
+                    self.events.push_back(UserEvent::SendRefused { error });
+                }
             }
             UserCommand::UseServer(pe) => self.use_server(now, pe),
             UserCommand::NoServer => self.no_server(now),
