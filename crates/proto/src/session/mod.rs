@@ -20,7 +20,8 @@
 //! # Sequence numbers and acknowledgements (the acknowledged mode)
 //!
 //! Each application message the PU sends gets a session-wide sequence number
-//! ([`Outstanding::seq`], from 0, returned by [`SessionUser::send`]). On the wire the
+//! ([`Outstanding::seq`], from 0, returned by [`SessionUser::send`], which refuses a
+//! reserved PPID or a message over [`MAX_MESSAGE_LEN`] with a [`SessionError`]). On the wire the
 //! numbering is the mapping draft's TSN, implicit and per connection: the n-th application
 //! message on a connection (from 0, control messages and session PPIDs not counted) has
 //! TSN n; the PE reports it with [`ServerEvent::Data`]`::tsn`. The PE's application calls
@@ -68,13 +69,33 @@
 //!   before its ACK left gets it again from the PU (the cookie is the place to carry what
 //!   the new PE needs to recognise that).
 //!
+//! * A business card is followed only when it names the session's pool; a card naming
+//!   another pool is reported ([`UserEvent::BusinessCard`]) and otherwise ignored.
+//! * The PE side has no heartbeat of its own: it answers the PU's and learns of a dead PU
+//!   from the transport (`Closed`).
+//! * The first PE failing before it ever answered also counts as a failover
+//!   ([`UserEvent::FailoverStarted`] / [`UserEvent::FailoverCompleted`]); without a cookie
+//!   nothing is echoed.
+//!
+//! # Tests
+//!
+//! Unit tests here (two cores back to back by hand: cookie echo first, card order, ACK
+//! release, heartbeat detection, the filter, giving up, bad input); the simulator's
+//! `crates/sim/tests/session.rs` runs 1,000 acknowledged messages through registrar, PE
+//! and PU cores with a PE crashing or hanging mid-stream and counts every message.
+//!
 //! # Not done yet
 //!
-//! Send options "to last" / "to all" / "to self" of §1.13 (a session talks to one PE at a
-//! time; "to last" is what every message does), BC1 (a handle resolution for a card naming
-//! an unknown pool), the async API in `rserpool` (`Session::connect`, the PE's session
-//! listener), the demo services (pingpong, calcapp, files, relay), the shell's mapping of
-//! the session PPIDs onto the TCP chunks, and RSPLIB interop tests.
+//! * Send options "to last" / "to all" / "to self" of §1.13 (a session talks to one PE at
+//!   a time; "to last" is what every message does) and ASAP_SCTP_UNORDER.
+//! * BC1 (a handle resolution for a card naming a pool the PU has no cache entry for).
+//! * The shell: the async API in `rserpool` (`Session::connect`, `send`, `recv`, an event
+//!   stream and the failover callback; the PE's session listener with `accept`, `recv`,
+//!   `send`, `send_cookie`, `send_business_card`, `ack`), the TCP mapping of the session
+//!   PPIDs onto the ACK / HEARTBEAT chunks ([`rserpool_wire::framing::SessionFrame`]
+//!   already converts both ways), and SCTP with control on PPID 11 and data on its own PPID.
+//! * The demo services (pingpong, calcapp, files, relay), `rsp call` on the session layer,
+//!   and RSPLIB interop tests.
 
 mod server;
 mod user;
