@@ -319,6 +319,21 @@ fn gives_up_after_max_attempts_and_hands_everything_back() {
         ]
     );
     assert_eq!(pu.outstanding(), 0);
+    // A later send starts anew: a fresh NeedServer, then Connected (not a failover).
+    pu.send(now, 1, b"b".to_vec(), SendMode::Failover).unwrap();
+    assert!(matches!(
+        events(&mut pu).as_slice(),
+        [UserEvent::NeedServer { .. }]
+    ));
+    pu.use_server(now, pe(3));
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: ConnId(3),
+            endpoint: ep(3),
+        },
+    );
+    assert_eq!(events(&mut pu), vec![UserEvent::Connected { pe: PeId(3) }]);
 }
 
 /// A connected PU (session on `ConnId(1)` to PE 1) and a PE, both drained.

@@ -109,7 +109,7 @@ pub enum UserEvent {
         pool: PoolHandle,
         exclude: Vec<PeId>,
     },
-    /// The first PE of the session is connected.
+    /// The first PE of the session (or after a close / give-up) is connected.
     Connected {
         pe: PeId,
     },
@@ -328,6 +328,7 @@ impl SessionUser {
         self.reset_timers();
         self.state = State::Idle;
         self.failover_from = None;
+        self.connected_once = false;
         let messages = self.drain_outstanding();
         if !messages.is_empty() {
             self.events.push_back(UserEvent::Undelivered { messages });
@@ -518,6 +519,7 @@ impl SessionUser {
         self.reset_timers();
         self.state = State::Idle;
         self.failover_from = None;
+        self.connected_once = false;
         self.attempts = 0;
         let messages = self.drain_outstanding();
         if !messages.is_empty() {
