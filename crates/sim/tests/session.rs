@@ -189,6 +189,12 @@ fn scenario(
 ) -> (World, Pool, Outcome) {
     #[allow(clippy::disallowed_methods)] // the world's arbitrary origin
     let mut net = World::new(Instant::now(), seed);
+    let (pool, out) = run_in(&mut net, fault, cards, drop_every);
+    (net, pool, out)
+}
+
+/// The scenario in a fresh world `net`.
+fn run_in(net: &mut World, fault: Fault, cards: bool, drop_every: Option<u64>) -> (Pool, Outcome) {
     net.set_default_link(LinkConfig {
         latency: Duration::from_millis(2),
         jitter: Duration::from_millis(1),
@@ -199,7 +205,7 @@ fn scenario(
         nodes: BTreeMap::new(),
     };
     for i in 1..=3 {
-        pool.nodes.insert(i, add_pe(&mut net, i, cards));
+        pool.nodes.insert(i, add_pe(net, i, cards));
     }
     let pu = net.add_pu(
         1,
@@ -259,7 +265,7 @@ fn scenario(
             out.times = Some((net.now(), net.now(), net.now()));
         }
         net.run(Duration::from_millis(1));
-        pump(&mut net, pu, su, &mut out, &mut req);
+        pump(net, pu, su, &mut out, &mut req);
     }
     // Drain: everything answered or handed over, within a generous bound.
     for _ in 0..200 {
@@ -267,15 +273,15 @@ fn scenario(
             break;
         }
         net.run(Duration::from_millis(50));
-        pump(&mut net, pu, su, &mut out, &mut req);
+        pump(net, pu, su, &mut out, &mut req);
     }
     // Let the last reports (ENDPOINT_UNREACHABLE) arrive.
     net.run(Duration::from_secs(1));
-    pump(&mut net, pu, su, &mut out, &mut req);
+    pump(net, pu, su, &mut out, &mut req);
     let h = handed.lock().expect("filter log");
     out.handed = h.0.clone();
     out.dropped_by_filter = h.1.clone();
-    (net, pool, out)
+    (pool, out)
 }
 
 /// The accounting every scenario must satisfy.
@@ -399,4 +405,23 @@ fn same_seed_same_run() {
     assert_eq!(a.trace().len(), b.trace().len());
     assert_eq!(oa.handed, ob.handed);
     assert_eq!(oa.answers, ob.answers);
+}
+
+#[test]
+fn many_seeds_crash_and_hang_each_twice_identical() {
+    #[allow(clippy::disallowed_methods)] // the world's arbitrary origin
+    let start = Instant::now();
+    let n = rserpool_sim::seeds::check_seeds(start, 6, |net| {
+        let seed = net.seed();
+        let fault = if seed % 2 == 0 {
+            Fault::Crash
+        } else {
+            Fault::Hang
+        };
+        let cards = seed % 3 != 0;
+        let drop_every = (seed % 4 == 1).then_some(3);
+        let (pool, out) = run_in(net, fault, cards, drop_every);
+        check(net, &pool, &out, fault);
+    });
+    assert!(n >= 1);
 }
