@@ -80,7 +80,9 @@
 //!   TAKEOVER_SERVER to the peers, becomes home of the target's PEs and sends each a
 //!   keep-alive with H = 1 to `Dest::Endpoint` of its ASAP transport (ASAP); the ACK on
 //!   that registrar-opened connection binds the PE to it; no ACK within the keep-alive
-//!   timeout removes the PE. INIT_TAKEOVER or TAKEOVER_SERVER naming us as target is
+//!   timeout removes the PE — counted from when that connection is up (`Connected`),
+//!   not from when the keep-alive was queued (a slow host takes a while to accept);
+//!   `ConnectFailed` for the PE's endpoint counts as a failed keep-alive. INIT_TAKEOVER or TAKEOVER_SERVER naming us as target is
 //!   answered with a presence to every peer (we are alive) and counted.
 //! * Audit: every presence carries our own PE checksum; a presence over a connection
 //!   whose checksum differs from our copy's for that peer starts a re-synchronisation
@@ -105,7 +107,7 @@ mod takeover;
 mod tests;
 mod update;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::Instant;
 
@@ -266,6 +268,11 @@ pub(in crate::registrar) struct EnrpState {
     resyncs: BTreeMap<ServerId, (BTreeSet<(PoolHandle, PeId)>, usize)>,
     /// Transport commands (closing a second connection to a peer).
     pub(in crate::registrar) cmds: VecDeque<TransportCommand>,
+    /// Adopted PEs whose keep-alive (H = 1) waits for the connection to their ASAP
+    /// transport: the ACK wait starts when it is up (`Connected`); `ConnectFailed` counts
+    /// as a failed keep-alive.
+    /// (Keyed access only, never iterated.)
+    claims: HashMap<Endpoint, Vec<(PoolHandle, PeId)>>,
 }
 
 impl EnrpState {
@@ -291,6 +298,7 @@ impl EnrpState {
             sessions: BTreeMap::new(),
             resyncs: BTreeMap::new(),
             cmds: VecDeque::new(),
+            claims: HashMap::new(),
         }
     }
 }

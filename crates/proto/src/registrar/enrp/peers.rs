@@ -296,10 +296,11 @@ impl Registrar {
     /// A connection we opened is up: a peer's (by endpoint) gets it if it has none.
     pub(in crate::registrar) fn enrp_connected(
         &mut self,
-        _now: Instant,
+        now: Instant,
         conn: ConnId,
         endpoint: &Endpoint,
     ) {
+        self.claim_connected(now, endpoint);
         for p in &mut self.enrp.peers {
             if p.endpoint.as_ref() == Some(endpoint) && p.conn.is_none() {
                 p.conn = Some(conn);

@@ -786,3 +786,89 @@ fn a_reload_adds_and_drops_static_peers() {
         .iter()
         .any(|(d, _)| *d == Dest::Endpoint(b.clone())));
 }
+
+/// A takeover of LOW's PEs 1 (at 10.0.1.1:2960) and 2 (at 10.0.1.2:2960), won at once;
+/// returns when it was won.
+fn won_takeover_of_two(r: &mut Registrar) -> Instant {
+    let now = t0();
+    send(r, now, 1, &presence(LOW, None, false));
+    send(r, now, 1, &add(LOW, "p", pe(1, LOW, Policy::RoundRobin)));
+    let mut second = pe(2, LOW, Policy::RoundRobin);
+    second.asap_transport = Some(TransportAddr::tcp(2960, IpAddr::from([10, 0, 1, 2])));
+    send(r, now, 1, &add(LOW, "p", second));
+    r.handle_timeout(now + Duration::from_secs(5));
+    let won = now + Duration::from_secs(10);
+    r.handle_timeout(won);
+    drain(r);
+    assert!(events(r).contains(&EnrpEvent::TakeoverWon {
+        target: LOW,
+        pes: 2
+    }));
+    won
+}
+
+#[test]
+fn the_ack_wait_of_an_adopted_pe_starts_when_its_connection_is_up() {
+    let mut r = registrar(|c| c.keepalive_timeout = Duration::from_secs(1));
+    let won = won_takeover_of_two(&mut r);
+    let ep1 = Endpoint::tcp(SocketAddr::from(([10, 0, 1, 1], 2960)));
+    let ep2 = Endpoint::tcp(SocketAddr::from(([10, 0, 1, 2], 2960)));
+    // A slow host: the connection is up 1.5 s after the keep-alive was queued.
+    let up = won + Duration::from_millis(1500);
+    r.handle_timeout(up);
+    assert_eq!(
+        ids(&r, "p"),
+        vec![(1, ME), (2, ME)],
+        "no wait before the connection"
+    );
+    r.handle_transport(
+        up,
+        TransportEvent::Connected {
+            conn: ConnId(50),
+            endpoint: ep1,
+        },
+    );
+    // The other PE cannot be reached: a failed keep-alive.
+    r.handle_transport(up, TransportEvent::ConnectFailed { endpoint: ep2 });
+    assert_eq!(ids(&r, "p"), vec![(1, ME)]);
+    // The ACK comes 0.9 s after the connection (2.4 s after the keep-alive was queued).
+    let acked = up + Duration::from_millis(900);
+    r.handle_timeout(acked);
+    let ack = AsapMessage::EndpointKeepAliveAck {
+        handle: PoolHandle::from("p"),
+        pe_id: PeId(1),
+    };
+    r.handle_message(
+        acked,
+        ConnId(50),
+        &meta(Protocol::Asap, TransportProto::Tcp, 2960),
+        &ack.encode_to_vec(),
+    );
+    r.handle_timeout(acked + Duration::from_secs(2));
+    assert_eq!(ids(&r, "p"), vec![(1, ME)]);
+    let e = r
+        .handlespace()
+        .get(&PoolHandle::from("p"), PeId(1))
+        .expect("kept");
+    assert_eq!(e.bookkeeping.conn, Some(50));
+}
+
+#[test]
+fn an_adopted_pe_that_never_acks_on_its_connection_is_removed_one_timeout_later() {
+    let mut r = registrar(|c| c.keepalive_timeout = Duration::from_secs(1));
+    let won = won_takeover_of_two(&mut r);
+    let up = won + Duration::from_millis(1500);
+    for (conn, ip) in [(50, [10, 0, 1, 1]), (51, [10, 0, 1, 2])] {
+        r.handle_transport(
+            up,
+            TransportEvent::Connected {
+                conn: ConnId(conn),
+                endpoint: Endpoint::tcp(SocketAddr::from((ip, 2960))),
+            },
+        );
+    }
+    r.handle_timeout(up + Duration::from_millis(999));
+    assert_eq!(ids(&r, "p").len(), 2);
+    r.handle_timeout(up + Duration::from_millis(1001));
+    assert!(ids(&r, "p").is_empty());
+}
