@@ -22,7 +22,12 @@
 //!   server (RFC §2.4: added, and sent a presence with R = 1) — unless
 //!   `accept_unlisted_peers` is off: then it is dropped and counted. A static endpoint
 //!   that answers with a new server ID (a restarted registrar) gives the new server the
-//!   static entry; the old ID is monitored until found dead. At most 256 peers.
+//!   static entry; the old ID is monitored until found dead. A static entry still
+//!   unidentified when its server is already known (it spoke first over a connection it
+//!   opened, or names another address in its Server Information, e.g. 0.0.0.0) is merged
+//!   into that peer once the server answers over the connection we opened to the static
+//!   endpoint (or names it): one entry, the configured endpoint, one connection. At most
+//!   256 peers.
 //! * Messages with our own server ID as sender are ignored: looped back from multicast
 //!   (counted as `own_id_looped`), or over a connection (a claim: `own_id_claims`). A
 //!   sender ID of 0 is dropped.

@@ -872,3 +872,103 @@ fn an_adopted_pe_that_never_acks_on_its_connection_is_removed_one_timeout_later(
     r.handle_timeout(up + Duration::from_millis(1001));
     assert!(ids(&r, "p").is_empty());
 }
+
+fn presence_with_info(from: ServerId, at: TransportAddr) -> EnrpMessage {
+    EnrpMessage::Presence {
+        reply_required: false,
+        sender: from,
+        receiver: ME,
+        checksum: None,
+        server_info: Some(rserpool_wire::ServerInfo {
+            server_id: from,
+            transport: at,
+        }),
+    }
+}
+
+/// The peer list as (ID, endpoint, static, state).
+fn peer_list(r: &Registrar) -> Vec<(ServerId, Option<Endpoint>, PeerState)> {
+    r.peers()
+        .into_iter()
+        .map(|p| (p.server_id, p.endpoint, p.state))
+        .collect()
+}
+
+#[test]
+fn a_static_peer_identified_over_its_own_connection_is_merged_with_one_connection() {
+    // `--peer tcp://10.0.0.9:9901`; the peer connects to us first and names another
+    // address in its Server Information (it listens on 0.0.0.0, reached as 10.0.0.99).
+    for (first, named) in [
+        (presence(LOW, None, false), None),
+        (
+            presence_with_info(LOW, TransportAddr::tcp(9901, IpAddr::from([10, 0, 0, 99]))),
+            Some(SocketAddr::from(([10, 0, 0, 99], 9901))),
+        ),
+    ] {
+        let now = t0();
+        let configured = Endpoint::tcp(SocketAddr::from(([10, 0, 0, 9], 9901)));
+        let mut r = registrar(|c| c.enrp.peers = vec![configured.clone()]);
+        r.handle_transport(
+            now,
+            TransportEvent::Accepted {
+                conn: ConnId(1),
+                meta: enrp_meta(),
+            },
+        );
+        send(&mut r, now, 1, &first);
+        assert_eq!(r.peers().len(), 2, "{:?}", peer_list(&r));
+        // Our heartbeat asks the static entry who it is, on a connection we open.
+        drain(&mut r);
+        r.handle_timeout(now + Duration::from_secs(3));
+        assert!(enrp_out(&mut r)
+            .iter()
+            .any(|(d, _)| *d == Dest::Endpoint(configured.clone())));
+        r.handle_transport(
+            now + Duration::from_secs(3),
+            TransportEvent::Connected {
+                conn: ConnId(2),
+                endpoint: configured.clone(),
+            },
+        );
+        let reply = match named {
+            Some(a) => presence_with_info(LOW, TransportAddr::tcp(a.port(), a.ip())),
+            None => presence(LOW, None, false),
+        };
+        send(&mut r, now + Duration::from_secs(3), 2, &reply);
+        // One entry: the identified peer, at the configured endpoint.
+        assert_eq!(
+            peer_list(&r),
+            vec![(LOW, Some(configured.clone()), PeerState::Active)]
+        );
+        // One connection stays: the one opened by the lower ID (LOW's, connection 1).
+        let cmds: Vec<_> = std::iter::from_fn(|| r.poll_command()).collect();
+        assert_eq!(cmds, vec![crate::io::TransportCommand::Close(ConnId(2))]);
+        r.handle_transport(
+            now + Duration::from_secs(3),
+            TransportEvent::Closed { conn: ConnId(2) },
+        );
+        // Later heartbeats go over connection 1 only, with R = 0.
+        drain(&mut r);
+        send(
+            &mut r,
+            now + Duration::from_secs(5),
+            1,
+            &presence(LOW, None, false),
+        );
+        r.handle_timeout(now + Duration::from_secs(6));
+        let out = enrp_out(&mut r);
+        assert!(!out.is_empty());
+        for (d, m) in out {
+            assert_eq!(d, Dest::Conn(ConnId(1)));
+            assert!(matches!(
+                m,
+                EnrpMessage::Presence {
+                    reply_required: false,
+                    receiver: LOW,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(r.peers().len(), 1);
+    }
+}
