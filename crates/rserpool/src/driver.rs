@@ -16,6 +16,12 @@
 //! produced (e.g. `SendFailed`), then `poll_event`. The core is never shared and never
 //! locked.
 //!
+//! Writes to a TCP connection are coalesced: what one wake-up sends to a connection goes
+//! out in one write at the end of the wake-up (each client's answer, the handle updates
+//! of several registrations to a peer). ENRP messages wait up to [`ENRP_COALESCE`] for
+//! more (a registrar's handle updates to its peers: one write carries several), unless
+//! something else for that connection, a close, or [`STAGE_LIMIT`] bytes flush them.
+//!
 //! Shutdown: the listeners stop accepting, [`Lifecycle::begin_shutdown`] lets the core say
 //! goodbye (a PE deregisters), the loop keeps running until
 //! [`Lifecycle::shutdown_complete`] or the grace period ends, then the writer queues are
@@ -187,7 +193,26 @@ pub struct Driver<C: Lifecycle> {
     /// More than one inbound item was waiting at this wake-up: answers go through the
     /// writer tasks (which run on other worker threads) instead of the direct path.
     busy: bool,
+    /// Bytes for TCP connections not written yet (coalesced writes), in order.
+    staged: HashMap<ConnId, Staged>,
+    /// When the staged ENRP-only buffers are written at the latest.
+    stage_deadline: Option<tokio::time::Instant>,
 }
+
+/// Messages for one TCP connection, back to back, to go out in one write.
+struct Staged {
+    bytes: Vec<u8>,
+    protocol: Protocol,
+    /// Not only ENRP: written at the end of this wake-up.
+    urgent: bool,
+}
+
+/// The longest ENRP messages wait for more to the same connection (one write for several
+/// handle updates to a peer).
+pub const ENRP_COALESCE: Duration = Duration::from_micros(500);
+
+/// Staged bytes per connection that are written at once.
+const STAGE_LIMIT: usize = 64 * 1024;
 
 impl<C> Driver<C>
 where
@@ -224,6 +249,8 @@ where
             pending: VecDeque::new(),
             local: Vec::new(),
             busy: false,
+            staged: HashMap::new(),
+            stage_deadline: None,
         };
         (driver, handle)
     }
@@ -268,6 +295,7 @@ where
         let mut ops_open = true;
         self.core.start(clock::now());
         self.drain();
+        self.flush_after_drain(true);
         loop {
             let deadline = self.core.poll_timeout();
             if deadline != armed {
@@ -276,6 +304,7 @@ where
                 sleep.as_mut().reset(at);
             }
             let grace_end = stopping.unwrap_or_else(far_future);
+            let stage_end = self.stage_deadline.unwrap_or_else(far_future);
             tokio::select! {
                 biased;
                 op = self.ops_rx.recv(), if ops_open => match op {
@@ -304,6 +333,10 @@ where
                     armed = None;
                     self.core.handle_timeout(clock::now());
                 }
+                () = tokio::time::sleep_until(stage_end), if self.stage_deadline.is_some() => {
+                    self.stage_deadline = None;
+                    self.flush_after_drain(false);
+                }
                 () = &mut shutdown, if stopping.is_none() => self.begin_shutdown(&mut stopping),
                 () = tokio::time::sleep_until(grace_end), if stopping.is_some() => {
                     warn!("shutdown grace period over; closing anyway");
@@ -311,6 +344,7 @@ where
                 }
             }
             self.drain();
+            self.flush_after_drain(stopping.is_none());
             self.busy = false;
             if stopping.is_some() && self.core.shutdown_complete() {
                 break;
@@ -335,6 +369,7 @@ where
     /// then cancel whatever is left.
     async fn finish(&mut self, deadline: tokio::time::Instant) {
         self.shared.stop.send_replace(true);
+        self.flush_staged(false);
         let conns: Vec<ConnEntry> = self.conns.drain().map(|(_, e)| e).collect();
         self.outbound.clear();
         let mut ctls = Vec::with_capacity(conns.len());
@@ -524,6 +559,85 @@ where
         let padded = msg.bytes.len().next_multiple_of(4);
         msg.bytes.resize(padded, 0);
         let w = &entry.writer;
+        // A byte stream: staged, to go out with whatever else this wake-up sends there.
+        // Only the driver adds to `queued`, so 0 means every earlier message of this
+        // connection is written; while staged, nothing is queued.
+        let stream = w.direct.as_ref().is_some_and(|d| d.is_stream());
+        if stream && (self.staged.contains_key(&conn) || w.queued.load(Ordering::Acquire) == 0) {
+            let urgent = msg.protocol != Protocol::Enrp;
+            match self.staged.entry(conn) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let st = o.get_mut();
+                    st.bytes.extend_from_slice(&msg.bytes);
+                    st.urgent |= urgent || st.bytes.len() >= STAGE_LIMIT;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Staged {
+                        urgent: urgent || msg.bytes.len() >= STAGE_LIMIT,
+                        protocol: msg.protocol,
+                        bytes: msg.bytes,
+                    });
+                }
+            }
+            return;
+        }
+        self.write_now(conn, msg);
+    }
+
+    /// The end of a wake-up: write what is staged (the urgent buffers only, or all), and
+    /// hand the transport events that writing produced to the core.
+    fn flush_after_drain(&mut self, urgent_only: bool) {
+        for _ in 0..16 {
+            self.flush_staged(urgent_only);
+            if self.pending.is_empty() {
+                return;
+            }
+            self.drain();
+        }
+    }
+
+    /// Write the staged bytes: the urgent ones (`urgent_only`) or all. ENRP-only ones left
+    /// get a deadline.
+    fn flush_staged(&mut self, urgent_only: bool) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let conns: Vec<ConnId> = self
+            .staged
+            .iter()
+            .filter(|(_, st)| !urgent_only || st.urgent)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in conns {
+            self.flush_conn(c);
+        }
+        if self.staged.is_empty() {
+            self.stage_deadline = None;
+        } else if self.stage_deadline.is_none() {
+            self.stage_deadline = Some(tokio::time::Instant::now() + ENRP_COALESCE);
+        }
+    }
+
+    /// Write what is staged for `conn` (if anything).
+    fn flush_conn(&mut self, conn: ConnId) {
+        if let Some(st) = self.staged.remove(&conn) {
+            self.write_now(
+                conn,
+                Outgoing {
+                    protocol: st.protocol,
+                    bytes: st.bytes,
+                },
+            );
+        }
+    }
+
+    /// The socket write (or the writer queue) for one message or a staged run of them.
+    fn write_now(&mut self, conn: ConnId, mut msg: Outgoing) {
+        let Some(entry) = self.conns.get(&conn) else {
+            self.pending.push_back(TransportEvent::SendFailed { conn });
+            return;
+        };
+        let w = &entry.writer;
         // Under load (several inbound items per wake-up) the writer tasks do the socket
         // writes: on loopback a write costs the whole delivery to the peer, and the
         // writers spread that over the worker threads while the driver runs on one.
@@ -577,12 +691,14 @@ where
                     .insert(endpoint, Outbound::Connecting(Vec::new()));
             }
             TransportCommand::Abort(conn) => {
+                self.staged.remove(&conn);
                 if let Some(e) = self.conns.get(&conn) {
                     debug!(%conn, peer = %e.meta.peer, "closing connection at the core's request");
                     e.writer.ctl.cancel();
                 }
             }
             TransportCommand::Close(conn) => {
+                self.flush_conn(conn);
                 let Some(e) = self.conns.get(&conn) else {
                     return;
                 };
@@ -608,6 +724,7 @@ where
 
     /// Forget a connection; false if it was already gone.
     fn remove_conn(&mut self, conn: ConnId) -> bool {
+        self.staged.remove(&conn);
         let Some(entry) = self.conns.remove(&conn) else {
             return false;
         };

@@ -886,7 +886,7 @@ impl Core for Registrar {
                 self.enrp_connected(now, conn, &endpoint);
                 self.opened.insert(conn, endpoint);
             }
-            TransportEvent::ConnectFailed { .. } => {}
+            TransportEvent::ConnectFailed { endpoint } => self.claim_failed(&endpoint),
             TransportEvent::Closed { conn } => self.on_conn_lost(conn, false),
             TransportEvent::SendFailed { conn } => self.on_conn_lost(conn, true),
         }

@@ -71,6 +71,11 @@ pub trait DirectWrite: Send + Sync + std::fmt::Debug {
     /// Write as much of the `protocol` message `bytes` as the socket takes now
     /// (`WouldBlock` = nothing).
     fn try_write(&self, protocol: Protocol, bytes: &[u8]) -> io::Result<usize>;
+    /// A byte stream (TCP): messages back to back may go out in one write (the driver
+    /// coalesces what one wake-up sends to a connection). SCTP: one message per send.
+    fn is_stream(&self) -> bool {
+        false
+    }
 }
 
 /// One connection or association.

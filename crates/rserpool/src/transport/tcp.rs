@@ -165,6 +165,10 @@ impl DirectWrite for OwnedWriteHalf {
     fn try_write(&self, _protocol: Protocol, bytes: &[u8]) -> io::Result<usize> {
         OwnedWriteHalf::try_write(self, bytes)
     }
+
+    fn is_stream(&self) -> bool {
+        true
+    }
 }
 
 /// A TCP (or MPTCP) listener.

@@ -22,7 +22,12 @@
 //!   server (RFC §2.4: added, and sent a presence with R = 1) — unless
 //!   `accept_unlisted_peers` is off: then it is dropped and counted. A static endpoint
 //!   that answers with a new server ID (a restarted registrar) gives the new server the
-//!   static entry; the old ID is monitored until found dead. At most 256 peers.
+//!   static entry; the old ID is monitored until found dead. A static entry still
+//!   unidentified when its server is already known (it spoke first over a connection it
+//!   opened, or names another address in its Server Information, e.g. 0.0.0.0) is merged
+//!   into that peer once the server answers over the connection we opened to the static
+//!   endpoint (or names it): one entry, the configured endpoint, one connection. At most
+//!   256 peers.
 //! * Messages with our own server ID as sender are ignored: looped back from multicast
 //!   (counted as `own_id_looped`), or over a connection (a claim: `own_id_claims`). A
 //!   sender ID of 0 is dropped.
@@ -80,7 +85,9 @@
 //!   TAKEOVER_SERVER to the peers, becomes home of the target's PEs and sends each a
 //!   keep-alive with H = 1 to `Dest::Endpoint` of its ASAP transport (ASAP); the ACK on
 //!   that registrar-opened connection binds the PE to it; no ACK within the keep-alive
-//!   timeout removes the PE. INIT_TAKEOVER or TAKEOVER_SERVER naming us as target is
+//!   timeout removes the PE — counted from when that connection is up (`Connected`),
+//!   not from when the keep-alive was queued (a slow host takes a while to accept);
+//!   `ConnectFailed` for the PE's endpoint counts as a failed keep-alive. INIT_TAKEOVER or TAKEOVER_SERVER naming us as target is
 //!   answered with a presence to every peer (we are alive) and counted.
 //! * Audit: every presence carries our own PE checksum; a presence over a connection
 //!   whose checksum differs from our copy's for that peer starts a re-synchronisation
@@ -105,7 +112,7 @@ mod takeover;
 mod tests;
 mod update;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::Instant;
 
@@ -266,6 +273,11 @@ pub(in crate::registrar) struct EnrpState {
     resyncs: BTreeMap<ServerId, (BTreeSet<(PoolHandle, PeId)>, usize)>,
     /// Transport commands (closing a second connection to a peer).
     pub(in crate::registrar) cmds: VecDeque<TransportCommand>,
+    /// Adopted PEs whose keep-alive (H = 1) waits for the connection to their ASAP
+    /// transport: the ACK wait starts when it is up (`Connected`); `ConnectFailed` counts
+    /// as a failed keep-alive.
+    /// (Keyed access only, never iterated.)
+    claims: HashMap<Endpoint, Vec<(PoolHandle, PeId)>>,
 }
 
 impl EnrpState {
@@ -291,6 +303,7 @@ impl EnrpState {
             sessions: BTreeMap::new(),
             resyncs: BTreeMap::new(),
             cmds: VecDeque::new(),
+            claims: HashMap::new(),
         }
     }
 }

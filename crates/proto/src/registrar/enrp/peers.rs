@@ -104,22 +104,26 @@ impl Registrar {
         let ep = info.and_then(|si| endpoint_of(si, meta));
         if let Some(i) = self.peer_index(sender) {
             if self.enrp.peers[i].endpoint.is_none() && ep.is_some() {
-                // Its endpoint, learned now, may be an unidentified static entry: merge.
-                let dup = self
-                    .enrp
-                    .peers
-                    .iter()
-                    .position(|p| p.id.0 == 0 && p.endpoint == ep);
                 let p = &mut self.enrp.peers[i];
                 p.sctp = ep
                     .as_ref()
                     .is_some_and(|e| e.transport == TransportProto::Sctp);
-                p.endpoint = ep;
-                if let Some(d) = dup {
-                    self.enrp.peers[i].is_static = true;
-                    self.enrp.peers.remove(d);
-                    return self.peer_index(sender);
-                }
+                p.endpoint = ep.clone();
+            }
+            // An unidentified static entry that is this peer: its endpoint is the one
+            // this Server Information names, or the one of the connection we opened
+            // (this message came over it). Merge it into the identified peer.
+            let opened = conn.and_then(|c| self.opened.get(&c));
+            let dup = self.enrp.peers.iter().position(|p| {
+                p.id.0 == 0
+                    && p.is_static
+                    && ((ep.is_some() && p.endpoint == ep)
+                        || (conn.is_some() && p.conn == conn)
+                        || (opened.is_some() && p.endpoint.as_ref() == opened))
+            });
+            if let Some(d) = dup {
+                self.merge_static(i, d);
+                return self.peer_index(sender);
             }
             return Some(i);
         }
@@ -199,6 +203,20 @@ impl Registrar {
             self.choose_mentor(now, sender);
         }
         Some(i)
+    }
+
+    /// The unidentified static entry `d` is identified peer `i`: the configured endpoint
+    /// stays attached to `i` (it is known to reach the peer), `d` goes.
+    fn merge_static(&mut self, i: usize, d: usize) {
+        let s = self.enrp.peers[d].clone();
+        let p = &mut self.enrp.peers[i];
+        p.is_static = true;
+        p.sctp = s.sctp;
+        p.endpoint = s.endpoint;
+        if p.conn.is_none_or(|c| !self.conns.contains(&c)) {
+            p.conn = s.conn;
+        }
+        self.enrp.peers.remove(d);
     }
 
     /// A message from peer `i` (over `conn`): it is alive.
@@ -296,10 +314,11 @@ impl Registrar {
     /// A connection we opened is up: a peer's (by endpoint) gets it if it has none.
     pub(in crate::registrar) fn enrp_connected(
         &mut self,
-        _now: Instant,
+        now: Instant,
         conn: ConnId,
         endpoint: &Endpoint,
     ) {
+        self.claim_connected(now, endpoint);
         for p in &mut self.enrp.peers {
             if p.endpoint.as_ref() == Some(endpoint) && p.conn.is_none() {
                 p.conn = Some(conn);

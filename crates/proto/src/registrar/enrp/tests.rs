@@ -786,3 +786,189 @@ fn a_reload_adds_and_drops_static_peers() {
         .iter()
         .any(|(d, _)| *d == Dest::Endpoint(b.clone())));
 }
+
+/// A takeover of LOW's PEs 1 (at 10.0.1.1:2960) and 2 (at 10.0.1.2:2960), won at once;
+/// returns when it was won.
+fn won_takeover_of_two(r: &mut Registrar) -> Instant {
+    let now = t0();
+    send(r, now, 1, &presence(LOW, None, false));
+    send(r, now, 1, &add(LOW, "p", pe(1, LOW, Policy::RoundRobin)));
+    let mut second = pe(2, LOW, Policy::RoundRobin);
+    second.asap_transport = Some(TransportAddr::tcp(2960, IpAddr::from([10, 0, 1, 2])));
+    send(r, now, 1, &add(LOW, "p", second));
+    r.handle_timeout(now + Duration::from_secs(5));
+    let won = now + Duration::from_secs(10);
+    r.handle_timeout(won);
+    drain(r);
+    assert!(events(r).contains(&EnrpEvent::TakeoverWon {
+        target: LOW,
+        pes: 2
+    }));
+    won
+}
+
+#[test]
+fn the_ack_wait_of_an_adopted_pe_starts_when_its_connection_is_up() {
+    let mut r = registrar(|c| c.keepalive_timeout = Duration::from_secs(1));
+    let won = won_takeover_of_two(&mut r);
+    let ep1 = Endpoint::tcp(SocketAddr::from(([10, 0, 1, 1], 2960)));
+    let ep2 = Endpoint::tcp(SocketAddr::from(([10, 0, 1, 2], 2960)));
+    // A slow host: the connection is up 1.5 s after the keep-alive was queued.
+    let up = won + Duration::from_millis(1500);
+    r.handle_timeout(up);
+    assert_eq!(
+        ids(&r, "p"),
+        vec![(1, ME), (2, ME)],
+        "no wait before the connection"
+    );
+    r.handle_transport(
+        up,
+        TransportEvent::Connected {
+            conn: ConnId(50),
+            endpoint: ep1,
+        },
+    );
+    // The other PE cannot be reached: a failed keep-alive.
+    r.handle_transport(up, TransportEvent::ConnectFailed { endpoint: ep2 });
+    assert_eq!(ids(&r, "p"), vec![(1, ME)]);
+    // The ACK comes 0.9 s after the connection (2.4 s after the keep-alive was queued).
+    let acked = up + Duration::from_millis(900);
+    r.handle_timeout(acked);
+    let ack = AsapMessage::EndpointKeepAliveAck {
+        handle: PoolHandle::from("p"),
+        pe_id: PeId(1),
+    };
+    r.handle_message(
+        acked,
+        ConnId(50),
+        &meta(Protocol::Asap, TransportProto::Tcp, 2960),
+        &ack.encode_to_vec(),
+    );
+    r.handle_timeout(acked + Duration::from_secs(2));
+    assert_eq!(ids(&r, "p"), vec![(1, ME)]);
+    let e = r
+        .handlespace()
+        .get(&PoolHandle::from("p"), PeId(1))
+        .expect("kept");
+    assert_eq!(e.bookkeeping.conn, Some(50));
+}
+
+#[test]
+fn an_adopted_pe_that_never_acks_on_its_connection_is_removed_one_timeout_later() {
+    let mut r = registrar(|c| c.keepalive_timeout = Duration::from_secs(1));
+    let won = won_takeover_of_two(&mut r);
+    let up = won + Duration::from_millis(1500);
+    for (conn, ip) in [(50, [10, 0, 1, 1]), (51, [10, 0, 1, 2])] {
+        r.handle_transport(
+            up,
+            TransportEvent::Connected {
+                conn: ConnId(conn),
+                endpoint: Endpoint::tcp(SocketAddr::from((ip, 2960))),
+            },
+        );
+    }
+    r.handle_timeout(up + Duration::from_millis(999));
+    assert_eq!(ids(&r, "p").len(), 2);
+    r.handle_timeout(up + Duration::from_millis(1001));
+    assert!(ids(&r, "p").is_empty());
+}
+
+fn presence_with_info(from: ServerId, at: TransportAddr) -> EnrpMessage {
+    EnrpMessage::Presence {
+        reply_required: false,
+        sender: from,
+        receiver: ME,
+        checksum: None,
+        server_info: Some(rserpool_wire::ServerInfo {
+            server_id: from,
+            transport: at,
+        }),
+    }
+}
+
+/// The peer list as (ID, endpoint, static, state).
+fn peer_list(r: &Registrar) -> Vec<(ServerId, Option<Endpoint>, PeerState)> {
+    r.peers()
+        .into_iter()
+        .map(|p| (p.server_id, p.endpoint, p.state))
+        .collect()
+}
+
+#[test]
+fn a_static_peer_identified_over_its_own_connection_is_merged_with_one_connection() {
+    // `--peer tcp://10.0.0.9:9901`; the peer connects to us first and names another
+    // address in its Server Information (it listens on 0.0.0.0, reached as 10.0.0.99).
+    for (first, named) in [
+        (presence(LOW, None, false), None),
+        (
+            presence_with_info(LOW, TransportAddr::tcp(9901, IpAddr::from([10, 0, 0, 99]))),
+            Some(SocketAddr::from(([10, 0, 0, 99], 9901))),
+        ),
+    ] {
+        let now = t0();
+        let configured = Endpoint::tcp(SocketAddr::from(([10, 0, 0, 9], 9901)));
+        let mut r = registrar(|c| c.enrp.peers = vec![configured.clone()]);
+        r.handle_transport(
+            now,
+            TransportEvent::Accepted {
+                conn: ConnId(1),
+                meta: enrp_meta(),
+            },
+        );
+        send(&mut r, now, 1, &first);
+        assert_eq!(r.peers().len(), 2, "{:?}", peer_list(&r));
+        // Our heartbeat asks the static entry who it is, on a connection we open.
+        drain(&mut r);
+        r.handle_timeout(now + Duration::from_secs(3));
+        assert!(enrp_out(&mut r)
+            .iter()
+            .any(|(d, _)| *d == Dest::Endpoint(configured.clone())));
+        r.handle_transport(
+            now + Duration::from_secs(3),
+            TransportEvent::Connected {
+                conn: ConnId(2),
+                endpoint: configured.clone(),
+            },
+        );
+        let reply = match named {
+            Some(a) => presence_with_info(LOW, TransportAddr::tcp(a.port(), a.ip())),
+            None => presence(LOW, None, false),
+        };
+        send(&mut r, now + Duration::from_secs(3), 2, &reply);
+        // One entry: the identified peer, at the configured endpoint.
+        assert_eq!(
+            peer_list(&r),
+            vec![(LOW, Some(configured.clone()), PeerState::Active)]
+        );
+        // One connection stays: the one opened by the lower ID (LOW's, connection 1).
+        let cmds: Vec<_> = std::iter::from_fn(|| r.poll_command()).collect();
+        assert_eq!(cmds, vec![crate::io::TransportCommand::Close(ConnId(2))]);
+        r.handle_transport(
+            now + Duration::from_secs(3),
+            TransportEvent::Closed { conn: ConnId(2) },
+        );
+        // Later heartbeats go over connection 1 only, with R = 0.
+        drain(&mut r);
+        send(
+            &mut r,
+            now + Duration::from_secs(5),
+            1,
+            &presence(LOW, None, false),
+        );
+        r.handle_timeout(now + Duration::from_secs(6));
+        let out = enrp_out(&mut r);
+        assert!(!out.is_empty());
+        for (d, m) in out {
+            assert_eq!(d, Dest::Conn(ConnId(1)));
+            assert!(matches!(
+                m,
+                EnrpMessage::Presence {
+                    reply_required: false,
+                    receiver: LOW,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(r.peers().len(), 1);
+    }
+}

@@ -13,7 +13,7 @@ use super::EnrpEvent;
 use crate::common::later;
 use crate::handlespace::RegisterOutcome;
 use crate::handlespace::TimerKind;
-use crate::io::{ConnId, Dest};
+use crate::io::{ConnId, Dest, Endpoint};
 use crate::registrar::{asap_endpoint_of, source_of, Registrar, RemovalReason, MIN_PERIOD};
 
 impl Registrar {
@@ -212,7 +212,10 @@ impl Registrar {
         }
     }
 
-    /// Adopted PEs (a takeover): keep-alive with H = 1 to each PE's ASAP transport.
+    /// Adopted PEs (a takeover): keep-alive with H = 1 to each PE's ASAP transport. The
+    /// ACK wait (the keep-alive timeout) starts when the keep-alive leaves: at once when
+    /// a connection we opened to that endpoint is up, else when the shell reports it
+    /// `Connected` ([`Self::claim_connected`]); meanwhile only the PE's lifetime runs.
     pub(super) fn claim_pes(&mut self, now: Instant, pes: &[(PoolHandle, PeId)]) {
         let timeout = self.cfg.keepalive_timeout.max(MIN_PERIOD);
         let mut sources = BTreeSet::new();
@@ -229,11 +232,24 @@ impl Registrar {
                 bk.last_keepalive_sent = Some(now);
                 bk.last_keepalive_ack = None;
             }
-            self.arm(
-                handle,
-                *id,
-                Some((later(now, timeout), TimerKind::KeepAliveTimeout)),
-            );
+            let up = endpoint.as_ref().is_some_and(|ep| {
+                self.opened
+                    .iter()
+                    .any(|(c, e)| e == ep && self.conns.contains(c))
+            });
+            match &endpoint {
+                Some(ep) if !up => {
+                    // Waiting for the connection: the lifetime only.
+                    self.arm(handle, *id, None);
+                    let waiting = self.enrp.claims.entry(ep.clone()).or_default();
+                    waiting.push((handle.clone(), *id));
+                }
+                _ => self.arm(
+                    handle,
+                    *id,
+                    Some((later(now, timeout), TimerKind::KeepAliveTimeout)),
+                ),
+            }
             let Some(ep) = endpoint else {
                 continue;
             };
@@ -247,6 +263,47 @@ impl Registrar {
         }
         for (_, _, s) in sources {
             *self.source_pes.entry(s).or_insert(0) += 1;
+        }
+    }
+
+    /// The adopted PEs at `endpoint` whose claim is still outstanding: ours, no ACK, no
+    /// connection bound yet.
+    fn take_claims(&mut self, endpoint: &Endpoint) -> Vec<(PoolHandle, PeId)> {
+        let me = self.server_id;
+        let waiting = self.enrp.claims.remove(endpoint).unwrap_or_default();
+        waiting
+            .into_iter()
+            .filter(|(h, id)| {
+                self.hs.get(h, *id).is_some_and(|e| {
+                    e.pe.home_registrar == me
+                        && e.bookkeeping.conn.is_none()
+                        && Self::keepalive_outstanding(&e.bookkeeping)
+                })
+            })
+            .collect()
+    }
+
+    /// The connection to an endpoint is up: the keep-alives waiting for it left now, so
+    /// their ACK wait starts now.
+    pub(in crate::registrar) fn claim_connected(&mut self, now: Instant, endpoint: &Endpoint) {
+        let timeout = self.cfg.keepalive_timeout.max(MIN_PERIOD);
+        for (handle, id) in self.take_claims(endpoint) {
+            if let Some(bk) = self.hs.bookkeeping_mut(&handle, id) {
+                bk.last_keepalive_sent = Some(now);
+            }
+            self.arm(
+                &handle,
+                id,
+                Some((later(now, timeout), TimerKind::KeepAliveTimeout)),
+            );
+        }
+    }
+
+    /// The connection to an endpoint could not be opened: a failed keep-alive for each
+    /// adopted PE waiting there.
+    pub(in crate::registrar) fn claim_failed(&mut self, endpoint: &Endpoint) {
+        for (handle, id) in self.take_claims(endpoint) {
+            self.remove_pe(&handle, id, RemovalReason::KeepAliveTimeout);
         }
     }
 
