@@ -13,12 +13,17 @@
 # client would. Prints a markdown table: requests/s and mean latency (ms) per cell.
 #
 # Each cell is the median (by requests/s) of REPEAT runs: the machine is shared.
-# Usage: bench/gateway.sh   (N=20000 C=50 REPEAT=3 BASE=27000 RSP=target/release/rsp)
+# ROUNDS>1 runs the rows again and again (back to back, so rows compared are measured under
+# the same outside load) and prints one table per round; ROWS picks rows by name, e.g.
+# ROWS="haproxy http,rsp http".
+# Usage: bench/gateway.sh   (N=20000 C=50 REPEAT=3 ROUNDS=1 BASE=27000 RSP=target/release/rsp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-20000}
 REPEAT=${REPEAT:-3}
+ROUNDS=${ROUNDS:-1}
+ROWS=${ROWS:-direct,haproxy tcp,haproxy http,rsp tcp,rsp tcp splice,rsp http}
 C=${C:-50}
 BASE=${BASE:-27000}
 RSP=${RSP:-target/release/rsp}
@@ -115,9 +120,12 @@ run_ab() {
     END { printf "%s %s %s\n", rps != "" ? rps : "-", ms != "" ? ms : "-", failed != "" ? failed : "-" }'
 }
 
+for round in $(seq "$ROUNDS"); do
+[ "$ROUNDS" = 1 ] || echo "round $round"
 printf '| path | 1 KiB IPv4 req/s | ms | 1 KiB IPv6 req/s | ms | 100 KiB IPv4 req/s | ms | 100 KiB IPv6 req/s | ms |\n'
 printf '|---|---|---|---|---|---|---|---|---|\n'
-for row in direct "haproxy tcp" "haproxy http" "rsp tcp" "rsp tcp splice" "rsp http"; do
+IFS=, read -r -a rows <<<"$ROWS"
+for row in "${rows[@]}"; do
   line="| $row |"
   for s in "${sizes[@]}"; do
     for f in "${fams[@]}"; do
@@ -137,6 +145,7 @@ for row in direct "haproxy tcp" "haproxy http" "rsp tcp" "rsp tcp splice" "rsp h
     done
   done
   echo "$line"
+done
 done
 echo
 echo "ab -n $N -c $C, one connection per request, median of $REPEAT runs; $(nproc) cores shared by ab, the proxy and the PEs (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))."
