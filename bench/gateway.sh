@@ -114,7 +114,7 @@ sleep 2
 
 # ab URL -> "req/s ms failed"
 run_ab() {
-  ab -q -n "$N" -c "$C" "http://$1/" 2>&1 | awk '
+  { ab -q -n "$N" -c "$C" "http://$1/" 2>&1 || true; } | awk '
     /^Requests per second:/ { rps = $4 }
     /^Time per request:/ && !t { ms = $4; t = 1 }
     /^Failed requests:/ { failed = $3 }
