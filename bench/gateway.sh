@@ -12,13 +12,19 @@
 # pool each). ab opens one connection per request (HTTP/1.0, no -k), as a browser-less
 # client would. Prints a markdown table: requests/s and mean latency (ms) per cell.
 #
-# Each cell is the median (by requests/s) of REPEAT runs: the machine is shared.
-# Usage: bench/gateway.sh   (N=20000 C=50 REPEAT=3 BASE=27000 RSP=target/release/rsp)
+# Each cell is the median (by requests/s) of REPEAT runs: the machine is shared. The rows of
+# one cell run one after the other (interleaved), so they see the same outside load.
+# ROUNDS>1 runs the rows again and again (back to back, so rows compared are measured under
+# the same outside load) and prints one table per round; ROWS picks rows by name, e.g.
+# ROWS="haproxy http,rsp http".
+# Usage: bench/gateway.sh   (N=20000 C=50 REPEAT=3 ROUNDS=1 BASE=27000 RSP=target/release/rsp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-20000}
 REPEAT=${REPEAT:-3}
+ROUNDS=${ROUNDS:-1}
+ROWS=${ROWS:-direct,haproxy tcp,haproxy http,rsp tcp,rsp tcp splice,rsp http}
 C=${C:-50}
 BASE=${BASE:-27000}
 RSP=${RSP:-target/release/rsp}
@@ -108,35 +114,54 @@ sleep 2
 
 # ab URL -> "req/s ms failed"
 run_ab() {
-  ab -q -n "$N" -c "$C" "http://$1/" 2>&1 | awk '
+  { ab -q -n "$N" -c "$C" "http://$1/" 2>&1 || true; } | awk '
     /^Requests per second:/ { rps = $4 }
     /^Time per request:/ && !t { ms = $4; t = 1 }
     /^Failed requests:/ { failed = $3 }
     END { printf "%s %s %s\n", rps != "" ? rps : "-", ms != "" ? ms : "-", failed != "" ? failed : "-" }'
 }
 
-printf '| path | 1 KiB IPv4 req/s | ms | 1 KiB IPv6 req/s | ms | 100 KiB IPv4 req/s | ms | 100 KiB IPv6 req/s | ms |\n'
-printf '|---|---|---|---|---|---|---|---|---|\n'
-for row in direct "haproxy tcp" "haproxy http" "rsp tcp" "rsp tcp splice" "rsp http"; do
-  line="| $row |"
+port_of() { # row size family
+  local k; k=$(slot "$2" "$3")
+  case "$1" in
+    direct) echo $((BASE + 100 + k * 10 + 1)) ;;
+    "haproxy tcp") echo $((BASE + 200 + k)) ;;
+    "haproxy http") echo $((BASE + 300 + k)) ;;
+    "rsp tcp") echo $((BASE + 400 + k)) ;;
+    "rsp http") echo $((BASE + 500 + k)) ;;
+    "rsp tcp splice") echo $((BASE + 600 + k)) ;;
+  esac
+}
+IFS=, read -r -a rows <<<"$ROWS"
+for round in $(seq "$ROUNDS"); do
+  [ "$ROUNDS" = 1 ] || echo "round $round"
+  # Cell by cell, the rows one after the other within each repetition, so that every row
+  # of a cell is measured under the same outside load.
+  declare -A res=()
   for s in "${sizes[@]}"; do
     for f in "${fams[@]}"; do
-      k=$(slot "$s" "$f")
-      case "$row" in
-        direct) port=$((BASE + 100 + k * 10 + 1)) ;;
-        "haproxy tcp") port=$((BASE + 200 + k)) ;;
-        "haproxy http") port=$((BASE + 300 + k)) ;;
-        "rsp tcp") port=$((BASE + 400 + k)) ;;
-        "rsp http") port=$((BASE + 500 + k)) ;;
-        "rsp tcp splice") port=$((BASE + 600 + k)) ;;
-      esac
-      runs=$(for _ in $(seq "$REPEAT"); do run_ab "$(addr "$f" "$port")"; done | sort -n -k1,1)
-      read -r rps ms failed < <(echo "$runs" | sed -n "$(( (REPEAT + 1) / 2 ))p")
-      [ "$failed" = 0 ] || rps="$rps (failed $failed)"
-      line+=" $rps | $ms |"
+      for _ in $(seq "$REPEAT"); do
+        for row in "${rows[@]}"; do
+          res["$row|$s|$f"]+="$(run_ab "$(addr "$f" "$(port_of "$row" "$s" "$f")")")"$'\n'
+        done
+      done
     done
   done
-  echo "$line"
+  printf '| path | 1 KiB IPv4 req/s | ms | 1 KiB IPv6 req/s | ms | 100 KiB IPv4 req/s | ms | 100 KiB IPv6 req/s | ms |\n'
+  printf '|---|---|---|---|---|---|---|---|---|\n'
+  for row in "${rows[@]}"; do
+    line="| $row |"
+    for s in "${sizes[@]}"; do
+      for f in "${fams[@]}"; do
+        runs=$(printf '%s' "${res["$row|$s|$f"]}" | sort -n -k1,1)
+        read -r rps ms failed < <(echo "$runs" | sed -n "$(( (REPEAT + 1) / 2 ))p")
+        [ "$failed" = 0 ] || rps="$rps (failed $failed)"
+        line+=" $rps | $ms |"
+      done
+    done
+    echo "$line"
+  done
+  unset res
 done
 echo
 echo "ab -n $N -c $C, one connection per request, median of $REPEAT runs; $(nproc) cores shared by ab, the proxy and the PEs (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))."

@@ -60,7 +60,8 @@ pub struct GatewayArgs {
     /// PEs tried per connection (TCP) or request (HTTP) before giving up. Default 4.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<usize>,
-    /// HTTP mode: largest request body (bodies are buffered for retries). Default 16777216.
+    /// HTTP mode: largest request body buffered for retries (idempotent methods, bodies up
+    /// to 64 KiB) or announced by Content-Length; larger ones get 413. Default 16777216.
     #[arg(long, value_name = "BYTES")]
     pub max_body: Option<usize>,
 }

@@ -507,3 +507,70 @@ fn least_used_follows_the_load_the_pes_registered() {
         }
     });
 }
+
+/// The status of one HTTP/1.1 request with a body of `len` bytes (`chunked`: in 64 KiB
+/// chunks, no Content-Length).
+fn upload(addr: &str, method: &str, len: usize, chunked: bool) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {len}")
+    };
+    let head = format!("{method} / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{framing}\r\n\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        let ok = if chunked {
+            s.write_all(format!("{n:x}\r\n").as_bytes())
+                .and_then(|()| s.write_all(&chunk[..n]))
+                .and_then(|()| s.write_all(b"\r\n"))
+        } else {
+            s.write_all(&chunk[..n])
+        };
+        if ok.is_err() {
+            break; // answered (413) before the body was all sent
+        }
+        left -= n;
+    }
+    if chunked {
+        let _ = s.write_all(b"0\r\n\r\n");
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn http_mode_buffers_small_or_idempotent_bodies_and_streams_the_others() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("gw-bodies");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let _pes: Vec<(Proc, String)> = (0..2)
+            .map(|_| http_pe(&reg.asap, "WebPool", "127.0.0.1:0", &log))
+            .collect();
+        let mib = 1 << 20;
+        let (_gw, a) = gateway(
+            &reg.asap,
+            &["tcp://127.0.0.1:0=WebPool"],
+            &["--http", "--max-body", &mib.to_string()],
+            &log,
+        );
+        let a = &a[0];
+        // Small: buffered (and could be retried).
+        assert_eq!(upload(a, "POST", 32 * 1024, false), Some(200));
+        // Announced bigger than --max-body: 413 at once.
+        assert_eq!(upload(a, "POST", 2 * mib, false), Some(413));
+        // Idempotent and of unknown length: buffered, so --max-body applies.
+        assert_eq!(upload(a, "PUT", 2 * mib, true), Some(413));
+        // Not idempotent, large and of unknown length: streamed to the PE, never held
+        // whole, so --max-body does not apply.
+        assert_eq!(upload(a, "POST", 8 * mib, true), Some(200));
+        assert_eq!(upload(a, "POST", mib / 2, false), Some(200));
+    });
+}

@@ -114,7 +114,8 @@ fn dig_answers_a_aaaa_srv_with_live_pes_only() {
             full.contains("status: NOERROR") && full.contains("flags: qr aa"),
             "{full}"
         );
-        assert!(full.contains("ADDITIONAL: 3"), "targets' addresses: {full}");
+        // The targets' three addresses and the OPT record (dig asks with EDNS).
+        assert!(full.contains("ADDITIONAL: 4"), "targets' addresses: {full}");
         // A target resolves to its PE.
         let target = srv
             .iter()
@@ -124,9 +125,24 @@ fn dig_answers_a_aaaa_srv_with_live_pes_only() {
             .nth(3)
             .unwrap()
             .to_owned();
-        // (dig asks ANY over TCP unless told otherwise; the view answers over UDP.)
         let any = dig("::1", port, &target, "ANY", &["+short", "+notcp"]);
         assert_eq!(any.lines().count(), 1, "{target}: {any}");
+        // DNS over TCP on the same port (dig asks ANY over TCP by default), and EDNS.
+        let any = dig("::1", port, &target, "ANY", &["+short"]);
+        assert_eq!(any.lines().count(), 1, "{target} over TCP: {any}");
+        assert_eq!(
+            dig("::1", port, name, "SRV", &["+short", "+tcp"])
+                .lines()
+                .count(),
+            3
+        );
+        let edns = dig("::1", port, name, "A", &["+edns=0", "+bufsize=1232"]);
+        assert!(
+            edns.contains("OPT PSEUDOSECTION") && edns.contains("status: NOERROR"),
+            "{edns}"
+        );
+        let noedns = dig("::1", port, name, "A", &["+noedns"]);
+        assert!(!noedns.contains("OPT PSEUDOSECTION"), "{noedns}");
         // TTL as configured.
         let full = dig("::1", port, name, "A", &["+noall", "+answer"]);
         assert!(

@@ -21,21 +21,43 @@
 //! Answers: authoritative, TTL [`DEFAULT_TTL`] (configurable), only PEs the registrar has
 //! now (a removed PE is gone from the next answer; resolvers may keep it for the TTL).
 //! Unknown pool or PE: NXDOMAIN. A name outside the zone: REFUSED. A malformed query
-//! (bad header, not one question, bad name): FORMERR when the header can be read, else
-//! dropped; responses are never answered. An opcode other than QUERY: NOTIMP. UDP only;
-//! answers are kept within 512 bytes (TC set when an answer record had to be left out).
+//! (bad header, not one question, bad or compressed name): FORMERR when the header can be
+//! read, else dropped; responses are never answered. An opcode other than QUERY: NOTIMP.
+//!
+//! Messages are parsed and encoded by hickory (`hickory-server`'s request/response types
+//! and [`RequestHandler`], `hickory-proto`'s codec); this module only maps names to pools
+//! and PEs to records. UDP: answers within 512 bytes, or the requester's EDNS buffer size
+//! up to 1232 (TC set when records had to be left out). TCP on the same port: hickory's
+//! server (framing, idle timeout). The UDP receive loop is ours, not hickory's: it runs
+//! the per-source rate limit before anything is parsed and handles one datagram at a time
+//! (hickory's UDP loop spawns a task per datagram, so a flood would queue without bound).
 //! Each query is one closure run against the registrar core on its driver, one query at a
 //! time; each source address (IPv6: its /64) may send [`DEFAULT_PER_SOURCE_RATE`] queries
-//! per second, more are dropped, so a flood from a few sources costs the core little.
+//! per second over UDP and TCP together, more are dropped.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use hickory_server::net::runtime::{Time, TokioTime};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::proto::op::MessageType;
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
+use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::{MessageRequest, MessageResponseBuilder};
+use hickory_server::zone_handler::{MessageResponse, Queries};
 use rserpool_proto::Registrar;
 use rserpool_wire::{PeId, PoolElement, PoolHandle, UserTransport};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::driver::DriverHandle;
 
@@ -49,19 +71,8 @@ pub const DEFAULT_MAX_ANSWERS: usize = 8;
 pub const DEFAULT_PER_SOURCE_RATE: u32 = 2000;
 /// Sources tracked for the rate limit before the table starts over.
 const MAX_SOURCES: usize = 65_536;
-/// Longest UDP answer (no EDNS).
-const MAX_UDP: usize = 512;
-
-const TYPE_A: u16 = 1;
-const TYPE_AAAA: u16 = 28;
-const TYPE_SRV: u16 = 33;
-const TYPE_ANY: u16 = 255;
-const CLASS_IN: u16 = 1;
-
-const RCODE_FORMERR: u8 = 1;
-const RCODE_NXDOMAIN: u8 = 3;
-const RCODE_NOTIMP: u8 = 4;
-const RCODE_REFUSED: u8 = 5;
+/// Largest UDP answer to a query with EDNS (without EDNS: 512 bytes).
+const MAX_EDNS_UDP: u16 = 1232;
 
 /// The DNS view's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,98 +157,21 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-/// A parsed question.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Question {
-    id: u16,
-    rd: bool,
-    /// The name's labels as received.
-    labels: Vec<Vec<u8>>,
-    /// Offset of each label in the query (for compression pointers).
-    offsets: Vec<usize>,
-    qtype: u16,
-    qclass: u16,
-    /// End of the question section.
-    end: usize,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Bad {
-    /// Not worth an answer (too short for a header, or a response).
-    Drop,
-    /// Answer with this rcode (and no question).
-    Rcode { id: u16, rd: bool, rcode: u8 },
-}
-
-fn parse(q: &[u8]) -> Result<Question, Bad> {
-    if q.len() < 12 {
-        return Err(Bad::Drop);
+/// Bind the DNS-over-TCP listener (IPv6 addresses IPv6-only; inside a tokio runtime).
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
     }
-    let id = u16::from_be_bytes([q[0], q[1]]);
-    let flags = u16::from_be_bytes([q[2], q[3]]);
-    let rd = flags & 0x0100 != 0;
-    if flags & 0x8000 != 0 {
-        return Err(Bad::Drop);
-    }
-    let opcode = (flags >> 11) & 0xf;
-    if opcode != 0 {
-        return Err(Bad::Rcode {
-            id,
-            rd,
-            rcode: RCODE_NOTIMP,
-        });
-    }
-    let formerr = Bad::Rcode {
-        id,
-        rd,
-        rcode: RCODE_FORMERR,
-    };
-    let qd = u16::from_be_bytes([q[4], q[5]]);
-    let an = u16::from_be_bytes([q[6], q[7]]);
-    let ns = u16::from_be_bytes([q[8], q[9]]);
-    if qd != 1 || an != 0 || ns != 0 {
-        return Err(formerr);
-    }
-    let mut at = 12;
-    let mut labels = Vec::new();
-    let mut offsets = Vec::new();
-    let mut total = 0usize;
-    loop {
-        let Some(&len) = q.get(at) else {
-            return Err(formerr);
-        };
-        if len == 0 {
-            at += 1;
-            break;
-        }
-        // No compression in a query's only question; 0x40 / 0x80 are not labels.
-        if len & 0xc0 != 0 {
-            return Err(formerr);
-        }
-        let len = usize::from(len);
-        let Some(label) = q.get(at + 1..at + 1 + len) else {
-            return Err(formerr);
-        };
-        total += len + 1;
-        if total > 254 {
-            return Err(formerr);
-        }
-        offsets.push(at);
-        labels.push(label.to_vec());
-        at += 1 + len;
-    }
-    let Some(tc) = q.get(at..at + 4) else {
-        return Err(formerr);
-    };
-    Ok(Question {
-        id,
-        rd,
-        labels,
-        offsets,
-        qtype: u16::from_be_bytes([tc[0], tc[1]]),
-        qclass: u16::from_be_bytes([tc[2], tc[3]]),
-        end: at + 4,
-    })
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 /// What a name under the zone asks for.
@@ -325,149 +259,127 @@ fn addrs_of(pe: &PoolElement) -> (u16, Vec<IpAddr>) {
     }
 }
 
-/// Builds an answer.
-struct Answer {
-    buf: Vec<u8>,
-    an: u16,
-    ar: u16,
-    truncated: bool,
+/// What to do with a request hickory has parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    /// Answer with this code and no records.
+    Rcode(ResponseCode),
+    /// Ask the core for the PEs of a pool (or one of its PEs).
+    Pool {
+        handle: PoolHandle,
+        pe: Option<PeId>,
+        /// The question's labels as received and the index of the pool's first label.
+        labels: Vec<Vec<u8>>,
+        first: usize,
+    },
 }
 
-impl Answer {
-    fn start(q: &Question, query: &[u8], rcode: u8) -> Self {
-        let mut buf = Vec::with_capacity(MAX_UDP);
-        buf.extend_from_slice(&q.id.to_be_bytes());
-        // QR, AA, RD copied.
-        let flags: u16 = 0x8000 | 0x0400 | if q.rd { 0x0100 } else { 0 } | u16::from(rcode);
-        buf.extend_from_slice(&flags.to_be_bytes());
-        buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-        buf.extend_from_slice(&query[12..q.end]);
-        Self {
-            buf,
-            an: 0,
-            ar: 0,
-            truncated: false,
+/// Whether the (only) question's name, right after the header of `raw`, uses a
+/// compression pointer (nothing precedes it that a pointer could sensibly name).
+fn compressed_question(raw: &[u8]) -> bool {
+    let mut at = 12;
+    while let Some(&len) = raw.get(at) {
+        if len == 0 {
+            return false;
         }
+        if len & 0xc0 != 0 {
+            return true;
+        }
+        at += 1 + usize::from(len);
     }
+    false
+}
 
-    /// Append one record whose name is `name` (already encoded); `additional` records
-    /// that do not fit are left out silently, answer records set TC.
-    fn record(&mut self, name: &[u8], rtype: u16, ttl: u32, rdata: &[u8], additional: bool) {
-        let len = name.len() + 10 + rdata.len();
-        if self.buf.len() + len > MAX_UDP || self.truncated {
-            if !additional {
-                self.truncated = true;
-            }
-            return;
-        }
-        self.buf.extend_from_slice(name);
-        self.buf.extend_from_slice(&rtype.to_be_bytes());
-        self.buf.extend_from_slice(&CLASS_IN.to_be_bytes());
-        self.buf.extend_from_slice(&ttl.to_be_bytes());
-        let rdlen = u16::try_from(rdata.len()).unwrap_or(0);
-        self.buf.extend_from_slice(&rdlen.to_be_bytes());
-        self.buf.extend_from_slice(rdata);
-        if additional {
-            self.ar += 1;
-        } else {
-            self.an += 1;
-        }
+/// The checks hickory leaves to the handler, then the zone lookup.
+fn plan(msg: &MessageRequest, raw: &[u8], zone: &[Vec<u8>]) -> Plan {
+    if msg.metadata.op_code != OpCode::Query {
+        return Plan::Rcode(ResponseCode::NotImp);
     }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.buf[6..8].copy_from_slice(&self.an.to_be_bytes());
-        self.buf[10..12].copy_from_slice(&self.ar.to_be_bytes());
-        if self.truncated {
-            self.buf[2] |= 0x02;
-        }
-        self.buf
+    let queries = msg.queries.queries();
+    if queries.len() != 1
+        || !msg.answers.is_empty()
+        || !msg.authorities.is_empty()
+        || compressed_question(raw)
+    {
+        return Plan::Rcode(ResponseCode::FormErr);
     }
-}
-
-fn rcode_only(id: u16, rd: bool, rcode: u8) -> Vec<u8> {
-    let flags: u16 = 0x8000 | if rd { 0x0100 } else { 0 } | u16::from(rcode);
-    let mut b = id.to_be_bytes().to_vec();
-    b.extend_from_slice(&flags.to_be_bytes());
-    b.extend_from_slice(&[0; 8]);
-    b
-}
-
-fn pointer(offset: usize) -> [u8; 2] {
-    let o = u16::try_from(offset).unwrap_or(0) & 0x3fff;
-    (0xc000 | o).to_be_bytes()
-}
-
-fn ip_rdata(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+    let q = queries[0].original();
+    if q.query_class() != DNSClass::IN && q.query_class() != DNSClass::ANY {
+        return Plan::Rcode(ResponseCode::Refused);
+    }
+    let labels: Vec<Vec<u8>> = q.name().iter().map(<[u8]>::to_vec).collect();
+    match lookup(&labels, zone) {
+        None => Plan::Rcode(ResponseCode::Refused),
+        Some(Lookup::Apex) => Plan::Rcode(ResponseCode::NoError),
+        Some(Lookup::Nothing) => Plan::Rcode(ResponseCode::NXDomain),
+        Some(Lookup::Pool { handle, first, pe }) => Plan::Pool {
+            handle,
+            pe,
+            labels,
+            first,
+        },
     }
 }
 
-/// The answer to `query` given the PEs the core chose (`None`: no such pool or PE).
-fn answer(
-    q: &Question,
-    query: &[u8],
+fn address_record(name: Name, ttl: u32, ip: IpAddr) -> Record {
+    let rdata = match ip {
+        IpAddr::V4(a) => RData::A(A(a)),
+        IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+    };
+    Record::from_rdata(name, ttl, rdata)
+}
+
+/// The answer and additional records for a question of type `qtype` named `qname`
+/// (`labels`, the pool's from `first` on) given the PEs the core chose. Records beyond
+/// the message size are left out by hickory's encoder (TC set).
+fn records(
+    qname: &Name,
+    qtype: RecordType,
+    labels: &[Vec<u8>],
     first: usize,
-    pes: Option<&[PoolElement]>,
+    pes: &[PoolElement],
     cfg: &DnsConfig,
-) -> Vec<u8> {
-    let Some(pes) = pes else {
-        return Answer::start(q, query, RCODE_NXDOMAIN).finish();
-    };
-    let mut a = Answer::start(q, query, 0);
-    let qname = pointer(12);
-    let want = |ip: &IpAddr| match q.qtype {
-        TYPE_A => ip.is_ipv4(),
-        TYPE_AAAA => ip.is_ipv6(),
-        TYPE_ANY => true,
-        _ => false,
-    };
-    if q.qtype == TYPE_SRV {
-        // Targets first (their offsets), then the addresses as additional records.
-        let pool_at = q.offsets.get(first).copied().unwrap_or(12);
-        let mut targets: Vec<(usize, &PoolElement)> = Vec::new();
+) -> (Vec<Record>, Vec<Record>) {
+    let mut answers = Vec::new();
+    let mut additionals = Vec::new();
+    if qtype == RecordType::SRV {
+        let pool = labels.get(first..).unwrap_or_default();
         for pe in pes.iter().take(cfg.max_answers) {
             let (port, addrs) = addrs_of(pe);
             if addrs.is_empty() {
                 continue;
             }
             let label = format!("pe-{:08x}", pe.id.0);
-            let mut rdata = Vec::new();
-            rdata.extend_from_slice(&0u16.to_be_bytes()); // priority
-            rdata.extend_from_slice(&1u16.to_be_bytes()); // weight
-            rdata.extend_from_slice(&port.to_be_bytes());
-            let target_at = a.buf.len() + 2 + 10 + rdata.len();
-            rdata.push(11);
-            rdata.extend_from_slice(label.as_bytes());
-            rdata.extend_from_slice(&pointer(pool_at));
-            let before = a.an;
-            a.record(&qname, TYPE_SRV, cfg.ttl, &rdata, false);
-            if a.an > before {
-                targets.push((target_at, pe));
+            let Ok(target) = Name::from_labels(
+                std::iter::once(label.as_bytes()).chain(pool.iter().map(Vec::as_slice)),
+            ) else {
+                continue;
+            };
+            for ip in addrs {
+                additionals.push(address_record(target.clone(), cfg.ttl, ip));
             }
+            let srv = SRV::new(0, 1, port, target);
+            answers.push(Record::from_rdata(qname.clone(), cfg.ttl, RData::SRV(srv)));
         }
-        for (at, pe) in targets {
-            for ip in addrs_of(pe).1 {
-                let t = if ip.is_ipv4() { TYPE_A } else { TYPE_AAAA };
-                a.record(&pointer(at), t, cfg.ttl, &ip_rdata(ip), true);
-            }
-        }
-        return a.finish();
+        return (answers, additionals);
     }
+    let want = |ip: &IpAddr| match qtype {
+        RecordType::A => ip.is_ipv4(),
+        RecordType::AAAA => ip.is_ipv6(),
+        RecordType::ANY => true,
+        _ => false,
+    };
     let mut seen: Vec<IpAddr> = Vec::new();
     for pe in pes {
         for ip in addrs_of(pe).1 {
             if want(&ip) && !seen.contains(&ip) && seen.len() < cfg.max_answers {
                 seen.push(ip);
-                let t = if ip.is_ipv4() { TYPE_A } else { TYPE_AAAA };
-                a.record(&qname, t, cfg.ttl, &ip_rdata(ip), false);
+                answers.push(address_record(qname.clone(), cfg.ttl, ip));
             }
         }
     }
-    a.finish()
+    (answers, additionals)
 }
-
 /// Per-source token buckets.
 struct RateLimit {
     rate: f64,
@@ -502,55 +414,269 @@ impl RateLimit {
     }
 }
 
-/// Answer queries on `socket` until the registrar's driver stops.
-pub async fn serve(socket: UdpSocket, cfg: DnsConfig, core: DriverHandle<Registrar>) {
-    let zone = zone_labels(&cfg.zone);
-    let mut limit = RateLimit {
-        rate: f64::from(cfg.per_source_rate),
-        sources: HashMap::new(),
+/// The view as hickory's request handler: the per-source rate limit first, then the
+/// checks, then one closure against the registrar core.
+struct View {
+    cfg: DnsConfig,
+    zone: Vec<Vec<u8>>,
+    core: DriverHandle<Registrar>,
+    limit: Mutex<RateLimit>,
+    dropped: AtomicU64,
+    /// One core query at a time: a flood costs the core at most one query's work
+    /// between two of its other inputs.
+    one: tokio::sync::Semaphore,
+}
+
+impl View {
+    fn new(cfg: DnsConfig, core: DriverHandle<Registrar>) -> Self {
+        Self {
+            zone: zone_labels(&cfg.zone),
+            limit: Mutex::new(RateLimit {
+                rate: f64::from(cfg.per_source_rate),
+                sources: HashMap::new(),
+            }),
+            cfg,
+            core,
+            dropped: AtomicU64::new(0),
+            one: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    fn allow(&self, peer: SocketAddr) -> bool {
+        let ok = self
+            .limit
+            .lock()
+            .map(|mut l| l.allow(peer.ip(), Instant::now()))
+            .unwrap_or(true);
+        if !ok {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(%peer, dropped, "dns: query rate limit; dropping queries");
+            }
+        }
+        ok
+    }
+
+    /// The PEs to answer with (`None`: no such pool or PE; `Err`: the core is gone).
+    async fn pick(
+        &self,
+        handle: PoolHandle,
+        pe: Option<PeId>,
+    ) -> Result<Option<Vec<PoolElement>>, ()> {
+        let _one = self.one.acquire().await.map_err(|_| ())?;
+        let n = self.cfg.max_answers;
+        self.core
+            .query(move |c, _| choose(c, &handle, pe, n))
+            .await
+            .map_err(|_| ())
+    }
+}
+
+/// What a handler returns when it sent nothing.
+fn nothing_sent(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for View {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        let (mut answers, mut additionals) = (Vec::new(), Vec::new());
+        match plan(request, request.as_slice(), &self.zone) {
+            Plan::Rcode(code) => {
+                if matches!(code, ResponseCode::FormErr | ResponseCode::NotImp) {
+                    metadata.authoritative = false;
+                }
+                metadata.response_code = code;
+            }
+            Plan::Pool {
+                handle,
+                pe,
+                labels,
+                first,
+            } => match self.pick(handle, pe).await {
+                Err(()) => return nothing_sent(request),
+                Ok(None) => metadata.response_code = ResponseCode::NXDomain,
+                Ok(Some(pes)) => {
+                    let q = request.queries.queries()[0].original();
+                    (answers, additionals) =
+                        records(q.name(), q.query_type(), &labels, first, &pes, &self.cfg);
+                }
+            },
+        }
+        // EDNS: answer with an OPT record; UDP answers may then use the requester's
+        // buffer size (at most 1232 bytes, the usual safe size), else 512.
+        let edns = request.edns.as_ref().map(|e| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(e.max_payload().clamp(512, MAX_EDNS_UDP));
+            ours
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+        let message = builder.build(
+            metadata,
+            answers.iter(),
+            std::iter::empty(),
+            std::iter::empty(),
+            additionals.iter(),
+        );
+        match response.send_response(message).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(peer = %request.src(), "dns: send failed: {e}");
+                nothing_sent(request)
+            }
+        }
+    }
+}
+
+/// Captures the encoded answer of one UDP request (sent by the receive loop).
+#[derive(Clone)]
+struct UdpReply {
+    max: u16,
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpReply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::with_capacity(usize::from(self.max));
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(self.max);
+        let info = response
+            .destructive_emit(&mut enc)
+            .map_err(|e| NetError::from(e.to_string()))?;
+        if let Ok(mut out) = self.out.lock() {
+            *out = Some(buf);
+        }
+        Ok(info)
+    }
+}
+
+/// The largest UDP answer to `request`.
+fn udp_max(request: &Request) -> u16 {
+    request
+        .edns
+        .as_ref()
+        .map_or(512, |e| e.max_payload().clamp(512, MAX_EDNS_UDP))
+}
+
+/// The answer to one datagram (`None`: none). hickory parses and encodes; the view's
+/// handler answers.
+async fn answer_datagram(view: &View, raw: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    let mut decoder = BinDecoder::new(raw);
+    // Too short for a header: no answer. Responses are never answered.
+    let header = Header::read(&mut decoder).ok()?;
+    if header.metadata.message_type == MessageType::Response {
+        return None;
+    }
+    let request = match Request::from_bytes(raw.to_vec(), peer, Protocol::Udp) {
+        Ok(r) => r,
+        Err(_) => {
+            let none = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+            let message = MessageResponseBuilder::new(&none, None)
+                .error_msg(&header.metadata, ResponseCode::FormErr);
+            let mut buf = Vec::with_capacity(12);
+            message
+                .destructive_emit(&mut BinEncoder::new(&mut buf))
+                .ok()?;
+            return Some(buf);
+        }
     };
+    let reply = UdpReply {
+        max: udp_max(&request),
+        out: Arc::new(Mutex::new(None)),
+    };
+    view.handle_request::<_, TokioTime>(&request, reply.clone())
+        .await;
+    let out = reply.out.lock().ok()?.take();
+    out
+}
+
+/// How long a DNS-over-TCP connection may stay without a request.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Answer queries on `udp` (and `tcp`, DNS over TCP) until the registrar's driver stops.
+pub async fn serve(
+    udp: UdpSocket,
+    tcp: Option<TcpListener>,
+    cfg: DnsConfig,
+    core: DriverHandle<Registrar>,
+) {
+    let view = Arc::new(View::new(cfg, core.clone()));
+    // TCP: hickory's server (framing, idle timeout); the same handler, rate limit first.
+    let mut server = tcp.map(|l| {
+        let mut s = hickory_server::Server::new(ArcView(view.clone()));
+        s.register_listener(l, TCP_IDLE, 16);
+        s
+    });
+    // UDP: one datagram at a time, the per-source rate limit before anything is parsed,
+    // so a flood from a few sources costs little and queues nothing.
     let mut buf = vec![0u8; 4096];
-    let mut dropped: u64 = 0;
     loop {
         let (n, peer) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+            r = udp.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::debug!("dns: receive failed: {e}");
                     continue;
                 }
             },
-            () = core.stopped() => return,
+            () = core.stopped() => break,
         };
-        if !limit.allow(peer.ip(), Instant::now()) {
-            dropped += 1;
-            if dropped.is_power_of_two() {
-                tracing::warn!(%peer, dropped, "dns: query rate limit; dropping queries");
-            }
+        if !view.allow(peer) {
             continue;
         }
-        let query = &buf[..n];
-        let reply = match parse(query) {
-            Err(Bad::Drop) => continue,
-            Err(Bad::Rcode { id, rd, rcode }) => rcode_only(id, rd, rcode),
-            Ok(q) if q.qclass != CLASS_IN && q.qclass != TYPE_ANY => {
-                Answer::start(&q, query, RCODE_REFUSED).finish()
-            }
-            Ok(q) => match lookup(&q.labels, &zone) {
-                None => Answer::start(&q, query, RCODE_REFUSED).finish(),
-                Some(Lookup::Apex) => Answer::start(&q, query, 0).finish(),
-                Some(Lookup::Nothing) => Answer::start(&q, query, RCODE_NXDOMAIN).finish(),
-                Some(Lookup::Pool { handle, first, pe }) => {
-                    let n = cfg.max_answers;
-                    let picked = core.query(move |c, _| choose(c, &handle, pe, n)).await;
-                    let Ok(picked) = picked else { return };
-                    answer(&q, query, first, picked.as_deref(), &cfg)
-                }
-            },
+        let Some(reply) = answer_datagram(&view, &buf[..n], peer).await else {
+            continue;
         };
-        if let Err(e) = socket.send_to(&reply, peer).await {
+        if let Err(e) = udp.send_to(&reply, peer).await {
             tracing::debug!(%peer, "dns: send failed: {e}");
         }
+    }
+    if let Some(s) = server.as_mut() {
+        if let Err(e) = s.shutdown_gracefully().await {
+            tracing::debug!("dns: shutdown: {e}");
+        }
+    }
+}
+
+/// The view shared by the UDP loop and hickory's TCP server.
+struct ArcView(Arc<View>);
+
+#[async_trait::async_trait]
+impl RequestHandler for ArcView {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        if request.protocol() != Protocol::Udp && !self.0.allow(request.src()) {
+            return nothing_sent(request);
+        }
+        self.0.handle_request::<R, T>(request, response).await
     }
 }
 

@@ -180,7 +180,15 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
             let socket = super::dns::bind(d.listen)
                 .with_context(|| format!("cannot listen for DNS on udp://{}", d.listen))?;
             let local = socket.local_addr()?;
-            tokio::spawn(super::dns::serve(socket, d.clone(), handle.clone()));
+            // DNS over TCP on the same port (answers too big for UDP, `dig … ANY`).
+            let tcp = match super::dns::bind_tcp(local) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("DNS over TCP on {local} unavailable: {e}; UDP only");
+                    None
+                }
+            };
+            tokio::spawn(super::dns::serve(socket, tcp, d.clone(), handle.clone()));
             Some(local)
         }
         None => None,

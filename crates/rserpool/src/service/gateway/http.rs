@@ -1,11 +1,13 @@
 //! HTTP mode of the gateway: HTTP/1.1 towards the client (hyper), and for each request a
 //! PE by the pool's policy over kept-alive connections to the PEs.
 //!
-//! * The request body is read whole (at most `max_body`, else 413) so the request can be
-//!   sent again: a request that cannot reach its PE (connect refused or timed out: the PE
-//!   is reported unreachable) goes to the next PE; one whose PE fails after it was sent is
-//!   retried on another PE when its method is idempotent (GET, HEAD, PUT, DELETE,
-//!   OPTIONS, TRACE), else the client gets 502.
+//! * The request body of an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE)
+//!   or of one of at most [`SMALL_BODY`] bytes is read whole (at most `max_body`, else
+//!   413) so the request can be sent again; any other body (larger, or of unknown length)
+//!   streams to the PE. A request that cannot reach its PE (connect refused or timed out:
+//!   the PE is reported unreachable; or a kept connection found closed before the request
+//!   went out) goes to the next PE; one whose PE fails after it was sent is retried on
+//!   another PE when its method is idempotent, else the client gets 502.
 //! * Hop-by-hop headers are dropped both ways; `X-Forwarded-For` gets the client's address
 //!   appended.
 //! * No PE reachable: 503 and a log line.
@@ -38,8 +40,12 @@ use super::Shared;
 /// Idle kept-alive connections kept per PE.
 pub const IDLE_PER_PE: usize = 256;
 
+/// Request bodies of non-idempotent requests up to this size (by `Content-Length`) are
+/// buffered too, so they can go to another PE after a failure; larger ones stream.
+pub const SMALL_BODY: u64 = 64 * 1024;
+
 type Body = BoxBody<Bytes, hyper::Error>;
-type Sender = SendRequest<Full<Bytes>>;
+type Sender = SendRequest<Body>;
 
 /// Kept-alive connections to PEs, by PE address.
 #[derive(Default)]
@@ -52,9 +58,14 @@ impl Upstreams {
     fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&addr)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(SendRequest::is_ready)?;
-        Some(list.swap_remove(i))
+        // The most recently kept first (the likeliest to be ready and warm); closed ones go.
+        while let Some(i) = list.iter().rposition(|s| s.is_ready() || s.is_closed()) {
+            let s = list.swap_remove(i);
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
     }
 
     /// Keep `s` for the next request (it becomes ready once this response is read).
@@ -84,10 +95,13 @@ pub(super) async fn session(
 ) {
     let sh2 = sh.clone();
     let pool = pool.clone();
+    // The client's address as a header value, made once per connection.
+    let ip = HeaderValue::from_str(&peer.ip().to_string()).ok();
     let svc = hyper::service::service_fn(move |req| {
         let sh = sh2.clone();
         let pool = pool.clone();
-        async move { Ok::<_, Infallible>(forward(&sh, &pool, peer, req).await) }
+        let ip = ip.clone();
+        async move { Ok::<_, Infallible>(forward(&sh, &pool, peer, ip, req).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).keep_alive(true);
@@ -157,22 +171,46 @@ fn simple(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
+/// A request body as the attempts see it.
+enum OutBody {
+    /// Read whole: every attempt sends a copy.
+    Buffered(Bytes),
+    /// Streamed from the client: one attempt only, unless it comes back unsent.
+    Stream(Option<Body>),
+}
+
 /// The request as sent to a PE (rebuilt for each attempt).
 struct Outgoing {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: OutBody,
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|n: Infallible| match n {}).boxed()
 }
 
 impl Outgoing {
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut r = Request::new(Full::new(self.body.clone()));
+    /// The request for the next attempt (`None`: its streamed body is gone).
+    fn request(&mut self) -> Option<Request<Body>> {
+        let body = match &mut self.body {
+            OutBody::Buffered(b) => full(b.clone()),
+            OutBody::Stream(s) => s.take()?,
+        };
+        let mut r = Request::new(body);
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
         *r.version_mut() = Version::HTTP_11;
         *r.headers_mut() = self.headers.clone();
-        r
+        Some(r)
+    }
+
+    /// A request that was never sent gives its streamed body back.
+    fn unsent(&mut self, r: Request<Body>) {
+        if let OutBody::Stream(s) = &mut self.body {
+            *s = Some(r.into_body());
+        }
     }
 }
 
@@ -180,15 +218,21 @@ async fn forward(
     sh: &Shared,
     pool: &PoolHandle,
     peer: SocketAddr,
+    ip: Option<HeaderValue>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
+    let length = hyper::body::Body::size_hint(&body).exact();
+    if length.is_some_and(|n| n > sh.cfg.max_body as u64) {
+        return simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
     let body = if hyper::body::Body::is_end_stream(&body) {
-        Bytes::new()
-    } else {
+        OutBody::Buffered(Bytes::new())
+    } else if idempotent(&parts.method) || length.is_some_and(|n| n <= SMALL_BODY) {
+        // Buffered so that the request can go to another PE after a failure.
         match Limited::new(body, sh.cfg.max_body).collect().await {
-            Ok(c) => c.to_bytes(),
+            Ok(c) => OutBody::Buffered(c.to_bytes()),
             Err(e) => {
                 return if e
                     .downcast_ref::<http_body_util::LengthLimitError>()
@@ -200,20 +244,23 @@ async fn forward(
                 };
             }
         }
+    } else {
+        // Large or of unknown length, not idempotent: streamed, never held whole.
+        OutBody::Stream(Some(body.boxed()))
     };
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.ip())).ok(),
+        None => ip,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
-    let uri = parts.uri.path_and_query().map_or_else(
-        || Uri::from_static("/"),
-        |pq| Uri::try_from(pq.as_str()).unwrap_or_else(|_| Uri::from_static("/")),
-    );
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     if !headers.contains_key(header::HOST) {
         if let Some(a) = parts
             .uri
@@ -223,7 +270,7 @@ async fn forward(
             headers.insert(header::HOST, a);
         }
     }
-    let out = Outgoing {
+    let mut out = Outgoing {
         method: parts.method,
         uri,
         headers,
@@ -267,7 +314,10 @@ async fn forward(
                 }
             },
         };
-        match sender.try_send_request(out.request()).await {
+        let Some(request) = out.request() else {
+            return simple(StatusCode::BAD_GATEWAY, "the pool element failed");
+        };
+        match sender.try_send_request(request).await {
             Ok(resp) => {
                 sh.upstream.checkin(addr, sender);
                 let (mut parts, body) = resp.into_parts();
@@ -275,7 +325,13 @@ async fn forward(
                 return Response::from_parts(parts, body.boxed());
             }
             Err(mut e) => {
-                let unsent = e.take_message().is_some();
+                let unsent = match e.take_message() {
+                    Some(r) => {
+                        out.unsent(r);
+                        true
+                    }
+                    None => false,
+                };
                 // The PE may be gone: its other kept connections are suspect too (the next
                 // pick of it connects afresh, and a refusal reports it).
                 sh.upstream.forget(addr);
