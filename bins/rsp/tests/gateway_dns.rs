@@ -302,11 +302,10 @@ fn malformed_unknown_and_flooding_queries_leave_the_registrar_up() {
             f.join().unwrap();
         }
         eprintln!("flood: {} datagrams", sent.load(Ordering::Relaxed));
-        assert_eq!(
-            rcode(&dns, &good),
-            Some(0),
-            "still answering after the flood"
-        );
+        // The socket's receive queue may still be full of the flood (the kernel drops
+        // what does not fit, our query included): ask again, a bounded number of times.
+        let after = (0..15).find_map(|_| rcode(&dns, &good));
+        assert_eq!(after, Some(0), "still answering after the flood");
         assert!(
             reg.proc.err.text().contains("rate limit"),
             "the drops are logged"
