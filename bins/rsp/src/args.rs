@@ -276,3 +276,29 @@ mod tests {
         assert!(p("nope", 0).policy().is_err());
     }
 }
+
+/// Component Status Protocol reports to RSPLIB's cspmonitor (PEs and pool users).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CspArgs {
+    /// Send status reports to RSPLIB's cspmonitor at ADDR[:PORT] (port 2960 by default);
+    /// the environment variable CSP_SERVER does the same. Default off.
+    #[arg(long, value_name = "ADDR")]
+    pub csp_server: Option<String>,
+    /// Interval of the status reports: milliseconds as RSPLIB (1000) or with a unit
+    /// (500ms, 2s); the environment variable CSP_INTERVAL does the same. Default 1s.
+    #[arg(long, value_name = "MS")]
+    pub csp_interval: Option<String>,
+}
+
+impl CspArgs {
+    /// The reporter's settings (flags, else environment); `None` = off.
+    pub fn config(&self) -> anyhow::Result<Option<rserpool::service::csp::CspConfig>> {
+        use rserpool::service::csp;
+        let interval = match self.csp_interval.as_deref() {
+            Some(i) => Some(csp::parse_interval(i).context("--csp-interval")?),
+            None => None,
+        };
+        csp::CspConfig::from_args_or_env(self.csp_server.as_deref(), interval)
+            .context("--csp-server")
+    }
+}

@@ -64,6 +64,8 @@ pub struct GatewayArgs {
     /// to 64 KiB) or announced by Content-Length; larger ones get 413. Default 16777216.
     #[arg(long, value_name = "BYTES")]
     pub max_body: Option<usize>,
+    #[command(flatten)]
+    pub csp: args::CspArgs,
 }
 
 /// The `--config` file.
@@ -193,6 +195,7 @@ pub fn resolve(a: &GatewayArgs) -> anyhow::Result<(GatewayConfig, RegistrarArgs)
 
 pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
     let (cfg, regs) = resolve(a).map_err(crate::exit::usage)?;
+    let csp = a.csp.config().map_err(crate::exit::usage)?;
     raise_fd_limit(cfg.max_connections as u64 * 2 + 256);
     args::runtime()?.block_on(async move {
         // Every PE of the pool in each handle resolution: the gateway spreads over all.
@@ -216,7 +219,34 @@ pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
                 String::from_utf8_lossy(pool.as_bytes())
             );
         }
+        // A pool user to the CSP monitor: what the gateway carried so far.
+        let csp = match csp {
+            Some(c) => {
+                let stats = gw.stats();
+                let addrs: Vec<_> = gw.local_addrs().into_iter().map(|(a, _)| a).collect();
+                let pools: Vec<String> = gw
+                    .local_addrs()
+                    .into_iter()
+                    .map(|(_, p)| String::from_utf8_lossy(p.as_bytes()).into_owned())
+                    .collect();
+                let pools = pools.join(",");
+                let status = move || {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    format!(
+                        "Gateway {pools}: {} open, {} accepted, {} failovers",
+                        stats.active.load(Relaxed),
+                        stats.accepted.load(Relaxed),
+                        stats.pe_unreachable.load(Relaxed) + stats.retried.load(Relaxed)
+                    )
+                };
+                Some(rserpool::service::csp::spawn_pu_reporter(c, &addrs, status).await?)
+            }
+            None => None,
+        };
         let left = gw.run(rserpool::signal::terminate()).await;
+        if let Some(c) = csp {
+            c.stop().await;
+        }
         if left > 0 {
             eprintln!("rsp gateway: {left} connections cut at the end of the drain");
         }

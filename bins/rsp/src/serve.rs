@@ -122,6 +122,8 @@ pub struct ServeArgs {
     /// http: answer with this file's contents instead of a fixed body.
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub csp: args::CspArgs,
 }
 
 /// One `--listen` value.
@@ -150,6 +152,7 @@ pub fn listen_spec(s: &str) -> Result<Listen, String> {
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.policy().map_err(crate::exit::usage)?;
+    let csp = args.csp.config().map_err(crate::exit::usage)?;
     if args.service != Service::Http && (args.body_size.is_some() || args.file.is_some()) {
         return Err(crate::exit::usage(anyhow::anyhow!(
             "--body-size and --file are for `rsp serve http`"
@@ -168,13 +171,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    args::runtime()?.block_on(serve(args, policy, body))
+    args::runtime()?.block_on(serve(args, policy, body, csp))
 }
 
 async fn serve(
     args: &ServeArgs,
     policy: rserpool_wire::Policy,
     file: Option<Vec<u8>>,
+    csp: Option<rserpool::service::csp::CspConfig>,
 ) -> anyhow::Result<ExitCode> {
     let registrars = args.registrars.endpoints();
     let listen = if args.listen.is_empty() {
@@ -245,6 +249,7 @@ async fn serve(
         ));
         opts = opts.sctp_user_transport(port, ips, !args.data_only);
     }
+    let csp_addrs: Vec<SocketAddr> = registered.iter().filter_map(Endpoint::primary).collect();
     let pe = Arc::new(PoolElement::start(opts)?);
     let events = pe.subscribe();
     let active = Arc::new(AtomicU32::new(0));
@@ -286,6 +291,35 @@ async fn serve(
             tokio::spawn(demo::serve_sctp(l, service, tracker));
         }
     }
+    let csp = match csp {
+        Some(c) => {
+            let label = format!("{pool} {}", args.service.name());
+            let registrar_protocol = args
+                .registrars
+                .registrars
+                .first()
+                .map_or(6, |e| rserpool::service::csp::ip_protocol(e.transport));
+            let (active, capacity) = (active.clone(), args.capacity);
+            let workload = move || {
+                capacity.map(|c| {
+                    f64::from(active.load(std::sync::atomic::Ordering::Relaxed))
+                        / f64::from(c.max(1))
+                })
+            };
+            Some(
+                rserpool::service::csp::spawn_pe_reporter(
+                    c,
+                    pe.clone(),
+                    label,
+                    &csp_addrs,
+                    registrar_protocol,
+                    workload,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     tokio::spawn(watch(
         pe.clone(),
@@ -304,6 +338,9 @@ async fn serve(
             ExitCode::from(crate::exit::FAILURE)
         }
     };
+    if let Some(c) = csp {
+        c.stop().await;
+    }
     pe.deregister().await;
     Ok(code)
 }

@@ -182,6 +182,9 @@ pub struct EnrpCounters {
     pub duplicate_conns_closed: u64,
     /// Takeovers of ourselves announced by peers (answered with a presence).
     pub takeovers_of_self: u64,
+    /// PEs a peer listed as its own in a re-synchronisation while we owned them too,
+    /// kept by the election's tie-break (the peer is sent an ADD_PE).
+    pub contested_kept: u64,
 }
 
 /// How often each protection of the registrar acted (see the registrar module docs).

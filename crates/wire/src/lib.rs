@@ -14,6 +14,7 @@
 
 pub mod checksum;
 pub mod codec;
+pub mod csp;
 pub mod error;
 pub mod framing;
 pub mod message;

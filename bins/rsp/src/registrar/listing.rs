@@ -197,6 +197,21 @@ impl Resolved {
                 "dns_rate_per_source",
                 Some(dns_view(self).per_source_rate.to_string()),
             ),
+            // ---- CSP reports ----
+            (
+                "csp_server",
+                self.csp.as_ref().map(|c| toml_str(&c.server.to_string())),
+            ),
+            (
+                "csp_interval",
+                Some(toml_str(&format!(
+                    "{}ms",
+                    self.csp
+                        .as_ref()
+                        .map_or(rserpool::service::csp::DEFAULT_CSP_INTERVAL, |c| c.interval)
+                        .as_millis()
+                ))),
+            ),
         ]
     }
 

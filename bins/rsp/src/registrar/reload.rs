@@ -54,6 +54,7 @@ impl Reload {
         next.core.enrp.presence_group = cur.core.enrp.presence_group;
         next.core.enrp.mentor_discovery_timeout = cur.core.enrp.mentor_discovery_timeout;
         next.dns = cur.dns.clone(); // the DNS socket stays as bound
+        next.csp = cur.csp.clone(); // the CSP reporter runs with its start-up settings
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "unset".into());
         let mut applied = Vec::new();
         let mut restart = Vec::new();

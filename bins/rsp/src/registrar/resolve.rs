@@ -294,6 +294,7 @@ impl Settings {
                 wire_log: self.wire_log.clone(),
                 log_summary_interval,
                 dns: self.dns_view()?,
+                csp: self.csp_reports()?,
             },
             admin_allow_remote,
             log_level,
@@ -521,6 +522,17 @@ fn duration_in_range(
 }
 
 impl Settings {
+    /// The `csp_*` settings (else `CSP_SERVER` / `CSP_INTERVAL`), checked; `None` = off.
+    fn csp_reports(&self) -> anyhow::Result<Option<rserpool::service::csp::CspConfig>> {
+        use rserpool::service::csp;
+        let interval = match self.csp_interval.as_deref() {
+            Some(i) => Some(csp::parse_interval(i).with_context(|| "csp_interval")?),
+            None => None,
+        };
+        csp::CspConfig::from_args_or_env(self.csp_server.as_deref(), interval)
+            .with_context(|| "csp_server")
+    }
+
     /// The `dns*` settings (the registrar's DNS view), checked; `None` = off.
     fn dns_view(&self) -> anyhow::Result<Option<rserpool::service::dns::DnsConfig>> {
         use rserpool::service::dns;

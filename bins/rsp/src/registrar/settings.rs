@@ -248,6 +248,15 @@ pub struct Settings {
     /// are dropped (0 = no limit). Default 2000.
     #[arg(long, value_name = "N")]
     pub dns_rate_per_source: Option<u32>,
+    // ---- Component Status Protocol reports (rserpool::service::csp) ----
+    /// Send status reports to RSPLIB's cspmonitor at ADDR[:PORT] (port 2960 by default);
+    /// the environment variable CSP_SERVER does the same. Default off.
+    #[arg(long, value_name = "ADDR")]
+    pub csp_server: Option<String>,
+    /// Interval of the status reports: milliseconds as RSPLIB (1000) or with a unit
+    /// (500ms, 2s); the environment variable CSP_INTERVAL does the same. Default 1s.
+    #[arg(long, value_name = "MS")]
+    pub csp_interval: Option<String>,
 }
 
 /// A TOML value given as a string or as a number.
@@ -370,6 +379,8 @@ impl Settings {
             dns_ttl: self.dns_ttl.or(file.dns_ttl),
             dns_max_answers: self.dns_max_answers.or(file.dns_max_answers),
             dns_rate_per_source: self.dns_rate_per_source.or(file.dns_rate_per_source),
+            csp_server: self.csp_server.or(file.csp_server),
+            csp_interval: self.csp_interval.or(file.csp_interval),
         }
     }
 }

@@ -170,6 +170,16 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // The test failed: show what this process logged (the last lines), so a CI
+            // failure can be understood from its output alone.
+            let lines = self.err.lines.lock().unwrap();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- {} (stderr, last {} lines) ---", self.name, tail.len());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 

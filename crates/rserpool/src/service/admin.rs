@@ -100,6 +100,7 @@ fn enrp_counters(c: &EnrpCounters) -> Vec<ProtectionDoc> {
             c.duplicate_conns_closed,
         ),
         ("takeovers of this registrar announced", c.takeovers_of_self),
+        ("contested PEs kept (two homes)", c.contested_kept),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)

@@ -20,6 +20,7 @@ use std::time::Duration;
 pub mod admin;
 pub mod bench;
 pub mod call;
+pub mod csp;
 pub mod demo;
 pub mod dns;
 pub mod enrp_dump;

@@ -66,6 +66,8 @@ pub struct ServiceConfig {
     pub log_summary_interval: Option<Duration>,
     /// The DNS view of the pools ([`super::dns`]); `None` = off.
     pub dns: Option<super::dns::DnsConfig>,
+    /// Component Status Protocol reports ([`super::csp`]); `None` = off.
+    pub csp: Option<super::csp::CspConfig>,
 }
 
 /// A registrar running in this process.
@@ -86,12 +88,17 @@ pub struct Running {
     pub summary_interval: tokio::sync::watch::Sender<Option<Duration>>,
     /// Where the DNS view answers (real port).
     pub dns: Option<SocketAddr>,
+    /// The CSP reporter (FINAL report on stop).
+    csp: Option<super::csp::CspReporter>,
 }
 
 impl Running {
     /// Serve until `signal`, then shut down gracefully.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
+        if let Some(csp) = self.csp {
+            csp.stop().await;
+        }
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -197,6 +204,22 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
     let task = tokio::spawn(driver.run(async {
         let _ = stopped.await;
     }));
+    let csp = match cfg.csp.clone() {
+        Some(c) => {
+            let addrs: Vec<SocketAddr> = endpoints
+                .iter()
+                .filter_map(|e| e.primary())
+                .filter(|a| !a.ip().is_unspecified())
+                .collect();
+            let server = c.server;
+            Some(
+                super::csp::spawn_registrar_reporter(c, handle.clone(), &addrs)
+                    .await
+                    .with_context(|| format!("CSP reports to {server}"))?,
+            )
+        }
+        None => None,
+    };
     Ok(Running {
         handle,
         server_id,
@@ -208,6 +231,7 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         stop,
         summary_interval,
         dns,
+        csp,
     })
 }
 

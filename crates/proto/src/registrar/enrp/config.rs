@@ -34,6 +34,14 @@ impl TakeoverElection {
             TakeoverElection::Highest => "highest",
         }
     }
+
+    /// Whether this election prefers registrar `a` to registrar `b` (`a` wins).
+    pub fn prefers(self, a: ServerId, b: ServerId) -> bool {
+        match self {
+            TakeoverElection::Lowest => a < b,
+            TakeoverElection::Highest => a > b,
+        }
+    }
 }
 
 /// ENRP part of [`super::super::RegistrarConfig`].

@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use rserpool_wire::codec::{pad4, pool_element_len};
-use rserpool_wire::{EnrpMessage, PeId, PoolElement, PoolEntry, PoolHandle, ServerId, ServerInfo};
+use rserpool_wire::{
+    EnrpMessage, PeId, PoolElement, PoolEntry, PoolHandle, ServerId, ServerInfo, UpdateAction,
+};
 
 use super::peers::{endpoint_of, transport_of};
 use super::{EnrpEvent, EnrpPhase, PeerState, MAX_RESPONSE_BYTES};
@@ -307,6 +309,45 @@ impl Registrar {
         }
     }
 
+    /// `from` lists as its own a PE that we own too (a false takeover during a
+    /// partition leaves two homes). When both re-synchronise with each other at once,
+    /// "ownership moves to the sender" would swap the claims, each side would then purge
+    /// the PE as no longer listed by its new owner, and the PE would be gone everywhere.
+    /// So the tie is broken once, the same way on both sides: the registrar the takeover
+    /// election prefers keeps the PE and tells the other with an ADD_PE (which moves it
+    /// there); the other yields. True when we keep it (the entry is then skipped).
+    fn keeps_contested(&mut self, handle: &PoolHandle, id: PeId, from: ServerId) -> bool {
+        let ours = self
+            .hs
+            .get(handle, id)
+            .is_some_and(|e| e.pe.home_registrar == self.server_id);
+        if !ours
+            || !self
+                .cfg
+                .enrp
+                .takeover_election
+                .prefers(self.server_id, from)
+        {
+            return false;
+        }
+        self.counters.enrp.contested_kept += 1;
+        let sctp = self
+            .peer_index(from)
+            .is_some_and(|i| self.enrp.peers[i].sctp);
+        if let Some(e) = self.hs.get(handle, id) {
+            let msg = EnrpMessage::HandleUpdate {
+                takeover: false,
+                sender: self.server_id,
+                receiver: from,
+                action: UpdateAction::ADD_PE,
+                handle: handle.clone(),
+                pe: self.pe_for_peer(&e.pe, sctp),
+            };
+            self.send_to_peer(from, &msg);
+        }
+        true
+    }
+
     /// A part of a peer's handlespace: our mentor's download or a re-synchronisation.
     pub(super) fn on_handle_table_response(
         &mut self,
@@ -343,6 +384,9 @@ impl Registrar {
                 if resync {
                     if let Some((marks, _)) = self.enrp.resyncs.get_mut(&from) {
                         marks.remove(&(pool.handle.clone(), pe.id));
+                    }
+                    if self.keeps_contested(&pool.handle, pe.id, from) {
+                        continue;
                     }
                 }
                 let id = pe.id;

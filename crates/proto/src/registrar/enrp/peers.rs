@@ -350,7 +350,30 @@ impl Registrar {
         }
         self.enrp.sessions.remove(&id);
         self.enrp.resyncs.remove(&id);
+        // Close what we still hold to it. A connection that outlived a partition is in
+        // TCP's retransmission back-off: after the heal, what either side writes on it
+        // arrives seconds late, long enough for a live peer to be declared dead again.
+        // Both sides drop a removed peer's connections, so the heal starts on fresh ones.
+        let mut stale: Vec<ConnId> = self.enrp.peers[i]
+            .conn
+            .filter(|c| self.conns.contains(c))
+            .into_iter()
+            .collect();
+        if let Some(ep) = &self.enrp.peers[i].endpoint {
+            stale.extend(
+                self.opened
+                    .iter()
+                    .filter(|(x, e)| *e == ep && self.conns.contains(x))
+                    .map(|(x, _)| *x),
+            );
+        }
+        stale.sort_unstable();
+        stale.dedup();
+        for c in stale {
+            self.enrp.cmds.push_back(TransportCommand::Close(c));
+        }
         let p = &mut self.enrp.peers[i];
+        p.conn = None;
         if p.is_static {
             let ep = p.endpoint.clone();
             let sctp = p.sctp;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rserpool_wire::{EnrpMessage, ServerId};
 
-use super::{EnrpEvent, PeerState, TakeoverElection};
+use super::{EnrpEvent, PeerState};
 use crate::common::later;
 use crate::io::{ConnId, Dest};
 use crate::registrar::{Registrar, RegistrarTimer};
@@ -96,10 +96,7 @@ impl Registrar {
             return;
         }
         if self.enrp.takeovers.contains_key(&target) {
-            let they_win = match self.cfg.enrp.takeover_election {
-                TakeoverElection::Lowest => from < me,
-                TakeoverElection::Highest => from > me,
-            };
+            let they_win = self.cfg.enrp.takeover_election.prefers(from, me);
             if !they_win {
                 return; // no ACK: ours goes on
             }
