@@ -24,11 +24,21 @@ command -v ab >/dev/null 2>&1 || need_pkgs+=(apache2-utils)
 command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
+# RSPLIB's component status monitor (CSP reports), systemd-analyze and man (packaging).
+command -v cspmonitor >/dev/null 2>&1 || need_pkgs+=(rsplib-tools)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# The Debian package is built with cargo-deb (a pinned version: its options change).
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "==> installing cargo-deb"
+  cargo install --locked --quiet cargo-deb --version 3.8.0
 fi
 
 # Many idle connections are part of the tests.

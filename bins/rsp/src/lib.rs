@@ -16,6 +16,7 @@ pub mod decode;
 pub mod dump;
 pub mod gateway;
 pub mod logging;
+pub mod packaging;
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
@@ -101,6 +102,8 @@ pub enum Command {
     Call(call::CallArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
     Resolve(resolve::ResolveArgs),
+    Completions(packaging::CompletionsArgs),
+    Man(packaging::ManArgs),
 }
 
 /// Parse the command line, set up logging, run the subcommand; never panics on bad input.
@@ -134,6 +137,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => gateway::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Resolve(args) => resolve::run(&args),
+        Command::Completions(args) => packaging::completions(&args),
+        Command::Man(args) => packaging::man(&args).map_err(exit::usage),
     }
 }
 
