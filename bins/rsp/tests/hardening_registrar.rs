@@ -712,3 +712,105 @@ fn pe_quotas_leave_room_for_everybody_else() {
         dissect_all(&dir, &log2);
     });
 }
+
+/// RSPLIB's per-PU ceilings (`--max-hr-rate`, `--max-eu-rate`), counted per source
+/// address: a flooding pool user gets Unknown Pool Handle (0x9) beyond its rate and its
+/// surplus reports are ignored, while another source resolves as usual.
+#[test]
+fn per_source_rates_hold_a_flooding_pool_user_to_its_share() {
+    bounded(Duration::from_secs(180), || {
+        let dir = scratch("hardening-rates");
+        let log = dir.join("wire.log");
+        let reg = start_registrar(
+            "tcp://0.0.0.0:0",
+            &log,
+            &["--max-hr-rate", "50", "--max-eu-rate", "10"],
+        );
+        let pe = start_echo(&reg.asap, &["127.0.0.1:0"], &log);
+        let pe_id = parse_pe_id(&pe.entries[0].0);
+        let resolution = AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "EchoPool".into(),
+            items: None,
+        };
+        // The flood: 3000 resolutions pipelined from 127.0.0.1.
+        let mut flood = raw_from(&reg.asap, IpAddr::from([127, 0, 0, 1]));
+        let bytes = resolution.encode_to_vec();
+        let started = std::time::Instant::now();
+        let mut batch = Vec::new();
+        for _ in 0..3000 {
+            batch.extend_from_slice(&bytes);
+        }
+        flood.send(&batch);
+        let (mut answered, mut limited) = (0u32, 0u32);
+        for _ in 0..3000 {
+            match flood.recv() {
+                Some(AsapMessage::HandleResolutionResponse {
+                    error: None, pes, ..
+                }) if !pes.is_empty() => answered += 1,
+                Some(AsapMessage::HandleResolutionResponse { error: Some(e), .. })
+                    if e.causes
+                        .iter()
+                        .any(|c| c.code == CauseCode::UNKNOWN_POOL_HANDLE) =>
+                {
+                    limited += 1
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "figure: 3000 pipelined resolutions at --max-hr-rate 50: {answered} answered, \
+             {limited} limited in {secs:.2} s"
+        );
+        // A burst of one second's worth, then 50 per second: never more.
+        assert!(
+            f64::from(answered) <= 50.0 * (1.0 + secs) + 1.0,
+            "{answered} answered in {secs:.2} s"
+        );
+        assert!(limited > 0);
+        // Another source is not affected.
+        let mut other = raw_from(&reg.asap, IpAddr::from([127, 0, 0, 2]));
+        for _ in 0..20 {
+            other.send_msg(&resolution);
+            assert!(matches!(
+                other.recv(),
+                Some(AsapMessage::HandleResolutionResponse { error: None, ref pes, .. })
+                    if !pes.is_empty()
+            ));
+        }
+        // Unreachability reports beyond 10 per second are ignored (and counted).
+        let mut pu = raw_from(&reg.asap, IpAddr::from([127, 0, 0, 3]));
+        pu.send_msg(&resolution);
+        pu.recv();
+        let report = AsapMessage::EndpointUnreachable {
+            handle: "EchoPool".into(),
+            pe_id: PeId(pe_id),
+        }
+        .encode_to_vec();
+        let mut batch = Vec::new();
+        for _ in 0..500 {
+            batch.extend_from_slice(&report);
+        }
+        pu.send(&batch);
+        wait_until(
+            "the reports over the rate to be counted",
+            Duration::from_secs(20),
+            || {
+                protection(
+                    &dump(&reg.admin),
+                    "unreachability reports over the per-source rate (ignored)",
+                ) > 0
+            },
+        );
+        let doc = dump(&reg.admin);
+        assert!(
+            protection(
+                &doc,
+                "handle resolutions over the per-source rate (answered 0x9)"
+            ) >= u64::from(limited)
+        );
+        // The PE is alive and stays: a probe at most, never a removal.
+        assert!(pe_ids(&doc, "EchoPool").contains(&pe.entries[0].0));
+    });
+}

@@ -221,6 +221,10 @@ pub struct GuardCounters {
     pub report_probes: u64,
     /// Probes not sent because the PE answered one moments ago.
     pub probes_limited: u64,
+    /// Handle resolutions answered Unknown Pool Handle for the per-source rate limit.
+    pub hr_rate_limited: u64,
+    /// Unreachability reports ignored for the per-source rate limit.
+    pub eu_rate_limited: u64,
 }
 
 impl GuardCounters {
@@ -270,6 +274,14 @@ impl GuardCounters {
             (
                 "probes skipped: the PE answered moments ago",
                 self.probes_limited,
+            ),
+            (
+                "handle resolutions over the per-source rate (answered 0x9)",
+                self.hr_rate_limited,
+            ),
+            (
+                "unreachability reports over the per-source rate (ignored)",
+                self.eu_rate_limited,
             ),
         ]
         .into_iter()

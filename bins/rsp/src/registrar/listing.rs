@@ -71,6 +71,8 @@ impl Resolved {
                 Some(limit(c.max_pes_per_connection)),
             ),
             ("max_pes_per_source", Some(limit(c.max_pes_per_source))),
+            ("max_hr_rate", Some(c.max_hr_rate.to_string())),
+            ("max_eu_rate", Some(c.max_eu_rate.to_string())),
             ("pe_id_move", Some(toml_str(c.pe_id_move.name()))),
             (
                 "max_registration_life",

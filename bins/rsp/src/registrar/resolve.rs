@@ -251,6 +251,8 @@ impl Settings {
             max_pes_per_source: self
                 .max_pes_per_source
                 .unwrap_or(defaults.max_pes_per_source),
+            max_hr_rate: self.max_hr_rate.unwrap_or(defaults.max_hr_rate),
+            max_eu_rate: self.max_eu_rate.unwrap_or(defaults.max_eu_rate),
             default_hr_items,
             max_hr_items,
             hr_include_asap_transport: self

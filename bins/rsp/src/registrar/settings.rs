@@ -99,6 +99,15 @@ pub struct Settings {
     /// its connections (0 = unlimited). Default 10000.
     #[arg(long)]
     pub max_pes_per_source: Option<usize>,
+    /// Handle resolutions per second accepted from one source address (an IPv6 /64
+    /// counts as one); over it a pool user is answered Unknown Pool Handle (0x9), as
+    /// RSPLIB's -maxhrrate. 0 = unlimited. Default 0.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub max_hr_rate: Option<u32>,
+    /// Unreachability reports per second heard from one source address; more are
+    /// ignored, as RSPLIB's -maxeurate. 0 = unlimited. Default 0.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub max_eu_rate: Option<u32>,
     /// Most PEs in one pool (0 = unlimited). Default 100000.
     #[arg(long)]
     pub max_pes_per_pool: Option<usize>,
@@ -326,6 +335,8 @@ impl Settings {
             min_address_scope: self.min_address_scope.or(file.min_address_scope),
             max_pes_per_connection: self.max_pes_per_connection.or(file.max_pes_per_connection),
             max_pes_per_source: self.max_pes_per_source.or(file.max_pes_per_source),
+            max_hr_rate: self.max_hr_rate.or(file.max_hr_rate),
+            max_eu_rate: self.max_eu_rate.or(file.max_eu_rate),
             max_pes_per_pool: self.max_pes_per_pool.or(file.max_pes_per_pool),
             default_hr_items: self.default_hr_items.or(file.default_hr_items),
             hr_include_asap_transport: self

@@ -26,13 +26,33 @@ impl Registrar {
                 self.on_deregistration(conn, handle, pe_id)
             }
             AsapMessage::HandleResolution { handle, items, .. } => {
-                self.on_handle_resolution(conn, handle, items)
+                let source = crate::conn_limits::Source::of(meta.peer.ip());
+                if self.hr_rates.allow(now, source, self.cfg.max_hr_rate) {
+                    self.on_handle_resolution(conn, handle, items)
+                } else {
+                    // RSPLIB's answer over the limit: Unknown Pool Handle.
+                    self.counters.guards.hr_rate_limited += 1;
+                    let msg = AsapMessage::HandleResolutionResponse {
+                        accepted: false,
+                        handle,
+                        policy: None,
+                        pes: Vec::new(),
+                        error: Some(OperationError::code(CauseCode::UNKNOWN_POOL_HANDLE)),
+                    };
+                    self.send(Dest::Conn(conn), &msg);
+                }
             }
             AsapMessage::EndpointKeepAliveAck { handle, pe_id } => {
                 self.on_keepalive_ack(now, conn, handle, pe_id)
             }
             AsapMessage::EndpointUnreachable { handle, pe_id } => {
-                self.on_unreachable(now, conn, handle, pe_id)
+                let source = crate::conn_limits::Source::of(meta.peer.ip());
+                if self.eu_rates.allow(now, source, self.cfg.max_eu_rate) {
+                    self.on_unreachable(now, conn, handle, pe_id)
+                } else {
+                    // Ignored over the limit (RSPLIB).
+                    self.counters.guards.eu_rate_limited += 1;
+                }
             }
             AsapMessage::Error { error } => {
                 self.events

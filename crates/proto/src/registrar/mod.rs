@@ -141,6 +141,7 @@ use crate::timers::Timers;
 mod asap;
 mod enrp;
 mod guard;
+mod rates;
 mod snapshot;
 mod view;
 
@@ -212,6 +213,13 @@ pub struct RegistrarConfig {
     /// Most PEs registered from one source (IPv4 address or IPv6 /64), over all its
     /// connections; 0 = unlimited. Default 10000.
     pub max_pes_per_source: usize,
+    /// Handle resolutions accepted per second from one source (IPv4 address or IPv6
+    /// /64); over the limit a PU is answered Unknown Pool Handle (0x9), as RSPLIB's
+    /// `-maxhrrate`. 0 = unlimited (default, as RSPLIB).
+    pub max_hr_rate: u32,
+    /// Unreachability reports heard per second from one source; more are ignored, as
+    /// RSPLIB's `-maxeurate`. 0 = unlimited (default, as RSPLIB).
+    pub max_eu_rate: u32,
     /// ENRP: peers, presence, timers, takeover ([`EnrpConfig`]).
     pub enrp: EnrpConfig,
 }
@@ -247,6 +255,8 @@ impl Default for RegistrarConfig {
             min_address_scope: AddressScope::Loopback,
             max_pes_per_connection: DEFAULT_MAX_PES_PER_CONNECTION,
             max_pes_per_source: DEFAULT_MAX_PES_PER_SOURCE,
+            max_hr_rate: 0,
+            max_eu_rate: 0,
             enrp: EnrpConfig::default(),
         }
     }
@@ -373,6 +383,9 @@ pub struct Registrar {
     source_pes: BTreeMap<SourceKey, usize>,
     /// Pools each connection resolved, registrations it has waiting (bounded).
     conn_guard: BTreeMap<ConnId, ConnGuard>,
+    /// Per-source handle resolution and unreachability report rates.
+    hr_rates: rates::SourceRates,
+    eu_rates: rates::SourceRates,
     /// Reports, probes and waiting registrations per PE.
     pe_guard: PeGuards,
     /// Waiting registrations whose PE identifier became free: answered at the end of the
@@ -457,6 +470,8 @@ impl Registrar {
             conn_pes: BTreeMap::new(),
             source_pes: BTreeMap::new(),
             conn_guard: BTreeMap::new(),
+            hr_rates: rates::SourceRates::default(),
+            eu_rates: rates::SourceRates::default(),
             pe_guard: PeGuards::default(),
             freed: Vec::new(),
             started: false,
