@@ -63,6 +63,47 @@ pub struct RegistrarArgs {
     /// `rsp registrar --announce-group`. Default 239.0.0.50:3863.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_announces")]
     pub announce_group: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
+}
+
+/// TLS towards `tls://` registrars (and peers).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsClientArgs {
+    /// Trust anchors (PEM) a tls:// registrar's certificate must chain to (repeatable).
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub ca: Vec<std::path::PathBuf>,
+    /// Our certificate chain (PEM), offered for mutual TLS.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// The name the registrar's certificate must carry (default: the address connected
+    /// to, which must then be an IP address subjectAltName of the certificate).
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
+}
+
+impl TlsClientArgs {
+    /// The loaded settings; `None` without any TLS flag.
+    pub fn load(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<rserpool::transport::tls::TlsSettings>>> {
+        if self.ca.is_empty() && self.cert.is_none() && self.server_name.is_none() {
+            return Ok(None);
+        }
+        let files = rserpool::transport::tls::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+            client_auth: rserpool::transport::tls::ClientAuth::None,
+            server_name: self.server_name.clone(),
+        };
+        Ok(Some(
+            rserpool::transport::tls::TlsSettings::load(files).context("TLS settings")?,
+        ))
+    }
 }
 
 impl RegistrarArgs {
@@ -78,23 +119,34 @@ impl RegistrarArgs {
         (!self.no_announces).then(|| self.announce_group.unwrap_or(ASAP_ANNOUNCE_GROUP))
     }
 
-    /// The registrar link of a PE or PU: the one mapping of these flags.
-    pub fn link(&self) -> RegistrarLink {
-        RegistrarLink {
+    /// The registrar link of a PE or PU: the one mapping of these flags (fails on
+    /// unreadable TLS files).
+    pub fn link(&self) -> anyhow::Result<RegistrarLink> {
+        let tls = self.tls.load()?;
+        if tls.is_none()
+            && self
+                .endpoints()
+                .iter()
+                .any(|e| e.transport == rserpool_proto::io::TransportProto::Tls)
+        {
+            bail!("a tls:// registrar needs trust anchors (--tls-ca FILE)");
+        }
+        Ok(RegistrarLink {
             registrars: self.endpoints(),
             announce_group: self.group(),
             connect_timeout: None,
-        }
+            tls,
+        })
     }
 
     /// Registrars and announces of a pool user.
-    pub fn pu_options(&self, opts: PuOptions) -> PuOptions {
-        opts.link(self.link())
+    pub fn pu_options(&self, opts: PuOptions) -> anyhow::Result<PuOptions> {
+        Ok(opts.link(self.link()?))
     }
 
     /// Registrars and announces of a pool element.
-    pub fn pe_options(&self, opts: PeOptions) -> PeOptions {
-        opts.link(self.link())
+    pub fn pe_options(&self, opts: PeOptions) -> anyhow::Result<PeOptions> {
+        Ok(opts.link(self.link()?))
     }
 
     /// The registrars tried, in words: `known` (configured, then announced ones) and

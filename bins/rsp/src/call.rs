@@ -63,7 +63,7 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
     // Every PE of the pool in each resolution: the policy then runs over the whole pool.
     let opts = args
         .registrars
-        .pu_options(PuOptions::default())
+        .pu_options(PuOptions::default())?
         .hr_items(u32::MAX);
     let pu = PoolUser::start(opts);
     let lines = stdin_lines();

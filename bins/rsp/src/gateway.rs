@@ -200,7 +200,7 @@ pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
     args::runtime()?.block_on(async move {
         // Every PE of the pool in each handle resolution: the gateway spreads over all.
         let pu = Arc::new(PoolUser::start(
-            regs.pu_options(PuOptions::default()).hr_items(u32::MAX),
+            regs.pu_options(PuOptions::default())?.hr_items(u32::MAX),
         ));
         let (mode, splice) = (cfg.mode, cfg.splice);
         let gw = Gateway::bind(cfg, pu)?;

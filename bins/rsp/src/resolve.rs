@@ -40,6 +40,8 @@ pub struct ResolveArgs {
     /// Give up on an answer after this long.
     #[arg(long, default_value = "5s", value_parser = args::duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: args::TlsClientArgs,
 }
 
 pub fn run(args: &ResolveArgs) -> anyhow::Result<ExitCode> {
@@ -122,6 +124,19 @@ async fn resolve_at(args: &ResolveArgs, ep: &Endpoint) -> anyhow::Result<bool> {
             let s = tokio::time::timeout(
                 args.timeout,
                 transport::tcp::connect(&ep.addrs, Protocol::Asap, mptcp, &config),
+            )
+            .await
+            .map_err(timed_out)?
+            .map_err(|e| Unreachable::new(ep, e))?;
+            session(s, args, ep).await
+        }
+        TransportProto::Tls => {
+            let Some(tls) = args.tls.load()? else {
+                bail!("a tls:// registrar needs trust anchors (--tls-ca FILE)");
+            };
+            let s = tokio::time::timeout(
+                args.timeout,
+                transport::tls::connect(&ep.addrs, Protocol::Asap, &config, &tls),
             )
             .await
             .map_err(timed_out)?

@@ -218,6 +218,7 @@ async fn serve(
     let mut opts = args
         .registrars
         .pe_options(PeOptions::new(pool.as_str()))
+        .map_err(crate::exit::usage)?
         .policy(policy.clone())
         .registration_life(args.registration_life)
         .reregistration_interval(args.reregister)

@@ -41,6 +41,8 @@ pub enum TransportProto {
     Sctp,
     /// MPTCP: framed like TCP.
     Mptcp,
+    /// TLS over TCP: framed like TCP inside the TLS session (RFC 5352 §9).
+    Tls,
     /// One message per datagram (announces, presences).
     Udp,
 }
@@ -51,6 +53,7 @@ impl TransportProto {
             TransportProto::Tcp => "tcp",
             TransportProto::Sctp => "sctp",
             TransportProto::Mptcp => "mptcp",
+            TransportProto::Tls => "tls",
             TransportProto::Udp => "udp",
         }
     }

@@ -21,6 +21,8 @@ pub struct RegistrarLink {
     pub announce_group: Option<SocketAddr>,
     /// Give up a connection attempt after this long; `None` = the driver's setting.
     pub connect_timeout: Option<Duration>,
+    /// Trust anchors (and our certificate for mutual TLS) for `tls://` registrars.
+    pub tls: Option<std::sync::Arc<crate::transport::tls::TlsSettings>>,
 }
 
 impl Default for RegistrarLink {
@@ -30,6 +32,7 @@ impl Default for RegistrarLink {
             registrars: Vec::new(),
             announce_group: Some(ASAP_ANNOUNCE_GROUP),
             connect_timeout: None,
+            tls: None,
         }
     }
 }
@@ -49,6 +52,9 @@ impl RegistrarLink {
         }
         if let Some(t) = self.connect_timeout {
             driver.transport.connect_timeout = t;
+        }
+        if let Some(tls) = &self.tls {
+            driver.transport.tls = Some(tls.clone());
         }
     }
 

@@ -42,7 +42,12 @@ pub fn parse_endpoint(url: &str, default_port: u16) -> Result<Endpoint, UrlError
         .iter()
         .rev()
         .find_map(|(_, p)| *p)
-        .unwrap_or(default_port);
+        // TLS has its own ports, one above the plain ones: ASAP-TLS 3864, ENRP-TLS 9902.
+        .unwrap_or(if transport == TransportProto::Tls {
+            default_port.saturating_add(1)
+        } else {
+            default_port
+        });
     // A host name with several addresses: SCTP keeps them all (multi-homing), the others
     // keep the first, like a connect would.
     let keep = if transport == TransportProto::Sctp {
@@ -69,6 +74,7 @@ fn scheme_of(s: &str) -> Result<TransportProto, UrlError> {
         "tcp" | "asap" => TransportProto::Tcp,
         "sctp" => TransportProto::Sctp,
         "mptcp" => TransportProto::Mptcp,
+        "tls" => TransportProto::Tls,
         "udp" => TransportProto::Udp,
         _ => return Err(UrlError::Scheme(s.to_owned())),
     })

@@ -199,6 +199,41 @@ impl Resolved {
                 "dns_rate_per_source",
                 Some(dns_view(self).per_source_rate.to_string()),
             ),
+            // ---- TLS ----
+            (
+                "tls_cert",
+                tls_files(self)
+                    .and_then(|f| f.cert.as_ref().map(|p| toml_str(&p.display().to_string()))),
+            ),
+            (
+                "tls_key",
+                tls_files(self)
+                    .and_then(|f| f.key.as_ref().map(|p| toml_str(&p.display().to_string()))),
+            ),
+            (
+                "tls_ca",
+                Some(format!(
+                    "[{}]",
+                    tls_files(self)
+                        .map(|f| f
+                            .ca
+                            .iter()
+                            .map(|p| toml_str(&p.display().to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                )),
+            ),
+            (
+                "tls_client_auth",
+                Some(toml_str(
+                    tls_files(self).map_or("none", |f| f.client_auth.name()),
+                )),
+            ),
+            (
+                "tls_server_name",
+                tls_files(self).and_then(|f| f.server_name.as_deref().map(toml_str)),
+            ),
             // ---- CSP reports ----
             (
                 "csp_server",
@@ -235,6 +270,11 @@ impl Resolved {
         }
         out
     }
+}
+
+/// The TLS files, when TLS is configured.
+fn tls_files(r: &Resolved) -> Option<&rserpool::transport::tls::TlsFiles> {
+    r.transport.tls.as_deref().map(|t| t.files())
 }
 
 /// The DNS view's settings, or its defaults when it is off.

@@ -19,6 +19,16 @@ impl Reload {
     /// Re-read the file and apply what can change at run time; log one line saying what
     /// changed, and a warning for what needs a restart. An invalid file changes nothing.
     pub async fn reload(&mut self, running: &Running) {
+        // Certificates are re-read with or without a config file: new handshakes use the
+        // new one, open connections keep theirs.
+        if let Some(tls) = &self.current.transport.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(target: LOG_TARGET,
+                    "SIGHUP: TLS certificate and key re-read"),
+                Err(e) => tracing::error!(target: LOG_TARGET,
+                    "SIGHUP: TLS certificate not reloaded ({e}); the one in use stays"),
+            }
+        }
         let Some(path) = self.path.clone() else {
             tracing::warn!(target: LOG_TARGET, "SIGHUP: the registrar was started without --config; nothing to reload");
             return;

@@ -55,7 +55,10 @@ impl Settings {
         for u in &urls {
             let ep = parse_endpoint(u, ASAP_PORT).with_context(|| format!("listen {u:?}"))?;
             match ep.transport {
-                TransportProto::Tcp | TransportProto::Mptcp | TransportProto::Sctp => {}
+                TransportProto::Tcp
+                | TransportProto::Mptcp
+                | TransportProto::Sctp
+                | TransportProto::Tls => {}
                 TransportProto::Udp => {
                     bail!("listen {u:?}: ASAP listens on TCP (or SCTP), not UDP")
                 }
@@ -276,7 +279,9 @@ impl Settings {
             connections,
             ..core
         };
+        let tls = self.tls_settings()?;
         let transport = TransportConfig {
+            tls,
             max_connections,
             write_queue,
             connect_timeout,
@@ -467,9 +472,9 @@ fn enrp_endpoint(key: &str, u: &str) -> anyhow::Result<Endpoint> {
     let ep = parse_endpoint(u, ENRP_PORT)
         .with_context(|| format!("{key} (--{}) {u:?}", key.replace('_', "-")))?;
     match ep.transport {
-        TransportProto::Tcp | TransportProto::Sctp => Ok(ep),
+        TransportProto::Tcp | TransportProto::Sctp | TransportProto::Tls => Ok(ep),
         TransportProto::Mptcp | TransportProto::Udp => bail!(
-            "{key} (--{}) {u:?}: ENRP runs over tcp:// or sctp://",
+            "{key} (--{}) {u:?}: ENRP runs over tcp://, tls:// or sctp://",
             key.replace('_', "-")
         ),
     }
@@ -524,6 +529,30 @@ fn duration_in_range(
 }
 
 impl Settings {
+    /// The `tls_*` settings, loaded; `None` when none is given.
+    fn tls_settings(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<rserpool::transport::tls::TlsSettings>>> {
+        use rserpool::transport::tls;
+        if self.tls_cert.is_none() && self.tls_key.is_none() && self.tls_ca.is_empty() {
+            return Ok(None);
+        }
+        let client_auth = match self.tls_client_auth.as_deref() {
+            None => tls::ClientAuth::None,
+            Some(m) => tls::ClientAuth::parse(m).ok_or_else(|| {
+                anyhow!("tls_client_auth {m:?}: expected none, optional or required")
+            })?,
+        };
+        let files = tls::TlsFiles {
+            cert: self.tls_cert.as_ref().map(Into::into),
+            key: self.tls_key.as_ref().map(Into::into),
+            ca: self.tls_ca.iter().map(Into::into).collect(),
+            client_auth,
+            server_name: self.tls_server_name.clone(),
+        };
+        Ok(Some(tls::TlsSettings::load(files).context("TLS settings")?))
+    }
+
     /// The `csp_*` settings (else `CSP_SERVER` / `CSP_INTERVAL`), checked; `None` = off.
     fn csp_reports(&self) -> anyhow::Result<Option<rserpool::service::csp::CspConfig>> {
         use rserpool::service::csp;

@@ -257,6 +257,25 @@ pub struct Settings {
     /// are dropped (0 = no limit). Default 2000.
     #[arg(long, value_name = "N")]
     pub dns_rate_per_source: Option<u32>,
+    // ---- TLS (rserpool::transport::tls) ----
+    /// Our certificate chain (PEM) for tls:// listeners (ASAP-TLS 3864, ENRP-TLS 9902)
+    /// and, towards peers, for mutual TLS. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// The private key (PEM) of tls_cert. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Trust anchors (PEM) for peers' and clients' certificates (repeatable).
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub tls_ca: Vec<String>,
+    /// Client certificates on tls:// listeners: none, optional or required (mutual TLS).
+    /// Default none.
+    #[arg(long, value_name = "MODE")]
+    pub tls_client_auth: Option<String>,
+    /// The name peers' certificates must carry (default: the address connected to).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     // ---- Component Status Protocol reports (rserpool::service::csp) ----
     /// Send status reports to RSPLIB's cspmonitor at ADDR[:PORT] (port 2960 by default);
     /// the environment variable CSP_SERVER does the same. Default off.
@@ -390,6 +409,15 @@ impl Settings {
             dns_ttl: self.dns_ttl.or(file.dns_ttl),
             dns_max_answers: self.dns_max_answers.or(file.dns_max_answers),
             dns_rate_per_source: self.dns_rate_per_source.or(file.dns_rate_per_source),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_ca: if self.tls_ca.is_empty() {
+                file.tls_ca
+            } else {
+                self.tls_ca
+            },
+            tls_client_auth: self.tls_client_auth.or(file.tls_client_auth),
+            tls_server_name: self.tls_server_name.or(file.tls_server_name),
             csp_server: self.csp_server.or(file.csp_server),
             csp_interval: self.csp_interval.or(file.csp_interval),
         }

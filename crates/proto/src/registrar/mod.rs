@@ -410,7 +410,10 @@ pub struct Registrar {
 /// first) for SCTP, a TCP TLV for TCP and MPTCP (our PEs connect from their ASAP control
 /// port, so the source address and port is where a registrar reaches them).
 fn asap_transport_of(meta: &RecvMeta) -> TransportAddr {
-    if matches!(meta.transport, TransportProto::Tcp | TransportProto::Mptcp) {
+    if matches!(
+        meta.transport,
+        TransportProto::Tcp | TransportProto::Mptcp | TransportProto::Tls
+    ) {
         let mut t = TransportAddr::tcp(meta.peer.port(), meta.peer.ip());
         t.use_field = TransportUse::DATA_ONLY;
         return t;

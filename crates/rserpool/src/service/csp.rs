@@ -221,7 +221,7 @@ pub fn ip_protocol(t: TransportProto) -> u16 {
     match t {
         TransportProto::Sctp => 132,
         TransportProto::Udp => 17,
-        TransportProto::Tcp | TransportProto::Mptcp => 6,
+        TransportProto::Tcp | TransportProto::Mptcp | TransportProto::Tls => 6,
     }
 }
 

@@ -200,7 +200,7 @@ pub async fn fetch(opts: &EnrpDumpOptions) -> Result<EnrpHandlespace, EnrpDumpEr
             let s = SctpMessageStream::new(stream, Protocol::Enrp, config.max_message_len);
             exchange(s, me, opts).await
         }
-        TransportProto::Udp => Err(EnrpDumpError::Unsupported(endpoint)),
+        TransportProto::Udp | TransportProto::Tls => Err(EnrpDumpError::Unsupported(endpoint)),
     }
 }
 

@@ -153,11 +153,17 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
     for l in bound.tcp {
         driver.listen(l, Protocol::Asap);
     }
+    for l in bound.tls {
+        driver.listen(l, Protocol::Asap);
+    }
     let endpoints = driver.local_endpoints().to_vec();
     for l in enrp.sctp {
         driver.listen(l, Protocol::Enrp);
     }
     for l in enrp.tcp {
+        driver.listen(l, Protocol::Enrp);
+    }
+    for l in enrp.tls {
         driver.listen(l, Protocol::Enrp);
     }
     let enrp_endpoints = driver.local_endpoints()[endpoints.len()..].to_vec();
@@ -254,7 +260,8 @@ pub struct Bound {
     /// Listeners bound, not yet given to a driver.
     pub sctp: Vec<sctp::SctpMessageListener>,
     pub tcp: Vec<crate::transport::tcp::TcpMessageListener>,
-    /// The ASAP transports to announce (real ports).
+    pub tls: Vec<crate::transport::tls::TlsMessageListener>,
+    /// The ASAP transports to announce (real ports; TLS listeners are not announced).
     pub announced: Vec<TransportAddr>,
 }
 
@@ -301,7 +308,7 @@ pub fn bind_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
         Protocol::Asap,
         &cfg.transport,
     )?;
-    if bound.sctp.is_empty() && bound.tcp.is_empty() {
+    if bound.sctp.is_empty() && bound.tcp.is_empty() && bound.tls.is_empty() {
         bail!("no listening endpoint could be bound");
     }
     Ok(bound)
@@ -317,7 +324,11 @@ pub fn bind_enrp_listeners(cfg: &ServiceConfig) -> anyhow::Result<Bound> {
         Protocol::Enrp,
         &cfg.transport,
     )?;
-    if bound.sctp.is_empty() && bound.tcp.is_empty() && !cfg.enrp_listen.is_empty() {
+    if bound.sctp.is_empty()
+        && bound.tcp.is_empty()
+        && bound.tls.is_empty()
+        && !cfg.enrp_listen.is_empty()
+    {
         tracing::warn!(
             "no ENRP endpoint could be bound: peers cannot connect to this registrar \
              (it still connects to its --peer registrars)"
@@ -338,6 +349,7 @@ fn bind_set(
     let mut bound = Bound {
         sctp: Vec::new(),
         tcp: Vec::new(),
+        tls: Vec::new(),
         announced: Vec::new(),
     };
     let has_tcp = eps.iter().any(|e| e.transport != TransportProto::Sctp);
@@ -382,7 +394,19 @@ fn bind_set(
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {url}")),
         }
     }
-    for ep in eps.iter().filter(|e| e.transport != TransportProto::Sctp) {
+    for ep in eps.iter().filter(|e| e.transport == TransportProto::Tls) {
+        let Some(addr) = ep.primary() else { continue };
+        let Some(tls) = transport.tls.as_deref() else {
+            bail!("cannot listen on {ep}: TLS needs a certificate and key (--tls-cert, --tls-key)");
+        };
+        let l = crate::transport::tls::bind(addr, protocol, transport, tls)
+            .with_context(|| format!("cannot listen on {ep}"))?;
+        bound.tls.push(l);
+    }
+    for ep in eps
+        .iter()
+        .filter(|e| !matches!(e.transport, TransportProto::Sctp | TransportProto::Tls))
+    {
         let Some(addr) = ep.primary() else { continue };
         let mptcp = ep.transport == TransportProto::Mptcp;
         match tcp::bind(addr, protocol, mptcp, transport) {

@@ -18,6 +18,7 @@ pub mod limit;
 #[cfg(target_os = "linux")]
 pub mod sctp;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::future::Future;
@@ -205,6 +206,9 @@ pub struct TransportConfig {
     /// listener (RSPLIB only takes a peer whose association comes from the port its
     /// Server Information names).
     pub sctp_source_port: Option<u16>,
+    /// TLS certificates and trust anchors for `tls://` listeners and connections; `None`
+    /// = no TLS (a `tls://` connection then fails with a clear error).
+    pub tls: Option<Arc<tls::TlsSettings>>,
 }
 
 impl Default for TransportConfig {
@@ -218,6 +222,7 @@ impl Default for TransportConfig {
             sctp_bind: Vec::new(),
             tcp_source_port: None,
             sctp_source_port: None,
+            tls: None,
         }
     }
 }
@@ -443,6 +448,22 @@ pub(crate) fn spawn_connect(shared: &Arc<Shared>, endpoint: Endpoint, protocol: 
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
+            TransportProto::Tls => match shared.config.tls.clone() {
+                Some(tls) => match tokio::time::timeout(
+                    timeout + tls::HANDSHAKE_TIMEOUT,
+                    tls::connect(&endpoint.addrs, protocol, &shared.config, &tls),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => start_outbound(&shared, stream, protocol),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+                },
+                None => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a tls:// endpoint needs TLS settings (trust anchors: --tls-ca)",
+                )),
+            },
             #[cfg(target_os = "linux")]
             TransportProto::Sctp => match tokio::time::timeout(
                 timeout,

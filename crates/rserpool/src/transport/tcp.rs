@@ -247,6 +247,22 @@ fn bind_with(
     config: &TransportConfig,
     reuse_port: bool,
 ) -> io::Result<TcpMessageListener> {
+    let listener = bind_socket(addr, mptcp, reuse_port)?;
+    Ok(TcpMessageListener {
+        listener,
+        protocol,
+        max_message_len: config.max_message_len,
+        mptcp,
+    })
+}
+
+/// A listening TCP socket (`SO_REUSEADDR`; IPv6 only on an IPv6 address), for the TCP
+/// listeners and for TLS ([`super::tls`]).
+pub(crate) fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    bind_socket(addr, false, reuse_port)
+}
+
+fn bind_socket(addr: SocketAddr, mptcp: bool, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = socket_for(&addr, mptcp)?;
     socket.set_reuse_address(true)?;
     if reuse_port {
@@ -258,13 +274,21 @@ fn bind_with(
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(crate::LISTEN_BACKLOG)?;
-    let listener = TcpListener::from_std(socket.into())?;
-    Ok(TcpMessageListener {
-        listener,
-        protocol,
-        max_message_len: config.max_message_len,
-        mptcp,
-    })
+    TcpListener::from_std(socket.into())
+}
+
+/// One TCP connection to `addr` (from [`TransportConfig::tcp_source_port`] when set),
+/// with `TCP_NODELAY`: the carrier of a TLS session.
+pub(crate) async fn connect_stream(
+    addr: SocketAddr,
+    config: &TransportConfig,
+) -> io::Result<TcpStream> {
+    let s = match config.tcp_source_port {
+        Some(port) => connect_from(addr, port, false).await,
+        None => connect_ephemeral(addr, false).await,
+    }?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
 }
 
 /// Connect to the first address of `addrs` that answers (from

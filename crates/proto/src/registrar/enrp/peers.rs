@@ -79,7 +79,8 @@ pub(super) fn transport_of(ep: &Endpoint) -> Option<TransportAddr> {
         TransportProto::Tcp | TransportProto::Mptcp => {
             Some(TransportAddr::tcp(first.port(), first.ip()))
         }
-        TransportProto::Udp => None,
+        // No TLV names TLS: a TLS peer is reached by its configured tls:// endpoint.
+        TransportProto::Udp | TransportProto::Tls => None,
     }
 }
 

@@ -1,0 +1,330 @@
+//! TLS (`tls://`) end to end with certificates made in the test (rcgen) and real rustls
+//! sessions over loopback: PE and PU to a registrar, mutual TLS, a registrar pool over
+//! ENRP-TLS, a client that does not trust the registrar, and a certificate replaced by
+//! SIGHUP without dropping the connections already open.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
+use support::*;
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    pem: PathBuf,
+}
+
+fn ca(dir: &Path, name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    let cert = p.self_signed(&key).unwrap();
+    let pem = dir.join(format!("{name}.pem"));
+    std::fs::write(&pem, cert.pem()).unwrap();
+    Ca { cert, key, pem }
+}
+
+/// A leaf certificate for 127.0.0.1 and ::1 signed by `ca`: (cert file, key file).
+fn leaf(dir: &Path, ca: &Ca, name: &str, client: bool) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec![format!("{name}.rserpool.test")]).unwrap();
+    p.subject_alt_names
+        .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    p.subject_alt_names
+        .push(SanType::IpAddress("::1".parse().unwrap()));
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    if !client {
+        // A registrar is a TLS client towards its peers too.
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let c = dir.join(format!("{name}.crt"));
+    let k = dir.join(format!("{name}.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+/// The `tls://` endpoint of a registrar's startup line.
+fn tls_url(reg: &Registrar) -> String {
+    let line = reg
+        .proc
+        .out
+        .wait(0, Instant::now() + Duration::from_secs(5), |l| {
+            l.starts_with("rsp registrar:")
+        })
+        .unwrap()
+        .1;
+    line.split_whitespace()
+        .find(|w| w.starts_with("tls://"))
+        .unwrap_or_else(|| panic!("no tls:// endpoint in {line:?}"))
+        .to_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `rsp resolve POOL` at `url` with extra arguments: (success, stdout + stderr).
+fn resolve(url: &str, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(RSP)
+        .args(["resolve", "EchoPool", "-r", url, "--timeout", "5s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn pes_and_pus_reach_a_registrar_over_tls_and_strangers_do_not() {
+    bounded(Duration::from_secs(180), || {
+        let dir = scratch("tls-asap");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let other = ca(&dir, "other-ca");
+        let (rc, rk) = leaf(&dir, &ca1, "registrar", false);
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--listen",
+                "tls://127.0.0.1:0",
+                "--tls-cert",
+                p(&rc),
+                "--tls-key",
+                p(&rk),
+            ],
+        );
+        let url = tls_url(&reg);
+        // A PE registers over TLS.
+        let pe = Proc::spawn(
+            "serve echo (tls)",
+            &[
+                "serve",
+                "echo",
+                "-r",
+                &url,
+                "--tls-ca",
+                p(&ca1.pem),
+                "--no-announces",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &log,
+        );
+        let line = pe.stdout_line("did not register over TLS", Duration::from_secs(20), |l| {
+            l.starts_with("registered ")
+        });
+        let pe_id = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pe="))
+            .unwrap()
+            .to_owned();
+        // A PU resolves over TLS.
+        let (ok, out) = resolve(&url, &["--tls-ca", p(&ca1.pem)]);
+        assert!(ok && out.contains(&pe_id), "{out}");
+        // A client that trusts another CA does not talk to this registrar.
+        let (ok, out) = resolve(&url, &["--tls-ca", p(&other.pem)]);
+        assert!(
+            !ok,
+            "a registrar with an untrusted certificate was used: {out}"
+        );
+        // The certificate is for 127.0.0.1, not for this name.
+        let (ok, out) = resolve(
+            &url,
+            &[
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-server-name",
+                "elsewhere.test",
+            ],
+        );
+        assert!(!ok, "a certificate for another name was accepted: {out}");
+        // Without trust anchors a tls:// registrar is refused up front.
+        let (ok, out) = resolve(&url, &[]);
+        assert!(!ok && out.contains("--tls-ca"), "{out}");
+        // Plain bytes to the TLS port: the handshake fails, the registrar goes on.
+        let mut raw = std::net::TcpStream::connect(url.trim_start_matches("tls://")).unwrap();
+        use std::io::Write;
+        raw.write_all(
+            &registration(b"EchoPool", 0x1234, rserpool_wire::Policy::RoundRobin, 7)
+                .encode_to_vec(),
+        )
+        .unwrap();
+        drop(raw);
+        let (ok, out) = resolve(&url, &["--tls-ca", p(&ca1.pem)]);
+        assert!(ok && out.contains(&pe_id), "{out}");
+        assert!(
+            !out.contains("0x00001234"),
+            "a plaintext registration got in: {out}"
+        );
+    });
+}
+
+#[test]
+fn mutual_tls_refuses_clients_without_a_trusted_certificate() {
+    bounded(Duration::from_secs(180), || {
+        let dir = scratch("tls-mutual");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let other = ca(&dir, "other-ca");
+        let (rc, rk) = leaf(&dir, &ca1, "registrar", false);
+        let (cc, ck) = leaf(&dir, &ca1, "client", true);
+        let (xc, xk) = leaf(&dir, &other, "stranger", true);
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--listen",
+                "tls://127.0.0.1:0",
+                "--tls-cert",
+                p(&rc),
+                "--tls-key",
+                p(&rk),
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-client-auth",
+                "required",
+            ],
+        );
+        let url = tls_url(&reg);
+        let _pe = start_echo(&reg.asap, &["127.0.0.1:0"], &log);
+        let (ok, out) = resolve(
+            &url,
+            &[
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-cert",
+                p(&cc),
+                "--tls-key",
+                p(&ck),
+            ],
+        );
+        assert!(ok, "a client with a trusted certificate was refused: {out}");
+        let (ok, out) = resolve(&url, &["--tls-ca", p(&ca1.pem)]);
+        assert!(!ok, "a client without a certificate got in: {out}");
+        let (ok, out) = resolve(
+            &url,
+            &[
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-cert",
+                p(&xc),
+                "--tls-key",
+                p(&xk),
+            ],
+        );
+        assert!(!ok, "a client with an untrusted certificate got in: {out}");
+    });
+}
+
+#[test]
+fn registrars_peer_over_enrp_tls_and_a_new_certificate_takes_effect_on_sighup() {
+    bounded(Duration::from_secs(180), || {
+        let dir = scratch("tls-enrp");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let (c1, k1) = leaf(&dir, &ca1, "r1", false);
+        let (c2, k2) = leaf(&dir, &ca1, "r2", false);
+        let enrp_port = free_port();
+        let tls_args = |c: &Path, k: &Path| -> Vec<String> {
+            [
+                "--tls-cert",
+                p(c),
+                "--tls-key",
+                p(k),
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-client-auth",
+                "required",
+                "--heartbeat-cycle",
+                "200ms",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let mut a1 = tls_args(&c1, &k1);
+        a1.extend([
+            "--enrp-listen".into(),
+            format!("tls://127.0.0.1:{enrp_port}"),
+            "--listen".into(),
+            "tls://127.0.0.1:0".into(),
+        ]);
+        let a1: Vec<&str> = a1.iter().map(String::as_str).collect();
+        let r1 = start_registrar("tcp://127.0.0.1:0", &log, &a1);
+        let mut a2 = tls_args(&c2, &k2);
+        a2.extend([
+            "--enrp-listen".into(),
+            "off".into(),
+            "--peer".into(),
+            format!("tls://127.0.0.1:{enrp_port}"),
+        ]);
+        let a2: Vec<&str> = a2.iter().map(String::as_str).collect();
+        let r2 = start_registrar("tcp://127.0.0.1:0", &log, &a2);
+        // A PE at R2 is resolvable at R1: the update went over ENRP-TLS.
+        let pe = start_echo(&r2.asap, &["127.0.0.1:0"], &log);
+        wait_until(
+            "R1 to learn R2's PE over ENRP-TLS",
+            Duration::from_secs(30),
+            || pe_ids(&dump(&r1.admin), "EchoPool").contains(&pe.entries[0].0),
+        );
+        // Replace R1's certificate with one from a new CA and send SIGHUP: new clients
+        // need the new CA; the ENRP connection already open stays up.
+        let ca2 = ca(&dir, "ca2");
+        let (n1, nk1) = leaf(&dir, &ca2, "r1-new", false);
+        std::fs::copy(&n1, &c1).unwrap();
+        std::fs::copy(&nk1, &k1).unwrap();
+        send_signal(&r1.proc, "HUP");
+        if r1
+            .proc
+            .err
+            .wait(0, Instant::now() + Duration::from_secs(20), |l| {
+                l.contains("TLS certificate and key re-read")
+            })
+            .is_none()
+        {
+            r1.proc.fail("no certificate reload on SIGHUP");
+        }
+        let url = tls_url(&r1);
+        let client = |ca: &Path| {
+            resolve(
+                &url,
+                &["--tls-ca", p(ca), "--tls-cert", p(&c2), "--tls-key", p(&k2)],
+            )
+        };
+        let (ok, out) = client(&ca2.pem);
+        assert!(ok, "the new certificate is not served: {out}");
+        let (ok, _) = client(&ca1.pem);
+        assert!(!ok, "the old certificate is still served");
+        // The peers still agree (the open ENRP-TLS connection was not dropped).
+        let pe2 = start_echo(&r2.asap, &["127.0.0.1:0"], &log);
+        wait_until(
+            "R1 to learn a second PE after the reload",
+            Duration::from_secs(30),
+            || pe_ids(&dump(&r1.admin), "EchoPool").contains(&pe2.entries[0].0),
+        );
+    });
+}

@@ -1,0 +1,516 @@
+//! TLS over TCP (`tls://`, RFC 5352 §9 / RFC 5353 §6): the TCP framing of
+//! [`super::tcp`] inside a rustls session (TLS 1.3, TLS 1.2 allowed).
+//!
+//! - **Certificates** come from PEM files ([`TlsFiles`]): our chain and key, the trust
+//!   anchors (CA certificates) that peers' certificates must chain to. A listener needs a
+//!   chain and key; a client offers its own for mutual authentication when it has one.
+//!   [`TlsSettings::reload`] re-reads the files (SIGHUP): new handshakes use the new
+//!   certificate, established connections keep theirs.
+//! - **Identity**: a client checks the server's certificate against the address it
+//!   connected to (an iPAddress subjectAltName, exact octets) or against the DNS name set
+//!   with [`TlsFiles::server_name`] (dNSName, rustls/webpki matching: case-insensitive,
+//!   `*` only as a whole left-most label). A server asks for client certificates
+//!   ([`ClientAuth`]); with `Required`, a client without a certificate chaining to the
+//!   trust anchors does not get a connection.
+//! - **Handshakes never block accepting**: each runs in its own task with a timeout
+//!   ([`HANDSHAKE_TIMEOUT`]) and at most [`MAX_HANDSHAKES`] at once per listener (more
+//!   are closed at once); only finished sessions reach the driver.
+//! - Crypto: rustls with the *ring* provider. TLS-PSK (the RFC's PE↔PR mechanism) is not
+//!   offered: rustls has no external PSK support (see `docs/security.md`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
+use rserpool_wire::framing::Deframer;
+use rserpool_wire::Protocol;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls::{self, crypto::CryptoProvider, sign::CertifiedKey};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use super::{single_homed, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing};
+use super::{tcp, TransportConfig};
+
+/// A TLS handshake must finish within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once per listener.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Bytes read per call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Whether a TLS server asks for client certificates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificates.
+    #[default]
+    None,
+    /// Verified when offered; clients without one are served too.
+    Optional,
+    /// Mutual TLS: no certificate chaining to the trust anchors, no connection.
+    Required,
+}
+
+impl ClientAuth {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "optional" => Some(Self::Optional),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// Where the TLS material is (PEM files).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Our certificate chain (leaf first).
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Trust anchors for peers' certificates (one file may hold several).
+    pub ca: Vec<PathBuf>,
+    /// Client certificates asked for by our listeners.
+    pub client_auth: ClientAuth,
+    /// The name a server's certificate must carry; `None` = the address connected to.
+    pub server_name: Option<String>,
+}
+
+/// Loaded TLS settings of one process: what its listeners and its connections use.
+#[derive(Debug)]
+pub struct TlsSettings {
+    files: TlsFiles,
+    identity: Arc<Identity>,
+    server: Option<Arc<rustls::ServerConfig>>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+/// Settings are equal when loaded from the same files.
+impl PartialEq for TlsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl Eq for TlsSettings {}
+
+/// Our certificate, replaceable at run time.
+#[derive(Debug, Default)]
+struct Identity(RwLock<Option<Arc<CertifiedKey>>>);
+
+impl Identity {
+    fn get(&self) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().and_then(|g| g.clone())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Identity {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.get()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Identity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.get()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.get().is_some()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
+}
+
+fn load_certs(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!("{}: no certificate in it", path.display())));
+    }
+    Ok(certs)
+}
+
+fn load_identity(files: &TlsFiles) -> io::Result<Option<Arc<CertifiedKey>>> {
+    let (cert, key) = match (&files.cert, &files.key) {
+        (Some(c), Some(k)) => (c, k),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(bad(
+                "a TLS certificate needs its key, and a key its certificate".into(),
+            ))
+        }
+    };
+    let chain = load_certs(cert)?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{}: {e}", key.display())))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad(format!("unusable private key: {e}")))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match()
+        .map_err(|e| bad(format!("the key does not belong to the certificate: {e}")))?;
+    Ok(Some(Arc::new(ck)))
+}
+
+fn load_roots(files: &TlsFiles) -> io::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for path in &files.ca {
+        for c in load_certs(path)? {
+            roots
+                .add(c)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        }
+    }
+    Ok(roots)
+}
+
+impl TlsSettings {
+    /// Read the files and build the rustls configurations.
+    pub fn load(files: TlsFiles) -> io::Result<Arc<Self>> {
+        let identity = Arc::new(Identity(RwLock::new(load_identity(&files)?)));
+        let roots = Arc::new(load_roots(&files)?);
+        if files.client_auth != ClientAuth::None && roots.is_empty() {
+            return Err(bad(
+                "client certificates need trust anchors (a CA file)".into()
+            ));
+        }
+        let server = if identity.get().is_some() {
+            let verifier = match files.client_auth {
+                ClientAuth::None => rustls::server::WebPkiClientVerifier::no_client_auth(),
+                auth => {
+                    let b = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        roots.clone(),
+                        provider(),
+                    );
+                    let b = if auth == ClientAuth::Optional {
+                        b.allow_unauthenticated()
+                    } else {
+                        b
+                    };
+                    b.build()
+                        .map_err(|e| bad(format!("client verifier: {e}")))?
+                }
+            };
+            let cfg = rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad(e.to_string()))?
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(identity.clone());
+            Some(Arc::new(cfg))
+        } else {
+            None
+        };
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(identity.clone());
+        Ok(Arc::new(Self {
+            files,
+            identity,
+            server,
+            client: Arc::new(client),
+        }))
+    }
+
+    /// Re-read our certificate and key: new handshakes use them, open connections stay.
+    /// (Trust anchors and client-auth mode need a restart.)
+    pub fn reload(&self) -> io::Result<()> {
+        let fresh = load_identity(&self.files)?;
+        if let Ok(mut g) = self.identity.0.write() {
+            *g = fresh;
+        }
+        Ok(())
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Whether listeners can be started (a certificate and key are loaded).
+    pub fn can_serve(&self) -> bool {
+        self.server.is_some()
+    }
+}
+
+/// An established TLS connection carrying one protocol.
+pub struct TlsMessageStream {
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    protocol: Protocol,
+    max_message_len: usize,
+}
+
+impl std::fmt::Debug for TlsMessageStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMessageStream")
+            .field("peer", &self.peer)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
+
+impl MessageStream for TlsMessageStream {
+    type Read = TlsReader;
+    type Write = TlsWriter;
+
+    fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta> {
+        Ok(single_homed(protocol, TransportProto::Tls, self.peer))
+    }
+
+    fn into_split(self) -> (TlsReader, TlsWriter) {
+        let (r, w) = tokio::io::split(self.stream);
+        (
+            TlsReader {
+                stream: r,
+                deframer: Deframer::new(self.max_message_len),
+                protocol: self.protocol,
+                buf: Vec::new(),
+            },
+            TlsWriter {
+                stream: w,
+                buf: Vec::new(),
+            },
+        )
+    }
+}
+
+pub struct TlsReader {
+    stream: ReadHalf<TlsStream<TcpStream>>,
+    deframer: Deframer,
+    protocol: Protocol,
+    buf: Vec<u8>,
+}
+
+impl MessageRead for TlsReader {
+    async fn recv(&mut self) -> io::Result<Option<(Protocol, Vec<u8>)>> {
+        loop {
+            match self.deframer.next_message() {
+                Ok(Some(m)) => return Ok(Some((self.protocol, m.to_vec()))),
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+            self.buf.clear();
+            self.buf.reserve(READ_CHUNK);
+            // Cancel-safe: nothing is consumed unless the read completes.
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => {
+                    let left = self.deframer.buffered();
+                    if left == 0 {
+                        return Ok(None);
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("stream ended inside a message ({left} bytes of it received)"),
+                    ));
+                }
+                Ok(_) => self.deframer.push(&self.buf),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+pub struct TlsWriter {
+    stream: WriteHalf<TlsStream<TcpStream>>,
+    buf: Vec<u8>,
+}
+
+impl MessageWrite for TlsWriter {
+    async fn send(&mut self, batch: &[Outgoing]) -> io::Result<()> {
+        self.buf.clear();
+        for m in batch {
+            self.buf.extend_from_slice(&m.bytes);
+        }
+        self.stream.write_all(&self.buf).await?;
+        self.stream.flush().await?;
+        if self.buf.capacity() > 256 * 1024 {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        // close_notify, then FIN.
+        self.stream.shutdown().await
+    }
+}
+
+/// Handshake failures and refusals of one listener (for logs and counters).
+#[derive(Debug, Default)]
+pub struct HandshakeStats {
+    pub failed: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub refused_busy: AtomicU64,
+}
+
+/// A TLS listener: TCP accept, then the handshake in a task of its own.
+pub struct TlsMessageListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    protocol: Protocol,
+    max_message_len: usize,
+    in_flight: Arc<AtomicUsize>,
+    done_tx: mpsc::Sender<TlsMessageStream>,
+    done_rx: mpsc::Receiver<TlsMessageStream>,
+    pub stats: Arc<HandshakeStats>,
+}
+
+impl std::fmt::Debug for TlsMessageListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMessageListener")
+            .field("listener", &self.listener)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
+
+impl MessageListener for TlsMessageListener {
+    type Stream = TlsMessageStream;
+
+    async fn accept(&mut self) -> io::Result<TlsMessageStream> {
+        loop {
+            tokio::select! {
+                Some(s) = self.done_rx.recv() => return Ok(s),
+                r = self.listener.accept() => {
+                    let (tcp, peer) = r?;
+                    if self.in_flight.load(Ordering::Relaxed) >= MAX_HANDSHAKES {
+                        self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                        drop(tcp);
+                        continue;
+                    }
+                    let _ = tcp.set_nodelay(true);
+                    self.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let acceptor = self.acceptor.clone();
+                    let in_flight = self.in_flight.clone();
+                    let done = self.done_tx.clone();
+                    let stats = self.stats.clone();
+                    let (protocol, max_message_len) = (self.protocol, self.max_message_len);
+                    tokio::spawn(async move {
+                        let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        match r {
+                            Ok(Ok(s)) => {
+                                let _ = done
+                                    .send(TlsMessageStream {
+                                        stream: TlsStream::Server(s),
+                                        peer,
+                                        protocol,
+                                        max_message_len,
+                                    })
+                                    .await;
+                            }
+                            Ok(Err(e)) => {
+                                stats.failed.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(%peer, "TLS handshake failed: {e}");
+                            }
+                            Err(_) => {
+                                stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(%peer, "TLS handshake timed out");
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn local_endpoint(&self) -> io::Result<Endpoint> {
+        Ok(Endpoint {
+            transport: TransportProto::Tls,
+            addrs: vec![self.listener.local_addr()?],
+        })
+    }
+}
+
+/// Bind a TLS listener (needs a certificate and key in `tls`).
+pub fn bind(
+    addr: SocketAddr,
+    protocol: Protocol,
+    config: &TransportConfig,
+    tls: &TlsSettings,
+) -> io::Result<TlsMessageListener> {
+    let server = tls.server.clone().ok_or_else(|| {
+        bad("a tls:// listener needs a certificate and key (--tls-cert, --tls-key)".into())
+    })?;
+    let listener = tcp::bind_listener(addr, false)?;
+    let (done_tx, done_rx) = mpsc::channel(64);
+    Ok(TlsMessageListener {
+        listener,
+        acceptor: TlsAcceptor::from(server),
+        protocol,
+        max_message_len: config.max_message_len,
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        done_tx,
+        done_rx,
+        stats: Arc::new(HandshakeStats::default()),
+    })
+}
+
+/// Connect over TCP to the first address that answers, then the TLS handshake, checking
+/// the server's certificate against the address (or the configured server name).
+pub async fn connect(
+    addrs: &[SocketAddr],
+    protocol: Protocol,
+    config: &TransportConfig,
+    tls: &TlsSettings,
+) -> io::Result<TlsMessageStream> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+    for addr in addrs {
+        let tcp = match tcp::connect_stream(*addr, config).await {
+            Ok(s) => s,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let name: ServerName<'static> = match &tls.files.server_name {
+            Some(n) => ServerName::try_from(n.clone())
+                .map_err(|e| bad(format!("server name {n:?}: {e}")))?,
+            None => ServerName::IpAddress(addr.ip().into()),
+        };
+        let connector = TlsConnector::from(tls.client.clone());
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
+            Ok(Ok(s)) => {
+                return Ok(TlsMessageStream {
+                    stream: TlsStream::Client(s),
+                    peer: *addr,
+                    protocol,
+                    max_message_len: config.max_message_len,
+                })
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"),
+        }
+    }
+    Err(last)
+}
