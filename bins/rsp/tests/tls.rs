@@ -328,3 +328,141 @@ fn registrars_peer_over_enrp_tls_and_a_new_certificate_takes_effect_on_sighup() 
         );
     });
 }
+
+/// Secure mode and access rules: a PE registers only where its certificate allows, a
+/// plaintext (or replayed) registration is refused with 0xa and changes nothing, plaintext
+/// ENRP is dropped, and anonymous pool users may still resolve where a rule lets them.
+#[test]
+fn secure_mode_and_access_rules_hold_per_identity_and_pool() {
+    bounded(Duration::from_secs(180), || {
+        use rserpool_wire::{AsapMessage, CauseCode, Policy};
+        let dir = scratch("tls-access");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let (rc, rk) = leaf(&dir, &ca1, "registrar", false);
+        let (ac, ak) = leaf(&dir, &ca1, "pe-a", true);
+        let enrp_port = free_port();
+        let enrp = format!("tcp://127.0.0.1:{enrp_port}");
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--listen",
+                "tls://127.0.0.1:0",
+                "--enrp-listen",
+                &enrp,
+                "--tls-cert",
+                p(&rc),
+                "--tls-key",
+                p(&rk),
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-client-auth",
+                "optional",
+                "--require-tls",
+                "--acl",
+                "identity=pe-a register=PoolA",
+                "--acl",
+                "identity=anonymous resolve=*",
+            ],
+        );
+        let url = tls_url(&reg);
+        let serve = |pool: &str| {
+            Proc::spawn(
+                &format!("serve echo in {pool}"),
+                &[
+                    "serve",
+                    "echo",
+                    "-r",
+                    &url,
+                    "--tls-ca",
+                    p(&ca1.pem),
+                    "--tls-cert",
+                    p(&ac),
+                    "--tls-key",
+                    p(&ak),
+                    "--pool",
+                    pool,
+                    "--no-announces",
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+                &log,
+            )
+        };
+        let a = serve("PoolA");
+        let line = a.stdout_line(
+            "pe-a did not register in PoolA",
+            Duration::from_secs(20),
+            |l| l.starts_with("registered "),
+        );
+        let pe_a = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pe="))
+            .unwrap()
+            .to_owned();
+        // Its certificate does not cover PoolB: refused for good, the service says why.
+        let mut b = serve("PoolB");
+        let st = b
+            .wait_exit(Duration::from_secs(20))
+            .expect("rsp serve exits");
+        assert!(!st.success());
+        let said = b.err.text();
+        assert!(said.contains("refused"), "{said}");
+        // A plaintext registration (e.g. replayed from the plaintext era): 0xa.
+        let mut raw = Raw::connect(&reg.asap);
+        raw.send_msg(&registration(b"PoolA", 0x5eed, Policy::RoundRobin, 7777));
+        match raw.recv() {
+            Some(AsapMessage::RegistrationResponse { error: Some(e), .. }) => assert!(
+                e.causes
+                    .iter()
+                    .any(|c| c.code == CauseCode::REJECTED_SECURITY),
+                "{e:?}"
+            ),
+            other => panic!("plaintext registration answered {other:?}"),
+        }
+        // Anonymous resolution over plaintext is allowed by the rule: only pe-a's PE.
+        let doc = dump(&reg.admin);
+        assert_eq!(
+            pe_ids(&doc, "PoolA").into_iter().collect::<Vec<_>>(),
+            vec![pe_a.clone()]
+        );
+        assert!(pe_ids(&doc, "PoolB").is_empty());
+        let out = std::process::Command::new(RSP)
+            .args(["resolve", "PoolA", "-r", &reg.asap])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&pe_a),
+            "anonymous resolution refused"
+        );
+        // Plaintext ENRP is dropped (counted), nothing joins.
+        let mut peer = Raw::connect(&enrp);
+        peer.send_enrp(&rserpool_wire::EnrpMessage::Presence {
+            reply_required: true,
+            sender: rserpool_wire::ServerId(0x0bad),
+            receiver: rserpool_wire::ServerId(0),
+            checksum: None,
+            server_info: None,
+        });
+        wait_until(
+            "plaintext ENRP to be dropped",
+            Duration::from_secs(20),
+            || {
+                dump(&reg.admin)["protections"].as_array().is_some_and(|a| {
+                    a.iter().any(|p| {
+                        p["what"] == "ENRP messages dropped by the access policy"
+                            && p["count"].as_u64() > Some(0)
+                    })
+                })
+            },
+        );
+        let doc = dump(&reg.admin);
+        assert_eq!(
+            doc["enrp"]["peers"].as_array().map(Vec::len),
+            Some(0),
+            "{}",
+            doc["enrp"]
+        );
+    });
+}

@@ -41,6 +41,7 @@ fn meta() -> RecvMeta {
         transport: TransportProto::Tcp,
         peer,
         peer_addrs: vec![peer.ip()],
+        identity: None,
     }
 }
 

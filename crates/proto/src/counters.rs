@@ -225,6 +225,12 @@ pub struct GuardCounters {
     pub hr_rate_limited: u64,
     /// Unreachability reports ignored for the per-source rate limit.
     pub eu_rate_limited: u64,
+    /// Registrations and de-registrations refused by the access policy (0xa).
+    pub refused_security: u64,
+    /// Handle resolutions refused by the access policy (0xa).
+    pub resolutions_refused_security: u64,
+    /// ENRP messages dropped by the access policy (not over TLS, or not a peer).
+    pub enrp_refused_access: u64,
 }
 
 impl GuardCounters {
@@ -282,6 +288,18 @@ impl GuardCounters {
             (
                 "unreachability reports over the per-source rate (ignored)",
                 self.eu_rate_limited,
+            ),
+            (
+                "registrations refused by the access policy (0xa)",
+                self.refused_security,
+            ),
+            (
+                "handle resolutions refused by the access policy (0xa)",
+                self.resolutions_refused_security,
+            ),
+            (
+                "ENRP messages dropped by the access policy",
+                self.enrp_refused_access,
             ),
         ]
         .into_iter()

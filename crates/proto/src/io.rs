@@ -110,6 +110,23 @@ pub struct RecvMeta {
     pub peer: SocketAddr,
     /// All addresses of the peer (SCTP multi-homing); for TCP/UDP just `peer.ip()`.
     pub peer_addrs: Vec<IpAddr>,
+    /// Who the peer proved to be (a verified TLS client certificate); `None` without TLS
+    /// or without a client certificate.
+    pub identity: Option<std::sync::Arc<PeerIdentity>>,
+}
+
+/// The names a peer's verified certificate carries: its subjectAltName DNS names and IP
+/// addresses, and its subject common name. Access rules match any of them.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PeerIdentity {
+    pub names: Vec<String>,
+}
+
+impl PeerIdentity {
+    /// The first name (for logs).
+    pub fn primary(&self) -> &str {
+        self.names.first().map_or("(unnamed)", String::as_str)
+    }
 }
 
 /// Where a transmit goes.

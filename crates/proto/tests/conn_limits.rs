@@ -22,6 +22,7 @@ fn meta(last: u8, port: u16) -> RecvMeta {
         transport: TransportProto::Tcp,
         peer: SocketAddr::new(ip, port),
         peer_addrs: vec![ip],
+        identity: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn meta() -> RecvMeta {
         transport: TransportProto::Tcp,
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         peer_addrs: vec![IpAddr::from([127, 0, 0, 1])],
+        identity: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn meta(peer: SocketAddr) -> RecvMeta {
         transport: TransportProto::Tcp,
         peer,
         peer_addrs: vec![peer.ip()],
+        identity: None,
     }
 }
 

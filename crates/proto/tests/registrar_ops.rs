@@ -19,6 +19,7 @@ fn meta() -> RecvMeta {
         transport: TransportProto::Tcp,
         peer,
         peer_addrs: vec![peer.ip()],
+        identity: None,
     }
 }
 

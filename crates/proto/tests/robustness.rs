@@ -139,6 +139,7 @@ fn meta() -> RecvMeta {
         transport: TransportProto::Tcp,
         peer: SocketAddr::from(([10, 0, 0, 1], 3863)),
         peer_addrs: vec![IpAddr::from([10, 0, 0, 1])],
+        identity: None,
     }
 }
 

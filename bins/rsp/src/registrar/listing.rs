@@ -199,6 +199,31 @@ impl Resolved {
                 "dns_rate_per_source",
                 Some(dns_view(self).per_source_rate.to_string()),
             ),
+            // ---- access ----
+            ("require_tls", Some(c.access.require_tls.to_string())),
+            (
+                "acl",
+                Some(format!(
+                    "[{}]",
+                    c.access
+                        .rules
+                        .iter()
+                        .map(|r| {
+                            let l = |v: &[String]| {
+                                v.iter().map(|x| toml_str(x)).collect::<Vec<_>>().join(", ")
+                            };
+                            format!(
+                                "{{ identity = {}, register = [{}], resolve = [{}], peer = {} }}",
+                                toml_str(&r.identity),
+                                l(&r.register),
+                                l(&r.resolve),
+                                r.peer
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
             // ---- TLS ----
             (
                 "tls_cert",

@@ -270,6 +270,19 @@ impl Settings {
                 .remove_pes_on_close
                 .unwrap_or(defaults.remove_pes_on_close),
             enrp,
+            access: rserpool_proto::registrar::AccessPolicy {
+                require_tls: self.require_tls.unwrap_or(false),
+                rules: self
+                    .acl
+                    .iter()
+                    .map(|r| rserpool_proto::registrar::AccessRule {
+                        identity: r.identity.clone(),
+                        register: r.register.clone(),
+                        resolve: r.resolve.clone(),
+                        peer: r.peer,
+                    })
+                    .collect(),
+            },
             ..defaults
         };
         // The core's limits decide; the shell's hard limit leaves room above them for

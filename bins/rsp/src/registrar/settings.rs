@@ -276,6 +276,19 @@ pub struct Settings {
     /// The name peers' certificates must carry (default: the address connected to).
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// Secure mode ("all or nothing", RFC 5355 threat 2.15): registrations and
+    /// de-registrations not over TLS are refused with 0xa, ENRP not over TLS is dropped.
+    /// Default false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub require_tls: Option<bool>,
+    /// An access rule (repeatable; TOML: [[acl]] tables with the same keys), e.g.
+    /// "identity=pe1.example register=EchoPool,Web* resolve=*" or "identity=anonymous
+    /// resolve=Public*" or "identity=r2.example peer". identity: a certificate name, "*"
+    /// (any verified certificate) or anonymous (no certificate). With rules, what no rule
+    /// grants is refused (0xa). Default: no rules (everything allowed).
+    #[arg(long = "acl", value_name = "RULE", value_parser = parse_acl_rule)]
+    #[serde(default)]
+    pub acl: Vec<AclRule>,
     // ---- Component Status Protocol reports (rserpool::service::csp) ----
     /// Send status reports to RSPLIB's cspmonitor at ADDR[:PORT] (port 2960 by default);
     /// the environment variable CSP_SERVER does the same. Default off.
@@ -285,6 +298,52 @@ pub struct Settings {
     /// (500ms, 2s); the environment variable CSP_INTERVAL does the same. Default 1s.
     #[arg(long, value_name = "MS")]
     pub csp_interval: Option<String>,
+}
+
+/// One access rule, from a flag (`identity=NAME register=A,B* resolve=* peer`) or a
+/// TOML table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    pub identity: String,
+    #[serde(default)]
+    pub register: Vec<String>,
+    #[serde(default)]
+    pub resolve: Vec<String>,
+    #[serde(default)]
+    pub peer: bool,
+}
+
+/// clap value parser for `--acl`.
+pub fn parse_acl_rule(s: &str) -> Result<AclRule, String> {
+    let mut rule = AclRule::default();
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    for word in s.split_whitespace() {
+        match word.split_once('=') {
+            Some(("identity", v)) => rule.identity = v.to_owned(),
+            Some(("register", v)) => rule.register.extend(list(v)),
+            Some(("resolve", v)) => rule.resolve.extend(list(v)),
+            None if word == "peer" => rule.peer = true,
+            _ => {
+                return Err(format!(
+                    "{word:?} in access rule {s:?}: expected identity=NAME, register=POOLS, \
+                     resolve=POOLS or peer"
+                ))
+            }
+        }
+    }
+    if rule.identity.is_empty() {
+        return Err(format!(
+            "access rule {s:?} names no identity (identity=NAME)"
+        ));
+    }
+    Ok(rule)
 }
 
 /// A TOML value given as a string or as a number.
@@ -409,6 +468,12 @@ impl Settings {
             dns_ttl: self.dns_ttl.or(file.dns_ttl),
             dns_max_answers: self.dns_max_answers.or(file.dns_max_answers),
             dns_rate_per_source: self.dns_rate_per_source.or(file.dns_rate_per_source),
+            require_tls: self.require_tls.or(file.require_tls),
+            acl: if self.acl.is_empty() {
+                file.acl
+            } else {
+                self.acl
+            },
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             tls_ca: if self.tls_ca.is_empty() {

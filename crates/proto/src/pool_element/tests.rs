@@ -18,6 +18,7 @@ fn meta(peer: &str) -> RecvMeta {
         transport: TransportProto::Tcp,
         peer,
         peer_addrs: vec![peer.ip()],
+        identity: None,
     }
 }
 

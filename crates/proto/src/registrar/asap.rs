@@ -19,11 +19,46 @@ impl Registrar {
             return;
         };
         match msg {
+            AsapMessage::Registration { handle, pe }
+                if !self.cfg.access.may_register(meta, &handle) =>
+            {
+                self.reject_registration(
+                    conn,
+                    handle,
+                    pe.id,
+                    Cause::new(CauseCode::REJECTED_SECURITY),
+                    Refusal::Security,
+                );
+            }
             AsapMessage::Registration { handle, pe } => {
                 self.on_registration(now, conn, meta, handle, pe)
             }
+            AsapMessage::Deregistration { handle, pe_id }
+                if !self.cfg.access.may_register(meta, &handle) =>
+            {
+                self.counters.guards.refused_security += 1;
+                let msg = AsapMessage::DeregistrationResponse {
+                    handle,
+                    pe_id,
+                    error: Some(OperationError::code(CauseCode::REJECTED_SECURITY)),
+                };
+                self.send(Dest::Conn(conn), &msg);
+            }
             AsapMessage::Deregistration { handle, pe_id } => {
                 self.on_deregistration(conn, handle, pe_id)
+            }
+            AsapMessage::HandleResolution { handle, .. }
+                if !self.cfg.access.may_resolve(meta, &handle) =>
+            {
+                self.counters.guards.resolutions_refused_security += 1;
+                let msg = AsapMessage::HandleResolutionResponse {
+                    accepted: false,
+                    handle,
+                    policy: None,
+                    pes: Vec::new(),
+                    error: Some(OperationError::code(CauseCode::REJECTED_SECURITY)),
+                };
+                self.send(Dest::Conn(conn), &msg);
             }
             AsapMessage::HandleResolution { handle, items, .. } => {
                 let source = crate::conn_limits::Source::of(meta.peer.ip());
@@ -97,6 +132,7 @@ impl Registrar {
             Refusal::ConnectionQuota => g.refused_connection_quota += 1,
             Refusal::SourceQuota => g.refused_source_quota += 1,
             Refusal::PoolFull | Refusal::HandlespaceFull => g.refused_full += 1,
+            Refusal::Security => g.refused_security += 1,
             Refusal::AsapTransportGiven | Refusal::Handlespace => {}
         }
         self.events.push_back(RegistrarEvent::RegistrationRejected {

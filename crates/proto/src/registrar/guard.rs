@@ -172,6 +172,8 @@ pub enum Refusal {
     /// The handlespace's checks: handle, PE identifier, policy, transport consistency
     /// (the cause code says which).
     Handlespace,
+    /// Not over TLS in secure mode, or no access rule lets this peer register there.
+    Security,
 }
 
 impl fmt::Display for Refusal {
@@ -193,6 +195,7 @@ impl fmt::Display for Refusal {
             Refusal::PoolFull => "the pool is full",
             Refusal::HandlespaceFull => "the handlespace is full",
             Refusal::Handlespace => "refused by the handlespace checks",
+            Refusal::Security => "not allowed by the access policy (TLS, identity, pool)",
         })
     }
 }

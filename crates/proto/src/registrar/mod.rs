@@ -138,6 +138,7 @@ use crate::io::{
 };
 use crate::timers::Timers;
 
+mod access;
 mod asap;
 mod enrp;
 mod guard;
@@ -145,6 +146,7 @@ mod rates;
 mod snapshot;
 mod view;
 
+pub use access::{handle_matches, AccessPolicy, AccessRule};
 pub use enrp::{
     EnrpConfig, EnrpEvent, EnrpPhase, PeerInfo, PeerState, TakeoverElection,
     DEFAULT_PRESENCE_GROUP, ENRP_PORT,
@@ -220,6 +222,9 @@ pub struct RegistrarConfig {
     /// Unreachability reports heard per second from one source; more are ignored, as
     /// RSPLIB's `-maxeurate`. 0 = unlimited (default, as RSPLIB).
     pub max_eu_rate: u32,
+    /// Who may register, resolve and peer; secure mode ([`AccessPolicy`]). Default: no
+    /// rules, plaintext allowed.
+    pub access: AccessPolicy,
     /// ENRP: peers, presence, timers, takeover ([`EnrpConfig`]).
     pub enrp: EnrpConfig,
 }
@@ -257,6 +262,7 @@ impl Default for RegistrarConfig {
             max_pes_per_source: DEFAULT_MAX_PES_PER_SOURCE,
             max_hr_rate: 0,
             max_eu_rate: 0,
+            access: AccessPolicy::default(),
             enrp: EnrpConfig::default(),
         }
     }
@@ -829,7 +835,13 @@ impl Core for Registrar {
         self.conns.insert(conn);
         match meta.protocol {
             Protocol::Asap => {}
-            Protocol::Enrp => return self.on_enrp_message(now, conn, meta, bytes),
+            Protocol::Enrp => {
+                if !self.cfg.access.may_peer(meta) {
+                    self.counters.guards.enrp_refused_access += 1;
+                    return;
+                }
+                return self.on_enrp_message(now, conn, meta, bytes);
+            }
             // Application data has no business with a registrar.
             Protocol::Data(_) => {
                 self.counters.wrong_protocol += 1;
@@ -846,6 +858,9 @@ impl Core for Registrar {
             Received::Asap(Inbound::Message(AsapMessage::ServerAnnounce { .. }, _)) => {}
             Received::Asap(Inbound::Message(..)) => self.counters.dropped += 1,
             Received::Asap(Inbound::Invalid(_)) => {}
+            Received::Enrp(_) if !self.cfg.access.hears_datagrams() => {
+                self.counters.guards.enrp_refused_access += 1;
+            }
             Received::Enrp(inbound) => self.on_enrp_datagram(now, meta, inbound),
             Received::Data(_) => self.counters.wrong_protocol += 1,
         }

@@ -39,6 +39,7 @@ fn meta(protocol: Protocol) -> RecvMeta {
         transport: TransportProto::Tcp,
         peer,
         peer_addrs: vec![peer.ip()],
+        identity: None,
     }
 }
 

@@ -850,6 +850,7 @@ mod tests {
             transport: TransportProto::Tcp,
             peer,
             peer_addrs: vec![peer.ip()],
+            identity: None,
         };
         for (handle, n) in pools {
             for id in 1..=*n {

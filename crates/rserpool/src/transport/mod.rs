@@ -521,5 +521,6 @@ pub(crate) fn single_homed(
         transport,
         peer,
         peer_addrs: vec![ip],
+        identity: None,
     }
 }

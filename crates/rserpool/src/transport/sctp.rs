@@ -106,6 +106,7 @@ impl MessageStream for SctpMessageStream {
             transport: TransportProto::Sctp,
             peer,
             peer_addrs,
+            identity: None,
         })
     }
 

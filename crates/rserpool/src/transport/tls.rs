@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
+use rserpool_proto::io::{Endpoint, PeerIdentity, RecvMeta, TransportProto};
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::Protocol;
 use rustls_pki_types::pem::PemObject;
@@ -262,6 +262,37 @@ impl TlsSettings {
     }
 }
 
+/// The names of a (verified) certificate: subjectAltName DNS names and IP addresses, then
+/// the subject's common names. `None` when it cannot be parsed.
+pub fn identity_of(der: &[u8]) -> Option<PeerIdentity> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => names.push(d.to_ascii_lowercase()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => names
+                        .push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                    16 => names
+                        .push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(v) = cn.as_str() {
+            if !names.iter().any(|n| n == v) {
+                names.push(v.to_owned());
+            }
+        }
+    }
+    Some(PeerIdentity { names })
+}
+
 /// An established TLS connection carrying one protocol.
 pub struct TlsMessageStream {
     stream: TlsStream<TcpStream>,
@@ -284,7 +315,16 @@ impl MessageStream for TlsMessageStream {
     type Write = TlsWriter;
 
     fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta> {
-        Ok(single_homed(protocol, TransportProto::Tls, self.peer))
+        let mut meta = single_homed(protocol, TransportProto::Tls, self.peer);
+        let certs = match &self.stream {
+            TlsStream::Client(s) => s.get_ref().1.peer_certificates(),
+            TlsStream::Server(s) => s.get_ref().1.peer_certificates(),
+        };
+        meta.identity = certs
+            .and_then(|c| c.first())
+            .and_then(|leaf| identity_of(leaf.as_ref()))
+            .map(Arc::new);
+        Ok(meta)
     }
 
     fn into_split(self) -> (TlsReader, TlsWriter) {

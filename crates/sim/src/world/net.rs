@@ -62,6 +62,7 @@ fn meta_of(addr: SocketAddr, protocol: Protocol) -> RecvMeta {
         transport: TransportProto::Tcp,
         peer: addr,
         peer_addrs: vec![addr.ip()],
+        identity: None,
     }
 }
 
@@ -269,6 +270,7 @@ impl World {
                     transport: TransportProto::Udp,
                     peer: self.nodes[from].addr,
                     peer_addrs: vec![self.nodes[from].addr.ip()],
+                    identity: None,
                 };
                 // ENRP presences reach the registrars (the group's members) only.
                 let enrp = t.protocol == Protocol::Enrp;

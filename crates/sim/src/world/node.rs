@@ -26,6 +26,7 @@ pub(super) enum NodeCore {
 
 /// How to build (and rebuild after a crash) a node's core.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per world, built once
 pub(super) enum Spec {
     Reg(RegistrarConfig, u64),
     Pe(PoolElementConfig, u64),

@@ -31,6 +31,7 @@ fn meta(protocol: Protocol, transport: TransportProto, port: u16) -> RecvMeta {
         transport,
         peer,
         peer_addrs: vec![peer.ip()],
+        identity: None,
     }
 }
 
