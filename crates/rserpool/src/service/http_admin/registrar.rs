@@ -3,9 +3,10 @@
 //! event stream.
 //!
 //! Everything comes from the core through its [`DriverHandle`] (closures run between two
-//! messages) — the same path the dump takes. Status and metrics share one copy of the
-//! counters, at most [`STATS_MAX_AGE`] old, so a flood of scrapes costs the core one query
-//! per period, not one per request.
+//! messages) — the same path the dump takes. Status and metrics share copies of the
+//! counters: a request uses the newest copy taken after it arrived, so concurrent requests
+//! share one query of the core (a flood of scrapes costs the core one query at a time,
+//! not one per request) and nobody reads numbers older than its request.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,8 +28,6 @@ use super::{error, json, Component, Kind, Prom, MAX_EVENT_STREAMS};
 use crate::driver::DriverHandle;
 use crate::service::admin::{self, pe_doc, EnrpDoc, PageSink, PoolDoc, DUMP_PAGE_PES};
 
-/// Longest a status / metrics copy of the counters is reused.
-pub const STATS_MAX_AGE: Duration = Duration::from_millis(250);
 /// Dumps served at once (HTTP and line-JSON together); a newcomer waits up to
 /// [`DUMP_WAIT`] for its turn, then gets 503.
 pub const DUMP_SESSIONS: usize = 4;
@@ -50,6 +49,7 @@ pub struct RegistrarApi {
 /// What status and metrics show, copied out of the core at once.
 #[derive(Debug)]
 struct Stats {
+    /// When the query was sent.
     taken: Instant,
     server_id: ServerId,
     counters: Counters,
@@ -75,16 +75,18 @@ impl RegistrarApi {
     }
 
     async fn stats(&self) -> Result<Arc<Stats>, crate::DriverGone> {
+        let asked = Instant::now();
         let mut cache = self.cache.lock().await;
-        if let Some(s) = cache.as_ref().filter(|s| s.taken.elapsed() < STATS_MAX_AGE) {
+        if let Some(s) = cache.as_ref().filter(|s| s.taken >= asked) {
             return Ok(s.clone());
         }
+        let taken = Instant::now();
         let s = self
             .handle
-            .query(|c: &mut Registrar, now| {
+            .query(move |c: &mut Registrar, now| {
                 let id = c.server_id();
                 Stats {
-                    taken: Instant::now(),
+                    taken,
                     server_id: id,
                     counters: c.counters().clone(),
                     pools: c.handlespace().pool_count(),
@@ -505,12 +507,6 @@ impl Component for RegistrarApi {
             "PEs registered here (this registrar their home).",
             Kind::Counter,
             ld(&hub.registrations),
-        );
-        m.single(
-            "rserpool_registrar_pes_added_total",
-            "PEs added to the handlespace (registered here or learnt from peers).",
-            Kind::Counter,
-            ld(&hub.added),
         );
         m.single(
             "rserpool_registrar_reregistrations_total",
