@@ -24,6 +24,11 @@ command -v ab >/dev/null 2>&1 || need_pkgs+=(apache2-utils)
 command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
+# The HTTP endpoint's tests: promtool (metrics format), headless Chromium (dashboard),
+# tmux (rsp monitor).
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const rates = []; // [{rx, tx}] per status poll, newest last
 let last = null;
+let lastStatus = null;
 let kind = null;
 let reloadTimer = null;
 
@@ -37,11 +38,8 @@ async function pollStatus() {
     const st = await getJson("/v1/status");
     kind = st.component;
     $("kind").textContent = st.component + (st.server_id ? " " + st.server_id : "");
-    if (st.component === "registrar") {
-      $("summary").textContent = `${st.pe_count} PEs (${st.pes_owned} own) in ${st.pool_count} pools, ${st.peer_count} peers, ENRP ${st.enrp_phase}, up ${age(st.uptime_s * 1000)}`;
-    } else {
-      $("summary").textContent = `up ${age(st.uptime_s * 1000)}`;
-    }
+    lastStatus = st;
+    renderSummary(st);
     $("status").textContent = JSON.stringify(st, null, 2);
     const now = totals(st);
     if (last && now.t > last.t) {
@@ -53,6 +51,14 @@ async function pollStatus() {
     last = now;
   } catch (e) {
     $("summary").textContent = "unreachable: " + e.message;
+  }
+}
+
+function renderSummary(st) {
+  if (st.component === "registrar") {
+    $("summary").textContent = `${st.pe_count} PEs (${st.pes_owned} own) in ${st.pool_count} pools, ${st.peer_count} peers, ENRP ${st.enrp_phase}, up ${age(st.uptime_s * 1000)}`;
+  } else {
+    $("summary").textContent = `up ${age(st.uptime_s * 1000)}`;
   }
 }
 
@@ -74,6 +80,13 @@ function drawChart() {
       i ? g.lineTo(x, y) : g.moveTo(x, y);
     });
     g.stroke();
+    const r = rates[rates.length - 1];
+    if (r) {
+      g.fillStyle = color;
+      g.beginPath();
+      g.arc(w - 3, h - 2 - ((h - 16) * r[key]) / max, 3, 0, 2 * Math.PI);
+      g.fill();
+    }
   };
   line("rx", "#1f6feb");
   line("tx", "#2da44e");
@@ -122,6 +135,14 @@ async function reload() {
     const doc = await getJson("/v1/handlespace");
     renderPools(doc);
     renderPeers(doc.enrp);
+    // The counts in the header follow the handlespace between two status polls.
+    if (lastStatus && lastStatus.component === "registrar") {
+      lastStatus.pe_count = doc.pe_count;
+      lastStatus.pool_count = doc.pool_count;
+      lastStatus.pes_owned = (doc.pools || []).reduce((n, p) => n + p.pes.filter((pe) => pe.home === doc.server_id).length, 0);
+      lastStatus.peer_count = ((doc.enrp && doc.enrp.peers) || []).length;
+      renderSummary(lastStatus);
+    }
   } catch (e) { /* the next event or tick tries again */ }
 }
 
