@@ -16,6 +16,7 @@ pub mod decode;
 pub mod dump;
 pub mod gateway;
 pub mod logging;
+pub mod monitor;
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
@@ -101,6 +102,8 @@ pub enum Command {
     Call(call::CallArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
     Resolve(resolve::ResolveArgs),
+    /// Live terminal view of components' HTTP endpoints: pools, PEs with load bars, peers, rates (q quits).
+    Monitor(monitor::MonitorArgs),
 }
 
 /// Parse the command line, set up logging, run the subcommand; never panics on bad input.
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Monitor(args) => monitor::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Resolve(args) => resolve::run(&args),
     }

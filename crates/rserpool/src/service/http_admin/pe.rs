@@ -75,6 +75,10 @@ impl Component for PeApi {
             "service": self.service,
             "home_registrar": s.home,
             "sessions": self.sessions.load(Ordering::Relaxed),
+            "messages": {
+                "asap_received": s.counters.rx.iter().sum::<u64>(),
+                "asap_sent": s.counters.tx.iter().sum::<u64>(),
+            },
             "entries": s.status.iter().map(|(id, st)| serde_json::json!({
                 "pe": id.to_string(), "state": status_name(*st),
             })).collect::<Vec<_>>(),
