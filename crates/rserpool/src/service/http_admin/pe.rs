@@ -98,8 +98,12 @@ impl Component for PeApi {
             } else {
                 "asap"
             };
-            rx.push((vec![("protocol", proto), ("type", name)], r as f64));
-            tx.push((vec![("protocol", proto), ("type", name)], t as f64));
+            if r > 0 {
+                rx.push((vec![("protocol", proto), ("type", name)], r as f64));
+            }
+            if t > 0 {
+                tx.push((vec![("protocol", proto), ("type", name)], t as f64));
+            }
         }
         m.family(
             "rserpool_messages_received_total",
