@@ -28,6 +28,11 @@ command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
 command -v cspmonitor >/dev/null 2>&1 || need_pkgs+=(rsplib-tools)
 command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
+# The HTTP endpoint's tests: promtool (metrics format), headless Chromium (dashboard),
+# tmux (rsp monitor).
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -12,11 +12,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use rserpool::service::enrp_dump;
+use rserpool::service::http_admin::client;
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::registrar::ENRP_PORT;
 use rserpool_wire::LifetimeUnit;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::args;
 
@@ -24,11 +23,13 @@ pub use rserpool::service::admin::*;
 
 /// Print a registrar's handlespace (pools, PEs, home registrars, policies, load,
 /// lifetimes, addresses), its ENRP phase and its peer registrars (ID, endpoint, state,
-/// last heard, checksum expected/reported, PEs owned) from its admin listener.
+/// last heard, checksum expected/reported, PEs owned) from its HTTP endpoint
+/// (`GET /v1/handlespace`).
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// The registrar's admin address (`rsp registrar --admin`).
-    #[arg(long, default_value = DEFAULT_ADMIN, value_name = "ADDR")]
+    /// The registrar's HTTP endpoint (`rsp registrar --http`; `--admin` is the older
+    /// name): `127.0.0.1:9990` or `http://127.0.0.1:9990/`.
+    #[arg(long = "http", visible_alias = "admin", default_value = DEFAULT_ADMIN, value_name = "ADDR")]
     pub admin: String,
     /// Print JSON (one document) instead of a table.
     #[arg(long)]
@@ -58,10 +59,8 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.enrp {
         return run_enrp(&rt, args, url);
     }
-    let addr = rserpool::url::parse_endpoint(&args.admin, ADMIN_PORT)
-        .ok()
-        .and_then(|e: Endpoint| e.primary())
-        .with_context(|| format!("bad admin address {:?}", args.admin))
+    let addr = http_addr(&args.admin)
+        .with_context(|| format!("bad HTTP endpoint address {:?}", args.admin))
         .map_err(crate::exit::usage)?;
     let doc = match rt.block_on(fetch_pools(addr, args.timeout, &args.pools)) {
         Ok(d) => d,
@@ -76,6 +75,16 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         print!("{}", doc.table());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `127.0.0.1:9990`, `http://[::1]:9990/` (port 9990 when left out).
+pub fn http_addr(s: &str) -> Option<SocketAddr> {
+    let bare = s
+        .strip_prefix("http://")
+        .map_or(s, |r| r.trim_end_matches('/'));
+    rserpool::url::parse_endpoint(bare, ADMIN_PORT)
+        .ok()
+        .and_then(|e: Endpoint| e.primary())
 }
 
 fn run_enrp(rt: &tokio::runtime::Runtime, args: &DumpArgs, url: &str) -> anyhow::Result<ExitCode> {
@@ -124,57 +133,28 @@ fn run_enrp(rt: &tokio::runtime::Runtime, args: &DumpArgs, url: &str) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ask a registrar's admin listener for its handlespace.
+/// Ask a registrar's HTTP endpoint for its handlespace.
 pub async fn fetch(addr: SocketAddr, timeout: Duration) -> anyhow::Result<DumpDoc> {
     fetch_pools(addr, timeout, &[]).await
 }
 
-/// Ask a registrar's admin listener for some pools (all for an empty list). `timeout`
-/// bounds each wait for data, not the whole transfer.
+/// Ask a registrar's HTTP endpoint (`GET /v1/handlespace`) for some pools (all for an
+/// empty list). `timeout` bounds each wait for data, not the whole transfer.
 pub async fn fetch_pools(
     addr: SocketAddr,
     timeout: Duration,
     pools: &[String],
 ) -> anyhow::Result<DumpDoc> {
-    let stalled = || {
-        anyhow::anyhow!(
-            "no answer from {addr} within {}",
-            crate::registrar::human_duration(timeout)
-        )
+    let query: Vec<String> = pools
+        .iter()
+        .map(|p| format!("pool={}", client::encode(p.as_bytes())))
+        .collect();
+    let path = if query.is_empty() {
+        "/v1/handlespace".to_owned()
+    } else {
+        format!("/v1/handlespace?{}", query.join("&"))
     };
-    let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    client::get_json(addr, &path, timeout)
         .await
-        .map_err(|_| stalled())?
-        .with_context(|| format!("cannot reach the registrar admin listener at {addr}"))?;
-    let mut request = serde_json::json!({ "request": "dump" });
-    if !pools.is_empty() {
-        request["pools"] = serde_json::json!(pools);
-    }
-    s.write_all(format!("{request}\n").as_bytes()).await?;
-    let mut answer = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = tokio::time::timeout(timeout, s.read(&mut buf))
-            .await
-            .map_err(|_| stalled())??;
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buf[..n]);
-    }
-    if answer.iter().all(u8::is_ascii_whitespace) {
-        bail!("the registrar closed the admin connection without an answer");
-    }
-    match serde_json::from_slice::<DumpDoc>(&answer) {
-        Ok(doc) => Ok(doc),
-        Err(e) => match serde_json::from_slice::<serde_json::Value>(&answer) {
-            Ok(v) if v.get("error").is_some() => {
-                bail!(
-                    "the registrar says: {}",
-                    v["error"].as_str().unwrap_or("error")
-                )
-            }
-            _ => Err(e).context("unexpected admin answer (cut short?)"),
-        },
-    }
+        .map_err(|e| anyhow::anyhow!("{e:#}").context("registrar HTTP endpoint"))
 }

@@ -20,6 +20,7 @@ use rserpool_proto::io::TransportProto;
 use serde::Deserialize;
 
 use crate::args::{self, RegistrarArgs};
+use rserpool::service::http_admin;
 
 /// Run a gateway: client connections on each --map address go to a PE of its pool.
 #[derive(Debug, Args)]
@@ -60,6 +61,10 @@ pub struct GatewayArgs {
     /// PEs tried per connection (TCP) or request (HTTP) before giving up. Default 4.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<usize>,
+    /// HTTP admin endpoint (status, /metrics, /healthz, /readyz; see docs/http-api.md),
+    /// e.g. 127.0.0.1:9992. Default: off. (`--http` is the gateway's HTTP mode.)
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     /// HTTP mode: largest request body buffered for retries (idempotent methods, bodies up
     /// to 64 KiB) or announced by Content-Length; larger ones get 413. Default 16777216.
     #[arg(long, value_name = "BYTES")]
@@ -84,6 +89,7 @@ struct FileSettings {
     drain_timeout: Option<String>,
     max_attempts: Option<usize>,
     max_body: Option<usize>,
+    admin: Option<String>,
 }
 
 /// clap value parser for `--map`: `tcp://ADDR:PORT=POOL` (the scheme may be left out).
@@ -116,7 +122,9 @@ fn dur(key: &str, v: Option<&String>) -> anyhow::Result<Option<Duration>> {
 }
 
 /// Defaults, then the file, then the flags; checked.
-pub fn resolve(a: &GatewayArgs) -> anyhow::Result<(GatewayConfig, RegistrarArgs)> {
+pub fn resolve(
+    a: &GatewayArgs,
+) -> anyhow::Result<(GatewayConfig, RegistrarArgs, Option<SocketAddr>)> {
     let file: FileSettings = match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -190,11 +198,18 @@ pub fn resolve(a: &GatewayArgs) -> anyhow::Result<(GatewayConfig, RegistrarArgs)
                 .push(args::asap_endpoint(r).map_err(|e| anyhow!("registrar: {e}"))?);
         }
     }
-    Ok((cfg, regs))
+    let admin = match a.admin.as_ref().or(file.admin.as_ref()) {
+        Some(s) if s != "off" => Some(
+            crate::dump::http_addr(s)
+                .ok_or_else(|| anyhow!("admin {s:?}: expected an address like 127.0.0.1:9992"))?,
+        ),
+        _ => None,
+    };
+    Ok((cfg, regs, admin))
 }
 
 pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
-    let (cfg, regs) = resolve(a).map_err(crate::exit::usage)?;
+    let (cfg, regs, admin) = resolve(a).map_err(crate::exit::usage)?;
     let csp = a.csp.config().map_err(crate::exit::usage)?;
     raise_fd_limit(cfg.max_connections as u64 * 2 + 256);
     args::runtime()?.block_on(async move {
@@ -218,6 +233,20 @@ pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
                 "listening tcp://{addr} pool {}",
                 String::from_utf8_lossy(pool.as_bytes())
             );
+        }
+        if let Some(addr) = admin {
+            let api = http_admin::gateway::GatewayApi {
+                stats: gw.stats(),
+                mappings: gw
+                    .local_addrs()
+                    .iter()
+                    .map(|(a, p)| (format!("tcp://{a}"), p.to_string()))
+                    .collect(),
+                started: std::time::Instant::now(),
+            };
+            let local = http_admin::start(addr, Arc::new(api))
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+            println!("http http://{local}/");
         }
         // A pool user to the CSP monitor: what the gateway carried so far.
         let csp = match csp {
@@ -322,7 +351,7 @@ mod tests {
         let crate::Command::Gateway(a) = cli.cmd else {
             panic!("not gateway")
         };
-        let (cfg, _) = resolve(&a).unwrap();
+        let (cfg, _, _) = resolve(&a).unwrap();
         assert_eq!(cfg.mode, Mode::Http);
         assert_eq!(cfg.connect_timeout, Duration::from_millis(500));
         assert_eq!(cfg.max_attempts, 2);

@@ -16,6 +16,7 @@ pub mod decode;
 pub mod dump;
 pub mod gateway;
 pub mod logging;
+pub mod monitor;
 pub mod packaging;
 pub mod registrar;
 pub mod resolve;
@@ -102,6 +103,8 @@ pub enum Command {
     Call(call::CallArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
     Resolve(resolve::ResolveArgs),
+    /// Live terminal view of components' HTTP endpoints: pools, PEs with load bars, peers, rates (q quits).
+    Monitor(monitor::MonitorArgs),
     Completions(packaging::CompletionsArgs),
     Man(packaging::ManArgs),
 }
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Monitor(args) => monitor::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Resolve(args) => resolve::run(&args),
         Command::Completions(args) => packaging::completions(&args),

@@ -122,8 +122,18 @@ pub struct ServeArgs {
     /// http: answer with this file's contents instead of a fixed body.
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
+    /// HTTP admin endpoint of this PE (status, /metrics, /healthz, /readyz; see
+    /// docs/http-api.md), e.g. 127.0.0.1:9991. Default: off.
+    #[arg(long, visible_alias = "admin", value_name = "ADDR", value_parser = http_spec)]
+    pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub csp: args::CspArgs,
+}
+
+/// clap value parser for `--http`: `127.0.0.1:9991` or `http://127.0.0.1:9991/`.
+fn http_spec(s: &str) -> Result<SocketAddr, String> {
+    crate::dump::http_addr(s)
+        .ok_or_else(|| format!("{s:?}: expected an address like 127.0.0.1:9991"))
 }
 
 /// One `--listen` value.
@@ -321,6 +331,18 @@ async fn serve(
         }
         None => None,
     };
+    if let Some(addr) = args.http {
+        let api = rserpool::service::http_admin::pe::PeApi {
+            pe: pe.clone(),
+            pool: pool.clone(),
+            service: args.service.name().to_owned(),
+            sessions: active.clone(),
+            started: std::time::Instant::now(),
+        };
+        let local = rserpool::service::http_admin::start(addr, Arc::new(api))
+            .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+        println!("http http://{local}/");
+    }
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     tokio::spawn(watch(
         pe.clone(),

@@ -70,6 +70,9 @@ pub struct DriverConfig {
     /// Record every message sent and received (see [`crate::wirelog`]). Defaults to the
     /// `RSERPOOL_WIRE_LOG` environment variable.
     pub wire_log: Option<WireLog>,
+    /// Time the core spends on each ASAP Handle Resolution (decode, selection, answer)
+    /// into this histogram (the registrar's `/metrics`); `None` = not measured.
+    pub resolution_timer: Option<Arc<crate::histogram::Histogram>>,
 }
 
 /// Default of [`DriverConfig::inbound_queue`].
@@ -82,6 +85,7 @@ impl Default for DriverConfig {
             inbound_queue: DEFAULT_INBOUND_QUEUE,
             grace: Duration::from_secs(3),
             wire_log: WireLog::from_env(),
+            resolution_timer: None,
         }
     }
 }
@@ -409,6 +413,16 @@ where
                 if let Some(log) = &self.shared.wire_log {
                     log.record(Dir::Rx, protocol, &conn.to_string(), &bytes);
                 }
+                let timed = match &self.config.resolution_timer {
+                    Some(h)
+                        if protocol == Protocol::Asap
+                            && bytes.first()
+                                == Some(&rserpool_wire::asap_type::HANDLE_RESOLUTION) =>
+                    {
+                        Some((h.clone(), Instant::now()))
+                    }
+                    _ => None,
+                };
                 if entry.meta.protocol == protocol {
                     self.core.handle_message(now, conn, &entry.meta, &bytes);
                 } else {
@@ -418,6 +432,9 @@ where
                         ..entry.meta.clone()
                     };
                     self.core.handle_message(now, conn, &meta, &bytes);
+                }
+                if let Some((h, t)) = timed {
+                    h.record(t.elapsed());
                 }
             }
             Inbound::Accepted { conn, meta, writer } => {

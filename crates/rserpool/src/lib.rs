@@ -20,6 +20,7 @@ pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 
 pub mod clock;
 pub mod driver;
+pub mod histogram;
 mod lifecycle;
 pub mod link;
 pub mod pe;

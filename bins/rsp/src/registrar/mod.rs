@@ -68,6 +68,12 @@ pub fn run(args: &RegistrarArgs, log: &crate::logging::LogArgs) -> anyhow::Resul
     }
     crate::logging::apply(&resolved.log_level, resolved.log_json).map_err(crate::exit::usage)?;
     raise_fd_limit(resolved.transport.max_connections);
+    // The HTTP endpoint's connections come on top, as far as the hard limit allows (the
+    // endpoint backs off when out of descriptors).
+    raise_soft_fd_limit(
+        (resolved.transport.max_connections + rserpool::service::http_admin::MAX_CONNECTIONS)
+            as u64,
+    );
     args::runtime()?.block_on(async {
         // From here on SIGHUP reloads instead of killing the process.
         let hangup = rserpool::signal::Hangup::new().context("cannot catch SIGHUP")?;
@@ -81,6 +87,22 @@ pub fn run(args: &RegistrarArgs, log: &crate::logging::LogArgs) -> anyhow::Resul
         serve(running, rserpool::signal::terminate(), hangup, reload).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Raise the soft open-file limit towards `want`, up to the hard limit, silently.
+fn raise_soft_fd_limit(want: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let cur = getrlimit(Resource::Nofile);
+    let target = cur.maximum.map_or(want, |hard| want.min(hard));
+    if cur.current.is_some_and(|c| c < target) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(target),
+                maximum: cur.maximum,
+            },
+        );
+    }
 }
 
 /// Raise the soft open-file limit towards what the connection limit needs.

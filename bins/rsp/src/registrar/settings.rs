@@ -21,9 +21,12 @@ pub struct Settings {
     #[arg(long = "listen", short = 'l', value_name = "URL")]
     #[serde(default)]
     pub listen: Vec<String>,
-    /// Admin listener for `rsp dump` (line-JSON over TCP, no authentication), or "off".
-    /// A loopback address unless admin_allow_remote. Default 127.0.0.1:9990.
-    #[arg(long, value_name = "ADDR")]
+    /// HTTP admin endpoint (JSON API, /metrics, /healthz, /readyz, event stream,
+    /// dashboard at /; what `rsp dump` and `rsp monitor` read; no authentication), or
+    /// "off". `--http` and the TOML key `http` are the same setting. A loopback address
+    /// unless admin_allow_remote. Default 127.0.0.1:9990.
+    #[arg(long, visible_alias = "http", value_name = "ADDR")]
+    #[serde(alias = "http")]
     pub admin: Option<String>,
     /// Server ID (hex 0x… or decimal). Default: random.
     #[arg(long, value_parser = args::integer)]

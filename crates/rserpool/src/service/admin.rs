@@ -1,13 +1,15 @@
-//! The registrar's admin listener (what `rsp dump` reads) and the JSON documents it
+//! The registrar's handlespace dump (what `rsp dump` reads) and the JSON documents it
 //! streams.
 //!
-//! The registrar serves its handlespace on a separate admin listener (default
-//! 127.0.0.1:9990, loopback only) speaking line-JSON over TCP: the client sends one line
-//! (`dump`, `{"request":"dump"}` or `{"request":"dump","pools":["EchoPool"]}`), the
-//! registrar answers with one JSON document ([`DumpDoc`]) on one line and closes. See
+//! The registrar serves its handlespace on its admin listener (default 127.0.0.1:9990,
+//! loopback only), which speaks HTTP ([`super::http_admin`]: `GET /v1/handlespace`, what
+//! `rsp dump` uses) and, for older clients, line-JSON over TCP on the same port: the
+//! client sends one line (`dump`, `{"request":"dump"}` or
+//! `{"request":"dump","pools":["EchoPool"]}`), the registrar answers with one JSON document
+//! ([`DumpDoc`]) on one line and closes. The first byte tells the two apart. See
 //! `docs/shell.md` for why this is not an ASAP or ENRP message.
 //!
-//! The registrar never copies the whole handlespace at once: [`admin_loop`] takes it from
+//! The registrar never copies the whole handlespace at once: [`dump_pages`] takes it from
 //! the core in pages of [`DUMP_PAGE_PES`] PEs (one driver query each, so ASAP traffic is
 //! served between pages), turns each page into JSON on the admin task ([`DumpWriter`]) and
 //! writes it to the socket before taking the next. Memory stays proportional to one page
@@ -26,7 +28,7 @@ use rserpool_wire::{LifetimeUnit, PoolElement, TransportAddr, UserTransport};
 use rserpool_wire::{PoolHandle, ServerId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::driver::DriverHandle;
 
@@ -491,8 +493,8 @@ fn human_ms(v: u64) -> String {
 
 /// Most PEs copied out of the registrar core per step of a dump.
 pub const DUMP_PAGE_PES: usize = 100;
-/// Admin sessions served at once; a newcomer waits up to [`ADMIN_WAIT`] for its turn.
-const ADMIN_SESSIONS: usize = 4;
+/// A dump request waits this long for its turn (see
+/// [`super::http_admin::registrar::DUMP_SESSIONS`]).
 const ADMIN_WAIT: Duration = Duration::from_secs(5);
 /// A reader that takes nothing for this long loses its dump.
 const ADMIN_WRITE_STALL: Duration = Duration::from_secs(30);
@@ -612,64 +614,6 @@ pub fn pool_candidates(name: &str) -> Vec<PoolHandle> {
     out
 }
 
-/// Serve the admin listener on a thread of its own (with its own single-threaded
-/// runtime) until the registrar's driver stops: turning pages into JSON and writing them
-/// then never occupies the runtime threads that run the registrar core and its
-/// connections; the kernel shares the CPUs between them instead.
-pub fn spawn_admin(
-    listener: std::net::TcpListener,
-    handle: DriverHandle<Registrar>,
-    unit: LifetimeUnit,
-) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("rsp-admin".into())
-        .spawn(move || {
-            // Where CPUs are scarce, the registrar's traffic goes before dumps.
-            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
-            {
-                tracing::debug!("admin thread priority: {e}");
-            }
-            rt.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(l) => admin_loop(l, handle, unit).await,
-                    Err(e) => tracing::warn!("admin listener: {e}; `rsp dump` will not work"),
-                }
-            });
-        })?;
-    Ok(())
-}
-
-/// The admin listener: one request line, one JSON answer line, close. Ends when the
-/// driver stops.
-pub async fn admin_loop(
-    listener: TcpListener,
-    handle: DriverHandle<Registrar>,
-    unit: LifetimeUnit,
-) {
-    let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(ADMIN_SESSIONS));
-    let mut listener = listener;
-    let stop = handle.clone();
-    crate::transport::accept::accept_until(
-        &mut listener,
-        "admin",
-        stop.stopped(),
-        |(stream, peer)| {
-            let handle = handle.clone();
-            let turns = turns.clone();
-            tokio::spawn(async move {
-                if let Err(e) = admin_session(stream, &handle, unit, &turns).await {
-                    tracing::debug!(%peer, "admin session: {e:#}");
-                }
-            });
-            std::future::ready(std::ops::ControlFlow::Continue(()))
-        },
-    )
-    .await;
-}
-
 #[derive(Deserialize)]
 struct Request {
     request: String,
@@ -677,7 +621,7 @@ struct Request {
     pools: Vec<String>,
 }
 
-async fn admin_session(
+pub(crate) async fn admin_session(
     stream: TcpStream,
     handle: &DriverHandle<Registrar>,
     unit: LifetimeUnit,
@@ -724,10 +668,35 @@ async fn admin_session(
             return send(&mut wr, format!("{e}\n").into_bytes(), true).await;
         }
     };
+    let _permit = permit;
+    dump_pages(handle, unit, &request.pools, &mut wr).await?;
+    send(&mut wr, Vec::new(), true).await
+}
+
+/// Where [`dump_pages`] puts each page of the document.
+pub(crate) trait PageSink {
+    fn put(&mut self, bytes: Vec<u8>) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+impl PageSink for tokio::net::tcp::OwnedWriteHalf {
+    async fn put(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        send(self, bytes, false).await
+    }
+}
+
+/// The handlespace dump ([`DumpDoc`], one line of JSON) of `pools` (all for an empty
+/// list), taken from the core page by page, each page written to `out` before the next
+/// is taken.
+pub(crate) async fn dump_pages(
+    handle: &DriverHandle<Registrar>,
+    unit: LifetimeUnit,
+    pools: &[String],
+    out: &mut impl PageSink,
+) -> anyhow::Result<()> {
     let server_id = handle.query(|c: &mut Registrar, _| c.server_id()).await?;
     let mut w = DumpWriter::begin(server_id, unit);
     let mut core = CoreTime::default();
-    if request.pools.is_empty() {
+    if pools.is_empty() {
         let mut cursor: Option<SnapshotCursor> = None;
         loop {
             let from = cursor.take();
@@ -741,18 +710,15 @@ async fn admin_session(
             core.add(took);
             w.page(&pools, now);
             drop(pools);
-            send(&mut wr, w.take(), false).await?;
+            out.put(w.take()).await?;
             match next {
                 Some(n) => cursor = Some(n),
                 None => break,
             }
         }
     } else {
-        let wanted: std::collections::BTreeSet<PoolHandle> = request
-            .pools
-            .iter()
-            .flat_map(|n| pool_candidates(n))
-            .collect();
+        let wanted: std::collections::BTreeSet<PoolHandle> =
+            pools.iter().flat_map(|n| pool_candidates(n)).collect();
         for h in wanted {
             let mut after = None;
             loop {
@@ -768,7 +734,7 @@ async fn admin_session(
                 if let Some(p) = page {
                     w.page(std::slice::from_ref(&p), now);
                 }
-                send(&mut wr, w.take(), false).await?;
+                out.put(w.take()).await?;
                 match next {
                     Some(n) => after = Some(n.after),
                     None => break,
@@ -786,7 +752,7 @@ async fn admin_session(
         })
         .await?;
     w.finish(&counters, Some(open), &enrp);
-    send(&mut wr, w.take(), true).await?;
+    out.put(w.take()).await?;
     tracing::debug!(
         "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
          {:?} at a time",

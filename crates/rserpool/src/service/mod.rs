@@ -2,7 +2,9 @@
 //!
 //! * [`registrar`]: the registrar service — listeners, the core on its driver, start/stop,
 //!   applying a new configuration at run time.
-//! * [`admin`]: its admin listener (the paged JSON handlespace dump) and the documents.
+//! * [`admin`]: its handlespace dump (paged JSON) and the documents.
+//! * [`http_admin`]: the HTTP endpoint of the registrar, PEs and the gateway (JSON API,
+//!   Prometheus metrics, health, event stream, dashboard) and its client.
 //! * [`oplog`]: its event log (per-PE debug lines, rate-limited notices, summaries).
 //! * [`demo`]: the demo services (echo, discard, daytime, chargen) over TCP and SCTP, and
 //!   the load tracker that reports open sessions as PE load.
@@ -25,6 +27,7 @@ pub mod demo;
 pub mod dns;
 pub mod enrp_dump;
 pub mod gateway;
+pub mod http_admin;
 pub mod http_pe;
 pub mod oplog;
 pub mod registrar;

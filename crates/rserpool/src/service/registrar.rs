@@ -20,7 +20,6 @@ use anyhow::{bail, Context};
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_proto::{Registrar, RegistrarConfig};
 use rserpool_wire::{Protocol, ServerId, TransportAddr, TransportUse};
-use tokio::net::TcpListener;
 
 use crate::driver::{Driver, DriverConfig, DriverHandle};
 use crate::transport::udp::MulticastSpec;
@@ -144,7 +143,16 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
     };
     let stats = std::sync::Arc::new(super::oplog::Stats::default());
     let recorder = stats.clone();
-    let (mut driver, handle) = Driver::new(core, driver_cfg, move |ev| recorder.record(ev));
+    let hub = std::sync::Arc::new(super::http_admin::events::Hub::default());
+    let driver_cfg = DriverConfig {
+        resolution_timer: Some(hub.resolution_time.clone()),
+        ..driver_cfg
+    };
+    let events = hub.clone();
+    let (mut driver, handle) = Driver::new(core, driver_cfg, move |ev| {
+        events.record(&ev, server_id);
+        recorder.record(ev);
+    });
     let (summary_interval, interval_rx) = tokio::sync::watch::channel(cfg.log_summary_interval);
     tokio::spawn(super::oplog::summaries(stats, handle.clone(), interval_rx));
     for l in bound.sctp {
@@ -174,10 +182,15 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         });
     }
     let admin = match cfg.admin {
-        Some(a) => match bind_admin(a) {
+        Some(a) => match super::http_admin::bind(a) {
             Ok(l) => {
                 let local = l.local_addr()?;
-                super::admin::spawn_admin(l.into_std()?, handle.clone(), unit)?;
+                let api =
+                    super::http_admin::registrar::RegistrarApi::new(handle.clone(), unit, hub);
+                let stop = handle.clone();
+                super::http_admin::spawn(l, api.router(), Some(api.legacy()), async move {
+                    stop.stopped().await;
+                })?;
                 Some(local)
             }
             Err(e) if !cfg.explicit_admin => {
@@ -239,20 +252,6 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         dns,
         csp,
     })
-}
-
-/// The admin listener, with SO_REUSEADDR: the registrar closes admin connections first,
-/// so their TIME_WAIT sockets would otherwise keep a restarted registrar off the port for
-/// a minute after the last `rsp dump`.
-fn bind_admin(a: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if a.is_ipv6() {
-        tokio::net::TcpSocket::new_v6()?
-    } else {
-        tokio::net::TcpSocket::new_v4()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(a)?;
-    socket.listen(64)
 }
 
 /// The listeners of a registrar and what it announces.

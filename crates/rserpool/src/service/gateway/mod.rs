@@ -125,6 +125,27 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub retried: AtomicU64,
     pub active: AtomicUsize,
+    /// TCP mode: bytes relayed client → PE and PE → client (counted when a connection
+    /// ends).
+    pub bytes_to_pe: AtomicU64,
+    pub bytes_from_pe: AtomicU64,
+    /// Connections (TCP mode) or requests (HTTP mode) sent to each PE, by PE ID.
+    pub per_pe: std::sync::Mutex<std::collections::BTreeMap<PeId, u64>>,
+}
+
+impl Stats {
+    /// [`Stats::per_pe`] as `(PE ID 0x…, count)`.
+    pub fn per_pe_requests(&self) -> Vec<(String, u64)> {
+        self.per_pe
+            .lock()
+            .map(|m| m.iter().map(|(id, n)| (id.to_string(), *n)).collect())
+            .unwrap_or_default()
+    }
+
+    fn count_bytes(&self, up: u64, down: u64) {
+        self.bytes_to_pe.fetch_add(up, Ordering::Relaxed);
+        self.bytes_from_pe.fetch_add(down, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Shared {
@@ -367,6 +388,9 @@ impl Shared {
                     })?
             }
         };
+        if let Ok(mut m) = self.stats.per_pe.lock() {
+            *m.entry(pe.id).or_default() += 1;
+        }
         match tcp_addr(&pe) {
             Some(a) => Ok((pe.id, a)),
             None => Err(PickError::Pool {
@@ -457,7 +481,10 @@ async fn tcp_session(
         let (a, b) = (a.inner, b.inner);
         tokio::select! {
             r = splice::both_ways(&a, &b, &last, epoch) => match r {
-                Ok((up, down)) => tracing::debug!(%peer, %pe, up, down, "gateway: connection done"),
+                Ok((up, down)) => {
+                    sh.stats.count_bytes(up, down);
+                    tracing::debug!(%peer, %pe, up, down, "gateway: connection done");
+                }
                 Err(e) => tracing::debug!(%peer, %pe, "gateway: connection ended: {e}"),
             },
             () = idle_watch(&last, epoch, idle) => {
@@ -468,7 +495,10 @@ async fn tcp_session(
     }
     tokio::select! {
         r = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUFFER, COPY_BUFFER) => match r {
-            Ok((up, down)) => tracing::debug!(%peer, %pe, up, down, "gateway: connection done"),
+            Ok((up, down)) => {
+                sh.stats.count_bytes(up, down);
+                tracing::debug!(%peer, %pe, up, down, "gateway: connection done");
+            }
             Err(e) => tracing::debug!(%peer, %pe, "gateway: connection ended: {e}"),
         },
         () = idle_watch(&last, epoch, idle) => {
