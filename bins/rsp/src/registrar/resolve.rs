@@ -485,9 +485,12 @@ fn enrp_endpoint(key: &str, u: &str) -> anyhow::Result<Endpoint> {
     let ep = parse_endpoint(u, ENRP_PORT)
         .with_context(|| format!("{key} (--{}) {u:?}", key.replace('_', "-")))?;
     match ep.transport {
-        TransportProto::Tcp | TransportProto::Sctp | TransportProto::Tls => Ok(ep),
-        TransportProto::Mptcp | TransportProto::Udp => bail!(
-            "{key} (--{}) {u:?}: ENRP runs over tcp://, tls:// or sctp://",
+        TransportProto::Tcp
+        | TransportProto::Sctp
+        | TransportProto::Tls
+        | TransportProto::Mptcp => Ok(ep),
+        TransportProto::Udp => bail!(
+            "{key} (--{}) {u:?}: ENRP runs over tcp://, mptcp://, tls:// or sctp://",
             key.replace('_', "-")
         ),
     }

@@ -1,0 +1,229 @@
+//! MPTCP (`mptcp://`) for real: two hosts (network namespaces) joined by two links, a PE
+//! registering over MPTCP with a second subflow on the second link, and ENRP between two
+//! registrars over MPTCP. The first link goes down: the PE's keep-alives and the peers'
+//! presences go on over the second subflow, nothing is removed or taken over.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn run(args: &[&str]) -> String {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn in_ns(ns: &Netns, args: &[&str]) -> String {
+    let mut a = vec!["ip", "netns", "exec", &ns.name];
+    a.extend_from_slice(args);
+    run(&a)
+}
+
+/// `rsp dump --json` inside a namespace.
+fn dump_in(ns: &Netns, admin: &str) -> Value {
+    let out = ns
+        .command(&["dump", "--json", "--admin", admin])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Messages of `kind` the registrar sent and received so far.
+fn counted(doc: &Value, kind: &str) -> (u64, u64) {
+    doc["counters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["message"] == kind))
+        .map_or((0, 0), |c| {
+            (
+                c["sent"].as_u64().unwrap_or(0),
+                c["received"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+/// TCP subflows (`tcp-ulp-mptcp`) to `addr` in namespace `ns`.
+fn subflows(ns: &Netns, to: &str) -> usize {
+    in_ns(ns, &["ss", "-tni"])
+        .split("\n")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0].contains(to) && w[1].contains("tcp-ulp-mptcp"))
+        .count()
+}
+
+#[test]
+fn mptcp_carries_asap_and_enrp_over_two_paths_and_survives_one_going_down() {
+    bounded(Duration::from_secs(240), || {
+        let (Some(a), Some(b)) = (Netns::new("mpa"), Netns::new("mpb")) else {
+            return;
+        };
+        if in_ns(&a, &["sysctl", "-n", "net.mptcp.enabled"]).trim() != "1" {
+            in_ns(&a, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+            in_ns(&b, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+        }
+        // Two links: 10.92.1.0/24 (path 1) and 10.92.2.0/24 (path 2).
+        for (i, (va, vb)) in [("ma1", "mb1"), ("ma2", "mb2")].iter().enumerate() {
+            run(&[
+                "ip", "link", "add", va, "netns", &a.name, "type", "veth", "peer", "name", vb,
+                "netns", &b.name,
+            ]);
+            let net = i + 1;
+            a.ip(&["addr", "add", &format!("10.92.{net}.1/24"), "dev", va]);
+            b.ip(&["addr", "add", &format!("10.92.{net}.2/24"), "dev", vb]);
+            a.ip(&["link", "set", va, "up"]);
+            b.ip(&["link", "set", vb, "up"]);
+        }
+        // Host A opens a second subflow from its path-2 address; B announces its own.
+        for ns in [&a, &b] {
+            ns.ip(&[
+                "mptcp",
+                "limits",
+                "set",
+                "subflows",
+                "2",
+                "add_addr_accepted",
+                "2",
+            ]);
+        }
+        a.ip(&[
+            "mptcp",
+            "endpoint",
+            "add",
+            "10.92.2.1",
+            "dev",
+            "ma2",
+            "subflow",
+        ]);
+        b.ip(&[
+            "mptcp",
+            "endpoint",
+            "add",
+            "10.92.2.2",
+            "dev",
+            "mb2",
+            "signal",
+        ]);
+
+        let dir = scratch("mptcp");
+        let log = dir.join("wire.log");
+        let fast = [
+            "--keepalive-interval",
+            "300ms",
+            "--keepalive-timeout",
+            "1s",
+            "--heartbeat-cycle",
+            "200ms",
+            "--max-time-last-heard",
+            "1s",
+            "--max-time-no-response",
+            "1s",
+            "--announce=false",
+        ];
+        let mut args = vec![
+            "registrar",
+            "--listen",
+            "mptcp://10.92.1.2:3863",
+            "--listen",
+            "tcp://127.0.0.1:3863",
+            "--enrp-listen",
+            "mptcp://10.92.1.2:9901",
+            "--admin",
+            "127.0.0.1:9990",
+        ];
+        args.extend_from_slice(&fast);
+        let rb = Registrar::started(b.spawn("registrar B", &args, &log));
+        let mut args = vec![
+            "registrar",
+            "--listen",
+            "tcp://127.0.0.1:3863",
+            "--enrp-listen",
+            "off",
+            "--admin",
+            "127.0.0.1:9990",
+            "--peer",
+            "mptcp://10.92.1.2:9901",
+        ];
+        args.extend_from_slice(&fast);
+        let ra = Registrar::started(a.spawn("registrar A", &args, &log));
+        let pe = a.spawn(
+            "pe over mptcp",
+            &[
+                "serve",
+                "echo",
+                "-r",
+                "mptcp://10.92.1.2:3863",
+                "--no-announces",
+                "--listen",
+                "10.92.1.1:0",
+            ],
+            &log,
+        );
+        let line = pe.stdout_line(
+            "did not register over MPTCP",
+            Duration::from_secs(20),
+            |l| l.starts_with("registered "),
+        );
+        let pe_id = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pe="))
+            .unwrap()
+            .to_owned();
+        wait_until(
+            "A to hold B's PE (ENRP over MPTCP)",
+            Duration::from_secs(30),
+            || pe_ids(&dump_in(&a, &ra.admin), "EchoPool").contains(&pe_id),
+        );
+        // Really MPTCP: an mptcp socket to B and two TCP subflows under it.
+        wait_until("two subflows towards B", Duration::from_secs(20), || {
+            in_ns(&a, &["ss", "-Mtn"]).contains("10.92.1.2:3863")
+                && subflows(&a, "10.92.1.2:3863") >= 2
+        });
+        println!("{}", in_ns(&a, &["ss", "-Mtn"]));
+
+        // Path 1 goes down (admin down on A's side: B's end loses its carrier).
+        let before = dump_in(&b, &rb.admin);
+        let (ka_sent, _) = counted(&before, "ASAP_ENDPOINT_KEEP_ALIVE");
+        let (_, pres_rx) = counted(&before, "ENRP_PRESENCE");
+        a.ip(&["link", "set", "ma1", "down"]);
+        // Ten more keep-alives answered and ten more presences heard by B, over path 2.
+        wait_until(
+            "keep-alives and presences after the cut",
+            Duration::from_secs(60),
+            || {
+                let d = dump_in(&b, &rb.admin);
+                let (_, acks) = counted(&d, "ASAP_ENDPOINT_KEEP_ALIVE_ACK");
+                let (ka, _) = counted(&d, "ASAP_ENDPOINT_KEEP_ALIVE");
+                let (_, pres) = counted(&d, "ENRP_PRESENCE");
+                ka >= ka_sent + 10 && acks + 1 >= ka && pres >= pres_rx + 10
+            },
+        );
+        let after = dump_in(&b, &rb.admin);
+        assert!(
+            pe_ids(&after, "EchoPool").contains(&pe_id),
+            "the PE was lost with path 1"
+        );
+        assert_eq!(
+            after["enrp"]["peers"].as_array().map(|p| p.len()),
+            Some(1),
+            "{}",
+            after["enrp"]
+        );
+        assert!(pe_ids(&dump_in(&a, &ra.admin), "EchoPool").contains(&pe_id));
+    });
+}
