@@ -53,7 +53,7 @@ pub struct BenchArgs {
     /// Length of each run (one per client count and target).
     #[arg(long, default_value = "3s", value_parser = args::duration)]
     pub duration: Duration,
-    /// Registrar to measure, tcp:// or sctp:// (default: one started in this process on
+    /// Registrar to measure, tcp://, tls:// or sctp:// (default: one started in this process on
     /// an ephemeral TCP port). The register workload registers 100 PEs per client from
     /// one address: an `rsp registrar` needs `--max-pes-per-source` of at least 100 ×
     /// clients (or 0) for it.
@@ -73,6 +73,9 @@ pub struct BenchArgs {
     /// the same background load (a shared machine drifts).
     #[arg(long, default_value = "3")]
     pub rounds: u32,
+    /// Trust anchors (and a client certificate) for tls:// targets.
+    #[command(flatten)]
+    pub tls: args::TlsClientArgs,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -82,9 +85,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     crate::registrar::raise_fd_limit(args.clients.iter().max().copied().unwrap_or(1) * 2 + 64);
+    let tls = args.tls.load().map_err(crate::exit::usage)?;
     let servers = server_runtime()?;
     let (registrar, label, _keep) = match &args.registrar {
-        Some(ep) => (Target::of(ep)?, format!("registrar {ep}"), None),
+        Some(ep) => (Target::of(ep, &tls)?, format!("registrar {ep}"), None),
         None => {
             let running = servers.block_on(start_registrar())?;
             let a = running
@@ -99,9 +103,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let versus = args.versus.as_ref().map(Target::of).transpose()?;
+    let versus = args
+        .versus
+        .as_ref()
+        .map(|v| Target::of(v, &tls))
+        .transpose()?;
+    // A TLS registrar is compared with the plain TCP echo (and with `--versus tcp://…`).
     let echo = match &registrar {
-        Target::Tcp(_) => servers.block_on(start_echo())?,
+        Target::Tcp(_) | Target::Tls(..) => servers.block_on(start_echo())?,
         Target::Sctp(addrs) => servers.block_on(start_sctp_echo(addrs[0]))?,
     };
     let clients = args::runtime()?;
@@ -160,21 +169,42 @@ enum Target {
     Tcp(SocketAddr),
     /// All addresses of one (multi-homed) SCTP endpoint.
     Sctp(Vec<SocketAddr>),
+    /// TLS over TCP, with the settings its clients use.
+    Tls(SocketAddr, Arc<rserpool::transport::tls::TlsSettings>),
 }
 
 impl Target {
-    fn of(ep: &Endpoint) -> anyhow::Result<Target> {
+    fn of(
+        ep: &Endpoint,
+        tls: &Option<Arc<rserpool::transport::tls::TlsSettings>>,
+    ) -> anyhow::Result<Target> {
         let a = ep.primary().context("registrar URL without address")?;
         Ok(match ep.transport {
             TransportProto::Sctp => Target::Sctp(ep.addrs.clone()),
             TransportProto::Tcp => Target::Tcp(a),
-            other => bail!("rsp bench measures tcp:// or sctp:// registrars, not {other:?}"),
+            TransportProto::Tls => match tls {
+                Some(t) => Target::Tls(a, t.clone()),
+                None => bail!("a tls:// registrar needs trust anchors (--tls-ca FILE)"),
+            },
+            other => {
+                bail!("rsp bench measures tcp://, tls:// or sctp:// registrars, not {other:?}")
+            }
         })
     }
     fn endpoint(&self) -> Endpoint {
         match self {
             Target::Tcp(a) => Endpoint::tcp(*a),
             Target::Sctp(addrs) => Endpoint::sctp(addrs.clone()),
+            Target::Tls(a, _) => Endpoint {
+                transport: TransportProto::Tls,
+                addrs: vec![*a],
+            },
+        }
+    }
+    fn tls(&self) -> Option<Arc<rserpool::transport::tls::TlsSettings>> {
+        match self {
+            Target::Tls(_, t) => Some(t.clone()),
+            _ => None,
         }
     }
     /// The local address a PE of the benchmark registers: the one the kernel would use
@@ -182,7 +212,7 @@ impl Target {
     /// e.g. 10.0.0.1 for a registrar at 10.0.0.1).
     fn pe_address(&self) -> std::net::IpAddr {
         let reg = match self {
-            Target::Tcp(a) => *a,
+            Target::Tcp(a) | Target::Tls(a, _) => *a,
             Target::Sctp(addrs) => addrs[0],
         };
         let probe = std::net::UdpSocket::bind(SocketAddr::new(
@@ -256,11 +286,21 @@ async fn prepare(w: Workload, registrar: &Target) -> anyhow::Result<Vec<PoolElem
     let ip = registrar.pe_address();
     let mut pes = Vec::new();
     for i in 0..10u16 {
-        let opts = PeOptions::new(RESOLVE_POOL)
+        let mut opts = PeOptions::new(RESOLVE_POOL)
             .registrar(registrar.endpoint())
             .no_announces();
+        if let Some(t) = registrar.tls() {
+            opts = opts.link(rserpool::link::RegistrarLink {
+                registrars: vec![registrar.endpoint()],
+                announce_group: None,
+                connect_timeout: None,
+                tls: Some(t),
+            });
+        }
         let opts = match registrar {
-            Target::Tcp(_) => opts.tcp_user_transport(SocketAddr::new(ip, 20000 + i)),
+            Target::Tcp(_) | Target::Tls(..) => {
+                opts.tcp_user_transport(SocketAddr::new(ip, 20000 + i))
+            }
             Target::Sctp(_) => opts.sctp_user_transport(20000 + i, vec![ip], true),
         };
         pes.push(PoolElement::start(opts)?);
@@ -287,7 +327,7 @@ fn requests(w: Workload, client: usize, target: &Target) -> Vec<Vec<u8>> {
                 let id = (client as u32) * PES_PER_CLIENT + k + 1;
                 let port = (id % 60000) as u16 + 1024;
                 let user_transport = match target {
-                    Target::Tcp(_) => TransportAddr::tcp(port, ip),
+                    Target::Tcp(_) | Target::Tls(..) => TransportAddr::tcp(port, ip),
                     Target::Sctp(_) => {
                         TransportAddr::sctp(port, TransportUse::DATA_PLUS_CONTROL, vec![ip])
                     }
@@ -342,11 +382,22 @@ async fn measure(
     let ops = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut conns = Vec::with_capacity(n);
+    let connecting = Instant::now();
     for _ in 0..n {
-        let c = Conn::connect(&to.endpoint())
-            .await
-            .with_context(|| format!("connect to {target} at {}", to.endpoint()))?;
+        let c = match to {
+            Target::Tls(_, t) => Conn::connect_tls(&to.endpoint(), t).await,
+            _ => Conn::connect(&to.endpoint()).await,
+        }
+        .with_context(|| format!("connect to {target} at {}", to.endpoint()))?;
         conns.push(c);
+    }
+    if n >= 16 {
+        eprintln!(
+            "  {target} {}: {n} connections in {:.1} ms ({:.0} µs each, handshakes included)",
+            to.endpoint().transport.scheme(),
+            connecting.elapsed().as_secs_f64() * 1e3,
+            connecting.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
     }
     let is_echo = target == "echo";
     let start = Instant::now();

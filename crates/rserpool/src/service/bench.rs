@@ -87,6 +87,12 @@ pub enum MessageConn {
         buf: Vec<u8>,
     },
     Sctp(SctpStream),
+    /// TLS over TCP (the handshake done in `connect_tls`).
+    Tls {
+        stream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        d: Deframer,
+        buf: Vec<u8>,
+    },
 }
 
 impl MessageConn {
@@ -115,11 +121,29 @@ impl MessageConn {
         }
     }
 
+    /// Connect to a `tls://` endpoint: TCP, then the TLS handshake checking the
+    /// registrar's certificate (as the transport's clients do).
+    pub async fn connect_tls(
+        to: &Endpoint,
+        tls: &crate::transport::tls::TlsSettings,
+    ) -> std::io::Result<MessageConn> {
+        let stream = crate::transport::tls::connect_client(&to.addrs, tls).await?;
+        Ok(MessageConn::Tls {
+            stream: Box::new(stream),
+            d: Deframer::default(),
+            buf: vec![0u8; 65536],
+        })
+    }
+
     /// Send one ASAP message (SCTP: PPID 11, stream 0).
     pub async fn send(&mut self, msg: &[u8]) -> std::io::Result<()> {
         match self {
             MessageConn::Tcp { wr, .. } => wr.write_all(msg).await,
             MessageConn::Sctp(s) => s.send(Protocol::Asap.ppid(), 0, msg).await,
+            MessageConn::Tls { stream, .. } => {
+                stream.write_all(msg).await?;
+                stream.flush().await
+            }
         }
     }
 
@@ -130,6 +154,17 @@ impl MessageConn {
                 match d.next_message() {
                     Ok(Some(m)) => return Ok(m.to_vec()),
                     Ok(None) => match rd.read(buf).await {
+                        Ok(0) => return Err("connection closed by the server".into()),
+                        Err(e) => return Err(format!("read failed: {e}")),
+                        Ok(n) => d.push(&buf[..n]),
+                    },
+                    Err(e) => return Err(format!("bad framing: {e}")),
+                }
+            },
+            MessageConn::Tls { stream, d, buf } => loop {
+                match d.next_message() {
+                    Ok(Some(m)) => return Ok(m.to_vec()),
+                    Ok(None) => match stream.read(buf).await {
                         Ok(0) => return Err("connection closed by the server".into()),
                         Err(e) => return Err(format!("read failed: {e}")),
                         Ok(n) => d.push(&buf[..n]),

@@ -516,6 +516,19 @@ pub fn bind(
     })
 }
 
+/// A client TLS session to the first of `addrs` that answers (for clients that frame
+/// messages themselves, e.g. the load generator).
+pub async fn connect_client(
+    addrs: &[SocketAddr],
+    tls: &TlsSettings,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let s = connect(addrs, Protocol::Asap, &TransportConfig::default(), tls).await?;
+    match s.stream {
+        TlsStream::Client(c) => Ok(c),
+        TlsStream::Server(_) => Err(bad("a client connection turned out a server one".into())),
+    }
+}
+
 /// Connect over TCP to the first address that answers, then the TLS handshake, checking
 /// the server's certificate against the address (or the configured server name).
 pub async fn connect(
