@@ -183,3 +183,31 @@ fn a_pu_subscribes_again_after_its_registrar_restarts() {
     assert!(pushed);
     assert_eq!(cached(&mut w, pu), vec![PeId(0x1002)]);
 }
+
+#[test]
+fn an_unused_pool_is_unsubscribed_and_its_answer_not_mistaken() {
+    let mut w = new_world();
+    let r = w.add_registrar(1, RegistrarConfig::default());
+    for i in 1..=2 {
+        w.add_pe(i, pe_cfg(i));
+    }
+    w.run(Duration::from_secs(1));
+    let mut cfg = pu_cfg(true);
+    cfg.stale_cache_value = Duration::from_secs(5);
+    let pu = w.add_pu(1, cfg);
+    server(&mut w, pu, 1);
+    assert_eq!(w.reg(r).subscriptions(None), 1);
+    // Unused for longer than the PU keeps pools (10 × stale, at least a minute): the
+    // next request for another pool forgets it and unsubscribes (S = 0) …
+    w.run(Duration::from_secs(61));
+    let other = w.ask(pu, 2, "Other", false, Duration::from_secs(10));
+    assert!(matches!(other, PuEvent::Failed { .. }), "{other:?}");
+    // … and a request for it right after gets the real answer, not the S = 0 one.
+    assert_eq!(w.reg(r).subscriptions(None), 0);
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..4 {
+        seen.insert(server(&mut w, pu, 10 + i));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(w.reg(r).subscriptions(None), 1);
+}
