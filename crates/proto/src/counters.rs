@@ -231,6 +231,16 @@ pub struct GuardCounters {
     pub resolutions_refused_security: u64,
     /// ENRP messages dropped by the access policy (not over TLS, or not a peer).
     pub enrp_refused_access: u64,
+    /// Handle resolution subscriptions made (S = 1 answered A = 1), and ended (S = 0,
+    /// connection closed, pool gone); the difference is in force.
+    pub subscriptions_accepted: u64,
+    pub subscriptions_ended: u64,
+    /// Subscriptions refused for the per-connection or total limit (answered A = 0).
+    pub subscriptions_refused: u64,
+    /// Pushed handle resolution responses (one per subscriber and push).
+    pub subscription_pushes: u64,
+    /// Pool changes that joined a push already pending (coalesced).
+    pub subscription_pushes_coalesced: u64,
 }
 
 impl GuardCounters {
@@ -300,6 +310,17 @@ impl GuardCounters {
             (
                 "ENRP messages dropped by the access policy",
                 self.enrp_refused_access,
+            ),
+            ("subscriptions accepted", self.subscriptions_accepted),
+            ("subscriptions ended", self.subscriptions_ended),
+            (
+                "subscriptions refused: limit (answered A = 0)",
+                self.subscriptions_refused,
+            ),
+            ("subscription pushes sent", self.subscription_pushes),
+            (
+                "pool changes coalesced into a pending push",
+                self.subscription_pushes_coalesced,
             ),
         ]
         .into_iter()

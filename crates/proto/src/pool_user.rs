@@ -18,6 +18,17 @@
 //!   reported while it is in the cache). Other entries with the same ASAP transport (other
 //!   transports of the same PE process, e.g. its IPv4 and IPv6 entries) are tried only
 //!   after every other PE of the pool.
+//! * Subscriptions ([`PoolUserConfig::subscribe`], default on): handle resolutions carry
+//!   S = 1. When the registrar answers A = 1 the pool's entry is kept up to date by the
+//!   responses it pushes ([`PuEvent::Pushed`]) and stays fresh while the subscription
+//!   stands (no re-resolution on the stale timer); with A = 0 (RSPLIB, or a registrar at
+//!   its limit) the stale timer applies as before. A subscription stands on the
+//!   connection it was accepted on while that is the home connection: when the home
+//!   fails or changes, the subscribed pools are resolved (and subscribed) again at the
+//!   new home, and meanwhile their entries age by the stale timer from the last push. A
+//!   pushed negative response (the pool is gone) empties the entry and ends the
+//!   subscription. Pools not asked about for 10 × `stale_cache_value` (at least a
+//!   minute) are forgotten and unsubscribed (S = 0).
 //! * Registrar: server hunt like the PE core (`Dest::Endpoint` to a candidate with the
 //!   first pending request). T1 ([`PoolUserConfig::request_timeout`]) expiry moves to
 //!   another registrar, up to [`PoolUserConfig::max_request_retries`] times.
@@ -73,6 +84,9 @@ pub struct PoolUserConfig {
     /// to be announced (or to come up) before failing with [`PuError::NoRegistrar`].
     /// Default 5 s (the hunt's T5 connect timeout; registrars announce every second).
     pub registrar_wait: Duration,
+    /// Ask for push updates (S = 1) in handle resolutions; see the module docs. Default
+    /// true.
+    pub subscribe: bool,
 }
 
 impl Default for PoolUserConfig {
@@ -86,6 +100,7 @@ impl Default for PoolUserConfig {
             stale_cache_value: Duration::from_secs(5),
             hr_items: None,
             registrar_wait: HuntConfig::default().connect_timeout,
+            subscribe: true,
         }
     }
 }
@@ -154,6 +169,9 @@ pub enum PuEvent {
     NoRegistrar { retry_at: Instant },
     /// An ASAP_ERROR arrived.
     ErrorReceived { conn: ConnId, error: OperationError },
+    /// A subscribed pool's entry was replaced by a pushed response; `pes` cached now
+    /// (0: the pool is gone, the subscription ended).
+    Pushed { pool: PoolHandle, pes: usize },
 }
 
 /// The endpoint to reach a PE's user transport: SCTP with all its addresses, TCP with its
@@ -222,6 +240,13 @@ struct PoolState {
     last: Option<PoolElement>,
     waiting: Vec<RequestId>,
     hr: Option<Hr>,
+    /// The connection the registrar accepted our subscription on (A = 1).
+    subscribed: Option<ConnId>,
+    /// When the application last asked for this pool.
+    used: Option<Instant>,
+    /// The pending resolution only renews a lost subscription (no request waits): it
+    /// keeps hunting (with the hunt's back-off) instead of failing.
+    resub: bool,
 }
 
 impl PoolState {
@@ -229,6 +254,11 @@ impl PoolState {
         self.failed.iter().any(|f| {
             f.until > now && (f.id == pe.id || (f.group.is_some() && f.group == pe.asap_transport))
         })
+    }
+
+    /// A resolution that only renews a subscription, with no request waiting for it.
+    fn background(&self) -> bool {
+        self.resub && self.waiting.is_empty()
     }
 
     /// Whether a request could be answered from what is cached (fresh or stale).
@@ -268,6 +298,9 @@ pub struct PoolUserCore {
     pools: BTreeMap<PoolHandle, PoolState>,
     /// Unreachable reports waiting for a home registrar.
     pending_reports: Vec<(PoolHandle, PeId)>,
+    /// Unsubscriptions (S = 0) sent whose answers are still to come, per connection and
+    /// pool: those answers are not taken for the answer to a later request.
+    unsubscribing: BTreeMap<(ConnId, PoolHandle), u32>,
     /// The core's timers ([`PuTimer`]); each handle resolution's own T1 stays in its
     /// request (`Hr::deadline`), with the rest of the request's state.
     timers: Timers<PuTimer>,
@@ -277,6 +310,7 @@ pub struct PoolUserCore {
 }
 
 const MAX_PENDING_REPORTS: usize = 64;
+const MAX_UNSUBSCRIBING: usize = 1024;
 
 impl PoolUserCore {
     /// A new core.
@@ -294,6 +328,7 @@ impl PoolUserCore {
             home: None,
             pools: BTreeMap::new(),
             pending_reports: Vec::new(),
+            unsubscribing: BTreeMap::new(),
             timers: Timers::new(),
             counters: Counters::default(),
             out: Outbox::default(),
@@ -363,12 +398,19 @@ impl PoolUserCore {
 
     fn get_server(&mut self, now: Instant, request: RequestId, pool: PoolHandle) {
         let stale = self.cfg.stale_cache_value;
+        let home = self.home;
         let st = self.pools.entry(pool.clone()).or_default();
+        st.used = Some(now);
         if st.hr.is_some() {
             st.waiting.push(request);
             return;
         }
-        let fresh = st.cache.as_ref().is_some_and(|c| c.fresh(now, stale));
+        // A standing subscription keeps the entry fresh (pushes replace it).
+        let pushed = st.subscribed.is_some() && st.subscribed == home;
+        let fresh = st
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.fresh(now, stale) || (pushed && !c.expired));
         if fresh {
             if let Some(pe) = st.select(&mut self.rng) {
                 self.answer(request, &pool, Ok(pe));
@@ -465,7 +507,7 @@ impl PoolUserCore {
             hr.deadline = deadline;
         }
         let msg = AsapMessage::HandleResolution {
-            subscribe: false,
+            subscribe: self.cfg.subscribe,
             handle: pool.clone(),
             items: self.cfg.hr_items,
         };
@@ -583,7 +625,7 @@ impl PoolUserCore {
         let answerable: Vec<PoolHandle> = self
             .pools
             .iter()
-            .filter(|(_, s)| s.hr.is_some() && s.has_candidates())
+            .filter(|(_, s)| s.hr.is_some() && s.has_candidates() && !s.background())
             .map(|(p, _)| p.clone())
             .collect();
         for p in answerable {
@@ -607,12 +649,13 @@ impl PoolUserCore {
         }
     }
 
-    /// Give up on every pending handle resolution; stale cache entries still answer.
+    /// Give up on every pending handle resolution a request waits for; stale cache
+    /// entries still answer. Renewals of subscriptions go on hunting.
     fn fail_pending(&mut self, now: Instant, error: PuError) {
         let pools: Vec<PoolHandle> = self
             .pools
             .iter()
-            .filter(|(_, s)| s.hr.is_some())
+            .filter(|(_, s)| s.hr.is_some() && !s.background())
             .map(|(p, _)| p.clone())
             .collect();
         for p in pools {
@@ -625,6 +668,7 @@ impl PoolUserCore {
             return;
         };
         st.hr = None;
+        st.resub = false;
         let waiting = std::mem::take(&mut st.waiting);
         for request in waiting {
             let st = self.pools.get_mut(pool);
@@ -640,6 +684,8 @@ impl PoolUserCore {
         self.home = Some(conn);
         self.timers.cancel(&PuTimer::RegistrarWait);
         self.hunter.succeeded();
+        // Subscriptions are registrar-local: subscribe again at the new home.
+        self.resubscribe(|c| c != conn);
         let server_id = server_id.or_else(|| {
             self.conns
                 .get(&conn)
@@ -651,6 +697,26 @@ impl PoolUserCore {
             self.report_unreachable(pool, pe_id);
         }
         self.dispatch(now);
+    }
+
+    /// Pools subscribed on a connection matching `lost` lose the subscription; those
+    /// still in use are resolved (and subscribed) again with the next dispatch.
+    fn resubscribe(&mut self, lost: impl Fn(ConnId) -> bool) {
+        for st in self.pools.values_mut() {
+            let Some(c) = st.subscribed else { continue };
+            if !lost(c) {
+                continue;
+            }
+            st.subscribed = None;
+            if st.hr.is_none() {
+                st.resub = true;
+                st.hr = Some(Hr {
+                    sent_to: None,
+                    deadline: None,
+                    retries: 0,
+                });
+            }
+        }
     }
 
     fn home_failed(&mut self, now: Instant) {
@@ -669,16 +735,34 @@ impl PoolUserCore {
         self.on_step(now, step);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_hr_response(
         &mut self,
         now: Instant,
         conn: ConnId,
+        accepted: bool,
         handle: PoolHandle,
         policy: Option<Policy>,
         pes: Vec<PoolElement>,
         error: Option<OperationError>,
     ) {
-        if self.pools.get(&handle).is_none_or(|s| s.hr.is_none()) {
+        let key = (conn, handle);
+        if let Some(n) = self.unsubscribing.get_mut(&key) {
+            // The answer to an unsubscription (answers come in order on a connection).
+            *n -= 1;
+            if *n == 0 {
+                self.unsubscribing.remove(&key);
+            }
+            return;
+        }
+        let (conn, handle) = key;
+        let Some(st) = self.pools.get(&handle) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        // Without a request outstanding only a push on the subscribed connection counts.
+        let push = st.hr.is_none();
+        if push && st.subscribed != Some(conn) {
             self.counters.dropped += 1;
             return;
         }
@@ -686,10 +770,21 @@ impl PoolUserCore {
             self.hunter.note_conn(conn);
             self.adopt_home(now, conn, None);
         }
+        let subscribed = (accepted && self.cfg.subscribe).then_some(conn);
+        if let Some(st) = self.pools.get_mut(&handle) {
+            st.subscribed = subscribed;
+        }
         if error.is_some() || pes.is_empty() {
             if let Some(st) = self.pools.get_mut(&handle) {
                 st.cache = None;
                 st.alternates.clear();
+                st.subscribed = None;
+            }
+            if push {
+                self.events.push_back(PuEvent::Pushed {
+                    pool: handle.clone(),
+                    pes: 0,
+                });
             }
             self.fail_pool(now, &handle, PuError::UnknownPool);
             return;
@@ -719,12 +814,23 @@ impl PoolUserCore {
             }
         }
         st.alternates = parked;
+        let cached = fresh.len();
         st.cache = Some(Cached {
             sel: PuCache::new(policy_type, fresh),
             fetched: now,
             expired: false,
         });
         st.hr = None;
+        st.resub = false;
+        if push {
+            self.events.push_back(PuEvent::Pushed {
+                pool: handle.clone(),
+                pes: cached,
+            });
+        }
+        let Some(st) = self.pools.get_mut(&handle) else {
+            return;
+        };
         let waiting = std::mem::take(&mut st.waiting);
         for request in waiting {
             let pick = self
@@ -747,20 +853,45 @@ impl PoolUserCore {
 
     /// Forget pools nobody asked about for a long time (10 × `stale_cache_value`, at
     /// least a minute); their stale entries are no use as a fallback any more.
-    fn purge(&mut self, now: Instant) {
+    fn purge(&mut self, now: Instant, asked: &PoolHandle) {
         let keep_for = self
             .cfg
             .stale_cache_value
             .saturating_mul(10)
             .max(Duration::from_secs(60));
-        self.pools.retain(|_, s| {
-            s.hr.is_some()
+        let mut unsubscribe = Vec::new();
+        self.pools.retain(|p, s| {
+            let keep = p == asked
+                || s.hr.is_some()
                 || !s.waiting.is_empty()
-                || s.cache
-                    .as_ref()
-                    .is_some_and(|c| now < later(c.fetched, keep_for))
-                || s.failed.iter().any(|f| f.until > now)
+                || s.used.is_some_and(|t| now < later(t, keep_for))
+                || (s.subscribed.is_none()
+                    && s.cache
+                        .as_ref()
+                        .is_some_and(|c| now < later(c.fetched, keep_for)))
+                || s.failed.iter().any(|f| f.until > now);
+            if !keep {
+                if let Some(c) = s.subscribed {
+                    unsubscribe.push((p.clone(), c));
+                }
+            }
+            keep
         });
+        for (handle, conn) in unsubscribe {
+            if self.unsubscribing.len() >= MAX_UNSUBSCRIBING || !self.conns.contains_key(&conn) {
+                continue; // it ends with the connection
+            }
+            *self
+                .unsubscribing
+                .entry((conn, handle.clone()))
+                .or_insert(0) += 1;
+            let msg = AsapMessage::HandleResolution {
+                subscribe: false,
+                handle,
+                items: Some(1),
+            };
+            self.out.send(&mut self.counters, Dest::Conn(conn), &msg);
+        }
     }
 
     /// An open connection to `ep`, if we have one.
@@ -769,6 +900,8 @@ impl PoolUserCore {
     }
 
     fn conn_failed(&mut self, now: Instant, conn: ConnId) {
+        self.resubscribe(|c| c == conn);
+        self.unsubscribing.retain(|(c, _), _| *c != conn);
         if self.home == Some(conn) {
             self.home_failed(now);
         } else if self.hunter.current_conn() == Some(conn) {
@@ -792,12 +925,12 @@ impl Core for PoolUserCore {
         };
         match msg {
             AsapMessage::HandleResolutionResponse {
+                accepted,
                 handle,
                 policy,
                 pes,
                 error,
-                ..
-            } => self.on_hr_response(now, conn, handle, policy, pes, error),
+            } => self.on_hr_response(now, conn, accepted, handle, policy, pes, error),
             AsapMessage::EndpointKeepAlive {
                 home: true,
                 server_id,
@@ -914,7 +1047,12 @@ impl Core for PoolUserCore {
     }
 
     fn command(&mut self, now: Instant, cmd: PuCommand) {
-        self.purge(now);
+        let asked = match &cmd {
+            PuCommand::GetPrimaryServer { pool, .. }
+            | PuCommand::GetNextServer { pool, .. }
+            | PuCommand::ReportFailure { pool, .. } => pool.clone(),
+        };
+        self.purge(now, &asked);
         match cmd {
             PuCommand::GetPrimaryServer { request, pool } => self.get_server(now, request, pool),
             PuCommand::GetNextServer { request, pool } => {

@@ -48,6 +48,13 @@ impl PuOptions {
         self.core.hr_items = Some(items);
         self
     }
+    /// Subscribe to pool updates (S = 1; default on): a registrar that accepts pushes
+    /// each change of the pool, so a removed PE leaves the cache at once instead of
+    /// after the stale-cache interval.
+    pub fn subscribe(mut self, on: bool) -> Self {
+        self.core.subscribe = on;
+        self
+    }
 }
 
 /// Why a request failed.
@@ -98,6 +105,10 @@ impl PoolUser {
                 }
                 PuEvent::HomeChanged { conn, .. } => {
                     tracing::debug!(%conn, "home registrar");
+                    None
+                }
+                PuEvent::Pushed { pool, pes } => {
+                    tracing::debug!(%pool, pes, "pool update pushed by the registrar");
                     None
                 }
             };

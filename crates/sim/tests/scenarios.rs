@@ -299,7 +299,12 @@ fn handle_resolution_uses_cache_until_stale() {
     for i in 1..=3 {
         net.add_pe(i, pe_cfg(i, Policy::RoundRobin, vec![reg_endpoint(1)]));
     }
-    let pu = net.add_pu(1, pu_cfg(vec![reg_endpoint(1)]));
+    // Without a subscription (as against RSPLIB): the stale timer decides.
+    let cfg = PoolUserConfig {
+        subscribe: false,
+        ..pu_cfg(vec![reg_endpoint(1)])
+    };
+    let pu = net.add_pu(1, cfg);
     let hr = |net: &mut Net| net.reg(r).counters().received(asap_type::HANDLE_RESOLUTION);
 
     let a = net.ask(pu, 1, POOL, false, Duration::from_secs(1));

@@ -73,6 +73,12 @@ impl Resolved {
             ("max_pes_per_source", Some(limit(c.max_pes_per_source))),
             ("max_hr_rate", Some(c.max_hr_rate.to_string())),
             ("max_eu_rate", Some(c.max_eu_rate.to_string())),
+            (
+                "max_subscriptions_per_connection",
+                Some(c.max_subscriptions_per_connection.to_string()),
+            ),
+            ("max_subscriptions", Some(c.max_subscriptions.to_string())),
+            ("subscription_interval", d(c.subscription_interval)),
             ("pe_id_move", Some(toml_str(c.pe_id_move.name()))),
             (
                 "max_registration_life",

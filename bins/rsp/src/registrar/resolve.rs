@@ -256,6 +256,13 @@ impl Settings {
                 .unwrap_or(defaults.max_pes_per_source),
             max_hr_rate: self.max_hr_rate.unwrap_or(defaults.max_hr_rate),
             max_eu_rate: self.max_eu_rate.unwrap_or(defaults.max_eu_rate),
+            max_subscriptions_per_connection: self
+                .max_subscriptions_per_connection
+                .unwrap_or(defaults.max_subscriptions_per_connection),
+            max_subscriptions: self.max_subscriptions.unwrap_or(defaults.max_subscriptions),
+            subscription_interval: self
+                .subscription_interval
+                .unwrap_or(defaults.subscription_interval),
             default_hr_items,
             max_hr_items,
             hr_include_asap_transport: self

@@ -111,6 +111,20 @@ pub struct Settings {
     /// ignored, as RSPLIB's -maxeurate. 0 = unlimited. Default 0.
     #[arg(long, value_name = "PER_SECOND")]
     pub max_eu_rate: Option<u32>,
+    /// Handle resolution subscriptions (S flag): most pools one connection may subscribe
+    /// to; over it the PU is answered A = 0 and keeps its stale timer. 0 = no
+    /// subscriptions. Default 256.
+    #[arg(long)]
+    pub max_subscriptions_per_connection: Option<usize>,
+    /// Most subscriptions in all (over it: A = 0). Default 100000.
+    #[arg(long)]
+    pub max_subscriptions: Option<usize>,
+    /// A subscribed pool is pushed to its subscribers at most once per this interval:
+    /// the first change after a quiet interval at once, later ones together when it
+    /// ends. Default 1s.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub subscription_interval: Option<Duration>,
     /// Most PEs in one pool (0 = unlimited). Default 100000.
     #[arg(long)]
     pub max_pes_per_pool: Option<usize>,
@@ -418,6 +432,11 @@ impl Settings {
             max_pes_per_source: self.max_pes_per_source.or(file.max_pes_per_source),
             max_hr_rate: self.max_hr_rate.or(file.max_hr_rate),
             max_eu_rate: self.max_eu_rate.or(file.max_eu_rate),
+            max_subscriptions_per_connection: self
+                .max_subscriptions_per_connection
+                .or(file.max_subscriptions_per_connection),
+            max_subscriptions: self.max_subscriptions.or(file.max_subscriptions),
+            subscription_interval: self.subscription_interval.or(file.subscription_interval),
             max_pes_per_pool: self.max_pes_per_pool.or(file.max_pes_per_pool),
             default_hr_items: self.default_hr_items.or(file.default_hr_items),
             hr_include_asap_transport: self

@@ -60,10 +60,14 @@ impl Registrar {
                 };
                 self.send(Dest::Conn(conn), &msg);
             }
-            AsapMessage::HandleResolution { handle, items, .. } => {
+            AsapMessage::HandleResolution {
+                handle,
+                items,
+                subscribe,
+            } => {
                 let source = crate::conn_limits::Source::of(meta.peer.ip());
                 if self.hr_rates.allow(now, source, self.cfg.max_hr_rate) {
-                    self.on_handle_resolution(conn, handle, items)
+                    self.on_handle_resolution(conn, handle, items, subscribe)
                 } else {
                     // RSPLIB's answer over the limit: Unknown Pool Handle.
                     self.counters.guards.hr_rate_limited += 1;
@@ -262,6 +266,10 @@ impl Registrar {
             self.reject_registration(conn, handle, pe_id, cause, Refusal::SourceQuota);
             return;
         }
+        let before = self
+            .subs
+            .watched(&handle)
+            .then(|| self.hs.get(&handle, pe_id).map(|e| e.pe.clone()));
         let outcome = match self.hs.register(now, &handle, pe) {
             Ok(o) => o,
             Err(e) => {
@@ -311,6 +319,11 @@ impl Registrar {
         let Some(pe) = self.hs.get(&handle, pe_id).map(|e| e.pe.clone()) else {
             return;
         };
+        if let Some(before) = before {
+            if before.is_none_or(|b| !same_for_users(&b, &pe)) {
+                self.pool_changed(&handle);
+            }
+        }
         // ENRP: the new owner announces it (ADD_PE) to its peers.
         self.enrp_replicate(rserpool_wire::UpdateAction::ADD_PE, &handle, &pe);
         self.events.push_back(match outcome {
@@ -501,7 +514,100 @@ impl Registrar {
         conn: ConnId,
         handle: PoolHandle,
         items: Option<u32>,
+        subscribe: bool,
     ) {
+        let mut accepted = false;
+        if !subscribe {
+            if self.subs.unsubscribe(conn, &handle) {
+                self.counters.guards.subscriptions_ended += 1;
+            }
+        } else if self.hs.pool_len(&handle) > 0 {
+            match self.subs.subscribe(
+                conn,
+                &handle,
+                items,
+                self.cfg.max_subscriptions_per_connection,
+                self.cfg.max_subscriptions,
+            ) {
+                Ok(new) => {
+                    accepted = true;
+                    self.counters.guards.subscriptions_accepted += u64::from(new);
+                }
+                Err(_) => self.counters.guards.subscriptions_refused += 1,
+            }
+        }
+        let msg = self.resolution_response(conn, handle, items, accepted);
+        if accepted && msg_is_negative(&msg) {
+            // Every PE too long for a message: no subscription after all.
+            if let AsapMessage::HandleResolutionResponse { handle, .. } = &msg {
+                if self.subs.unsubscribe(conn, handle) {
+                    self.counters.guards.subscriptions_ended += 1;
+                }
+            }
+            let mut msg = msg;
+            if let AsapMessage::HandleResolutionResponse { accepted, .. } = &mut msg {
+                *accepted = false;
+            }
+            self.send(Dest::Conn(conn), &msg);
+            return;
+        }
+        self.send(Dest::Conn(conn), &msg);
+    }
+
+    /// A pool changed (PE added, removed, re-registered differently): its subscribers get
+    /// a push at the end of this input or of the interval ([`super::subs`]).
+    pub(super) fn pool_changed(&mut self, handle: &PoolHandle) {
+        if self.subs.changed(handle) {
+            self.counters.guards.subscription_pushes_coalesced += 1;
+        }
+    }
+
+    /// Send the pushes that are due: a fresh response (A = 1) to each subscriber, or a
+    /// last negative one (A = 0) when the pool is gone.
+    pub(super) fn push_updates(&mut self, now: Instant) {
+        let ready = self
+            .subs
+            .take_ready(now, self.cfg.subscription_interval.max(MIN_PERIOD));
+        for (handle, subscribers) in ready {
+            if self.hs.pool_len(&handle) == 0 {
+                let ended = self.subs.drop_pool(&handle);
+                self.counters.guards.subscriptions_ended += ended.len() as u64;
+                for conn in ended {
+                    if !self.conns.contains(&conn) {
+                        continue;
+                    }
+                    let msg = AsapMessage::HandleResolutionResponse {
+                        accepted: false,
+                        handle: handle.clone(),
+                        policy: None,
+                        pes: Vec::new(),
+                        error: Some(OperationError::code(CauseCode::UNKNOWN_POOL_HANDLE)),
+                    };
+                    self.counters.guards.subscription_pushes += 1;
+                    self.send(Dest::Conn(conn), &msg);
+                }
+                continue;
+            }
+            for (conn, items) in subscribers {
+                if !self.conns.contains(&conn) {
+                    continue;
+                }
+                let msg = self.resolution_response(conn, handle.clone(), items, true);
+                self.counters.guards.subscription_pushes += 1;
+                self.send(Dest::Conn(conn), &msg);
+            }
+        }
+    }
+
+    /// The answer to a handle resolution of `handle` from `conn`: up to `items` PEs by
+    /// the pool's policy (or the reason there are none).
+    fn resolution_response(
+        &mut self,
+        conn: ConnId,
+        handle: PoolHandle,
+        items: Option<u32>,
+        accepted: bool,
+    ) -> AsapMessage {
         let cap = self.cfg.max_hr_items.max(1);
         let n = match items {
             None | Some(0) => self.cfg.default_hr_items.clamp(1, cap),
@@ -541,9 +647,9 @@ impl Registrar {
                 .or_default()
                 .note_resolved(&handle);
         }
-        let msg = match pes.first() {
+        match pes.first() {
             Some(first) => AsapMessage::HandleResolutionResponse {
-                accepted: false,
+                accepted,
                 handle,
                 // Always present (Discrepancy #4), from the first selected PE (RSPLIB).
                 policy: Some(first.policy.clone()),
@@ -562,8 +668,7 @@ impl Registrar {
                     CauseCode::LACK_OF_RESOURCES
                 })),
             },
-        };
-        self.send(Dest::Conn(conn), &msg);
+        }
     }
 
     pub(super) fn on_keepalive_ack(
@@ -706,4 +811,17 @@ impl Registrar {
         self.out
             .send_error(&mut self.counters, Dest::Conn(conn), vec![cause]);
     }
+}
+
+/// Whether a PU would see no difference between two versions of a PE (a re-registration
+/// that only refreshed it): same transports and policy; the Registration Life and home
+/// do not matter to it.
+pub(super) fn same_for_users(a: &PoolElement, b: &PoolElement) -> bool {
+    a.user_transport == b.user_transport
+        && a.policy == b.policy
+        && a.asap_transport == b.asap_transport
+}
+
+fn msg_is_negative(msg: &AsapMessage) -> bool {
+    matches!(msg, AsapMessage::HandleResolutionResponse { pes, .. } if pes.is_empty())
 }

@@ -100,7 +100,11 @@
 //!   `max_hr_items` (0xFFFFFFFF = that cap). The overall policy TLV is always included,
 //!   copied from the first selected PE (RSPLIB). PEs carry their ASAP transport unless
 //!   `hr_include_asap_transport` is off (RSPLIB omits it); a PU uses it to recognise the
-//!   entries of one PE process. The S flag is not supported (A = 0).
+//!   entries of one PE process.
+//! * Subscriptions (S = 1 → A = 1, `registrar/subs.rs`): a subscribed connection gets a
+//!   fresh response pushed when the pool changes, at most once per
+//!   `subscription_interval` per pool, within `max_subscriptions_per_connection` and
+//!   `max_subscriptions` (over them: A = 0). Registrar-local; RSPLIB never sets A.
 //! * Unexpected messages (responses, keep-alives, cookies, business cards) are answered
 //!   with ASAP_ERROR cause 0x2 carrying the message; an ASAP_ERROR is never answered.
 //! * Accepted connections are limited by [`crate::conn_limits`] (`connections`): idle
@@ -144,6 +148,7 @@ mod enrp;
 mod guard;
 mod rates;
 mod snapshot;
+mod subs;
 mod view;
 
 pub use access::{handle_matches, AccessPolicy, AccessRule};
@@ -154,6 +159,10 @@ pub use enrp::{
 pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
 use guard::{ConnGuard, PeGuards, PendingMove, PENDING_MOVES_PER_CONN, REPORTERS_PER_PE};
 pub use snapshot::{HandlespaceSnapshot, PoolSnapshot, SnapshotCursor};
+pub use subs::{
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    DEFAULT_SUBSCRIPTION_INTERVAL,
+};
 
 /// RSPLIB's ASAP announce group (design §8).
 pub const DEFAULT_ANNOUNCE_GROUP: SocketAddr =
@@ -225,6 +234,14 @@ pub struct RegistrarConfig {
     /// Who may register, resolve and peer; secure mode ([`AccessPolicy`]). Default: no
     /// rules, plaintext allowed.
     pub access: AccessPolicy,
+    /// Handle resolution subscriptions (S = 1 → A = 1 and pushes): most pools one
+    /// connection may subscribe to; over it A = 0. 0 = no subscriptions. Default 256.
+    pub max_subscriptions_per_connection: usize,
+    /// Most subscriptions in all (over it A = 0). Default 100,000.
+    pub max_subscriptions: usize,
+    /// A subscribed pool is pushed at most once per this interval: the first change after
+    /// a quiet interval at once, later ones together at its end. Default 1 s.
+    pub subscription_interval: Duration,
     /// ENRP: peers, presence, timers, takeover ([`EnrpConfig`]).
     pub enrp: EnrpConfig,
 }
@@ -263,6 +280,9 @@ impl Default for RegistrarConfig {
             max_hr_rate: 0,
             max_eu_rate: 0,
             access: AccessPolicy::default(),
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            subscription_interval: DEFAULT_SUBSCRIPTION_INTERVAL,
             enrp: EnrpConfig::default(),
         }
     }
@@ -410,6 +430,8 @@ pub struct Registrar {
     opened: BTreeMap<ConnId, Endpoint>,
     /// The ENRP side's state ([`enrp`]).
     enrp: enrp::EnrpState,
+    /// Handle resolution subscriptions ([`subs`]).
+    subs: subs::Subscriptions,
 }
 
 /// The registering connection as the PE's ASAP transport: an SCTP TLV (primary address
@@ -491,6 +513,7 @@ impl Registrar {
             events: VecDeque::new(),
             opened: BTreeMap::new(),
             enrp,
+            subs: subs::Subscriptions::default(),
         }
     }
 
@@ -507,6 +530,14 @@ impl Registrar {
     /// Message counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Handle resolution subscriptions in force, in all and of one connection.
+    pub fn subscriptions(&self, conn: Option<ConnId>) -> usize {
+        match conn {
+            Some(c) => self.subs.of_conn(c),
+            None => self.subs.len(),
+        }
     }
 
     /// Entries of the protections' per-PE and per-connection state (to check its bounds).
@@ -693,6 +724,7 @@ impl Registrar {
         reason: RemovalReason,
     ) -> Option<PoolElement> {
         let entry = self.hs.deregister(handle, id)?;
+        self.pool_changed(handle);
         if let Some(c) = entry.bookkeeping.conn {
             self.unindex_conn(ConnId(c), handle, id);
         }
@@ -774,6 +806,8 @@ impl Registrar {
         self.conns.remove(&conn);
         self.limits.closed(conn);
         self.opened.remove(&conn);
+        let ended = self.subs.conn_closed(conn);
+        self.counters.guards.subscriptions_ended += ended as u64;
         self.enrp_conn_lost(conn);
         // Its waiting registrations go unanswered; what it resolved no longer matters.
         if let Some(g) = self.conn_guard.remove(&conn) {
@@ -840,7 +874,8 @@ impl Core for Registrar {
                     self.counters.guards.enrp_refused_access += 1;
                     return;
                 }
-                return self.on_enrp_message(now, conn, meta, bytes);
+                self.on_enrp_message(now, conn, meta, bytes);
+                return self.push_updates(now);
             }
             // Application data has no business with a registrar.
             Protocol::Data(_) => {
@@ -849,6 +884,7 @@ impl Core for Registrar {
             }
         }
         self.on_asap_message(now, conn, meta, bytes);
+        self.push_updates(now);
     }
 
     fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
@@ -864,6 +900,7 @@ impl Core for Registrar {
             Received::Enrp(inbound) => self.on_enrp_datagram(now, meta, inbound),
             Received::Data(_) => self.counters.wrong_protocol += 1,
         }
+        self.push_updates(now);
     }
 
     fn handle_transport(&mut self, now: Instant, event: TransportEvent) {
@@ -886,6 +923,7 @@ impl Core for Registrar {
         }
         self.report_limits(now);
         self.grant_freed(now);
+        self.push_updates(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -903,6 +941,7 @@ impl Core for Registrar {
         }
         self.report_limits(now);
         self.grant_freed(now);
+        self.push_updates(now);
     }
 
     fn command(&mut self, now: Instant, cmd: RegistrarCommand) {
@@ -917,6 +956,7 @@ impl Core for Registrar {
             }
         }
         self.grant_freed(now);
+        self.push_updates(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -925,6 +965,7 @@ impl Core for Registrar {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let t = earliest(self.hs.poll_timeout(), self.timers.earliest());
+        let t = earliest(t, self.subs.poll_timeout());
         earliest(t, self.limits.poll_timeout())
     }
 

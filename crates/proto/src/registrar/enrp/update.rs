@@ -119,7 +119,21 @@ impl Registrar {
             }
             self.disown(&handle, id);
         }
+        let before = self
+            .subs
+            .watched(&handle)
+            .then(|| self.hs.get(&handle, id).map(|e| e.pe.clone()));
         let outcome = self.hs.register(now, &handle, pe).map_err(|e| e.cause)?;
+        if let Some(before) = before {
+            let changed = before.is_none_or(|b| {
+                self.hs
+                    .get(&handle, id)
+                    .is_none_or(|e| !super::super::asap::same_for_users(&b, &e.pe))
+            });
+            if changed {
+                self.pool_changed(&handle);
+            }
+        }
         if let Some(bk) = self.hs.bookkeeping_mut(&handle, id) {
             bk.conn = None;
             bk.last_keepalive_sent = None;
