@@ -14,11 +14,14 @@ pub mod bench;
 pub mod call;
 pub mod decode;
 pub mod dump;
+pub mod fetch;
 pub mod gateway;
 pub mod logging;
+pub mod pingpong;
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
+pub mod session_args;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
@@ -93,12 +96,16 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
-    /// Run a demo service (echo, discard, daytime, chargen, http) over TCP or SCTP as a pool element.
+    /// Run a demo service (echo, discard, daytime, chargen, http, pingpong, files) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Gateway for RSerPool-unaware clients: TCP (or HTTP) listeners in front of pools.
     Gateway(gateway::GatewayArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
     Call(call::CallArgs),
+    /// Download a file from a pool of `rsp serve files` PEs, resuming on another PE after a failure.
+    Fetch(fetch::FetchArgs),
+    /// Ping Pong client (RSPLIB's protocol, PPID 33) over the session layer.
+    Pingpong(pingpong::PingPongArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
     Resolve(resolve::ResolveArgs),
 }
@@ -133,6 +140,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Call(args) => call::run(&args),
+        Command::Fetch(args) => fetch::run(&args),
+        Command::Pingpong(args) => pingpong::run(&args),
         Command::Resolve(args) => resolve::run(&args),
     }
 }

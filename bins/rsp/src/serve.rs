@@ -26,6 +26,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::args::{self, PolicyArgs, RegistrarArgs};
 use rserpool::service::demo::{self, LoadTracker};
 use rserpool::service::http_pe;
+use rserpool::service::session::{ListenerOptions, SessionBind, SessionListener};
+use rserpool::service::{files, pingpong};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -40,6 +42,12 @@ pub enum Service {
     /// HTTP/1.1: every request gets one fixed body (--body-size bytes, or --file) and an
     /// X-Rsp-Pe header naming the PE (for the gateway's tests and benchmarks). TCP only.
     Http,
+    /// RSPLIB's Ping Pong (PPID 33) over the session layer: a Pong per Ping, a cookie
+    /// after each so another PE continues the reply counter after a failover.
+    Pingpong,
+    /// The files of DIR over the session layer (`rsp fetch`): downloads resume at their
+    /// offset on another PE when this one dies.
+    Files,
 }
 
 impl Service {
@@ -50,14 +58,28 @@ impl Service {
             Service::Discard => Some(demo::Service::Discard),
             Service::Daytime => Some(demo::Service::Daytime),
             Service::Chargen => Some(demo::Service::Chargen),
-            Service::Http => None,
+            Service::Http | Service::Pingpong | Service::Files => None,
         }
     }
+    /// Served through the session layer ([`rserpool::service::session::SessionListener`]).
+    fn on_sessions(self) -> bool {
+        matches!(self, Service::Pingpong | Service::Files)
+    }
     fn default_pool(self) -> &'static str {
-        self.demo().map_or("WebPool", demo::Service::default_pool)
+        match self {
+            Service::Http => "WebPool",
+            Service::Pingpong => pingpong::DEFAULT_POOL,
+            Service::Files => "FilePool",
+            _ => self.demo().map_or("WebPool", demo::Service::default_pool),
+        }
     }
     fn name(self) -> &'static str {
-        self.demo().map_or("http", demo::Service::name)
+        match self {
+            Service::Http => "http",
+            Service::Pingpong => "pingpong",
+            Service::Files => "files",
+            _ => self.demo().map_or("http", demo::Service::name),
+        }
     }
 }
 
@@ -76,6 +98,9 @@ pub struct ServeArgs {
     /// Which service.
     #[arg(value_enum)]
     pub service: Service,
+    /// files: the directory whose files are served (every regular file in it).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
     /// Pool handle to join (default: EchoPool, DiscardPool, DaytimePool or CharGenPool).
     #[arg(long)]
     pub pool: Option<String>,
@@ -160,6 +185,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             "`rsp serve http` listens on TCP only"
         )));
     }
+    if (args.service == Service::Files) != args.dir.is_some() {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "`rsp serve files DIR` takes a directory; the other services take none"
+        )));
+    }
     let body = match &args.file {
         Some(p) => Some(
             std::fs::read(p)
@@ -226,13 +256,18 @@ async fn serve(
         opts = opts.pe_id(PeId(id));
     }
     let mut registered: Vec<Endpoint> = Vec::new();
+    let mut advertised = Vec::new();
     for l in &listeners {
         let local = l.local_addr()?;
         let addr = SocketAddr::new(advertised_ip(local.ip(), &registrars), local.port());
         println!("listening {} tcp://{local}", args.service.name());
         registered.push(Endpoint::tcp(addr));
-        opts = opts.tcp_user_transport(addr);
+        advertised.push(addr);
+        if !args.service.on_sessions() {
+            opts = opts.tcp_user_transport(addr);
+        }
     }
+    let mut sctp_registered = Vec::new();
     for l in &sctp_listeners {
         let (port, ips) = l.registered()?;
         println!(
@@ -243,7 +278,24 @@ async fn serve(
         registered.push(Endpoint::sctp(
             ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
         ));
-        opts = opts.sctp_user_transport(port, ips, !args.data_only);
+        sctp_registered.push((port, ips.clone()));
+        if !args.service.on_sessions() {
+            opts = opts.sctp_user_transport(port, ips, !args.data_only);
+        }
+    }
+    if args.service.on_sessions() {
+        return serve_sessions(
+            args,
+            opts,
+            listeners.into_iter().zip(advertised).collect(),
+            sctp_listeners.into_iter().zip(sctp_registered).collect(),
+            Watched {
+                pool: pool.clone(),
+                policy: policy.policy_type().to_string(),
+                registered,
+            },
+        )
+        .await;
     }
     let pe = Arc::new(PoolElement::start(opts)?);
     let events = pe.subscribe();
@@ -297,6 +349,67 @@ async fn serve(
         events,
         fatal_tx,
     ));
+    let code = tokio::select! {
+        () = rserpool::signal::terminate() => ExitCode::SUCCESS,
+        Some(why) = fatal_rx.recv() => {
+            eprintln!("rsp serve: {why}");
+            ExitCode::from(crate::exit::FAILURE)
+        }
+    };
+    pe.deregister().await;
+    Ok(code)
+}
+
+/// The services of the session layer: a [`SessionListener`] registers the PE.
+async fn serve_sessions(
+    args: &ServeArgs,
+    opts: PeOptions,
+    tcp: Vec<(tokio::net::TcpListener, SocketAddr)>,
+    sctp: Vec<(demo::SctpServiceListener, (u16, Vec<IpAddr>))>,
+    watched: Watched,
+) -> anyhow::Result<ExitCode> {
+    let catalogue = match &args.dir {
+        Some(dir) => {
+            let d = dir.clone();
+            let cat = tokio::task::spawn_blocking(move || files::Catalogue::scan(&d))
+                .await?
+                .with_context(|| format!("cannot read {}", dir.display()))?;
+            println!("serving {} files from {}", cat.len(), dir.display());
+            Some(Arc::new(cat))
+        }
+        None => None,
+    };
+    let mut binds = Vec::new();
+    for (listener, advertise) in tcp {
+        binds.push(SessionBind::Tcp {
+            listener,
+            advertise,
+        });
+    }
+    for (l, (port, addrs)) in sctp {
+        binds.push(SessionBind::Sctp {
+            listener: l.into_listener(),
+            port,
+            addrs,
+        });
+    }
+    let listener = Arc::new(SessionListener::start(
+        opts,
+        binds,
+        ListenerOptions::default(),
+    )?);
+    let pe = listener.pool_element().clone();
+    let events = pe.subscribe();
+    match catalogue {
+        Some(cat) => {
+            tokio::spawn(files::serve(listener.clone(), cat));
+        }
+        None => {
+            tokio::spawn(pingpong::serve(listener.clone()));
+        }
+    }
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+    tokio::spawn(watch(pe.clone(), watched, events, fatal_tx));
     let code = tokio::select! {
         () = rserpool::signal::terminate() => ExitCode::SUCCESS,
         Some(why) = fatal_rx.recv() => {

@@ -125,8 +125,9 @@ pub enum SessionError {
     NoSession,
 }
 
-/// Check one application message before queueing it.
-pub(crate) fn check_message(ppid: u32, len: usize) -> Result<(), SessionError> {
+/// Check one application message before queueing it (the check [`SessionUser::send`] and
+/// [`SessionServer::send`] make; a shell may make it before handing the message over).
+pub fn check_message(ppid: u32, len: usize) -> Result<(), SessionError> {
     use rserpool_wire::{PPID_ASAP, PPID_ASAP_LEGACY, PPID_ENRP, PPID_ENRP_LEGACY};
     if matches!(
         ppid,

@@ -235,6 +235,11 @@ pub fn bind_sctp(addrs: &[SocketAddr]) -> io::Result<SctpServiceListener> {
 }
 
 impl SctpServiceListener {
+    /// The listening socket (for [`super::session::SessionBind::Sctp`]).
+    pub fn into_listener(self) -> SctpListener {
+        self.inner
+    }
+
     /// Every address of the listener (wildcards expanded by the kernel).
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         self.inner.local_addrs()

@@ -23,9 +23,11 @@ pub mod call;
 pub mod demo;
 pub mod dns;
 pub mod enrp_dump;
+pub mod files;
 pub mod gateway;
 pub mod http_pe;
 pub mod oplog;
+pub mod pingpong;
 pub mod registrar;
 pub mod session;
 
