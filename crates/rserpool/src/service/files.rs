@@ -447,8 +447,8 @@ pub async fn fetch(
                 SessionEvent::PeFailed { pe, reason } => {
                     let after = last_byte.elapsed();
                     status(&format!(
-                        "PE {pe} failed ({reason:?}) {} ms after its last byte",
-                        after.as_millis()
+                        "PE {pe} failed ({reason:?}) {:.1} ms after its last byte",
+                        after.as_secs_f64() * 1e3
                     ));
                     failing.get_or_insert((pe, format!("{reason:?}"), after));
                 }
@@ -494,11 +494,11 @@ pub async fn fetch(
                             if let Some(mut f) = pending.take() {
                                 f.gap = last_byte.elapsed();
                                 status(&format!(
-                                    "failover gap: {} ms from the last byte of PE {} to the first byte of PE {} (failure noticed after {} ms)",
-                                    f.gap.as_millis(),
+                                    "failover gap: {:.1} ms from the last byte of PE {} to the first byte of PE {} (failure noticed after {:.1} ms)",
+                                    f.gap.as_secs_f64() * 1e3,
                                     f.old,
                                     f.new,
-                                    f.detected_after.as_millis()
+                                    f.detected_after.as_secs_f64() * 1e3
                                 ));
                                 report.failovers.push(f);
                             }

@@ -304,7 +304,12 @@ impl PeSession {
             session: self.id,
             ppid,
             data,
-        })
+        })?;
+        // Let the session task run: woken by this command it may sit in this worker's
+        // LIFO slot, where no other worker steals it, and the queue bound counts only what
+        // it has handled.
+        tokio::task::yield_now().await;
+        Ok(())
     }
 
     /// Send a cookie: what a PE taking the session over needs (the PU keeps the latest

@@ -13,7 +13,7 @@ use rserpool_proto::session::{
     SessionUserConfig, UserEvent,
 };
 use rserpool_wire::{PeId, PoolElement, PoolHandle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::channel::{self, ConnTx, Inbound, Queued, Wire};
 use crate::clock;
@@ -21,6 +21,10 @@ use crate::pu::PoolUser;
 
 /// Bytes a session queues for its connection before [`Session::send`] waits.
 pub const SEND_QUEUE_LIMIT: usize = 1 << 20;
+/// Application messages a session reads ahead of its application (then it stops reading
+/// the connection, and the PE's sends wait). While the application is that far behind
+/// the session's timers wait too (the heartbeat answers are behind the unread data).
+pub const READ_AHEAD: usize = 256;
 
 /// Options of [`Session::connect`].
 pub struct SessionOptions {
@@ -160,6 +164,7 @@ pub struct Session {
     cmd: mpsc::UnboundedSender<Cmd>,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     queued: Arc<Queued>,
+    credits: Arc<Semaphore>,
     next_seq: u64,
 }
 
@@ -180,7 +185,10 @@ impl Session {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let queued = Arc::new(Queued::default());
+        let credits = Arc::new(Semaphore::new(READ_AHEAD));
         let task = Task {
+            credits: credits.clone(),
+            unmatched: 0,
             core,
             pu,
             cmd_tx: cmd_tx.clone(),
@@ -197,6 +205,7 @@ impl Session {
             cmd: cmd_tx,
             incoming: in_rx,
             queued,
+            credits,
             next_seq: 0,
         }
     }
@@ -216,12 +225,13 @@ impl Session {
     ) -> Result<u64, SessionError> {
         check_message(ppid, data.len())?;
         self.queued.wait_below(SEND_QUEUE_LIMIT).await;
-        self.queued.add(0);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.cmd
             .send(Cmd::Send { ppid, data, mode })
             .map_err(|_| SessionError::NoSession)?;
+        // Let the session task run (see `PeSession::send`).
+        tokio::task::yield_now().await;
         Ok(seq)
     }
 
@@ -229,7 +239,7 @@ impl Session {
     /// [`Session::next`] to see them). `None`: the session ended.
     pub async fn recv(&mut self) -> Option<(u32, Vec<u8>)> {
         loop {
-            match self.incoming.recv().await? {
+            match self.next().await? {
                 Incoming::Data { ppid, data } => return Some((ppid, data)),
                 Incoming::Event(SessionEvent::Failed { .. }) => return None,
                 Incoming::Event(_) => {}
@@ -239,7 +249,11 @@ impl Session {
 
     /// The next data message or event, in the order they happened. `None`: closed.
     pub async fn next(&mut self) -> Option<Incoming> {
-        self.incoming.recv().await
+        let item = self.incoming.recv().await;
+        if matches!(item, Some(Incoming::Data { .. })) {
+            self.credits.add_permits(1);
+        }
+        item
     }
 
     /// The application considers the current PE failed (Transport.Failure): fail over.
@@ -271,6 +285,11 @@ struct Task {
     queued: Arc<Queued>,
     cookie_held: bool,
     current: Option<Endpoint>,
+    /// Read-ahead permits of application messages (shared with the readers).
+    credits: Arc<Semaphore>,
+    /// Application messages read (each took a permit) that the core has not delivered:
+    /// their permits go back.
+    unmatched: usize,
 }
 
 enum Connected {
@@ -312,7 +331,13 @@ impl Task {
                     let now = clock::now();
                     match m {
                         Inbound::Message { conn, protocol, bytes } => {
-                            let Some(ep) = self.endpoints.get(&conn) else { continue };
+                            if matches!(protocol, rserpool_wire::Protocol::Data(p) if !channel::is_session_ppid(p)) {
+                                self.unmatched += 1;
+                            }
+                            let Some(ep) = self.endpoints.get(&conn) else {
+                                self.return_credits();
+                                continue;
+                            };
                             let meta = RecvMeta {
                                 protocol,
                                 transport: ep.transport,
@@ -336,7 +361,7 @@ impl Task {
                         Connected::Up(endpoint, wire) => {
                             let conn = ConnId(self.next_conn);
                             self.next_conn += 1;
-                            let tx = channel::start(conn, wire, in_tx.clone(), self.queued.clone(), None);
+                            let tx = channel::start(conn, wire, in_tx.clone(), self.queued.clone(), Some(self.credits.clone()));
                             self.conns.insert(conn, tx);
                             self.endpoints.insert(conn, endpoint.clone());
                             self.current = Some(endpoint.clone());
@@ -349,16 +374,30 @@ impl Task {
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
+                    if self.credits.available_permits() == 0 {
+                        // The application is behind: what the PE sent waits unread, its
+                        // heartbeat answers too. Look again in a while.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
                     self.core.handle_timeout(clock::now());
                 }
             }
             self.drain(&in_tx, &conn_tx);
+            self.return_credits();
             if closing {
                 for (_, c) in self.conns.drain() {
                     c.close();
                 }
                 return;
             }
+        }
+    }
+
+    fn return_credits(&mut self) {
+        if self.unmatched > 0 {
+            self.credits.add_permits(self.unmatched);
+            self.unmatched = 0;
         }
     }
 
@@ -442,7 +481,10 @@ impl Task {
                     Some(SessionEvent::BusinessCard { pool, pes })
                 }
                 UserEvent::Data { ppid, data } => {
-                    let _ = self.out.send(Incoming::Data { ppid, data });
+                    self.unmatched = self.unmatched.saturating_sub(1);
+                    if self.out.send(Incoming::Data { ppid, data }).is_err() {
+                        self.credits.add_permits(1);
+                    }
                     None
                 }
                 UserEvent::Acked { seq } => Some(SessionEvent::Acked { seq }),
