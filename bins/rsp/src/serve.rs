@@ -398,7 +398,10 @@ async fn serve_sessions(
         binds,
         ListenerOptions::default(),
     )?);
-    let pe = listener.pool_element().clone();
+    let pe = listener
+        .pool_element()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the session listener registered no PE"))?;
     let events = pe.subscribe();
     match catalogue {
         Some(cat) => {

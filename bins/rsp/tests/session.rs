@@ -199,3 +199,171 @@ fn fetch_resumes_after_kill_and_after_freeze() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// 10,000 numbered messages through a session (this process is the PU) to acknowledging
+/// echo PEs (`rsp serve echo`, session framing); the serving PE is killed mid-stream.
+/// The failover callback sees every message the dead PE did not acknowledge and resends
+/// those the application has not seen answered yet. In the end every message is answered,
+/// and a message answered twice (answered by the dead PE, its answer still on the way to
+/// the application when the callback ran) was handed to the callback: none lost, none
+/// duplicated behind the application's back.
+#[test]
+fn acknowledged_messages_survive_a_killed_pe() {
+    use rserpool::pu::{PoolUser, PuOptions};
+    use rserpool::service::session::{Incoming, Session, SessionEvent, SessionOptions};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    bounded(Duration::from_secs(180), || {
+        const N: u64 = 10_000;
+        const PPID: u32 = 0x4000_0001;
+        let dir = scratch("session-acks");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut pes: Vec<Server> = (0..3)
+            .map(|_| start_echo(&reg.asap, &["127.0.0.1:0"], &log))
+            .collect();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let asap = reg.asap.clone();
+        let answered: Arc<Mutex<BTreeMap<u64, u32>>> = Arc::default();
+        let handed: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+        let (ans, hand) = (answered.clone(), handed.clone());
+        let (kill_tx, kill_rx) = std::sync::mpsc::channel::<String>();
+        let worker = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let ep = rserpool::url::parse_endpoint(&asap, 3863).unwrap();
+                let pu = Arc::new(PoolUser::start(
+                    PuOptions::default().registrar(ep).no_announces(),
+                ));
+                let a2 = ans.clone();
+                let opts = SessionOptions::default().on_failover(move |_old, msgs| {
+                    let done = a2.lock().unwrap();
+                    let mut h = hand.lock().unwrap();
+                    msgs.into_iter()
+                        .filter(|m| {
+                            let no = u64::from_be_bytes(m.data[..8].try_into().unwrap());
+                            h.insert(no);
+                            !done.contains_key(&no)
+                        })
+                        .collect()
+                });
+                let mut s = Session::connect(pu, "EchoPool", opts);
+                let mut sent = 0u64;
+                let mut killed = false;
+                let mut failovers = 0;
+                while ans.lock().unwrap().len() < N as usize {
+                    // Keep up to 200 messages in flight.
+                    while sent < N && sent - (ans.lock().unwrap().len() as u64) < 200 {
+                        let mut m = sent.to_be_bytes().to_vec();
+                        m.extend_from_slice(b" numbered message");
+                        s.send(PPID, m).await.unwrap();
+                        sent += 1;
+                    }
+                    let item = tokio::time::timeout(Duration::from_secs(30), s.next())
+                        .await
+                        .expect("no answer within 30 s")
+                        .expect("session ended");
+                    match item {
+                        Incoming::Data { ppid, data } => {
+                            assert_eq!(ppid, PPID);
+                            let no = u64::from_be_bytes(data[..8].try_into().unwrap());
+                            *ans.lock().unwrap().entry(no).or_default() += 1;
+                            if !killed && no == N / 2 {
+                                killed = true;
+                                kill_tx.send(String::new()).unwrap();
+                            }
+                        }
+                        Incoming::Event(SessionEvent::Connected { pe, .. }) => {
+                            kill_tx.send(pe.to_string()).unwrap();
+                        }
+                        Incoming::Event(SessionEvent::FailoverCompleted { .. }) => failovers += 1,
+                        Incoming::Event(SessionEvent::Failed { reason }) => {
+                            panic!("session failed: {reason:?}")
+                        }
+                        Incoming::Event(_) => {}
+                    }
+                }
+                s.close();
+                failovers
+            })
+        });
+        // The first message names the serving PE; the second says "kill it now".
+        let serving = kill_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let go = kill_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(go.is_empty());
+        let victim = pes
+            .iter_mut()
+            .find(|p| p.entries[0].0 == serving)
+            .unwrap_or_else(|| panic!("no PE {serving}"));
+        victim.proc.kill9();
+        let failovers = worker.join().unwrap();
+        assert_eq!(failovers, 1);
+        let answered = answered.lock().unwrap();
+        assert_eq!(answered.len(), N as usize, "messages lost");
+        let handed = handed.lock().unwrap();
+        assert!(!handed.is_empty(), "the callback saw nothing");
+        let twice: Vec<_> = answered.iter().filter(|(_, n)| **n != 1).collect();
+        for (no, n) in &twice {
+            assert!(
+                **n == 2 && handed.contains(no),
+                "message {no} answered {n} times without passing the callback"
+            );
+        }
+        eprintln!(
+            "{N} messages: {} handed to the failover callback, {} of them answered twice",
+            handed.len(),
+            twice.len()
+        );
+        drop(pes);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// Ping Pong (RSPLIB's protocol) across a killed PE: the client fails over, the new PE
+/// continues the reply counter from the echoed cookie (no jump), every Ping is answered.
+#[test]
+fn pingpong_continues_the_reply_counter_after_a_failover() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-pingpong");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut pes: Vec<(Proc, String)> = (0..2)
+            .map(|_| start_session_pe(&reg.asap, &["pingpong"], "PingPongPool", &log))
+            .collect();
+        let c = Proc::spawn(
+            "pingpong",
+            &[
+                "pingpong",
+                "-r",
+                &reg.asap,
+                "--no-announces",
+                "-n",
+                "40",
+                "--interval",
+                "25ms",
+            ],
+            &log,
+        );
+        let (_, serving) = connected_pe(&c, "rsp pingpong: connected", 0);
+        c.stdout_line("no 10th pong", Duration::from_secs(20), |l| {
+            l.starts_with("pong 10 ")
+        });
+        let victim = pes.iter_mut().find(|(_, id)| *id == serving).unwrap();
+        victim.0.kill9();
+        let summary = c.stdout_line("no summary", Duration::from_secs(30), |l| {
+            l.starts_with("pings ")
+        });
+        let err = c.err.text();
+        assert!(
+            summary.starts_with("pings 40 answered 40 failovers 1 reply-jumps 0"),
+            "{summary}\n{err}"
+        );
+        assert!(err.contains("(cookie echoed)"), "{err}");
+        // Pong n carries reply number n: the counter went on across the failover.
+        c.stdout_line("no 40th pong", Duration::from_secs(5), |l| {
+            l == "pong 40 reply 40"
+        });
+        drop(pes);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

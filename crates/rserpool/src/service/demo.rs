@@ -11,7 +11,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::ops::ControlFlow;
@@ -19,7 +19,9 @@ use std::ops::ControlFlow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::session::{describe_control, DATA_PPID};
+use super::session::{
+    describe_control, ListenerOptions, PeMessage, PeSession, SessionListener, DATA_PPID,
+};
 use crate::pe::PoolElement;
 use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, SctpWriteHalf};
 use crate::transport::accept::accept_until;
@@ -154,8 +156,63 @@ fn session(
     });
 }
 
+/// Whether the client opened with the session framing's INIT chunk (`01 xx 00 04`): a
+/// client of the session layer (`rsp call`, a `Session`). Plain clients start with text
+/// (a first byte of 0x01 does not occur in it) or send nothing (answered as plain).
+async fn speaks_session(stream: &TcpStream) -> bool {
+    let mut b = [0u8; 4];
+    for _ in 0..50 {
+        match stream.peek(&mut b).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if b[0] != 0x01 => return false,
+            Ok(n) if n >= 4 => return b[2] == 0 && b[3] == 4,
+            // The rest of the INIT chunk is on its way.
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+        }
+    }
+    false
+}
+
+/// The session servers of echo (acknowledging each message after answering it) and
+/// discard (acknowledging each message), shared by the listeners of the process.
+fn session_hub(service: Service) -> &'static Arc<SessionListener> {
+    static ECHO: OnceLock<Arc<SessionListener>> = OnceLock::new();
+    static DISCARD: OnceLock<Arc<SessionListener>> = OnceLock::new();
+    let cell = if service == Service::Echo {
+        &ECHO
+    } else {
+        &DISCARD
+    };
+    cell.get_or_init(|| {
+        let hub = Arc::new(SessionListener::unregistered(ListenerOptions::default()));
+        let h = hub.clone();
+        tokio::spawn(async move {
+            while let Some(s) = h.accept().await {
+                tokio::spawn(session_service(s, service));
+            }
+        });
+        hub
+    })
+}
+
+async fn session_service(mut s: PeSession, service: Service) {
+    while let Some(m) = s.recv().await {
+        if let PeMessage::Data { tsn, ppid, data } = m {
+            if service == Service::Echo && s.send(ppid, data).await.is_err() {
+                return;
+            }
+            let _ = s.ack(tsn);
+        }
+    }
+}
+
 async fn handle(mut stream: TcpStream, service: Service) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    if matches!(service, Service::Echo | Service::Discard) && speaks_session(&stream).await {
+        let peer = stream.peer_addr()?;
+        session_hub(service).adopt_tcp(stream, peer).await;
+        return Ok(());
+    }
     match service {
         Service::Echo => {
             let (mut r, mut w) = stream.split();

@@ -147,9 +147,20 @@ pub async fn client(
     count: u64,
     interval: Duration,
     size: usize,
-    opts: SessionOptions,
+    mut opts: SessionOptions,
     line: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<PingReport> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // The failover callback: a Ping already answered is not sent again (its Pong came,
+    // only the acknowledgement was lost with the PE).
+    let answered_no = Arc::new(AtomicU64::new(0));
+    let seen = answered_no.clone();
+    opts.on_failover = Some(Box::new(move |_old, msgs| {
+        let done = seen.load(Ordering::Relaxed);
+        msgs.into_iter()
+            .filter(|m| parse_ping(&m.data).is_none_or(|(no, _)| no > done))
+            .collect()
+    }));
     let mut s = Session::connect(pu, pool, opts);
     let data: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let mut report = PingReport::default();
@@ -184,6 +195,7 @@ pub async fn client(
                         }
                     }
                     last_reply = Some(r);
+                    answered_no.store(m, Ordering::Relaxed);
                     report.answered += 1;
                     if !interval.is_zero() {
                         line(&format!("pong {m} reply {r}"));

@@ -109,9 +109,10 @@ enum Cmd {
 /// listener and hands each PU's session out through [`SessionListener::accept`].
 #[derive(Debug)]
 pub struct SessionListener {
-    pe: Arc<PoolElement>,
+    pe: Option<Arc<PoolElement>>,
     accepted: tokio::sync::Mutex<mpsc::Receiver<PeSession>>,
     endpoints: Vec<Endpoint>,
+    adopt: mpsc::Sender<(Wire, SocketAddr)>,
 }
 
 impl SessionListener {
@@ -188,12 +189,41 @@ impl SessionListener {
                 }
             }
         }
-        drop(new_tx);
         let pe = Arc::new(PoolElement::start(pe)?);
         let config = opts.server.clone().unwrap_or_else(|| SessionServerConfig {
             auto_ack: false,
             business_card: Some((pool, Vec::new())),
         });
+        let mut me = Self::run_core(config, &opts, new_tx, new_rx);
+        for a in acceptors {
+            a();
+        }
+        me.pe = Some(pe);
+        me.endpoints = endpoints;
+        Ok(me)
+    }
+
+    /// A session server that registers nothing and listens nowhere: connections come in
+    /// through [`SessionListener::adopt_tcp`] (a service that tells session clients from
+    /// plain ones on one port). No business card unless `opts.server` has one.
+    pub fn unregistered(opts: ListenerOptions) -> SessionListener {
+        let (new_tx, new_rx) = mpsc::channel(64);
+        let config = opts.server.clone().unwrap_or_default();
+        Self::run_core(config, &opts, new_tx, new_rx)
+    }
+
+    /// Serve a TCP connection whose client speaks the session framing (its INIT chunk
+    /// not read yet).
+    pub async fn adopt_tcp(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let _ = self.adopt.send((Wire::Tcp(stream), peer)).await;
+    }
+
+    fn run_core(
+        config: SessionServerConfig,
+        opts: &ListenerOptions,
+        new_tx: mpsc::Sender<(Wire, SocketAddr)>,
+        new_rx: mpsc::Receiver<(Wire, SocketAddr)>,
+    ) -> SessionListener {
         let core = SessionServer::new(config, 0);
         let (acc_tx, acc_rx) = mpsc::channel(opts.backlog.max(1));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -207,14 +237,12 @@ impl SessionListener {
             read_ahead: opts.read_ahead.max(1),
         };
         tokio::spawn(task.run(new_rx, cmd_rx));
-        for a in acceptors {
-            a();
-        }
-        Ok(SessionListener {
-            pe,
+        SessionListener {
+            pe: None,
             accepted: tokio::sync::Mutex::new(acc_rx),
-            endpoints,
-        })
+            endpoints: Vec::new(),
+            adopt: new_tx,
+        }
     }
 
     /// Listen on TCP `addr` (port 0: any) and register it (an unspecified address
@@ -247,9 +275,10 @@ impl SessionListener {
         self.accepted.lock().await.recv().await
     }
 
-    /// The registered pool element (load, deregistration, PE ids).
-    pub fn pool_element(&self) -> &Arc<PoolElement> {
-        &self.pe
+    /// The registered pool element (load, deregistration, PE ids); `None` for
+    /// [`SessionListener::unregistered`].
+    pub fn pool_element(&self) -> Option<&Arc<PoolElement>> {
+        self.pe.as_ref()
     }
 
     /// The user transports registered.
