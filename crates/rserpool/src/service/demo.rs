@@ -3,6 +3,13 @@
 //! piece of session data), and [`LoadTracker`], which reports open sessions as the PE's
 //! load for least-used policies.
 //!
+//! Over TCP a client that opens with the session framing's INIT chunk (a
+//! [`super::session::Session`], e.g. `rsp call`) is served through the session layer:
+//! echo answers each message and then acknowledges it, discard acknowledges each,
+//! daytime sends its line as one message and closes, chargen sends a line per message
+//! (daytime and chargen wait 100 ms for an INIT before they speak plainly). Every other
+//! TCP client gets the plain byte stream.
+//!
 //! Over SCTP echo sends each message back with its PPID and stream; daytime and chargen
 //! send with [`DATA_PPID`]. Messages with PPID 11 are ASAP control messages of the
 //! session (ASAP_COOKIE_ECHO, ASAP_BUSINESS_CARD from RSPLIB pool users): they are
@@ -29,6 +36,7 @@ use crate::transport::sctp::PPID_ASAP;
 
 /// Which demo service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Service {
     /// Sends back whatever it receives (RFC 862).
     Echo,
@@ -173,16 +181,17 @@ async fn speaks_session(stream: &TcpStream) -> bool {
     false
 }
 
-/// The session servers of echo (acknowledging each message after answering it) and
-/// discard (acknowledging each message), shared by the listeners of the process.
+/// The session servers of the demo services, shared by the listeners of the process:
+/// echo answers and then acknowledges each message, discard acknowledges each, daytime
+/// sends its line and closes, chargen sends lines until the PU goes.
 fn session_hub(service: Service) -> &'static Arc<SessionListener> {
-    static ECHO: OnceLock<Arc<SessionListener>> = OnceLock::new();
-    static DISCARD: OnceLock<Arc<SessionListener>> = OnceLock::new();
-    let cell = if service == Service::Echo {
-        &ECHO
-    } else {
-        &DISCARD
-    };
+    static HUBS: [OnceLock<Arc<SessionListener>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let cell = &HUBS[service as usize];
     cell.get_or_init(|| {
         let hub = Arc::new(SessionListener::unregistered(ListenerOptions::default()));
         let h = hub.clone();
@@ -196,6 +205,21 @@ fn session_hub(service: Service) -> &'static Arc<SessionListener> {
 }
 
 async fn session_service(mut s: PeSession, service: Service) {
+    match service {
+        Service::Daytime => {
+            let _ = s.send(DATA_PPID, daytime().into_bytes()).await;
+            s.close();
+            return;
+        }
+        Service::Chargen => {
+            let mut i = 0usize;
+            while s.send(DATA_PPID, chargen_line(i)).await.is_ok() {
+                i += 1;
+            }
+            return;
+        }
+        Service::Echo | Service::Discard => {}
+    }
     while let Some(m) = s.recv().await {
         if let PeMessage::Data { tsn, ppid, data } = m {
             if service == Service::Echo && s.send(ppid, data).await.is_err() {
@@ -206,9 +230,21 @@ async fn session_service(mut s: PeSession, service: Service) {
     }
 }
 
+/// How long daytime and chargen wait for a session client's INIT chunk before they speak
+/// plainly (a plain client sends nothing).
+const SESSION_SNIFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn handle(mut stream: TcpStream, service: Service) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    if matches!(service, Service::Echo | Service::Discard) && speaks_session(&stream).await {
+    let session = match service {
+        Service::Echo | Service::Discard => speaks_session(&stream).await,
+        Service::Daytime | Service::Chargen => {
+            tokio::time::timeout(SESSION_SNIFF, speaks_session(&stream))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    if session {
         let peer = stream.peer_addr()?;
         session_hub(service).adopt_tcp(stream, peer).await;
         return Ok(());
