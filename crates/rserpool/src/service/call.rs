@@ -7,8 +7,9 @@
 //!
 //! A PE fails when its connection fails or closes with lines unanswered, and when it
 //! stays silent for `reply_timeout` (the session heartbeat goes every quarter of it; a
-//! frozen process keeps its connection open). A PE that closes the session with nothing
-//! outstanding (daytime after its line) ends the call. After the input ended the call
+//! frozen process keeps its connection open). A PE that sent something unasked and then
+//! closes with nothing outstanding (daytime after its line) ended the session on purpose:
+//! no failover; the next line opens a new session. After the input ended the call
 //! waits for the outstanding replies, at most 5 s after the PE last said something.
 //!
 //! `per_request` keeps one plain connection per line (no session), for services and
@@ -229,21 +230,29 @@ async fn session(
     // Ask once up front: an unknown pool or no registrar is said in words.
     first_server(args, &pu).await?;
     let answered = Arc::new(AtomicU64::new(0));
-    let mut s = Session::connect(
-        pu.clone(),
-        args.pool.as_str(),
-        options(args, answered.clone()),
-    );
+    let connect = || {
+        Session::connect(
+            pu.clone(),
+            args.pool.as_str(),
+            options(args, answered.clone()),
+        )
+    };
+    // `None` after a PE ended the session on purpose, until the next line.
+    let mut s = Some(connect());
     let mut sent = 0u64;
     let mut acked = 0u64;
     let mut failures = 0u32;
     let mut stdin_done = false;
+    // The current PE sent something nobody asked for (daytime, chargen).
+    let mut unsolicited = false;
     let mut last_activity = Instant::now();
     loop {
         let replies = answered.load(Ordering::Relaxed);
         let outstanding = sent.saturating_sub(replies.max(acked));
-        if stdin_done && outstanding == 0 {
-            s.close();
+        if stdin_done && (outstanding == 0 || s.is_none()) {
+            if let Some(s) = &s {
+                s.close();
+            }
             return Ok(());
         }
         let linger = last_activity + LINGER;
@@ -252,17 +261,25 @@ async fn session(
                 Some(l) => {
                     let mut data = l.into_bytes();
                     data.push(b'\n');
-                    s.send(LINE_PPID, data).await.map_err(|e| anyhow!("{e}"))?;
+                    let session = s.get_or_insert_with(connect);
+                    session.send(LINE_PPID, data).await.map_err(|e| anyhow!("{e}"))?;
                     sent += 1;
                     last_activity = Instant::now();
                 }
                 None => stdin_done = true,
             },
-            item = s.next() => {
-                let Some(item) = item else { return Ok(()) };
+            item = next(&mut s) => {
+                let Some(item) = item else {
+                    s = None;
+                    continue;
+                };
                 last_activity = Instant::now();
                 match item {
                     Incoming::Data { data, .. } => {
+                        let replies = answered.load(Ordering::Relaxed);
+                        if sent <= replies.max(acked) {
+                            unsolicited = true;
+                        }
                         let n = data.iter().filter(|&&b| b == b'\n').count() as u64;
                         answered.fetch_add(n, Ordering::Relaxed);
                         if stdout.write_all(&data).await.is_err() {
@@ -272,18 +289,24 @@ async fn session(
                     }
                     Incoming::Event(SessionEvent::Connected { pe, at })
                     | Incoming::Event(SessionEvent::FailoverCompleted { new: pe, at, .. }) => {
+                        unsolicited = false;
                         (args.status)(&format!("connected to PE {pe} at {at}"));
                     }
                     Incoming::Event(SessionEvent::PeFailed { pe, reason }) => {
-                        failures += 1;
                         let replies = answered.load(Ordering::Relaxed);
-                        if reason == FailureReason::Closed && sent <= replies.max(acked) {
-                            // The PE ended the session with nothing outstanding (a daytime
-                            // PE after its line): the call ends with it.
-                            (args.status)(&format!("PE {pe} closed the session"));
-                            s.close();
-                            return Ok(());
+                        if reason == FailureReason::Closed
+                            && unsolicited
+                            && sent <= replies.max(acked)
+                        {
+                            // A PE that spoke unasked and closed with nothing outstanding
+                            // (daytime) ended the session: no failover; the next line
+                            // opens a new one.
+                            if let Some(s) = s.take() {
+                                s.close();
+                            }
+                            continue;
                         }
+                        failures += 1;
                         (args.status)(&format!(
                             "PE {pe} failed ({}); trying another",
                             why(reason, args.reply_timeout)
@@ -299,10 +322,20 @@ async fn session(
             // After the input ended: a PE that neither answers nor acknowledges (an RSPLIB
             // discard PE) is left once it has been silent for a while.
             () = tokio::time::sleep_until(linger), if stdin_done => {
-                s.close();
+                if let Some(s) = &s {
+                    s.close();
+                }
                 return Ok(());
             }
         }
+    }
+}
+
+/// The next item of the session, if there is one (else never).
+async fn next(s: &mut Option<Session>) -> Option<Incoming> {
+    match s {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 
