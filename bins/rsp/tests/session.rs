@@ -319,6 +319,55 @@ fn acknowledged_messages_survive_a_killed_pe() {
     });
 }
 
+/// Every application message of PPID `ppid` the session layer sent (wire log lines
+/// `tx.data.….PPID_<ppid>=HEX`) through tshark as SCTP DATA with that PPID: each must
+/// show `protocol` and nothing malformed or in error. Returns tshark's text.
+fn tshark_ppid(dir: &Path, log: &Path, ppid: u32, protocol: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap();
+    let tag = format!(".PPID_{ppid}=");
+    let msgs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tx.data.") && l.contains(&tag))
+        .filter_map(|l| l.split('=').nth(1))
+        .collect();
+    assert!(!msgs.is_empty(), "no PPID {ppid} message recorded");
+    let mut dump = String::new();
+    for m in &msgs {
+        dump.push_str("0000");
+        for i in (0..m.len()).step_by(2) {
+            dump.push(' ');
+            dump.push_str(&m[i..i + 2]);
+        }
+        dump.push('\n');
+    }
+    let input = dir.join(format!("ppid-{ppid}.txt"));
+    let pcap = dir.join(format!("ppid-{ppid}.pcap"));
+    std::fs::write(&input, dump).unwrap();
+    let st = Command::new("text2pcap")
+        .args(["-q", "-S", &format!("40000,40001,{ppid}")])
+        .arg(&input)
+        .arg(&pcap)
+        .status()
+        .unwrap();
+    assert!(st.success(), "text2pcap failed");
+    let out = Command::new("tshark")
+        .args(["-n", "-V", "-r"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "tshark failed: {tree}");
+    assert_eq!(
+        tree.matches(&format!("\n{protocol}")).count(),
+        msgs.len(),
+        "not every message decoded as {protocol}:\n{tree}"
+    );
+    for bad in ["Malformed", "Expert Info (Error", "Expert Info (Warning"] {
+        assert!(!tree.contains(bad), "{bad} in:\n{tree}");
+    }
+    tree
+}
+
 /// Ping Pong (RSPLIB's protocol) across a killed PE: the client fails over, the new PE
 /// continues the reply counter from the echoed cookie (no jump), every Ping is answered.
 #[test]
@@ -363,7 +412,21 @@ fn pingpong_continues_the_reply_counter_after_a_failover() {
         c.stdout_line("no 40th pong", Duration::from_secs(5), |l| {
             l == "pong 40 reply 40"
         });
+        drop(c);
         drop(pes);
+        // What the session layer sent: its ASAP control messages through the ASAP
+        // dissector, Ping and Pong through Wireshark's Ping Pong dissector.
+        let names = dissect(
+            &dir,
+            &log,
+            |l| l.starts_with("tx.asap.") && l.contains(".session-"),
+            |_| false,
+        );
+        for want in ["ASAP_COOKIE", "ASAP_COOKIE_ECHO", "ASAP_BUSINESS_CARD"] {
+            assert!(names.contains(want), "{want} not sent: {names:?}");
+        }
+        let pp = tshark_ppid(&dir, &log, 33, "Ping Pong Protocol");
+        assert!(pp.contains("Ping") && pp.contains("Pong"), "{pp}");
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::sctp::{AssocEvent, RecvItem, SctpStream};
 use crate::transport::sctp::PPID_ASAP;
+use crate::wirelog::{Dir, WireLog};
 
 /// Bytes queued for writing, shared with whoever waits for room ([`Queued::wait_below`]).
 #[derive(Debug, Default)]
@@ -109,11 +110,13 @@ enum Out {
 pub(crate) struct ConnTx {
     tx: mpsc::UnboundedSender<Out>,
     queued: Arc<Queued>,
+    conn: ConnId,
 }
 
 impl ConnTx {
     /// Queue one message (`Protocol::Asap` travels with PPID 11). Fails when the writer is gone.
     pub(crate) fn send(&self, protocol: Protocol, bytes: Vec<u8>) -> Result<(), ()> {
+        log(Dir::Tx, self.conn, protocol, &bytes);
         self.queued.add(bytes.len() + 12);
         let ppid = match protocol {
             Protocol::Asap => PPID_ASAP,
@@ -155,7 +158,30 @@ pub(crate) fn start(
             tokio::spawn(sctp_writer(w, rx, queued.clone()));
         }
     }
-    ConnTx { tx, queued }
+    ConnTx { tx, queued, conn }
+}
+
+/// The wire log's label of a session connection.
+fn label(conn: ConnId) -> String {
+    format!("session-{}", conn.0)
+}
+
+/// Application messages longer than this are not recorded in the wire log (a file
+/// transfer would fill the disk; the message types show in shorter ones).
+const LOG_DATA_MAX: usize = 4096;
+
+/// Record a message in the wire log, if there is one.
+fn log(dir: Dir, conn: ConnId, protocol: Protocol, bytes: &[u8]) {
+    if matches!(protocol, Protocol::Data(_)) && bytes.len() > LOG_DATA_MAX {
+        return;
+    }
+    if let Some(log) = WireLog::from_env() {
+        log.record(dir, protocol, &label(conn), bytes);
+    }
+}
+
+fn log_rx(conn: ConnId, protocol: Protocol, bytes: &[u8]) {
+    log(Dir::Rx, conn, protocol, bytes);
 }
 
 fn protocol_of(ppid: u32) -> Protocol {
@@ -207,6 +233,7 @@ async fn tcp_reader(
                         continue;
                     };
                     let protocol = protocol_of(ppid);
+                    log_rx(conn, protocol, &bytes);
                     take_credit(&credits, protocol).await;
                     let m = Inbound::Message {
                         conn,
@@ -303,6 +330,7 @@ async fn sctp_reader(
         match r.recv().await {
             Ok(RecvItem::Message { ppid, data, .. }) => {
                 let protocol = protocol_of(ppid);
+                log_rx(conn, protocol, &data);
                 take_credit(&credits, protocol).await;
                 let m = Inbound::Message {
                     conn,
