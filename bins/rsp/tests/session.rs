@@ -430,3 +430,204 @@ fn pingpong_continues_the_reply_counter_after_a_failover() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// A raw session client: the session framing by hand over TCP.
+struct RawSession {
+    s: std::net::TcpStream,
+    d: rserpool_wire::framing::SessionDeframer,
+}
+
+impl RawSession {
+    fn connect(addr: &str) -> RawSession {
+        use std::io::Write;
+        let addr = addr.trim_start_matches("tcp://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&[1, 3, 0, 4]).unwrap(); // INIT
+        RawSession {
+            s,
+            d: Default::default(),
+        }
+    }
+    fn send(&mut self, ppid: u32, data: Vec<u8>) {
+        use std::io::Write;
+        let mut b = Vec::new();
+        rserpool_wire::framing::SessionFrame::Data { ppid, data }.encode(&mut b);
+        self.s.write_all(&b).unwrap();
+    }
+    fn send_asap(&mut self, m: &rserpool_wire::AsapMessage) {
+        self.send(11, m.encode_to_vec());
+    }
+    /// The next (PPID, data) frame (INIT, heartbeats and acks skipped); `None` = closed.
+    fn recv(&mut self) -> Option<(u32, Vec<u8>)> {
+        use std::io::Read;
+        loop {
+            while let Some(f) = self.d.next_frame().unwrap() {
+                if let rserpool_wire::framing::SessionFrame::Data { ppid, data } = f {
+                    return Some((ppid, data));
+                }
+            }
+            let mut buf = [0u8; 65536];
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.d.push(&buf[..n]),
+            }
+        }
+    }
+    /// The next file-service message (ASAP control skipped).
+    fn recv_files(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let (ppid, data) = self.recv()?;
+            if ppid == rserpool::service::files::PPID_FILES {
+                return Some(data);
+            }
+        }
+    }
+}
+
+fn files_error(m: &[u8]) -> String {
+    assert_eq!(
+        m[0],
+        rserpool::service::files::T_ERROR,
+        "not an Error: {m:?}"
+    );
+    String::from_utf8_lossy(&m[4..]).into_owned()
+}
+
+/// Bad input to a files PE: a truncated cookie echo, a forged one (a file it does not
+/// have, content that differs), data before the cookie echo, a chunk the framing does
+/// not know, and a PU that never reads. Each gets a clear error (or, for the PU that does
+/// not read, only its own session stalls); a download from the same PE works throughout.
+#[test]
+fn files_pe_answers_bad_input_and_keeps_serving() {
+    use rserpool::service::files::{self, Cookie, FileInfo};
+    use rserpool_wire::AsapMessage;
+    bounded(Duration::from_secs(180), || {
+        let dir = scratch("session-bad");
+        let log = dir.join("wire.log");
+        let files_dir = dir.join("files");
+        std::fs::create_dir_all(&files_dir).unwrap();
+        let src = files_dir.join("f.bin");
+        let content: Vec<u8> = (0..32u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&src, &content).unwrap();
+        let info = files::file_info(&src).unwrap();
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let (pe, _) = start_session_pe(
+            &reg.asap,
+            &["files", files_dir.to_str().unwrap()],
+            "FilePool",
+            &log,
+        );
+        let addr = pe
+            .out
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("listening files "))
+            .unwrap()
+            .to_owned();
+        let fetch_ok = |n: u32| {
+            let out = dir.join(format!("out{n}.bin"));
+            let st = Command::new(RSP)
+                .args(["fetch", "FilePool", "f.bin", "-o"])
+                .arg(&out)
+                .args(["-r", &reg.asap, "--no-announces"])
+                .output()
+                .unwrap();
+            assert!(
+                st.status.success(),
+                "{}",
+                String::from_utf8_lossy(&st.stderr)
+            );
+            assert_eq!(std::fs::read(&out).unwrap(), content);
+        };
+
+        // A PU that never reads: it asks for the file and reads nothing.
+        let mut idle = RawSession::connect(&addr);
+        idle.send(files::PPID_FILES, files::request("f.bin", 0));
+
+        // Truncated cookie echo.
+        let mut c = RawSession::connect(&addr);
+        c.send_asap(&AsapMessage::CookieEcho {
+            cookie: b"RSPFI".to_vec(),
+        });
+        assert_eq!(files_error(&c.recv_files().unwrap()), "bad cookie");
+        assert!(c.recv_files().is_none(), "session not closed");
+
+        // Forged: a file the PE does not have; the right name with other content.
+        for cookie in [
+            Cookie {
+                offset: 0,
+                info,
+                name: "../etc/passwd".into(),
+            },
+            Cookie {
+                offset: 4096,
+                info: FileInfo {
+                    size: info.size,
+                    checksum: info.checksum ^ 1,
+                },
+                name: "f.bin".into(),
+            },
+        ] {
+            let mut c = RawSession::connect(&addr);
+            c.send_asap(&AsapMessage::CookieEcho {
+                cookie: cookie.encode(),
+            });
+            assert_eq!(
+                files_error(&c.recv_files().unwrap()),
+                "cookie names a file this PE does not have"
+            );
+            assert!(c.recv_files().is_none(), "session not closed");
+        }
+
+        // Data before the cookie echo.
+        let mut c = RawSession::connect(&addr);
+        c.send(files::PPID_FILES, b"hello".to_vec());
+        assert_eq!(files_error(&c.recv_files().unwrap()), "not a file request");
+        c.send_asap(&AsapMessage::CookieEcho {
+            cookie: Cookie {
+                offset: 0,
+                info,
+                name: "f.bin".into(),
+            }
+            .encode(),
+        });
+        assert_eq!(
+            files_error(&c.recv_files().unwrap()),
+            "a cookie echo must be the first message"
+        );
+        assert!(c.recv_files().is_none(), "session not closed");
+
+        // A chunk type the session framing does not know: the connection closes.
+        let mut c = RawSession::connect(&addr);
+        {
+            use std::io::Write;
+            c.s.write_all(&[9, 0, 0, 8, 0, 0, 0, 0]).unwrap();
+        }
+        assert!(c.recv_files().is_none(), "session not closed");
+
+        // A valid cookie echo resumes at its offset.
+        let mut c = RawSession::connect(&addr);
+        c.send_asap(&AsapMessage::CookieEcho {
+            cookie: Cookie {
+                offset: (32 << 20) - 100,
+                info,
+                name: "f.bin".into(),
+            }
+            .encode(),
+        });
+        let m = c.recv_files().unwrap();
+        assert_eq!(m[0], files::T_CHUNK, "{m:?}");
+        assert_eq!(
+            u64::from_be_bytes(m[4..12].try_into().unwrap()),
+            (32 << 20) - 100
+        );
+
+        // The PE still serves, the PU that never reads notwithstanding.
+        fetch_ok(1);
+        fetch_ok(2);
+        drop(idle);
+        drop(pe);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
