@@ -1,5 +1,8 @@
-//! `rsp serve echo|discard|daytime|chargen|http`: a demo service over TCP or SCTP (http:
-//! TCP only) that registers itself as a pool element, and deregisters on SIGINT / SIGTERM.
+//! `rsp serve echo|discard|daytime|chargen|http|pingpong|files`: a demo service over TCP
+//! or SCTP (http: TCP only) that registers itself as a pool element, and deregisters on
+//! SIGINT / SIGTERM. pingpong and files run on the session layer
+//! ([`rserpool::service::session::SessionListener`], `docs/session.md`); over TCP echo,
+//! discard, daytime and chargen serve session clients (`rsp call`) through it too.
 //!
 //! Over SCTP (`--listen sctp://…`) the service is one multi-homed listener registered as
 //! one PE entry with an SCTP user transport (transport use "data plus control", like

@@ -631,3 +631,139 @@ fn files_pe_answers_bad_input_and_keeps_serving() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// Benchmark (ignored; run `cargo test --release -p rsp --test session -- --ignored
+/// --nocapture bench_`): in one process, a session's bulk transfer PE → PU against a plain
+/// TCP copy of the same bytes, and session round trips (one message out, its echo back)
+/// against a raw TCP ping-pong. Figures only, nothing asserted about speed.
+#[test]
+#[ignore = "benchmark"]
+fn bench_session_vs_plain_tcp() {
+    use rserpool::pe::PeOptions;
+    use rserpool::pu::{PoolUser, PuOptions};
+    use rserpool::service::session::{PeMessage, Session, SessionListener, SessionOptions};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MB: usize = 1 << 20;
+    let total: usize = 1024 * MB;
+    let chunk = 64_000usize;
+    let rounds = 20_000u32;
+    let dir = scratch("session-bench");
+    let log = dir.join("wire.log");
+    let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ep = rserpool::url::parse_endpoint(&reg.asap, 3863).unwrap();
+        // The PE: a request "bulk" gets `total` bytes; anything else is echoed.
+        let l = SessionListener::bind(
+            PeOptions::new("BenchPool")
+                .registrar(ep.clone())
+                .no_announces(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        l.pool_element().unwrap().registered().await.unwrap();
+        tokio::spawn(async move {
+            while let Some(mut s) = l.accept().await {
+                tokio::spawn(async move {
+                    while let Some(m) = s.recv().await {
+                        if let PeMessage::Data { tsn, ppid, data } = m {
+                            if data == b"bulk" {
+                                let block = vec![7u8; chunk];
+                                let mut sent = 0;
+                                while sent < total {
+                                    s.send(ppid, block.clone()).await.unwrap();
+                                    sent += chunk;
+                                }
+                            } else {
+                                let _ = s.send(ppid, data).await;
+                            }
+                            let _ = s.ack(tsn);
+                        }
+                    }
+                });
+            }
+        });
+        let pu = Arc::new(PoolUser::start(
+            PuOptions::default().registrar(ep).no_announces(),
+        ));
+        let opts = SessionOptions::default();
+        let mut s = Session::connect(pu, "BenchPool", opts);
+
+        // Round trips first (the connection is warm after the first).
+        s.send(1, b"warm".to_vec()).await.unwrap();
+        s.recv().await.unwrap();
+        let t = Instant::now();
+        for i in 0..rounds {
+            s.send(1, i.to_be_bytes().repeat(8)).await.unwrap();
+            s.recv().await.unwrap();
+        }
+        let session_rtt = f64::from(rounds) / t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        s.send(1, b"bulk".to_vec()).await.unwrap();
+        let mut got = 0;
+        while got < total {
+            got += s.recv().await.unwrap().1.len();
+        }
+        let session_bulk = total as f64 / t.elapsed().as_secs_f64() / 1e6;
+        s.close();
+
+        // Plain TCP: the same copy and the same ping-pong.
+        let lst = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = lst.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = lst.accept().await {
+                let _ = c.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut cmd = [0u8; 1];
+                    while c.read_exact(&mut cmd).await.is_ok() {
+                        if cmd[0] == b'B' {
+                            let block = vec![7u8; chunk];
+                            let mut sent = 0;
+                            while sent < total {
+                                c.write_all(&block).await.unwrap();
+                                sent += chunk;
+                            }
+                        } else {
+                            let mut m = [0u8; 32];
+                            c.read_exact(&mut m).await.unwrap();
+                            c.write_all(&m).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut m = [0u8; 33];
+        m[0] = b'P';
+        let t = Instant::now();
+        for _ in 0..rounds {
+            c.write_all(&m).await.unwrap();
+            c.read_exact(&mut m[1..]).await.unwrap();
+        }
+        let tcp_rtt = f64::from(rounds) / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        c.write_all(b"B").await.unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0;
+        while got < total {
+            got += c.read(&mut buf).await.unwrap();
+        }
+        let tcp_bulk = total as f64 / t.elapsed().as_secs_f64() / 1e6;
+        eprintln!(
+            "bulk PE -> PU, {} MiB in 64,000-byte messages: session {session_bulk:.0} MB/s, \
+             plain TCP {tcp_bulk:.0} MB/s, ratio {:.2}",
+            total / MB,
+            session_bulk / tcp_bulk
+        );
+        eprintln!(
+            "round trips (32 bytes): session {session_rtt:.0}/s, raw TCP {tcp_rtt:.0}/s, \
+             ratio {:.2}",
+            session_rtt / tcp_rtt
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,12 +6,17 @@
 //! * [`oplog`]: its event log (per-PE debug lines, rate-limited notices, summaries).
 //! * [`demo`]: the demo services (echo, discard, daytime, chargen) over TCP and SCTP, and
 //!   the load tracker that reports open sessions as PE load.
-//! * [`session`]: the client side of a PU ↔ PE session (TCP bytes or SCTP messages).
+//! * [`session`]: the session layer's async API ([`session::Session`] for a PU,
+//!   [`session::SessionListener`] / [`session::PeSession`] for a PE) over the sans-IO
+//!   cores, and the plain client connection of the demo services.
+//! * [`files`]: the file service of the session layer (`rsp serve files`, `rsp fetch`).
+//! * [`pingpong`]: RSPLIB's Ping Pong over the session layer (`rsp serve pingpong`,
+//!   `rsp pingpong`).
 //! * [`bench`](mod@bench): the ASAP message client and echo baselines of the load generator.
 //! * [`enrp_dump`]: a one-shot ENRP client reading a registrar's handlespace with Handle
 //!   Table Requests (`rsp dump --enrp`).
-//! * [`call`]: the PU failover loop of `rsp call` (lines out, replies back, next PE on
-//!   failure).
+//! * [`call`]: the pool user of `rsp call` on the session layer (lines out, replies back,
+//!   unanswered lines resent after a failover).
 //!
 //! Settings files, flags, printing and exit codes belong to the caller (`rsp`).
 
