@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod args;
 pub mod bench;
+pub mod calcapp;
 pub mod call;
 pub mod decode;
 pub mod dump;
@@ -96,7 +97,7 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
-    /// Run a demo service (echo, discard, daytime, chargen, http, pingpong, files) over TCP or SCTP as a pool element.
+    /// Run a demo service (echo, discard, daytime, chargen, http, pingpong, files, calcapp) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Gateway for RSerPool-unaware clients: TCP (or HTTP) listeners in front of pools.
     Gateway(gateway::GatewayArgs),
@@ -106,6 +107,8 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Ping Pong client (RSPLIB's protocol, PPID 33) over the session layer.
     Pingpong(pingpong::PingPongArgs),
+    /// CalcApp client (RSPLIB's protocol, PPID 34) over the session layer.
+    Calcapp(calcapp::CalcAppArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
     Resolve(resolve::ResolveArgs),
 }
@@ -142,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => call::run(&args),
         Command::Fetch(args) => fetch::run(&args),
         Command::Pingpong(args) => pingpong::run(&args),
+        Command::Calcapp(args) => calcapp::run(&args),
         Command::Resolve(args) => resolve::run(&args),
     }
 }

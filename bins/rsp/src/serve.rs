@@ -30,7 +30,7 @@ use crate::args::{self, PolicyArgs, RegistrarArgs};
 use rserpool::service::demo::{self, LoadTracker};
 use rserpool::service::http_pe;
 use rserpool::service::session::{ListenerOptions, SessionBind, SessionListener};
-use rserpool::service::{files, pingpong};
+use rserpool::service::{calcapp, files, pingpong};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -51,6 +51,9 @@ pub enum Service {
     /// The files of DIR over the session layer (`rsp fetch`): downloads resume at their
     /// offset on another PE when this one dies.
     Files,
+    /// RSPLIB's CalcApp (PPID 34) over the session layer: jobs of N calculations at
+    /// --calc-capacity per second; a job continues on another PE from the cookie.
+    Calcapp,
 }
 
 impl Service {
@@ -61,18 +64,19 @@ impl Service {
             Service::Discard => Some(demo::Service::Discard),
             Service::Daytime => Some(demo::Service::Daytime),
             Service::Chargen => Some(demo::Service::Chargen),
-            Service::Http | Service::Pingpong | Service::Files => None,
+            Service::Http | Service::Pingpong | Service::Files | Service::Calcapp => None,
         }
     }
     /// Served through the session layer ([`rserpool::service::session::SessionListener`]).
     fn on_sessions(self) -> bool {
-        matches!(self, Service::Pingpong | Service::Files)
+        matches!(self, Service::Pingpong | Service::Files | Service::Calcapp)
     }
     fn default_pool(self) -> &'static str {
         match self {
             Service::Http => "WebPool",
             Service::Pingpong => pingpong::DEFAULT_POOL,
             Service::Files => "FilePool",
+            Service::Calcapp => calcapp::DEFAULT_POOL,
             _ => self.demo().map_or("WebPool", demo::Service::default_pool),
         }
     }
@@ -81,6 +85,7 @@ impl Service {
             Service::Http => "http",
             Service::Pingpong => "pingpong",
             Service::Files => "files",
+            Service::Calcapp => "calcapp",
             _ => self.demo().map_or("http", demo::Service::name),
         }
     }
@@ -147,6 +152,12 @@ pub struct ServeArgs {
     /// http: size of the fixed body in bytes (default 1024).
     #[arg(long, value_name = "BYTES", conflicts_with = "file")]
     pub body_size: Option<usize>,
+    /// calcapp: calculations per second, shared by the running jobs.
+    #[arg(long, default_value = "1000000", value_name = "N")]
+    pub calc_capacity: u64,
+    /// calcapp: jobs at once (more are rejected).
+    #[arg(long, default_value = "4", value_name = "N")]
+    pub max_jobs: u32,
     /// http: answer with this file's contents instead of a fixed body.
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
@@ -406,11 +417,19 @@ async fn serve_sessions(
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the session listener registered no PE"))?;
     let events = pe.subscribe();
-    match catalogue {
-        Some(cat) => {
+    match (catalogue, args.service) {
+        (Some(cat), _) => {
             tokio::spawn(files::serve(listener.clone(), cat));
         }
-        None => {
+        (None, Service::Calcapp) => {
+            let cfg = calcapp::CalcAppConfig {
+                capacity: args.calc_capacity.max(1),
+                max_jobs: args.max_jobs.max(1),
+                ..calcapp::CalcAppConfig::default()
+            };
+            tokio::spawn(calcapp::serve(listener.clone(), cfg));
+        }
+        (None, _) => {
             tokio::spawn(pingpong::serve(listener.clone()));
         }
     }

@@ -767,3 +767,71 @@ fn bench_session_vs_plain_tcp() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CalcApp (RSPLIB's protocol): a job survives the death of its PE — the next PE continues
+/// from the cookie's progress, so the job takes about its own time, not twice it. The
+/// messages we sent decode as Wireshark's CalcApp Protocol.
+#[test]
+fn calcapp_job_survives_a_killed_pe() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-calcapp");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut pes: Vec<(Proc, String)> = (0..2)
+            .map(|_| start_session_pe(&reg.asap, &["calcapp"], "CalcAppPool", &log))
+            .collect();
+        let c = Proc::spawn(
+            "calcapp",
+            &[
+                "calcapp",
+                "-r",
+                &reg.asap,
+                "--no-announces",
+                "--job-size",
+                "3000000",
+            ],
+            &log,
+        );
+        let (_, serving) = connected_pe(&c, "rsp calcapp: connected", 0);
+        c.err
+            .wait(0, Instant::now() + Duration::from_secs(20), |l| {
+                l.contains("job 1 accepted")
+            })
+            .unwrap_or_else(|| c.fail("job not accepted"));
+        // Let it make progress (and send cookies), then kill its PE.
+        std::thread::sleep(Duration::from_millis(1500));
+        let victim = pes.iter_mut().find(|(_, id)| *id == serving).unwrap();
+        victim.0.kill9();
+        let done = c.stdout_line("job not complete", Duration::from_secs(30), |l| {
+            l.starts_with("job 1 complete")
+        });
+        let err = c.err.text();
+        assert!(done.contains("1 failover(s)"), "{done}\n{err}");
+        assert!(err.contains("(cookie echoed)"), "{err}");
+        // 3 s of work at 1,000,000/s: resumed, not restarted (restarting would need 3 s
+        // after the failover at 1.5 s; generous bound for a loaded machine).
+        let secs: f64 = done
+            .split(" in ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap();
+        eprintln!("{done}");
+        assert!(secs < 60.0, "{done}");
+        drop(c);
+        drop(pes);
+        let names = dissect(
+            &dir,
+            &log,
+            |l| l.starts_with("tx.asap.") && l.contains(".session-"),
+            |_| false,
+        );
+        assert!(names.contains("ASAP_COOKIE_ECHO"), "{names:?}");
+        let tree = tshark_ppid(&dir, &log, 34, "Calculation Application Protocol");
+        assert!(
+            tree.contains("Request") && tree.contains("Accept"),
+            "{tree}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

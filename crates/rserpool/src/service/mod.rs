@@ -24,6 +24,7 @@ use std::time::Duration;
 
 pub mod admin;
 pub mod bench;
+pub mod calcapp;
 pub mod call;
 pub mod demo;
 pub mod dns;
