@@ -30,7 +30,7 @@ use crate::args::{self, PolicyArgs, RegistrarArgs};
 use rserpool::service::demo::{self, LoadTracker};
 use rserpool::service::http_pe;
 use rserpool::service::session::{ListenerOptions, SessionBind, SessionListener};
-use rserpool::service::{calcapp, files, pingpong};
+use rserpool::service::{calcapp, files, pingpong, relay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -54,6 +54,9 @@ pub enum Service {
     /// RSPLIB's CalcApp (PPID 34) over the session layer: jobs of N calculations at
     /// --calc-capacity per second; a job continues on another PE from the cookie.
     Calcapp,
+    /// A PE of RelayPool serving each session through a session to the pool of --to
+    /// (both hops fail over).
+    Relay,
 }
 
 impl Service {
@@ -64,12 +67,19 @@ impl Service {
             Service::Discard => Some(demo::Service::Discard),
             Service::Daytime => Some(demo::Service::Daytime),
             Service::Chargen => Some(demo::Service::Chargen),
-            Service::Http | Service::Pingpong | Service::Files | Service::Calcapp => None,
+            Service::Http
+            | Service::Pingpong
+            | Service::Files
+            | Service::Calcapp
+            | Service::Relay => None,
         }
     }
     /// Served through the session layer ([`rserpool::service::session::SessionListener`]).
     fn on_sessions(self) -> bool {
-        matches!(self, Service::Pingpong | Service::Files | Service::Calcapp)
+        matches!(
+            self,
+            Service::Pingpong | Service::Files | Service::Calcapp | Service::Relay
+        )
     }
     fn default_pool(self) -> &'static str {
         match self {
@@ -77,6 +87,7 @@ impl Service {
             Service::Pingpong => pingpong::DEFAULT_POOL,
             Service::Files => "FilePool",
             Service::Calcapp => calcapp::DEFAULT_POOL,
+            Service::Relay => relay::DEFAULT_POOL,
             _ => self.demo().map_or("WebPool", demo::Service::default_pool),
         }
     }
@@ -86,6 +97,7 @@ impl Service {
             Service::Pingpong => "pingpong",
             Service::Files => "files",
             Service::Calcapp => "calcapp",
+            Service::Relay => "relay",
             _ => self.demo().map_or("http", demo::Service::name),
         }
     }
@@ -152,6 +164,9 @@ pub struct ServeArgs {
     /// http: size of the fixed body in bytes (default 1024).
     #[arg(long, value_name = "BYTES", conflicts_with = "file")]
     pub body_size: Option<usize>,
+    /// relay: the pool each session is relayed to.
+    #[arg(long, value_name = "POOL")]
+    pub to: Option<String>,
     /// calcapp: calculations per second, shared by the running jobs.
     #[arg(long, default_value = "1000000", value_name = "N")]
     pub calc_capacity: u64,
@@ -197,6 +212,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if args.service == Service::Http && args.listen.iter().any(|l| matches!(l, Listen::Sctp(_))) {
         return Err(crate::exit::usage(anyhow::anyhow!(
             "`rsp serve http` listens on TCP only"
+        )));
+    }
+    if (args.service == Service::Relay) != args.to.is_some() {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "`rsp serve relay --to POOL` names the pool to relay to; the other services take no --to"
         )));
     }
     if (args.service == Service::Files) != args.dir.is_some() {
@@ -420,6 +440,15 @@ async fn serve_sessions(
     match (catalogue, args.service) {
         (Some(cat), _) => {
             tokio::spawn(files::serve(listener.clone(), cat));
+        }
+        (None, Service::Relay) => {
+            let pu = Arc::new(rserpool::pu::PoolUser::start(
+                args.registrars
+                    .pu_options(rserpool::pu::PuOptions::default())
+                    .hr_items(u32::MAX),
+            ));
+            let to = args.to.clone().unwrap_or_default();
+            tokio::spawn(relay::serve(listener.clone(), pu, to));
         }
         (None, Service::Calcapp) => {
             let cfg = calcapp::CalcAppConfig {

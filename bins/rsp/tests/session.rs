@@ -22,7 +22,12 @@ fn file_mb() -> u64 {
 
 fn sha256(p: &Path) -> String {
     let out = Command::new("sha256sum").arg(p).output().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        p.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .split_whitespace()
@@ -44,7 +49,7 @@ fn start_session_pe(reg: &str, service: &[&str], pool: &str, log: &Path) -> (Pro
         "-l",
         "127.0.0.1:0",
     ]);
-    let p = Proc::spawn("serve", &args, log);
+    let p = spawn_env("serve", &args, log, &[("RSERPOOL_WIRE_LOG_DATA", "1")]);
     let line = p.stdout_line("did not register", Duration::from_secs(60), |l| {
         l.starts_with("registered ")
     });
@@ -379,7 +384,7 @@ fn pingpong_continues_the_reply_counter_after_a_failover() {
         let mut pes: Vec<(Proc, String)> = (0..2)
             .map(|_| start_session_pe(&reg.asap, &["pingpong"], "PingPongPool", &log))
             .collect();
-        let c = Proc::spawn(
+        let c = spawn_env(
             "pingpong",
             &[
                 "pingpong",
@@ -392,6 +397,7 @@ fn pingpong_continues_the_reply_counter_after_a_failover() {
                 "25ms",
             ],
             &log,
+            &[("RSERPOOL_WIRE_LOG_DATA", "1")],
         );
         let (_, serving) = connected_pe(&c, "rsp pingpong: connected", 0);
         c.stdout_line("no 10th pong", Duration::from_secs(20), |l| {
@@ -780,7 +786,7 @@ fn calcapp_job_survives_a_killed_pe() {
         let mut pes: Vec<(Proc, String)> = (0..2)
             .map(|_| start_session_pe(&reg.asap, &["calcapp"], "CalcAppPool", &log))
             .collect();
-        let c = Proc::spawn(
+        let c = spawn_env(
             "calcapp",
             &[
                 "calcapp",
@@ -791,6 +797,7 @@ fn calcapp_job_survives_a_killed_pe() {
                 "3000000",
             ],
             &log,
+            &[("RSERPOOL_WIRE_LOG_DATA", "1")],
         );
         let (_, serving) = connected_pe(&c, "rsp calcapp: connected", 0);
         c.err
@@ -832,6 +839,86 @@ fn calcapp_job_survives_a_killed_pe() {
             tree.contains("Request") && tree.contains("Accept"),
             "{tree}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// The relay: `rsp call RelayPool` answered through a relay PE by an echo PE; the echo PE
+/// killed → answered by another one (the relay's session fails over); the relay PE killed
+/// → answered through another relay (the call's session fails over).
+#[test]
+fn relay_fails_over_on_both_hops() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-relay");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut echoes: Vec<Server> = (0..2)
+            .map(|_| start_echo(&reg.asap, &["127.0.0.1:0"], &log))
+            .collect();
+        let mut relays: Vec<(Proc, String)> = (0..2)
+            .map(|_| start_session_pe(&reg.asap, &["relay", "--to", "EchoPool"], "RelayPool", &log))
+            .collect();
+        let mut call = Proc::spawn(
+            "call",
+            &["call", "RelayPool", "-r", &reg.asap, "--no-announces"],
+            &log,
+        );
+        call.send_line("one");
+        call.stdout_line(
+            "no answer through the relay",
+            Duration::from_secs(20),
+            |l| l == "one",
+        );
+        let (_, relay_id) = connected_pe(&call, "rsp call: connected", 0);
+        let r = relays.iter().position(|(_, id)| *id == relay_id).unwrap();
+        // The echo PE this relay uses.
+        let (_, line) = relays[r]
+            .0
+            .err
+            .wait(0, Instant::now() + Duration::from_secs(10), |l| {
+                l.contains("relay: to PE ")
+            })
+            .unwrap_or_else(|| relays[r].0.fail("no 'relay: to PE' line"));
+        let echo_id = line
+            .split("relay: to PE ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        let e = echoes
+            .iter()
+            .position(|s| s.entries[0].0 == echo_id)
+            .unwrap_or_else(|| panic!("unknown echo PE in {line}"));
+        echoes[e].proc.kill9();
+        call.send_line("two");
+        call.stdout_line(
+            "no answer after the echo PE died",
+            Duration::from_secs(20),
+            |l| l == "two",
+        );
+        relays[r]
+            .0
+            .err
+            .wait(0, Instant::now() + Duration::from_secs(10), |l| {
+                l.contains("relay: failed over to PE ")
+            })
+            .unwrap_or_else(|| relays[r].0.fail("the relay did not fail over"));
+        relays[r].0.kill9();
+        call.send_line("three");
+        call.stdout_line(
+            "no answer after the relay died",
+            Duration::from_secs(20),
+            |l| l == "three",
+        );
+        let err = call.err.text();
+        assert!(err.contains(&format!("PE {relay_id} failed")), "{err}");
+        let other = &relays[1 - r].1;
+        assert!(err.contains(&format!("connected to PE {other}")), "{err}");
+        drop(call);
+        drop(relays);
+        drop(echoes);
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

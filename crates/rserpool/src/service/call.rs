@@ -276,12 +276,11 @@ async fn session(
                 last_activity = Instant::now();
                 match item {
                     Incoming::Data { data, .. } => {
-                        let replies = answered.load(Ordering::Relaxed);
-                        if sent <= replies.max(acked) {
+                        let n = data.iter().filter(|&&b| b == b'\n').count() as u64;
+                        // More reply lines than lines sent: the PE speaks unasked.
+                        if answered.fetch_add(n, Ordering::Relaxed) + n > sent {
                             unsolicited = true;
                         }
-                        let n = data.iter().filter(|&&b| b == b'\n').count() as u64;
-                        answered.fetch_add(n, Ordering::Relaxed);
                         if stdout.write_all(&data).await.is_err() {
                             return Ok(()); // nobody reads our output any more
                         }

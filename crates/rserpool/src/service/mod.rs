@@ -10,6 +10,9 @@
 //!   [`session::SessionListener`] / [`session::PeSession`] for a PE) over the sans-IO
 //!   cores, and the plain client connection of the demo services.
 //! * [`files`]: the file service of the session layer (`rsp serve files`, `rsp fetch`).
+//! * [`calcapp`]: RSPLIB's CalcApp over the session layer (`rsp serve calcapp`,
+//!   `rsp calcapp`).
+//! * [`relay`]: a PE that serves each session through a session to another pool.
 //! * [`pingpong`]: RSPLIB's Ping Pong over the session layer (`rsp serve pingpong`,
 //!   `rsp pingpong`).
 //! * [`bench`](mod@bench): the ASAP message client and echo baselines of the load generator.
@@ -35,6 +38,7 @@ pub mod http_pe;
 pub mod oplog;
 pub mod pingpong;
 pub mod registrar;
+pub mod relay;
 pub mod session;
 
 /// A duration as settings take it: `500ms`, `3s`, `2m`, `1h`, `0.25ms`.

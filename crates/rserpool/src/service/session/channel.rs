@@ -170,9 +170,18 @@ fn label(conn: ConnId) -> String {
 /// transfer would fill the disk; the message types show in shorter ones).
 const LOG_DATA_MAX: usize = 4096;
 
+/// With a wire log, application data is recorded too when this variable is set (to
+/// anything but empty or `0`): the log's other readers expect ASAP and ENRP only.
+pub const LOG_DATA_ENV: &str = "RSERPOOL_WIRE_LOG_DATA";
+
+fn log_data() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(LOG_DATA_ENV).is_ok_and(|v| !v.is_empty() && v != "0"))
+}
+
 /// Record a message in the wire log, if there is one.
 fn log(dir: Dir, conn: ConnId, protocol: Protocol, bytes: &[u8]) {
-    if matches!(protocol, Protocol::Data(_)) && bytes.len() > LOG_DATA_MAX {
+    if matches!(protocol, Protocol::Data(_)) && (bytes.len() > LOG_DATA_MAX || !log_data()) {
         return;
     }
     if let Some(log) = WireLog::from_env() {
