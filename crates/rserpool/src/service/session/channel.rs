@@ -227,7 +227,7 @@ async fn tcp_reader(
     credits: Option<Arc<Semaphore>>,
 ) {
     let mut deframer = SessionDeframer::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let why = 'outer: loop {
         let n = match r.read(&mut buf).await {
             Ok(0) => break "closed by the peer".to_owned(),

@@ -334,10 +334,10 @@ impl PeSession {
             ppid,
             data,
         })?;
-        // Let the session task run: woken by this command it may sit in this worker's
-        // LIFO slot, where no other worker steals it, and the queue bound counts only what
-        // it has handled.
-        tokio::task::yield_now().await;
+        // Let the session task run now and then: woken by this command it may sit in this
+        // worker's LIFO slot, where no other worker steals it, and the queue bound counts
+        // only what it has handled. (Yields once the task's cooperative budget is spent.)
+        tokio::task::coop::consume_budget().await;
         Ok(())
     }
 

@@ -230,8 +230,8 @@ impl Session {
         self.cmd
             .send(Cmd::Send { ppid, data, mode })
             .map_err(|_| SessionError::NoSession)?;
-        // Let the session task run (see `PeSession::send`).
-        tokio::task::yield_now().await;
+        // Let the session task run now and then (see `PeSession::send`).
+        tokio::task::coop::consume_budget().await;
         Ok(seq)
     }
 
