@@ -922,3 +922,33 @@ fn relay_fails_over_on_both_hops() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// Messages the session layer refuses before anything is queued: over the largest DATA
+/// frame, or on a PPID reserved for ASAP, ENRP or the session layer itself.
+#[test]
+fn oversized_and_reserved_messages_are_refused() {
+    use rserpool::pu::{PoolUser, PuOptions};
+    use rserpool::service::session::{Session, SessionError, SessionOptions};
+    use rserpool_proto::session::MAX_MESSAGE_LEN;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pu = std::sync::Arc::new(PoolUser::start(PuOptions::default().no_announces()));
+        let mut s = Session::connect(pu, "NoPool", SessionOptions::default());
+        assert_eq!(
+            s.send(7, vec![0; MAX_MESSAGE_LEN + 1]).await,
+            Err(SessionError::TooLarge {
+                len: MAX_MESSAGE_LEN + 1,
+                max: MAX_MESSAGE_LEN
+            })
+        );
+        for ppid in [11, 12, rserpool_proto::session::PPID_SESSION_ACK] {
+            assert_eq!(
+                s.send(ppid, b"x".to_vec()).await,
+                Err(SessionError::ReservedPpid(ppid))
+            );
+        }
+        // The largest message passes the check (and waits for a PE).
+        assert_eq!(s.send(7, vec![0; MAX_MESSAGE_LEN]).await, Ok(0));
+        s.close();
+    });
+}
