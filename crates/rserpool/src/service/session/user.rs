@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::channel::{self, ConnTx, Inbound, Queued, Wire};
 use crate::clock;
-use crate::pu::PoolUser;
+use crate::pu::{PoolUser, PuFailure};
+use rserpool_proto::PuError;
 
 /// Bytes a session queues for its connection before [`Session::send`] waits.
 pub const SEND_QUEUE_LIMIT: usize = 1 << 20;
@@ -509,21 +510,34 @@ fn empty_endpoint() -> Endpoint {
     }
 }
 
+/// How long a session waits for a PE when every one it knows failed in this session (the
+/// pool user excludes a reported PE for its stale-cache time, 5 s by default; a PE that
+/// ends sessions on purpose, as RSPLIB's `-pppfailureafter` does, comes back then).
+const WAIT_FOR_A_PE: Duration = Duration::from_secs(6);
+
 /// A PE of `pool` not in `exclude`: the pool user's choice, asked again (a few times) when
-/// it hands out an excluded one.
+/// it hands out an excluded one, and again for a while when it has none left.
 async fn pick(pu: &PoolUser, pool: PoolHandle, exclude: &[PeId]) -> Result<PoolElement, String> {
-    let mut last = None;
-    for _ in 0..8 {
+    let mut tries = 0;
+    let until = tokio::time::Instant::now() + WAIT_FOR_A_PE;
+    loop {
         match pu.get_primary_server(pool.clone()).await {
             Ok(pe) if !exclude.contains(&pe.id) => return Ok(pe),
             Ok(pe) => {
+                tries += 1;
+                if tries >= 8 {
+                    return Ok(pe);
+                }
                 let _ = pu.report_unreachable(pool.clone(), pe.id);
-                last = Some(pe);
+            }
+            Err(PuFailure::Pool(PuError::NoServer))
+                if !exclude.is_empty() && tokio::time::Instant::now() < until =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => return Err(e.to_string()),
         }
     }
-    last.ok_or_else(|| "no PE".to_owned())
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {
