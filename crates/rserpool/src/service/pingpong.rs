@@ -186,6 +186,12 @@ pub async fn client(
                         continue;
                     };
                     if m != no {
+                        // The answer to a Ping resent after a failover although its Pong
+                        // was on its way (the callback ran before we saw it): the PE's
+                        // counter moved on with it.
+                        if m < no {
+                            last_reply = Some(r);
+                        }
                         continue;
                     }
                     if let Some(prev) = last_reply {
