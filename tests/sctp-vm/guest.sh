@@ -15,7 +15,7 @@ SCENARIOS="lib_tests basic_v4 basic_v6 basic_site multihome multihome_mixed
 wildcard_v6 wildcard_v4 big_messages refused peer_abort peer_killed peer_exit rsplib_registrar_hr
 rsplib_pe_our_registrar announce_interop our_pe_rsplib_registrar our_pu_rsplib_failover
 mixed_pool keepalive_interop sctp_and_tcp rsp_registrar_sctp enrp_ours_first enrp_rsplib_first
-enrp_takeover_by_rsplib enrp_takeover_by_ours"
+enrp_takeover_by_rsplib enrp_takeover_by_ours pingpong_rsplib_pes"
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-90}
 LOGS=${LOGS:-$PWD/logs}
 
@@ -253,6 +253,32 @@ round_robin() {
         grep -q "PE $id answered" "$LOGS/rr-$1.err" || { cat "$LOGS/rr-$1.err"; fail "$id did not answer"; return 1; }
     done
     [ "$(grep -c . "$LOGS/rr-$1.out")" = 4 ] || { fail "not 4 replies"; return 1; }
+}
+
+# 3b. Our Ping Pong client (the session layer over SCTP) against RSPLIB's
+#    `rspserver -pingpong -pppfailureafter=5` PEs through rspregistrar: each PE ends the
+#    session after 5 Pongs; the client fails over (twice in 12 Pings, three PEs), echoes
+#    the cookie (ASAP_COOKIE_ECHO on PPID 11), and the reply counter goes on by exactly
+#    one. RSPLIB's server aborts a
+#    session on anything but a Ping: no session heartbeat (--heartbeat 0); it sends no
+#    acks, so the client's failover callback decides what to resend (Pings not answered).
+scenario_pingpong_rsplib_pes() {
+    rsplib_registrar || return 1
+    for x in c d e; do
+        bg "pp$x" rspserver -pingpong -pppfailureafter=5 -registrar=10.0.0.1:3863 \
+            -identifier=0x0000000$x -loglevel=3 -logcolor=off
+    done
+    wait_for 20 in_hsdump 0x0000000c && wait_for 20 in_hsdump 0x0000000d &&
+        wait_for 20 in_hsdump 0x0000000e ||
+        { log_tail ppc; fail "RSPLIB ping pong PEs not registered"; return 1; }
+    timeout 60 ./rsp pingpong -r sctp://10.0.0.1:3863 --no-announces -n 12 --interval 100ms \
+        --heartbeat 0 >"$LOGS/pp.out" 2>"$LOGS/pp.err"; rc=$?
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/pp.out" "$LOGS/pp.err" | grep -v DEBUG
+    [ $rc = 0 ] || { fail "rsp pingpong exited $rc"; return 1; }
+    grep -q '^pings 12 answered 12 ' "$LOGS/pp.out" || { fail "not every Ping answered"; return 1; }
+    grep -q ' reply-jumps 0 ' "$LOGS/pp.out" || { fail "the reply counter jumped"; return 1; }
+    grep -q 'cookie echoed' "$LOGS/pp.err" || { fail "no failover with a cookie echo"; return 1; }
+    say "PASS: our ping pong client failed over between RSPLIB PEs, reply counter continued"
 }
 
 # 4. One RSPLIB PE and one of ours in EchoPool, on our registrar and then on RSPLIB's:

@@ -1,15 +1,14 @@
-//! `rsp call POOL`: a terminal client. Lines from stdin go to a PE of the pool, what it
-//! sends back goes to stdout. When the PE fails the client reports it, moves to another
-//! PE, resends the lines that were not answered yet and says so on stderr. PEs with a TCP
-//! user transport get a TCP connection, PEs with an SCTP one an association (one SCTP
-//! message per line). The loop itself is [`rserpool::service::call`]; this module wires
-//! stdin, stdout and stderr to it.
+//! `rsp call POOL`: a terminal client on the session layer. Lines from stdin go to a PE
+//! of the pool (one message each), what it sends back goes to stdout. When the PE fails
+//! the session reports it, moves to another PE and resends the lines that were not
+//! answered yet (its failover callback); stderr says so. PEs with a TCP user transport get
+//! the session framing over TCP, PEs with an SCTP one an association (one SCTP message per
+//! line, PPID 0). The client is [`rserpool::service::call`]; this module wires stdin,
+//! stdout and stderr to it.
 //!
-//! A PE fails when its connection fails or closes with lines unanswered, and when it
-//! leaves a line unanswered for `--reply-timeout` (a frozen process keeps its connection
-//! open: the kernel still accepts the data). Before the pool has answered any line (a
-//! discard service never does) silence alone proves nothing: the registrar is asked
-//! instead, and the PE counts as failed once the registrar no longer lists it.
+//! A PE fails when its connection fails or closes with lines unanswered, and when it stays
+//! silent for `--reply-timeout` (the session heartbeat: a frozen process keeps its
+//! connection open, and the heartbeat finds it whether or not its service answers).
 //!
 //! The PU asks for every PE of the pool in each handle resolution (not the registrar's
 //! default 3), so the pool's policy (round robin …) runs over the whole pool.
@@ -46,10 +45,9 @@ pub struct CallArgs {
     /// Give up after this many PEs failed in a row.
     #[arg(long, default_value = "5")]
     pub attempts: u32,
-    /// How long a PE may leave a line unanswered before it counts as failed (then the
-    /// next PE gets the unanswered lines). Until the pool has answered a line, the
-    /// registrar is asked instead whether the PE is still registered (services such as
-    /// discard never answer). 0 = wait for ever.
+    /// How long a PE may stay silent (no answer to the session heartbeat, sent every
+    /// quarter of it) before it counts as failed; then the next PE gets the unanswered
+    /// lines. 0 = no heartbeat (a PE fails only when its connection does).
     #[arg(long, default_value = "5s", value_parser = args::duration)]
     pub reply_timeout: Duration,
 }
@@ -65,7 +63,7 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
         .registrars
         .pu_options(PuOptions::default())?
         .hr_items(u32::MAX);
-    let pu = PoolUser::start(opts);
+    let pu = std::sync::Arc::new(PoolUser::start(opts));
     let lines = stdin_lines();
     let status = |s: &str| eprintln!("rsp call: {s}");
     let call = Call {

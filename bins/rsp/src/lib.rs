@@ -11,16 +11,20 @@ use clap::{Parser, Subcommand};
 
 pub mod args;
 pub mod bench;
+pub mod calcapp;
 pub mod call;
 pub mod decode;
 pub mod dump;
+pub mod fetch;
 pub mod gateway;
 pub mod logging;
 pub mod monitor;
 pub mod packaging;
+pub mod pingpong;
 pub mod registrar;
 pub mod resolve;
 pub mod serve;
+pub mod session_args;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
@@ -95,12 +99,18 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
-    /// Run a demo service (echo, discard, daytime, chargen, http) over TCP or SCTP as a pool element.
+    /// Run a demo service (echo, discard, daytime, chargen, http, pingpong, files, calcapp) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Gateway for RSerPool-unaware clients: TCP (or HTTP) listeners in front of pools.
     Gateway(gateway::GatewayArgs),
     /// Terminal client: stdin lines to a pool element of POOL, replies to stdout, failover.
     Call(call::CallArgs),
+    /// Download a file from a pool of `rsp serve files` PEs, resuming on another PE after a failure.
+    Fetch(fetch::FetchArgs),
+    /// Ping Pong client (RSPLIB's protocol, PPID 33) over the session layer.
+    Pingpong(pingpong::PingPongArgs),
+    /// CalcApp client (RSPLIB's protocol, PPID 34) over the session layer.
+    Calcapp(calcapp::CalcAppArgs),
     /// Ask a registrar which PEs it selects for a pool (handle resolution, no cache).
     Resolve(resolve::ResolveArgs),
     /// Live terminal view of components' HTTP endpoints: pools, PEs with load bars, peers, rates (q quits).
@@ -140,6 +150,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => gateway::run(&args),
         Command::Monitor(args) => monitor::run(&args),
         Command::Call(args) => call::run(&args),
+        Command::Fetch(args) => fetch::run(&args),
+        Command::Pingpong(args) => pingpong::run(&args),
+        Command::Calcapp(args) => calcapp::run(&args),
         Command::Resolve(args) => resolve::run(&args),
         Command::Completions(args) => packaging::completions(&args),
         Command::Man(args) => packaging::man(&args).map_err(exit::usage),

@@ -1,5 +1,8 @@
-//! `rsp serve echo|discard|daytime|chargen|http`: a demo service over TCP or SCTP (http:
-//! TCP only) that registers itself as a pool element, and deregisters on SIGINT / SIGTERM.
+//! `rsp serve echo|discard|daytime|chargen|http|pingpong|files`: a demo service over TCP
+//! or SCTP (http: TCP only) that registers itself as a pool element, and deregisters on
+//! SIGINT / SIGTERM. pingpong and files run on the session layer
+//! ([`rserpool::service::session::SessionListener`], `docs/session.md`); over TCP echo,
+//! discard, daytime and chargen serve session clients (`rsp call`) through it too.
 //!
 //! Over SCTP (`--listen sctp://…`) the service is one multi-homed listener registered as
 //! one PE entry with an SCTP user transport (transport use "data plus control", like
@@ -26,6 +29,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::args::{self, PolicyArgs, RegistrarArgs};
 use rserpool::service::demo::{self, LoadTracker};
 use rserpool::service::http_pe;
+use rserpool::service::session::{ListenerOptions, SessionBind, SessionListener};
+use rserpool::service::{calcapp, files, pingpong, relay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -40,6 +45,18 @@ pub enum Service {
     /// HTTP/1.1: every request gets one fixed body (--body-size bytes, or --file) and an
     /// X-Rsp-Pe header naming the PE (for the gateway's tests and benchmarks). TCP only.
     Http,
+    /// RSPLIB's Ping Pong (PPID 33) over the session layer: a Pong per Ping, a cookie
+    /// after each so another PE continues the reply counter after a failover.
+    Pingpong,
+    /// The files of DIR over the session layer (`rsp fetch`): downloads resume at their
+    /// offset on another PE when this one dies.
+    Files,
+    /// RSPLIB's CalcApp (PPID 34) over the session layer: jobs of N calculations at
+    /// --calc-capacity per second; a job continues on another PE from the cookie.
+    Calcapp,
+    /// A PE of RelayPool serving each session through a session to the pool of --to
+    /// (both hops fail over).
+    Relay,
 }
 
 impl Service {
@@ -50,14 +67,39 @@ impl Service {
             Service::Discard => Some(demo::Service::Discard),
             Service::Daytime => Some(demo::Service::Daytime),
             Service::Chargen => Some(demo::Service::Chargen),
-            Service::Http => None,
+            Service::Http
+            | Service::Pingpong
+            | Service::Files
+            | Service::Calcapp
+            | Service::Relay => None,
         }
     }
+    /// Served through the session layer ([`rserpool::service::session::SessionListener`]).
+    fn on_sessions(self) -> bool {
+        matches!(
+            self,
+            Service::Pingpong | Service::Files | Service::Calcapp | Service::Relay
+        )
+    }
     fn default_pool(self) -> &'static str {
-        self.demo().map_or("WebPool", demo::Service::default_pool)
+        match self {
+            Service::Http => "WebPool",
+            Service::Pingpong => pingpong::DEFAULT_POOL,
+            Service::Files => "FilePool",
+            Service::Calcapp => calcapp::DEFAULT_POOL,
+            Service::Relay => relay::DEFAULT_POOL,
+            _ => self.demo().map_or("WebPool", demo::Service::default_pool),
+        }
     }
     fn name(self) -> &'static str {
-        self.demo().map_or("http", demo::Service::name)
+        match self {
+            Service::Http => "http",
+            Service::Pingpong => "pingpong",
+            Service::Files => "files",
+            Service::Calcapp => "calcapp",
+            Service::Relay => "relay",
+            _ => self.demo().map_or("http", demo::Service::name),
+        }
     }
 }
 
@@ -76,6 +118,9 @@ pub struct ServeArgs {
     /// Which service.
     #[arg(value_enum)]
     pub service: Service,
+    /// files: the directory whose files are served (every regular file in it).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
     /// Pool handle to join (default: EchoPool, DiscardPool, DaytimePool or CharGenPool).
     #[arg(long)]
     pub pool: Option<String>,
@@ -119,6 +164,15 @@ pub struct ServeArgs {
     /// http: size of the fixed body in bytes (default 1024).
     #[arg(long, value_name = "BYTES", conflicts_with = "file")]
     pub body_size: Option<usize>,
+    /// relay: the pool each session is relayed to.
+    #[arg(long, value_name = "POOL")]
+    pub to: Option<String>,
+    /// calcapp: calculations per second, shared by the running jobs.
+    #[arg(long, default_value = "1000000", value_name = "N")]
+    pub calc_capacity: u64,
+    /// calcapp: jobs at once (more are rejected).
+    #[arg(long, default_value = "4", value_name = "N")]
+    pub max_jobs: u32,
     /// http: answer with this file's contents instead of a fixed body.
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
@@ -171,6 +225,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if args.service == Service::Http && args.listen.iter().any(|l| matches!(l, Listen::Sctp(_))) {
         return Err(crate::exit::usage(anyhow::anyhow!(
             "`rsp serve http` listens on TCP only"
+        )));
+    }
+    if (args.service == Service::Relay) != args.to.is_some() {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "`rsp serve relay --to POOL` names the pool to relay to; the other services take no --to"
+        )));
+    }
+    if (args.service == Service::Files) != args.dir.is_some() {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "`rsp serve files DIR` takes a directory; the other services take none"
         )));
     }
     let body = match &args.file {
@@ -241,13 +305,18 @@ async fn serve(
         opts = opts.pe_id(PeId(id));
     }
     let mut registered: Vec<Endpoint> = Vec::new();
+    let mut advertised = Vec::new();
     for l in &listeners {
         let local = l.local_addr()?;
         let addr = SocketAddr::new(advertised_ip(local.ip(), &registrars), local.port());
         println!("listening {} tcp://{local}", args.service.name());
         registered.push(Endpoint::tcp(addr));
-        opts = opts.tcp_user_transport(addr);
+        advertised.push(addr);
+        if !args.service.on_sessions() {
+            opts = opts.tcp_user_transport(addr);
+        }
     }
+    let mut sctp_registered = Vec::new();
     for l in &sctp_listeners {
         let (port, ips) = l.registered()?;
         println!(
@@ -258,7 +327,24 @@ async fn serve(
         registered.push(Endpoint::sctp(
             ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
         ));
-        opts = opts.sctp_user_transport(port, ips, !args.data_only);
+        sctp_registered.push((port, ips.clone()));
+        if !args.service.on_sessions() {
+            opts = opts.sctp_user_transport(port, ips, !args.data_only);
+        }
+    }
+    if args.service.on_sessions() {
+        return serve_sessions(
+            args,
+            opts,
+            listeners.into_iter().zip(advertised).collect(),
+            sctp_listeners.into_iter().zip(sctp_registered).collect(),
+            Watched {
+                pool: pool.clone(),
+                policy: policy.policy_type().to_string(),
+                registered,
+            },
+        )
+        .await;
     }
     let csp_addrs: Vec<SocketAddr> = registered.iter().filter_map(Endpoint::primary).collect();
     let pe = Arc::new(PoolElement::start(opts)?);
@@ -364,6 +450,88 @@ async fn serve(
     if let Some(c) = csp {
         c.stop().await;
     }
+    pe.deregister().await;
+    Ok(code)
+}
+
+/// The services of the session layer: a [`SessionListener`] registers the PE.
+async fn serve_sessions(
+    args: &ServeArgs,
+    opts: PeOptions,
+    tcp: Vec<(tokio::net::TcpListener, SocketAddr)>,
+    sctp: Vec<(demo::SctpServiceListener, (u16, Vec<IpAddr>))>,
+    watched: Watched,
+) -> anyhow::Result<ExitCode> {
+    let catalogue = match &args.dir {
+        Some(dir) => {
+            let d = dir.clone();
+            let cat = tokio::task::spawn_blocking(move || files::Catalogue::scan(&d))
+                .await?
+                .with_context(|| format!("cannot read {}", dir.display()))?;
+            println!("serving {} files from {}", cat.len(), dir.display());
+            Some(Arc::new(cat))
+        }
+        None => None,
+    };
+    let mut binds = Vec::new();
+    for (listener, advertise) in tcp {
+        binds.push(SessionBind::Tcp {
+            listener,
+            advertise,
+        });
+    }
+    for (l, (port, addrs)) in sctp {
+        binds.push(SessionBind::Sctp {
+            listener: l.into_listener(),
+            port,
+            addrs,
+        });
+    }
+    let listener = Arc::new(SessionListener::start(
+        opts,
+        binds,
+        ListenerOptions::default(),
+    )?);
+    let pe = listener
+        .pool_element()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the session listener registered no PE"))?;
+    let events = pe.subscribe();
+    match (catalogue, args.service) {
+        (Some(cat), _) => {
+            tokio::spawn(files::serve(listener.clone(), cat));
+        }
+        (None, Service::Relay) => {
+            let pu = Arc::new(rserpool::pu::PoolUser::start(
+                args.registrars
+                    .pu_options(rserpool::pu::PuOptions::default())
+                    .map_err(crate::exit::usage)?
+                    .hr_items(u32::MAX),
+            ));
+            let to = args.to.clone().unwrap_or_default();
+            tokio::spawn(relay::serve(listener.clone(), pu, to));
+        }
+        (None, Service::Calcapp) => {
+            let cfg = calcapp::CalcAppConfig {
+                capacity: args.calc_capacity.max(1),
+                max_jobs: args.max_jobs.max(1),
+                ..calcapp::CalcAppConfig::default()
+            };
+            tokio::spawn(calcapp::serve(listener.clone(), cfg));
+        }
+        (None, _) => {
+            tokio::spawn(pingpong::serve(listener.clone()));
+        }
+    }
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+    tokio::spawn(watch(pe.clone(), watched, events, fatal_tx));
+    let code = tokio::select! {
+        () = rserpool::signal::terminate() => ExitCode::SUCCESS,
+        Some(why) = fatal_rx.recv() => {
+            eprintln!("rsp serve: {why}");
+            ExitCode::from(crate::exit::FAILURE)
+        }
+    };
     pe.deregister().await;
     Ok(code)
 }

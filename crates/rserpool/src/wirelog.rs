@@ -60,14 +60,22 @@ impl WireLog {
 
     /// Append one message.
     pub fn record(&self, dir: Dir, protocol: Protocol, conn: &str, bytes: &[u8]) {
-        let name = bytes
-            .first()
-            .and_then(|&t| match protocol {
-                Protocol::Asap => asap_type_name(t),
-                Protocol::Enrp => enrp_type_name(t),
-                Protocol::Data(_) => None,
-            })
-            .unwrap_or("UNKNOWN");
+        // Application data is named by its PPID (`PPID_33`: Ping Pong).
+        let ppid_name;
+        let name = match protocol {
+            Protocol::Data(p) => {
+                ppid_name = format!("PPID_{p}");
+                ppid_name.as_str()
+            }
+            _ => bytes
+                .first()
+                .and_then(|&t| match protocol {
+                    Protocol::Asap => asap_type_name(t),
+                    Protocol::Enrp => enrp_type_name(t),
+                    Protocol::Data(_) => None,
+                })
+                .unwrap_or("UNKNOWN"),
+        };
         let mut line = String::with_capacity(64 + bytes.len() * 2);
         let _ = write!(
             line,
@@ -91,7 +99,7 @@ impl WireLog {
         }
         // Received messages reach us without their trailing padding (the deframer consumes
         // it from the stream); log them as they were on the wire.
-        if dir == Dir::Rx {
+        if dir == Dir::Rx && !matches!(protocol, Protocol::Data(_)) {
             for _ in bytes.len()..bytes.len().next_multiple_of(4) {
                 line.push_str("00");
             }

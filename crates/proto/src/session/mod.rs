@@ -89,13 +89,10 @@
 //! * Send options "to last" / "to all" / "to self" of §1.13 (a session talks to one PE at
 //!   a time; "to last" is what every message does) and ASAP_SCTP_UNORDER.
 //! * BC1 (a handle resolution for a card naming a pool the PU has no cache entry for).
-//! * The shell: the async API in `rserpool` (`Session::connect`, `send`, `recv`, an event
-//!   stream and the failover callback; the PE's session listener with `accept`, `recv`,
-//!   `send`, `send_cookie`, `send_business_card`, `ack`), the TCP mapping of the session
-//!   PPIDs onto the ACK / HEARTBEAT chunks ([`rserpool_wire::framing::SessionFrame`]
-//!   already converts both ways), and SCTP with control on PPID 11 and data on its own PPID.
-//! * The demo services (pingpong, calcapp, files, relay), `rsp call` on the session layer,
-//!   and RSPLIB interop tests.
+//! * The demo services calcapp and relay, and RSPLIB interop runs in the VM. The shell
+//!   (`rserpool::service::session`: `Session`, `SessionListener`, TCP framing and SCTP
+//!   PPIDs), the files and pingpong services and `rsp call` on the session layer exist:
+//!   `docs/session.md`.
 
 mod server;
 mod user;
@@ -125,8 +122,9 @@ pub enum SessionError {
     NoSession,
 }
 
-/// Check one application message before queueing it.
-pub(crate) fn check_message(ppid: u32, len: usize) -> Result<(), SessionError> {
+/// Check one application message before queueing it (the check [`SessionUser::send`] and
+/// [`SessionServer::send`] make; a shell may make it before handing the message over).
+pub fn check_message(ppid: u32, len: usize) -> Result<(), SessionError> {
     use rserpool_wire::{PPID_ASAP, PPID_ASAP_LEGACY, PPID_ENRP, PPID_ENRP_LEGACY};
     if matches!(
         ppid,

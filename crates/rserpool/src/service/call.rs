@@ -1,16 +1,20 @@
-//! The pool user's failover loop of `rsp call`: lines go to a PE of the pool, what it
-//! sends back goes to the output. When the PE fails the loop reports it, moves to another
-//! PE, resends the lines that were not answered yet and says so through the status sink.
-//! PEs with a TCP user transport get a TCP connection, PEs with an SCTP one an
-//! association (one SCTP message per line, see [`super::session`]).
+//! The pool user of `rsp call`, on the session layer ([`super::session::Session`]):
+//! lines go to a PE of the pool (one message each, PPID 0), what it sends back goes to the
+//! output. When the PE fails the session reports it (ASAP_ENDPOINT_UNREACHABLE), moves
+//! to another PE and resends through its failover callback the lines not answered yet;
+//! the status sink says so. Our echo and discard PEs acknowledge each line; RSPLIB's do
+//! not, and a reply (a line of output) counts as the answer to the oldest line.
 //!
 //! A PE fails when its connection fails or closes with lines unanswered, and when it
-//! leaves a line unanswered for `reply_timeout` (a frozen process keeps its connection
-//! open: the kernel still accepts the data). Before the pool has answered any line (a
-//! discard service never does) silence alone proves nothing: the registrar is asked
-//! instead, and the PE counts as failed once the registrar no longer lists it.
+//! stays silent for `reply_timeout` (the session heartbeat goes every quarter of it; a
+//! frozen process keeps its connection open). A PE that sent something unasked and then
+//! closes with nothing outstanding (daytime after its line) ended the session on purpose:
+//! no failover; the next line opens a new session. After the input ended the call
+//! waits for the outstanding replies, at most 5 s after the PE last said something.
+//!
+//! `per_request` keeps one plain connection per line (no session), for services and
+//! gateways that know nothing of the session layer.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,8 +26,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::session::{Conn, ConnWrite, ReadEvent};
+use super::session::{
+    Conn, FailureReason, Incoming, ReadEvent, Session, SessionEvent, SessionOptions,
+};
 use crate::pu::{endpoint_of, PoolUser, PuFailure};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a call does, and where its status lines go.
 pub struct Call<'a> {
@@ -59,14 +67,14 @@ impl Call<'_> {
     /// the output is gone). `Err`: no PE could be had, in words.
     pub async fn run(
         &self,
-        pu: &PoolUser,
+        pu: &Arc<PoolUser>,
         lines: mpsc::Receiver<String>,
         out: &mut (dyn AsyncWrite + Unpin + Send),
     ) -> anyhow::Result<()> {
         if self.per_request {
             per_request(self, pu, lines, out).await
         } else {
-            session(self, pu, lines, out).await
+            session(self, pu.clone(), lines, out).await
         }
     }
 }
@@ -177,224 +185,157 @@ fn human(d: Duration) -> String {
     }
 }
 
-enum End {
-    /// Our output is gone.
-    Done,
-    /// The PE closed the session with nothing outstanding (e.g. daytime).
-    ClosedIdle,
-    /// The connection failed or closed with lines unanswered.
-    Failed(String),
+/// PPID of the lines (0 = unspecified, as RSPLIB's terminal sends them).
+const LINE_PPID: u32 = super::session::DATA_PPID;
+
+/// How long the call waits for outstanding replies after the input ended, once the PE
+/// has been silent that long (a service that neither answers nor acknowledges).
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Why a PE failed, in words.
+fn why(reason: FailureReason, timeout: Duration) -> String {
+    match reason {
+        FailureReason::HeartbeatTimeout => format!("no reply within {}", human(timeout)),
+        FailureReason::Closed => "connection closed".into(),
+        FailureReason::SendFailed => "send failed".into(),
+        FailureReason::ConnectFailed => "cannot connect".into(),
+        FailureReason::ConnectTimeout => "connect timed out".into(),
+        FailureReason::NoTransport => "no TCP/SCTP user transport".into(),
+        FailureReason::User => format!("no reply within {}", human(timeout)),
+    }
 }
 
-/// What a session carries from one PE to the next.
-struct SessionState<'a> {
-    lines: mpsc::Receiver<String>,
-    /// Lines sent and not answered yet (resent to the next PE).
-    outstanding: VecDeque<String>,
-    stdin_done: bool,
-    /// The pool has answered a line in this run: its service answers, so silence means
-    /// failure.
-    answered: bool,
-    stdout: &'a mut (dyn AsyncWrite + Unpin + Send),
+/// The session options of a call: the session heartbeat follows `--reply-timeout` (a PE
+/// silent that long fails; 0 = no heartbeat), every line waits for its reply or its
+/// acknowledgement, and the failover callback resends only the lines not answered yet.
+fn options(args: &Call<'_>, answered: Arc<AtomicU64>) -> SessionOptions {
+    let mut o = SessionOptions::default();
+    let t = args.reply_timeout;
+    o.config.heartbeat_interval = (!t.is_zero()).then(|| (t / 4).max(Duration::from_millis(20)));
+    o.config.heartbeat_timeout = (t * 3 / 4).max(Duration::from_millis(50));
+    o.config.max_attempts = args.attempts.max(1);
+    o.on_failover(move |_old, unacked| {
+        // Lines are answered in order: those before the count have their reply.
+        let done = answered.load(Ordering::Relaxed);
+        unacked.into_iter().filter(|m| m.seq >= done).collect()
+    })
 }
 
 async fn session(
     args: &Call<'_>,
-    pu: &PoolUser,
-    lines: mpsc::Receiver<String>,
+    pu: Arc<PoolUser>,
+    mut lines: mpsc::Receiver<String>,
     stdout: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> anyhow::Result<()> {
-    let mut pe = first_server(args, pu).await?;
-    let mut st = SessionState {
-        lines,
-        outstanding: VecDeque::new(),
-        stdin_done: false,
-        answered: false,
-        stdout,
+    // Ask once up front: an unknown pool or no registrar is said in words.
+    first_server(args, &pu).await?;
+    let answered = Arc::new(AtomicU64::new(0));
+    let connect = || {
+        Session::connect(
+            pu.clone(),
+            args.pool.as_str(),
+            options(args, answered.clone()),
+        )
     };
-    let mut failures = 0;
+    // `None` after a PE ended the session on purpose, until the next line.
+    let mut s = Some(connect());
+    let mut sent = 0u64;
+    let mut acked = 0u64;
+    let mut failures = 0u32;
+    let mut stdin_done = false;
+    // The current PE sent something nobody asked for (daytime, chargen).
+    let mut unsolicited = false;
+    let mut last_activity = Instant::now();
     loop {
-        let ep = addr_of(&pe)?;
-        let conn = match connect(&ep).await {
-            Ok(s) => s,
-            Err(e) => {
-                pe = next_server(args, pu, &pe, &e.to_string(), &mut failures).await?;
-                continue;
+        let replies = answered.load(Ordering::Relaxed);
+        let outstanding = sent.saturating_sub(replies.max(acked));
+        if stdin_done && (outstanding == 0 || s.is_none()) {
+            if let Some(s) = &s {
+                s.close();
             }
-        };
-        (args.status)(&format!("connected to PE {} at {ep}", pe.id));
-        let end = pump(args, pu, &pe, conn, &mut st).await;
-        match end {
-            End::Done => return Ok(()),
-            End::ClosedIdle => {
-                if st.stdin_done {
-                    return Ok(());
-                }
-                // Reconnect to the same PE when the next line comes; if it is gone
-                // the connect fails and we move on.
-                match st.lines.recv().await {
-                    Some(l) => st.outstanding.push_back(l),
-                    None => return Ok(()),
-                }
-            }
-            End::Failed(why) => {
-                pe = next_server(args, pu, &pe, &why, &mut failures).await?;
-            }
+            return Ok(());
         }
-    }
-}
-
-/// The reply deadline: `timeout` after we started waiting (None = no timeout).
-fn reply_deadline(since: Option<Instant>, timeout: Duration) -> Option<Instant> {
-    if timeout.is_zero() {
-        return None;
-    }
-    since.map(|t| t + timeout)
-}
-
-/// Whether the registrar still lists `pe` (`None`: it could not be asked).
-async fn still_registered(pu: &PoolUser, pool: &str, pe: &PoolElement) -> Option<bool> {
-    match pu.refresh(pool).await {
-        Ok(list) => Some(list.iter().any(|p| p.id == pe.id)),
-        Err(PuFailure::Pool(PuError::UnknownPool | PuError::NoServer)) => Some(false),
-        Err(_) => None,
-    }
-}
-
-/// Send one line, bounded by the reply timeout (a frozen PE stops reading).
-async fn send_bounded(wr: &mut ConnWrite, line: &str, timeout: Duration) -> Result<(), String> {
-    let send = wr.send_line(line);
-    let r = if timeout.is_zero() {
-        send.await
-    } else {
-        match tokio::time::timeout(timeout, send).await {
-            Ok(r) => r,
-            Err(_) => return Err(format!("could not send within {}", human(timeout))),
-        }
-    };
-    r.map_err(|e| e.to_string())
-}
-
-async fn pump(
-    args: &Call<'_>,
-    pu: &PoolUser,
-    pe: &PoolElement,
-    conn: Conn,
-    st: &mut SessionState<'_>,
-) -> End {
-    let timeout = args.reply_timeout;
-    let (mut rd, mut wr) = conn.into_split();
-    let SessionState {
-        lines,
-        outstanding,
-        stdin_done,
-        answered,
-        stdout,
-    } = st;
-    // Since when we wait for a reply (None: nothing outstanding).
-    let mut waiting: Option<Instant> = None;
-    // Lines not answered by the previous PE go first.
-    for l in outstanding.iter() {
-        if let Err(e) = send_bounded(&mut wr, l, timeout).await {
-            return End::Failed(e);
-        }
-        waiting.get_or_insert_with(Instant::now);
-    }
-    if *stdin_done && finish(&mut wr, outstanding).await {
-        return End::Done;
-    }
-    loop {
-        let deadline = reply_deadline(waiting, timeout);
+        let linger = last_activity + LINGER;
         tokio::select! {
-            line = lines.recv(), if !*stdin_done => match line {
+            line = lines.recv(), if !stdin_done => match line {
                 Some(l) => {
-                    let r = send_bounded(&mut wr, &l, timeout).await;
-                    outstanding.push_back(l);
-                    waiting.get_or_insert_with(Instant::now);
-                    if let Err(e) = r {
-                        return End::Failed(e);
-                    }
+                    let mut data = l.into_bytes();
+                    data.push(b'\n');
+                    let session = s.get_or_insert_with(connect);
+                    session.send(LINE_PPID, data).await.map_err(|e| anyhow!("{e}"))?;
+                    sent += 1;
+                    last_activity = Instant::now();
                 }
-                None => {
-                    // No more input: half-close, then print what the PE still sends
-                    // until it closes (echo replies, the daytime line …).
-                    *stdin_done = true;
-                    if finish(&mut wr, outstanding).await {
-                        return End::Done;
-                    }
-                }
+                None => stdin_done = true,
             },
-            r = rd.recv() => match r {
-                // After our half-close the PE closing is the normal end of the session
-                // (discard never answers; echo has answered what it got).
-                Ok(ReadEvent::Closed) if outstanding.is_empty() || *stdin_done => {
-                    return End::ClosedIdle
+            item = next(&mut s) => {
+                let Some(item) = item else {
+                    s = None;
+                    continue;
+                };
+                last_activity = Instant::now();
+                match item {
+                    Incoming::Data { data, .. } => {
+                        let n = data.iter().filter(|&&b| b == b'\n').count() as u64;
+                        // More reply lines than lines sent: the PE speaks unasked.
+                        if answered.fetch_add(n, Ordering::Relaxed) + n > sent {
+                            unsolicited = true;
+                        }
+                        if stdout.write_all(&data).await.is_err() {
+                            return Ok(()); // nobody reads our output any more
+                        }
+                        let _ = stdout.flush().await;
+                    }
+                    Incoming::Event(SessionEvent::Connected { pe, at })
+                    | Incoming::Event(SessionEvent::FailoverCompleted { new: pe, at, .. }) => {
+                        unsolicited = false;
+                        (args.status)(&format!("connected to PE {pe} at {at}"));
+                    }
+                    Incoming::Event(SessionEvent::PeFailed { pe, reason }) => {
+                        let replies = answered.load(Ordering::Relaxed);
+                        if reason == FailureReason::Closed
+                            && unsolicited
+                            && sent <= replies.max(acked)
+                        {
+                            // A PE that spoke unasked and closed with nothing outstanding
+                            // (daytime) ended the session: no failover; the next line
+                            // opens a new one.
+                            if let Some(s) = s.take() {
+                                s.close();
+                            }
+                            continue;
+                        }
+                        failures += 1;
+                        (args.status)(&format!(
+                            "PE {pe} failed ({}); trying another",
+                            why(reason, args.reply_timeout)
+                        ));
+                    }
+                    Incoming::Event(SessionEvent::Acked { seq }) => acked = acked.max(seq + 1),
+                    Incoming::Event(SessionEvent::Failed { .. }) => {
+                        bail!("pool {}: giving up after {failures} failed PEs", args.pool);
+                    }
+                    Incoming::Event(_) => {}
                 }
-                Ok(ReadEvent::Closed) => return End::Failed("connection closed".into()),
-                Ok(ReadEvent::Data(buf)) => {
-                    *answered = true;
-                    let newlines = buf.iter().filter(|&&b| b == b'\n').count();
-                    for _ in 0..newlines {
-                        outstanding.pop_front();
-                    }
-                    // Progress: wait afresh for the rest.
-                    waiting = (!outstanding.is_empty()).then(Instant::now);
-                    if stdout.write_all(&buf).await.is_err() {
-                        return End::Done; // nobody reads our output any more
-                    }
-                    let _ = stdout.flush().await;
-                    if *stdin_done && wr.is_sctp() && outstanding.is_empty() {
-                        wr.close().await;
-                        return End::Done;
-                    }
-                }
-                Err(e) => return End::Failed(e.to_string()),
-            },
-            // SCTP cannot half-close: after the input ended, stop waiting for replies once
-            // the PE has been silent this long (a discard PE never answers).
-            () = tokio::time::sleep(SCTP_LINGER), if *stdin_done && wr.is_sctp() => {
-                wr.close().await;
-                return End::Done;
             }
-            () = sleep_until(deadline), if deadline.is_some() && !outstanding.is_empty() => {
-                let silent = human(timeout);
-                if *answered {
-                    return End::Failed(format!("no reply within {silent}"));
+            // After the input ended: a PE that neither answers nor acknowledges (an RSPLIB
+            // discard PE) is left once it has been silent for a while.
+            () = tokio::time::sleep_until(linger), if stdin_done => {
+                if let Some(s) = &s {
+                    s.close();
                 }
-                // Never answered: maybe a service that does not answer. Ask the registrar.
-                if still_registered(pu, &args.pool, pe).await == Some(false) {
-                    return End::Failed(format!(
-                        "no reply within {silent}, and the registrar no longer lists it"
-                    ));
-                }
-                waiting = Some(Instant::now());
+                return Ok(());
             }
         }
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+/// The next item of the session, if there is one (else never).
+async fn next(s: &mut Option<Session>) -> Option<Incoming> {
+    match s {
+        Some(s) => s.next().await,
         None => std::future::pending().await,
     }
-}
-
-/// How long an SCTP session waits for outstanding replies after the input ended.
-const SCTP_LINGER: Duration = Duration::from_secs(5);
-
-/// Input ended. TCP: half-close and keep reading. SCTP has no half-close: close at once
-/// when nothing is outstanding (returns true), else after the last reply.
-async fn finish(wr: &mut ConnWrite, outstanding: &VecDeque<String>) -> bool {
-    if wr.is_sctp() {
-        if outstanding.is_empty() {
-            wr.close().await;
-            return true;
-        }
-        return false;
-    }
-    wr.finish().await;
-    false
 }
 
 async fn per_request(

@@ -3,6 +3,13 @@
 //! piece of session data), and [`LoadTracker`], which reports open sessions as the PE's
 //! load for least-used policies.
 //!
+//! Over TCP a client that opens with the session framing's INIT chunk (a
+//! [`super::session::Session`], e.g. `rsp call`) is served through the session layer:
+//! echo answers each message and then acknowledges it, discard acknowledges each,
+//! daytime sends its line as one message and closes, chargen sends a line per message
+//! (daytime and chargen wait 100 ms for an INIT before they speak plainly). Every other
+//! TCP client gets the plain byte stream.
+//!
 //! Over SCTP echo sends each message back with its PPID and stream; daytime and chargen
 //! send with [`DATA_PPID`]. Messages with PPID 11 are ASAP control messages of the
 //! session (ASAP_COOKIE_ECHO, ASAP_BUSINESS_CARD from RSPLIB pool users): they are
@@ -11,7 +18,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::ops::ControlFlow;
@@ -19,7 +26,9 @@ use std::ops::ControlFlow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::session::{describe_control, DATA_PPID};
+use super::session::{
+    describe_control, ListenerOptions, PeMessage, PeSession, SessionListener, DATA_PPID,
+};
 use crate::pe::PoolElement;
 use crate::sctp::{AssocEvent, RecvItem, SctpListener, SctpReadHalf, SctpStream, SctpWriteHalf};
 use crate::transport::accept::accept_until;
@@ -27,6 +36,7 @@ use crate::transport::sctp::PPID_ASAP;
 
 /// Which demo service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Service {
     /// Sends back whatever it receives (RFC 862).
     Echo,
@@ -154,8 +164,91 @@ fn session(
     });
 }
 
+/// Whether the client opened with the session framing's INIT chunk (`01 xx 00 04`): a
+/// client of the session layer (`rsp call`, a `Session`). Plain clients start with text
+/// (a first byte of 0x01 does not occur in it) or send nothing (answered as plain).
+async fn speaks_session(stream: &TcpStream) -> bool {
+    let mut b = [0u8; 4];
+    for _ in 0..50 {
+        match stream.peek(&mut b).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if b[0] != 0x01 => return false,
+            Ok(n) if n >= 4 => return b[2] == 0 && b[3] == 4,
+            // The rest of the INIT chunk is on its way.
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+        }
+    }
+    false
+}
+
+/// The session servers of the demo services, shared by the listeners of the process:
+/// echo answers and then acknowledges each message, discard acknowledges each, daytime
+/// sends its line and closes, chargen sends lines until the PU goes.
+fn session_hub(service: Service) -> &'static Arc<SessionListener> {
+    static HUBS: [OnceLock<Arc<SessionListener>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let cell = &HUBS[service as usize];
+    cell.get_or_init(|| {
+        let hub = Arc::new(SessionListener::unregistered(ListenerOptions::default()));
+        let h = hub.clone();
+        tokio::spawn(async move {
+            while let Some(s) = h.accept().await {
+                tokio::spawn(session_service(s, service));
+            }
+        });
+        hub
+    })
+}
+
+async fn session_service(mut s: PeSession, service: Service) {
+    match service {
+        Service::Daytime => {
+            let _ = s.send(DATA_PPID, daytime().into_bytes()).await;
+            s.close();
+            return;
+        }
+        Service::Chargen => {
+            let mut i = 0usize;
+            while s.send(DATA_PPID, chargen_line(i)).await.is_ok() {
+                i += 1;
+            }
+            return;
+        }
+        Service::Echo | Service::Discard => {}
+    }
+    while let Some(m) = s.recv().await {
+        if let PeMessage::Data { tsn, ppid, data } = m {
+            if service == Service::Echo && s.send(ppid, data).await.is_err() {
+                return;
+            }
+            let _ = s.ack(tsn);
+        }
+    }
+}
+
+/// How long daytime and chargen wait for a session client's INIT chunk before they speak
+/// plainly (a plain client sends nothing).
+const SESSION_SNIFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn handle(mut stream: TcpStream, service: Service) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let session = match service {
+        Service::Echo | Service::Discard => speaks_session(&stream).await,
+        Service::Daytime | Service::Chargen => {
+            tokio::time::timeout(SESSION_SNIFF, speaks_session(&stream))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    if session {
+        let peer = stream.peer_addr()?;
+        session_hub(service).adopt_tcp(stream, peer).await;
+        return Ok(());
+    }
     match service {
         Service::Echo => {
             let (mut r, mut w) = stream.split();
@@ -235,6 +328,11 @@ pub fn bind_sctp(addrs: &[SocketAddr]) -> io::Result<SctpServiceListener> {
 }
 
 impl SctpServiceListener {
+    /// The listening socket (for [`super::session::SessionBind::Sctp`]).
+    pub fn into_listener(self) -> SctpListener {
+        self.inner
+    }
+
     /// Every address of the listener (wildcards expanded by the kernel).
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         self.inner.local_addrs()

@@ -8,12 +8,20 @@
 //! * [`oplog`]: its event log (per-PE debug lines, rate-limited notices, summaries).
 //! * [`demo`]: the demo services (echo, discard, daytime, chargen) over TCP and SCTP, and
 //!   the load tracker that reports open sessions as PE load.
-//! * [`session`]: the client side of a PU ↔ PE session (TCP bytes or SCTP messages).
+//! * [`session`]: the session layer's async API ([`session::Session`] for a PU,
+//!   [`session::SessionListener`] / [`session::PeSession`] for a PE) over the sans-IO
+//!   cores, and the plain client connection of the demo services.
+//! * [`files`]: the file service of the session layer (`rsp serve files`, `rsp fetch`).
+//! * [`calcapp`]: RSPLIB's CalcApp over the session layer (`rsp serve calcapp`,
+//!   `rsp calcapp`).
+//! * [`relay`]: a PE that serves each session through a session to another pool.
+//! * [`pingpong`]: RSPLIB's Ping Pong over the session layer (`rsp serve pingpong`,
+//!   `rsp pingpong`).
 //! * [`bench`](mod@bench): the ASAP message client and echo baselines of the load generator.
 //! * [`enrp_dump`]: a one-shot ENRP client reading a registrar's handlespace with Handle
 //!   Table Requests (`rsp dump --enrp`).
-//! * [`call`]: the PU failover loop of `rsp call` (lines out, replies back, next PE on
-//!   failure).
+//! * [`call`]: the pool user of `rsp call` on the session layer (lines out, replies back,
+//!   unanswered lines resent after a failover).
 //!
 //! Settings files, flags, printing and exit codes belong to the caller (`rsp`).
 
@@ -21,16 +29,20 @@ use std::time::Duration;
 
 pub mod admin;
 pub mod bench;
+pub mod calcapp;
 pub mod call;
 pub mod csp;
 pub mod demo;
 pub mod dns;
 pub mod enrp_dump;
+pub mod files;
 pub mod gateway;
 pub mod http_admin;
 pub mod http_pe;
 pub mod oplog;
+pub mod pingpong;
 pub mod registrar;
+pub mod relay;
 pub mod session;
 
 /// A duration as settings take it: `500ms`, `3s`, `2m`, `1h`, `0.25ms`.

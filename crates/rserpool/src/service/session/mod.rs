@@ -1,4 +1,44 @@
-//! The PU ↔ PE session of the demo services (the client side: [`Conn`]), over TCP (a byte stream) or SCTP (messages).
+//! The PU ↔ PE session layer of the shell, and the plain client connection of the demo
+//! services.
+//!
+//! # The session layer (issue 11): [`Session`] and [`SessionListener`]
+//!
+//! The sans-IO cores of `rserpool_proto::session` on tokio tasks:
+//!
+//! * PU: [`Session::connect`] (a pool handle, a [`crate::pu::PoolUser`] for PE selection
+//!   and unreachable reports, [`SessionOptions`]), [`Session::send`] /
+//!   [`Session::send_with`] (failover or no failover), [`Session::recv`] (data only) or
+//!   [`Session::next`] (data and [`SessionEvent`]s in order: connected, PE failed,
+//!   failover started / completed with the old and new PE and whether a cookie was
+//!   echoed, cookie, business card, acked, undelivered, failed), and the failover callback
+//!   ([`SessionOptions::on_failover`]: the old PE and its unacknowledged messages in, what
+//!   to resend out; default all, in order).
+//! * PE: [`SessionListener::start`] registers a PE with one user transport per listener
+//!   and serves sessions; [`SessionListener::accept`] hands out one [`PeSession`] per PU:
+//!   [`PeSession::recv`] (data with its TSN, cookie echo, business card),
+//!   [`PeSession::send`], [`PeSession::send_cookie`], [`PeSession::send_business_card`],
+//!   [`PeSession::ack`]. Every new session gets a business card naming the pool.
+//!
+//! On the wire: over TCP the session framing of `rserpool_wire::framing` (an INIT chunk
+//! from each side, then DATA chunks with a PPID each — ASAP control on 11 —, ACK chunks
+//! for the acknowledged mode, HEARTBEAT / HEARTBEAT ACK for the session heartbeat). Over
+//! SCTP one message per PPID on stream 0: control on 11, application data on its own
+//! PPID, acknowledgements and heartbeats on the private PPIDs.
+//!
+//! Failure detection: the connection failing or closing (a killed PE: at once), and the
+//! session heartbeat (a stopped or cut-off PE: within interval + timeout, 200 + 600 ms by
+//! default). The failed PE is reported to the registrar (ASAP_ENDPOINT_UNREACHABLE).
+//!
+//! Flow control: [`Session::send`] and [`PeSession::send`] wait while 1 MiB waits for the
+//! connection (a PU that never reads stalls only its own session at the PE); a PE reads at
+//! most [`ListenerOptions::read_ahead`] messages ahead of its application per session.
+//! A PU buffers what its PE sends until the application takes it.
+//!
+//! Runnable example: `crates/rserpool/examples/session_echo.rs` (see `docs/session.md`).
+//!
+//! # The demo services' client connection ([`Conn`])
+//!
+//! Over TCP a byte stream, over SCTP messages.
 //!
 //! Over SCTP every piece of session data is one SCTP message. RSPLIB's `rspterminal` sends
 //! each line it reads, newline included, as one message with PPID 0 on stream 0 (seen in
@@ -10,6 +50,17 @@
 
 use std::io;
 use std::time::Duration;
+
+mod channel;
+mod server;
+mod user;
+
+pub use rserpool_proto::session::{FailureReason, Outstanding, SendMode, SessionError};
+pub use server::{
+    ListenerOptions, PeMessage, PeSession, SessionBind, SessionListener, DEFAULT_READ_AHEAD,
+    PE_SEND_QUEUE_LIMIT,
+};
+pub use user::{Incoming, Session, SessionEvent, SessionOptions, SEND_QUEUE_LIMIT};
 
 use crate::sctp::{AssocEvent, RecvItem, SctpReadHalf, SctpStream, SctpWriteHalf};
 use crate::transport::sctp::PPID_ASAP;

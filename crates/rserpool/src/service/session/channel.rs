@@ -1,0 +1,386 @@
+//! One session connection: TCP with the session framing (INIT, DATA with a PPID per
+//! message, ACK, HEARTBEAT, HEARTBEAT ACK chunks) or SCTP (one message per PPID: ASAP
+//! control on 11, application data on its own PPID, the session layer's private PPIDs).
+//! A reader task feeds the owner's inbound channel; a writer task batches what the owner
+//! queued into few writes.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rserpool_proto::io::{ConnId, Endpoint, TransportProto};
+use rserpool_wire::framing::{SessionDeframer, SessionFrame, SESSION_INIT_FLAGS};
+use rserpool_wire::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+use crate::sctp::{AssocEvent, RecvItem, SctpStream};
+use crate::transport::sctp::PPID_ASAP;
+use crate::wirelog::{Dir, WireLog};
+
+/// Bytes queued for writing, shared with whoever waits for room ([`Queued::wait_below`]).
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    bytes: AtomicUsize,
+    notify: Notify,
+}
+
+impl Queued {
+    pub(crate) fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    fn sub(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+    pub(crate) fn get(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Wait until fewer than `limit` bytes are queued.
+    pub(crate) async fn wait_below(&self, limit: usize) {
+        loop {
+            let n = self.notify.notified();
+            if self.get() < limit {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// A connection, before its tasks start.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    Tcp(TcpStream),
+    Sctp(SctpStream),
+}
+
+impl Wire {
+    pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Wire> {
+        match ep.transport {
+            TransportProto::Sctp => {
+                let s = SctpStream::connect(&ep.addrs).await?;
+                let _ = s.set_nodelay(true);
+                Ok(Wire::Sctp(s))
+            }
+            _ => {
+                let addr = ep
+                    .primary()
+                    .ok_or_else(|| io::Error::other("endpoint without address"))?;
+                let s = TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                Ok(Wire::Tcp(s))
+            }
+        }
+    }
+
+    pub(crate) fn transport(&self) -> TransportProto {
+        match self {
+            Wire::Tcp(_) => TransportProto::Tcp,
+            Wire::Sctp(_) => TransportProto::Sctp,
+        }
+    }
+}
+
+/// What a connection's reader reports to its owner.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Message {
+        conn: ConnId,
+        protocol: Protocol,
+        bytes: Vec<u8>,
+    },
+    /// The connection ended (EOF, reset, lost association, a framing error).
+    Closed { conn: ConnId, why: String },
+}
+
+/// What the owner queues for a connection's writer.
+#[derive(Debug)]
+enum Out {
+    Msg(u32, Vec<u8>),
+    /// Write what is queued, then close.
+    Close,
+    /// Close at once (TCP: RST).
+    Abort,
+}
+
+/// The owner's side of a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnTx {
+    tx: mpsc::UnboundedSender<Out>,
+    queued: Arc<Queued>,
+    conn: ConnId,
+}
+
+impl ConnTx {
+    /// Queue one message (`Protocol::Asap` travels with PPID 11). Fails when the writer is gone.
+    pub(crate) fn send(&self, protocol: Protocol, bytes: Vec<u8>) -> Result<(), ()> {
+        log(Dir::Tx, self.conn, protocol, &bytes);
+        self.queued.add(bytes.len() + 12);
+        let ppid = match protocol {
+            Protocol::Asap => PPID_ASAP,
+            p => p.ppid(),
+        };
+        self.tx.send(Out::Msg(ppid, bytes)).map_err(|_| ())
+    }
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Out::Close);
+    }
+    pub(crate) fn abort(&self) {
+        let _ = self.tx.send(Out::Abort);
+    }
+}
+
+/// Largest batch one write carries.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Start the reader and writer tasks of `wire` as connection `conn`. `queued` counts the
+/// bytes waiting for the writer; `credits` (if any) bounds the application messages read
+/// ahead of the application (one permit per message, given back as it takes them).
+pub(crate) fn start(
+    conn: ConnId,
+    wire: Wire,
+    inbound: mpsc::Sender<Inbound>,
+    queued: Arc<Queued>,
+    credits: Option<Arc<Semaphore>>,
+) -> ConnTx {
+    let (tx, rx) = mpsc::unbounded_channel();
+    match wire {
+        Wire::Tcp(s) => {
+            let (r, w) = s.into_split();
+            tokio::spawn(tcp_reader(conn, r, inbound, credits));
+            tokio::spawn(tcp_writer(w, rx, queued.clone()));
+        }
+        Wire::Sctp(s) => {
+            let (r, w) = s.into_split();
+            tokio::spawn(sctp_reader(conn, r, inbound, credits));
+            tokio::spawn(sctp_writer(w, rx, queued.clone()));
+        }
+    }
+    ConnTx { tx, queued, conn }
+}
+
+/// The wire log's label of a session connection.
+fn label(conn: ConnId) -> String {
+    format!("session-{}", conn.0)
+}
+
+/// Application messages longer than this are not recorded in the wire log (a file
+/// transfer would fill the disk; the message types show in shorter ones).
+const LOG_DATA_MAX: usize = 4096;
+
+/// With a wire log, application data is recorded too when this variable is set (to
+/// anything but empty or `0`): the log's other readers expect ASAP and ENRP only.
+pub const LOG_DATA_ENV: &str = "RSERPOOL_WIRE_LOG_DATA";
+
+fn log_data() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(LOG_DATA_ENV).is_ok_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// Record a message in the wire log, if there is one.
+fn log(dir: Dir, conn: ConnId, protocol: Protocol, bytes: &[u8]) {
+    if matches!(protocol, Protocol::Data(_)) && (bytes.len() > LOG_DATA_MAX || !log_data()) {
+        return;
+    }
+    if let Some(log) = WireLog::from_env() {
+        log.record(dir, protocol, &label(conn), bytes);
+    }
+}
+
+fn log_rx(conn: ConnId, protocol: Protocol, bytes: &[u8]) {
+    log(Dir::Rx, conn, protocol, bytes);
+}
+
+fn protocol_of(ppid: u32) -> Protocol {
+    match ppid {
+        PPID_ASAP | rserpool_wire::PPID_ASAP_LEGACY => Protocol::Asap,
+        p => Protocol::Data(p),
+    }
+}
+
+async fn take_credit(credits: &Option<Arc<Semaphore>>, protocol: Protocol) {
+    if let (Some(c), Protocol::Data(p)) = (credits, protocol) {
+        if !is_session_ppid(p) {
+            if let Ok(permit) = c.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
+
+pub(crate) fn is_session_ppid(p: u32) -> bool {
+    use rserpool_proto::session::{
+        PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK,
+    };
+    matches!(
+        p,
+        PPID_SESSION_ACK | PPID_SESSION_HEARTBEAT | PPID_SESSION_HEARTBEAT_ACK
+    )
+}
+
+async fn tcp_reader(
+    conn: ConnId,
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    inbound: mpsc::Sender<Inbound>,
+    credits: Option<Arc<Semaphore>>,
+) {
+    let mut deframer = SessionDeframer::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let why = 'outer: loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) => break "closed by the peer".to_owned(),
+            Ok(n) => n,
+            Err(e) => break e.to_string(),
+        };
+        deframer.push(&buf[..n]);
+        loop {
+            match deframer.next_frame() {
+                Ok(Some(frame)) => {
+                    let Some((ppid, bytes)) = frame.into_message() else {
+                        continue;
+                    };
+                    let protocol = protocol_of(ppid);
+                    log_rx(conn, protocol, &bytes);
+                    take_credit(&credits, protocol).await;
+                    let m = Inbound::Message {
+                        conn,
+                        protocol,
+                        bytes,
+                    };
+                    if inbound.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'outer format!("bad session framing: {e}"),
+            }
+        }
+    };
+    let _ = inbound.send(Inbound::Closed { conn, why }).await;
+}
+
+async fn tcp_writer(
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<Queued>,
+) {
+    let mut buf = Vec::with_capacity(WRITE_BATCH + 70_000);
+    SessionFrame::Init {
+        flags: SESSION_INIT_FLAGS,
+    }
+    .encode(&mut buf);
+    let mut end = None;
+    'run: loop {
+        let mut counted = 0;
+        if buf.is_empty() {
+            match rx.recv().await {
+                Some(o) => {
+                    if let Some(stop) = put(&mut buf, o, &mut counted) {
+                        end = Some(stop);
+                    }
+                }
+                None => break 'run,
+            }
+        }
+        while end.is_none() && buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(o) => {
+                    if let Some(stop) = put(&mut buf, o, &mut counted) {
+                        end = Some(stop);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if matches!(end, Some(Out::Abort)) {
+            break;
+        }
+        let r = w.write_all(&buf).await;
+        queued.sub(counted);
+        buf.clear();
+        if r.is_err() || end.is_some() {
+            break;
+        }
+    }
+    match end {
+        Some(Out::Abort) => {
+            let _ = socket2::SockRef::from(w.as_ref()).set_linger(Some(std::time::Duration::ZERO));
+        }
+        _ => {
+            let _ = w.shutdown().await;
+        }
+    }
+    // Whatever is left will never be written.
+    queued.sub(queued.get());
+    rx.close();
+}
+
+/// Encode `o` into `buf`; returns `Some` for a close.
+fn put(buf: &mut Vec<u8>, o: Out, counted: &mut usize) -> Option<Out> {
+    match o {
+        Out::Msg(ppid, bytes) => {
+            *counted += bytes.len() + 12;
+            SessionFrame::from_message(ppid, bytes).encode(buf);
+            None
+        }
+        stop => Some(stop),
+    }
+}
+
+async fn sctp_reader(
+    conn: ConnId,
+    mut r: crate::sctp::SctpReadHalf,
+    inbound: mpsc::Sender<Inbound>,
+    credits: Option<Arc<Semaphore>>,
+) {
+    let why = loop {
+        match r.recv().await {
+            Ok(RecvItem::Message { ppid, data, .. }) => {
+                let protocol = protocol_of(ppid);
+                log_rx(conn, protocol, &data);
+                take_credit(&credits, protocol).await;
+                let m = Inbound::Message {
+                    conn,
+                    protocol,
+                    bytes: data,
+                };
+                if inbound.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Ok(RecvItem::Notification(AssocEvent::Lost { error })) => {
+                break format!("SCTP association lost (cause {error})")
+            }
+            Ok(RecvItem::Notification(AssocEvent::Shutdown))
+            | Ok(RecvItem::Notification(AssocEvent::ShutdownComplete))
+            | Ok(RecvItem::Eof) => break "closed by the peer".to_owned(),
+            Ok(RecvItem::Notification(_)) => {}
+            Err(e) => break e.to_string(),
+        }
+    };
+    let _ = inbound.send(Inbound::Closed { conn, why }).await;
+}
+
+async fn sctp_writer(
+    w: crate::sctp::SctpWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    queued: Arc<Queued>,
+) {
+    while let Some(o) = rx.recv().await {
+        match o {
+            Out::Msg(ppid, bytes) => {
+                let r = w.send(ppid, 0, &bytes).await;
+                queued.sub(bytes.len() + 12);
+                if r.is_err() {
+                    break;
+                }
+            }
+            Out::Close | Out::Abort => break,
+        }
+    }
+    let _ = w.shutdown();
+    queued.sub(queued.get());
+    rx.close();
+}
