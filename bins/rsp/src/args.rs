@@ -343,6 +343,27 @@ pub struct CspArgs {
 }
 
 impl CspArgs {
+    /// A pool user's reporter (when configured): `label: N what`, N counted by the caller.
+    pub async fn pool_user(
+        &self,
+        label: String,
+        what: &'static str,
+        count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> anyhow::Result<Option<rserpool::service::csp::CspReporter>> {
+        let Some(cfg) = self.config().map_err(crate::exit::usage)? else {
+            return Ok(None);
+        };
+        let status = move || {
+            format!(
+                "{label}: {} {what}",
+                count.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        };
+        Ok(Some(
+            rserpool::service::csp::spawn_pu_reporter(cfg, &[], status).await?,
+        ))
+    }
+
     /// The reporter's settings (flags, else environment); `None` = off.
     pub fn config(&self) -> anyhow::Result<Option<rserpool::service::csp::CspConfig>> {
         use rserpool::service::csp;

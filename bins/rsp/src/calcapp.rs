@@ -32,6 +32,8 @@ pub struct CalcAppArgs {
     pub job_size: u64,
     #[command(flatten)]
     pub session: SessionArgs,
+    #[command(flatten)]
+    pub csp: args::CspArgs,
 }
 
 pub fn run(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
@@ -45,14 +47,26 @@ async fn run_client(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
             .map_err(crate::exit::usage)?
             .hr_items(u32::MAX),
     ));
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let csp = args
+        .csp
+        .pool_user(
+            format!("CalcApp client {}", args.pool),
+            "jobs completed",
+            counted.clone(),
+        )
+        .await?;
     let line = |s: &str| {
+        if s.contains(" complete: ") {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if s.contains(" complete: ") {
             println!("{s}");
         } else {
             eprintln!("rsp calcapp: {s}");
         }
     };
-    match calcapp::client(
+    let r = calcapp::client(
         pu,
         &args.pool,
         args.jobs,
@@ -60,8 +74,11 @@ async fn run_client(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
         args.session.options(),
         &line,
     )
-    .await
-    {
+    .await;
+    if let Some(c) = csp {
+        c.stop().await;
+    }
+    match r {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("rsp calcapp: {e:#}");

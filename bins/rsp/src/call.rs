@@ -50,6 +50,8 @@ pub struct CallArgs {
     /// lines. 0 = no heartbeat (a PE fails only when its connection does).
     #[arg(long, default_value = "5s", value_parser = args::duration)]
     pub reply_timeout: Duration,
+    #[command(flatten)]
+    pub csp: args::CspArgs,
 }
 
 pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
@@ -64,7 +66,12 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
         .pu_options(PuOptions::default())?
         .hr_items(u32::MAX);
     let pu = std::sync::Arc::new(PoolUser::start(opts));
-    let lines = stdin_lines();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let csp = args
+        .csp
+        .pool_user(format!("rsp call {}", args.pool), "lines", sent.clone())
+        .await?;
+    let lines = stdin_lines(sent);
     let status = |s: &str| eprintln!("rsp call: {s}");
     let call = Call {
         pool: args.pool.clone(),
@@ -76,6 +83,9 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
         status: &status,
     };
     let r = call.run(&pu, lines, &mut tokio::io::stdout()).await;
+    if let Some(c) = csp {
+        c.stop().await;
+    }
     match r {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
@@ -85,11 +95,12 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn stdin_lines() -> mpsc::Receiver<String> {
+fn stdin_lines(count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(l)) = lines.next_line().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if tx.send(l).await.is_err() {
                 break;
             }

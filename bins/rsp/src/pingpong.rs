@@ -37,6 +37,8 @@ pub struct PingPongArgs {
     pub size: usize,
     #[command(flatten)]
     pub session: SessionArgs,
+    #[command(flatten)]
+    pub csp: args::CspArgs,
 }
 
 pub fn run(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +52,19 @@ async fn run_client(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
             .map_err(crate::exit::usage)?
             .hr_items(u32::MAX),
     ));
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let csp = args
+        .csp
+        .pool_user(
+            format!("Ping Pong client {}", args.pool),
+            "pongs",
+            counted.clone(),
+        )
+        .await?;
     let line = |s: &str| {
+        if s.contains("pong ") {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if s.starts_with("pong ") {
             println!("{s}");
         } else {
@@ -67,6 +81,9 @@ async fn run_client(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
         &line,
     )
     .await;
+    if let Some(c) = csp {
+        c.stop().await;
+    }
     match r {
         Ok(rep) => {
             let secs = rep.elapsed.as_secs_f64().max(1e-6);

@@ -1,5 +1,5 @@
 //! Component Status Protocol reports: RSPLIB's own `cspmonitor` (Debian `rsplib-tools`)
-//! shows our registrar, PE and pool user (the gateway) with their status lines, and a
+//! shows our registrar, PE and pool users (the gateway, `rsp call`) with their status lines, and a
 //! component that stops disappears after its FINAL report. Wireshark's CSP dissector
 //! decodes our reports clean.
 
@@ -95,6 +95,23 @@ fn cspmonitor_shows_the_registrar_the_pe_and_the_gateway() {
             &log,
             &[("CSP_SERVER", &csp), ("CSP_INTERVAL", "200")],
         );
+        // A second pool user: `rsp call`, counting the lines it sent.
+        let mut call = Proc::spawn(
+            "call",
+            &[
+                "call",
+                "EchoPool",
+                "-r",
+                &reg.asap,
+                "--no-announces",
+                "--csp-server",
+                &csp,
+                "--csp-interval",
+                "200",
+            ],
+            &log,
+        );
+        call.send_line("hello");
         let pr = shown("PR", &reg.id);
         let pe_shown = shown("PE", &pe_id);
         let want_pr = "1[1] PEs in 1 Pools, 0 Peers";
@@ -110,6 +127,7 @@ fn cspmonitor_shows_the_registrar_the_pe_and_the_gateway() {
                 "the gateway's status",
                 "Gateway EchoPool: 0 open".to_owned(),
             ),
+            ("rsp call's status", "rsp call EchoPool: 1 lines".to_owned()),
         ] {
             if mon.out.wait(0, deadline, |l| l.contains(&needle)).is_none() {
                 mon.fail(&format!("cspmonitor never showed {what} ({needle:?})"));
