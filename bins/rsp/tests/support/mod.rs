@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -506,6 +506,29 @@ impl Raw {
                 return Some(m);
             }
         }
+    }
+}
+
+/// A raw ASAP connection from a chosen local address (e.g. 127.0.0.2: another source).
+pub fn raw_from(asap: &str, local: IpAddr) -> Raw {
+    let mut to: SocketAddr = asap.trim_start_matches("tcp://").parse().unwrap();
+    if to.ip().is_unspecified() {
+        to.set_ip(local);
+    }
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    s.bind(&SocketAddr::new(local, 0).into()).unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    Raw {
+        s,
+        d: Deframer::default(),
     }
 }
 
