@@ -15,7 +15,8 @@ SCENARIOS="lib_tests basic_v4 basic_v6 basic_site multihome multihome_mixed
 wildcard_v6 wildcard_v4 big_messages refused peer_abort peer_killed peer_exit rsplib_registrar_hr
 rsplib_pe_our_registrar announce_interop our_pe_rsplib_registrar our_pu_rsplib_failover
 mixed_pool keepalive_interop sctp_and_tcp rsp_registrar_sctp enrp_ours_first enrp_rsplib_first
-enrp_takeover_by_rsplib enrp_takeover_by_ours pingpong_rsplib_pes"
+enrp_takeover_by_rsplib enrp_takeover_by_ours pingpong_rsplib_pes pingpong_our_pes
+calcapp_rsplib_client calcapp_rsplib_pes"
 SCENARIO_TIMEOUT=${SCENARIO_TIMEOUT:-90}
 LOGS=${LOGS:-$PWD/logs}
 
@@ -279,6 +280,89 @@ scenario_pingpong_rsplib_pes() {
     grep -q ' reply-jumps 0 ' "$LOGS/pp.out" || { fail "the reply counter jumped"; return 1; }
     grep -q 'cookie echoed' "$LOGS/pp.err" || { fail "no failover with a cookie echo"; return 1; }
     say "PASS: our ping pong client failed over between RSPLIB PEs, reply counter continued"
+}
+
+# RSPLIB's pingpongclient against three of our ping pong PEs (SCTP, RSPLIB's registrar);
+# the PE serving it is killed mid-run: the client fails over (its session layer echoes our
+# cookie, "<PP-TD1>" + reply number) and the reply counter goes on without a gap.
+scenario_pingpong_our_pes() {
+    rsplib_registrar || return 1
+    for x in 1 2 3; do
+        bg "opp$x" ./rsp -v serve pingpong --pool PingPongPool --listen sctp://0.0.0.0:0 \
+            -r sctp://10.0.0.1:3863 --pe-id "0x0000002$x" --no-announces
+        wait_for 20 grep -q "^registered pool=PingPongPool pe=0x0000002$x" "$LOGS/opp$x.log" ||
+            { log_tail "opp$x"; fail "our ping pong PE $x not registered"; return 1; }
+    done
+    wait_for 20 in_hsdump 0x00000021 && wait_for 20 in_hsdump 0x00000022 &&
+        wait_for 20 in_hsdump 0x00000023 || { fail "our PEs not at rspregistrar"; return 1; }
+    # (stdout to a file is block-buffered: the client's lines appear when it exits)
+    bg ppc pingpongclient -poolhandle=PingPongPool -registrar=10.0.0.1:3863 -interval=100 \
+        -loglevel=1 -logcolor=off
+    # The PE the client talks to: the one with an association from a port other than the
+    # registrar's.
+    served=""
+    for t in $(seq 1 50); do
+        for x in 1 2 3; do
+            port=$(sed -n "s/^listening pingpong sctp:.*:\([0-9]*\)$/\1/p" "$LOGS/opp$x.log" | head -1)
+            [ -n "$port" ] || continue
+            if awk -v p="$port" '$12 == p && $13 != 3863' /proc/net/sctp/assocs | grep -q .; then
+                served=$x
+            fi
+        done
+        [ -n "$served" ] && break
+        sleep 0.2
+    done
+    [ -n "$served" ] || { cat /proc/net/sctp/assocs; fail "no association to our PEs"; return 1; }
+    sleep 2
+    say "killing our PE 0x0000002$served (pid $(eval echo \$opp${served}_pid)) under the client"
+    kill -9 "$(eval echo \$opp${served}_pid)"
+    sleep 6
+    kill -INT "$ppc_pid"; wait_for 5 sh -c "! kill -0 $ppc_pid"
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/ppc.log" | grep -E 'Ack #|gap|FAILOVER' | tail -n 12
+    before=$(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/ppc.log" | grep -c "Ack #.* from PE [$]0000002$served ")
+    after=$(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/ppc.log" | grep "Ack #" | grep -vc "from PE [$]0000002$served ")
+    [ "$before" -gt 0 ] || { fail "no Pong from the PE before it was killed"; return 1; }
+    [ "$after" -gt 5 ] || { fail "no Pongs from another PE after the kill ($after)"; return 1; }
+    if grep -q "Detected gap" "$LOGS/ppc.log"; then fail "the reply counter jumped"; return 1; fi
+    say "PASS: pingpongclient: $before Pongs from PE $served, then $after from another, no gap"
+}
+
+# RSPLIB's calcappclient against two of our CalcApp PEs (SCTP, RSPLIB's registrar): its
+# jobs (1,000,000 calculations at 1,000,000/s) complete.
+scenario_calcapp_rsplib_client() {
+    rsplib_registrar || return 1
+    for x in 1 2; do
+        bg "oca$x" ./rsp -v serve calcapp --pool CalcAppPool --listen sctp://0.0.0.0:0 \
+            -r sctp://10.0.0.1:3863 --pe-id "0x0000003$x" --no-announces --calc-capacity 1000000
+        wait_for 20 grep -q "^registered pool=CalcAppPool pe=0x0000003$x" "$LOGS/oca$x.log" ||
+            { log_tail "oca$x"; fail "our CalcApp PE $x not registered"; return 1; }
+    done
+    wait_for 20 in_hsdump 0x00000031 && wait_for 20 in_hsdump 0x00000032 ||
+        { fail "our CalcApp PEs not at rspregistrar"; return 1; }
+    bg cac calcappclient -poolhandle=CalcAppPool -registrar=10.0.0.1:3863 -jobinterval=0.5 \
+        -jobsize=1000000 -runtime=30 -vector=/tmp/cac.vec -scalar=/tmp/cac.sca
+    wait_for 30 grep -q "^Job #2 completed" "$LOGS/cac.log" ||
+        { log_tail cac 30; log_tail oca1; log_tail oca2; fail "RSPLIB's client completed fewer than 2 jobs"; return 1; }
+    stop "$cac_pid"
+    grep -E "^Job #[0-9]+ (accepted|completed|rejected)" "$LOGS/cac.log" | head -n 8
+    say "PASS: calcappclient's jobs completed on our CalcApp PEs"
+}
+
+# Our CalcApp client against RSPLIB's `rspserver -calcapp` PEs: two jobs complete.
+scenario_calcapp_rsplib_pes() {
+    rsplib_registrar || return 1
+    for x in 1 2; do
+        bg "rca$x" rspserver -calcapp -poolhandle=CalcAppPool -registrar=10.0.0.1:3863 \
+            -identifier="0x0000004$x" -loglevel=3 -logcolor=off
+    done
+    wait_for 20 in_hsdump 0x00000041 && wait_for 20 in_hsdump 0x00000042 ||
+        { log_tail rca1; fail "RSPLIB CalcApp PEs not registered"; return 1; }
+    timeout 60 ./rsp calcapp CalcAppPool -r sctp://10.0.0.1:3863 --no-announces -n 2 \
+        --job-size 1000000 --heartbeat 0 >"$LOGS/ca.out" 2>"$LOGS/ca.err"; rc=$?
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/ca.out" "$LOGS/ca.err" | grep -v DEBUG | tail -n 10
+    [ $rc = 0 ] || { fail "rsp calcapp exited $rc"; return 1; }
+    [ "$(grep -c ' complete: ' "$LOGS/ca.out")" -ge 2 ] || { fail "fewer than 2 jobs completed"; return 1; }
+    say "PASS: our CalcApp client's jobs completed on RSPLIB's PEs"
 }
 
 # 4. One RSPLIB PE and one of ours in EchoPool, on our registrar and then on RSPLIB's:
