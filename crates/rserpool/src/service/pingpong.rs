@@ -4,9 +4,9 @@
 //! PPID 33; every message starts with Type u8 (1 Ping, 2 Pong), Flags u8 (0), Length u16
 //! (the whole message); integers big-endian. Ping: MessageNo u64, data. Pong: MessageNo
 //! u64 (the Ping's), ReplyNo u64 (the PE's reply counter of the session), the Ping's data.
-//! After each Pong the PE sends a cookie, `<PP-TD1>` and the next ReplyNo u64; a PE that
-//! gets a cookie echo continues the counter from it, so across a failover the client sees
-//! ReplyNo advance by exactly one. A message that is not a Ping is ignored (and
+//! With each Pong (just before it) the PE sends a cookie, `<PP-TD1>` and the next ReplyNo
+//! u64; a PE that gets a cookie echo continues the counter from it, so across a failover
+//! the client sees ReplyNo advance by exactly one. A message that is not a Ping is ignored (and
 //! acknowledged); a cookie echo that is not 16 bytes starting with `<PP-TD1>` is ignored
 //! too (the counter starts at 1).
 
@@ -110,6 +110,10 @@ async fn serve_session(mut s: PeSession) {
             PeMessage::Data { tsn, ppid, data } => {
                 if ppid == PPID_PINGPONG {
                     if let Some((no, body)) = parse_ping(&data) {
+                        // The cookie for the next reply goes before this Pong: a client
+                        // that has the Pong has the cookie too, even when the PE dies
+                        // right after sending it (else the next PE repeats this ReplyNo).
+                        let _ = s.send_cookie(cookie(reply_no + 1));
                         if s.send(PPID_PINGPONG, pong(no, reply_no, body))
                             .await
                             .is_err()
@@ -117,7 +121,6 @@ async fn serve_session(mut s: PeSession) {
                             return;
                         }
                         reply_no += 1;
-                        let _ = s.send_cookie(cookie(reply_no));
                     }
                 }
                 let _ = s.ack(tsn);
