@@ -351,6 +351,66 @@ fn json_routes_readiness_and_events() {
     });
 }
 
+/// The event stream of a registrar also carries the PEs its peers add, update and remove
+/// (ENRP handle updates), with the peer as their home.
+#[test]
+fn the_event_stream_carries_pes_learnt_from_peers() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("http-events-enrp");
+        let log = dir.join("wire.log");
+        let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+        let regs: Vec<Registrar> = (0..2).map(|i| pool_of(i, &ports, &log)).collect();
+        let (r1, r2) = (&regs[0], &regs[1]);
+        wait_until("the pool forms", Duration::from_secs(30), || {
+            regs.iter().all(|r| {
+                metric(
+                    &scrape(&r.admin),
+                    r#"rserpool_registrar_peers{state="active"}"#,
+                ) == 1.0
+            })
+        });
+        let mut ev = TcpStream::connect(&r2.admin).unwrap();
+        ev.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        ev.write_all(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut seen = String::new();
+        let mut read_until = |want: &str, seen: &mut String| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut buf = [0u8; 4096];
+            while !seen.contains(want) {
+                assert!(Instant::now() < deadline, "no {want:?} in {seen}");
+                let n = ev.read(&mut buf).unwrap();
+                assert!(n > 0, "event stream closed: {seen}");
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        read_until("event: hello", &mut seen);
+        // A PE registers at R1: R2's stream shows it, homed at R1.
+        let mut raw = Raw::connect(&r1.asap);
+        raw.send_msg(&registration(b"Web", 0x4321, Policy::RoundRobin, 8080));
+        raw.recv().unwrap();
+        read_until("\"pe\":\"0x00004321\"", &mut seen);
+        let home = format!("\"home\":\"{}\"", r1.id);
+        let added = seen
+            .split("\n\n")
+            .find(|e| e.contains("event: pe-added") && e.contains("0x00004321"))
+            .unwrap_or_else(|| panic!("no pe-added event for the PE: {seen}"));
+        assert!(added.contains(&home), "{added} (want {home})");
+        assert!(added.contains("\"pool\":\"Web\""), "{added}");
+        // A re-registration is an update; a de-registration a removal by peer update.
+        raw.send_msg(&registration(b"Web", 0x4321, Policy::RoundRobin, 8080));
+        raw.recv().unwrap();
+        read_until("event: pe-updated", &mut seen);
+        raw.send_msg(&AsapMessage::Deregistration {
+            handle: "Web".into(),
+            pe_id: PeId(0x4321),
+        });
+        raw.recv().unwrap();
+        read_until("\"reason\":\"peer-update\"", &mut seen);
+        assert!(seen.contains("event: pe-removed"), "{seen}");
+    });
+}
+
 #[test]
 fn a_pe_and_a_gateway_have_endpoints_too() {
     bounded(Duration::from_secs(90), || {

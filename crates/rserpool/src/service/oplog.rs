@@ -251,6 +251,7 @@ fn log_enrp(e: &EnrpEvent, t: &mut Tally, budget: &mut Budget) {
                 tracing::info!(target: T, "ENRP: {e}");
             }
         }
+        EnrpEvent::PeLearned { .. } => tracing::debug!(target: T, "ENRP: {e}"),
         EnrpEvent::AuditMismatch { .. } => {
             if t.notice(budget) {
                 tracing::info!(target: T, "ENRP: {e}");

@@ -117,7 +117,8 @@ use std::fmt;
 use std::time::Instant;
 
 use rserpool_wire::{
-    Cause, CauseCode, EnrpMessage, OperationError, PeId, PoolHandle, Protocol, ServerId,
+    Cause, CauseCode, EnrpMessage, OperationError, PeId, PoolElement, PoolHandle, Protocol,
+    ServerId,
 };
 
 use super::{Registrar, RegistrarEvent, RegistrarTimer};
@@ -195,6 +196,17 @@ pub enum EnrpEvent {
         peer: ServerId,
         error: OperationError,
     },
+    /// A handle update (ADD_PE) from `peer` stored `pe` (homed at `peer`); `new` when the
+    /// PE was not in our handlespace before. PEs that arrive in a handle table (start-up
+    /// download, re-synchronisation) are not reported one by one: `SyncDone` and
+    /// `ResyncDone` say a batch arrived. Removals by peers are `RegistrarEvent::PeRemoved`
+    /// with reason `PeerUpdate`.
+    PeLearned {
+        peer: ServerId,
+        handle: PoolHandle,
+        pe: PoolElement,
+        new: bool,
+    },
 }
 
 impl fmt::Display for EnrpEvent {
@@ -251,6 +263,15 @@ impl fmt::Display for EnrpEvent {
             ),
             EnrpEvent::ErrorReceived { peer, error } => {
                 write!(f, "ENRP_ERROR from {peer}: {error}")
+            }
+            EnrpEvent::PeLearned {
+                peer,
+                handle,
+                pe,
+                new,
+            } => {
+                let what = if *new { "added" } else { "updated" };
+                write!(f, "{peer} {what} {} in {handle}", pe.id)
             }
         }
     }

@@ -189,7 +189,19 @@ impl Registrar {
                 return;
             }
             let endpoint = asap_endpoint_of(&pe);
-            match self.apply_pe(now, from, handle.clone(), pe) {
+            let stored = pe.clone();
+            let result = self.apply_pe(now, from, handle.clone(), pe);
+            if let Ok(new) = result {
+                let mut pe = stored;
+                pe.home_registrar = from;
+                self.enrp_event(EnrpEvent::PeLearned {
+                    peer: from,
+                    handle: handle.clone(),
+                    pe,
+                    new,
+                });
+            }
+            match result {
                 Err(cause) => self.refuse_update(from, conn, handle, id, cause),
                 Ok(_) if takeover && self.cfg.enrp.takeover_suggestion => {
                     // Takeover suggestion: claim the PE; it re-registers here.

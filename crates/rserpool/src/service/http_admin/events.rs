@@ -120,6 +120,12 @@ impl Hub {
                 bump(&self.unreachable_reports);
                 None
             }
+            RegistrarEvent::Enrp(EnrpEvent::PeLearned {
+                handle, pe, new, ..
+            }) => {
+                let kind = if *new { "pe-added" } else { "pe-updated" };
+                listening.then(|| pe_event(kind, handle, pe, None))
+            }
             RegistrarEvent::Enrp(e) => {
                 let (kind, peer) = match e {
                     EnrpEvent::PeerUp { server_id, .. } => {
@@ -136,6 +142,7 @@ impl Hub {
                         ("takeover-won", *target)
                     }
                     EnrpEvent::SyncDone { .. } => ("sync-done", own),
+                    EnrpEvent::ResyncDone { peer, .. } => ("resync-done", *peer),
                     _ => return,
                 };
                 listening.then(|| {

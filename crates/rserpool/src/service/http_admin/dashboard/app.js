@@ -155,7 +155,7 @@ function listen() {
   const es = new EventSource("/v1/events");
   es.onopen = () => { $("live").className = "on"; soon(); };
   es.onerror = () => { $("live").className = "off"; };
-  for (const t of ["pe-added", "pe-updated", "pe-removed", "peer-up", "peer-down", "peer-removed", "takeover-won", "sync-done", "resync"]) {
+  for (const t of ["pe-added", "pe-updated", "pe-removed", "peer-up", "peer-down", "peer-removed", "takeover-won", "sync-done", "resync-done", "resync"]) {
     es.addEventListener(t, soon);
   }
 }
