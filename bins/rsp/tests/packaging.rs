@@ -235,5 +235,7 @@ fn the_deb_installs_and_its_registrar_unit_starts_reloads_and_stops() {
                 "{page}"
             );
         }
+        // Passed: the installed tree (about 200 MB) goes; a failing run keeps it to read.
+        let _ = std::fs::remove_dir_all(&dir);
     });
 }
