@@ -100,7 +100,10 @@ mod user;
 pub use rserpool_wire::framing::{
     PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK,
 };
-pub use server::{ServerCommand, ServerEvent, SessionServer, SessionServerConfig};
+pub use server::{
+    CookieKey, CookieRefusal, ServerCommand, ServerEvent, SessionServer, SessionServerConfig,
+    COOKIE_TAG_LEN,
+};
 pub use user::{
     FailoverFilter, FailureReason, SessionUser, SessionUserConfig, UserCommand, UserEvent,
 };
@@ -155,7 +158,51 @@ pub enum SendMode {
     Failover,
     /// ASAP_SEND_NO_FAILOVER: hand it back in [`UserEvent::Undelivered`].
     NoFailover,
+    /// ASAP_SEND_TO_LAST: only to the PE that got the previous message. Sent at once when
+    /// the session is up with that PE (any PE if nothing was sent yet) and nothing waits
+    /// before it; otherwise (connecting, failing over, moved on) handed back at once in
+    /// [`UserEvent::Undelivered`]. If that PE fails before acknowledging it, it comes back
+    /// like a no-failover message: it never goes to another PE.
+    ToLast,
 }
+
+impl SendMode {
+    /// The mode of RFC 5352 §6.5.5 send option bits (0x0001 failover, 0x0002 no
+    /// failover, 0x0004 to last; the others are not a per-message mode here: to all is
+    /// [`to_all_targets`] and one session per PE). Unknown bits: `None`.
+    pub fn from_asap_flags(flags: u32) -> Option<SendMode> {
+        match flags {
+            0x0000 | 0x0001 => Some(SendMode::Failover),
+            0x0002 => Some(SendMode::NoFailover),
+            0x0004 | 0x0006 => Some(SendMode::ToLast),
+            _ => None,
+        }
+    }
+}
+
+/// ASAP_SEND_TO_ALL (RFC 5352 §6.5.5): the PEs a copy goes to, in the order given — every
+/// PE of `pool_pes` (a handle resolution's answer) except the sender's own PEs (`own`,
+/// empty when the sender is no PE) unless `to_self` (ASAP_SEND_TO_SELF). Each copy goes
+/// through a session bound to its PE ([`SessionUserConfig::failover`] false): a PE that
+/// fails loses its copy (handed back), none moves to another PE — another PE has its copy
+/// already.
+pub fn to_all_targets(pool_pes: &[PoolElement], own: &[PeId], to_self: bool) -> Vec<PoolElement> {
+    let mut seen = Vec::new();
+    pool_pes
+        .iter()
+        .filter(|pe| to_self || !own.contains(&pe.id))
+        .filter(|pe| {
+            if seen.contains(&pe.id) {
+                return false;
+            }
+            seen.push(pe.id);
+            true
+        })
+        .cloned()
+        .collect()
+}
+
+use rserpool_wire::{PeId, PoolElement};
 
 /// A message the PU sent (or queued) and the PE has not acknowledged yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
