@@ -204,6 +204,25 @@ pub fn to_all_targets(pool_pes: &[PoolElement], own: &[PeId], to_self: bool) -> 
 
 use rserpool_wire::{PeId, PoolElement};
 
+/// The failover list of a PE's business card (§1.12): the other PEs of `pool_pes` (a
+/// handle resolution of the PE's own pool) in ring order — those whose PE id follows the
+/// PE's own (the smallest of `own`) in ascending order, then, wrapping, the smaller
+/// ones — at most `max`. Every PE thus names a fixed successor, the same for all its PUs
+/// (they fail over to one known PE, not wherever the policy points at that moment), and
+/// the pool's PEs form one ring.
+pub fn card_order(pool_pes: &[PoolElement], own: &[PeId], max: usize) -> Vec<PoolElement> {
+    let me = own.iter().map(|p| p.0).min().unwrap_or(0);
+    let mut others: Vec<PoolElement> = pool_pes
+        .iter()
+        .filter(|pe| !own.contains(&pe.id))
+        .cloned()
+        .collect();
+    others.sort_by_key(|pe| (pe.id.0 <= me, pe.id.0));
+    others.dedup_by_key(|pe| pe.id);
+    others.truncate(max);
+    others
+}
+
 /// A message the PU sent (or queued) and the PE has not acknowledged yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outstanding {

@@ -601,6 +601,16 @@ fn to_all_targets_and_bound_sessions() {
     assert!(commands(&mut pu).is_empty(), "no connect to another PE");
 }
 
+#[test]
+fn card_order_is_a_ring_by_pe_id() {
+    let all = vec![pe(5), pe(1), pe(9), pe(3), pe(7)];
+    let ids = |v: Vec<PoolElement>| v.into_iter().map(|p| p.id.0).collect::<Vec<_>>();
+    assert_eq!(ids(card_order(&all, &[PeId(5)], 16)), vec![7, 9, 1, 3]);
+    assert_eq!(ids(card_order(&all, &[PeId(9)], 16)), vec![1, 3, 5, 7]);
+    assert_eq!(ids(card_order(&all, &[PeId(5)], 2)), vec![7, 9]);
+    assert_eq!(ids(card_order(&all, &[PeId(4)], 16)), vec![5, 7, 9, 1, 3]);
+}
+
 /// BC2: failover follows the card in order, skipping PEs that failed, and keeps the rest
 /// of the card when the chosen entry cannot be connected either.
 #[test]

@@ -55,12 +55,16 @@ mod channel;
 mod server;
 mod user;
 
-pub use rserpool_proto::session::{FailureReason, Outstanding, SendMode, SessionError};
+pub use rserpool_proto::session::{
+    CookieKey, CookieRefusal, FailureReason, Outstanding, SendMode, SessionError,
+};
 pub use server::{
     ListenerOptions, PeMessage, PeSession, SessionBind, SessionListener, DEFAULT_READ_AHEAD,
     PE_SEND_QUEUE_LIMIT,
 };
-pub use user::{Incoming, Session, SessionEvent, SessionOptions, SEND_QUEUE_LIMIT};
+pub use user::{
+    to_all, Incoming, Session, SessionEvent, SessionOptions, ToAllCopy, SEND_QUEUE_LIMIT,
+};
 
 use crate::sctp::{AssocEvent, RecvItem, SctpReadHalf, SctpStream, SctpWriteHalf};
 use crate::transport::sctp::PPID_ASAP;
