@@ -248,9 +248,11 @@ impl SessionServer {
                 .send(&mut self.counters, Dest::Conn(session), &msg);
         }
     }
-    /// Send a business card: the PEs the PU should fail over to, in order.
+    /// Send a business card: the PEs the PU should fail over to, in order. A card needs
+    /// at least one PE (RFC 5352 §2.2.11; decoders refuse one without): with an empty list
+    /// nothing is sent.
     pub fn send_business_card(&mut self, session: ConnId, pool: PoolHandle, pes: Vec<PoolElement>) {
-        if self.sessions.contains_key(&session) {
+        if self.sessions.contains_key(&session) && !pes.is_empty() {
             let msg = AsapMessage::BusinessCard {
                 handle: pool,
                 policy: None,

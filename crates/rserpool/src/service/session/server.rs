@@ -125,6 +125,9 @@ enum Cmd {
     SetCard(PoolHandle, Vec<PeEntry>),
 }
 
+/// The card a listener sends now (pool handle, failover list).
+type SharedCard = Arc<Mutex<Option<(PoolHandle, Vec<PeEntry>)>>>;
+
 /// A pool element serving sessions: it registers `pe` with a user transport per
 /// listener and hands each PU's session out through [`SessionListener::accept`].
 #[derive(Debug)]
@@ -134,7 +137,7 @@ pub struct SessionListener {
     endpoints: Vec<Endpoint>,
     adopt: mpsc::Sender<(Wire, SocketAddr)>,
     cookies_refused: Arc<AtomicU64>,
-    card: Arc<Mutex<Option<(PoolHandle, Vec<PeEntry>)>>>,
+    card: SharedCard,
     cmd: mpsc::UnboundedSender<Cmd>,
 }
 
@@ -506,7 +509,7 @@ struct Task {
     cmd_tx: mpsc::UnboundedSender<Cmd>,
     read_ahead: usize,
     cookies_refused: Arc<AtomicU64>,
-    card: Arc<Mutex<Option<(PoolHandle, Vec<PeEntry>)>>>,
+    card: SharedCard,
 }
 
 impl Task {
