@@ -1338,3 +1338,92 @@ fn somewhere() -> rserpool_wire::PoolElement {
         asap_transport: None,
     }
 }
+
+/// ASAP_SEND_TO_LAST through the async API against `rsp serve echo` PEs: a "to last"
+/// message goes to the PE of the previous message; after that PE is killed it is handed
+/// back (never sent to the new PE), while a failover message is answered by the new PE,
+/// after which "to last" means the new PE.
+#[test]
+fn to_last_is_handed_back_after_its_pe_died() {
+    use rserpool::pu::{PoolUser, PuOptions};
+    use rserpool::service::session::{Incoming, SendMode, Session, SessionEvent, SessionOptions};
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-to-last");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut echoes: Vec<Server> = (0..2)
+            .map(|_| start_echo(&reg.asap, &["127.0.0.1:0"], &log))
+            .collect();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let regep = rserpool::url::parse_endpoint(&reg.asap, 3863).unwrap();
+            let pu = std::sync::Arc::new(PoolUser::start(
+                PuOptions::default().registrar(regep).no_announces(),
+            ));
+            let mut s = Session::connect(pu, "EchoPool", SessionOptions::default());
+            s.send(0, b"a\n".to_vec()).await.unwrap();
+            let Incoming::Event(SessionEvent::Connected { pe: first, .. }) =
+                next_matching(&mut s, |i| {
+                    matches!(i, Incoming::Event(SessionEvent::Connected { .. }))
+                })
+                .await
+            else {
+                unreachable!()
+            };
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"a\n"),
+            )
+            .await;
+            s.send_with(0, b"b\n".to_vec(), SendMode::ToLast)
+                .await
+                .unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"b\n"),
+            )
+            .await;
+            let victim = echoes
+                .iter_mut()
+                .find(|e| e.entries[0].0 == first.to_string())
+                .unwrap();
+            victim.proc.kill9();
+            next_matching(&mut s, |i| {
+                matches!(i, Incoming::Event(SessionEvent::PeFailed { .. }))
+            })
+            .await;
+            let seq = s
+                .send_with(0, b"c\n".to_vec(), SendMode::ToLast)
+                .await
+                .unwrap();
+            let i = next_matching(&mut s, |i| {
+                matches!(i, Incoming::Event(SessionEvent::Undelivered { .. }))
+                    || matches!(i, Incoming::Data { .. })
+            })
+            .await;
+            let Incoming::Event(SessionEvent::Undelivered { messages }) = i else {
+                panic!("a to-last message went to another PE: {i:?}")
+            };
+            assert_eq!(messages.len(), 1);
+            assert_eq!((messages[0].seq, &messages[0].data[..]), (seq, &b"c\n"[..]));
+            // A failover message goes to the new PE; then "to last" means that one.
+            s.send(0, b"d\n".to_vec()).await.unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"d\n"),
+            )
+            .await;
+            s.send_with(0, b"e\n".to_vec(), SendMode::ToLast)
+                .await
+                .unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"e\n"),
+            )
+            .await;
+            s.close();
+        });
+        drop(echoes);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

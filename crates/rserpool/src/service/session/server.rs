@@ -367,16 +367,27 @@ async fn learn_card(
     cmd: mpsc::UnboundedSender<Cmd>,
 ) {
     loop {
+        // Until the registrar lists this PE, look again soon (it registers right now).
+        let mut pause = every.min(Duration::from_millis(200));
         match pu.refresh(pool.clone()).await {
             Ok(pes) => {
-                let list = card_order(&pes, pe.pe_ids(), max);
+                let own = pe.pe_ids();
+                let mut list = card_order(&pes, own, max);
+                if list.is_empty() {
+                    // Alone in the pool: the card lists this PE (a card needs one entry;
+                    // a PU skips a PE that failed).
+                    list = pes.into_iter().filter(|p| own.contains(&p.id)).collect();
+                }
+                if !list.is_empty() {
+                    pause = every;
+                }
                 if cmd.send(Cmd::SetCard(pool.clone(), list)).is_err() {
                     return;
                 }
             }
             Err(e) => tracing::debug!(%pool, "business card: cannot resolve the pool: {e}"),
         }
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(pause).await;
         if cmd.is_closed() {
             return;
         }
