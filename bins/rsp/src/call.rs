@@ -42,6 +42,11 @@ pub struct CallArgs {
     /// instead of keeping one session; shows the pool's selection policy at work.
     #[arg(long)]
     pub per_request: bool,
+    /// Send every line to every PE of the pool (ASAP_SEND_TO_ALL; one session per PE,
+    /// no failover) and print each PE's answer as `PE-ID: answer`. A PE that fails is
+    /// reported on stderr and left out.
+    #[arg(long, conflicts_with = "per_request")]
+    pub to_all: bool,
     /// Give up after this many PEs failed in a row.
     #[arg(long, default_value = "5")]
     pub attempts: u32,
@@ -76,6 +81,7 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
     let call = Call {
         pool: args.pool.clone(),
         per_request: args.per_request,
+        to_all: args.to_all,
         attempts: args.attempts,
         reply_timeout: args.reply_timeout,
         registrars: args.registrars.endpoints(),

@@ -167,6 +167,13 @@ pub struct ServeArgs {
     /// relay: the pool each session is relayed to.
     #[arg(long, value_name = "POOL")]
     pub to: Option<String>,
+    /// Session services (pingpong, calcapp, files, relay): sign cookies and check their
+    /// echoes with the key in FILE (HMAC-SHA256; all PEs of the pool need the same file,
+    /// at least 16 bytes, e.g. `head -c 32 /dev/urandom > key`). A cookie echo without
+    /// a valid signature is refused (logged, counted) and its session closed. Default:
+    /// cookies unsigned, as RSPLIB's PEs send them.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_key: Option<std::path::PathBuf>,
     /// calcapp: calculations per second, shared by the running jobs.
     #[arg(long, default_value = "1000000", value_name = "N")]
     pub calc_capacity: u64,
@@ -487,11 +494,11 @@ async fn serve_sessions(
             addrs,
         });
     }
-    let listener = Arc::new(SessionListener::start(
-        opts,
-        binds,
-        ListenerOptions::default(),
-    )?);
+    let mut lopts = ListenerOptions::default();
+    if let Some(path) = &args.cookie_key {
+        lopts.cookie_key = Some(cookie_key(path).map_err(crate::exit::usage)?);
+    }
+    let listener = Arc::new(SessionListener::start(opts, binds, lopts)?);
     let pe = listener
         .pool_element()
         .cloned()
@@ -534,6 +541,23 @@ async fn serve_sessions(
     };
     pe.deregister().await;
     Ok(code)
+}
+
+/// The cookie key in `path` (a trailing newline is not part of it).
+fn cookie_key(path: &std::path::Path) -> anyhow::Result<rserpool::service::session::CookieKey> {
+    let mut key =
+        std::fs::read(path).with_context(|| format!("--cookie-key {}", path.display()))?;
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    if key.len() < 16 {
+        anyhow::bail!(
+            "--cookie-key {}: {} bytes; at least 16 wanted",
+            path.display(),
+            key.len()
+        );
+    }
+    Ok(rserpool::service::session::CookieKey::new(&key))
 }
 
 /// What [`watch`] reports about.

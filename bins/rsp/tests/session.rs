@@ -952,3 +952,478 @@ fn oversized_and_reserved_messages_are_refused() {
         s.close();
     });
 }
+
+/// ASAP_SEND_TO_ALL through `rsp call --to-all`: a line goes to each of three echo PEs
+/// and each one's answer is printed with its PE id; after one PE is killed the next line
+/// is answered by the two others and the dead one is reported (its copy is not moved to
+/// another PE).
+#[test]
+fn call_to_all_prints_every_pes_answer() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-to-all");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut echoes: Vec<Server> = (0..3)
+            .map(|_| start_echo(&reg.asap, &["127.0.0.1:0"], &log))
+            .collect();
+        let ids: Vec<String> = echoes.iter().map(|s| s.entries[0].0.clone()).collect();
+        let mut call = Proc::spawn(
+            "call",
+            &[
+                "call",
+                "EchoPool",
+                "--to-all",
+                "-r",
+                &reg.asap,
+                "--no-announces",
+            ],
+            &log,
+        );
+        call.send_line("hello");
+        for id in &ids {
+            let want = format!("{id}: hello");
+            call.stdout_line("a PE did not answer", Duration::from_secs(20), |l| {
+                l == want
+            });
+        }
+        echoes[1].proc.kill9();
+        call.send_line("again");
+        for id in [&ids[0], &ids[2]] {
+            let want = format!("{id}: again");
+            call.stdout_line("a live PE did not answer", Duration::from_secs(20), |l| {
+                l == want
+            });
+        }
+        call.err
+            .wait(0, Instant::now() + Duration::from_secs(20), |l| {
+                l.contains(&format!("PE {} failed", ids[1])) && l.contains("no failover")
+            })
+            .unwrap_or_else(|| call.fail("the dead PE was not reported"));
+        let out = call.out.text();
+        assert!(!out.contains(&format!("{}: again", ids[1])), "{out}");
+        assert_eq!(
+            out.lines().filter(|l| l.ends_with(": hello")).count(),
+            3,
+            "{out}"
+        );
+        drop(call);
+        drop(echoes);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// Business cards (§1.12): each pingpong PE learns the pool from its registrar and sends
+/// its PUs a card listing the other PEs in ring order by PE id. Three PEs 0x100, 0x200,
+/// 0x300 with least-used loads 0 %, 90 %, 10 %: the PU starts on 0x100 (least used); its
+/// card says 0x200, then 0x300. Killed, 0x100's PU goes to 0x200, the card's first live
+/// PE — the policy would have picked 0x300 (10 % < 90 %).
+#[test]
+fn failover_follows_the_business_card_not_the_policy() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-card");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut pes: Vec<(Proc, String)> = [("0x100", "0%"), ("0x200", "90%"), ("0x300", "10%")]
+            .iter()
+            .map(|(id, load)| {
+                start_session_pe(
+                    &reg.asap,
+                    &["pingpong", "--pe-id", id, "--policy", "lu", "--load", load],
+                    "PingPongPool",
+                    &log,
+                )
+            })
+            .collect();
+        let ids: Vec<String> = pes.iter().map(|(_, id)| id.clone()).collect();
+        let c = spawn_env(
+            "pingpong",
+            &[
+                "pingpong",
+                "-r",
+                &reg.asap,
+                "--no-announces",
+                "-n",
+                "400",
+                "--interval",
+                "25ms",
+            ],
+            &log,
+            &[],
+        );
+        let (_, serving) = connected_pe(&c, "rsp pingpong: connected", 0);
+        assert_eq!(serving, ids[0], "least used first");
+        // The card with both other PEs, in ring order (refreshed every 2 s).
+        let want = format!("PEs [{}, {}]", ids[1], ids[2]);
+        let (from, _) = c
+            .err
+            .wait(0, Instant::now() + Duration::from_secs(30), |l| {
+                l.contains("business card: pool PingPongPool") && l.contains(&want)
+            })
+            .unwrap_or_else(|| c.fail("no business card listing the other PEs"));
+        pes[0].0.kill9();
+        let (_, line) = c
+            .err
+            .wait(from, Instant::now() + Duration::from_secs(30), |l| {
+                l.contains("failover from PE")
+            })
+            .unwrap_or_else(|| c.fail("no failover"));
+        assert!(
+            line.contains(&format!("failover from PE {} to PE {}", ids[0], ids[1])),
+            "went to the policy's pick, not the card's first PE: {line}"
+        );
+        drop(c);
+        drop(pes);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// Cookie authentication through real sockets: two pingpong PEs share a key
+/// (`--cookie-key`); a third has none. The keyed PE's cookie is the plain one plus a
+/// 32-byte tag; echoed to the other keyed PE it is accepted (the reply counter goes on).
+/// A forged (unsigned) echo, one with an altered byte, and one signed with another key
+/// are refused: the session closes, the PE logs and counts it, and it keeps serving.
+#[test]
+fn keyed_pes_refuse_forged_altered_and_foreign_cookies() {
+    use rserpool::service::pingpong::{self, PPID_PINGPONG};
+    use rserpool::service::session::CookieKey;
+    use rserpool_wire::AsapMessage;
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-cookie-key");
+        let log = dir.join("wire.log");
+        let key = dir.join("key");
+        std::fs::write(&key, b"0123456789abcdef0123456789abcdef\n").unwrap();
+        let key_s = key.to_str().unwrap();
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let listen_addr = |p: &Proc| {
+            p.out
+                .text()
+                .lines()
+                .find_map(|l| l.strip_prefix("listening pingpong "))
+                .unwrap_or_else(|| p.fail("no listening line"))
+                .to_owned()
+        };
+        let keyed: Vec<(Proc, String)> = (0..2)
+            .map(|_| {
+                start_session_pe(
+                    &reg.asap,
+                    &["pingpong", "--cookie-key", key_s],
+                    "PingPongPool",
+                    &log,
+                )
+            })
+            .collect();
+        let (plain, _) = start_session_pe(&reg.asap, &["pingpong"], "PingPongPool", &log);
+        let a = listen_addr(&keyed[0].0);
+        let b = listen_addr(&keyed[1].0);
+        // One Ping; the cookie that follows its Pong.
+        let ping_cookie = |addr: &str, no: u64| -> (RawSession, Vec<u8>) {
+            let mut c = RawSession::connect(addr);
+            c.send(PPID_PINGPONG, pingpong::ping(no, b"x"));
+            loop {
+                let (ppid, data) = c.recv().expect("closed before a cookie");
+                if ppid != 11 {
+                    continue;
+                }
+                if let Ok(rserpool_wire::Decoded {
+                    message: AsapMessage::Cookie { cookie },
+                    ..
+                }) = rserpool_wire::decode_asap(&data)
+                {
+                    return (c, cookie);
+                }
+            }
+        };
+        let (_c0, unsigned) = ping_cookie(&listen_addr(&plain), 1);
+        assert_eq!(
+            pingpong::parse_cookie(&unsigned),
+            Some(2),
+            "layout unchanged"
+        );
+        let (_c1, signed) = ping_cookie(&a, 1);
+        assert_eq!(signed.len(), unsigned.len() + 32);
+        assert_eq!(
+            &signed[..16],
+            &unsigned[..],
+            "the application's cookie, then the tag"
+        );
+
+        let refused = |cookie: Vec<u8>| {
+            let mut c = RawSession::connect(&b);
+            c.send_asap(&AsapMessage::CookieEcho { cookie });
+            c.send(PPID_PINGPONG, pingpong::ping(2, b"x"));
+            while let Some((ppid, _)) = c.recv() {
+                assert_ne!(ppid, PPID_PINGPONG, "a Pong after a refused cookie echo");
+            }
+        };
+        // Forged: the plain cookie without a tag, and one with a made-up tag.
+        refused(unsigned.clone());
+        let mut made_up = unsigned.clone();
+        made_up.extend_from_slice(&[0x5a; 32]);
+        refused(made_up);
+        // Altered: the reply number changed, the tag kept.
+        let mut altered = signed.clone();
+        altered[15] ^= 0x40;
+        refused(altered);
+        // Signed with another key.
+        refused(CookieKey::new(b"another key of thirty-two bytes!").sign(unsigned.clone()));
+        keyed[1]
+            .0
+            .err
+            .wait(0, Instant::now() + Duration::from_secs(10), |l| {
+                l.contains("cookie echo refused") && l.contains("(4 refused so far)")
+            })
+            .unwrap_or_else(|| keyed[1].0.fail("no log line for the 4th refusal"));
+        let err = keyed[1].0.err.text();
+        assert!(err.contains("too short to carry a signature"), "{err}");
+        assert!(err.contains("bad signature"), "{err}");
+
+        // The valid echo on the other keyed PE: the reply counter continues.
+        let mut c = RawSession::connect(&b);
+        c.send_asap(&AsapMessage::CookieEcho { cookie: signed });
+        c.send(PPID_PINGPONG, pingpong::ping(2, b"x"));
+        let pong = loop {
+            let (ppid, data) = c.recv().expect("closed after a valid cookie echo");
+            if ppid == PPID_PINGPONG {
+                break data;
+            }
+        };
+        let (no, reply, _) = pingpong::parse_pong(&pong).unwrap();
+        assert_eq!((no, reply), (2, 2), "the reply counter from the cookie");
+        drop(c);
+        drop(keyed);
+        drop(plain);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// BC1: a business card naming a pool the PU has no cache entry for is resolved; one
+/// naming a pool that does not exist is reported (`SessionEvent::CardPool` with an
+/// error, a log line) and ignored — the session goes on. In process, real sockets and a
+/// real registrar.
+#[test]
+fn business_card_naming_an_unknown_pool_is_resolved_or_ignored() {
+    use rserpool::pe::PeOptions;
+    use rserpool::pu::{PoolUser, PuOptions};
+    use rserpool::service::session::{
+        Incoming, ListenerOptions, PeMessage, Session, SessionBind, SessionEvent, SessionListener,
+        SessionOptions,
+    };
+    use rserpool_proto::session::SessionServerConfig;
+    use rserpool_wire::PoolHandle;
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-bc1");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let echo = start_echo(&reg.asap, &["127.0.0.1:0"], &log);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let regep = rserpool::url::parse_endpoint(&reg.asap, 3863).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let advertise = listener.local_addr().unwrap();
+            let opts = ListenerOptions {
+                server: Some(SessionServerConfig {
+                    auto_ack: true,
+                    business_card: Some((PoolHandle::from("NoSuchPool"), vec![somewhere()])),
+                }),
+                ..ListenerOptions::default()
+            };
+            let l = SessionListener::start(
+                PeOptions::new("CardPool")
+                    .registrar(regep.clone())
+                    .no_announces(),
+                vec![SessionBind::Tcp {
+                    listener,
+                    advertise,
+                }],
+                opts,
+            )
+            .unwrap();
+            let l = std::sync::Arc::new(l);
+            let server = l.clone();
+            tokio::spawn(async move {
+                while let Some(mut s) = server.accept().await {
+                    tokio::spawn(async move {
+                        while let Some(m) = s.recv().await {
+                            if let PeMessage::Data { ppid, data, .. } = m {
+                                let _ = s.send(ppid, data).await;
+                            }
+                        }
+                    });
+                }
+            });
+            let pu = std::sync::Arc::new(PoolUser::start(
+                PuOptions::default().registrar(regep).no_announces(),
+            ));
+            // Until the PE is registered.
+            let t0 = Instant::now();
+            while pu.resolve("CardPool").await.is_err() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "CardPool never registered"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut s = Session::connect(pu, "CardPool", SessionOptions::default());
+            s.send(7, b"one".to_vec()).await.unwrap();
+            let i = next_matching(&mut s, |i| {
+                matches!(i, Incoming::Event(SessionEvent::CardPool { .. }))
+            })
+            .await;
+            let Incoming::Event(SessionEvent::CardPool { pool, pes }) = i else {
+                unreachable!()
+            };
+            assert_eq!(pool, PoolHandle::from("NoSuchPool"));
+            assert!(pes.is_err(), "{pes:?}");
+            // The session goes on.
+            s.send(7, b"after".to_vec()).await.unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"after"),
+            )
+            .await;
+            // A card naming an existing pool the PU never asked for: resolved.
+            l.set_business_card(PoolHandle::from("EchoPool"), vec![somewhere()]);
+            let i = next_matching(&mut s, |i| {
+                matches!(i, Incoming::Event(SessionEvent::CardPool { .. }))
+            })
+            .await;
+            assert_eq!(
+                i,
+                Incoming::Event(SessionEvent::CardPool {
+                    pool: PoolHandle::from("EchoPool"),
+                    pes: Ok(1)
+                })
+            );
+            s.send(7, b"two".to_vec()).await.unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"two"),
+            )
+            .await;
+            s.close();
+        });
+        drop(echo);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// The next item of `s` that `pred` accepts (30 s at most).
+async fn next_matching(
+    s: &mut rserpool::service::session::Session,
+    pred: impl Fn(&rserpool::service::session::Incoming) -> bool,
+) -> rserpool::service::session::Incoming {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let i = s.next().await.expect("session ended");
+            if pred(&i) {
+                return i;
+            }
+        }
+    })
+    .await
+    .expect("not seen in time")
+}
+
+/// A PE entry for a card (nobody listens there).
+fn somewhere() -> rserpool_wire::PoolElement {
+    rserpool_wire::PoolElement {
+        id: rserpool_wire::PeId(0x4711),
+        home_registrar: rserpool_wire::ServerId(0),
+        registration_life: 30_000,
+        user_transport: rserpool_wire::UserTransport::Ip(rserpool_wire::TransportAddr::tcp(
+            9,
+            std::net::IpAddr::from([127, 0, 0, 1]),
+        )),
+        policy: rserpool_wire::Policy::RoundRobin,
+        asap_transport: None,
+    }
+}
+
+/// ASAP_SEND_TO_LAST through the async API against `rsp serve echo` PEs: a "to last"
+/// message goes to the PE of the previous message; after that PE is killed it is handed
+/// back (never sent to the new PE), while a failover message is answered by the new PE,
+/// after which "to last" means the new PE.
+#[test]
+fn to_last_is_handed_back_after_its_pe_died() {
+    use rserpool::pu::{PoolUser, PuOptions};
+    use rserpool::service::session::{Incoming, SendMode, Session, SessionEvent, SessionOptions};
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("session-to-last");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let mut echoes: Vec<Server> = (0..2)
+            .map(|_| start_echo(&reg.asap, &["127.0.0.1:0"], &log))
+            .collect();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let regep = rserpool::url::parse_endpoint(&reg.asap, 3863).unwrap();
+            let pu = std::sync::Arc::new(PoolUser::start(
+                PuOptions::default().registrar(regep).no_announces(),
+            ));
+            let mut s = Session::connect(pu, "EchoPool", SessionOptions::default());
+            s.send(0, b"a\n".to_vec()).await.unwrap();
+            let Incoming::Event(SessionEvent::Connected { pe: first, .. }) =
+                next_matching(&mut s, |i| {
+                    matches!(i, Incoming::Event(SessionEvent::Connected { .. }))
+                })
+                .await
+            else {
+                unreachable!()
+            };
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"a\n"),
+            )
+            .await;
+            s.send_with(0, b"b\n".to_vec(), SendMode::ToLast)
+                .await
+                .unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"b\n"),
+            )
+            .await;
+            let victim = echoes
+                .iter_mut()
+                .find(|e| e.entries[0].0 == first.to_string())
+                .unwrap();
+            victim.proc.kill9();
+            next_matching(&mut s, |i| {
+                matches!(i, Incoming::Event(SessionEvent::PeFailed { .. }))
+            })
+            .await;
+            let seq = s
+                .send_with(0, b"c\n".to_vec(), SendMode::ToLast)
+                .await
+                .unwrap();
+            let i = next_matching(&mut s, |i| {
+                matches!(i, Incoming::Event(SessionEvent::Undelivered { .. }))
+                    || matches!(i, Incoming::Data { .. })
+            })
+            .await;
+            let Incoming::Event(SessionEvent::Undelivered { messages }) = i else {
+                panic!("a to-last message went to another PE: {i:?}")
+            };
+            assert_eq!(messages.len(), 1);
+            assert_eq!((messages[0].seq, &messages[0].data[..]), (seq, &b"c\n"[..]));
+            // A failover message goes to the new PE; then "to last" means that one.
+            s.send(0, b"d\n".to_vec()).await.unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"d\n"),
+            )
+            .await;
+            s.send_with(0, b"e\n".to_vec(), SendMode::ToLast)
+                .await
+                .unwrap();
+            next_matching(
+                &mut s,
+                |i| matches!(i, Incoming::Data { data, .. } if data == b"e\n"),
+            )
+            .await;
+            s.close();
+        });
+        drop(echoes);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

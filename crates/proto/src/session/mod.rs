@@ -47,7 +47,8 @@
 //!    in order. What the filter does not return is the application's business (it has
 //!    seen it). Resent messages go before the messages not sent yet;
 //! 3. the next PE: the first one of the failed PE's business card that has not failed in
-//!    this session, else [`UserEvent::NeedServer`] (the embedding PU asks its
+//!    this session (BC2; the rest of the card stays for the next failure until a new PE
+//!    sends its own), else [`UserEvent::NeedServer`] (the embedding PU asks its
 //!    `PoolUserCore` with `GetPrimaryServer` and answers with [`SessionUser::use_server`]
 //!    or [`SessionUser::no_server`]);
 //! 4. connect; the first message to the new PE is ASAP_COOKIE_ECHO with the latest cookie,
@@ -56,6 +57,37 @@
 //! After [`SessionUserConfig::max_attempts`] failures in a row without a sign of life from
 //! a PE the session gives up: everything outstanding comes back in
 //! [`UserEvent::Undelivered`], then [`UserEvent::Failed`]; a later send starts anew.
+//!
+//! # Send options (RFC 5352 §6.5.5, procedures §1.13)
+//!
+//! * [`SendMode::Failover`] (default): resent to the next PE through the filter.
+//! * [`SendMode::NoFailover`]: handed back in [`UserEvent::Undelivered`] when its PE fails.
+//! * [`SendMode::ToLast`]: only to the PE that got the previous message — sent when the
+//!   session is up with it, else handed back at once; if that PE fails before the ack it
+//!   is handed back (never resent elsewhere).
+//! * To all / to self: [`to_all_targets`] lists the PEs (own ones left out unless to
+//!   self); one session per PE with [`SessionUserConfig::failover`] false carries each
+//!   copy; a PE that fails hands its copies back and the session ends — no copy moves to
+//!   another PE, which has its own.
+//!
+//! # Cookie authentication (procedures §1.11.4, RFC 5355 threat 2.16)
+//!
+//! [`SessionServer::set_cookie_key`] ([`CookieKey`], shared by the pool's PEs): each cookie
+//! leaves with an HMAC-SHA256 tag appended ([`COOKIE_TAG_LEN`] bytes over a context string
+//! and the application's cookie); an echo must carry a valid tag, compared in constant
+//! time. Refused echoes ([`ServerEvent::CookieRefused`]: too short, bad signature) are
+//! counted and close their session; the application never sees them. Without a key
+//! nothing changes (cookies as made, echoes handed over: RSPLIB's PUs echo opaquely).
+//! The PU side never looks inside a cookie.
+//!
+//! # Business cards (§1.12)
+//!
+//! A PE's card lists its pool's other PEs in [`card_order`] (ring by PE id, capped); the
+//! shell learns them from the registrar and sends a changed list to open sessions
+//! ([`SessionServer::update_business_card`]). A card with no PE is not sent (RFC 5352
+//! requires one; decoders refuse it). A PU follows a card only for the session's own
+//! pool; a card naming another pool is reported ([`UserEvent::BusinessCard`]) and the
+//! shell resolves that pool (BC1).
 //!
 //! # Choices
 //!
@@ -86,13 +118,9 @@
 //!
 //! # Not done yet
 //!
-//! * Send options "to last" / "to all" / "to self" of §1.13 (a session talks to one PE at
-//!   a time; "to last" is what every message does) and ASAP_SCTP_UNORDER.
-//! * BC1 (a handle resolution for a card naming a pool the PU has no cache entry for).
-//! * The demo services calcapp and relay, and RSPLIB interop runs in the VM. The shell
-//!   (`rserpool::service::session`: `Session`, `SessionListener`, TCP framing and SCTP
-//!   PPIDs), the files and pingpong services and `rsp call` on the session layer exist:
-//!   `docs/session.md`.
+//! * ASAP_SCTP_UNORDER (every message goes ordered on stream 0).
+//! * The shell is `rserpool::service::session` (`Session`, `SessionListener`, TCP framing
+//!   and SCTP PPIDs): `docs/session.md`.
 
 mod server;
 mod user;
@@ -100,7 +128,10 @@ mod user;
 pub use rserpool_wire::framing::{
     PPID_SESSION_ACK, PPID_SESSION_HEARTBEAT, PPID_SESSION_HEARTBEAT_ACK,
 };
-pub use server::{ServerCommand, ServerEvent, SessionServer, SessionServerConfig};
+pub use server::{
+    CookieKey, CookieRefusal, ServerCommand, ServerEvent, SessionServer, SessionServerConfig,
+    COOKIE_TAG_LEN,
+};
 pub use user::{
     FailoverFilter, FailureReason, SessionUser, SessionUserConfig, UserCommand, UserEvent,
 };
@@ -155,6 +186,69 @@ pub enum SendMode {
     Failover,
     /// ASAP_SEND_NO_FAILOVER: hand it back in [`UserEvent::Undelivered`].
     NoFailover,
+    /// ASAP_SEND_TO_LAST: only to the PE that got the previous message. Sent at once when
+    /// the session is up with that PE (any PE if nothing was sent yet) and nothing waits
+    /// before it; otherwise (connecting, failing over, moved on) handed back at once in
+    /// [`UserEvent::Undelivered`]. If that PE fails before acknowledging it, it comes back
+    /// like a no-failover message: it never goes to another PE.
+    ToLast,
+}
+
+impl SendMode {
+    /// The mode of RFC 5352 §6.5.5 send option bits (0x0001 failover, 0x0002 no
+    /// failover, 0x0004 to last; the others are not a per-message mode here: to all is
+    /// [`to_all_targets`] and one session per PE). Unknown bits: `None`.
+    pub fn from_asap_flags(flags: u32) -> Option<SendMode> {
+        match flags {
+            0x0000 | 0x0001 => Some(SendMode::Failover),
+            0x0002 => Some(SendMode::NoFailover),
+            0x0004 | 0x0006 => Some(SendMode::ToLast),
+            _ => None,
+        }
+    }
+}
+
+/// ASAP_SEND_TO_ALL (RFC 5352 §6.5.5): the PEs a copy goes to, in the order given — every
+/// PE of `pool_pes` (a handle resolution's answer) except the sender's own PEs (`own`,
+/// empty when the sender is no PE) unless `to_self` (ASAP_SEND_TO_SELF). Each copy goes
+/// through a session bound to its PE ([`SessionUserConfig::failover`] false): a PE that
+/// fails loses its copy (handed back), none moves to another PE — another PE has its copy
+/// already.
+pub fn to_all_targets(pool_pes: &[PoolElement], own: &[PeId], to_self: bool) -> Vec<PoolElement> {
+    let mut seen = Vec::new();
+    pool_pes
+        .iter()
+        .filter(|pe| to_self || !own.contains(&pe.id))
+        .filter(|pe| {
+            if seen.contains(&pe.id) {
+                return false;
+            }
+            seen.push(pe.id);
+            true
+        })
+        .cloned()
+        .collect()
+}
+
+use rserpool_wire::{PeId, PoolElement};
+
+/// The failover list of a PE's business card (§1.12): the other PEs of `pool_pes` (a
+/// handle resolution of the PE's own pool) in ring order — those whose PE id follows the
+/// PE's own (the smallest of `own`) in ascending order, then, wrapping, the smaller
+/// ones — at most `max`. Every PE thus names a fixed successor, the same for all its PUs
+/// (they fail over to one known PE, not wherever the policy points at that moment), and
+/// the pool's PEs form one ring.
+pub fn card_order(pool_pes: &[PoolElement], own: &[PeId], max: usize) -> Vec<PoolElement> {
+    let me = own.iter().map(|p| p.0).min().unwrap_or(0);
+    let mut others: Vec<PoolElement> = pool_pes
+        .iter()
+        .filter(|pe| !own.contains(&pe.id))
+        .cloned()
+        .collect();
+    others.sort_by_key(|pe| (pe.id.0 <= me, pe.id.0));
+    others.dedup_by_key(|pe| pe.id);
+    others.truncate(max);
+    others
 }
 
 /// A message the PU sent (or queued) and the PE has not acknowledged yet.

@@ -73,8 +73,82 @@ pub enum ServerEvent {
         ppid: u32,
         data: Vec<u8>,
     },
+    /// The PU echoed a cookie that does not carry this PE's signature (cookie
+    /// authentication on, [`SessionServer::set_cookie_key`]): not handed to the
+    /// application; counted ([`SessionServer::cookies_refused`]); the session is closed
+    /// ([`ServerEvent::Closed`] follows).
+    CookieRefused {
+        session: ConnId,
+        reason: CookieRefusal,
+    },
     /// The session's connection is gone.
     Closed { session: ConnId },
+}
+
+/// Why a cookie echo was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieRefusal {
+    /// Shorter than a signature: no signed cookie at all.
+    Unsigned,
+    /// The signature does not match (altered, forged, or signed with another key).
+    BadSignature,
+}
+
+impl std::fmt::Display for CookieRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CookieRefusal::Unsigned => "too short to carry a signature",
+            CookieRefusal::BadSignature => "bad signature",
+        })
+    }
+}
+
+/// Length of the tag a keyed PE appends to each cookie (HMAC-SHA256).
+pub const COOKIE_TAG_LEN: usize = 32;
+
+/// Domain separation of the cookie MAC (a key shared for something else signs nothing
+/// here).
+const COOKIE_MAC_CONTEXT: &[u8] = b"rserpool session cookie v1\0";
+
+/// The cookie key of a pool's PEs: signs cookies, checks echoes.
+#[derive(Clone)]
+pub struct CookieKey(ring::hmac::Key);
+
+impl std::fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieKey(..)")
+    }
+}
+
+impl CookieKey {
+    /// A key from shared secret bytes (use at least 32 random bytes).
+    pub fn new(secret: &[u8]) -> Self {
+        CookieKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret))
+    }
+    fn tag(&self, cookie: &[u8]) -> ring::hmac::Tag {
+        let mut ctx = ring::hmac::Context::with_key(&self.0);
+        ctx.update(COOKIE_MAC_CONTEXT);
+        ctx.update(cookie);
+        ctx.sign()
+    }
+    /// `cookie` followed by its tag (what goes to the PU).
+    pub fn sign(&self, mut cookie: Vec<u8>) -> Vec<u8> {
+        let tag = self.tag(&cookie);
+        cookie.extend_from_slice(tag.as_ref());
+        cookie
+    }
+    /// The cookie of a signed echo, or why not (the tag is compared in constant time).
+    pub fn verify(&self, mut echo: Vec<u8>) -> Result<Vec<u8>, CookieRefusal> {
+        if echo.len() < COOKIE_TAG_LEN {
+            return Err(CookieRefusal::Unsigned);
+        }
+        let at = echo.len() - COOKIE_TAG_LEN;
+        let mut ctx = COOKIE_MAC_CONTEXT.to_vec();
+        ctx.extend_from_slice(&echo[..at]);
+        ring::hmac::verify(&self.0, &ctx, &echo[at..]).map_err(|_| CookieRefusal::BadSignature)?;
+        echo.truncate(at);
+        Ok(echo)
+    }
 }
 
 #[derive(Debug)]
@@ -92,6 +166,8 @@ pub struct SessionServer {
     events: VecDeque<ServerEvent>,
     commands: VecDeque<TransportCommand>,
     sessions: BTreeMap<ConnId, ServerSession>,
+    cookie_key: Option<CookieKey>,
+    cookies_refused: u64,
 }
 
 impl SessionServer {
@@ -105,6 +181,35 @@ impl SessionServer {
             events: VecDeque::new(),
             commands: VecDeque::new(),
             sessions: BTreeMap::new(),
+            cookie_key: None,
+            cookies_refused: 0,
+        }
+    }
+    /// Cookie authentication (procedures §1.11.4, RFC 5355 threat 2.16): with a key, every
+    /// cookie sent carries an HMAC-SHA256 tag ([`COOKIE_TAG_LEN`] bytes after the
+    /// application's cookie) and every echo must carry a valid one — the application
+    /// sees the cookie without the tag; an echo without a valid tag is refused
+    /// ([`ServerEvent::CookieRefused`], then the session closes). The pool's PEs share
+    /// the key. `None` (the default): cookies go out as the application made them and
+    /// echoes are handed over as they come (RSPLIB's PUs echo cookies opaquely).
+    pub fn set_cookie_key(&mut self, key: Option<CookieKey>) {
+        self.cookie_key = key;
+    }
+    /// Cookie echoes refused so far.
+    pub fn cookies_refused(&self) -> u64 {
+        self.cookies_refused
+    }
+    /// Replace the business card sent to new sessions and, if it changed, send it to
+    /// every open session too (either side may send a new card any time, §1.12).
+    pub fn update_business_card(&mut self, card: Option<(PoolHandle, Vec<PoolElement>)>) {
+        if card == self.config.business_card {
+            return;
+        }
+        self.config.business_card = card.clone();
+        if let Some((pool, pes)) = card {
+            for session in self.sessions() {
+                self.send_business_card(session, pool.clone(), pes.clone());
+            }
         }
     }
     pub fn counters(&self) -> &Counters {
@@ -134,14 +239,20 @@ impl SessionServer {
     /// latest.
     pub fn send_cookie(&mut self, session: ConnId, cookie: Vec<u8>) {
         if self.sessions.contains_key(&session) {
+            let cookie = match &self.cookie_key {
+                Some(k) => k.sign(cookie),
+                None => cookie,
+            };
             let msg = AsapMessage::Cookie { cookie };
             self.outbox
                 .send(&mut self.counters, Dest::Conn(session), &msg);
         }
     }
-    /// Send a business card: the PEs the PU should fail over to, in order.
+    /// Send a business card: the PEs the PU should fail over to, in order. A card needs
+    /// at least one PE (RFC 5352 §2.2.11; decoders refuse one without): with an empty list
+    /// nothing is sent.
     pub fn send_business_card(&mut self, session: ConnId, pool: PoolHandle, pes: Vec<PoolElement>) {
-        if self.sessions.contains_key(&session) {
+        if self.sessions.contains_key(&session) && !pes.is_empty() {
             let msg = AsapMessage::BusinessCard {
                 handle: pool,
                 policy: None,
@@ -197,10 +308,24 @@ impl Core for SessionServer {
                 };
                 match msg {
                     AsapMessage::CookieEcho { cookie } => {
-                        self.events.push_back(ServerEvent::CookieEcho {
-                            session: conn,
-                            cookie,
-                        })
+                        let checked = match &self.cookie_key {
+                            Some(k) => k.verify(cookie),
+                            None => Ok(cookie),
+                        };
+                        match checked {
+                            Ok(cookie) => self.events.push_back(ServerEvent::CookieEcho {
+                                session: conn,
+                                cookie,
+                            }),
+                            Err(reason) => {
+                                self.cookies_refused += 1;
+                                self.events.push_back(ServerEvent::CookieRefused {
+                                    session: conn,
+                                    reason,
+                                });
+                                self.close(conn);
+                            }
+                        }
                     }
                     AsapMessage::BusinessCard { handle, pes, .. } => {
                         self.events.push_back(ServerEvent::BusinessCard {

@@ -477,3 +477,274 @@ fn bad_input_is_answered_or_ignored_and_disturbs_nothing() {
     pu.handle_message(now, ConnId(9), &meta(Protocol::Data(5)), b"stray");
     assert!(events(&mut pu).is_empty());
 }
+
+/// A PU session connected to PE `id` on `conn` (no heartbeat), its events drained.
+fn up(pool: &PoolHandle, id: u32, conn: ConnId, failover: bool) -> SessionUser {
+    let mut cfg = SessionUserConfig::new(pool.clone());
+    cfg.heartbeat_interval = None;
+    cfg.failover = failover;
+    let mut pu = SessionUser::new(cfg, 1);
+    #[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+    let now = Instant::now();
+    pu.connect(now);
+    pu.use_server(now, pe(id));
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn,
+            endpoint: ep(id),
+        },
+    );
+    events(&mut pu);
+    commands(&mut pu);
+    pu
+}
+
+fn msg(seq: u64, data: &[u8], mode: SendMode) -> Outstanding {
+    Outstanding {
+        seq,
+        ppid: 5,
+        data: data.to_vec(),
+        mode,
+    }
+}
+
+/// "To last": goes to the PE of the previous message while the session is up with it;
+/// during a failover and after one it comes back at once; unacknowledged when its PE
+/// fails, it comes back (never resent to another PE), unlike a failover message.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn to_last_stays_with_the_pe_of_the_previous_message() {
+    let now = Instant::now();
+    let pool = PoolHandle::new("P");
+    let mut pu = up(&pool, 1, ConnId(1), true);
+    pu.send(now, 5, b"a".to_vec(), SendMode::Failover).unwrap();
+    pu.send(now, 5, b"b".to_vec(), SendMode::ToLast).unwrap();
+    assert_eq!(transmits(&mut pu).len(), 2);
+    assert_eq!(pu.last_pe(), Some(PeId(1)));
+    assert!(events(&mut pu).is_empty());
+    // PE 1 fails: "a" goes to the next PE, "b" comes back.
+    pu.handle_transport(now, TransportEvent::Closed { conn: ConnId(1) });
+    let ev = events(&mut pu);
+    assert!(
+        ev.contains(&UserEvent::Undelivered {
+            messages: vec![msg(1, b"b", SendMode::ToLast)]
+        }),
+        "{ev:?}"
+    );
+    // While the session waits for a PE, a "to last" message has nowhere to go.
+    pu.send(now, 5, b"c".to_vec(), SendMode::ToLast).unwrap();
+    assert_eq!(
+        events(&mut pu),
+        vec![UserEvent::Undelivered {
+            messages: vec![msg(2, b"c", SendMode::ToLast)]
+        }]
+    );
+    pu.use_server(now, pe(2));
+    pu.handle_transport(
+        now,
+        TransportEvent::Connected {
+            conn: ConnId(2),
+            endpoint: ep(2),
+        },
+    );
+    let t = transmits(&mut pu);
+    assert_eq!(t.len(), 1, "only the resent failover message: {t:?}");
+    assert_eq!(pu.last_pe(), Some(PeId(2)));
+    // Now the previous message went to PE 2: "to last" goes there.
+    pu.send(now, 5, b"d".to_vec(), SendMode::ToLast).unwrap();
+    assert_eq!(transmits(&mut pu).len(), 1);
+    assert_eq!(
+        SendMode::from_asap_flags(0x0004),
+        Some(SendMode::ToLast),
+        "RFC 5352 bit"
+    );
+    assert_eq!(SendMode::from_asap_flags(0x0008), None);
+}
+
+/// "To all": the targets (own PEs left out unless to self, duplicates once), and a
+/// session bound to its PE gives up when the PE fails, handing everything back, instead
+/// of moving on.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn to_all_targets_and_bound_sessions() {
+    let all = vec![pe(1), pe(2), pe(3), pe(2)];
+    let ids = |v: Vec<PoolElement>| v.into_iter().map(|p| p.id.0).collect::<Vec<_>>();
+    assert_eq!(ids(to_all_targets(&all, &[], false)), vec![1, 2, 3]);
+    assert_eq!(ids(to_all_targets(&all, &[PeId(2)], false)), vec![1, 3]);
+    assert_eq!(ids(to_all_targets(&all, &[PeId(2)], true)), vec![1, 2, 3]);
+
+    let now = Instant::now();
+    let pool = PoolHandle::new("P");
+    let mut pu = up(&pool, 3, ConnId(7), false);
+    pu.send(now, 5, b"x".to_vec(), SendMode::Failover).unwrap();
+    transmits(&mut pu);
+    pu.handle_transport(now, TransportEvent::Closed { conn: ConnId(7) });
+    let ev = events(&mut pu);
+    assert_eq!(
+        ev,
+        vec![
+            UserEvent::PeFailed {
+                pool,
+                pe: PeId(3),
+                reason: FailureReason::Closed
+            },
+            UserEvent::FailoverStarted { old: PeId(3) },
+            UserEvent::Undelivered {
+                messages: vec![msg(0, b"x", SendMode::Failover)]
+            },
+            UserEvent::Failed {
+                reason: FailureReason::Closed
+            },
+        ]
+    );
+    assert!(commands(&mut pu).is_empty(), "no connect to another PE");
+}
+
+#[test]
+fn card_order_is_a_ring_by_pe_id() {
+    let all = vec![pe(5), pe(1), pe(9), pe(3), pe(7)];
+    let ids = |v: Vec<PoolElement>| v.into_iter().map(|p| p.id.0).collect::<Vec<_>>();
+    assert_eq!(ids(card_order(&all, &[PeId(5)], 16)), vec![7, 9, 1, 3]);
+    assert_eq!(ids(card_order(&all, &[PeId(9)], 16)), vec![1, 3, 5, 7]);
+    assert_eq!(ids(card_order(&all, &[PeId(5)], 2)), vec![7, 9]);
+    assert_eq!(ids(card_order(&all, &[PeId(4)], 16)), vec![5, 7, 9, 1, 3]);
+}
+
+/// BC2: failover follows the card in order, skipping PEs that failed, and keeps the rest
+/// of the card when the chosen entry cannot be connected either.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn card_list_is_followed_in_order_past_dead_entries() {
+    let now = Instant::now();
+    let pool = PoolHandle::new("P");
+    let mut pu = up(&pool, 1, ConnId(1), true);
+    let mut pe1 = SessionServer::new(
+        SessionServerConfig {
+            auto_ack: true,
+            business_card: None,
+        },
+        0,
+    );
+    pe1.handle_transport(
+        now,
+        TransportEvent::Accepted {
+            conn: ConnId(1),
+            meta: meta(Protocol::Asap),
+        },
+    );
+    pe1.update_business_card(Some((pool.clone(), vec![pe(4), pe(1), pe(3), pe(2)])));
+    pass(now, &mut pe1, &mut pu);
+    // A card naming another pool is reported, not followed.
+    pe1.send_business_card(ConnId(1), PoolHandle::new("Other"), vec![pe(9)]);
+    pass(now, &mut pe1, &mut pu);
+    events(&mut pu);
+    pu.handle_transport(now, TransportEvent::Closed { conn: ConnId(1) });
+    events(&mut pu);
+    assert_eq!(pu.current_pe(), Some(PeId(4)));
+    pu.handle_transport(now, TransportEvent::ConnectFailed { endpoint: ep(4) });
+    events(&mut pu);
+    // PE 1 failed already: next is PE 3.
+    assert_eq!(pu.current_pe(), Some(PeId(3)));
+    pu.handle_transport(now, TransportEvent::ConnectFailed { endpoint: ep(3) });
+    events(&mut pu);
+    assert_eq!(pu.current_pe(), Some(PeId(2)));
+    pu.handle_transport(now, TransportEvent::ConnectFailed { endpoint: ep(2) });
+    let ev = events(&mut pu);
+    assert!(
+        matches!(ev.last(), Some(UserEvent::NeedServer { exclude, .. }) if exclude.len() == 4),
+        "{ev:?}"
+    );
+}
+
+/// Cookie authentication: a keyed PE signs its cookies; the PU echoes them opaquely; the
+/// next keyed PE (same key) hands the application the cookie without the tag. An altered
+/// byte, a forged (unsigned) echo and one signed with another key are refused, counted,
+/// and close only their session. Without a key the cookie is sent as made.
+#[test]
+#[allow(clippy::disallowed_methods)] // a test's arbitrary origin
+fn keyed_pes_sign_cookies_and_refuse_bad_echoes() {
+    let now = Instant::now();
+    let key = CookieKey::new(b"0123456789abcdef0123456789abcdef");
+    let mut plain = SessionServer::new(SessionServerConfig::default(), 0);
+    let mut keyed = SessionServer::new(SessionServerConfig::default(), 0);
+    keyed.set_cookie_key(Some(key.clone()));
+    let mut other = SessionServer::new(SessionServerConfig::default(), 0);
+    other.set_cookie_key(Some(CookieKey::new(b"another key, also 32 bytes long!")));
+    let cookie_sent = |s: &mut SessionServer, conn: ConnId| -> Vec<u8> {
+        s.handle_transport(
+            now,
+            TransportEvent::Accepted {
+                conn,
+                meta: meta(Protocol::Asap),
+            },
+        );
+        s.send_cookie(conn, b"state".to_vec());
+        let t = transmits(s);
+        match rserpool_wire::decode_asap(&t[0].bytes).unwrap().message {
+            AsapMessage::Cookie { cookie } => cookie,
+            m => panic!("{m:?}"),
+        }
+    };
+    assert_eq!(cookie_sent(&mut plain, ConnId(1)), b"state");
+    let signed = cookie_sent(&mut keyed, ConnId(1));
+    assert_eq!(signed.len(), 5 + COOKIE_TAG_LEN);
+    let by_other = cookie_sent(&mut other, ConnId(1));
+    assert_ne!(signed, by_other);
+
+    let echo = |s: &mut SessionServer, conn: ConnId, cookie: Vec<u8>| {
+        let m = AsapMessage::CookieEcho { cookie }.encode_to_vec();
+        s.handle_message(now, conn, &meta(Protocol::Asap), &m);
+        let ev: Vec<ServerEvent> = events(s)
+            .into_iter()
+            .filter(|e| !matches!(e, ServerEvent::Accepted { .. }))
+            .collect();
+        ev
+    };
+    let mut altered = signed.clone();
+    altered[2] ^= 0x20;
+    let mut bad_tag = signed.clone();
+    *bad_tag.last_mut().unwrap() ^= 1;
+    let cases = [
+        (altered, CookieRefusal::BadSignature),
+        (bad_tag, CookieRefusal::BadSignature),
+        (b"state".to_vec(), CookieRefusal::Unsigned),
+        (by_other.clone(), CookieRefusal::BadSignature),
+    ];
+    for (i, (cookie, reason)) in cases.into_iter().enumerate() {
+        let conn = ConnId(10 + i as u64);
+        assert_eq!(
+            echo(&mut keyed, conn, cookie),
+            vec![
+                ServerEvent::CookieRefused {
+                    session: conn,
+                    reason
+                },
+                ServerEvent::Closed { session: conn }
+            ]
+        );
+        assert_eq!(
+            commands(&mut keyed),
+            vec![TransportCommand::Close(conn)],
+            "only the offending session closes"
+        );
+    }
+    assert_eq!(keyed.cookies_refused(), 4);
+    assert_eq!(keyed.sessions(), vec![ConnId(1)]);
+    // The valid echo: the application sees the cookie as it made it.
+    assert_eq!(
+        echo(&mut keyed, ConnId(20), signed.clone()),
+        vec![ServerEvent::CookieEcho {
+            session: ConnId(20),
+            cookie: b"state".to_vec()
+        }]
+    );
+    // Without a key an echo is handed over as it comes.
+    assert_eq!(
+        echo(&mut plain, ConnId(2), signed.clone()),
+        vec![ServerEvent::CookieEcho {
+            session: ConnId(2),
+            cookie: signed
+        }]
+    );
+}

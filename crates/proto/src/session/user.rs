@@ -46,6 +46,11 @@ pub struct SessionUserConfig {
     /// A PU that is itself a PE sends its own business card (pool handle and failover
     /// list) to every PE it connects to (§1.12). Default `None`.
     pub own_card: Option<(PoolHandle, Vec<PoolElement>)>,
+    /// Move to another PE when the current one fails (default true). False: the session
+    /// is bound to the first PE it gets (a "to all" copy, [`super::to_all_targets`]):
+    /// when that PE fails, everything outstanding comes back in
+    /// [`UserEvent::Undelivered`] and the session gives up ([`UserEvent::Failed`]).
+    pub failover: bool,
 }
 
 impl SessionUserConfig {
@@ -58,6 +63,7 @@ impl SessionUserConfig {
             connect_timeout: Duration::from_secs(5),
             max_attempts: 8,
             own_card: None,
+            failover: true,
         }
     }
 }
@@ -199,6 +205,8 @@ pub struct SessionUser {
     /// The PE whose failure started the failover in progress.
     failover_from: Option<PeId>,
     connected_once: bool,
+    /// The PE that got the last message sent ("to last").
+    last_pe: Option<PeId>,
     filter: Option<FailoverFilter>,
 }
 
@@ -234,6 +242,7 @@ impl SessionUser {
             attempts: 0,
             failover_from: None,
             connected_once: false,
+            last_pe: None,
             filter: None,
         }
     }
@@ -287,18 +296,41 @@ impl SessionUser {
         check_message(ppid, data.len())?;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push_back(Outstanding {
+        let m = Outstanding {
             seq,
             ppid,
             data,
             mode,
-        });
+        };
+        if mode == SendMode::ToLast && !self.at_last_pe() {
+            // ASAP_SEND_TO_LAST: only the PE of the previous message may have it.
+            self.events
+                .push_back(UserEvent::Undelivered { messages: vec![m] });
+            return Ok(seq);
+        }
+        self.queue.push_back(m);
         match self.state {
             State::Idle => self.connect(now),
             State::Up { .. } => self.flush(),
             _ => {}
         }
         Ok(seq)
+    }
+
+    /// Whether a "to last" message can go now: the session is up with the PE that got
+    /// the previous message (any PE when none was sent yet), nothing waits before it.
+    fn at_last_pe(&self) -> bool {
+        match &self.state {
+            State::Up { pe, .. } => {
+                self.queue.is_empty() && self.last_pe.is_none_or(|last| last == pe.id)
+            }
+            _ => false,
+        }
+    }
+
+    /// The PE that got the last message sent (`None` before the first).
+    pub fn last_pe(&self) -> Option<PeId> {
+        self.last_pe
     }
 
     /// The answer to [`UserEvent::NeedServer`].
@@ -413,9 +445,12 @@ impl SessionUser {
 
     /// Send every queued message on the current connection.
     fn flush(&mut self) {
-        let State::Up { conn, .. } = self.state else {
+        let State::Up { conn, ref pe } = self.state else {
             return;
         };
+        if !self.queue.is_empty() {
+            self.last_pe = Some(pe.id);
+        }
         while let Some(m) = self.queue.pop_front() {
             self.outbox
                 .send_data(&mut self.counters, Dest::Conn(conn), m.ppid, m.data.clone());
@@ -480,19 +515,27 @@ impl SessionUser {
         for (_, m) in self.unacked.drain(..) {
             match m.mode {
                 SendMode::Failover => resend.push(m),
-                SendMode::NoFailover => back.push(m),
+                SendMode::NoFailover | SendMode::ToLast => back.push(m),
             }
         }
         let queued: Vec<Outstanding> = self.queue.drain(..).collect();
         for m in queued {
             match m.mode {
                 SendMode::Failover => self.queue.push_back(m),
-                SendMode::NoFailover => back.push(m),
+                SendMode::NoFailover | SendMode::ToLast => back.push(m),
             }
         }
         if !back.is_empty() {
             self.events
                 .push_back(UserEvent::Undelivered { messages: back });
+        }
+        if !self.config.failover {
+            // Bound to this PE: no filter, no other PE; everything comes back.
+            for m in resend.into_iter().rev() {
+                self.queue.push_front(m);
+            }
+            self.give_up(reason);
+            return;
         }
         if !resend.is_empty() {
             let resend = match self.filter.as_mut() {
@@ -508,9 +551,15 @@ impl SessionUser {
             self.give_up(reason);
             return;
         }
-        let card = std::mem::take(&mut self.card);
-        match card.into_iter().find(|c| !self.failed.contains(&c.id)) {
-            Some(next) => self.start_connect(now, next),
+        // BC2: the card's PEs first, in its order; the rest of the card stays for the
+        // next failure (a new PE's own card replaces it).
+        let mut card = std::mem::take(&mut self.card);
+        match card.iter().position(|c| !self.failed.contains(&c.id)) {
+            Some(i) => {
+                let next = card.remove(i);
+                self.card = card.split_off(i);
+                self.start_connect(now, next);
+            }
             None => self.need_server(),
         }
     }

@@ -40,6 +40,9 @@ pub struct Call<'a> {
     /// A PE per line (one connection per line, one reply line awaited) instead of one
     /// session.
     pub per_request: bool,
+    /// ASAP_SEND_TO_ALL: each line to every PE of the pool (one session bound to each, no
+    /// failover), every PE's answer printed as `PE: answer`.
+    pub to_all: bool,
     /// Give up after this many PEs failed in a row.
     pub attempts: u32,
     /// How long a PE may leave a line unanswered (0 = for ever).
@@ -73,6 +76,8 @@ impl Call<'_> {
     ) -> anyhow::Result<()> {
         if self.per_request {
             per_request(self, pu, lines, out).await
+        } else if self.to_all {
+            to_all(self, pu, lines, out).await
         } else {
             session(self, pu.clone(), lines, out).await
         }
@@ -219,6 +224,92 @@ fn options(args: &Call<'_>, answered: Arc<AtomicU64>) -> SessionOptions {
         let done = answered.load(Ordering::Relaxed);
         unacked.into_iter().filter(|m| m.seq >= done).collect()
     })
+}
+
+/// `to_all`: the pool's PEs are resolved once; each line goes to each of them (a
+/// session bound to each), then the first answer of every PE is printed, in the order of
+/// the resolution, as `PE-ID: answer`. A PE that fails (or stays silent for
+/// `reply_timeout`, 5 s when 0) is reported on the status sink and left out from then on:
+/// its copy is not moved to another PE (those have theirs). `Err` when no PE is left.
+async fn to_all(
+    args: &Call<'_>,
+    pu: &Arc<PoolUser>,
+    mut lines: mpsc::Receiver<String>,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+) -> anyhow::Result<()> {
+    first_server(args, pu).await?;
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut copies = super::session::to_all(pu, args.pool.as_str(), &[], false, || {
+        options(args, answered.clone())
+    })
+    .await
+    .map_err(|e| anyhow!("pool {}: {e}", args.pool))?;
+    let ids: Vec<String> = copies.iter().map(|c| c.pe.to_string()).collect();
+    (args.status)(&format!(
+        "to all: {} PEs of {}: {}",
+        copies.len(),
+        args.pool,
+        ids.join(", ")
+    ));
+    let wait = if args.reply_timeout.is_zero() {
+        Duration::from_secs(5)
+    } else {
+        args.reply_timeout
+    };
+    while let Some(line) = lines.recv().await {
+        let data = format!("{line}\n").into_bytes();
+        for c in &mut copies {
+            let _ = c
+                .session
+                .send(super::session::DATA_PPID, data.clone())
+                .await;
+        }
+        let mut gone = Vec::new();
+        for (i, c) in copies.iter_mut().enumerate() {
+            let until = Instant::now() + wait;
+            let answer = loop {
+                match tokio::time::timeout_at(until, c.session.next()).await {
+                    Ok(Some(Incoming::Data { data, .. })) => break Ok(data),
+                    Ok(Some(Incoming::Event(SessionEvent::PeFailed { reason, .. }))) => {
+                        break Err(format!("{reason:?}"))
+                    }
+                    Ok(Some(Incoming::Event(SessionEvent::Failed { reason }))) => {
+                        break Err(format!("{reason:?}"))
+                    }
+                    Ok(Some(Incoming::Event(_))) => {}
+                    Ok(None) => break Err("session ended".to_owned()),
+                    Err(_) => break Err(format!("no answer within {wait:?}")),
+                }
+            };
+            match answer {
+                Ok(data) => {
+                    let text = String::from_utf8_lossy(&data);
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    out.write_all(format!("{}: {text}\n", c.pe).as_bytes())
+                        .await?;
+                }
+                Err(why) => {
+                    (args.status)(&format!(
+                        "PE {} failed ({why}); its copy is lost (to all: no failover)",
+                        c.pe
+                    ));
+                    gone.push(i);
+                }
+            }
+        }
+        out.flush().await?;
+        for i in gone.into_iter().rev() {
+            let c = copies.remove(i);
+            c.session.close();
+        }
+        if copies.is_empty() {
+            bail!("pool {}: no PE left", args.pool);
+        }
+    }
+    for c in &copies {
+        c.session.close();
+    }
+    Ok(())
 }
 
 async fn session(

@@ -229,6 +229,13 @@ pub async fn client(
                 Incoming::Event(SessionEvent::Failed { reason }) => {
                     anyhow::bail!("pool {pool}: no PE answers ({reason:?})")
                 }
+                Incoming::Event(SessionEvent::BusinessCard { pool: p, pes }) => {
+                    let ids: Vec<String> = pes.iter().map(|pe| pe.id.to_string()).collect();
+                    line(&format!(
+                        "business card: pool {p}, PEs [{}]",
+                        ids.join(", ")
+                    ))
+                }
                 _ => {}
             }
         }

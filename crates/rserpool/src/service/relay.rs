@@ -26,20 +26,29 @@ pub const DEFAULT_POOL: &str = "RelayPool";
 /// Relay every session of `listener` to `target` through `pu`.
 pub async fn serve(listener: Arc<SessionListener>, pu: Arc<PoolUser>, target: String) {
     while let Some(s) = listener.accept().await {
-        tokio::spawn(serve_session(s, pu.clone(), target.clone()));
+        // A PU that is itself a PE sends its own card (§1.12): the relay's pool and its
+        // failover list, as the relay's PUs get it.
+        let card = listener.business_card();
+        tokio::spawn(serve_session(s, pu.clone(), target.clone(), card));
     }
 }
 
-async fn serve_session(mut s: PeSession, pu: Arc<PoolUser>, target: String) {
+async fn serve_session(
+    mut s: PeSession,
+    pu: Arc<PoolUser>,
+    target: String,
+    card: Option<(rserpool_wire::PoolHandle, Vec<rserpool_wire::PoolElement>)>,
+) {
     let peer = s.peer();
     // The failover callback: a message already answered is not relayed again (its answer
     // came; only the acknowledgement was lost with the target PE).
     let answered = Arc::new(AtomicU64::new(0));
     let seen = answered.clone();
-    let opts = SessionOptions::default().on_failover(move |_old, unacked| {
+    let mut opts = SessionOptions::default().on_failover(move |_old, unacked| {
         let done = seen.load(Ordering::Relaxed);
         unacked.into_iter().filter(|m| m.seq >= done).collect()
     });
+    opts.config.own_card = card;
     let mut up = Session::connect(pu, target.as_str(), opts);
     let mut pending: VecDeque<u32> = VecDeque::new();
     loop {

@@ -7,7 +7,7 @@
 //!
 //! * PU: [`Session::connect`] (a pool handle, a [`crate::pu::PoolUser`] for PE selection
 //!   and unreachable reports, [`SessionOptions`]), [`Session::send`] /
-//!   [`Session::send_with`] (failover or no failover), [`Session::recv`] (data only) or
+//!   [`Session::send_with`] (failover, no failover or to last), [`Session::recv`] (data only) or
 //!   [`Session::next`] (data and [`SessionEvent`]s in order: connected, PE failed,
 //!   failover started / completed with the old and new PE and whether a cookie was
 //!   echoed, cookie, business card, acked, undelivered, failed), and the failover callback
@@ -17,7 +17,14 @@
 //!   and serves sessions; [`SessionListener::accept`] hands out one [`PeSession`] per PU:
 //!   [`PeSession::recv`] (data with its TSN, cookie echo, business card),
 //!   [`PeSession::send`], [`PeSession::send_cookie`], [`PeSession::send_business_card`],
-//!   [`PeSession::ack`]. Every new session gets a business card naming the pool.
+//!   [`PeSession::ack`]. Every new session gets a business card: the pool and its other
+//!   PEs, learned from the registrar every [`ListenerOptions::card_refresh`] (2 s) in
+//!   ring order by PE id, at most 16; a changed list goes to the open sessions too.
+//!   [`ListenerOptions::cookie_key`] signs cookies and checks echoes (HMAC-SHA256).
+//! * To all: [`to_all`] (one session bound to each PE, [`Session::connect_bound`]).
+//! * BC1: a card naming another pool than the session's is resolved through the pool
+//!   user; [`SessionEvent::CardPool`] says how many PEs it has, or that it does not exist
+//!   (the card is then ignored).
 //!
 //! On the wire: over TCP the session framing of `rserpool_wire::framing` (an INIT chunk
 //! from each side, then DATA chunks with a PPID each — ASAP control on 11 —, ACK chunks
@@ -55,12 +62,16 @@ mod channel;
 mod server;
 mod user;
 
-pub use rserpool_proto::session::{FailureReason, Outstanding, SendMode, SessionError};
+pub use rserpool_proto::session::{
+    CookieKey, CookieRefusal, FailureReason, Outstanding, SendMode, SessionError,
+};
 pub use server::{
     ListenerOptions, PeMessage, PeSession, SessionBind, SessionListener, DEFAULT_READ_AHEAD,
     PE_SEND_QUEUE_LIMIT,
 };
-pub use user::{Incoming, Session, SessionEvent, SessionOptions, SEND_QUEUE_LIMIT};
+pub use user::{
+    to_all, Incoming, Session, SessionEvent, SessionOptions, ToAllCopy, SEND_QUEUE_LIMIT,
+};
 
 use crate::sctp::{AssocEvent, RecvItem, SctpReadHalf, SctpStream, SctpWriteHalf};
 use crate::transport::sctp::PPID_ASAP;

@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rserpool_proto::io::{
     ConnId, Core, Dest, Endpoint, RecvMeta, TransportCommand, TransportEvent,
 };
 use rserpool_proto::session::{
-    check_message, ServerEvent, SessionError, SessionServer, SessionServerConfig,
+    card_order, check_message, CookieKey, ServerEvent, SessionError, SessionServer,
+    SessionServerConfig,
 };
 use rserpool_wire::{PoolElement as PeEntry, PoolHandle};
 use tokio::net::TcpListener;
@@ -59,6 +61,19 @@ pub struct ListenerOptions {
     /// Sessions accepted and not yet taken by [`SessionListener::accept`]; more are
     /// refused (closed). Default 128.
     pub backlog: usize,
+    /// Cookie authentication: the key the pool's PEs share (see
+    /// `rserpool_proto::session::SessionServer::set_cookie_key`). Default `None`: cookies
+    /// go out as the application made them, echoes are handed over unchecked.
+    pub cookie_key: Option<CookieKey>,
+    /// A registered listener learns its pool's PEs by resolving its own pool through its
+    /// registrar this often, and sends every session a business card listing the others
+    /// (§1.12, [`card_order`]: the PEs after this one by PE id, wrapping, at most
+    /// [`ListenerOptions::card_max`]); a changed list goes to the open sessions too.
+    /// `None`: the card names the pool only. Default 2 s. Ignored when `server` sets a
+    /// card of its own.
+    pub card_refresh: Option<Duration>,
+    /// Most PEs a business card lists. Default 16.
+    pub card_max: usize,
 }
 
 impl Default for ListenerOptions {
@@ -67,6 +82,9 @@ impl Default for ListenerOptions {
             server: None,
             read_ahead: DEFAULT_READ_AHEAD,
             backlog: 128,
+            cookie_key: None,
+            card_refresh: Some(Duration::from_secs(2)),
+            card_max: 16,
         }
     }
 }
@@ -103,7 +121,12 @@ enum Cmd {
         tsn: u32,
     },
     Close(ConnId),
+    /// The card for every session (new and open).
+    SetCard(PoolHandle, Vec<PeEntry>),
 }
+
+/// The card a listener sends now (pool handle, failover list).
+type SharedCard = Arc<Mutex<Option<(PoolHandle, Vec<PeEntry>)>>>;
 
 /// A pool element serving sessions: it registers `pe` with a user transport per
 /// listener and hands each PU's session out through [`SessionListener::accept`].
@@ -113,6 +136,9 @@ pub struct SessionListener {
     accepted: tokio::sync::Mutex<mpsc::Receiver<PeSession>>,
     endpoints: Vec<Endpoint>,
     adopt: mpsc::Sender<(Wire, SocketAddr)>,
+    cookies_refused: Arc<AtomicU64>,
+    card: SharedCard,
+    cmd: mpsc::UnboundedSender<Cmd>,
 }
 
 impl SessionListener {
@@ -189,14 +215,32 @@ impl SessionListener {
                 }
             }
         }
+        let link = pe.link.clone();
         let pe = Arc::new(PoolElement::start(pe)?);
+        let own_card = opts
+            .server
+            .as_ref()
+            .is_some_and(|c| c.business_card.is_some());
         let config = opts.server.clone().unwrap_or_else(|| SessionServerConfig {
             auto_ack: false,
-            business_card: Some((pool, Vec::new())),
+            business_card: Some((pool.clone(), Vec::new())),
         });
         let mut me = Self::run_core(config, &opts, new_tx, new_rx);
         for a in acceptors {
             a();
+        }
+        if let (Some(every), false) = (opts.card_refresh, own_card) {
+            let mut pu = crate::pu::PuOptions::default().hr_items(u32::MAX);
+            pu.link = link;
+            let pu = crate::pu::PoolUser::start(pu);
+            tokio::spawn(learn_card(
+                pu,
+                pe.clone(),
+                pool,
+                every,
+                opts.card_max,
+                me.cmd.clone(),
+            ));
         }
         me.pe = Some(pe);
         me.endpoints = endpoints;
@@ -224,10 +268,15 @@ impl SessionListener {
         new_tx: mpsc::Sender<(Wire, SocketAddr)>,
         new_rx: mpsc::Receiver<(Wire, SocketAddr)>,
     ) -> SessionListener {
-        let core = SessionServer::new(config, 0);
+        let card = Arc::new(Mutex::new(config.business_card.clone()));
+        let mut core = SessionServer::new(config, 0);
+        core.set_cookie_key(opts.cookie_key.clone());
+        let cookies_refused = Arc::new(AtomicU64::new(0));
         let (acc_tx, acc_rx) = mpsc::channel(opts.backlog.max(1));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let task = Task {
+            cookies_refused: cookies_refused.clone(),
+            card: card.clone(),
             core,
             sessions: HashMap::new(),
             pending: HashMap::new(),
@@ -236,12 +285,16 @@ impl SessionListener {
             cmd_tx,
             read_ahead: opts.read_ahead.max(1),
         };
+        let cmd = task.cmd_tx.clone();
         tokio::spawn(task.run(new_rx, cmd_rx));
         SessionListener {
             pe: None,
             accepted: tokio::sync::Mutex::new(acc_rx),
             endpoints: Vec::new(),
             adopt: new_tx,
+            cookies_refused,
+            card,
+            cmd,
         }
     }
 
@@ -284,6 +337,60 @@ impl SessionListener {
     /// The user transports registered.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// Cookie echoes refused so far (cookie authentication, [`ListenerOptions::cookie_key`]).
+    pub fn cookies_refused(&self) -> u64 {
+        self.cookies_refused.load(Ordering::Relaxed)
+    }
+
+    /// The business card sent to sessions now (pool handle, failover list): a relay (a PE
+    /// that is a PU of another pool) sends it as its own card.
+    pub fn business_card(&self) -> Option<(PoolHandle, Vec<PeEntry>)> {
+        self.card.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Send `pes` as the failover list of `pool` to every session, new and open.
+    pub fn set_business_card(&self, pool: PoolHandle, pes: Vec<PeEntry>) {
+        let _ = self.cmd.send(Cmd::SetCard(pool, pes));
+    }
+}
+
+/// Learn the pool's other PEs through the registrar every `every` and hand them to the
+/// listener's core as the business card (until the listener is gone).
+async fn learn_card(
+    pu: crate::pu::PoolUser,
+    pe: Arc<PoolElement>,
+    pool: PoolHandle,
+    every: Duration,
+    max: usize,
+    cmd: mpsc::UnboundedSender<Cmd>,
+) {
+    loop {
+        // Until the registrar lists this PE, look again soon (it registers right now).
+        let mut pause = every.min(Duration::from_millis(200));
+        match pu.refresh(pool.clone()).await {
+            Ok(pes) => {
+                let own = pe.pe_ids();
+                let mut list = card_order(&pes, own, max);
+                if list.is_empty() {
+                    // Alone in the pool: the card lists this PE (a card needs one entry;
+                    // a PU skips a PE that failed).
+                    list = pes.into_iter().filter(|p| own.contains(&p.id)).collect();
+                }
+                if !list.is_empty() {
+                    pause = every;
+                }
+                if cmd.send(Cmd::SetCard(pool.clone(), list)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(%pool, "business card: cannot resolve the pool: {e}"),
+        }
+        tokio::time::sleep(pause).await;
+        if cmd.is_closed() {
+            return;
+        }
     }
 }
 
@@ -412,6 +519,8 @@ struct Task {
     accepted: mpsc::Sender<PeSession>,
     cmd_tx: mpsc::UnboundedSender<Cmd>,
     read_ahead: usize,
+    cookies_refused: Arc<AtomicU64>,
+    card: SharedCard,
 }
 
 impl Task {
@@ -431,6 +540,13 @@ impl Task {
                         Cmd::Cookie { session, cookie } => self.core.send_cookie(session, cookie),
                         Cmd::Card { session, pool, pes } => self.core.send_business_card(session, pool, pes),
                         Cmd::Ack { session, tsn } => self.core.ack(session, tsn),
+                        Cmd::SetCard(pool, pes) => {
+                            let card = Some((pool, pes));
+                            if let Ok(mut c) = self.card.lock() {
+                                c.clone_from(&card);
+                            }
+                            self.core.update_business_card(card);
+                        }
                         Cmd::Close(session) => {
                             self.core.close(session);
                             // Never opened in the core (or already gone): close the wire.
@@ -536,6 +652,15 @@ impl Task {
                 }
                 ServerEvent::BusinessCard { session, pool, pes } => {
                     (session, PeMessage::BusinessCard { pool, pes })
+                }
+                ServerEvent::CookieRefused { session, reason } => {
+                    let n = self.core.cookies_refused();
+                    self.cookies_refused.store(n, Ordering::Relaxed);
+                    tracing::warn!(
+                        %session,
+                        "cookie echo refused ({reason}): session closed ({n} refused so far)"
+                    );
+                    continue;
                 }
                 ServerEvent::Closed { session } => {
                     if let Some(s) = self.sessions.remove(&session) {

@@ -113,6 +113,14 @@ pub enum SessionEvent {
         pool: PoolHandle,
         pes: Vec<PoolElement>,
     },
+    /// BC1: a business card named `pool`, another pool than the session's; the session
+    /// resolved it through its pool user (filling the cache for a later session to it).
+    /// `Ok(n)`: the registrar lists n PEs; `Err`: no such pool (or no registrar) — the
+    /// card is ignored, the session goes on.
+    CardPool {
+        pool: PoolHandle,
+        pes: Result<usize, String>,
+    },
     /// The PE acknowledged message `seq`.
     Acked {
         seq: u64,
@@ -141,6 +149,7 @@ enum Cmd {
         mode: SendMode,
     },
     Server(Result<PoolElement, String>),
+    CardPool(PoolHandle, Result<usize, String>),
     ReportFailure,
     Close,
 }
@@ -175,9 +184,32 @@ impl Session {
     pub fn connect(
         pu: Arc<PoolUser>,
         pool: impl Into<PoolHandle>,
+        opts: SessionOptions,
+    ) -> Session {
+        Self::start(pu, pool.into(), opts, None)
+    }
+
+    /// A session bound to one PE `pe` of `pool` (ASAP_SEND_TO_ALL sends one copy through
+    /// such a session per PE, see [`to_all`]): no failover — when `pe` fails, what is
+    /// outstanding comes back in [`SessionEvent::Undelivered`] and the session ends with
+    /// [`SessionEvent::Failed`].
+    pub fn connect_bound(
+        pu: Arc<PoolUser>,
+        pool: impl Into<PoolHandle>,
+        pe: PoolElement,
         mut opts: SessionOptions,
     ) -> Session {
-        opts.config.pool = pool.into();
+        opts.config.failover = false;
+        Self::start(pu, pool.into(), opts, Some(pe))
+    }
+
+    fn start(
+        pu: Arc<PoolUser>,
+        pool: PoolHandle,
+        mut opts: SessionOptions,
+        bound: Option<PoolElement>,
+    ) -> Session {
+        opts.config.pool = pool.clone();
         let seed = opts.seed.unwrap_or_else(crate::random_seed);
         let mut core = SessionUser::new(opts.config, seed);
         if let Some(f) = opts.on_failover.take() {
@@ -200,6 +232,9 @@ impl Session {
             queued: queued.clone(),
             cookie_held: false,
             current: None,
+            pool,
+            is_bound: bound.is_some(),
+            bound,
         };
         tokio::spawn(task.run(cmd_rx));
         Session {
@@ -217,7 +252,10 @@ impl Session {
         self.send_with(ppid, data, SendMode::Failover).await
     }
 
-    /// Send with a send option (failover / no failover, §1.13).
+    /// Send with a send option of §1.13: [`SendMode::Failover`], [`SendMode::NoFailover`]
+    /// or [`SendMode::ToLast`] (only to the PE of the previous message; handed back in
+    /// [`SessionEvent::Undelivered`] when the session is no longer with it). "To all" is
+    /// [`to_all`].
     pub async fn send_with(
         &mut self,
         ppid: u32,
@@ -286,6 +324,11 @@ struct Task {
     queued: Arc<Queued>,
     cookie_held: bool,
     current: Option<Endpoint>,
+    /// The session's pool.
+    pool: PoolHandle,
+    /// The PE of a bound session (taken at its first use).
+    bound: Option<PoolElement>,
+    is_bound: bool,
     /// Read-ahead permits of application messages (shared with the readers).
     credits: Arc<Semaphore>,
     /// Application messages read (each took a permit) that the core has not delivered:
@@ -320,6 +363,9 @@ impl Task {
                         Some(Cmd::Server(Err(why))) => {
                             tracing::info!("session: no PE: {why}");
                             self.core.no_server(now);
+                        }
+                        Some(Cmd::CardPool(pool, pes)) => {
+                            let _ = self.out.send(Incoming::Event(SessionEvent::CardPool { pool, pes }));
                         }
                         Some(Cmd::ReportFailure) => self.core.report_failure(now),
                         Some(Cmd::Close) | None => {
@@ -396,6 +442,10 @@ impl Task {
         }
     }
 
+    fn core_bound(&self) -> bool {
+        self.is_bound
+    }
+
     fn return_credits(&mut self) {
         if self.unmatched > 0 {
             self.credits.add_permits(self.unmatched);
@@ -449,6 +499,12 @@ impl Task {
                 tracing::debug!(?ev, "session event");
             }
             let out = match ev {
+                UserEvent::NeedServer { .. } if self.core_bound() => {
+                    // A bound session has its one PE, once.
+                    let r = self.bound.take().ok_or_else(|| "its PE failed".to_owned());
+                    let _ = self.cmd_tx.send(Cmd::Server(r));
+                    None
+                }
                 UserEvent::NeedServer { pool, exclude } => {
                     let pu = self.pu.clone();
                     let tx = self.cmd_tx.clone();
@@ -480,6 +536,24 @@ impl Task {
                     Some(SessionEvent::Cookie { len: cookie.len() })
                 }
                 UserEvent::BusinessCard { pool, pes } => {
+                    if pool != self.pool {
+                        // BC1: resolve a pool we may know nothing of.
+                        let pu = self.pu.clone();
+                        let tx = self.cmd_tx.clone();
+                        let p = pool.clone();
+                        tokio::spawn(async move {
+                            let r = match pu.resolve(p.clone()).await {
+                                Ok(pes) => Ok(pes.len()),
+                                Err(e) => {
+                                    tracing::warn!(
+                                        "session: a business card names pool {p}, which cannot be resolved ({e}): card ignored"
+                                    );
+                                    Err(e.to_string())
+                                }
+                            };
+                            let _ = tx.send(Cmd::CardPool(p, r));
+                        });
+                    }
                     Some(SessionEvent::BusinessCard { pool, pes })
                 }
                 UserEvent::Data { ppid, data } => {
@@ -546,4 +620,37 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
         Some(d) => tokio::time::sleep_until(clock::to_tokio(d)).await,
         None => std::future::pending().await,
     }
+}
+
+/// One PE's part of a "to all" send ([`to_all`]).
+#[derive(Debug)]
+pub struct ToAllCopy {
+    pub pe: PeId,
+    /// The PE's session (bound to it): its answers come through [`Session::next`].
+    pub session: Session,
+}
+
+/// ASAP_SEND_TO_ALL (RFC 5352 §6.5.5, procedures §1.13): resolve `pool` now and open one
+/// session bound to each of its PEs ([`Session::connect_bound`]), leaving out the sender's
+/// own PEs `own` (a PU that is a PE) unless `to_self` (ASAP_SEND_TO_SELF). Send each copy
+/// through its session; what each PE answers comes through that session. Failover: none
+/// per copy (every PE has its own copy); a PE that fails hands its copies back
+/// ([`SessionEvent::Undelivered`], then [`SessionEvent::Failed`]) and is reported to the
+/// registrar.
+pub async fn to_all(
+    pu: &Arc<PoolUser>,
+    pool: impl Into<PoolHandle>,
+    own: &[PeId],
+    to_self: bool,
+    opts: impl Fn() -> SessionOptions,
+) -> Result<Vec<ToAllCopy>, PuFailure> {
+    let pool = pool.into();
+    let pes = pu.refresh(pool.clone()).await?;
+    Ok(rserpool_proto::session::to_all_targets(&pes, own, to_self)
+        .into_iter()
+        .map(|pe| ToAllCopy {
+            pe: pe.id,
+            session: Session::connect_bound(pu.clone(), pool.clone(), pe, opts()),
+        })
+        .collect())
 }
