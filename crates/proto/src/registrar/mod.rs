@@ -70,7 +70,13 @@
 //!   a random 0…`keepalive_jitter_percent` % to spread probes), send a keep-alive with
 //!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
 //!   Defaults 3 s + 2 s: a silent PE is gone ≤ 5 s after its last sign of life (RSPLIB
-//!   5 s + 5 s).
+//!   5 s + 5 s). A re-registration is a sign of life: it restarts the period, so a PE
+//!   that re-registers more often than the period is never probed. Batching
+//!   (`keepalive_batch`, default 500 ms): the next keep-alive moves *earlier* onto the
+//!   grid of its registration connection (phase from the connection ID), so a
+//!   connection's keep-alives leave in one wake-up (one write) and its ACKs come back
+//!   together, while different connections' bursts stay spread; never later, so the
+//!   bound holds (docs/liveness.md).
 //! * Unreachable reports (RFC 5355 threat 2.13): a report is heard only from a connection
 //!   that resolved the PE's pool (and got PEs; the last 32 pools per connection are
 //!   remembered); others are ignored and counted. A heard report counts once per
