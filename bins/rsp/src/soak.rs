@@ -658,11 +658,10 @@ impl Monitor {
         let rss = self.pid.and_then(rss_bytes).unwrap_or(0);
         self.rss_max = self.rss_max.max(rss);
         let held = s.registered.load(Ordering::Relaxed) - s.confirmed.load(Ordering::Relaxed);
-        let per_pe = if held > 0 {
-            rss.saturating_sub(self.base_rss) / held
-        } else {
-            0
-        };
+        let per_pe = rss
+            .saturating_sub(self.base_rss)
+            .checked_div(held)
+            .unwrap_or(0);
         println!(
             "{:>5.0}s {phase}: reg/s {:>7.0} res/s {:>6.0} ka/s {:>7.0} | dead {} removed {} late {} LOST {} | rss {} MiB ({} B/PE over start) cpu {:.0} % | p99 {}",
             s.start.elapsed().as_secs_f64(),

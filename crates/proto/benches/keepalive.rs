@@ -104,8 +104,7 @@ fn run(pes: usize, batch: Duration, seconds: u64) -> Figures {
     let end = warm + Duration::from_secs(seconds);
     let (mut kas, mut cpu, mut wakeups, mut writes) = (0u64, 0u64, 0u64, 0u64);
     let mut acks: Vec<(ConnId, Vec<u8>)> = Vec::new();
-    loop {
-        let Some(t) = r.poll_timeout() else { break };
+    while let Some(t) = r.poll_timeout() {
         if t > end {
             break;
         }
