@@ -25,6 +25,7 @@ pub mod registrar;
 pub mod resolve;
 pub mod serve;
 pub mod session_args;
+pub mod soak;
 
 /// Exit statuses shared by all subcommands (also in `rsp --help`).
 pub mod exit {
@@ -99,6 +100,8 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Load-test a registrar (resolve or register) with 1, 16 and 256 clients.
     Bench(bench::BenchArgs),
+    /// Soak a registrar: a million PEs, re-registrations, keep-alives, dying PEs and resolving PUs for a set time.
+    Soak(soak::SoakArgs),
     /// Run a demo service (echo, discard, daytime, chargen, http, pingpong, files, calcapp) over TCP or SCTP as a pool element.
     Serve(serve::ServeArgs),
     /// Gateway for RSerPool-unaware clients: TCP (or HTTP) listeners in front of pools.
@@ -146,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registrar(args) => registrar::run(&args, &log),
         Command::Dump(args) => dump::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Soak(args) => soak::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Monitor(args) => monitor::run(&args),

@@ -100,6 +100,7 @@ impl Resolved {
                 d(c.keepalive_interval.unwrap_or(Duration::ZERO)),
             ),
             ("keepalive_timeout", d(c.keepalive_timeout)),
+            ("keepalive_batch", d(c.keepalive_batch)),
             (
                 "keepalive_jitter_percent",
                 Some(c.keepalive_jitter_percent.to_string()),

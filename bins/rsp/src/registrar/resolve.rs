@@ -165,6 +165,10 @@ impl Settings {
             HOUR,
             false,
         )?;
+        let keepalive_batch = match self.keepalive_batch.unwrap_or(defaults.keepalive_batch) {
+            d if d.is_zero() => Duration::ZERO,
+            d => duration_in_range("keepalive_batch", d, Duration::from_millis(10), HOUR, true)?,
+        };
         let announce_interval = duration_in_range(
             "announce_interval",
             self.announce_interval.unwrap_or(defaults.announce_interval),
@@ -240,6 +244,7 @@ impl Settings {
             lifetime_unit,
             keepalive_interval,
             keepalive_timeout,
+            keepalive_batch,
             keepalive_jitter_percent: u8::try_from(keepalive_jitter_percent).unwrap_or(90),
             max_bad_pe_reports,
             probe_on_unreachable: self

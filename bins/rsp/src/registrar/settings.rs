@@ -72,6 +72,12 @@ pub struct Settings {
     #[arg(long, value_parser = args::duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub keepalive_timeout: Option<Duration>,
+    /// Batch keep-alives per connection on a grid of this period (0 = off, else
+    /// 10ms..1h): a PE's next keep-alive moves earlier onto its connection's grid, so a
+    /// connection's keep-alives leave together. Default 500ms.
+    #[arg(long, value_parser = args::duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub keepalive_batch: Option<Duration>,
     /// Without probing (--probe-on-unreachable=false): remove a PE once this many
     /// connections that resolved its pool reported it unreachable (1..1000). Default 3.
     #[arg(long)]
@@ -423,6 +429,7 @@ impl Settings {
             lifetime_unit: self.lifetime_unit.or(file.lifetime_unit),
             keepalive_interval: self.keepalive_interval.or(file.keepalive_interval),
             keepalive_timeout: self.keepalive_timeout.or(file.keepalive_timeout),
+            keepalive_batch: self.keepalive_batch.or(file.keepalive_batch),
             max_bad_pe_reports: self.max_bad_pe_reports.or(file.max_bad_pe_reports),
             probe_on_unreachable: self.probe_on_unreachable.or(file.probe_on_unreachable),
             pe_id_move: self.pe_id_move.or(file.pe_id_move),

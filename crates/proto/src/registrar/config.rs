@@ -29,6 +29,15 @@ pub struct RegistrarConfig {
     pub keepalive_timeout: Duration,
     /// Each keep-alive period is shortened by a random 0…this % (spreads probes). Default 25.
     pub keepalive_jitter_percent: u8,
+    /// Keep-alive batching: each PE's next keep-alive is moved *earlier* onto its
+    /// connection's grid of this period (a per-connection phase), so the keep-alives of
+    /// one connection leave in one wake-up and one write, and their ACKs come back in one
+    /// read, while the connections' bursts stay spread over the period. Never later than
+    /// unbatched, so a silent PE is still removed within `keepalive_interval` +
+    /// `keepalive_timeout` of its last sign of life. Zero = off (each PE on its own
+    /// deadline). Ignored when it is not shorter than the jittered period.
+    /// Default [`DEFAULT_KEEPALIVE_BATCH`] (see `docs/liveness.md`).
+    pub keepalive_batch: Duration,
     /// Without `probe_on_unreachable`: remove a PE when this many connections reported it
     /// unreachable (each having resolved its pool). Unused while probing. Default 3.
     pub max_bad_pe_reports: u32,
@@ -94,6 +103,8 @@ pub struct RegistrarConfig {
 
 /// Default of [`RegistrarConfig::max_registration_life`].
 pub const DEFAULT_MAX_REGISTRATION_LIFE: Duration = Duration::from_secs(3600);
+/// Default of [`RegistrarConfig::keepalive_batch`].
+pub const DEFAULT_KEEPALIVE_BATCH: Duration = Duration::from_millis(500);
 /// Default of [`RegistrarConfig::max_pes_per_connection`].
 pub const DEFAULT_MAX_PES_PER_CONNECTION: usize = 1000;
 /// Default of [`RegistrarConfig::max_pes_per_source`].
@@ -108,6 +119,7 @@ impl Default for RegistrarConfig {
             keepalive_interval: Some(Duration::from_secs(3)),
             keepalive_timeout: Duration::from_secs(2),
             keepalive_jitter_percent: 25,
+            keepalive_batch: DEFAULT_KEEPALIVE_BATCH,
             max_bad_pe_reports: 3,
             probe_on_unreachable: true,
             default_hr_items: 3,

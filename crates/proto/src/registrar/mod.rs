@@ -70,7 +70,13 @@
 //!   a random 0…`keepalive_jitter_percent` % to spread probes), send a keep-alive with
 //!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
 //!   Defaults 3 s + 2 s: a silent PE is gone ≤ 5 s after its last sign of life (RSPLIB
-//!   5 s + 5 s).
+//!   5 s + 5 s). A re-registration is a sign of life: it restarts the period, so a PE
+//!   that re-registers more often than the period is never probed. Batching
+//!   (`keepalive_batch`, default 500 ms): the next keep-alive moves *earlier* onto the
+//!   grid of its registration connection (phase from the connection ID), so a
+//!   connection's keep-alives leave in one wake-up (one write) and its ACKs come back
+//!   together, while different connections' bursts stay spread; never later, so the
+//!   bound holds (docs/liveness.md).
 //! * Unreachable reports (RFC 5355 threat 2.13): a report is heard only from a connection
 //!   that resolved the PE's pool (and got PEs; the last 32 pools per connection are
 //!   remembered); others are ignored and counted. A heard report counts once per
@@ -297,6 +303,8 @@ pub struct Registrar {
     /// current input.
     freed: Vec<PendingMove>,
     started: bool,
+    /// The first input's time: the origin of the keep-alive batching grid.
+    epoch: Option<Instant>,
     /// The registrar's own timers ([`RegistrarTimer`]); the per-PE timers are in the
     /// handlespace's queue, the connection limits' in [`ConnTable`].
     timers: Timers<RegistrarTimer>,
@@ -360,6 +368,15 @@ fn source_of(pe: &PoolElement) -> Option<SourceKey> {
 
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 
+/// A well-mixed 64-bit value of `x` (SplitMix64's finaliser): a connection's phase on the
+/// keep-alive batching grid.
+fn mix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl Registrar {
     /// A new registrar; idle until its first input (call `handle_timeout(now)` once).
     pub fn new(config: RegistrarConfig, rng_seed: u64) -> Self {
@@ -385,6 +402,7 @@ impl Registrar {
             pe_guard: PeGuards::default(),
             freed: Vec::new(),
             started: false,
+            epoch: None,
             timers: Timers::new(),
             limits,
             counters: Counters::default(),
@@ -428,6 +446,7 @@ impl Registrar {
     fn ensure_started(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
+            self.epoch = Some(now);
             if self.cfg.announce_group.is_some() {
                 self.timers.set(RegistrarTimer::Announce, now);
             }
@@ -484,6 +503,33 @@ impl Registrar {
         Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).max(MIN_PERIOD))
     }
 
+    /// The next keep-alive of a PE registered over `conn`, `period` after `now`, moved
+    /// earlier onto the connection's grid of `keepalive_batch` (its phase is derived from
+    /// the connection ID), so one connection's keep-alives leave together. Never later
+    /// than `now + period`; unbatched when the batch is zero, not shorter than the period,
+    /// or the grid point would not lie after `now`.
+    fn ka_batched(&self, now: Instant, period: Duration, conn: Option<u64>) -> Instant {
+        let due = later(now, period);
+        let batch = self.cfg.keepalive_batch.as_nanos();
+        let (Some(epoch), Some(conn)) = (self.epoch, conn) else {
+            return due;
+        };
+        if batch == 0 || batch >= period.as_nanos() {
+            return due;
+        }
+        let phase = u128::from(mix64(conn)) % batch;
+        let since = due.saturating_duration_since(epoch).as_nanos();
+        if since < phase {
+            return due;
+        }
+        let back = (since - phase) % batch;
+        let back = Duration::from_nanos(u64::try_from(back).unwrap_or(0));
+        match due.checked_sub(back) {
+            Some(t) if t > now => t,
+            _ => due,
+        }
+    }
+
     /// Arm the PE's one timer: `next` (a keep-alive step) or its lifetime, whichever is
     /// first.
     fn arm(&mut self, handle: &PoolHandle, id: PeId, next: Option<(Instant, TimerKind)>) {
@@ -510,8 +556,10 @@ impl Registrar {
             .get(handle, id)
             .is_some_and(|e| e.pe.home_registrar == self.server_id);
         let next = if owned {
-            self.ka_period()
-                .map(|p| (later(now, p), TimerKind::KeepAliveTransmit))
+            self.ka_period().map(|p| {
+                let conn = self.hs.get(handle, id).and_then(|e| e.bookkeeping.conn);
+                (self.ka_batched(now, p, conn), TimerKind::KeepAliveTransmit)
+            })
         } else {
             None
         };

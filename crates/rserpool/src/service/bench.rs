@@ -147,6 +147,39 @@ impl MessageConn {
         }
     }
 
+    /// Every whole message that one wake-up brings (at least one), appended to `out`, or
+    /// why there is none. Cancel-safe: a message read but not returned stays buffered
+    /// (for `rsp soak`, whose connections wait for messages and their own timers at once).
+    pub async fn recv_many(&mut self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let first = out.len();
+        loop {
+            let (rd, d, buf): (&mut (dyn tokio::io::AsyncRead + Unpin + Send), _, _) = match self {
+                MessageConn::Tcp { rd, d, buf, .. } => (rd, d, buf),
+                MessageConn::Tls { stream, d, buf } => (stream.as_mut(), d, buf),
+                MessageConn::Sctp(_) => {
+                    let m = self.recv().await?;
+                    out.push(m);
+                    return Ok(());
+                }
+            };
+            loop {
+                match d.next_message() {
+                    Ok(Some(m)) => out.push(m.to_vec()),
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("bad framing: {e}")),
+                }
+            }
+            if out.len() > first {
+                return Ok(());
+            }
+            match rd.read(buf).await {
+                Ok(0) => return Err("connection closed by the server".into()),
+                Err(e) => return Err(format!("read failed: {e}")),
+                Ok(n) => d.push(&buf[..n]),
+            }
+        }
+    }
+
     /// The next whole message, or why there is none (the connection ended or broke).
     pub async fn recv(&mut self) -> Result<Vec<u8>, String> {
         match self {
