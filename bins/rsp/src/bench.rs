@@ -258,6 +258,8 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
         // The register workload keeps up to 100 PEs per client connection registered
         // from 127.0.0.1 (25,600 with 256 clients): no per-source quota.
         max_pes_per_source: Some(0),
+        // Each client re-registers its PEs back to back.
+        max_registration_rate: Some(0),
         ..Default::default()
     };
     crate::registrar::start(settings.resolve()?).await

@@ -969,6 +969,8 @@ fn bench_sync_of_100000_pes_from_a_mentor() {
             "0",
             "--max-pes-per-connection",
             "0",
+            "--max-registration-rate",
+            "0",
             "--enrp-listen",
             &enrp,
             "--peer",

@@ -526,6 +526,9 @@ fn a_registration_flood_is_held_to_its_quota() {
                 &QUOTA.to_string(),
                 "--max-pes-per-connection",
                 "0",
+                // The quota is under test, not the per-connection registration rate.
+                "--max-registration-rate",
+                "0",
                 // Registered PEs stay without keep-alive traffic for the test's length.
                 "--keepalive-interval",
                 "60s",

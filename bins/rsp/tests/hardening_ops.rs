@@ -565,7 +565,14 @@ fn a_large_dump_is_streamed_in_pages_and_does_not_hold_the_whole_document() {
     bounded(Duration::from_secs(180), || {
         let dir = scratch("ops-dump-big");
         // 30,000 PEs over a few connections from 127.0.0.1: no PE quotas.
-        let args = with(&["--max-pes-per-connection", "0", "--max-pes-per-source", "0"]);
+        let args = with(&[
+            "--max-pes-per-connection",
+            "0",
+            "--max-pes-per-source",
+            "0",
+            "--max-registration-rate",
+            "0",
+        ]);
         let mut reg = registrar_with(&strs(&args), &dir.join("wire.log"), &[]);
         // 30,000 PEs: one pool larger than a dump page, many small ones.
         register_many(&reg.asap, "Big", 1..=18_000);

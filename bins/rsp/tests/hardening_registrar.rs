@@ -793,3 +793,118 @@ fn per_source_rates_hold_a_flooding_pool_user_to_its_share() {
         assert!(pe_ids(&doc, "EchoPool").contains(&pe.entries[0].0));
     });
 }
+
+/// `GET path` on the admin port: the body.
+fn http_body(admin: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin.trim_start_matches("http://")).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(out)
+}
+
+/// A connection registering faster than `--max-registration-rate` gets Lack of Resources
+/// (0x6) for the excess — never more accepted than a second's burst plus the rate over
+/// the time taken —, counted in `rsp dump` and `/metrics`; another connection from
+/// another address registers as usual meanwhile.
+#[test]
+fn registrations_over_the_per_connection_rate_are_refused_and_counted() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("reg-rate");
+        let log = dir.join("wire.log");
+        const RATE: u32 = 50;
+        const SENT: u32 = 300;
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--max-registration-rate",
+                &RATE.to_string(),
+                "--keepalive-interval",
+                "60s",
+                "--keepalive-timeout",
+                "5s",
+            ],
+        );
+        let mut c = raw_from(&reg.asap, "127.0.0.2".parse().unwrap());
+        let mut batch = Vec::new();
+        for i in 0..SENT {
+            let m = pe_msg(
+                "RatePool",
+                0x100 + i,
+                tcp_at(&format!("127.0.0.2:{}", 2000 + i)),
+                30_000,
+            );
+            batch.extend_from_slice(&m.encode_to_vec());
+        }
+        let started = std::time::Instant::now();
+        c.send(&batch);
+        let (mut accepted, mut refused) = (0u64, 0u64);
+        for _ in 0..SENT {
+            match registration_answer(&mut c) {
+                Ok(()) => accepted += 1,
+                Err((code, _)) => {
+                    assert_eq!(code, CauseCode::LACK_OF_RESOURCES);
+                    refused += 1;
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "figure: {SENT} registrations pipelined on one connection in {secs:.2} s: \
+             {accepted} accepted, {refused} refused (--max-registration-rate {RATE})"
+        );
+        assert!(accepted >= u64::from(RATE), "{accepted} accepted");
+        assert!(
+            (accepted as f64) <= f64::from(RATE) * (1.0 + secs) + 1.0,
+            "{accepted} accepted in {secs:.2} s"
+        );
+        assert!(refused > 0);
+        // Another connection has its own budget.
+        let mut other = raw_from(&reg.asap, "127.0.0.3".parse().unwrap());
+        let m = pe_msg("RatePool", 0x9999, tcp_at("127.0.0.3:2999"), 30_000);
+        assert_eq!(register(&mut other, &m), Ok(()));
+        let doc = dump(&reg.admin);
+        assert_eq!(
+            protection(
+                &doc,
+                "registrations over the per-connection rate (answered 0x6)"
+            ),
+            refused
+        );
+        assert_eq!(pe_ids(&doc, "RatePool").len() as u64, accepted + 1);
+        let metrics = http_body(&reg.admin, "/metrics");
+        let series =
+            |what: &str| format!("rserpool_registrar_protection_actions_total{{what=\"{what}\"}} ");
+        assert!(
+            metrics.contains(&format!(
+                "{}{refused}\n",
+                series("registrations over the per-connection rate (answered 0x6)")
+            )),
+            "{metrics}"
+        );
+        // Every limit has its series before it ever acts.
+        for what in [
+            "registrations over the per-identity rate (answered 0x6)",
+            "registrations refused: PEs per TLS identity",
+            "handle resolutions over the per-source rate (answered 0x9)",
+        ] {
+            assert!(metrics.contains(&format!("{}0\n", series(what))), "{what}");
+        }
+        let table = std::process::Command::new(RSP)
+            .args(["dump", "--admin", &reg.admin])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&table.stdout);
+        assert!(
+            table.contains(&format!(
+                "registrations over the per-connection rate (answered 0x6): {refused}"
+            )),
+            "{table}"
+        );
+    });
+}

@@ -168,6 +168,8 @@ fn one_connection_subscribing_to_thousands_of_pools_hits_its_limit() {
                 "2s",
                 "--max-pes-per-connection",
                 "0",
+                "--max-registration-rate",
+                "0",
                 "--max-subscriptions-per-connection",
                 "256",
             ],

@@ -466,3 +466,351 @@ fn secure_mode_and_access_rules_hold_per_identity_and_pool() {
         );
     });
 }
+
+/// A registration client over TLS with a client certificate (real rustls).
+struct TlsPe {
+    rt: tokio::runtime::Runtime,
+    conn: rserpool::service::bench::MessageConn,
+}
+
+impl TlsPe {
+    fn connect(url: &str, ca: &Path, cert: &Path, key: &Path) -> TlsPe {
+        use rserpool::transport::tls::{TlsFiles, TlsSettings};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tls = TlsSettings::load(TlsFiles {
+            cert: Some(cert.to_owned()),
+            key: Some(key.to_owned()),
+            ca: vec![ca.to_owned()],
+            ..TlsFiles::default()
+        })
+        .unwrap();
+        let ep = rserpool_proto::io::Endpoint {
+            transport: rserpool_proto::io::TransportProto::Tls,
+            addrs: vec![url.trim_start_matches("tls://").parse().unwrap()],
+        };
+        let conn = rt
+            .block_on(rserpool::service::bench::MessageConn::connect_tls(
+                &ep, &tls,
+            ))
+            .unwrap();
+        TlsPe { rt, conn }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.rt.block_on(self.conn.send(bytes)).unwrap();
+    }
+
+    /// The answer to the next registration: Ok, or the first cause code.
+    fn answer(&mut self) -> Result<(), rserpool_wire::CauseCode> {
+        use rserpool_wire::AsapMessage;
+        loop {
+            let m = self.rt.block_on(self.conn.recv()).unwrap();
+            match AsapMessage::decode(&m).unwrap().message {
+                AsapMessage::RegistrationResponse { reject: false, .. } => return Ok(()),
+                AsapMessage::RegistrationResponse { error, .. } => {
+                    return Err(error.unwrap().causes[0].code)
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    fn register(&mut self, pool: &str, id: u32) -> Result<(), rserpool_wire::CauseCode> {
+        let m = registration(
+            pool.as_bytes(),
+            id,
+            rserpool_wire::Policy::RoundRobin,
+            3000 + id as u16,
+        );
+        self.send(&m.encode_to_vec());
+        self.answer()
+    }
+}
+
+fn protection_count(doc: &serde_json::Value, what: &str) -> u64 {
+    doc["protections"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["what"] == what))
+        .and_then(|p| p["count"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Per TLS identity (the client certificate's first name), over all its connections: at
+/// most `--max-pes-per-identity` PEs (0x6 beyond; another identity unaffected) and
+/// `--max-registration-rate-per-identity` registrations per second (0x6 beyond). The
+/// TLS listener's handshakes (accepted, failed) show in `rsp dump` and `/metrics`.
+#[test]
+fn per_identity_pe_quota_and_registration_rate_hold_and_handshakes_are_counted() {
+    bounded(Duration::from_secs(180), || {
+        use rserpool_wire::CauseCode;
+        let dir = scratch("tls-identity");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let (rc, rk) = leaf(&dir, &ca1, "registrar", false);
+        let (ac, ak) = leaf(&dir, &ca1, "pe-a", true);
+        let (bc, bk) = leaf(&dir, &ca1, "pe-b", true);
+        const RATE: u32 = 20;
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--listen",
+                "tls://127.0.0.1:0",
+                "--tls-cert",
+                p(&rc),
+                "--tls-key",
+                p(&rk),
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-client-auth",
+                "required",
+                "--max-pes-per-identity",
+                "3",
+                "--max-registration-rate-per-identity",
+                &RATE.to_string(),
+                "--max-registration-rate",
+                "0",
+            ],
+        );
+        let url = tls_url(&reg);
+        let mut a1 = TlsPe::connect(&url, &ca1.pem, &ac, &ak);
+        let mut a2 = TlsPe::connect(&url, &ca1.pem, &ac, &ak);
+        let mut b = TlsPe::connect(&url, &ca1.pem, &bc, &bk);
+        // Quota: three PEs of pe-a over two connections, the fourth refused.
+        assert_eq!(a1.register("IdPool", 1), Ok(()));
+        assert_eq!(a1.register("IdPool", 2), Ok(()));
+        assert_eq!(a2.register("IdPool", 3), Ok(()));
+        assert_eq!(a2.register("IdPool", 4), Err(CauseCode::LACK_OF_RESOURCES));
+        // A re-registration does not count again; another identity has its own quota.
+        assert_eq!(a1.register("IdPool", 1), Ok(()));
+        assert_eq!(b.register("IdPool", 10), Ok(()));
+        // Rate: 100 re-registrations of one PE pipelined on pe-a's second connection.
+        let m = registration(b"IdPool", 3, rserpool_wire::Policy::RoundRobin, 3003);
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            batch.extend_from_slice(&m.encode_to_vec());
+        }
+        let started = Instant::now();
+        a2.send(&batch);
+        let (mut accepted, mut refused) = (0u64, 0u64);
+        for _ in 0..100 {
+            match a2.answer() {
+                Ok(()) => accepted += 1,
+                Err(c) => {
+                    assert_eq!(c, CauseCode::LACK_OF_RESOURCES);
+                    refused += 1;
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert!(refused > 0, "no registration over the rate was refused");
+        assert!(
+            (accepted as f64) <= f64::from(RATE) * (1.0 + secs) + 1.0,
+            "{accepted} accepted in {secs:.2} s"
+        );
+        // pe-b is not held back by pe-a's rate.
+        assert_eq!(b.register("IdPool", 11), Ok(()));
+        // A handshake that fails: plain TCP bytes to the TLS port.
+        {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(url.trim_start_matches("tls://")).unwrap();
+            let _ = s.write_all(b"this is not a TLS client hello\r\n\r\n");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }
+        wait_until(
+            "the failed handshake counted",
+            Duration::from_secs(20),
+            || dump(&reg.admin)["tls"][0]["failed"].as_u64() == Some(1),
+        );
+        let doc = dump(&reg.admin);
+        assert_eq!(
+            protection_count(&doc, "registrations refused: PEs per TLS identity"),
+            1
+        );
+        assert_eq!(
+            protection_count(
+                &doc,
+                "registrations over the per-identity rate (answered 0x6)"
+            ),
+            refused
+        );
+        assert_eq!(pe_ids(&doc, "IdPool").len(), 5);
+        let t = &doc["tls"][0];
+        assert_eq!(t["protocol"], "asap");
+        assert_eq!(t["accepted"].as_u64(), Some(3), "{t}");
+        assert_eq!(t["timed_out"].as_u64(), Some(0), "{t}");
+        let out = std::process::Command::new(RSP)
+            .args(["dump", "--admin", &reg.admin])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains(&format!(
+                "TLS handshakes on {url} (asap): 3 accepted, 1 failed, 0 timed out, 0 refused"
+            )),
+            "{table}"
+        );
+        let metrics = {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&reg.admin).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        assert!(
+            metrics.contains(&format!(
+                "rserpool_tls_handshakes_total{{listener=\"{url}\",protocol=\"asap\",outcome=\"failed\"}} 1\n"
+            )),
+            "{metrics}"
+        );
+    });
+}
+
+/// TLS towards a PE's ASAP control endpoint: a PE with a certificate listens for ASAP
+/// over TLS only; after its home registrar dies, the peer that takes it over
+/// (`--pe-control-tls`) connects there over TLS, checks the PE's certificate, and becomes
+/// its home (the PE knows no other registrar, so only the takeover can move it). A
+/// plaintext keep-alive to the same port gets no answer.
+#[test]
+fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
+    bounded(Duration::from_secs(180), || {
+        use std::io::{Read, Write};
+        let dir = scratch("tls-takeover");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let (c1, k1) = leaf(&dir, &ca1, "r1", false);
+        let (c2, k2) = leaf(&dir, &ca1, "r2", false);
+        // The PE is a TLS server on its control endpoint: a server certificate.
+        let (pc, pk) = leaf(&dir, &ca1, "pe", false);
+        let enrp_port = free_port();
+        let args = |c: &Path, k: &Path, extra: &[String]| -> Vec<String> {
+            let mut v: Vec<String> = [
+                "--tls-cert",
+                p(c),
+                "--tls-key",
+                p(k),
+                "--tls-ca",
+                p(&ca1.pem),
+                "--heartbeat-cycle",
+                "200ms",
+                "--pe-control-tls",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            v.extend_from_slice(extra);
+            v
+        };
+        let a1 = args(
+            &c1,
+            &k1,
+            &[
+                "--enrp-listen".into(),
+                format!("tls://127.0.0.1:{enrp_port}"),
+                "--listen".into(),
+                "tls://127.0.0.1:0".into(),
+            ],
+        );
+        let a1: Vec<&str> = a1.iter().map(String::as_str).collect();
+        let mut r1 = start_registrar("tcp://127.0.0.1:0", &log, &a1);
+        let a2 = args(
+            &c2,
+            &k2,
+            &[
+                "--enrp-listen".into(),
+                "off".into(),
+                "--peer".into(),
+                format!("tls://127.0.0.1:{enrp_port}"),
+            ],
+        );
+        let a2: Vec<&str> = a2.iter().map(String::as_str).collect();
+        let r2 = start_registrar("tcp://127.0.0.1:0", &log, &a2);
+        let url = tls_url(&r1);
+        let pe = Proc::spawn(
+            "serve echo over TLS",
+            &[
+                "serve",
+                "echo",
+                "-r",
+                &url,
+                "--tls-ca",
+                p(&ca1.pem),
+                "--tls-cert",
+                p(&pc),
+                "--tls-key",
+                p(&pk),
+                "--no-announces",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &log,
+        );
+        let line = pe.stdout_line("the PE did not register", Duration::from_secs(20), |l| {
+            l.starts_with("registered ")
+        });
+        let id = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pe="))
+            .unwrap()
+            .to_owned();
+        let entry = |doc: &serde_json::Value| -> Option<serde_json::Value> {
+            doc["pools"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["handle"] == "EchoPool")
+                .flat_map(|p| p["pes"].as_array().cloned().unwrap_or_default())
+                .find(|e| e["id"] == id.as_str())
+        };
+        wait_until(
+            "R2 to learn the PE over ENRP-TLS",
+            Duration::from_secs(30),
+            || entry(&dump(&r2.admin)).is_some(),
+        );
+        let r2_id = dump(&r2.admin)["server_id"].as_str().unwrap().to_owned();
+        let asap = entry(&dump(&r2.admin)).unwrap()["asap_transport"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The control endpoint speaks TLS only: a plaintext keep-alive is not answered.
+        {
+            let mut s = std::net::TcpStream::connect(asap.trim_start_matches("tcp://")).unwrap();
+            let ka = rserpool_wire::AsapMessage::EndpointKeepAlive {
+                home: false,
+                server_id: rserpool_wire::ServerId(0x7a4e),
+                handle: "EchoPool".into(),
+                pe_id: Some(rserpool_wire::PeId(
+                    u32::from_str_radix(id.trim_start_matches("0x"), 16).unwrap(),
+                )),
+            };
+            let _ = s.write_all(&ka.encode_to_vec());
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            assert!(
+                rserpool_wire::AsapMessage::decode(&buf).is_err(),
+                "a plaintext keep-alive was answered: {buf:?}"
+            );
+        }
+        // R1 dies; R2 takes the PE over through its TLS control endpoint.
+        r1.proc.kill9();
+        wait_until(
+            "R2 to become the PE's home through the TLS control endpoint",
+            Duration::from_secs(60),
+            || entry(&dump(&r2.admin)).is_some_and(|e| e["home"] == r2_id.as_str()),
+        );
+        pe.err
+            .wait(0, Instant::now() + Duration::from_secs(20), |l| {
+                l.contains("new home registrar")
+            })
+            .unwrap_or_else(|| pe.fail("no 'new home registrar' log line"));
+        // Still R2's a few keep-alives later (the TLS connection carries them).
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(entry(&dump(&r2.admin)).is_some_and(|e| e["home"] == r2_id.as_str()));
+    });
+}

@@ -206,6 +206,20 @@ pub struct GuardCounters {
     pub refused_source_quota: u64,
     /// Registrations refused: the pool or the handlespace is full.
     pub refused_full: u64,
+    /// Registrations refused: the TLS identity's PE quota.
+    pub refused_identity_quota: u64,
+    /// Registrations refused (0x6) over the per-connection registration rate.
+    pub registration_rate_limited: u64,
+    /// Registrations refused (0x6) over the per-identity registration rate.
+    pub registration_rate_limited_identity: u64,
+    /// Handle-table download sessions dropped: no next request within
+    /// `download_session_timeout`.
+    pub download_sessions_expired: u64,
+    /// Download sessions started over because the requester asked with the other W.
+    pub download_sessions_restarted: u64,
+    /// Rate-limited messages let through untracked because a rate table was full of
+    /// active keys (see `registrar::rates`).
+    pub rate_untracked: u64,
     /// Registrations of a held PE identifier answered after a probe of the holder.
     pub moves_held: u64,
     /// … of which the holder failed its probe or went away and the PE moved.
@@ -246,6 +260,12 @@ pub struct GuardCounters {
 impl GuardCounters {
     /// `(description, count)` for every counter that is not zero.
     pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        self.all().filter(|(_, n)| *n > 0)
+    }
+
+    /// `(description, count)` for every counter, zero or not (for `/metrics`: each limit
+    /// has its series from the start).
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
             (
                 "registrations refused: PE identifier in use",
@@ -274,6 +294,30 @@ impl GuardCounters {
             (
                 "registrations refused: pool or handlespace full",
                 self.refused_full,
+            ),
+            (
+                "registrations refused: PEs per TLS identity",
+                self.refused_identity_quota,
+            ),
+            (
+                "registrations over the per-connection rate (answered 0x6)",
+                self.registration_rate_limited,
+            ),
+            (
+                "registrations over the per-identity rate (answered 0x6)",
+                self.registration_rate_limited_identity,
+            ),
+            (
+                "handle-table download sessions expired",
+                self.download_sessions_expired,
+            ),
+            (
+                "handle-table download sessions restarted",
+                self.download_sessions_restarted,
+            ),
+            (
+                "rate-limited messages let through untracked (rate table full)",
+                self.rate_untracked,
             ),
             (
                 "registrations of a held PE identifier probed",
@@ -324,6 +368,5 @@ impl GuardCounters {
             ),
         ]
         .into_iter()
-        .filter(|(_, n)| *n > 0)
     }
 }

@@ -181,12 +181,33 @@ impl PoolElement {
             &mut opts.core.accept_announces,
             &mut opts.driver,
         );
-        let control = if opts.asap_control && opts.driver.transport.tcp_source_port.is_none() {
+        // A PE with a certificate (TLS towards its registrars) takes ASAP over TLS on its
+        // control endpoint too: a registrar taking it over must then use TLS and gets
+        // its certificate checked (the registrar's `pe_control_tls`).
+        let control_tls = opts
+            .driver
+            .transport
+            .tls
+            .clone()
+            .filter(|t| t.can_serve() && opts.asap_control)
+            .filter(|_| opts.driver.transport.tcp_source_port.is_none());
+        let control = if control_tls.is_none()
+            && opts.asap_control
+            && opts.driver.transport.tcp_source_port.is_none()
+        {
             bind_control(&opts.driver.transport)
         } else {
             Vec::new()
         };
+        let control_tls = match control_tls {
+            Some(t) => bind_tls_control(&opts.driver.transport, &t),
+            None => Vec::new(),
+        };
         if let Some(l) = control.first() {
+            opts.driver.transport.tcp_source_port =
+                l.local_endpoint()?.addrs.first().map(|a| a.port());
+        }
+        if let Some(l) = control_tls.first() {
             opts.driver.transport.tcp_source_port =
                 l.local_endpoint()?.addrs.first().map(|a| a.port());
         }
@@ -223,6 +244,9 @@ impl PoolElement {
             driver.multicast(spec);
         }
         for l in control {
+            driver.listen(l, Protocol::Asap);
+        }
+        for l in control_tls {
             driver.listen(l, Protocol::Asap);
         }
         #[cfg(target_os = "linux")]
@@ -346,6 +370,39 @@ fn bind_control(config: &TransportConfig) -> Vec<tcp::TcpMessageListener> {
         match tcp::bind_shared(v6, Protocol::Asap, false, config) {
             Ok(l) => out.push(l),
             Err(e) => tracing::debug!(port, "no IPv6 ASAP control listener: {e}"),
+        }
+    }
+    out
+}
+
+/// The ASAP control listener over TLS (the PE's certificate): 0.0.0.0 on a port the
+/// kernel picks, then [::] on the same port when free. Empty when IPv4 cannot be bound.
+fn bind_tls_control(
+    config: &TransportConfig,
+    tls: &crate::transport::tls::TlsSettings,
+) -> Vec<crate::transport::tls::TlsMessageListener> {
+    use crate::transport::tls;
+    let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    let first = match tls::bind_shared(v4, Protocol::Asap, config, tls) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(
+                "cannot open the TLS ASAP control listener ({e}); a registrar taking this \
+                 PE over cannot reach it"
+            );
+            return Vec::new();
+        }
+    };
+    let port = first
+        .local_endpoint()
+        .ok()
+        .and_then(|e| e.addrs.first().map(|a| a.port()));
+    let mut out = vec![first];
+    if let Some(port) = port {
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        match tls::bind_shared(v6, Protocol::Asap, config, tls) {
+            Ok(l) => out.push(l),
+            Err(e) => tracing::debug!(port, "no IPv6 TLS ASAP control listener: {e}"),
         }
     }
     out

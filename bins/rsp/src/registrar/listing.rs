@@ -73,6 +73,15 @@ impl Resolved {
             ("max_pes_per_source", Some(limit(c.max_pes_per_source))),
             ("max_hr_rate", Some(c.max_hr_rate.to_string())),
             ("max_eu_rate", Some(c.max_eu_rate.to_string())),
+            ("max_pes_per_identity", Some(limit(c.max_pes_per_identity))),
+            (
+                "max_registration_rate",
+                Some(c.max_registration_rate.to_string()),
+            ),
+            (
+                "max_registration_rate_per_identity",
+                Some(c.max_registration_rate_per_identity.to_string()),
+            ),
             (
                 "max_subscriptions_per_connection",
                 Some(c.max_subscriptions_per_connection.to_string()),
@@ -208,6 +217,7 @@ impl Resolved {
             ),
             // ---- access ----
             ("require_tls", Some(c.access.require_tls.to_string())),
+            ("pe_control_tls", Some(c.pe_control_tls.to_string())),
             (
                 "acl",
                 Some(format!(

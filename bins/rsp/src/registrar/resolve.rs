@@ -261,6 +261,15 @@ impl Settings {
                 .unwrap_or(defaults.max_pes_per_source),
             max_hr_rate: self.max_hr_rate.unwrap_or(defaults.max_hr_rate),
             max_eu_rate: self.max_eu_rate.unwrap_or(defaults.max_eu_rate),
+            max_pes_per_identity: self
+                .max_pes_per_identity
+                .unwrap_or(defaults.max_pes_per_identity),
+            max_registration_rate: self
+                .max_registration_rate
+                .unwrap_or(defaults.max_registration_rate),
+            max_registration_rate_per_identity: self
+                .max_registration_rate_per_identity
+                .unwrap_or(defaults.max_registration_rate_per_identity),
             max_subscriptions_per_connection: self
                 .max_subscriptions_per_connection
                 .unwrap_or(defaults.max_subscriptions_per_connection),
@@ -282,6 +291,7 @@ impl Settings {
                 .remove_pes_on_close
                 .unwrap_or(defaults.remove_pes_on_close),
             enrp,
+            pe_control_tls: self.pe_control_tls.unwrap_or(defaults.pe_control_tls),
             access: rserpool_proto::registrar::AccessPolicy {
                 require_tls: self.require_tls.unwrap_or(false),
                 rules: self

@@ -117,6 +117,19 @@ pub struct Settings {
     /// ignored, as RSPLIB's -maxeurate. 0 = unlimited. Default 0.
     #[arg(long, value_name = "PER_SECOND")]
     pub max_eu_rate: Option<u32>,
+    /// Most PEs registered by one TLS identity (the first name of its client
+    /// certificate), over all its connections (0 = unlimited). Default 10000.
+    #[arg(long)]
+    pub max_pes_per_identity: Option<usize>,
+    /// Registrations (re-registrations included) per second accepted over one
+    /// connection; over it refused with Lack of Resources (0x6). 0 = unlimited.
+    /// Default 1000.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub max_registration_rate: Option<u32>,
+    /// Registrations per second accepted from one TLS identity over all its
+    /// connections; over it refused with 0x6. 0 = unlimited. Default 10000.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub max_registration_rate_per_identity: Option<u32>,
     /// Handle resolution subscriptions (S flag): most pools one connection may subscribe
     /// to; over it the PU is answered A = 0 and keeps its stale timer. 0 = no
     /// subscriptions. Default 256.
@@ -304,6 +317,11 @@ pub struct Settings {
     /// Default false.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub require_tls: Option<bool>,
+    /// Reach PEs' ASAP control endpoints (after a takeover) over TLS: the PE's
+    /// certificate must chain to --tls-ca and carry the address connected to (an
+    /// iPAddress subjectAltName) or --tls-server-name. Default false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub pe_control_tls: Option<bool>,
     /// An access rule (repeatable; TOML: [[acl]] tables with the same keys), e.g.
     /// "identity=pe1.example register=EchoPool,Web* resolve=*" or "identity=anonymous
     /// resolve=Public*" or "identity=r2.example peer". identity: a certificate name, "*"
@@ -439,6 +457,11 @@ impl Settings {
             max_pes_per_source: self.max_pes_per_source.or(file.max_pes_per_source),
             max_hr_rate: self.max_hr_rate.or(file.max_hr_rate),
             max_eu_rate: self.max_eu_rate.or(file.max_eu_rate),
+            max_pes_per_identity: self.max_pes_per_identity.or(file.max_pes_per_identity),
+            max_registration_rate: self.max_registration_rate.or(file.max_registration_rate),
+            max_registration_rate_per_identity: self
+                .max_registration_rate_per_identity
+                .or(file.max_registration_rate_per_identity),
             max_subscriptions_per_connection: self
                 .max_subscriptions_per_connection
                 .or(file.max_subscriptions_per_connection),
@@ -498,6 +521,7 @@ impl Settings {
             dns_max_answers: self.dns_max_answers.or(file.dns_max_answers),
             dns_rate_per_source: self.dns_rate_per_source.or(file.dns_rate_per_source),
             require_tls: self.require_tls.or(file.require_tls),
+            pe_control_tls: self.pe_control_tls.or(file.pe_control_tls),
             acl: if self.acl.is_empty() {
                 file.acl
             } else {

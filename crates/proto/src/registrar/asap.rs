@@ -30,6 +30,26 @@ impl Registrar {
                     Refusal::Security,
                 );
             }
+            AsapMessage::Registration { handle, pe }
+                if !self
+                    .reg_conn_rates
+                    .allow(now, conn, self.cfg.max_registration_rate) =>
+            {
+                let cause = Cause::new(CauseCode::LACK_OF_RESOURCES);
+                self.reject_registration(conn, handle, pe.id, cause, Refusal::ConnectionRate);
+            }
+            AsapMessage::Registration { handle, pe }
+                if meta.identity.as_deref().is_some_and(|i| {
+                    !self.reg_identity_rates.allow(
+                        now,
+                        Arc::from(i.primary()),
+                        self.cfg.max_registration_rate_per_identity,
+                    )
+                }) =>
+            {
+                let cause = Cause::new(CauseCode::LACK_OF_RESOURCES);
+                self.reject_registration(conn, handle, pe.id, cause, Refusal::IdentityRate);
+            }
             AsapMessage::Registration { handle, pe } => {
                 self.on_registration(now, conn, meta, handle, pe)
             }
@@ -106,6 +126,10 @@ impl Registrar {
             | AsapMessage::CookieEcho { .. }
             | AsapMessage::BusinessCard { .. } => self.unexpected(conn, bytes),
         }
+        self.counters.guards.rate_untracked = self.hr_rates.untracked
+            + self.eu_rates.untracked
+            + self.reg_conn_rates.untracked
+            + self.reg_identity_rates.untracked;
         self.grant_freed(now);
     }
 
@@ -135,6 +159,9 @@ impl Registrar {
             Refusal::RegistrationLife => g.refused_registration_life += 1,
             Refusal::ConnectionQuota => g.refused_connection_quota += 1,
             Refusal::SourceQuota => g.refused_source_quota += 1,
+            Refusal::IdentityQuota => g.refused_identity_quota += 1,
+            Refusal::ConnectionRate => g.registration_rate_limited += 1,
+            Refusal::IdentityRate => g.registration_rate_limited_identity += 1,
             Refusal::PoolFull | Refusal::HandlespaceFull => g.refused_full += 1,
             Refusal::Security => g.refused_security += 1,
             Refusal::AsapTransportGiven | Refusal::Handlespace => {}
@@ -266,6 +293,18 @@ impl Registrar {
             self.reject_registration(conn, handle, pe_id, cause, Refusal::SourceQuota);
             return;
         }
+        let identity: Option<Arc<str>> = meta.identity.as_deref().map(|i| Arc::from(i.primary()));
+        let old_identity = self.pe_identity.get(&(handle.clone(), pe_id)).cloned();
+        let per_identity = self.cfg.max_pes_per_identity;
+        if let Some(id) = identity.as_ref().filter(|_| per_identity > 0) {
+            if old_identity.as_ref() != Some(id)
+                && self.identity_pes.get(id).copied().unwrap_or(0) >= per_identity
+            {
+                let cause = Cause::new(CauseCode::LACK_OF_RESOURCES);
+                self.reject_registration(conn, handle, pe_id, cause, Refusal::IdentityQuota);
+                return;
+            }
+        }
         let before = self
             .subs
             .watched(&handle)
@@ -287,6 +326,13 @@ impl Registrar {
         if old_source != Some(source) {
             self.uncount_source(old_source);
             *self.source_pes.entry(source).or_insert(0) += 1;
+        }
+        if old_identity != identity {
+            self.uncount_identity(&handle, pe_id);
+            if let Some(id) = identity {
+                *self.identity_pes.entry(id.clone()).or_insert(0) += 1;
+                self.pe_identity.insert((handle.clone(), pe_id), id);
+            }
         }
         if let Some(bk) = self.hs.bookkeeping_mut(&handle, pe_id) {
             bk.conn = Some(conn.0);
@@ -473,6 +519,19 @@ impl Registrar {
             }
             self.counters.guards.moves_granted += 1;
             self.on_registration(now, p.conn, &p.meta, p.handle, p.pe);
+        }
+    }
+
+    /// The PE no longer counts towards the identity that registered it.
+    pub(super) fn uncount_identity(&mut self, handle: &PoolHandle, pe_id: PeId) {
+        let Some(id) = self.pe_identity.remove(&(handle.clone(), pe_id)) else {
+            return;
+        };
+        if let Some(n) = self.identity_pes.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.identity_pes.remove(&id);
+            }
         }
     }
 
@@ -692,7 +751,7 @@ impl Registrar {
             && self
                 .opened
                 .get(&conn)
-                .is_some_and(|ep| Some(ep) == asap_endpoint_of(&e.pe).as_ref());
+                .is_some_and(|ep| Some(ep) == self.pe_endpoint(&e.pe).as_ref());
         let registered_here = owned && e.bookkeeping.conn == Some(conn.0);
         if !registered_here && !adopted {
             self.counters.dropped += 1;

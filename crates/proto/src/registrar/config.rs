@@ -79,6 +79,17 @@ pub struct RegistrarConfig {
     /// Most PEs registered from one source (IPv4 address or IPv6 /64), over all its
     /// connections; 0 = unlimited. Default 10000.
     pub max_pes_per_source: usize,
+    /// Most PEs registered by one TLS identity (the first name of its certificate), over
+    /// all its connections and sources and as long as the PEs live; 0 = unlimited.
+    /// Default 10000.
+    pub max_pes_per_identity: usize,
+    /// Registrations (re-registrations included) accepted per second over one
+    /// connection, a burst of one second's worth; over it refused with 0x6. 0 =
+    /// unlimited. Default 1000.
+    pub max_registration_rate: u32,
+    /// Registrations accepted per second from one TLS identity, over all its
+    /// connections; over it refused with 0x6. 0 = unlimited. Default 10000.
+    pub max_registration_rate_per_identity: u32,
     /// Handle resolutions accepted per second from one source (IPv4 address or IPv6
     /// /64); over the limit a PU is answered Unknown Pool Handle (0x9), as RSPLIB's
     /// `-maxhrrate`. 0 = unlimited (default, as RSPLIB).
@@ -86,6 +97,10 @@ pub struct RegistrarConfig {
     /// Unreachability reports heard per second from one source; more are ignored, as
     /// RSPLIB's `-maxeurate`. 0 = unlimited (default, as RSPLIB).
     pub max_eu_rate: u32,
+    /// Reach PEs' ASAP control endpoints (a takeover's keep-alive, later keep-alives and
+    /// re-registrations over the connection it opens) with TLS instead of TCP; the
+    /// shell's TLS settings check the PE's certificate. Default false.
+    pub pe_control_tls: bool,
     /// Who may register, resolve and peer; secure mode ([`AccessPolicy`]). Default: no
     /// rules, plaintext allowed.
     pub access: AccessPolicy,
@@ -109,6 +124,12 @@ pub const DEFAULT_KEEPALIVE_BATCH: Duration = Duration::from_millis(500);
 pub const DEFAULT_MAX_PES_PER_CONNECTION: usize = 1000;
 /// Default of [`RegistrarConfig::max_pes_per_source`].
 pub const DEFAULT_MAX_PES_PER_SOURCE: usize = 10_000;
+/// Default of [`RegistrarConfig::max_pes_per_identity`].
+pub const DEFAULT_MAX_PES_PER_IDENTITY: usize = 10_000;
+/// Default of [`RegistrarConfig::max_registration_rate`].
+pub const DEFAULT_MAX_REGISTRATION_RATE: u32 = 1000;
+/// Default of [`RegistrarConfig::max_registration_rate_per_identity`].
+pub const DEFAULT_MAX_REGISTRATION_RATE_PER_IDENTITY: u32 = 10_000;
 
 impl Default for RegistrarConfig {
     fn default() -> Self {
@@ -135,8 +156,12 @@ impl Default for RegistrarConfig {
             min_address_scope: AddressScope::Loopback,
             max_pes_per_connection: DEFAULT_MAX_PES_PER_CONNECTION,
             max_pes_per_source: DEFAULT_MAX_PES_PER_SOURCE,
+            max_pes_per_identity: DEFAULT_MAX_PES_PER_IDENTITY,
+            max_registration_rate: DEFAULT_MAX_REGISTRATION_RATE,
+            max_registration_rate_per_identity: DEFAULT_MAX_REGISTRATION_RATE_PER_IDENTITY,
             max_hr_rate: 0,
             max_eu_rate: 0,
+            pe_control_tls: false,
             access: AccessPolicy::default(),
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,

@@ -165,6 +165,12 @@ pub enum Refusal {
     ConnectionQuota,
     /// `max_pes_per_source` PEs are registered from this source address.
     SourceQuota,
+    /// `max_pes_per_identity` PEs are registered by this TLS identity.
+    IdentityQuota,
+    /// Over `max_registration_rate` registrations per second on this connection.
+    ConnectionRate,
+    /// Over `max_registration_rate_per_identity` registrations per second by this identity.
+    IdentityRate,
     /// The pool holds `max_pes_per_pool` PEs.
     PoolFull,
     /// The handlespace holds `max_pes` PEs.
@@ -192,6 +198,9 @@ impl fmt::Display for Refusal {
             }
             Refusal::ConnectionQuota => "too many PEs on this connection",
             Refusal::SourceQuota => "too many PEs from this source address",
+            Refusal::IdentityQuota => "too many PEs registered by this TLS identity",
+            Refusal::ConnectionRate => "too many registrations per second on this connection",
+            Refusal::IdentityRate => "too many registrations per second by this TLS identity",
             Refusal::PoolFull => "the pool is full",
             Refusal::HandlespaceFull => "the handlespace is full",
             Refusal::Handlespace => "refused by the handlespace checks",

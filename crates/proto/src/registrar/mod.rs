@@ -65,7 +65,14 @@
 //!   connections and as long as the PEs live), the handlespace's `max_pes_per_pool` and
 //!   `max_pes`. 0 = unlimited for the first two. Counts are kept incrementally; a
 //!   re-registration over the same connection / from the same source does not count
-//!   again.
+//!   again. With TLS, `max_pes_per_identity` (default 10000) owned PEs registered by one
+//!   certificate identity (its first name), over all connections and sources.
+//! * Registration rates, refused with 0x6: `max_registration_rate` (default 1000 per
+//!   second, a burst of one second's worth) registrations per connection and
+//!   `max_registration_rate_per_identity` (default 10000) per TLS identity, re-registrations
+//!   included. Answered rather than dropped: a PE whose message is dropped retransmits
+//!   after its registration timeout, so a drop adds traffic; the answer is the same size
+//!   as an acceptance (no amplification) and the PE retries at its own pace.
 //! * Keep-alive: after each (re-)registration or ACK wait `keepalive_interval` (reduced by
 //!   a random 0…`keepalive_jitter_percent` % to spread probes), send a keep-alive with
 //!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
@@ -125,8 +132,9 @@
 //!   beside the rest, e.g. 65,520 bytes in a negative handle resolution response) is
 //!   replaced by an ASAP_ERROR with cause 0x3 quoting the handle that way.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -292,11 +300,17 @@ pub struct Registrar {
     conn_pes: BTreeMap<ConnId, BTreeSet<(PoolHandle, PeId)>>,
     /// Owned PEs by source address (the first address of their ASAP transport).
     source_pes: BTreeMap<SourceKey, usize>,
+    /// PEs registered by a TLS identity (its first name), and that count per identity.
+    pe_identity: HashMap<(PoolHandle, PeId), Arc<str>>,
+    identity_pes: HashMap<Arc<str>, usize>,
     /// Pools each connection resolved, registrations it has waiting (bounded).
     conn_guard: BTreeMap<ConnId, ConnGuard>,
     /// Per-source handle resolution and unreachability report rates.
     hr_rates: rates::SourceRates,
     eu_rates: rates::SourceRates,
+    /// Registration rates per connection and per TLS identity.
+    reg_conn_rates: rates::Rates<ConnId>,
+    reg_identity_rates: rates::Rates<Arc<str>>,
     /// Reports, probes and waiting registrations per PE.
     pe_guard: PeGuards,
     /// Waiting registrations whose PE identifier became free: answered at the end of the
@@ -378,6 +392,16 @@ fn mix64(x: u64) -> u64 {
 }
 
 impl Registrar {
+    /// Where this registrar reaches a PE's ASAP control endpoint: its ASAP transport,
+    /// over TLS instead of TCP with `pe_control_tls`.
+    pub(crate) fn pe_endpoint(&self, pe: &PoolElement) -> Option<Endpoint> {
+        let mut ep = asap_endpoint_of(pe)?;
+        if self.cfg.pe_control_tls && ep.transport == TransportProto::Tcp {
+            ep.transport = TransportProto::Tls;
+        }
+        Some(ep)
+    }
+
     /// A new registrar; idle until its first input (call `handle_timeout(now)` once).
     pub fn new(config: RegistrarConfig, rng_seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
@@ -399,6 +423,10 @@ impl Registrar {
             conn_guard: BTreeMap::new(),
             hr_rates: rates::SourceRates::default(),
             eu_rates: rates::SourceRates::default(),
+            reg_conn_rates: rates::Rates::default(),
+            reg_identity_rates: rates::Rates::default(),
+            pe_identity: HashMap::new(),
+            identity_pes: HashMap::new(),
             pe_guard: PeGuards::default(),
             freed: Vec::new(),
             started: false,
@@ -655,6 +683,7 @@ impl Registrar {
         if let Some(c) = entry.bookkeeping.conn {
             self.unindex_conn(ConnId(c), handle, id);
         }
+        self.uncount_identity(handle, id);
         if entry.pe.home_registrar == self.server_id {
             self.uncount_source(source_of(&entry.pe));
             // ENRP: the owner announces the removal (DEL_PE) to its peers.
@@ -747,6 +776,7 @@ impl Registrar {
             }
         }
         // Connection IDs are never reused: the index entry can go.
+        self.reg_conn_rates.forget(&conn);
         let pes = self.conn_pes.remove(&conn).unwrap_or_default();
         let victims: Vec<(PoolHandle, PeId, bool)> = pes
             .into_iter()

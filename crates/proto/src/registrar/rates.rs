@@ -1,19 +1,22 @@
-//! Per-source rate limits on handle resolutions and unreachability reports (RSPLIB's
-//! `-maxhrrate` / `-maxeurate`; RFC 5355 threats 2.1 and 2.13 from one flooding PU).
+//! Rate limits: handle resolutions and unreachability reports per source (RSPLIB's
+//! `-maxhrrate` / `-maxeurate`; RFC 5355 threats 2.1 and 2.13 from one flooding PU), and
+//! registrations per connection and per TLS identity (threat 2.1).
 //!
-//! One token bucket per source (an IPv4 address or an IPv6 /64, as the connection quotas
-//! count them): `rate` tokens per second, a burst of one second's worth. The table is
+//! One token bucket per key (a source — an IPv4 address or an IPv6 /64, as the connection
+//! quotas count them —, a connection, or an identity): `rate` tokens per second, a burst
+//! of one second's worth. The table is
 //! bounded without changing what it decides: a bucket left alone for a second is full
 //! again, the same as no bucket, so such buckets are dropped when the table is full. Only
 //! when more than [`MAX_SOURCES`] sources were all active within the last second is a
 //! new source let through untracked (counted as `untracked`).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::conn_limits::Source;
 
-/// Most sources tracked at once per limit.
+/// Most keys (sources, connections, identities) tracked at once per limit.
 pub const MAX_SOURCES: usize = 16_384;
 
 #[derive(Clone, Copy, Debug)]
@@ -22,17 +25,29 @@ struct Bucket {
     last: Instant,
 }
 
-/// Token buckets per source for one limit.
-#[derive(Debug, Default)]
-pub(super) struct SourceRates {
-    buckets: HashMap<Source, Bucket>,
-    /// Sources let through because the table was full of active ones.
+/// Token buckets per key for one limit.
+#[derive(Debug)]
+pub(super) struct Rates<K> {
+    buckets: HashMap<K, Bucket>,
+    /// Keys let through because the table was full of active ones.
     pub(super) untracked: u64,
 }
 
-impl SourceRates {
+/// Token buckets per source (IPv4 address, IPv6 /64).
+pub(super) type SourceRates = Rates<Source>;
+
+impl<K> Default for Rates<K> {
+    fn default() -> Self {
+        Self {
+            buckets: HashMap::new(),
+            untracked: 0,
+        }
+    }
+}
+
+impl<K: Hash + Eq> Rates<K> {
     /// Whether one more message from `source` is within `rate` per second (0 = no limit).
-    pub(super) fn allow(&mut self, now: Instant, source: Source, rate: u32) -> bool {
+    pub(super) fn allow(&mut self, now: Instant, source: K, rate: u32) -> bool {
         if rate == 0 {
             return true;
         }
@@ -59,6 +74,11 @@ impl SourceRates {
         } else {
             false
         }
+    }
+
+    /// Forget a key (its connection closed).
+    pub(super) fn forget(&mut self, key: &K) {
+        self.buckets.remove(key);
     }
 
     #[cfg(test)]

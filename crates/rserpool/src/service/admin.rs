@@ -54,6 +54,26 @@ pub struct DumpDoc {
     /// ENRP: the start-up phase and the peer registrars.
     #[serde(default)]
     pub enrp: EnrpDoc,
+    /// The TLS listeners' handshakes since start.
+    #[serde(default)]
+    pub tls: Vec<TlsListenerDoc>,
+}
+
+/// One TLS listener's handshakes since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TlsListenerDoc {
+    /// `tls://addr:port`.
+    pub listener: String,
+    /// `asap` or `enrp`.
+    pub protocol: String,
+    /// Handshakes completed.
+    pub accepted: u64,
+    /// Handshakes that failed (bad or untrusted certificate, protocol error, closed).
+    pub failed: u64,
+    /// Handshakes not done within 10 s.
+    pub timed_out: u64,
+    /// Connections closed unshaken: 256 handshakes were under way on this listener.
+    pub refused_busy: u64,
 }
 
 /// The registrar's ENRP side: where it is in its start-up and its peers.
@@ -417,6 +437,7 @@ impl DumpDoc {
                 .collect(),
             protections: ProtectionDoc::list(counters),
             enrp,
+            tls: Vec::new(),
         }
     }
 
@@ -473,6 +494,12 @@ impl DumpDoc {
         }
         for p in &self.protections {
             out.push_str(&format!("{}: {}\n", p.what, p.count));
+        }
+        for t in &self.tls {
+            out.push_str(&format!(
+                "TLS handshakes on {} ({}): {} accepted, {} failed, {} timed out, {} refused (256 under way)\n",
+                t.listener, t.protocol, t.accepted, t.failed, t.timed_out, t.refused_busy
+            ));
         }
         out
     }
@@ -558,7 +585,13 @@ impl DumpWriter {
 
     /// Close the document (counters, connections, protections, ENRP, counts, newline);
     /// `open` = accepted connections open now.
-    pub fn finish(&mut self, counters: &Counters, open: Option<usize>, enrp: &EnrpDoc) {
+    pub fn finish(
+        &mut self,
+        counters: &Counters,
+        open: Option<usize>,
+        enrp: &EnrpDoc,
+        tls: &[TlsListenerDoc],
+    ) {
         let counters_all = counters;
         if self.open.take().is_some() {
             self.buf.extend_from_slice(b"]}");
@@ -579,6 +612,8 @@ impl DumpWriter {
         json_into(&mut self.buf, &ProtectionDoc::list(counters_all));
         self.buf.extend_from_slice(br#","enrp":"#);
         json_into(&mut self.buf, enrp);
+        self.buf.extend_from_slice(br#","tls":"#);
+        json_into(&mut self.buf, tls);
         self.buf.extend_from_slice(
             format!(
                 r#","pool_count":{},"pe_count":{}}}"#,
@@ -626,6 +661,7 @@ pub(crate) async fn admin_session(
     handle: &DriverHandle<Registrar>,
     unit: LifetimeUnit,
     turns: &tokio::sync::Semaphore,
+    hub: &super::http_admin::events::Hub,
 ) -> anyhow::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
@@ -669,7 +705,7 @@ pub(crate) async fn admin_session(
         }
     };
     let _permit = permit;
-    dump_pages(handle, unit, &request.pools, &mut wr).await?;
+    dump_pages(handle, unit, &request.pools, &hub.tls_docs(), &mut wr).await?;
     send(&mut wr, Vec::new(), true).await
 }
 
@@ -691,6 +727,7 @@ pub(crate) async fn dump_pages(
     handle: &DriverHandle<Registrar>,
     unit: LifetimeUnit,
     pools: &[String],
+    tls: &[TlsListenerDoc],
     out: &mut impl PageSink,
 ) -> anyhow::Result<()> {
     let server_id = handle.query(|c: &mut Registrar, _| c.server_id()).await?;
@@ -751,7 +788,7 @@ pub(crate) async fn dump_pages(
             )
         })
         .await?;
-    w.finish(&counters, Some(open), &enrp);
+    w.finish(&counters, Some(open), &enrp, tls);
     out.put(w.take()).await?;
     tracing::debug!(
         "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
@@ -855,7 +892,7 @@ mod tests {
                 None => break,
             }
         }
-        w.finish(r.counters(), None, &EnrpDoc::of(r, now));
+        w.finish(r.counters(), None, &EnrpDoc::of(r, now), &[]);
         out.extend(w.take());
         out
     }

@@ -162,6 +162,7 @@ impl EnrpHandlespace {
                 peers: Vec::new(),
                 counters: Vec::new(),
             },
+            tls: Vec::new(),
         }
     }
 }

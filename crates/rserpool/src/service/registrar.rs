@@ -162,6 +162,9 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         driver.listen(l, Protocol::Asap);
     }
     for l in bound.tls {
+        if let Ok(mut list) = hub.tls.lock() {
+            list.push(l.listener_stats());
+        }
         driver.listen(l, Protocol::Asap);
     }
     let endpoints = driver.local_endpoints().to_vec();
@@ -172,6 +175,9 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         driver.listen(l, Protocol::Enrp);
     }
     for l in enrp.tls {
+        if let Ok(mut list) = hub.tls.lock() {
+            list.push(l.listener_stats());
+        }
         driver.listen(l, Protocol::Enrp);
     }
     let enrp_endpoints = driver.local_endpoints()[endpoints.len()..].to_vec();
@@ -395,7 +401,7 @@ fn bind_set(
     }
     for ep in eps.iter().filter(|e| e.transport == TransportProto::Tls) {
         let Some(addr) = ep.primary() else { continue };
-        let Some(tls) = transport.tls.as_deref() else {
+        let Some(tls) = transport.tls.as_deref().filter(|t| t.can_serve()) else {
             bail!("cannot listen on {ep}: TLS needs a certificate and key (--tls-cert, --tls-key)");
         };
         let l = crate::transport::tls::bind(addr, protocol, transport, tls)

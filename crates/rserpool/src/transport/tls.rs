@@ -405,12 +405,40 @@ impl MessageWrite for TlsWriter {
     }
 }
 
-/// Handshake failures and refusals of one listener (for logs and counters).
+/// Handshakes of one listener: completed, failed, timed out, and connections closed
+/// unshaken because [`MAX_HANDSHAKES`] were under way (for `/metrics` and `rsp dump`).
 #[derive(Debug, Default)]
 pub struct HandshakeStats {
     pub failed: AtomicU64,
     pub timed_out: AtomicU64,
     pub refused_busy: AtomicU64,
+    pub accepted: AtomicU64,
+}
+
+/// A listener's handshake counters with the endpoint it listens on.
+#[derive(Debug, Clone)]
+pub struct ListenerStats {
+    /// `tls://addr:port`, and the protocol (`asap` or `enrp`).
+    pub endpoint: String,
+    pub protocol: &'static str,
+    pub stats: Arc<HandshakeStats>,
+}
+
+impl TlsMessageListener {
+    /// This listener's counters, for the admin interface.
+    pub fn listener_stats(&self) -> ListenerStats {
+        ListenerStats {
+            endpoint: self
+                .local_endpoint()
+                .map_or_else(|_| "tls://?".into(), |e| e.to_string()),
+            protocol: match self.protocol {
+                Protocol::Enrp => "enrp",
+                Protocol::Asap => "asap",
+                _ => "data",
+            },
+            stats: self.stats.clone(),
+        }
+    }
 }
 
 /// A TLS listener: TCP accept, then the handshake in a task of its own.
@@ -460,6 +488,7 @@ impl MessageListener for TlsMessageListener {
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                         match r {
                             Ok(Ok(s)) => {
+                                stats.accepted.fetch_add(1, Ordering::Relaxed);
                                 let _ = done
                                     .send(TlsMessageStream {
                                         stream: TlsStream::Server(s),
@@ -499,10 +528,31 @@ pub fn bind(
     config: &TransportConfig,
     tls: &TlsSettings,
 ) -> io::Result<TlsMessageListener> {
+    bind_with(addr, protocol, config, tls, false)
+}
+
+/// Bind a TLS listener whose port outbound connections may share (`SO_REUSEPORT`, as
+/// [`tcp::bind_shared`]): a PE's ASAP control listener when the PE has a certificate.
+pub fn bind_shared(
+    addr: SocketAddr,
+    protocol: Protocol,
+    config: &TransportConfig,
+    tls: &TlsSettings,
+) -> io::Result<TlsMessageListener> {
+    bind_with(addr, protocol, config, tls, true)
+}
+
+fn bind_with(
+    addr: SocketAddr,
+    protocol: Protocol,
+    config: &TransportConfig,
+    tls: &TlsSettings,
+    reuse_port: bool,
+) -> io::Result<TlsMessageListener> {
     let server = tls.server.clone().ok_or_else(|| {
         bad("a tls:// listener needs a certificate and key (--tls-cert, --tls-key)".into())
     })?;
-    let listener = tcp::bind_listener(addr, false)?;
+    let listener = tcp::bind_listener(addr, reuse_port)?;
     let (done_tx, done_rx) = mpsc::channel(64);
     Ok(TlsMessageListener {
         listener,

@@ -228,16 +228,38 @@ impl Registrar {
     ) {
         let session = match self.enrp.sessions.remove(&from) {
             Some(s) if s.own_only() == own_only => s,
-            _ if own_only => Session::Own {
+            Some(_) => {
+                // One session per requester: asking with the other W starts over.
+                self.counters.guards.download_sessions_restarted += 1;
+                self.new_session(own_only)
+            }
+            _ => self.new_session(own_only),
+        };
+        self.serve_table_page(now, from, conn, session);
+    }
+
+    fn new_session(&self, own_only: bool) -> Session {
+        if own_only {
+            Session::Own {
                 keys: self
                     .hs
                     .owned_by(self.server_id)
                     .map(|(h, e)| (h.clone(), e.pe.id))
                     .collect(),
                 pos: 0,
-            },
-            _ => Session::All(None),
-        };
+            }
+        } else {
+            Session::All(None)
+        }
+    }
+
+    fn serve_table_page(
+        &mut self,
+        now: Instant,
+        from: ServerId,
+        conn: Option<ConnId>,
+        session: Session,
+    ) {
         let sctp = self
             .peer_index(from)
             .is_some_and(|i| self.enrp.peers[i].sctp);

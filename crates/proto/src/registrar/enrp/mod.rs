@@ -530,7 +530,9 @@ impl Registrar {
                 self.remove_peer(now, id);
             }
             RegistrarTimer::Session(id) => {
-                self.enrp.sessions.remove(&id);
+                if self.enrp.sessions.remove(&id).is_some() {
+                    self.counters.guards.download_sessions_expired += 1;
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::common::later;
 use crate::handlespace::RegisterOutcome;
 use crate::handlespace::TimerKind;
 use crate::io::{ConnId, Dest, Endpoint};
-use crate::registrar::{asap_endpoint_of, source_of, Registrar, RemovalReason, MIN_PERIOD};
+use crate::registrar::{source_of, Registrar, RemovalReason, MIN_PERIOD};
 
 impl Registrar {
     /// The PE as sent to a peer: a TCP ASAP transport becomes SCTP towards SCTP peers
@@ -188,7 +188,7 @@ impl Registrar {
                 self.counters.enrp.updates_ignored += 1;
                 return;
             }
-            let endpoint = asap_endpoint_of(&pe);
+            let endpoint = self.pe_endpoint(&pe);
             let stored = pe.clone();
             let result = self.apply_pe(now, from, handle.clone(), pe);
             if let Ok(new) = result {
@@ -249,7 +249,7 @@ impl Registrar {
             let Some(e) = self.hs.get(handle, *id) else {
                 continue;
             };
-            let endpoint = asap_endpoint_of(&e.pe);
+            let endpoint = self.pe_endpoint(&e.pe);
             if let Some(s) = source_of(&e.pe) {
                 sources.insert((handle.clone(), *id, s));
             }

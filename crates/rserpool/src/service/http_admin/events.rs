@@ -54,6 +54,26 @@ pub struct Hub {
     pub refusals: Mutex<BTreeMap<String, u64>>,
     /// Time the core spends on each Handle Resolution (the driver measures it).
     pub resolution_time: Arc<Histogram>,
+    /// The handshake counters of the TLS listeners (ASAP and ENRP).
+    pub tls: Mutex<Vec<crate::transport::tls::ListenerStats>>,
+}
+
+impl Hub {
+    /// The TLS listeners' handshake counters as `rsp dump` shows them.
+    pub fn tls_docs(&self) -> Vec<crate::service::admin::TlsListenerDoc> {
+        use crate::service::admin::TlsListenerDoc;
+        let list = self.tls.lock().map(|l| l.clone()).unwrap_or_default();
+        list.iter()
+            .map(|l| TlsListenerDoc {
+                listener: l.endpoint.clone(),
+                protocol: l.protocol.to_owned(),
+                accepted: l.stats.accepted.load(Ordering::Relaxed),
+                failed: l.stats.failed.load(Ordering::Relaxed),
+                timed_out: l.stats.timed_out.load(Ordering::Relaxed),
+                refused_busy: l.stats.refused_busy.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
 }
 
 impl Default for Hub {
@@ -71,6 +91,7 @@ impl Default for Hub {
             peers_down: AtomicU64::new(0),
             refusals: Mutex::default(),
             resolution_time: Arc::default(),
+            tls: Mutex::default(),
         }
     }
 }

@@ -133,7 +133,9 @@ impl RegistrarApi {
         Arc::new(move |stream| {
             let me = me.clone();
             Box::pin(async move {
-                if let Err(e) = admin::admin_session(stream, &me.handle, me.unit, &me.dumps).await {
+                if let Err(e) =
+                    admin::admin_session(stream, &me.handle, me.unit, &me.dumps, &me.hub).await
+                {
                     tracing::debug!("admin session: {e:#}");
                 }
             })
@@ -158,10 +160,11 @@ impl RegistrarApi {
         let (tx, rx) = mpsc::channel::<Bytes>(1);
         let handle = self.handle.clone();
         let unit = self.unit;
+        let tls = self.hub.tls_docs();
         tokio::spawn(async move {
             let _permit = permit;
             let mut sink = ChanSink(tx);
-            if let Err(e) = admin::dump_pages(&handle, unit, &pools, &mut sink).await {
+            if let Err(e) = admin::dump_pages(&handle, unit, &pools, &tls, &mut sink).await {
                 tracing::debug!("HTTP dump: {e:#}");
             }
         });
@@ -495,12 +498,36 @@ impl Component for RegistrarApi {
                 .iter()
                 .map(|(k, v)| (vec![("cause", k.as_str())], *v as f64)),
         );
-        let guards: Vec<(&str, u64)> = c.guards.nonzero().collect();
+        let guards: Vec<(&str, u64)> = c.guards.all().collect();
         m.family(
             "rserpool_registrar_protection_actions_total",
-            "How often each protection of the registrar acted.",
+            "How often each protection of the registrar acted (every limit, 0 until it acts).",
             Kind::Counter,
             guards.iter().map(|(k, v)| (vec![("what", *k)], *v as f64)),
+        );
+        let tls = hub.tls_docs();
+        m.family(
+            "rserpool_tls_handshakes_total",
+            "TLS handshakes per listener, by outcome (refused: 256 already under way).",
+            Kind::Counter,
+            tls.iter().flat_map(|t| {
+                [
+                    ("accepted", t.accepted),
+                    ("failed", t.failed),
+                    ("timed-out", t.timed_out),
+                    ("refused", t.refused_busy),
+                ]
+                .map(|(o, v)| {
+                    (
+                        vec![
+                            ("listener", t.listener.as_str()),
+                            ("protocol", t.protocol.as_str()),
+                            ("outcome", o),
+                        ],
+                        v as f64,
+                    )
+                })
+            }),
         );
         m.single(
             "rserpool_registrar_registrations_total",
