@@ -1,8 +1,17 @@
 //! One session connection: TCP with the session framing (INIT, DATA with a PPID per
-//! message, ACK, HEARTBEAT, HEARTBEAT ACK chunks) or SCTP (one message per PPID: ASAP
-//! control on 11, application data on its own PPID, the session layer's private PPIDs).
+//! message, ACK, HEARTBEAT, HEARTBEAT ACK chunks), the same framing inside TLS
+//! ([`SessionTls`]), or SCTP (one message per PPID: ASAP control on 11, application data
+//! on its own PPID, the session layer's private PPIDs).
 //! A reader task feeds the owner's inbound channel; a writer task batches what the owner
 //! queued into few writes.
+//!
+//! TLS (issue 14 item 1, threat 2.9): a PU told to use TLS for a pool connects with
+//! [`crate::transport::tls::connect_session`]: the PE's certificate chains to the trust
+//! anchors and, with expected PE identities, names one of them (DNS subjectAltName or
+//! subject CN) — on the first connect and on every failover. A PE whose certificate names
+//! something else is refused like a PE that cannot be reached (the session fails over;
+//! no ENDPOINT_UNREACHABLE is sent for it). The identity verified travels with the
+//! `Connected` and `FailoverCompleted` events.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,9 +20,11 @@ use std::sync::Arc;
 use rserpool_proto::io::{ConnId, Endpoint, TransportProto};
 use rserpool_wire::framing::{SessionDeframer, SessionFrame, SESSION_INIT_FLAGS};
 use rserpool_wire::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify, Semaphore};
+
+use crate::transport::tls::TlsSettings;
 
 use crate::sctp::{AssocEvent, RecvItem, SctpStream};
 use crate::transport::sctp::PPID_ASAP;
@@ -49,28 +60,58 @@ impl Queued {
     }
 }
 
+/// TLS on a PU's session channel: the trust anchors (and an optional client certificate)
+/// of `settings`, and the identities a PE of the pool must prove (empty: the name
+/// [`crate::transport::tls::TlsFiles::server_name`] or the PE's address, as for
+/// registrars).
+#[derive(Clone, Debug)]
+pub struct SessionTls {
+    pub settings: Arc<TlsSettings>,
+    /// Expected PE identities (certificate DNS subjectAltName or subject CN).
+    pub pe_identities: Vec<String>,
+}
+
 /// A connection, before its tasks start.
 #[derive(Debug)]
 pub(crate) enum Wire {
     Tcp(TcpStream),
     Sctp(SctpStream),
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl Wire {
-    pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Wire> {
+    /// Connect to a PE; with `tls` over TLS (TCP endpoints only), returning the identity
+    /// verified.
+    pub(crate) async fn connect(
+        ep: &Endpoint,
+        tls: Option<&SessionTls>,
+    ) -> io::Result<(Wire, Option<String>)> {
         match ep.transport {
             TransportProto::Sctp => {
+                if tls.is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "TLS on the session channel needs a TCP user transport (this PE offers SCTP)",
+                    ));
+                }
                 let s = SctpStream::connect(&ep.addrs).await?;
                 let _ = s.set_nodelay(true);
-                Ok(Wire::Sctp(s))
+                Ok((Wire::Sctp(s), None))
             }
             _ => {
                 let addr = ep
                     .primary()
                     .ok_or_else(|| io::Error::other("endpoint without address"))?;
+                if let Some(t) = tls {
+                    let (s, who) =
+                        crate::transport::tls::connect_session(addr, &t.settings, &t.pe_identities)
+                            .await?;
+                    return Ok((Wire::TlsClient(Box::new(s)), Some(who)));
+                }
                 let s = TcpStream::connect(addr).await?;
                 let _ = s.set_nodelay(true);
-                Ok(Wire::Tcp(s))
+                Ok((Wire::Tcp(s), None))
             }
         }
     }
@@ -79,6 +120,7 @@ impl Wire {
         match self {
             Wire::Tcp(_) => TransportProto::Tcp,
             Wire::Sctp(_) => TransportProto::Sctp,
+            Wire::TlsClient(_) | Wire::TlsServer(_) => TransportProto::Tls,
         }
     }
 }
@@ -150,7 +192,21 @@ pub(crate) fn start(
         Wire::Tcp(s) => {
             let (r, w) = s.into_split();
             tokio::spawn(tcp_reader(conn, r, inbound, credits));
-            tokio::spawn(tcp_writer(w, rx, queued.clone()));
+            tokio::spawn(tcp_writer(w, rx, queued.clone(), |w| {
+                let _ =
+                    socket2::SockRef::from(w.as_ref()).set_linger(Some(std::time::Duration::ZERO));
+            }));
+        }
+        // TLS: an abort ends the TCP connection without close_notify (no RST).
+        Wire::TlsClient(s) => {
+            let (r, w) = tokio::io::split(*s);
+            tokio::spawn(tcp_reader(conn, r, inbound, credits));
+            tokio::spawn(tcp_writer(w, rx, queued.clone(), |_| {}));
+        }
+        Wire::TlsServer(s) => {
+            let (r, w) = tokio::io::split(*s);
+            tokio::spawn(tcp_reader(conn, r, inbound, credits));
+            tokio::spawn(tcp_writer(w, rx, queued.clone(), |_| {}));
         }
         Wire::Sctp(s) => {
             let (r, w) = s.into_split();
@@ -222,7 +278,7 @@ pub(crate) fn is_session_ppid(p: u32) -> bool {
 
 async fn tcp_reader(
     conn: ConnId,
-    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut r: impl AsyncRead + Unpin,
     inbound: mpsc::Sender<Inbound>,
     credits: Option<Arc<Semaphore>>,
 ) {
@@ -261,10 +317,11 @@ async fn tcp_reader(
     let _ = inbound.send(Inbound::Closed { conn, why }).await;
 }
 
-async fn tcp_writer(
-    mut w: tokio::net::tcp::OwnedWriteHalf,
+async fn tcp_writer<W: AsyncWrite + Unpin>(
+    mut w: W,
     mut rx: mpsc::UnboundedReceiver<Out>,
     queued: Arc<Queued>,
+    abort: impl FnOnce(&W),
 ) {
     let mut buf = Vec::with_capacity(WRITE_BATCH + 70_000);
     SessionFrame::Init {
@@ -297,7 +354,11 @@ async fn tcp_writer(
         if matches!(end, Some(Out::Abort)) {
             break;
         }
-        let r = w.write_all(&buf).await;
+        let mut r = w.write_all(&buf).await;
+        if r.is_ok() {
+            // TLS: the records out (TCP: nothing to do).
+            r = w.flush().await;
+        }
         queued.sub(counted);
         buf.clear();
         if r.is_err() || end.is_some() {
@@ -305,9 +366,7 @@ async fn tcp_writer(
         }
     }
     match end {
-        Some(Out::Abort) => {
-            let _ = socket2::SockRef::from(w.as_ref()).set_linger(Some(std::time::Duration::ZERO));
-        }
+        Some(Out::Abort) => abort(&w),
         _ => {
             let _ = w.shutdown().await;
         }

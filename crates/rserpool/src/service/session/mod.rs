@@ -55,6 +55,7 @@ mod channel;
 mod server;
 mod user;
 
+pub use channel::SessionTls;
 pub use rserpool_proto::session::{FailureReason, Outstanding, SendMode, SessionError};
 pub use server::{
     ListenerOptions, PeMessage, PeSession, SessionBind, SessionListener, DEFAULT_READ_AHEAD,
