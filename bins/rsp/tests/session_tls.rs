@@ -168,6 +168,7 @@ fn session_over_tls_fails_over_only_to_expected_identities() {
             .unwrap_or_else(|| c.fail("no failover"));
         assert!(
             failover.contains(&format!("to PE {b_id} "))
+                && failover.contains("(cookie echoed)")
                 && failover.ends_with(" identity pe-b.pool.test"),
             "expected PE {b_id} (pe-b): {failover}\n{}",
             c.err.text()
