@@ -71,7 +71,9 @@ async fn run_client(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
         &args.pool,
         args.jobs,
         args.job_size,
-        args.session.options(),
+        args.session
+            .options_with(&args.registrars.tls)
+            .map_err(crate::exit::usage)?,
         &line,
     )
     .await;

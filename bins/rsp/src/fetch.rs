@@ -68,7 +68,9 @@ async fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
         &args.pool,
         &args.name,
         &mut *out,
-        args.session.options(),
+        args.session
+            .options_with(&args.registrars.tls)
+            .map_err(crate::exit::usage)?,
         &status,
     )
     .await;

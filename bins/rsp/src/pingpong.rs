@@ -77,7 +77,9 @@ async fn run_client(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
         args.count,
         args.interval,
         args.size,
-        args.session.options(),
+        args.session
+            .options_with(&args.registrars.tls)
+            .map_err(crate::exit::usage)?,
         &line,
     )
     .await;

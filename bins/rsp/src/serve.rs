@@ -189,6 +189,8 @@ pub struct ServeArgs {
     pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub csp: args::CspArgs,
+    #[command(flatten)]
+    pub session_tls: crate::session_args::SessionServeTlsArgs,
 }
 
 /// clap value parser for `--http`: `127.0.0.1:9991` or `http://127.0.0.1:9991/`.
@@ -481,10 +483,30 @@ async fn serve_sessions(
         None => None,
     };
     let mut binds = Vec::new();
+    let session_tls = args.session_tls.load().map_err(crate::exit::usage)?;
     for (listener, advertise) in tcp {
-        binds.push(SessionBind::Tcp {
-            listener,
-            advertise,
+        binds.push(match &session_tls {
+            Some(tls) => SessionBind::Tls {
+                listener,
+                advertise,
+                tls: tls.clone(),
+            },
+            None => SessionBind::Tcp {
+                listener,
+                advertise,
+            },
+        });
+    }
+    if let Some(tls) = session_tls {
+        let mut hangup = rserpool::signal::Hangup::new().context("cannot catch SIGHUP")?;
+        tokio::spawn(async move {
+            loop {
+                hangup.recv().await;
+                match tls.reload() {
+                    Ok(()) => println!("session TLS certificate reloaded"),
+                    Err(e) => eprintln!("rsp serve: session TLS certificate not reloaded: {e}"),
+                }
+            }
         });
     }
     for (l, (port, addrs)) in sctp {

@@ -1,9 +1,14 @@
-//! Session-layer options shared by the session clients (`rsp fetch`, `rsp pingpong`).
+//! Session-layer options shared by the session clients (`rsp fetch`, `rsp pingpong`,
+//! `rsp calcapp`), and the session channel's TLS on a PE (`rsp serve`).
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
-use rserpool::service::session::SessionOptions;
+use rserpool::service::session::{SessionOptions, SessionTls};
+use rserpool::transport::tls::{ClientAuth, TlsFiles, TlsSettings};
 
 use crate::args;
 
@@ -23,6 +28,47 @@ pub struct SessionArgs {
     /// The PEs do not acknowledge messages (RSPLIB's): resend only what was not sent.
     #[arg(long)]
     pub unacknowledged: bool,
+    /// Connect to the pool's PEs over TLS (their certificates must chain to --tls-ca).
+    #[arg(long)]
+    pub session_tls: bool,
+    /// An identity the pool's PEs may prove (certificate DNS subjectAltName or subject
+    /// CN; repeatable; implies --session-tls). Checked on connect and on every failover;
+    /// a PE with a certificate for another name is refused and the session moves on.
+    /// Without it a PE's certificate must name --tls-server-name or its address.
+    #[arg(long = "pe-identity", value_name = "NAME")]
+    pub pe_identity: Vec<String>,
+}
+
+/// TLS on the session listeners of `rsp serve` (the session services).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SessionServeTlsArgs {
+    /// Serve sessions over TLS with this certificate chain (PEM; re-read on SIGHUP:
+    /// new sessions get the new one, open ones stay). Registered as TCP: PUs use TLS
+    /// with --session-tls.
+    #[arg(long, value_name = "FILE", requires = "session_tls_key")]
+    pub session_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --session-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "session_tls_cert")]
+    pub session_tls_key: Option<PathBuf>,
+}
+
+impl SessionServeTlsArgs {
+    /// The loaded settings; `None` without the flags.
+    pub fn load(&self) -> anyhow::Result<Option<Arc<TlsSettings>>> {
+        let (Some(cert), Some(key)) = (&self.session_tls_cert, &self.session_tls_key) else {
+            return Ok(None);
+        };
+        let files = TlsFiles {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+            ca: Vec::new(),
+            client_auth: ClientAuth::None,
+            server_name: None,
+        };
+        Ok(Some(
+            TlsSettings::load(files).context("session TLS certificate")?,
+        ))
+    }
 }
 
 impl SessionArgs {
@@ -33,5 +79,22 @@ impl SessionArgs {
         o.config.max_attempts = self.attempts.max(1);
         o.config.acknowledged = !self.unacknowledged;
         o
+    }
+
+    /// [`SessionArgs::options`] with the session channel's TLS (trust anchors, client
+    /// certificate and server name from the registrar TLS flags `tls`).
+    pub fn options_with(&self, tls: &args::TlsClientArgs) -> anyhow::Result<SessionOptions> {
+        let mut o = self.options();
+        if self.session_tls || !self.pe_identity.is_empty() {
+            if tls.ca.is_empty() {
+                anyhow::bail!("--session-tls needs trust anchors (--tls-ca FILE)");
+            }
+            let settings = tls.load()?.context("TLS settings")?;
+            o.tls = Some(SessionTls {
+                settings,
+                pe_identities: self.pe_identity.clone(),
+            });
+        }
+        Ok(o)
     }
 }

@@ -216,6 +216,7 @@ fn fresh(opts: &SessionOptions) -> SessionOptions {
         config: opts.config.clone(),
         seed: None,
         on_failover: None,
+        tls: opts.tls.clone(),
     }
 }
 
@@ -300,7 +301,7 @@ pub async fn client(
                         _ => {}
                     }
                 }
-                Incoming::Event(SessionEvent::Connected { pe, at }) => {
+                Incoming::Event(SessionEvent::Connected { pe, at, .. }) => {
                     line(&format!("connected to PE {pe} at {at}"))
                 }
                 Incoming::Event(SessionEvent::FailoverCompleted {

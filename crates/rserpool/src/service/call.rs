@@ -377,7 +377,7 @@ async fn session(
                         }
                         let _ = stdout.flush().await;
                     }
-                    Incoming::Event(SessionEvent::Connected { pe, at })
+                    Incoming::Event(SessionEvent::Connected { pe, at, .. })
                     | Incoming::Event(SessionEvent::FailoverCompleted { new: pe, at, .. }) => {
                         unsolicited = false;
                         (args.status)(&format!("connected to PE {pe} at {at}"));

@@ -441,7 +441,7 @@ pub async fn fetch(
         };
         match item {
             Incoming::Event(ev) => match ev {
-                SessionEvent::Connected { pe, at } => {
+                SessionEvent::Connected { pe, at, .. } => {
                     status(&format!("connected to PE {pe} at {at}"))
                 }
                 SessionEvent::PeFailed { pe, reason } => {
@@ -457,6 +457,7 @@ pub async fn fetch(
                     new,
                     at,
                     cookie,
+                    ..
                 } => {
                     status(&format!(
                         "failover from PE {old} to PE {new} at {at}{}",

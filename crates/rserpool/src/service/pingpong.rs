@@ -211,17 +211,26 @@ pub async fn client(
                     }
                     break;
                 }
-                Incoming::Event(SessionEvent::Connected { pe, at }) => {
-                    line(&format!("connected to PE {pe} at {at}"))
-                }
+                Incoming::Event(SessionEvent::Connected { pe, at, identity }) => line(&format!(
+                    "connected to PE {pe} at {at}{}",
+                    identity.map_or_else(String::new, |i| format!(" identity {i}"))
+                )),
                 Incoming::Event(SessionEvent::FailoverCompleted {
-                    old, new, cookie, ..
+                    old,
+                    new,
+                    cookie,
+                    identity,
+                    ..
                 }) => {
                     report.failovers += 1;
                     line(&format!(
-                        "failover from PE {old} to PE {new}{}",
-                        if cookie { " (cookie echoed)" } else { "" }
+                        "failover from PE {old} to PE {new}{}{}",
+                        if cookie { " (cookie echoed)" } else { "" },
+                        identity.map_or_else(String::new, |i| format!(" identity {i}"))
                     ));
+                }
+                Incoming::Event(SessionEvent::PeRefused { at, why }) => {
+                    line(&format!("PE at {at} refused: {why}"))
                 }
                 Incoming::Event(SessionEvent::PeFailed { pe, reason }) => {
                     line(&format!("PE {pe} failed ({reason:?})"))

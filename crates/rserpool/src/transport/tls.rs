@@ -98,6 +98,9 @@ pub struct TlsSettings {
     identity: Arc<Identity>,
     server: Option<Arc<rustls::ServerConfig>>,
     client: Arc<rustls::ClientConfig>,
+    /// The session channel's client with expected PE identities: the chain is verified,
+    /// the name is checked by [`connect_session`] against the expected identities.
+    any_name_client: Arc<rustls::ClientConfig>,
 }
 
 /// Settings are equal when loaded from the same files.
@@ -229,16 +232,36 @@ impl TlsSettings {
         } else {
             None
         };
+        let any_name_client = if roots.is_empty() {
+            None
+        } else {
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
+                provider(),
+            )
+            .build()
+            .map_err(|e| bad(format!("server verifier: {e}")))?;
+            Some(
+                rustls::ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| bad(e.to_string()))?
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+                    .with_client_cert_resolver(identity.clone()),
+            )
+        };
         let client = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_cert_resolver(identity.clone());
+        let client = Arc::new(client);
         Ok(Arc::new(Self {
             files,
             identity,
             server,
-            client: Arc::new(client),
+            any_name_client: any_name_client.map_or_else(|| client.clone(), Arc::new),
+            client,
         }))
     }
 
@@ -260,6 +283,140 @@ impl TlsSettings {
     pub fn can_serve(&self) -> bool {
         self.server.is_some()
     }
+}
+
+/// Verifies a server's chain to the trust anchors (and its handshake signatures) but not
+/// the name it was reached by: the session channel checks the certificate's names against
+/// the pool's expected PE identities after the handshake ([`connect_session`]).
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        // webpki checks the chain (and validity, usage) before the name: a name error
+        // means everything else held.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Ok(v) => Ok(v),
+            Err(rustls::Error::InvalidCertificate(NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(NotValidForNameContext { .. })) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The session channel over TLS (PU -> PE): the TCP session framing inside TLS.
+///
+/// The PE's certificate must chain to the trust anchors of `tls`. Its name: with
+/// `expected` empty, the name of [`TlsFiles::server_name`] or else the address connected
+/// to (as for registrars); with `expected` given (the pool's PE identities), one of the
+/// certificate's DNS subjectAltNames or subject common names must equal one of them
+/// (ASCII case-insensitive), else the connection is refused with
+/// [`io::ErrorKind::PermissionDenied`] (threat 2.9: an impostor with a valid certificate
+/// for another name). Returns the stream and the identity verified (the matching name,
+/// or the name / address checked by rustls).
+pub async fn connect_session(
+    addr: SocketAddr,
+    tls: &TlsSettings,
+    expected: &[String],
+) -> io::Result<(tokio_rustls::client::TlsStream<TcpStream>, String)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let (name, config): (ServerName<'static>, _) = if expected.is_empty() {
+        let name = match &tls.files.server_name {
+            Some(n) => ServerName::try_from(n.clone())
+                .map_err(|e| bad(format!("server name {n:?}: {e}")))?,
+            None => ServerName::IpAddress(addr.ip().into()),
+        };
+        (name, tls.client.clone())
+    } else {
+        // SNI: the first expected identity that is a DNS name (else the address).
+        let name = expected
+            .iter()
+            .find_map(|n| ServerName::try_from(n.clone()).ok())
+            .unwrap_or(ServerName::IpAddress(addr.ip().into()));
+        (name, tls.any_name_client.clone())
+    };
+    let shown = match &name {
+        ServerName::DnsName(d) => d.as_ref().to_owned(),
+        _ => addr.ip().to_string(),
+    };
+    let connector = TlsConnector::from(config);
+    let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    if expected.is_empty() {
+        return Ok((s, shown));
+    }
+    let names = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|leaf| identity_of(leaf.as_ref()))
+        .map(|i| i.names)
+        .unwrap_or_default();
+    match names
+        .iter()
+        .find(|n| expected.iter().any(|e| e.eq_ignore_ascii_case(n)))
+    {
+        Some(n) => Ok((s, n.clone())),
+        None => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "PE identity refused: its certificate names {names:?}, not one of {expected:?}"
+            ),
+        )),
+    }
+}
+
+/// Accept a session-channel TLS connection on `tcp` (the handshake, within
+/// [`HANDSHAKE_TIMEOUT`]). Needs a certificate and key in `tls`.
+pub async fn accept_session(
+    tcp: TcpStream,
+    tls: &TlsSettings,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let server = tls
+        .server
+        .clone()
+        .ok_or_else(|| bad("a TLS session listener needs a certificate and key".into()))?;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(server).accept(tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
 /// The names of a (verified) certificate: subjectAltName DNS names and IP addresses, then

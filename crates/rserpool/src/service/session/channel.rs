@@ -1,8 +1,20 @@
 //! One session connection: TCP with the session framing (INIT, DATA with a PPID per
-//! message, ACK, HEARTBEAT, HEARTBEAT ACK chunks) or SCTP (one message per PPID: ASAP
-//! control on 11, application data on its own PPID, the session layer's private PPIDs).
+//! message, ACK, HEARTBEAT, HEARTBEAT ACK chunks), the same framing inside TLS
+//! ([`SessionTls`]), or SCTP (one message per PPID: ASAP control on 11, application data
+//! on its own PPID, the session layer's private PPIDs).
 //! A reader task feeds the owner's inbound channel; a writer task batches what the owner
-//! queued into few writes.
+//! queued into few writes. Over plain TCP the owner writes a message to the socket itself
+//! (non-blocking, header and body in one vectored write, no copy) while nothing waits for
+//! the writer; what the socket does not take goes to the writer, and everything after it
+//! too until the writer has caught up (order kept).
+//!
+//! TLS (issue 14 item 1, threat 2.9): a PU told to use TLS for a pool connects with
+//! [`crate::transport::tls::connect_session`]: the PE's certificate chains to the trust
+//! anchors and, with expected PE identities, names one of them (DNS subjectAltName or
+//! subject CN) — on the first connect and on every failover. A PE whose certificate names
+//! something else is refused like a PE that cannot be reached (the session fails over;
+//! no ENDPOINT_UNREACHABLE is sent for it). The identity verified travels with the
+//! `Connected` and `FailoverCompleted` events.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,9 +23,11 @@ use std::sync::Arc;
 use rserpool_proto::io::{ConnId, Endpoint, TransportProto};
 use rserpool_wire::framing::{SessionDeframer, SessionFrame, SESSION_INIT_FLAGS};
 use rserpool_wire::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify, Semaphore};
+
+use crate::transport::tls::TlsSettings;
 
 use crate::sctp::{AssocEvent, RecvItem, SctpStream};
 use crate::transport::sctp::PPID_ASAP;
@@ -49,28 +63,58 @@ impl Queued {
     }
 }
 
+/// TLS on a PU's session channel: the trust anchors (and an optional client certificate)
+/// of `settings`, and the identities a PE of the pool must prove (empty: the name
+/// [`crate::transport::tls::TlsFiles::server_name`] or the PE's address, as for
+/// registrars).
+#[derive(Clone, Debug)]
+pub struct SessionTls {
+    pub settings: Arc<TlsSettings>,
+    /// Expected PE identities (certificate DNS subjectAltName or subject CN).
+    pub pe_identities: Vec<String>,
+}
+
 /// A connection, before its tasks start.
 #[derive(Debug)]
 pub(crate) enum Wire {
     Tcp(TcpStream),
     Sctp(SctpStream),
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl Wire {
-    pub(crate) async fn connect(ep: &Endpoint) -> io::Result<Wire> {
+    /// Connect to a PE; with `tls` over TLS (TCP endpoints only), returning the identity
+    /// verified.
+    pub(crate) async fn connect(
+        ep: &Endpoint,
+        tls: Option<&SessionTls>,
+    ) -> io::Result<(Wire, Option<String>)> {
         match ep.transport {
             TransportProto::Sctp => {
+                if tls.is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "TLS on the session channel needs a TCP user transport (this PE offers SCTP)",
+                    ));
+                }
                 let s = SctpStream::connect(&ep.addrs).await?;
                 let _ = s.set_nodelay(true);
-                Ok(Wire::Sctp(s))
+                Ok((Wire::Sctp(s), None))
             }
             _ => {
                 let addr = ep
                     .primary()
                     .ok_or_else(|| io::Error::other("endpoint without address"))?;
+                if let Some(t) = tls {
+                    let (s, who) =
+                        crate::transport::tls::connect_session(addr, &t.settings, &t.pe_identities)
+                            .await?;
+                    return Ok((Wire::TlsClient(Box::new(s)), Some(who)));
+                }
                 let s = TcpStream::connect(addr).await?;
                 let _ = s.set_nodelay(true);
-                Ok(Wire::Tcp(s))
+                Ok((Wire::Tcp(s), None))
             }
         }
     }
@@ -79,6 +123,7 @@ impl Wire {
         match self {
             Wire::Tcp(_) => TransportProto::Tcp,
             Wire::Sctp(_) => TransportProto::Sctp,
+            Wire::TlsClient(_) | Wire::TlsServer(_) => TransportProto::Tls,
         }
     }
 }
@@ -99,6 +144,8 @@ pub(crate) enum Inbound {
 #[derive(Debug)]
 enum Out {
     Msg(u32, Vec<u8>),
+    /// Already framed bytes (the rest of a message the owner began writing itself).
+    Raw(Vec<u8>),
     /// Write what is queued, then close.
     Close,
     /// Close at once (TCP: RST).
@@ -111,24 +158,125 @@ pub(crate) struct ConnTx {
     tx: mpsc::UnboundedSender<Out>,
     queued: Arc<Queued>,
     conn: ConnId,
+    /// Plain TCP: the socket, for the owner's own writes.
+    direct: Option<Arc<tokio::net::tcp::OwnedWriteHalf>>,
+    /// Bytes of this connection handed to its writer and not yet written.
+    pending: Arc<AtomicUsize>,
 }
 
 impl ConnTx {
-    /// Queue one message (`Protocol::Asap` travels with PPID 11). Fails when the writer is gone.
+    /// Send one message (`Protocol::Asap` travels with PPID 11): written at once when the
+    /// socket takes it and nothing waits for the writer, else queued for the writer.
+    /// Fails when the writer is gone.
     pub(crate) fn send(&self, protocol: Protocol, bytes: Vec<u8>) -> Result<(), ()> {
         log(Dir::Tx, self.conn, protocol, &bytes);
-        self.queued.add(bytes.len() + 12);
         let ppid = match protocol {
             Protocol::Asap => PPID_ASAP,
             p => p.ppid(),
         };
-        self.tx.send(Out::Msg(ppid, bytes)).map_err(|_| ())
+        let out = match self.try_direct(ppid, bytes) {
+            Direct::Written => return Ok(()),
+            Direct::Rest(rest) => Out::Raw(rest),
+            Direct::No(bytes) => Out::Msg(ppid, bytes),
+        };
+        let n = match &out {
+            Out::Raw(r) => r.len(),
+            Out::Msg(_, b) => b.len() + 12,
+            _ => 0,
+        };
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        self.queued.add(n);
+        self.tx.send(out).map_err(|_| ())
+    }
+
+    /// The owner's own write of a DATA chunk (plain TCP, nothing pending for the writer).
+    fn try_direct(&self, ppid: u32, bytes: Vec<u8>) -> Direct {
+        let Some(w) = &self.direct else {
+            return Direct::No(bytes);
+        };
+        if self.pending.load(Ordering::Relaxed) != 0
+            || is_session_ppid(ppid)
+            || bytes.len() > SessionFrame::MAX_DATA
+        {
+            return Direct::No(bytes);
+        }
+        let len = 8 + bytes.len();
+        let mut head = [0u8; 8];
+        head[0] = rserpool_wire::framing::chunk_type::DATA;
+        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        head[4..8].copy_from_slice(&ppid.to_be_bytes());
+        let pad = [0u8; 3];
+        let pad = &pad[..(4 - len % 4) % 4];
+        let total = len + pad.len();
+        let parts = [
+            std::io::IoSlice::new(&head),
+            std::io::IoSlice::new(&bytes),
+            std::io::IoSlice::new(pad),
+        ];
+        let done = match w.try_write_vectored(&parts) {
+            Ok(n) => n,
+            // Would block, or failed: the writer finds out.
+            Err(_) => return Direct::No(bytes),
+        };
+        if done == total {
+            return Direct::Written;
+        }
+        let mut rest = Vec::with_capacity(total - done);
+        let mut skip = done;
+        for part in [&head[..], &bytes[..], pad] {
+            let k = skip.min(part.len());
+            rest.extend_from_slice(&part[k..]);
+            skip -= k;
+        }
+        Direct::Rest(rest)
     }
     pub(crate) fn close(&self) {
         let _ = self.tx.send(Out::Close);
     }
     pub(crate) fn abort(&self) {
         let _ = self.tx.send(Out::Abort);
+    }
+}
+
+enum Direct {
+    Written,
+    /// Partly written: the rest, framed.
+    Rest(Vec<u8>),
+    /// Not written.
+    No(Vec<u8>),
+}
+
+/// A TCP write half shared between the owner (its own non-blocking writes) and the
+/// writer task (this: waits for room, then writes).
+struct SharedTcp(Arc<tokio::net::tcp::OwnedWriteHalf>);
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let s: &TcpStream = (*self.0).as_ref();
+        loop {
+            std::task::ready!(s.poll_write_ready(cx))?;
+            match s.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let s: &TcpStream = (*self.0).as_ref();
+        std::task::Poll::Ready(socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -146,11 +294,39 @@ pub(crate) fn start(
     credits: Option<Arc<Semaphore>>,
 ) -> ConnTx {
     let (tx, rx) = mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let mut direct = None;
     match wire {
         Wire::Tcp(s) => {
             let (r, w) = s.into_split();
+            let w = Arc::new(w);
+            direct = Some(w.clone());
+            // The INIT chunk goes first, through the writer.
+            pending.fetch_add(INIT_LEN, Ordering::Relaxed);
+            queued.add(INIT_LEN);
             tokio::spawn(tcp_reader(conn, r, inbound, credits));
-            tokio::spawn(tcp_writer(w, rx, queued.clone()));
+            let p = pending.clone();
+            tokio::spawn(tcp_writer(SharedTcp(w), rx, queued.clone(), p, |w| {
+                let s: &TcpStream = (*w.0).as_ref();
+                let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+            }));
+        }
+        // TLS: an abort ends the TCP connection without close_notify (no RST).
+        Wire::TlsClient(s) => {
+            let (r, w) = tokio::io::split(*s);
+            pending.fetch_add(INIT_LEN, Ordering::Relaxed);
+            queued.add(INIT_LEN);
+            tokio::spawn(tcp_reader(conn, r, inbound, credits));
+            let p = pending.clone();
+            tokio::spawn(tcp_writer(w, rx, queued.clone(), p, |_| {}));
+        }
+        Wire::TlsServer(s) => {
+            let (r, w) = tokio::io::split(*s);
+            pending.fetch_add(INIT_LEN, Ordering::Relaxed);
+            queued.add(INIT_LEN);
+            tokio::spawn(tcp_reader(conn, r, inbound, credits));
+            let p = pending.clone();
+            tokio::spawn(tcp_writer(w, rx, queued.clone(), p, |_| {}));
         }
         Wire::Sctp(s) => {
             let (r, w) = s.into_split();
@@ -158,7 +334,13 @@ pub(crate) fn start(
             tokio::spawn(sctp_writer(w, rx, queued.clone()));
         }
     }
-    ConnTx { tx, queued, conn }
+    ConnTx {
+        tx,
+        queued,
+        conn,
+        direct,
+        pending,
+    }
 }
 
 /// The wire log's label of a session connection.
@@ -222,7 +404,7 @@ pub(crate) fn is_session_ppid(p: u32) -> bool {
 
 async fn tcp_reader(
     conn: ConnId,
-    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut r: impl AsyncRead + Unpin,
     inbound: mpsc::Sender<Inbound>,
     credits: Option<Arc<Semaphore>>,
 ) {
@@ -261,19 +443,26 @@ async fn tcp_reader(
     let _ = inbound.send(Inbound::Closed { conn, why }).await;
 }
 
-async fn tcp_writer(
-    mut w: tokio::net::tcp::OwnedWriteHalf,
+/// Bytes of the INIT chunk.
+const INIT_LEN: usize = 4;
+
+async fn tcp_writer<W: AsyncWrite + Unpin>(
+    mut w: W,
     mut rx: mpsc::UnboundedReceiver<Out>,
     queued: Arc<Queued>,
+    pending: Arc<AtomicUsize>,
+    abort: impl FnOnce(&W),
 ) {
     let mut buf = Vec::with_capacity(WRITE_BATCH + 70_000);
     SessionFrame::Init {
         flags: SESSION_INIT_FLAGS,
     }
     .encode(&mut buf);
+    debug_assert_eq!(buf.len(), INIT_LEN);
+    let mut init = buf.len();
     let mut end = None;
     'run: loop {
-        let mut counted = 0;
+        let mut counted = std::mem::take(&mut init);
         if buf.is_empty() {
             match rx.recv().await {
                 Some(o) => {
@@ -297,22 +486,27 @@ async fn tcp_writer(
         if matches!(end, Some(Out::Abort)) {
             break;
         }
-        let r = w.write_all(&buf).await;
+        let mut r = w.write_all(&buf).await;
+        if r.is_ok() {
+            // TLS: the records out (TCP: nothing to do).
+            r = w.flush().await;
+        }
         queued.sub(counted);
+        pending.fetch_sub(counted, Ordering::Relaxed);
         buf.clear();
         if r.is_err() || end.is_some() {
             break;
         }
     }
     match end {
-        Some(Out::Abort) => {
-            let _ = socket2::SockRef::from(w.as_ref()).set_linger(Some(std::time::Duration::ZERO));
-        }
+        Some(Out::Abort) => abort(&w),
         _ => {
             let _ = w.shutdown().await;
         }
     }
-    // Whatever is left will never be written.
+    // Whatever is left will never be written (and the owner writes no more: a
+    // connection whose writer ended is not written to directly).
+    pending.store(usize::MAX / 2, Ordering::Relaxed);
     queued.sub(queued.get());
     rx.close();
 }
@@ -323,6 +517,11 @@ fn put(buf: &mut Vec<u8>, o: Out, counted: &mut usize) -> Option<Out> {
         Out::Msg(ppid, bytes) => {
             *counted += bytes.len() + 12;
             SessionFrame::from_message(ppid, bytes).encode(buf);
+            None
+        }
+        Out::Raw(bytes) => {
+            *counted += bytes.len();
+            buf.extend_from_slice(&bytes);
             None
         }
         stop => Some(stop),
@@ -377,7 +576,7 @@ async fn sctp_writer(
                     break;
                 }
             }
-            Out::Close | Out::Abort => break,
+            Out::Raw(_) | Out::Close | Out::Abort => break,
         }
     }
     let _ = w.shutdown();

@@ -62,6 +62,7 @@ mod channel;
 mod server;
 mod user;
 
+pub use channel::SessionTls;
 pub use rserpool_proto::session::{
     CookieKey, CookieRefusal, FailureReason, Outstanding, SendMode, SessionError,
 };

@@ -40,6 +40,18 @@ pub enum SessionBind {
         listener: TcpListener,
         advertise: SocketAddr,
     },
+    /// TLS over TCP: the session framing inside TLS, the certificate of `tls` (reloaded
+    /// with [`crate::transport::tls::TlsSettings::reload`], e.g. on SIGHUP: new sessions
+    /// get the new one, open ones stay). Registered as a TCP user transport at
+    /// `advertise` (ASAP has no TLS transport parameter): PUs are told per pool to use
+    /// TLS. Each handshake runs in a task of its own (at most
+    /// [`crate::transport::tls::MAX_HANDSHAKES`] at once, each within
+    /// [`crate::transport::tls::HANDSHAKE_TIMEOUT`]).
+    Tls {
+        listener: TcpListener,
+        advertise: SocketAddr,
+        tls: Arc<crate::transport::tls::TlsSettings>,
+    },
     /// SCTP (control on PPID 11, data on its own PPID); registered as "data plus control"
     /// with `port` and `addrs`.
     Sctp {
@@ -174,6 +186,55 @@ impl SessionListener {
                                         if tx.send((Wire::Tcp(s), peer)).await.is_err() {
                                             return ControlFlow::Break(());
                                         }
+                                        ControlFlow::Continue(())
+                                    }
+                                },
+                            )
+                            .await;
+                        });
+                    }));
+                }
+                SessionBind::Tls {
+                    mut listener,
+                    advertise,
+                    tls,
+                } => {
+                    if !tls.can_serve() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "a TLS session listener needs a certificate and key",
+                        ));
+                    }
+                    endpoints.push(Endpoint::tcp(advertise));
+                    pe = pe.tcp_user_transport(advertise);
+                    let tx = new_tx.clone();
+                    acceptors.push(Box::new(move || {
+                        tokio::spawn(async move {
+                            let busy = Arc::new(Semaphore::new(
+                                crate::transport::tls::MAX_HANDSHAKES,
+                            ));
+                            accept_until(
+                                &mut listener,
+                                "session",
+                                std::future::pending(),
+                                |(s, peer)| {
+                                    let _ = s.set_nodelay(true);
+                                    let (tx, tls) = (tx.clone(), tls.clone());
+                                    let permit = busy.clone().try_acquire_owned();
+                                    async move {
+                                        let Ok(permit) = permit else {
+                                            tracing::info!(%peer, "session TLS handshake refused: too many at once");
+                                            return ControlFlow::Continue(());
+                                        };
+                                        tokio::spawn(async move {
+                                            match crate::transport::tls::accept_session(s, &tls).await {
+                                                Ok(t) => {
+                                                    drop(permit);
+                                                    let _ = tx.send((Wire::TlsServer(Box::new(t)), peer)).await;
+                                                }
+                                                Err(e) => tracing::info!(%peer, "session TLS handshake failed: {e}"),
+                                            }
+                                        });
                                         ControlFlow::Continue(())
                                     }
                                 },

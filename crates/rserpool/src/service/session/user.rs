@@ -15,7 +15,7 @@ use rserpool_proto::session::{
 use rserpool_wire::{PeId, PoolElement, PoolHandle};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::channel::{self, ConnTx, Inbound, Queued, Wire};
+use super::channel::{self, ConnTx, Inbound, Queued, SessionTls, Wire};
 use crate::clock;
 use crate::pu::{PoolUser, PuFailure};
 use rserpool_proto::PuError;
@@ -36,6 +36,8 @@ pub struct SessionOptions {
     /// The failover callback: the old PE and its unacknowledged messages in, what to
     /// resend out. Default: all of them, in order.
     pub on_failover: Option<FailoverFilter>,
+    /// TLS on the session channel (TCP PEs), with the pool's expected PE identities.
+    pub tls: Option<SessionTls>,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -44,6 +46,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("config", &self.config)
             .field("seed", &self.seed)
             .field("on_failover", &self.on_failover.is_some())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -54,6 +57,7 @@ impl Default for SessionOptions {
             config: SessionUserConfig::new(PoolHandle::from("")),
             seed: None,
             on_failover: None,
+            tls: None,
         }
     }
 }
@@ -70,6 +74,12 @@ impl SessionOptions {
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.heartbeat_interval = Some(interval);
         self.config.heartbeat_timeout = timeout;
+        self
+    }
+    /// Connect to the pool's PEs over TLS, checking their identities (see
+    /// [`SessionOptions::tls`]).
+    pub fn tls(mut self, tls: SessionTls) -> Self {
+        self.tls = Some(tls);
         self
     }
     /// The failover callback (see [`SessionOptions::on_failover`]).
@@ -89,6 +99,9 @@ pub enum SessionEvent {
     Connected {
         pe: PeId,
         at: Endpoint,
+        /// With TLS: the PE's verified identity (the expected name its certificate
+        /// carries, or the name / address checked).
+        identity: Option<String>,
     },
     /// `pe` failed (reported to the registrar as unreachable).
     PeFailed {
@@ -104,6 +117,15 @@ pub enum SessionEvent {
         new: PeId,
         at: Endpoint,
         cookie: bool,
+        /// With TLS: the new PE's verified identity (see `Connected`).
+        identity: Option<String>,
+    },
+    /// A PE's TLS identity was refused (its certificate names none of the expected
+    /// identities): it counts as a failed PE (`PeFailed` with `ConnectFailed` follows,
+    /// and it is reported unreachable like any), the session moves on.
+    PeRefused {
+        at: Endpoint,
+        why: String,
     },
     /// The PE sent a cookie (the session keeps the latest).
     Cookie {
@@ -235,6 +257,8 @@ impl Session {
             pool,
             is_bound: bound.is_some(),
             bound,
+            tls: opts.tls.take(),
+            identity: None,
         };
         tokio::spawn(task.run(cmd_rx));
         Session {
@@ -329,6 +353,10 @@ struct Task {
     /// The PE of a bound session (taken at its first use).
     bound: Option<PoolElement>,
     is_bound: bool,
+    /// TLS on the session channel.
+    tls: Option<SessionTls>,
+    /// The current PE's verified identity (TLS).
+    identity: Option<String>,
     /// Read-ahead permits of application messages (shared with the readers).
     credits: Arc<Semaphore>,
     /// Application messages read (each took a permit) that the core has not delivered:
@@ -337,8 +365,9 @@ struct Task {
 }
 
 enum Connected {
-    Up(Endpoint, Wire),
-    Failed(Endpoint, String),
+    Up(Endpoint, Wire, Option<String>),
+    /// The connect failed; `true`: the PE's TLS identity was refused.
+    Failed(Endpoint, String, bool),
 }
 
 impl Task {
@@ -406,7 +435,8 @@ impl Task {
                 Some(c) = conn_rx.recv() => {
                     let now = clock::now();
                     match c {
-                        Connected::Up(endpoint, wire) => {
+                        Connected::Up(endpoint, wire, identity) => {
+                            self.identity = identity;
                             let conn = ConnId(self.next_conn);
                             self.next_conn += 1;
                             let tx = channel::start(conn, wire, in_tx.clone(), self.queued.clone(), Some(self.credits.clone()));
@@ -415,8 +445,12 @@ impl Task {
                             self.current = Some(endpoint.clone());
                             self.core.handle_transport(now, TransportEvent::Connected { conn, endpoint });
                         }
-                        Connected::Failed(endpoint, why) => {
+                        Connected::Failed(endpoint, why, refused) => {
                             tracing::debug!(%endpoint, "session connect failed: {why}");
+                            if refused {
+                                tracing::warn!(%endpoint, "session: {why}");
+                                let _ = self.out.send(Incoming::Event(SessionEvent::PeRefused { at: endpoint.clone(), why }));
+                            }
                             self.core.handle_transport(now, TransportEvent::ConnectFailed { endpoint });
                         }
                     }
@@ -472,11 +506,15 @@ impl Task {
             match c {
                 TransportCommand::Connect { endpoint, .. } => {
                     let tx = conn_tx.clone();
+                    let tls = self.tls.clone();
                     tokio::spawn(async move {
-                        let r = Wire::connect(&endpoint).await;
+                        let r = Wire::connect(&endpoint, tls.as_ref()).await;
                         let _ = tx.send(match r {
-                            Ok(w) => Connected::Up(endpoint, w),
-                            Err(e) => Connected::Failed(endpoint, e.to_string()),
+                            Ok((w, identity)) => Connected::Up(endpoint, w, identity),
+                            Err(e) => {
+                                let refused = e.kind() == std::io::ErrorKind::PermissionDenied;
+                                Connected::Failed(endpoint, e.to_string(), refused)
+                            }
                         });
                     });
                 }
@@ -517,8 +555,11 @@ impl Task {
                 UserEvent::Connected { pe } => Some(SessionEvent::Connected {
                     pe,
                     at: self.current.clone().unwrap_or_else(empty_endpoint),
+                    identity: self.identity.clone(),
                 }),
                 UserEvent::PeFailed { pool, pe, reason } => {
+                    // An impostor (TLS identity refused) is reported like any failed PE:
+                    // the pool user then passes it over (and the registrar hears of it).
                     let _ = self.pu.report_unreachable(pool, pe);
                     Some(SessionEvent::PeFailed { pe, reason })
                 }
@@ -529,6 +570,7 @@ impl Task {
                         new,
                         at: self.current.clone().unwrap_or_else(empty_endpoint),
                         cookie: self.cookie_held,
+                        identity: self.identity.clone(),
                     })
                 }
                 UserEvent::CookieReceived { cookie } => {
