@@ -90,8 +90,14 @@ pub const DEFAULT_INBOUND_QUEUE: usize = 4096;
 pub use crate::transport::inbox::DEFAULT_CONN_QUEUE;
 
 /// Messages served from the connections' inboxes per wake-up (before timers, commands
-/// and notices get their turn again).
-const SERVE_BUDGET: usize = 256;
+/// and the runtime's other tasks get their turn again).
+const SERVE_BUDGET: usize = 64;
+
+/// A connection whose inbox ran dry is written from the driver itself (not by its writer
+/// task) while at most this many other connections wait: one pipelining peer must not
+/// cost a well-behaved one a hop through a worker thread it keeps busy, and with many
+/// waiting the writer tasks spread the socket writes over the cores.
+const DIRECT_RING: usize = 8;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -366,7 +372,9 @@ where
                     warn!("shutdown grace period over; closing anyway");
                     break;
                 }
-                () = std::future::ready(()), if !self.ring.is_empty() => {}
+                // More waiting: let the runtime run the tasks this wake-up woke (writers,
+                // readers) and poll the sockets before the next turns.
+                () = tokio::task::yield_now(), if !self.ring.is_empty() => {}
             }
             self.serve_ring();
             self.drain();
@@ -429,6 +437,12 @@ where
             self.busy = true;
         }
         for _ in 0..SERVE_BUDGET {
+            // New notices first (a connection that just got a message joins the round
+            // robin at once, not after the budget).
+            while let Ok(more) = self.inbound_rx.try_recv() {
+                self.busy = true;
+                self.on_inbound(more);
+            }
             let Some(inbox) = self.ring.pop_front() else {
                 break;
             };
@@ -445,9 +459,13 @@ where
             if more {
                 self.ring.push_back(inbox);
             } else {
-                // Its answers go out now rather than after the other connections' turns.
+                // Its answers go out now rather than after the other connections' turns;
+                // with few others waiting, straight from here (no hop to its writer).
                 self.drain();
+                let busy = self.busy;
+                self.busy = self.ring.len() > DIRECT_RING;
                 self.flush_conn(conn);
+                self.busy = busy;
             }
         }
     }
