@@ -4,7 +4,11 @@
 //! The task `select!`s over
 //! * the command channel (a [`DriverHandle`] sends core commands, or closures that run
 //!   against the core, e.g. to read a snapshot),
-//! * the inbound channel all connection, listener and UDP tasks feed,
+//! * the inbound channel all connection, listener and UDP tasks feed (connections opened,
+//!   datagrams, and notices that a connection has messages waiting),
+//! * the ring of connections with messages waiting in their inboxes
+//!   ([`crate::transport::inbox`]): one message from each in turn, so that a client
+//!   pipelining a flood of requests is served no faster than one waiting for its answer,
 //! * one `sleep_until(core.poll_timeout())`, re-armed only when the deadline changes,
 //! * the shutdown signal.
 //!
@@ -17,7 +21,8 @@
 //! locked.
 //!
 //! Writes to a TCP connection are coalesced: what one wake-up sends to a connection goes
-//! out in one write at the end of the wake-up (each client's answer, the handle updates
+//! out in one write at the end of the wake-up, or as soon as that connection has no more
+//! messages waiting (its answers do not wait for the other connections' turns) (each client's answer, the handle updates
 //! of several registrations to a peer). ENRP messages wait up to [`ENRP_COALESCE`] for
 //! more (a registrar's handle updates to its peers: one write carries several), unless
 //! something else for that connection, a close, or [`STAGE_LIMIT`] bytes flush them.
@@ -41,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::clock;
+use crate::transport::inbox::{Inbox, Item};
 use crate::transport::udp::{self, DatagramSender, MulticastSpec};
 use crate::transport::{
     self, accept_loop, ConnWriter, Inbound, MessageListener, Outgoing, Shared, TransportConfig,
@@ -63,8 +69,12 @@ pub trait Lifecycle: Core {
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
     pub transport: TransportConfig,
-    /// Messages buffered from all connections towards the core before readers wait.
+    /// Notices buffered from all connection, listener and UDP tasks towards the core
+    /// (connections accepted or opened, inboxes turning non-empty, datagrams).
     pub inbound_queue: usize,
+    /// Messages each connection may have waiting for the core before its reader stops
+    /// reading (its turn in the round robin comes first).
+    pub conn_queue: usize,
     /// Upper bound for goodbyes and flushing at shutdown.
     pub grace: Duration,
     /// Record every message sent and received (see [`crate::wirelog`]). Defaults to the
@@ -77,12 +87,24 @@ pub struct DriverConfig {
 
 /// Default of [`DriverConfig::inbound_queue`].
 pub const DEFAULT_INBOUND_QUEUE: usize = 4096;
+pub use crate::transport::inbox::DEFAULT_CONN_QUEUE;
+
+/// Messages served from the connections' inboxes per wake-up (before timers, commands
+/// and the runtime's other tasks get their turn again).
+const SERVE_BUDGET: usize = 64;
+
+/// A connection whose inbox ran dry is written from the driver itself (not by its writer
+/// task) while at most this many other connections wait: one pipelining peer must not
+/// cost a well-behaved one a hop through a worker thread it keeps busy, and with many
+/// waiting the writer tasks spread the socket writes over the cores.
+const DIRECT_RING: usize = 8;
 
 impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             transport: TransportConfig::default(),
             inbound_queue: DEFAULT_INBOUND_QUEUE,
+            conn_queue: DEFAULT_CONN_QUEUE,
             grace: Duration::from_secs(3),
             wire_log: WireLog::from_env(),
             resolution_timer: None,
@@ -193,6 +215,8 @@ pub struct Driver<C: Lifecycle> {
     outbound: HashMap<Endpoint, Outbound>,
     udp: DatagramSender,
     pending: VecDeque<TransportEvent>,
+    /// Connections with messages waiting, served in turn.
+    ring: VecDeque<Arc<Inbox>>,
     local: Vec<Endpoint>,
     /// More than one inbound item was waiting at this wake-up: answers go through the
     /// writer tasks (which run on other worker threads) instead of the direct path.
@@ -237,6 +261,7 @@ where
             config.transport.clone(),
             inbound_tx,
             config.wire_log.clone(),
+            config.conn_queue,
         );
         let handle = DriverHandle { tx: ops_tx.clone() };
         let driver = Self {
@@ -251,6 +276,7 @@ where
             outbound: HashMap::new(),
             udp: DatagramSender::default(),
             pending: VecDeque::new(),
+            ring: VecDeque::new(),
             local: Vec::new(),
             busy: false,
             staged: HashMap::new(),
@@ -346,7 +372,11 @@ where
                     warn!("shutdown grace period over; closing anyway");
                     break;
                 }
+                // More waiting: let the runtime run the tasks this wake-up woke (writers,
+                // readers) and poll the sockets before the next turns.
+                () = tokio::task::yield_now(), if !self.ring.is_empty() => {}
             }
+            self.serve_ring();
             self.drain();
             self.flush_after_drain(stopping.is_none());
             self.busy = false;
@@ -399,45 +429,85 @@ where
         }
     }
 
+    /// Serve the connections with messages waiting: one message from each in turn, at
+    /// most [`SERVE_BUDGET`] in all. A connection whose inbox ran dry gets what it is
+    /// owed written at once.
+    fn serve_ring(&mut self) {
+        if self.ring.len() > 1 {
+            self.busy = true;
+        }
+        for _ in 0..SERVE_BUDGET {
+            // New notices first (a connection that just got a message joins the round
+            // robin at once, not after the budget).
+            while let Ok(more) = self.inbound_rx.try_recv() {
+                self.busy = true;
+                self.on_inbound(more);
+            }
+            let Some(inbox) = self.ring.pop_front() else {
+                break;
+            };
+            let conn = inbox.conn;
+            let (item, more) = inbox.take();
+            match item {
+                Some(Item::Message(protocol, bytes)) => self.on_message(conn, protocol, bytes),
+                Some(Item::Closed) if self.remove_conn(conn) => {
+                    self.core
+                        .handle_transport(clock::now(), TransportEvent::Closed { conn });
+                }
+                Some(Item::Closed) | None => {}
+            }
+            if more {
+                self.ring.push_back(inbox);
+            } else {
+                // Its answers go out now rather than after the other connections' turns;
+                // with few others waiting, straight from here (no hop to its writer).
+                self.drain();
+                let busy = self.busy;
+                self.busy = self.ring.len() > DIRECT_RING;
+                self.flush_conn(conn);
+                self.busy = busy;
+            }
+        }
+    }
+
+    fn on_message(&mut self, conn: ConnId, protocol: Protocol, bytes: Vec<u8>) {
+        let now = clock::now();
+        let Some(entry) = self.conns.get(&conn) else {
+            return; // raced with a close we initiated
+        };
+        if let Some(log) = &self.shared.wire_log {
+            log.record(Dir::Rx, protocol, &conn.to_string(), &bytes);
+        }
+        let timed = match &self.config.resolution_timer {
+            Some(h)
+                if protocol == Protocol::Asap
+                    && bytes.first() == Some(&rserpool_wire::asap_type::HANDLE_RESOLUTION) =>
+            {
+                Some((h.clone(), Instant::now()))
+            }
+            _ => None,
+        };
+        if entry.meta.protocol == protocol {
+            self.core.handle_message(now, conn, &entry.meta, &bytes);
+        } else {
+            // SCTP: the PPID decides per message.
+            let meta = RecvMeta {
+                protocol,
+                ..entry.meta.clone()
+            };
+            self.core.handle_message(now, conn, &meta, &bytes);
+        }
+        if let Some((h, t)) = timed {
+            h.record(t.elapsed());
+        }
+    }
+
     fn on_inbound(&mut self, inbound: Inbound) {
         let now = clock::now();
         match inbound {
-            Inbound::Message {
-                conn,
-                protocol,
-                bytes,
-            } => {
-                let Some(entry) = self.conns.get(&conn) else {
-                    return; // raced with a close we initiated
-                };
-                if let Some(log) = &self.shared.wire_log {
-                    log.record(Dir::Rx, protocol, &conn.to_string(), &bytes);
-                }
-                let timed = match &self.config.resolution_timer {
-                    Some(h)
-                        if protocol == Protocol::Asap
-                            && bytes.first()
-                                == Some(&rserpool_wire::asap_type::HANDLE_RESOLUTION) =>
-                    {
-                        Some((h.clone(), Instant::now()))
-                    }
-                    _ => None,
-                };
-                if entry.meta.protocol == protocol {
-                    self.core.handle_message(now, conn, &entry.meta, &bytes);
-                } else {
-                    // SCTP: the PPID decides per message.
-                    let meta = RecvMeta {
-                        protocol,
-                        ..entry.meta.clone()
-                    };
-                    self.core.handle_message(now, conn, &meta, &bytes);
-                }
-                if let Some((h, t)) = timed {
-                    h.record(t.elapsed());
-                }
-            }
+            Inbound::Ready(inbox) => self.ring.push_back(inbox),
             Inbound::Accepted { conn, meta, writer } => {
+                let inbox = writer.inbox.clone();
                 self.conns.insert(
                     conn,
                     ConnEntry {
@@ -448,6 +518,9 @@ where
                 );
                 self.core
                     .handle_transport(now, TransportEvent::Accepted { conn, meta });
+                if inbox.adopt() {
+                    self.ring.push_back(inbox);
+                }
             }
             Inbound::Connected {
                 conn,
@@ -460,6 +533,7 @@ where
                     _ => Vec::new(),
                 };
                 debug!(%conn, %endpoint, "connected");
+                let inbox = writer.inbox.clone();
                 self.conns.insert(
                     conn,
                     ConnEntry {
@@ -473,6 +547,9 @@ where
                 }
                 self.core
                     .handle_transport(now, TransportEvent::Connected { conn, endpoint });
+                if inbox.adopt() {
+                    self.ring.push_back(inbox);
+                }
             }
             Inbound::ConnectFailed { endpoint, error } => {
                 if is_sctp_unavailable(&error) {
@@ -483,12 +560,6 @@ where
                 self.outbound.remove(&endpoint);
                 self.core
                     .handle_transport(now, TransportEvent::ConnectFailed { endpoint });
-            }
-            Inbound::Closed { conn } => {
-                if self.remove_conn(conn) {
-                    self.core
-                        .handle_transport(now, TransportEvent::Closed { conn });
-                }
             }
             Inbound::Datagram { meta, bytes } => {
                 if let Some(log) = &self.shared.wire_log {

@@ -8,12 +8,15 @@
 //! [`crate::sctp`]) keeps message boundaries and carries the protocol in the PPID. Everything above this module (connection tasks, the
 //! connection limit, the driver) is written once against the traits.
 //!
-//! Each connection runs two tasks: a reader that feeds whole messages into the driver's
-//! inbound channel, and a writer that drains a bounded per-connection queue in batches.
-//! The reader is the one that reports `Closed`; the writer stops on a write error or when
-//! the connection is cancelled ([`ConnCtl`]).
+//! Each connection runs two tasks: a reader that puts whole messages into the
+//! connection's own bounded inbox ([`inbox`], served by the driver in turn with every
+//! other connection's), and a writer that drains a bounded per-connection queue in
+//! batches. The reader is the one that reports `Closed` (through the inbox, after the
+//! messages before it); the writer stops on a write error or when the connection is
+//! cancelled ([`ConnCtl`]).
 
 pub mod accept;
+pub(crate) mod inbox;
 pub mod limit;
 #[cfg(target_os = "linux")]
 pub mod sctp;
@@ -114,14 +117,8 @@ pub(crate) enum Inbound {
         endpoint: Endpoint,
         error: io::Error,
     },
-    Message {
-        conn: ConnId,
-        protocol: Protocol,
-        bytes: Vec<u8>,
-    },
-    Closed {
-        conn: ConnId,
-    },
+    /// A connection's inbox turned from idle to waiting.
+    Ready(Arc<inbox::Inbox>),
     Datagram {
         meta: RecvMeta,
         bytes: Vec<u8>,
@@ -162,6 +159,8 @@ pub(crate) struct ConnWriter {
     /// Messages queued and not yet completely written (only the driver adds to it).
     pub queued: Arc<AtomicUsize>,
     pub direct: Option<Arc<dyn DirectWrite>>,
+    /// The messages the reader read, waiting for the driver.
+    pub inbox: Arc<inbox::Inbox>,
 }
 
 /// Default of [`TransportConfig::max_connections`]: the registrar core's default limit
@@ -234,6 +233,8 @@ pub(crate) struct Shared {
     pub inbound: mpsc::Sender<Inbound>,
     pub admission: Arc<Admission>,
     pub wire_log: Option<WireLog>,
+    /// Capacity of each connection's inbox (messages).
+    pub conn_queue: usize,
     next_conn: AtomicU64,
     /// Listener and receiver tasks stop when this turns true.
     pub stop: watch::Sender<bool>,
@@ -244,12 +245,14 @@ impl Shared {
         config: TransportConfig,
         inbound: mpsc::Sender<Inbound>,
         wire_log: Option<WireLog>,
+        conn_queue: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             admission: Admission::new(config.max_connections),
             config,
             inbound,
             wire_log,
+            conn_queue,
             next_conn: AtomicU64::new(1),
             stop: watch::channel(false).0,
         })
@@ -272,10 +275,11 @@ pub(crate) fn spawn_connection<S: MessageStream>(
     let direct = write.direct();
     let queued = Arc::new(AtomicUsize::new(0));
     let task = tokio::spawn(write_loop(conn, write, rx, ctl.clone(), queued.clone()));
+    let inbox = inbox::Inbox::new(conn, shared.conn_queue);
     tokio::spawn(read_loop(
-        conn,
         read,
         shared.clone(),
+        inbox.clone(),
         guard,
         ctl.subscribe(),
     ));
@@ -285,26 +289,49 @@ pub(crate) fn spawn_connection<S: MessageStream>(
         task,
         queued,
         direct,
+        inbox,
     }
 }
 
 async fn read_loop<R: MessageRead>(
-    conn: ConnId,
     mut read: R,
     shared: Arc<Shared>,
+    inbox: Arc<inbox::Inbox>,
     mut guard: Option<AdmitGuard>,
     mut cancel: watch::Receiver<bool>,
 ) {
-    loop {
+    use inbox::{Item, Pushed};
+    let conn = inbox.conn;
+    'read: loop {
         tokio::select! {
             r = read.recv() => match r {
                 Ok(Some((protocol, bytes))) => {
                     if let Some(g) = guard.as_mut() {
                         g.spoke();
                     }
-                    let msg = Inbound::Message { conn, protocol, bytes };
-                    if shared.inbound.send(msg).await.is_err() {
-                        return;
+                    let mut item = Item::Message(protocol, bytes);
+                    loop {
+                        match inbox.push(item, false) {
+                            Pushed::Queued => break,
+                            Pushed::Announce => {
+                                if shared.inbound.send(Inbound::Ready(inbox.clone())).await.is_err() {
+                                    return;
+                                }
+                                break;
+                            }
+                            // The driver has this connection's turn pending: stop reading
+                            // (the peer's sending stalls) until it took one.
+                            Pushed::Full(back) => {
+                                item = back;
+                                tokio::select! {
+                                    () = inbox.room() => {}
+                                    _ = cancelled(&mut cancel) => {
+                                        debug!(%conn, "connection cancelled");
+                                        break 'read;
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
                 Ok(None) => {
@@ -328,7 +355,9 @@ async fn read_loop<R: MessageRead>(
     }
     // Free the connection slot before the driver hears of the close.
     drop(guard);
-    let _ = shared.inbound.send(Inbound::Closed { conn }).await;
+    if let Pushed::Announce = inbox.push(Item::Closed, true) {
+        let _ = shared.inbound.send(Inbound::Ready(inbox.clone())).await;
+    }
 }
 
 async fn write_loop<W: MessageWrite>(

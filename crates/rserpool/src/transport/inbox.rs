@@ -1,0 +1,151 @@
+//! Per-connection inbound queues served in turn: the fairness of the driver.
+//!
+//! Each connection's reader puts whole messages into the connection's own bounded
+//! [`Inbox`] instead of one queue shared by every connection. The driver keeps the
+//! connections that have messages waiting in a ring and takes one message from each in
+//! turn, so a client that pipelines thousands of requests gets one turn per round like a
+//! client with one request outstanding: the latter waits behind at most one message of
+//! every other busy connection, never behind the whole backlog of a flood.
+//!
+//! A full inbox stops its reader (which then stops reading the socket: TCP flow control
+//! pushes back on the sender). The reader tells the driver of an inbox only when it turns
+//! from idle to waiting ([`Inbound::Ready`](super::Inbound)), so a busy connection costs
+//! one notice per idle period, not one per message. An inbox is "scheduled" from the
+//! moment the reader sends that notice (or the connection is handed to the driver) until
+//! the driver finds it empty, so it is in the ring at most once.
+//!
+//! The end of a connection goes through its inbox as well ([`Item::Closed`]), behind the
+//! messages read before it: the driver hears them first, as the peer sent them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rserpool_proto::io::ConnId;
+use rserpool_wire::Protocol;
+use tokio::sync::Notify;
+
+/// Default of [`crate::driver::DriverConfig::conn_queue`]: messages a connection may have
+/// waiting for the driver before its reader stops reading.
+pub const DEFAULT_CONN_QUEUE: usize = 32;
+
+/// Bytes a connection may have waiting for the driver (besides a single message, which
+/// is always taken) before its reader stops reading.
+pub const CONN_QUEUE_BYTES: usize = 256 * 1024;
+
+/// What a reader hands to the driver through its inbox.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Message(Protocol, Vec<u8>),
+    /// The reader stopped; nothing follows.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Item>,
+    bytes: usize,
+    /// In the driver's ring, or announced to it, or not yet seen by it.
+    scheduled: bool,
+    /// The reader waits for room.
+    waiting: bool,
+}
+
+/// One connection's bounded queue towards the driver.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    pub conn: ConnId,
+    cap: usize,
+    state: Mutex<State>,
+    room: Notify,
+}
+
+/// What [`Inbox::push`] did.
+#[derive(Debug)]
+pub(crate) enum Pushed {
+    /// Queued; the driver already knows there is something to take.
+    Queued,
+    /// Queued into an idle inbox: the driver must be told ([`super::Inbound::Ready`]).
+    Announce,
+    /// No room: the item comes back; wait for [`Inbox::room`] and try again.
+    Full(Item),
+}
+
+impl Inbox {
+    /// A new inbox, scheduled: the driver looks at it when it learns of the connection
+    /// (so no message can reach the driver before the connection does).
+    pub fn new(conn: ConnId, cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            conn,
+            cap: cap.max(1),
+            state: Mutex::new(State {
+                scheduled: true,
+                ..State::default()
+            }),
+            room: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reader's side. `force` queues even when full (the final [`Item::Closed`]).
+    pub fn push(&self, item: Item, force: bool) -> Pushed {
+        let mut st = self.lock();
+        let len = match &item {
+            Item::Message(_, b) => b.len(),
+            Item::Closed => 0,
+        };
+        if !force
+            && !st.items.is_empty()
+            && (st.items.len() >= self.cap || st.bytes + len > CONN_QUEUE_BYTES)
+        {
+            st.waiting = true;
+            return Pushed::Full(item);
+        }
+        st.bytes += len;
+        st.items.push_back(item);
+        if st.scheduled {
+            Pushed::Queued
+        } else {
+            st.scheduled = true;
+            Pushed::Announce
+        }
+    }
+
+    /// Wait until the driver made room after a [`Pushed::Full`] (a wake-up that comes
+    /// before this is awaited is kept).
+    pub async fn room(&self) {
+        self.room.notified().await;
+    }
+
+    /// The driver's side: the next item and whether more wait. When none waits the inbox
+    /// turns idle (the reader announces it again with its next message).
+    pub fn take(&self) -> (Option<Item>, bool) {
+        let mut st = self.lock();
+        let item = st.items.pop_front();
+        if let Some(Item::Message(_, b)) = &item {
+            st.bytes -= b.len();
+        }
+        // The reader waits for room: woken when half the queue is free, so that a
+        // pipelining peer's reader runs once per half queue rather than once per message.
+        if st.waiting && st.items.len() <= self.cap / 2 {
+            st.waiting = false;
+            self.room.notify_one();
+        }
+        let more = !st.items.is_empty();
+        if !more {
+            st.scheduled = false;
+        }
+        (item, more)
+    }
+
+    /// The driver learnt of the connection: whether it must be put in the ring now
+    /// (messages arrived before), else it turns idle.
+    pub fn adopt(&self) -> bool {
+        let mut st = self.lock();
+        let more = !st.items.is_empty();
+        st.scheduled = more;
+        more
+    }
+}
