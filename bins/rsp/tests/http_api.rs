@@ -119,12 +119,13 @@ fn metrics_pass_promtool_and_move_with_registrations() {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let regs: Vec<Registrar> = (0..3).map(|i| pool_of(i, &ports, &log)).collect();
         let (r1, r2) = (&regs[0], &regs[1]);
+        // Formed: every registrar sees both peers and has finished its start-up download
+        // (a peer can be active before the mentor's handle table has arrived).
         wait_until("the pool forms", Duration::from_secs(30), || {
             regs.iter().all(|r| {
-                metric(
-                    &scrape(&r.admin),
-                    r#"rserpool_registrar_peers{state="active"}"#,
-                ) == 2.0
+                let m = scrape(&r.admin);
+                metric(&m, r#"rserpool_registrar_peers{state="active"}"#) == 2.0
+                    && metric(&m, "rserpool_registrar_ready") == 1.0
             })
         });
         let before = scrape(&r1.admin);
