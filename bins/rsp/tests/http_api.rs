@@ -111,6 +111,38 @@ fn pool_of(i: usize, ports: &[u16], log: &std::path::Path) -> Registrar {
     start_registrar("tcp://127.0.0.1:0", log, &args)
 }
 
+/// A `/v1/events` stream (server-sent events) and everything read from it so far.
+struct EventStream {
+    conn: TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    fn open(admin: &str) -> EventStream {
+        let mut conn = TcpStream::connect(admin).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        conn.write_all(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        EventStream {
+            conn,
+            seen: String::new(),
+        }
+    }
+
+    /// Read until the stream holds `want` (20 s at most).
+    fn read_until(&mut self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(want) {
+            assert!(Instant::now() < deadline, "no {want:?} in {}", self.seen);
+            let n = self.conn.read(&mut buf).unwrap();
+            assert!(n > 0, "event stream closed: {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+}
+
 #[test]
 fn metrics_pass_promtool_and_move_with_registrations() {
     bounded(Duration::from_secs(180), || {
@@ -258,38 +290,28 @@ fn json_routes_readiness_and_events() {
         );
         assert_eq!(get(&reg.admin, "/readyz").0, 200);
         // The event stream: hello first, then each change.
-        let mut ev = TcpStream::connect(&reg.admin).unwrap();
-        ev.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        ev.write_all(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let mut seen = String::new();
-        let mut read_until = |want: &str, seen: &mut String| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut buf = [0u8; 4096];
-            while !seen.contains(want) {
-                assert!(Instant::now() < deadline, "no {want:?} in {seen}");
-                let n = ev.read(&mut buf).unwrap();
-                assert!(n > 0, "event stream closed: {seen}");
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        };
-        read_until("event: hello", &mut seen);
-        assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+        let mut ev = EventStream::open(&reg.admin);
+        ev.read_until("event: hello");
+        assert!(
+            ev.seen.contains("content-type: text/event-stream"),
+            "{}",
+            ev.seen
+        );
         let mut raw = Raw::connect(&reg.asap);
         raw.send_msg(&registration(b"Web", 0x1234, Policy::RoundRobin, 8080));
         raw.send_msg(&registration(b"\xff\xfe", 0x55, Policy::RoundRobin, 8081));
         raw.recv().unwrap();
         raw.recv().unwrap();
-        read_until("\"pe\":\"0x00000055\"", &mut seen);
-        assert!(seen.contains("event: pe-added"), "{seen}");
-        assert!(seen.contains("\"pool\":\"Web\""), "{seen}");
+        ev.read_until("\"pe\":\"0x00000055\"");
+        assert!(ev.seen.contains("event: pe-added"), "{}", ev.seen);
+        assert!(ev.seen.contains("\"pool\":\"Web\""), "{}", ev.seen);
         raw.send_msg(&AsapMessage::Deregistration {
             handle: "Web".into(),
             pe_id: PeId(0x1234),
         });
         raw.recv().unwrap();
-        read_until("event: pe-removed", &mut seen);
-        read_until("\"reason\":\"deregistered\"", &mut seen);
+        ev.read_until("event: pe-removed");
+        ev.read_until("\"reason\":\"deregistered\"");
         // Pools, one pool (by text, by bytes that are not UTF-8, by 0x… hex), peers.
         raw.send_msg(&registration(b"Web", 0x1234, Policy::RoundRobin, 8080));
         raw.recv().unwrap();
@@ -370,45 +392,32 @@ fn the_event_stream_carries_pes_learnt_from_peers() {
                 ) == 1.0
             })
         });
-        let mut ev = TcpStream::connect(&r2.admin).unwrap();
-        ev.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        ev.write_all(b"GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let mut seen = String::new();
-        let mut read_until = |want: &str, seen: &mut String| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut buf = [0u8; 4096];
-            while !seen.contains(want) {
-                assert!(Instant::now() < deadline, "no {want:?} in {seen}");
-                let n = ev.read(&mut buf).unwrap();
-                assert!(n > 0, "event stream closed: {seen}");
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        };
-        read_until("event: hello", &mut seen);
+        let mut ev = EventStream::open(&r2.admin);
+        ev.read_until("event: hello");
         // A PE registers at R1: R2's stream shows it, homed at R1.
         let mut raw = Raw::connect(&r1.asap);
         raw.send_msg(&registration(b"Web", 0x4321, Policy::RoundRobin, 8080));
         raw.recv().unwrap();
-        read_until("\"pe\":\"0x00004321\"", &mut seen);
+        ev.read_until("\"pe\":\"0x00004321\"");
         let home = format!("\"home\":\"{}\"", r1.id);
-        let added = seen
+        let added = ev
+            .seen
             .split("\n\n")
             .find(|e| e.contains("event: pe-added") && e.contains("0x00004321"))
-            .unwrap_or_else(|| panic!("no pe-added event for the PE: {seen}"));
+            .unwrap_or_else(|| panic!("no pe-added event for the PE: {}", ev.seen));
         assert!(added.contains(&home), "{added} (want {home})");
         assert!(added.contains("\"pool\":\"Web\""), "{added}");
         // A re-registration is an update; a de-registration a removal by peer update.
         raw.send_msg(&registration(b"Web", 0x4321, Policy::RoundRobin, 8080));
         raw.recv().unwrap();
-        read_until("event: pe-updated", &mut seen);
+        ev.read_until("event: pe-updated");
         raw.send_msg(&AsapMessage::Deregistration {
             handle: "Web".into(),
             pe_id: PeId(0x4321),
         });
         raw.recv().unwrap();
-        read_until("\"reason\":\"peer-update\"", &mut seen);
-        assert!(seen.contains("event: pe-removed"), "{seen}");
+        ev.read_until("\"reason\":\"peer-update\"");
+        assert!(ev.seen.contains("event: pe-removed"), "{}", ev.seen);
     });
 }
 

@@ -11,43 +11,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use support::certs::{ca, leaf_for_name as leaf, p};
 use support::*;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    pem: PathBuf,
-}
-
-fn ca(dir: &Path, name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.self_signed(&key).unwrap();
-    let pem = dir.join(format!("{name}.pem"));
-    std::fs::write(&pem, cert.pem()).unwrap();
-    Ca { cert, key, pem }
-}
-
-/// A server certificate for DNS name `dns` only (no address), signed by `ca`.
-fn leaf(dir: &Path, ca: &Ca, file: &str, dns: &str) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec![dns.to_owned()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, dns);
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let c = dir.join(format!("{file}.crt"));
-    let k = dir.join(format!("{file}.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// A pingpong PE of `pool` serving sessions over TLS with `cert`, registered with the
 /// least-used policy at `load`; (proc, pe id).

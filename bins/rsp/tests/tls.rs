@@ -7,58 +7,11 @@
 
 mod support;
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
-};
+use support::certs::{ca, leaf, p};
 use support::*;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    pem: PathBuf,
-}
-
-fn ca(dir: &Path, name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.self_signed(&key).unwrap();
-    let pem = dir.join(format!("{name}.pem"));
-    std::fs::write(&pem, cert.pem()).unwrap();
-    Ca { cert, key, pem }
-}
-
-/// A leaf certificate for 127.0.0.1 and ::1 signed by `ca`: (cert file, key file).
-fn leaf(dir: &Path, ca: &Ca, name: &str, client: bool) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec![format!("{name}.rserpool.test")]).unwrap();
-    p.subject_alt_names
-        .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-    p.subject_alt_names
-        .push(SanType::IpAddress("::1".parse().unwrap()));
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.extended_key_usages = vec![if client {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    if !client {
-        // A registrar is a TLS client towards its peers too.
-        p.extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ClientAuth);
-    }
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let c = dir.join(format!("{name}.crt"));
-    let k = dir.join(format!("{name}.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
 
 /// The `tls://` endpoint of a registrar's startup line.
 fn tls_url(reg: &Registrar) -> String {
@@ -74,10 +27,6 @@ fn tls_url(reg: &Registrar) -> String {
         .find(|w| w.starts_with("tls://"))
         .unwrap_or_else(|| panic!("no tls:// endpoint in {line:?}"))
         .to_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// `rsp resolve POOL` at `url` with extra arguments: (success, stdout + stderr).

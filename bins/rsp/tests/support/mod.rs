@@ -4,6 +4,8 @@
 //! Every wait has a deadline (conditions are polled, never timed).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod certs;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
