@@ -71,14 +71,7 @@ fn cspmonitor_shows_the_registrar_the_pe_and_the_gateway() {
             ],
             &log,
         );
-        let line = pe.stdout_line("did not register", Duration::from_secs(20), |l| {
-            l.starts_with("registered ")
-        });
-        let pe_id = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
         // The pool user: a gateway in front of the pool, reporting by the environment
         // variables as RSPLIB's tools take them.
         let gw_port = free_port();

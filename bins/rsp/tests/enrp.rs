@@ -374,14 +374,7 @@ fn a_partition_heals_without_losing_or_duplicating_pes() {
                 ],
                 &log,
             );
-            let line = proc.stdout_line("did not register", Duration::from_secs(20), |l| {
-                l.starts_with("registered ")
-            });
-            let id = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("pe="))
-                .unwrap()
-                .to_owned();
+            let id = proc.registered_pe("did not register", Duration::from_secs(20));
             pes.push((id, proc));
         }
         let all: BTreeSet<String> = pes.iter().map(|(id, _)| id.clone()).collect();

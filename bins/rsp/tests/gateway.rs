@@ -30,14 +30,7 @@ fn http_pe(registrar: &str, pool: &str, listen: &str, wire_log: &Path) -> (Proc,
         ],
         wire_log,
     );
-    let line = p.stdout_line("did not register", Duration::from_secs(20), |l| {
-        l.starts_with("registered ")
-    });
-    let pe = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("pe="))
-        .unwrap()
-        .to_owned();
+    let pe = p.registered_pe("did not register", Duration::from_secs(20));
     (p, pe)
 }
 
@@ -486,14 +479,7 @@ fn least_used_follows_the_load_the_pes_registered() {
                 ],
                 &log,
             );
-            let line = p.stdout_line("did not register", Duration::from_secs(20), |l| {
-                l.starts_with("registered ")
-            });
-            let id = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("pe="))
-                .unwrap()
-                .to_owned();
+            let id = p.registered_pe("did not register", Duration::from_secs(20));
             (p, id)
         };
         let (_busy, busy) = lu_pe("90%");

@@ -229,13 +229,7 @@ fn call_finds_an_announced_registrar_and_resolve_has_defaults() {
             &["serve", "echo", "--no-announces", "--listen", "127.0.0.1:0"],
             &log,
         );
-        let reg_line =
-            serve2.stdout_line("did not register", LONG, |l| l.starts_with("registered "));
-        let pe = reg_line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let pe = serve2.registered_pe("did not register", LONG);
         let out = ns
             .command(&["resolve", "EchoPool"])
             .env_remove("RSERPOOL_WIRE_LOG")
@@ -392,14 +386,7 @@ fn serve_retries_a_temporary_refusal() {
             .unwrap_or_else(|| second.fail("no retry message"));
         first.proc.terminate();
         assert!(first.proc.wait_exit(LONG).is_some());
-        let line = second.stdout_line("not registered once there was room", LONG, |l| {
-            l.starts_with("registered ")
-        });
-        let pe = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let pe = second.registered_pe("not registered once there was room", LONG);
         wait_until("the second PE in the dump", LONG, || {
             pe_ids(&dump(&reg.admin), "EchoPool").contains(&pe)
         });

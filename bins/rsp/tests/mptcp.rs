@@ -174,16 +174,7 @@ fn mptcp_carries_asap_and_enrp_over_two_paths_and_survives_one_going_down() {
             ],
             &log,
         );
-        let line = pe.stdout_line(
-            "did not register over MPTCP",
-            Duration::from_secs(20),
-            |l| l.starts_with("registered "),
-        );
-        let pe_id = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let pe_id = pe.registered_pe("did not register over MPTCP", Duration::from_secs(20));
         wait_until(
             "A to hold B's PE (ENRP over MPTCP)",
             Duration::from_secs(30),

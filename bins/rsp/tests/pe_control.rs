@@ -47,14 +47,7 @@ fn tcp_pe_is_reachable_at_its_asap_transport_and_adopts_a_new_home() {
             ],
             &log,
         );
-        let line = pe.stdout_line("did not register", Duration::from_secs(20), |l| {
-            l.starts_with("registered ")
-        });
-        let id_text = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let id_text = pe.registered_pe("did not register", Duration::from_secs(20));
         let id = PeId(u32::from_str_radix(id_text.trim_start_matches("0x"), 16).unwrap());
 
         // The registrar shows a TCP transport: where the PE listens for ASAP.

@@ -50,14 +50,7 @@ fn start_session_pe(reg: &str, service: &[&str], pool: &str, log: &Path) -> (Pro
         "127.0.0.1:0",
     ]);
     let p = spawn_env("serve", &args, log, &[("RSERPOOL_WIRE_LOG_DATA", "1")]);
-    let line = p.stdout_line("did not register", Duration::from_secs(60), |l| {
-        l.starts_with("registered ")
-    });
-    let id = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("pe="))
-        .unwrap()
-        .to_owned();
+    let id = p.registered_pe("did not register", Duration::from_secs(60));
     (p, id)
 }
 

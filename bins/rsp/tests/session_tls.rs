@@ -43,14 +43,7 @@ fn tls_pe(
         p(&cert.1),
     ];
     let pr = spawn_env("serve", &args, log, &[("RSERPOOL_WIRE_LOG_DATA", "1")]);
-    let line = pr.stdout_line("did not register", Duration::from_secs(60), |l| {
-        l.starts_with("registered ")
-    });
-    let id = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("pe="))
-        .unwrap()
-        .to_owned();
+    let id = pr.registered_pe("did not register", Duration::from_secs(60));
     (pr, id)
 }
 

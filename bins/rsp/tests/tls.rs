@@ -83,14 +83,7 @@ fn pes_and_pus_reach_a_registrar_over_tls_and_strangers_do_not() {
             ],
             &log,
         );
-        let line = pe.stdout_line("did not register over TLS", Duration::from_secs(20), |l| {
-            l.starts_with("registered ")
-        });
-        let pe_id = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let pe_id = pe.registered_pe("did not register over TLS", Duration::from_secs(20));
         // A PU resolves over TLS.
         let (ok, out) = resolve(&url, &["--tls-ca", p(&ca1.pem)]);
         assert!(ok && out.contains(&pe_id), "{out}");
@@ -340,16 +333,7 @@ fn secure_mode_and_access_rules_hold_per_identity_and_pool() {
             )
         };
         let a = serve("PoolA");
-        let line = a.stdout_line(
-            "pe-a did not register in PoolA",
-            Duration::from_secs(20),
-            |l| l.starts_with("registered "),
-        );
-        let pe_a = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let pe_a = a.registered_pe("pe-a did not register in PoolA", Duration::from_secs(20));
         // Its certificate does not cover PoolB: refused for good, the service says why.
         let mut b = serve("PoolB");
         let st = b
@@ -700,14 +684,7 @@ fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
             ],
             &log,
         );
-        let line = pe.stdout_line("the PE did not register", Duration::from_secs(20), |l| {
-            l.starts_with("registered ")
-        });
-        let id = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pe="))
-            .unwrap()
-            .to_owned();
+        let id = pe.registered_pe("the PE did not register", Duration::from_secs(20));
         let entry = |doc: &serde_json::Value| -> Option<serde_json::Value> {
             doc["pools"]
                 .as_array()?

@@ -127,6 +127,16 @@ impl Proc {
             .unwrap_or_else(|| self.fail(what))
     }
 
+    /// The PE identifier (`0x…`) of a PE process's `registered … pe=ID` line, once it
+    /// comes (`what` says what failed if it does not within `timeout`).
+    pub fn registered_pe(&self, what: &str, timeout: Duration) -> String {
+        let line = self.stdout_line(what, timeout, |l| l.starts_with("registered "));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("pe="))
+            .unwrap_or_else(|| self.fail(&format!("no pe= in {line:?}")))
+            .to_owned()
+    }
+
     pub fn fail(&self, what: &str) -> ! {
         panic!(
             "{}: {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
