@@ -1389,9 +1389,14 @@ fn to_last_is_handed_back_after_its_pe_died() {
                 .send_with(0, b"c\n".to_vec(), SendMode::ToLast)
                 .await
                 .unwrap();
-            let i = next_matching(&mut s, |i| {
-                matches!(i, Incoming::Event(SessionEvent::Undelivered { .. }))
-                    || matches!(i, Incoming::Data { .. })
+            // "b" may come back first: its PE can die after echoing it but before its
+            // acknowledgement arrived. What counts is where "c" goes.
+            let i = next_matching(&mut s, |i| match i {
+                Incoming::Event(SessionEvent::Undelivered { messages }) => {
+                    messages.iter().any(|m| m.seq == seq)
+                }
+                Incoming::Data { .. } => true,
+                _ => false,
             })
             .await;
             let Incoming::Event(SessionEvent::Undelivered { messages }) = i else {
