@@ -3,14 +3,12 @@
 //! `rspserver -calcapp`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
-use rserpool::pu::{PoolUser, PuOptions};
 use rserpool::service::calcapp;
 
 use crate::args::{self, RegistrarArgs};
-use crate::session_args::SessionArgs;
+use crate::session_args::{ClientStart, SessionArgs};
 
 /// CalcApp client: jobs of --job-size calculations, one after the other; a job survives
 /// the death of its PE (the next PE continues from the cookie).
@@ -41,33 +39,23 @@ pub fn run(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_client(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
-    let pu = Arc::new(PoolUser::start(
-        args.registrars
-            .pu_options(PuOptions::default())
-            .map_err(crate::exit::usage)?
-            .hr_items(u32::MAX),
-    ));
-    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let csp = args
-        .csp
-        .pool_user(
-            format!("CalcApp client {}", args.pool),
-            "jobs completed",
-            counted.clone(),
-        )
-        .await?;
+    let start = ClientStart::new(
+        &args.registrars,
+        &args.csp,
+        format!("CalcApp client {}", args.pool),
+        "jobs completed",
+    )
+    .await?;
     let line = |s: &str| {
         if s.contains(" complete: ") {
-            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if s.contains(" complete: ") {
+            start.count();
             println!("{s}");
         } else {
             eprintln!("rsp calcapp: {s}");
         }
     };
     let r = calcapp::client(
-        pu,
+        start.pu.clone(),
         &args.pool,
         args.jobs,
         args.job_size,
@@ -77,9 +65,7 @@ async fn run_client(args: &CalcAppArgs) -> anyhow::Result<ExitCode> {
         &line,
     )
     .await;
-    if let Some(c) = csp {
-        c.stop().await;
-    }
+    start.stop().await;
     match r {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(e) => {

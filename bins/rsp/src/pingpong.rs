@@ -3,15 +3,13 @@
 //! RSPLIB's `rspserver -pingpong`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use rserpool::pu::{PoolUser, PuOptions};
 use rserpool::service::pingpong;
 
 use crate::args::{self, RegistrarArgs};
-use crate::session_args::SessionArgs;
+use crate::session_args::{ClientStart, SessionArgs};
 
 /// Ping Pong client: Pings to a PE of the pool, one Pong each; failover keeps the reply
 /// counter going (the PE's cookie).
@@ -46,24 +44,16 @@ pub fn run(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_client(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
-    let pu = Arc::new(PoolUser::start(
-        args.registrars
-            .pu_options(PuOptions::default())
-            .map_err(crate::exit::usage)?
-            .hr_items(u32::MAX),
-    ));
-    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let csp = args
-        .csp
-        .pool_user(
-            format!("Ping Pong client {}", args.pool),
-            "pongs",
-            counted.clone(),
-        )
-        .await?;
+    let start = ClientStart::new(
+        &args.registrars,
+        &args.csp,
+        format!("Ping Pong client {}", args.pool),
+        "pongs",
+    )
+    .await?;
     let line = |s: &str| {
         if s.contains("pong ") {
-            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            start.count();
         }
         if s.starts_with("pong ") {
             println!("{s}");
@@ -72,7 +62,7 @@ async fn run_client(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let r = pingpong::client(
-        pu,
+        start.pu.clone(),
         &args.pool,
         args.count,
         args.interval,
@@ -83,9 +73,7 @@ async fn run_client(args: &PingPongArgs) -> anyhow::Result<ExitCode> {
         &line,
     )
     .await;
-    if let Some(c) = csp {
-        c.stop().await;
-    }
+    start.stop().await;
     match r {
         Ok(rep) => {
             let secs = rep.elapsed.as_secs_f64().max(1e-6);

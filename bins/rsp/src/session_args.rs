@@ -10,7 +10,7 @@ use clap::Args;
 use rserpool::service::session::{SessionOptions, SessionTls};
 use rserpool::transport::tls::{ClientAuth, TlsFiles, TlsSettings};
 
-use crate::args;
+use crate::args::{self, CspArgs, RegistrarArgs};
 
 /// The session heartbeat and failover limits.
 #[derive(Debug, Args, Clone)]
@@ -96,5 +96,46 @@ impl SessionArgs {
             });
         }
         Ok(o)
+    }
+}
+
+/// What a session client front end (`rsp pingpong`, `rsp calcapp`) starts with: a pool
+/// user on its registrars taking every PE of an answer, the count its CSP report shows,
+/// and the CSP reporter when one is configured (`label: N what`).
+pub struct ClientStart {
+    pub pu: Arc<rserpool::pu::PoolUser>,
+    pub counted: Arc<std::sync::atomic::AtomicU64>,
+    pub csp: Option<rserpool::service::csp::CspReporter>,
+}
+
+impl ClientStart {
+    pub async fn new(
+        registrars: &RegistrarArgs,
+        csp: &CspArgs,
+        label: String,
+        what: &'static str,
+    ) -> anyhow::Result<ClientStart> {
+        let pu = Arc::new(rserpool::pu::PoolUser::start(
+            registrars
+                .pu_options(rserpool::pu::PuOptions::default())
+                .map_err(crate::exit::usage)?
+                .hr_items(u32::MAX),
+        ));
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let csp = csp.pool_user(label, what, counted.clone()).await?;
+        Ok(ClientStart { pu, counted, csp })
+    }
+
+    /// Count one more of what the CSP report shows.
+    pub fn count(&self) {
+        self.counted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The client is done: the CSP reporter sends its final report.
+    pub async fn stop(self) {
+        if let Some(c) = self.csp {
+            c.stop().await;
+        }
     }
 }
