@@ -41,6 +41,9 @@ pub enum Workload {
     Resolve,
     /// ASAP_REGISTRATION (re-registering 100 PEs per client in turn).
     Register,
+    /// A well-behaved pool user's resolutions/s alone and beside a flood of pipelined
+    /// resolutions from another source address (issue 14's fairness figure).
+    Flood,
 }
 
 /// Measure a registrar end to end: ops/s and latency for 1, 16 and 256 concurrent
@@ -76,9 +79,28 @@ pub struct BenchArgs {
     /// Trust anchors (and a client certificate) for tls:// targets.
     #[command(flatten)]
     pub tls: args::TlsClientArgs,
+    /// flood: resolutions the flooding client keeps unanswered (below the registrar's
+    /// write queue, 1024 by default).
+    #[arg(long, default_value = "500")]
+    pub flood_window: u64,
+    /// flood: resolutions per second the flooding client sends (0 = as fast as the
+    /// registrar takes them).
+    #[arg(long, default_value = "100000")]
+    pub flood_rate: u64,
+    /// flood: the in-process registrar's per-source handle-resolution rate
+    /// (`--max-hr-rate`; 0 = unlimited).
+    #[arg(long, default_value = "20000")]
+    pub max_hr_rate: u32,
+    /// flood: the well-behaved pool user resolves at most this often per second
+    /// (default: one at a time, as fast as answers come).
+    #[arg(long)]
+    pub pace: Option<u32>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.workload == Workload::Flood {
+        return crate::bench_flood::run(args);
+    }
     if args.clients.is_empty() || args.clients.contains(&0) {
         return Err(crate::exit::usage(anyhow::anyhow!(
             "--clients needs positive numbers, e.g. 1,16,256"
@@ -165,7 +187,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Where the load goes.
 #[derive(Debug, Clone)]
-enum Target {
+pub(crate) enum Target {
     Tcp(SocketAddr),
     /// All addresses of one (multi-homed) SCTP endpoint.
     Sctp(Vec<SocketAddr>),
@@ -174,7 +196,7 @@ enum Target {
 }
 
 impl Target {
-    fn of(
+    pub(crate) fn of(
         ep: &Endpoint,
         tls: &Option<Arc<rserpool::transport::tls::TlsSettings>>,
     ) -> anyhow::Result<Target> {
@@ -191,7 +213,7 @@ impl Target {
             }
         })
     }
-    fn endpoint(&self) -> Endpoint {
+    pub(crate) fn endpoint(&self) -> Endpoint {
         match self {
             Target::Tcp(a) => Endpoint::tcp(*a),
             Target::Sctp(addrs) => Endpoint::sctp(addrs.clone()),
@@ -235,10 +257,11 @@ fn workload_name(w: Workload) -> &'static str {
     match w {
         Workload::Resolve => "resolve",
         Workload::Register => "register",
+        Workload::Flood => "flood",
     }
 }
 
-fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-server")
@@ -275,14 +298,14 @@ async fn start_sctp_echo(near: SocketAddr) -> anyhow::Result<Target> {
     Ok(Target::Sctp(vec![bench::start_sctp_echo(near)?]))
 }
 
-const RESOLVE_POOL: &str = "BenchPool";
+pub(crate) const RESOLVE_POOL: &str = "BenchPool";
 const REGISTER_POOL: &str = "BenchRegPool";
 const PES_PER_CLIENT: u32 = 100;
 
 /// Resolve: 10 PEs (real pool elements, answering keep-alives) in the benchmark pool.
 /// Over SCTP they register SCTP user transports (RSPLIB takes no TCP ones).
-async fn prepare(w: Workload, registrar: &Target) -> anyhow::Result<Vec<PoolElement>> {
-    if w != Workload::Resolve {
+pub(crate) async fn prepare(w: Workload, registrar: &Target) -> anyhow::Result<Vec<PoolElement>> {
+    if w == Workload::Register {
         return Ok(Vec::new());
     }
     let ip = registrar.pe_address();
@@ -315,10 +338,10 @@ async fn prepare(w: Workload, registrar: &Target) -> anyhow::Result<Vec<PoolElem
     Ok(pes)
 }
 
-fn requests(w: Workload, client: usize, target: &Target) -> Vec<Vec<u8>> {
+pub(crate) fn requests(w: Workload, client: usize, target: &Target) -> Vec<Vec<u8>> {
     let ip = target.pe_address();
     match w {
-        Workload::Resolve => vec![AsapMessage::HandleResolution {
+        Workload::Resolve | Workload::Flood => vec![AsapMessage::HandleResolution {
             subscribe: false,
             handle: RESOLVE_POOL.into(),
             items: None,
@@ -353,7 +376,7 @@ fn requests(w: Workload, client: usize, target: &Target) -> Vec<Vec<u8>> {
 
 fn answer_type(w: Workload) -> u8 {
     match w {
-        Workload::Resolve => asap_type::HANDLE_RESOLUTION_RESPONSE,
+        Workload::Resolve | Workload::Flood => asap_type::HANDLE_RESOLUTION_RESPONSE,
         Workload::Register => asap_type::REGISTRATION_RESPONSE,
     }
 }
@@ -591,7 +614,7 @@ async fn client(
     (hist, ok, err, why)
 }
 
-fn micros(us: u64) -> String {
+pub(crate) fn micros(us: u64) -> String {
     if us >= 10_000 {
         format!("{:.1}ms", us as f64 / 1000.0)
     } else {

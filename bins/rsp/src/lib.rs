@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod args;
 pub mod bench;
+mod bench_flood;
 pub mod calcapp;
 pub mod call;
 pub mod decode;

@@ -1,30 +1,37 @@
-//! The driver: one task owns one sans-IO core (quinn's `ConnectionDriver`, mini-redis's
-//! server loop).
+//! The driver: one sans-IO core, its transports, and the tasks that serve it (after
+//! quinn's `ConnectionDriver` and mini-redis's server loop, with the core behind one lock).
 //!
-//! The task `select!`s over
-//! * the command channel (a [`DriverHandle`] sends core commands, or closures that run
-//!   against the core, e.g. to read a snapshot),
-//! * the inbound channel all connection, listener and UDP tasks feed (connections opened,
-//!   datagrams, and notices that a connection has messages waiting),
-//! * the ring of connections with messages waiting in their inboxes
-//!   ([`crate::transport::inbox`]): one message from each in turn, so that a client
-//!   pipelining a flood of requests is served no faster than one waiting for its answer,
-//! * one `sleep_until(core.poll_timeout())`, re-armed only when the deadline changes,
-//! * the shutdown signal.
+//! The core sits in a mutex that is held only while the core works, never across an
+//! `await` or a socket write. Two kinds of task take it:
+//! * **connection readers** ([`crate::transport`]): a reader puts whole messages into its
+//!   connection's bounded inbox ([`crate::transport::inbox`]); once nothing more is
+//!   readable at once it *serves*: if nobody holds the core it takes it (`try_lock`, never
+//!   waiting) and serves the ring of connections with messages waiting, one message from
+//!   each in turn, so a client pipelining a flood of requests is served no faster than
+//!   one waiting for its answer. If another task holds the core, that task serves the new
+//!   messages before it lets go (a flag it checks after unlocking), so no message waits
+//!   for a wake-up of another thread. A turn ends when a connection's inbox runs dry (its
+//!   answers then leave at once, not after the other connections' turns), and after
+//!   [`SERVE_BUDGET`] messages the driver task takes over the rest.
+//! * **the driver task**, which `select!`s over the command channel (a [`DriverHandle`]
+//!   sends core commands or closures run against the core), the inbound channel
+//!   (connections accepted or opened, datagrams), one `sleep_until(core.poll_timeout())`,
+//!   the ENRP coalescing deadline, wake-ups from serving tasks (a new deadline, the ring
+//!   left over), and the shutdown signal.
 //!
-//! After every input it drains the core: `poll_transmit` until `None` (routing each
-//! message to a connection's writer queue by [`ConnId`], opening a connection for
-//! `Dest::Endpoint`, sending UDP for `Dest::Datagram`), `poll_command` until `None`
-//! (closing connections the core wants gone: [`TransportCommand`]; the connection's
-//! reader then reports `Closed` as for any close), transport events that routing
-//! produced (e.g. `SendFailed`), then `poll_event`. The core is never shared and never
-//! locked.
+//! After every input the core is drained: `poll_transmit` until `None` (each message
+//! appended to its connection's output, a connection opened for `Dest::Endpoint`, UDP sent
+//! for `Dest::Datagram`), `poll_command` (closing connections the core wants gone:
+//! [`TransportCommand`]; the connection's reader then reports `Closed` as for any close),
+//! transport events routing produced (e.g. `SendFailed`), then `poll_event`.
 //!
-//! Writes to a TCP connection are coalesced: what one wake-up sends to a connection goes
-//! out in one write at the end of the wake-up, or as soon as that connection has no more
-//! messages waiting (its answers do not wait for the other connections' turns) (each client's answer, the handle updates
-//! of several registrations to a peer). ENRP messages wait up to [`ENRP_COALESCE`] for
-//! more (a registrar's handle updates to its peers: one write carries several), unless
+//! Writes leave the core first: messages are appended to the connection's output
+//! ([`crate::transport::ConnOut`]) in the core's order while the core is held, and the
+//! task that produced them writes them after letting go — straight to the socket, or
+//! through the connection's writer task when the socket is full — so the socket writes
+//! of several connections run on both cores at once. What one turn sends to a TCP
+//! connection goes out in one write. ENRP messages wait up to [`ENRP_COALESCE`] for more
+//! (a registrar's handle updates to its peers: one write carries several), unless
 //! something else for that connection, a close, or [`STAGE_LIMIT`] bytes flush them.
 //!
 //! Shutdown: the listeners stop accepting, [`Lifecycle::begin_shutdown`] lets the core say
@@ -34,22 +41,23 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rserpool_proto::io::{
     ConnId, Core, Dest, Endpoint, RecvMeta, Transmit, TransportCommand, TransportEvent,
 };
 use rserpool_wire::Protocol;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::transport::inbox::{Inbox, Item};
 use crate::transport::udp::{self, DatagramSender, MulticastSpec};
 use crate::transport::{
-    self, accept_loop, ConnWriter, Inbound, MessageListener, Outgoing, Shared, TransportConfig,
+    self, accept_loop, ConnOut, ConnWriter, Inbound, MessageListener, Outgoing, Serve, Shared,
+    TransportConfig,
 };
 use crate::wirelog::{Dir, WireLog};
 
@@ -69,8 +77,8 @@ pub trait Lifecycle: Core {
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
     pub transport: TransportConfig,
-    /// Notices buffered from all connection, listener and UDP tasks towards the core
-    /// (connections accepted or opened, inboxes turning non-empty, datagrams).
+    /// Notices buffered from listener, connect and UDP tasks towards the driver task
+    /// (connections accepted or opened, datagrams).
     pub inbound_queue: usize,
     /// Messages each connection may have waiting for the core before its reader stops
     /// reading (its turn in the round robin comes first).
@@ -89,15 +97,9 @@ pub struct DriverConfig {
 pub const DEFAULT_INBOUND_QUEUE: usize = 4096;
 pub use crate::transport::inbox::DEFAULT_CONN_QUEUE;
 
-/// Messages served from the connections' inboxes per wake-up (before timers, commands
-/// and the runtime's other tasks get their turn again).
+/// Messages one task serves from the connections' inboxes before the driver task takes
+/// over (a reader serving other connections does not read its own socket meanwhile).
 const SERVE_BUDGET: usize = 64;
-
-/// A connection whose inbox ran dry is written from the driver itself (not by its writer
-/// task) while at most this many other connections wait: one pipelining peer must not
-/// cost a well-behaved one a hop through a worker thread it keeps busy, and with many
-/// waiting the writer tasks spread the socket writes over the cores.
-const DIRECT_RING: usize = 8;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -199,40 +201,80 @@ enum Outbound {
     Up(ConnId),
 }
 
-/// Owns a core and its transports. Build with [`Driver::new`], add listeners, then
-/// [`Driver::run`] (or [`Driver::spawn`]).
-pub struct Driver<C: Lifecycle> {
+/// What the driver task and the serving tasks share: the core (with everything it sends
+/// through) behind one lock, and the ring of connections with messages waiting.
+struct Engine<C: Lifecycle> {
+    state: Mutex<State<C>>,
+    /// Connections with messages waiting, served in turn (an inbox is in it at most once:
+    /// see [`crate::transport::inbox`]).
+    ring: Mutex<VecDeque<Arc<Inbox>>>,
+    /// Set when a connection joined the ring; the task holding the core looks at it after
+    /// letting go, so a task that found the core taken need not wait.
+    work: AtomicBool,
+    /// Wakes the driver task: the core's deadline or the ENRP deadline changed, or the
+    /// ring has more than a serving task's budget.
+    wake: Notify,
+}
+
+/// The core and the state that goes with it (only touched with the core's lock held).
+struct State<C: Lifecycle> {
     core: C,
-    config: DriverConfig,
     shared: Arc<Shared>,
-    inbound_rx: mpsc::Receiver<Inbound>,
-    ops_rx: mpsc::UnboundedReceiver<Op<C>>,
-    /// Keeps `ops_rx` open until `run` starts, so a driver nobody holds a handle to yet
-    /// does not shut down at once.
-    ops_tx: Option<mpsc::UnboundedSender<Op<C>>>,
+    resolution_timer: Option<Arc<crate::histogram::Histogram>>,
     on_event: Box<dyn FnMut(C::Event) + Send>,
     conns: HashMap<ConnId, ConnEntry>,
     outbound: HashMap<Endpoint, Outbound>,
     udp: DatagramSender,
     pending: VecDeque<TransportEvent>,
-    /// Connections with messages waiting, served in turn.
-    ring: VecDeque<Arc<Inbox>>,
-    local: Vec<Endpoint>,
-    /// More than one inbound item was waiting at this wake-up: answers go through the
-    /// writer tasks (which run on other worker threads) instead of the direct path.
-    busy: bool,
-    /// Bytes for TCP connections not written yet (coalesced writes), in order.
+    /// Bytes for TCP connections not appended to their output yet (coalesced), in order.
     staged: HashMap<ConnId, Staged>,
     /// When the staged ENRP-only buffers are written at the latest.
     stage_deadline: Option<tokio::time::Instant>,
+    /// The core's deadline as the driver task last armed it.
+    armed: Option<Instant>,
+    /// Connections with output to write once the core is let go.
+    touched: Vec<(ConnId, Arc<ConnOut>)>,
+    /// Connections to close once their output is written.
+    closing: Vec<(ConnId, Arc<ConnOut>)>,
 }
 
 /// Messages for one TCP connection, back to back, to go out in one write.
 struct Staged {
     bytes: Vec<u8>,
     protocol: Protocol,
-    /// Not only ENRP: written at the end of this wake-up.
+    /// Not only ENRP: written at the end of this turn.
     urgent: bool,
+}
+
+/// The socket writes (and closes) of one turn, carried out after the core is let go.
+#[must_use]
+struct Writes {
+    touched: Vec<(ConnId, Arc<ConnOut>)>,
+    closing: Vec<(ConnId, Arc<ConnOut>)>,
+}
+
+impl Writes {
+    fn run(self) {
+        for (conn, out) in &self.touched {
+            out.flush(*conn);
+        }
+        for (conn, out) in self.closing {
+            out.flush(conn);
+            if out.queued.load(Ordering::Acquire) == 0 {
+                out.ctl.cancel();
+                continue;
+            }
+            // Let the writer send what is queued, for a bounded time.
+            tokio::spawn(async move {
+                let until = tokio::time::Instant::now() + CLOSE_FLUSH;
+                while out.queued.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                out.ctl.cancel();
+            });
+        }
+    }
 }
 
 /// The longest ENRP messages wait for more to the same connection (one write for several
@@ -242,14 +284,77 @@ pub const ENRP_COALESCE: Duration = Duration::from_micros(500);
 /// Staged bytes per connection that are written at once.
 const STAGE_LIMIT: usize = 64 * 1024;
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<C: Lifecycle + Send + 'static> Serve for Engine<C>
+where
+    C::Event: Send,
+{
+    fn announce(&self, inbox: Arc<Inbox>) {
+        lock(&self.ring).push_back(inbox);
+        self.work.store(true, Ordering::SeqCst);
+    }
+
+    fn serve(&self) {
+        let mut served = 0;
+        loop {
+            let mut st = match self.state.try_lock() {
+                Ok(st) => st,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                // The holder looks at `work` after letting go.
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            self.work.store(false, Ordering::SeqCst);
+            let (n, left) = st.serve_ring(&self.ring, SERVE_BUDGET - served);
+            served += n;
+            let writes = st.end_turn(&self.wake, true);
+            drop(st);
+            writes.run();
+            if left {
+                if served >= SERVE_BUDGET {
+                    self.wake.notify_one();
+                    return;
+                }
+                continue;
+            }
+            if !self.work.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}
+
+impl<C: Lifecycle> Engine<C> {
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
+        lock(&self.state)
+    }
+}
+
+/// Owns a core and its transports. Build with [`Driver::new`], add listeners, then
+/// [`Driver::run`] (or [`Driver::spawn`]).
+pub struct Driver<C: Lifecycle> {
+    engine: Arc<Engine<C>>,
+    config: DriverConfig,
+    shared: Arc<Shared>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    ops_rx: mpsc::UnboundedReceiver<Op<C>>,
+    /// Keeps `ops_rx` open until `run` starts, so a driver nobody holds a handle to yet
+    /// does not shut down at once.
+    ops_tx: Option<mpsc::UnboundedSender<Op<C>>>,
+    local: Vec<Endpoint>,
+}
+
 impl<C> Driver<C>
 where
     C: Lifecycle + Send + 'static,
     C::Command: Send + 'static,
     C::Event: Send + 'static,
 {
-    /// A driver for `core`; `on_event` receives every event the core emits, on the
-    /// driver task (keep it short: forward to a channel, resolve a oneshot, log).
+    /// A driver for `core`; `on_event` receives every event the core emits, with the core
+    /// held, on whichever task serves it (keep it short: forward to a channel, resolve a
+    /// oneshot, log).
     pub fn new(
         core: C,
         config: DriverConfig,
@@ -264,23 +369,36 @@ where
             config.conn_queue,
         );
         let handle = DriverHandle { tx: ops_tx.clone() };
+        let engine = Arc::new(Engine {
+            state: Mutex::new(State {
+                core,
+                shared: shared.clone(),
+                resolution_timer: config.resolution_timer.clone(),
+                on_event: Box::new(on_event),
+                conns: HashMap::new(),
+                outbound: HashMap::new(),
+                udp: DatagramSender::default(),
+                pending: VecDeque::new(),
+                staged: HashMap::new(),
+                stage_deadline: None,
+                armed: None,
+                touched: Vec::new(),
+                closing: Vec::new(),
+            }),
+            ring: Mutex::new(VecDeque::new()),
+            work: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        let weak: std::sync::Weak<dyn Serve> = Arc::downgrade(&engine) as _;
+        let _ = shared.server.set(weak);
         let driver = Self {
-            core,
+            engine,
             config,
             shared,
             inbound_rx,
             ops_rx,
             ops_tx: Some(ops_tx),
-            on_event: Box::new(on_event),
-            conns: HashMap::new(),
-            outbound: HashMap::new(),
-            udp: DatagramSender::default(),
-            pending: VecDeque::new(),
-            ring: VecDeque::new(),
             local: Vec::new(),
-            busy: false,
-            staged: HashMap::new(),
-            stage_deadline: None,
         };
         (driver, handle)
     }
@@ -303,9 +421,9 @@ where
         &self.local
     }
 
-    /// The core (e.g. to read its state before running).
-    pub fn core_mut(&mut self) -> &mut C {
-        &mut self.core
+    /// Run `f` against the core (e.g. to read its state before running).
+    pub fn with_core_now<T>(&mut self, f: impl FnOnce(&mut C) -> T) -> T {
+        f(&mut self.engine.lock().core)
     }
 
     /// Run on a new task; the join handle yields the core when the driver stops.
@@ -323,95 +441,132 @@ where
         let mut armed: Option<Instant> = None;
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut ops_open = true;
-        self.core.start(clock::now());
-        self.drain();
-        self.flush_after_drain(true);
+        let engine = self.engine.clone();
+        {
+            let mut st = engine.lock();
+            st.core.start(clock::now());
+            st.drain();
+            let w = st.end_turn(&engine.wake, true);
+            drop(st);
+            w.run();
+        }
         loop {
-            let deadline = self.core.poll_timeout();
+            let (deadline, stage_deadline, done) = {
+                let st = engine.lock();
+                (
+                    st.armed,
+                    st.stage_deadline,
+                    stopping.is_some() && st.core.shutdown_complete(),
+                )
+            };
+            if done {
+                break;
+            }
             if deadline != armed {
                 armed = deadline;
                 let at = deadline.map(clock::to_tokio).unwrap_or_else(far_future);
                 sleep.as_mut().reset(at);
             }
+            let stage = stage_deadline;
             let grace_end = stopping.unwrap_or_else(far_future);
-            let stage_end = self.stage_deadline.unwrap_or_else(far_future);
+            let stage_end = stage.unwrap_or_else(far_future);
             tokio::select! {
                 biased;
-                op = self.ops_rx.recv(), if ops_open => match op {
-                    Some(Op::Command(cmd)) => self.core.command(clock::now(), cmd),
-                    Some(Op::With(f)) => f(&mut self.core, clock::now()),
-                    Some(Op::Shutdown) => self.begin_shutdown(&mut stopping),
-                    None => {
-                        ops_open = false;
-                        self.begin_shutdown(&mut stopping);
+                op = self.ops_rx.recv(), if ops_open => {
+                    let mut st = engine.lock();
+                    match op {
+                        Some(Op::Command(cmd)) => st.core.command(clock::now(), cmd),
+                        Some(Op::With(f)) => f(&mut st.core, clock::now()),
+                        Some(Op::Shutdown) => st.begin_shutdown(&mut stopping, self.config.grace),
+                        None => {
+                            ops_open = false;
+                            st.begin_shutdown(&mut stopping, self.config.grace);
+                        }
                     }
-                },
+                    st.drain();
+                    let w = st.end_turn(&engine.wake, stopping.is_none());
+                    drop(st);
+                    w.run();
+                }
                 Some(first) = self.inbound_rx.recv() => {
-                    self.on_inbound(first);
+                    let mut st = engine.lock();
+                    st.on_inbound(first, &*engine);
                     // Take what is already queued before draining once.
                     for _ in 0..256 {
                         match self.inbound_rx.try_recv() {
-                            Ok(more) => {
-                                self.busy = true;
-                                self.on_inbound(more);
-                            }
+                            Ok(more) => st.on_inbound(more, &*engine),
                             Err(_) => break,
                         }
                     }
+                    st.drain();
+                    let w = st.end_turn(&engine.wake, stopping.is_none());
+                    drop(st);
+                    w.run();
                 }
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
-                    self.core.handle_timeout(clock::now());
+                    let mut st = engine.lock();
+                    st.armed = None;
+                    st.core.handle_timeout(clock::now());
+                    st.drain();
+                    let w = st.end_turn(&engine.wake, stopping.is_none());
+                    drop(st);
+                    w.run();
                 }
-                () = tokio::time::sleep_until(stage_end), if self.stage_deadline.is_some() => {
-                    self.stage_deadline = None;
-                    self.flush_after_drain(false);
+                () = tokio::time::sleep_until(stage_end), if stage.is_some() => {
+                    let mut st = engine.lock();
+                    st.stage_deadline = None;
+                    let w = st.end_turn(&engine.wake, false);
+                    drop(st);
+                    w.run();
                 }
-                () = &mut shutdown, if stopping.is_none() => self.begin_shutdown(&mut stopping),
+                () = &mut shutdown, if stopping.is_none() => {
+                    engine.lock().begin_shutdown(&mut stopping, self.config.grace);
+                }
                 () = tokio::time::sleep_until(grace_end), if stopping.is_some() => {
                     warn!("shutdown grace period over; closing anyway");
                     break;
                 }
-                // More waiting: let the runtime run the tasks this wake-up woke (writers,
-                // readers) and poll the sockets before the next turns.
-                () = tokio::task::yield_now(), if !self.ring.is_empty() => {}
+                () = engine.wake.notified() => {}
             }
-            self.serve_ring();
-            self.drain();
-            self.flush_after_drain(stopping.is_none());
-            self.busy = false;
-            if stopping.is_some() && self.core.shutdown_complete() {
-                break;
+            // Whatever the serving tasks left in the ring (over their budget, or joined
+            // while the core was held here).
+            if !lock(&engine.ring).is_empty() {
+                engine.serve();
+                if !lock(&engine.ring).is_empty() {
+                    // More waiting: let the runtime run the tasks this turn woke before
+                    // the next one.
+                    tokio::task::yield_now().await;
+                    engine.wake.notify_one();
+                }
             }
         }
+        drop(engine);
         self.finish(stopping.unwrap_or_else(tokio::time::Instant::now))
-            .await;
-        self.core
-    }
-
-    fn begin_shutdown(&mut self, stopping: &mut Option<tokio::time::Instant>) {
-        if stopping.is_some() {
-            return;
-        }
-        info!("shutting down");
-        *stopping = Some(tokio::time::Instant::now() + self.config.grace);
-        self.shared.stop.send_replace(true);
-        self.core.begin_shutdown(clock::now());
+            .await
     }
 
     /// Close every writer queue, give the writers until the grace deadline to flush,
-    /// then cancel whatever is left.
-    async fn finish(&mut self, deadline: tokio::time::Instant) {
+    /// then cancel whatever is left; give the core back.
+    async fn finish(self, deadline: tokio::time::Instant) -> C {
         self.shared.stop.send_replace(true);
-        self.flush_staged(false);
-        let conns: Vec<ConnEntry> = self.conns.drain().map(|(_, e)| e).collect();
-        self.outbound.clear();
+        let conns: Vec<ConnEntry> = {
+            let mut st = self.engine.lock();
+            st.stage_deadline = None;
+            let w = st.end_turn(&self.engine.wake, false);
+            st.outbound.clear();
+            let conns = st.conns.drain().map(|(_, e)| e).collect();
+            drop(st);
+            w.run();
+            conns
+        };
         let mut ctls = Vec::with_capacity(conns.len());
         let mut tasks = Vec::with_capacity(conns.len());
         for e in conns {
-            ctls.push(e.writer.ctl);
+            ctls.push(e.writer.out.ctl.clone());
             tasks.push(e.writer.task);
-            // Dropping `e.writer.tx` lets the writer flush and close.
+            // Dropping `e.writer.out` (its queue's sender) lets the writer flush and
+            // close.
         }
         let flush = async {
             for t in tasks {
@@ -427,47 +582,62 @@ where
         for c in ctls {
             c.cancel();
         }
+        // Connection readers upgrade their reference to the engine only while serving.
+        let mut engine = self.engine;
+        loop {
+            match Arc::try_unwrap(engine) {
+                Ok(e) => return e.state.into_inner().unwrap_or_else(|p| p.into_inner()).core,
+                Err(e) => {
+                    engine = e;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+impl<C: Lifecycle> State<C> {
+    fn begin_shutdown(&mut self, stopping: &mut Option<tokio::time::Instant>, grace: Duration) {
+        if stopping.is_some() {
+            return;
+        }
+        info!("shutting down");
+        *stopping = Some(tokio::time::Instant::now() + grace);
+        self.shared.stop.send_replace(true);
+        self.core.begin_shutdown(clock::now());
+        self.drain();
     }
 
     /// Serve the connections with messages waiting: one message from each in turn, at
-    /// most [`SERVE_BUDGET`] in all. A connection whose inbox ran dry gets what it is
-    /// owed written at once.
-    fn serve_ring(&mut self) {
-        if self.ring.len() > 1 {
-            self.busy = true;
-        }
-        for _ in 0..SERVE_BUDGET {
-            // New notices first (a connection that just got a message joins the round
-            // robin at once, not after the budget).
-            while let Ok(more) = self.inbound_rx.try_recv() {
-                self.busy = true;
-                self.on_inbound(more);
-            }
-            let Some(inbox) = self.ring.pop_front() else {
-                break;
+    /// most `budget`, until a connection's inbox runs dry (its answers then leave at
+    /// once). Returns the messages served and whether connections are still waiting.
+    fn serve_ring(&mut self, ring: &Mutex<VecDeque<Arc<Inbox>>>, budget: usize) -> (usize, bool) {
+        let mut served = 0;
+        while served < budget {
+            let Some(inbox) = lock(ring).pop_front() else {
+                return (served, false);
             };
             let conn = inbox.conn;
             let (item, more) = inbox.take();
             match item {
-                Some(Item::Message(protocol, bytes)) => self.on_message(conn, protocol, bytes),
+                Some(Item::Message(protocol, bytes)) => {
+                    served += 1;
+                    self.on_message(conn, protocol, bytes);
+                }
                 Some(Item::Closed) if self.remove_conn(conn) => {
                     self.core
                         .handle_transport(clock::now(), TransportEvent::Closed { conn });
                 }
                 Some(Item::Closed) | None => {}
             }
+            self.drain();
             if more {
-                self.ring.push_back(inbox);
+                lock(ring).push_back(inbox);
             } else {
-                // Its answers go out now rather than after the other connections' turns;
-                // with few others waiting, straight from here (no hop to its writer).
-                self.drain();
-                let busy = self.busy;
-                self.busy = self.ring.len() > DIRECT_RING;
-                self.flush_conn(conn);
-                self.busy = busy;
+                break;
             }
         }
+        (served, !lock(ring).is_empty())
     }
 
     fn on_message(&mut self, conn: ConnId, protocol: Protocol, bytes: Vec<u8>) {
@@ -478,7 +648,7 @@ where
         if let Some(log) = &self.shared.wire_log {
             log.record(Dir::Rx, protocol, &conn.to_string(), &bytes);
         }
-        let timed = match &self.config.resolution_timer {
+        let timed = match &self.resolution_timer {
             Some(h)
                 if protocol == Protocol::Asap
                     && bytes.first() == Some(&rserpool_wire::asap_type::HANDLE_RESOLUTION) =>
@@ -502,10 +672,9 @@ where
         }
     }
 
-    fn on_inbound(&mut self, inbound: Inbound) {
+    fn on_inbound(&mut self, inbound: Inbound, server: &dyn Serve) {
         let now = clock::now();
         match inbound {
-            Inbound::Ready(inbox) => self.ring.push_back(inbox),
             Inbound::Accepted { conn, meta, writer } => {
                 let inbox = writer.inbox.clone();
                 self.conns.insert(
@@ -519,7 +688,7 @@ where
                 self.core
                     .handle_transport(now, TransportEvent::Accepted { conn, meta });
                 if inbox.adopt() {
-                    self.ring.push_back(inbox);
+                    server.announce(inbox);
                 }
             }
             Inbound::Connected {
@@ -548,7 +717,7 @@ where
                 self.core
                     .handle_transport(now, TransportEvent::Connected { conn, endpoint });
                 if inbox.adopt() {
-                    self.ring.push_back(inbox);
+                    server.announce(inbox);
                 }
             }
             Inbound::ConnectFailed { endpoint, error } => {
@@ -595,6 +764,42 @@ where
         }
     }
 
+    /// The end of a turn: staged bytes (the urgent ones, or all) move to their
+    /// connections' outputs, the driver task hears of a new deadline, and the writes
+    /// are handed back to be done after the core is let go.
+    fn end_turn(&mut self, wake: &Notify, urgent_only: bool) -> Writes {
+        if !self.staged.is_empty() {
+            let conns: Vec<ConnId> = self
+                .staged
+                .iter()
+                .filter(|(_, st)| !urgent_only || st.urgent)
+                .map(|(c, _)| *c)
+                .collect();
+            for c in conns {
+                self.unstage(c);
+            }
+        }
+        let mut tell = false;
+        if self.staged.is_empty() {
+            self.stage_deadline = None;
+        } else if self.stage_deadline.is_none() {
+            self.stage_deadline = Some(tokio::time::Instant::now() + ENRP_COALESCE);
+            tell = true;
+        }
+        let deadline = self.core.poll_timeout();
+        if deadline != self.armed {
+            self.armed = deadline;
+            tell = true;
+        }
+        if tell {
+            wake.notify_one();
+        }
+        Writes {
+            touched: std::mem::take(&mut self.touched),
+            closing: std::mem::take(&mut self.closing),
+        }
+    }
+
     fn route(&mut self, t: Transmit) {
         let msg = Outgoing {
             protocol: t.protocol,
@@ -627,14 +832,13 @@ where
                     log.record(Dir::Tx, msg.protocol, &format!("udp:{to}"), &msg.bytes);
                 }
                 self.udp
-                    .send(to, &msg.bytes, self.config.transport.multicast_ttl);
+                    .send(to, &msg.bytes, self.shared.config.multicast_ttl);
             }
         }
     }
 
-    /// Send a message on a live connection: straight to the socket when nothing is queued
-    /// and the transport allows it, else through the writer queue. A full queue means the
-    /// peer does not read: it is disconnected rather than allowed to stall the core.
+    /// Send a message on a live connection: staged on a byte stream (to go out with
+    /// whatever else this turn sends there), else appended to its output.
     fn push(&mut self, conn: ConnId, mut msg: Outgoing) {
         let Some(entry) = self.conns.get(&conn) else {
             self.pending.push_back(TransportEvent::SendFailed { conn });
@@ -646,122 +850,44 @@ where
         // Messages are padded to 4 bytes on streams (the encoder already does).
         let padded = msg.bytes.len().next_multiple_of(4);
         msg.bytes.resize(padded, 0);
-        let w = &entry.writer;
-        // A byte stream: staged, to go out with whatever else this wake-up sends there.
-        // Only the driver adds to `queued`, so 0 means every earlier message of this
-        // connection is written; while staged, nothing is queued.
-        let stream = w.direct.as_ref().is_some_and(|d| d.is_stream());
-        if stream && (self.staged.contains_key(&conn) || w.queued.load(Ordering::Acquire) == 0) {
-            let urgent = msg.protocol != Protocol::Enrp;
-            match self.staged.entry(conn) {
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let st = o.get_mut();
-                    st.bytes.extend_from_slice(&msg.bytes);
-                    st.urgent |= urgent || st.bytes.len() >= STAGE_LIMIT;
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Staged {
-                        urgent: urgent || msg.bytes.len() >= STAGE_LIMIT,
-                        protocol: msg.protocol,
-                        bytes: msg.bytes,
-                    });
-                }
+        if !entry.writer.out.is_stream() {
+            let out = entry.writer.out.clone();
+            if out.append(msg) {
+                self.touched.push((conn, out));
             }
             return;
         }
-        self.write_now(conn, msg);
-    }
-
-    /// The end of a wake-up: write what is staged (the urgent buffers only, or all), and
-    /// hand the transport events that writing produced to the core.
-    fn flush_after_drain(&mut self, urgent_only: bool) {
-        for _ in 0..16 {
-            self.flush_staged(urgent_only);
-            if self.pending.is_empty() {
-                return;
+        let urgent = msg.protocol != Protocol::Enrp;
+        match self.staged.entry(conn) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let st = o.get_mut();
+                st.bytes.extend_from_slice(&msg.bytes);
+                st.urgent |= urgent || st.bytes.len() >= STAGE_LIMIT;
             }
-            self.drain();
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Staged {
+                    urgent: urgent || msg.bytes.len() >= STAGE_LIMIT,
+                    protocol: msg.protocol,
+                    bytes: msg.bytes,
+                });
+            }
         }
     }
 
-    /// Write the staged bytes: the urgent ones (`urgent_only`) or all. ENRP-only ones left
-    /// get a deadline.
-    fn flush_staged(&mut self, urgent_only: bool) {
-        if self.staged.is_empty() {
-            return;
-        }
-        let conns: Vec<ConnId> = self
-            .staged
-            .iter()
-            .filter(|(_, st)| !urgent_only || st.urgent)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in conns {
-            self.flush_conn(c);
-        }
-        if self.staged.is_empty() {
-            self.stage_deadline = None;
-        } else if self.stage_deadline.is_none() {
-            self.stage_deadline = Some(tokio::time::Instant::now() + ENRP_COALESCE);
-        }
-    }
-
-    /// Write what is staged for `conn` (if anything).
-    fn flush_conn(&mut self, conn: ConnId) {
-        if let Some(st) = self.staged.remove(&conn) {
-            self.write_now(
-                conn,
-                Outgoing {
-                    protocol: st.protocol,
-                    bytes: st.bytes,
-                },
-            );
-        }
-    }
-
-    /// The socket write (or the writer queue) for one message or a staged run of them.
-    fn write_now(&mut self, conn: ConnId, mut msg: Outgoing) {
-        let Some(entry) = self.conns.get(&conn) else {
-            self.pending.push_back(TransportEvent::SendFailed { conn });
+    /// Move what is staged for `conn` (if anything) to its output.
+    fn unstage(&mut self, conn: ConnId) {
+        let Some(st) = self.staged.remove(&conn) else {
             return;
         };
-        let w = &entry.writer;
-        // Under load (several inbound items per wake-up) the writer tasks do the socket
-        // writes: on loopback a write costs the whole delivery to the peer, and the
-        // writers spread that over the worker threads while the driver runs on one.
-        if let Some(direct) = w.direct.as_ref().filter(|_| !self.busy) {
-            // Only the driver adds to `queued`, so 0 here means every earlier message of
-            // this connection is completely written: writing now keeps the order.
-            if w.queued.load(Ordering::Acquire) == 0 {
-                match direct.try_write(msg.protocol, &msg.bytes) {
-                    Ok(n) if n == msg.bytes.len() => return,
-                    Ok(n) => {
-                        msg.bytes.drain(..n);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        debug!(%conn, "write failed: {e}");
-                        w.ctl.cancel(); // the reader reports `Closed`
-                        self.pending.push_back(TransportEvent::SendFailed { conn });
-                        return;
-                    }
-                }
-            }
-        }
-        w.queued.fetch_add(1, Ordering::AcqRel);
-        match w.tx.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(%conn, peer = %entry.meta.peer, "peer is not reading (send queue full); disconnecting");
-                w.ctl.cancel();
-                self.remove_conn(conn);
-                self.pending.push_back(TransportEvent::SendFailed { conn });
-                self.pending.push_back(TransportEvent::Closed { conn });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                // The writer failed; the reader's `Closed` follows.
-                self.pending.push_back(TransportEvent::SendFailed { conn });
-            }
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        let out = entry.writer.out.clone();
+        if out.append(Outgoing {
+            protocol: st.protocol,
+            bytes: st.bytes,
+        }) {
+            self.touched.push((conn, out));
         }
     }
 
@@ -782,30 +908,17 @@ where
                 self.staged.remove(&conn);
                 if let Some(e) = self.conns.get(&conn) {
                     debug!(%conn, peer = %e.meta.peer, "closing connection at the core's request");
-                    e.writer.ctl.cancel();
+                    e.writer.out.ctl.cancel();
                 }
             }
             TransportCommand::Close(conn) => {
-                self.flush_conn(conn);
+                self.unstage(conn);
                 let Some(e) = self.conns.get(&conn) else {
                     return;
                 };
                 debug!(%conn, peer = %e.meta.peer, "closing connection at the core's request (after its queue)");
-                let w = &e.writer;
-                if w.queued.load(Ordering::Acquire) == 0 {
-                    w.ctl.cancel();
-                    return;
-                }
-                // Let the writer send what is queued, for a bounded time.
-                let (ctl, queued) = (w.ctl.clone(), w.queued.clone());
-                tokio::spawn(async move {
-                    let until = tokio::time::Instant::now() + CLOSE_FLUSH;
-                    while queued.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until
-                    {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    ctl.cancel();
-                });
+                // Closed once what is queued for it is written (after this turn).
+                self.closing.push((conn, e.writer.out.clone()));
             }
         }
     }

@@ -828,9 +828,13 @@ pub fn register_many(addr: &str, pool: &str, ids: impl IntoIterator<Item = u32>)
         let mut bytes = Vec::new();
         for id in batch {
             let port = 1024 + (*id % 60000) as u16;
-            bytes.extend(
-                registration(pool.as_bytes(), *id, Policy::RoundRobin, port).encode_to_vec(),
-            );
+            let mut m = registration(pool.as_bytes(), *id, Policy::RoundRobin, port);
+            // Held for 10 minutes: a test that registers thousands on a loaded machine
+            // must not see the first ones expire before it looks (no re-registration).
+            if let AsapMessage::Registration { pe, .. } = &mut m {
+                pe.registration_life = 600_000;
+            }
+            bytes.extend(m.encode_to_vec());
         }
         c.send(&bytes);
         for _ in batch {

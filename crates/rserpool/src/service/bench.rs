@@ -2,8 +2,10 @@
 //! receives whole ASAP messages over TCP or SCTP, and the echo servers used as the
 //! baseline (every message straight back), so the CLI never touches sockets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_wire::framing::Deframer;
@@ -121,6 +123,19 @@ impl MessageConn {
         }
     }
 
+    /// Connect to a TCP endpoint from the local address `from` (port chosen by the
+    /// kernel): clients that a registrar must tell apart by source address.
+    pub async fn connect_from(to: SocketAddr, from: IpAddr) -> std::io::Result<MessageConn> {
+        let s = connect_tcp_from(to, from).await?;
+        let (rd, wr) = s.into_split();
+        Ok(MessageConn::Tcp {
+            rd,
+            wr,
+            d: Deframer::default(),
+            buf: vec![0u8; 65536],
+        })
+    }
+
     /// Connect to a `tls://` endpoint: TCP, then the TLS handshake checking the
     /// registrar's certificate (as the transport's clients do).
     pub async fn connect_tls(
@@ -220,4 +235,141 @@ impl MessageConn {
             }
         }
     }
+}
+
+async fn connect_tcp_from(to: SocketAddr, from: IpAddr) -> std::io::Result<TcpStream> {
+    let sock = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.bind(SocketAddr::new(from, 0))?;
+    let s = sock.connect(to).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// What a [`flood`] sent and got back.
+#[derive(Debug, Clone, Default)]
+pub struct FloodCounts {
+    pub sent: u64,
+    /// Seconds spent sending.
+    pub secs: f64,
+    /// Answers by kind, as `classify` named them.
+    pub answers: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A flooding client: one TCP connection from `from` to `to` that pipelines `msg` at
+/// `rate` per second (`None`: as fast as the socket takes it), with at most `window`
+/// messages unanswered (a registrar drops
+/// a peer that does not read its answers), until `stop`; then it waits (at most 10 s) for
+/// the answers still owed. Each different answer is classified once (`classify`), so the
+/// flooder's own work stays small beside the server's.
+pub async fn flood(
+    to: SocketAddr,
+    from: IpAddr,
+    msg: Vec<u8>,
+    window: u64,
+    rate: Option<u64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    classify: fn(&[u8]) -> &'static str,
+) -> std::io::Result<FloodCounts> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let s = connect_tcp_from(to, from).await?;
+    let (mut rd, mut wr) = s.into_split();
+    let answered = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let room = Arc::new(tokio::sync::Notify::new());
+    let writer = {
+        let (answered, sent, room, stop) =
+            (answered.clone(), sent.clone(), room.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut n = 0u64;
+            let start = std::time::Instant::now();
+            while !stop.load(Ordering::Acquire) {
+                let mut free = (window + answered.load(Ordering::Acquire)).saturating_sub(n);
+                if let Some(r) = rate {
+                    let owed = (start.elapsed().as_secs_f64() * r as f64) as u64;
+                    let due = owed.saturating_sub(n);
+                    if due == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    free = free.min(due);
+                }
+                if free == 0 {
+                    let _ = tokio::time::timeout(Duration::from_millis(10), room.notified()).await;
+                    continue;
+                }
+                let k = free.min(100);
+                batch.clear();
+                for _ in 0..k {
+                    batch.extend_from_slice(&msg);
+                }
+                wr.write_all(&batch).await?;
+                n += k;
+                sent.store(n, Ordering::Release);
+            }
+            Ok::<_, std::io::Error>((wr, start.elapsed().as_secs_f64()))
+        })
+    };
+    let mut counts = FloodCounts::default();
+    let mut seen: std::collections::HashMap<Vec<u8>, &'static str> = Default::default();
+    let mut d = Deframer::default();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0u64;
+    let mut writer = Some(writer);
+    let mut wr_half = None;
+    let mut progress = std::time::Instant::now();
+    loop {
+        while let Ok(Some(m)) = d.next_message() {
+            let k = match seen.get(m) {
+                Some(k) => *k,
+                None => {
+                    let k = classify(m);
+                    if seen.len() < 64 {
+                        seen.insert(m.to_vec(), k);
+                    }
+                    k
+                }
+            };
+            *counts.answers.entry(k).or_insert(0) += 1;
+            got += 1;
+        }
+        answered.store(got, Ordering::Release);
+        room.notify_one();
+        if let Some(w) = writer.as_ref() {
+            if w.is_finished() {
+                if let Some(w) = writer.take() {
+                    let (half, secs) = w.await.map_err(std::io::Error::other)??;
+                    wr_half = Some(half);
+                    counts.secs = secs;
+                }
+            }
+        }
+        // Done when every answer came, or (the server owing some) after 10 s without one.
+        if writer.is_none()
+            && (got >= sent.load(Ordering::Acquire) || progress.elapsed() > Duration::from_secs(10))
+        {
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(50), rd.read(&mut buf));
+        match read.await {
+            Ok(Ok(0)) => {
+                return Err(std::io::Error::other(
+                    "the server closed the flooding connection",
+                ))
+            }
+            Ok(Ok(n)) => {
+                d.push(&buf[..n]);
+                progress = std::time::Instant::now();
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    drop(wr_half);
+    counts.sent = sent.load(Ordering::Acquire);
+    Ok(counts)
 }

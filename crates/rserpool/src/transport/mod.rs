@@ -117,8 +117,6 @@ pub(crate) enum Inbound {
         endpoint: Endpoint,
         error: io::Error,
     },
-    /// A connection's inbox turned from idle to waiting.
-    Ready(Arc<inbox::Inbox>),
     Datagram {
         meta: RecvMeta,
         bytes: Vec<u8>,
@@ -150,17 +148,105 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|c| *c).await;
 }
 
-/// The driver's side of a connection: the writer queue and the cancel switch.
+/// The driver's side of a connection: its output, the writer task and the inbox.
 #[derive(Debug)]
 pub(crate) struct ConnWriter {
-    pub tx: mpsc::Sender<Outgoing>,
-    pub ctl: Arc<ConnCtl>,
+    pub out: Arc<ConnOut>,
     pub task: tokio::task::JoinHandle<()>,
-    /// Messages queued and not yet completely written (only the driver adds to it).
-    pub queued: Arc<AtomicUsize>,
-    pub direct: Option<Arc<dyn DirectWrite>>,
     /// The messages the reader read, waiting for the driver.
     pub inbox: Arc<inbox::Inbox>,
+}
+
+/// What goes out on one connection, written by whichever task served the messages that
+/// produced it, after it let go of the core ([`crate::driver`]): messages are appended
+/// in order while the core is held and written in that order outside it.
+#[derive(Debug)]
+pub(crate) struct ConnOut {
+    pub tx: mpsc::Sender<Outgoing>,
+    pub ctl: Arc<ConnCtl>,
+    /// Messages in the writer task's queue and not yet completely written.
+    pub queued: Arc<AtomicUsize>,
+    pub direct: Option<Arc<dyn DirectWrite>>,
+    /// Appended while the core is held; taken (all at once) by [`ConnOut::flush`].
+    waiting: std::sync::Mutex<Vec<Outgoing>>,
+    /// Held while writing: two flushes never interleave and take in order.
+    order: std::sync::Mutex<()>,
+    /// Listed for a flush already (cleared when a flush begins).
+    marked: std::sync::atomic::AtomicBool,
+}
+
+impl ConnOut {
+    /// Whether messages back to back may go out in one write (TCP, MPTCP).
+    pub fn is_stream(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.is_stream())
+    }
+
+    /// Queue a message (the caller holds the core, so appends are in the core's order);
+    /// true if the connection was not listed for a flush yet (the caller lists it).
+    pub fn append(&self, msg: Outgoing) -> bool {
+        lock(&self.waiting).push(msg);
+        !self.marked.swap(true, Ordering::SeqCst)
+    }
+
+    /// Write everything appended so far, in order: straight to the socket while nothing
+    /// waits in the writer task's queue, the rest through that queue. A full queue means
+    /// the peer does not read: the connection is cancelled (its reader reports the
+    /// close).
+    pub fn flush(&self, conn: ConnId) {
+        self.marked.store(false, Ordering::SeqCst);
+        let _order = lock(&self.order);
+        let batch = std::mem::take(&mut *lock(&self.waiting));
+        for msg in batch {
+            self.write(conn, msg);
+        }
+    }
+
+    fn write(&self, conn: ConnId, mut msg: Outgoing) {
+        if let Some(direct) = &self.direct {
+            // Only a flush (one at a time) adds to `queued`, so 0 means every earlier
+            // message is completely written: writing now keeps the order.
+            if self.queued.load(Ordering::Acquire) == 0 {
+                match direct.try_write(msg.protocol, &msg.bytes) {
+                    Ok(n) if n == msg.bytes.len() => return,
+                    Ok(n) => {
+                        msg.bytes.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        debug!(%conn, "write failed: {e}");
+                        self.ctl.cancel(); // the reader reports `Closed`
+                        return;
+                    }
+                }
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                warn!(%conn, "peer is not reading (send queue full); disconnecting");
+                self.ctl.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The writer failed; the reader's `Closed` follows.
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The driver as the connection tasks see it: a reader that queued messages has them
+/// served (by itself when nobody else is serving, see [`crate::driver`]).
+pub(crate) trait Serve: Send + Sync {
+    /// An inbox turned from idle to waiting: it joins the ring.
+    fn announce(&self, inbox: Arc<inbox::Inbox>);
+    /// Serve the waiting connections now unless another task already does.
+    fn serve(&self);
 }
 
 /// Default of [`TransportConfig::max_connections`]: the registrar core's default limit
@@ -238,6 +324,8 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     /// Listener and receiver tasks stop when this turns true.
     pub stop: watch::Sender<bool>,
+    /// The driver's serving side (set once by the driver).
+    pub server: std::sync::OnceLock<std::sync::Weak<dyn Serve>>,
 }
 
 impl Shared {
@@ -255,7 +343,12 @@ impl Shared {
             conn_queue,
             next_conn: AtomicU64::new(1),
             stop: watch::channel(false).0,
+            server: std::sync::OnceLock::new(),
         })
+    }
+
+    fn server(&self) -> Option<Arc<dyn Serve>> {
+        self.server.get().and_then(std::sync::Weak::upgrade)
     }
     pub fn conn_id(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
@@ -284,15 +377,24 @@ pub(crate) fn spawn_connection<S: MessageStream>(
         ctl.subscribe(),
     ));
     ConnWriter {
-        tx,
-        ctl,
+        out: Arc::new(ConnOut {
+            tx,
+            ctl,
+            queued,
+            direct,
+            waiting: Default::default(),
+            order: Default::default(),
+            marked: Default::default(),
+        }),
         task,
-        queued,
-        direct,
         inbox,
     }
 }
 
+/// A connection's reader: whole messages into the inbox; once nothing more is readable
+/// at once (or the inbox is full), the waiting connections are served — by this task
+/// when no other task is serving, so an answer usually leaves from the thread that read
+/// the request, without a hop.
 async fn read_loop<R: MessageRead>(
     mut read: R,
     shared: Arc<Shared>,
@@ -302,53 +404,81 @@ async fn read_loop<R: MessageRead>(
 ) {
     use inbox::{Item, Pushed};
     let conn = inbox.conn;
-    'read: loop {
-        tokio::select! {
-            r = read.recv() => match r {
-                Ok(Some((protocol, bytes))) => {
-                    if let Some(g) = guard.as_mut() {
-                        g.spoke();
-                    }
-                    let mut item = Item::Message(protocol, bytes);
-                    loop {
-                        match inbox.push(item, false) {
-                            Pushed::Queued => break,
-                            Pushed::Announce => {
-                                if shared.inbound.send(Inbound::Ready(inbox.clone())).await.is_err() {
-                                    return;
-                                }
-                                break;
+    let serve = |shared: &Shared| {
+        if let Some(s) = shared.server() {
+            s.serve();
+        }
+    };
+    // Queued messages nobody was asked to serve yet.
+    let mut owed = false;
+    loop {
+        let r = if owed {
+            tokio::select! {
+                biased;
+                r = read.recv() => r,
+                () = std::future::ready(()) => {
+                    owed = false;
+                    serve(&shared);
+                    continue;
+                }
+            }
+        } else {
+            tokio::select! {
+                r = read.recv() => r,
+                _ = cancelled(&mut cancel) => {
+                    debug!(%conn, "connection cancelled");
+                    break;
+                }
+            }
+        };
+        match r {
+            Ok(Some((protocol, bytes))) => {
+                if let Some(g) = guard.as_mut() {
+                    g.spoke();
+                }
+                let mut item = Item::Message(protocol, bytes);
+                let stop = loop {
+                    match inbox.push(item, false) {
+                        Pushed::Queued => break false,
+                        Pushed::Announce => {
+                            match shared.server() {
+                                Some(s) => s.announce(inbox.clone()),
+                                None => return,
                             }
-                            // The driver has this connection's turn pending: stop reading
-                            // (the peer's sending stalls) until it took one.
-                            Pushed::Full(back) => {
-                                item = back;
-                                tokio::select! {
-                                    () = inbox.room() => {}
-                                    _ = cancelled(&mut cancel) => {
-                                        debug!(%conn, "connection cancelled");
-                                        break 'read;
-                                    }
+                            break false;
+                        }
+                        // A full inbox: serve (this may be the task to do it), else wait
+                        // until the serving task took from it (the peer's sending stalls).
+                        Pushed::Full(back) => {
+                            item = back;
+                            serve(&shared);
+                            tokio::select! {
+                                () = inbox.room() => {}
+                                _ = cancelled(&mut cancel) => {
+                                    debug!(%conn, "connection cancelled");
+                                    break true;
                                 }
                             }
                         }
                     }
-                }
-                Ok(None) => {
-                    debug!(%conn, "closed by peer");
+                };
+                if stop {
                     break;
                 }
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
-                        warn!(%conn, "closing connection: {e}");
-                    } else {
-                        debug!(%conn, "connection error: {e}");
-                    }
-                    break;
+                owed = true;
+            }
+            Ok(None) => {
+                debug!(%conn, "closed by peer");
+                break;
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::InvalidData
+                    || e.kind() == io::ErrorKind::UnexpectedEof
+                {
+                    warn!(%conn, "closing connection: {e}");
+                } else {
+                    debug!(%conn, "connection error: {e}");
                 }
-            },
-            _ = cancelled(&mut cancel) => {
-                debug!(%conn, "connection cancelled");
                 break;
             }
         }
@@ -356,8 +486,11 @@ async fn read_loop<R: MessageRead>(
     // Free the connection slot before the driver hears of the close.
     drop(guard);
     if let Pushed::Announce = inbox.push(Item::Closed, true) {
-        let _ = shared.inbound.send(Inbound::Ready(inbox.clone())).await;
+        if let Some(s) = shared.server() {
+            s.announce(inbox.clone());
+        }
     }
+    serve(&shared);
 }
 
 async fn write_loop<W: MessageWrite>(

@@ -11,6 +11,7 @@ use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::Protocol;
 use socket2::{Domain, Socket, Type};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -93,10 +94,12 @@ impl MessageRead for TcpReader {
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             }
-            self.stream.readable().await?;
+            // `read_buf` (unlike `readable` + `try_read`) takes a short read as "drained":
+            // the next call waits for readiness instead of paying a read that finds
+            // nothing.
             self.buf.clear();
             self.buf.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut self.buf) {
+            match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) => {
                     let left = self.deframer.buffered();
                     if left == 0 {
@@ -108,7 +111,6 @@ impl MessageRead for TcpReader {
                     ));
                 }
                 Ok(_) => self.deframer.push(&self.buf),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
