@@ -456,6 +456,7 @@ pub struct TlsMessageStream {
     peer: SocketAddr,
     protocol: Protocol,
     max_message_len: usize,
+    lengths: Arc<tcp::LengthStats>,
 }
 
 impl std::fmt::Debug for TlsMessageStream {
@@ -492,6 +493,7 @@ impl MessageStream for TlsMessageStream {
                 deframer: Deframer::new(self.max_message_len),
                 protocol: self.protocol,
                 buf: Vec::new(),
+                lengths: self.lengths,
             },
             TlsWriter {
                 stream: w,
@@ -506,6 +508,7 @@ pub struct TlsReader {
     deframer: Deframer,
     protocol: Protocol,
     buf: Vec<u8>,
+    lengths: Arc<tcp::LengthStats>,
 }
 
 impl MessageRead for TlsReader {
@@ -514,7 +517,10 @@ impl MessageRead for TlsReader {
             match self.deframer.next_message() {
                 Ok(Some(m)) => return Ok(Some((self.protocol, m.to_vec()))),
                 Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Err(e) => {
+                    self.lengths.tls.count(&e);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
             }
             self.buf.clear();
             self.buf.reserve(READ_CHUNK);
@@ -604,6 +610,7 @@ pub struct TlsMessageListener {
     acceptor: TlsAcceptor,
     protocol: Protocol,
     max_message_len: usize,
+    lengths: Arc<tcp::LengthStats>,
     in_flight: Arc<AtomicUsize>,
     done_tx: mpsc::Sender<TlsMessageStream>,
     done_rx: mpsc::Receiver<TlsMessageStream>,
@@ -640,6 +647,7 @@ impl MessageListener for TlsMessageListener {
                     let done = self.done_tx.clone();
                     let stats = self.stats.clone();
                     let (protocol, max_message_len) = (self.protocol, self.max_message_len);
+                    let lengths = self.lengths.clone();
                     tokio::spawn(async move {
                         let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                         in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -652,6 +660,7 @@ impl MessageListener for TlsMessageListener {
                                         peer,
                                         protocol,
                                         max_message_len,
+                                        lengths,
                                     })
                                     .await;
                             }
@@ -716,6 +725,7 @@ fn bind_with(
         acceptor: TlsAcceptor::from(server),
         protocol,
         max_message_len: config.max_message_len,
+        lengths: config.length_stats.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         done_tx,
         done_rx,
@@ -766,6 +776,7 @@ pub async fn connect(
                     peer: *addr,
                     protocol,
                     max_message_len: config.max_message_len,
+                    lengths: config.length_stats.clone(),
                 })
             }
             Ok(Err(e)) => last = e,
