@@ -881,3 +881,63 @@ fn tls_exchange(addr: &str, ca: &Path, cert: Option<(&Path, &Path)>, msg: &[u8])
         buf
     })
 }
+
+/// The message length limit holds inside TLS as on plain TCP: a TLS connection whose next
+/// message claims 65,000 bytes to a registrar with `--max-message-len 4096`, or 2, is
+/// closed unanswered and counted once each as TLS (`rsp dump` `message_length`), while
+/// a well-formed resolution on another TLS connection is answered.
+/// (SCTP: the build host's kernel has none; an over-long SCTP message is dropped and
+/// counted as `sctp_too_long` by the same reader code path, see `transport/sctp.rs`.)
+#[test]
+fn a_message_length_over_or_under_the_limit_closes_a_tls_connection_and_is_counted() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("tls-msg-len");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let (rc, rk) = leaf(&dir, &ca1, "registrar", false);
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--listen",
+                "tls://127.0.0.1:0",
+                "--tls-cert",
+                p(&rc),
+                "--tls-key",
+                p(&rk),
+                "--max-message-len",
+                "4096",
+            ],
+        );
+        let url = tls_url(&reg);
+        let addr = url.replace("tls://", "tcp://");
+        let lengths = || {
+            let m = dump(&reg.admin)["message_length"].clone();
+            let n = |k: &str| m[k].as_u64().unwrap();
+            (
+                n("tls_too_long"),
+                n("tls_too_short"),
+                n("tcp_too_long") + n("tcp_too_short"),
+            )
+        };
+        assert_eq!(lengths(), (0, 0, 0));
+        let mut long = vec![0x03, 0x00];
+        long.extend_from_slice(&65_000u16.to_be_bytes());
+        long.extend_from_slice(&[0u8; 60]);
+        let answer = tls_exchange(&addr, &ca1.pem, None, &long);
+        assert!(answer.is_empty(), "answered: {answer:?}");
+        wait_until("one TLS too-long close", Duration::from_secs(10), || {
+            lengths() == (1, 0, 0)
+        });
+        let answer = tls_exchange(&addr, &ca1.pem, None, &[0x03, 0x00, 0x00, 0x02]);
+        assert!(answer.is_empty(), "answered: {answer:?}");
+        wait_until("one TLS too-short close", Duration::from_secs(10), || {
+            lengths() == (1, 1, 0)
+        });
+        // A well-formed resolution over TLS is still answered.
+        let (ok, out) = resolve(&url, &["--tls-ca", p(&ca1.pem)]);
+        // (No PE in the pool: the registrar's answer is Unknown Pool Handle.)
+        assert!(!ok && out.contains("unknown pool handle (0x9)"), "{out}");
+        assert_eq!(lengths(), (1, 1, 0));
+    });
+}
