@@ -211,15 +211,13 @@ impl PoolElement {
             .filter(|t| t.can_serve() && opts.asap_control)
             .filter(|_| opts.driver.transport.tcp_source_port.is_none())
         {
-            Some(t) => Some(
-                t.requiring_clients(&opts.registrar_identities)
-                    .map_err(|e| {
-                        std::io::Error::new(
-                    e.kind(),
-                    format!("the TLS ASAP control endpoint checks registrars' certificates: {e}"),
-                )
-                    })?,
-            ),
+            Some(t) => {
+                let checked = t.requiring_clients(&opts.registrar_identities);
+                Some(checked.map_err(|e| {
+                    let why = format!("the TLS ASAP control endpoint checks registrars: {e}");
+                    std::io::Error::new(e.kind(), why)
+                })?)
+            }
             None => None,
         };
         let control = if control_tls.is_none()
