@@ -139,6 +139,12 @@ pub struct ServeArgs {
     pub data_only: bool,
     #[command(flatten)]
     pub registrars: RegistrarArgs,
+    /// With --tls-cert: a registrar that takes this PE over must show a certificate
+    /// (chaining to --tls-ca) naming NAME (DNS or IP subjectAltName, or subject common
+    /// name) on the TLS control endpoint (repeatable; default: any certificate chaining
+    /// to --tls-ca).
+    #[arg(long = "registrar-identity", value_name = "NAME", requires = "cert")]
+    pub registrar_identities: Vec<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// PE identifier of the first entry (hex 0x… or decimal; default random).
@@ -302,6 +308,7 @@ async fn serve(
         .registrars
         .pe_options(PeOptions::new(pool.as_str()))
         .map_err(crate::exit::usage)?
+        .registrar_identities(args.registrar_identities.clone())
         .policy(policy.clone())
         .registration_life(args.registration_life)
         .reregistration_interval(args.reregister)

@@ -353,6 +353,8 @@ fn absurd_values_are_refused_naming_the_setting() {
             ("max_hr_items", "0", "0"),
             ("max_bad_pe_reports", "0", "0"),
             ("write_queue", "0", "0"),
+            ("max_message_len", "100", "100"),
+            ("max_message_len", "65536", "65536"),
             ("max_connections", "0", "0"),
             ("admin", "\"0.0.0.0:9990\"", "0.0.0.0:9990"),
             ("admin", "\"[::]:9990\"", "[::]:9990"),

@@ -908,3 +908,109 @@ fn registrations_over_the_per_connection_rate_are_refused_and_counted() {
         );
     });
 }
+
+/// A message whose Message Length says more than `--max-message-len` (65,000 against
+/// 4096), or less than its own 4-byte header (2), closes that connection at once; each
+/// close is counted exactly once (`rsp dump` `message_length`, `/metrics`
+/// `rserpool_message_length_refusals_total`, present at 0 before), a PE on another
+/// connection is served as before and the handlespace stays as it was.
+#[test]
+fn messages_over_or_under_the_length_limit_close_their_connection_and_are_counted() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("msg-len");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &["--max-message-len", "4096"]);
+        let series = |transport: &str, length: &str| {
+            format!(
+                "rserpool_message_length_refusals_total{{transport=\"{transport}\",length=\"{length}\"}} "
+            )
+        };
+        let metrics = http_body(&reg.admin, "/metrics");
+        for (t, l) in [
+            ("tcp", "too-long"),
+            ("tcp", "too-short"),
+            ("tls", "too-long"),
+            ("tls", "too-short"),
+            ("sctp", "too-long"),
+        ] {
+            assert!(
+                metrics.contains(&format!("{}0\n", series(t, l))),
+                "{t} {l}: {metrics}"
+            );
+        }
+        let counts = |doc: &Value| {
+            let m = &doc["message_length"];
+            let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("no {k} in {m}"));
+            assert_eq!(m["max_message_len"], 4096, "{m}");
+            (
+                n("tcp_too_long"),
+                n("tcp_too_short"),
+                n("tls_too_long") + n("tls_too_short") + n("sctp_too_long"),
+            )
+        };
+        // A PE registered on a connection of its own.
+        let mut good = Raw::connect(&reg.asap);
+        let pe = pe_msg("LenPool", 0x11, tcp_at("127.0.0.1:2011"), 30_000);
+        assert_eq!(register(&mut good, &pe), Ok(()));
+        let before = dump(&reg.admin);
+        assert_eq!(counts(&before), (0, 0, 0));
+        let pools = |doc: &Value| -> Vec<(String, std::collections::BTreeSet<String>)> {
+            doc["pools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let h = p["handle"].as_str().unwrap().to_owned();
+                    let ids = pe_ids(doc, &h);
+                    (h, ids)
+                })
+                .collect()
+        };
+        // A registration header claiming 65,000 bytes, then a little of its body.
+        let mut long = Raw::connect(&reg.asap);
+        let mut bytes = vec![0x01, 0x00];
+        bytes.extend_from_slice(&65_000u16.to_be_bytes());
+        bytes.extend_from_slice(&[0u8; 60]);
+        long.send(&bytes);
+        assert!(long.recv().is_none(), "the too-long connection stayed open");
+        assert_eq!(counts(&dump(&reg.admin)), (1, 0, 0));
+        // A header claiming 2 bytes (less than itself).
+        let mut short = Raw::connect(&reg.asap);
+        short.send(&[0x01, 0x00, 0x00, 0x02, 0, 0, 0, 0]);
+        assert!(
+            short.recv().is_none(),
+            "the too-short connection stayed open"
+        );
+        let after = dump(&reg.admin);
+        assert_eq!(counts(&after), (1, 1, 0));
+        // The other connection is unaffected: it re-registers and its PE resolves.
+        assert_eq!(register(&mut good, &pe), Ok(()));
+        assert_eq!(resolves(&reg.asap, "LenPool"), 1);
+        assert_eq!(pools(&after), pools(&before));
+        assert_eq!(pools(&dump(&reg.admin)), pools(&before));
+        let metrics = http_body(&reg.admin, "/metrics");
+        for (t, l, n) in [
+            ("tcp", "too-long", 1),
+            ("tcp", "too-short", 1),
+            ("tls", "too-long", 0),
+            ("sctp", "too-long", 0),
+        ] {
+            assert!(
+                metrics.contains(&format!("{}{n}\n", series(t, l))),
+                "{t} {l}: {metrics}"
+            );
+        }
+        let table = Command::new(RSP)
+            .args(["dump", "--admin", &reg.admin])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&table.stdout);
+        assert!(
+            table.contains(
+                "message length (limit 4096 bytes): connections closed: TCP 1 too long, 1 too short;"
+            ),
+            "{table}"
+        );
+        dissect_all(&dir, &log);
+    });
+}

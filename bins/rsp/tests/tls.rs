@@ -606,10 +606,13 @@ fn per_identity_pe_quota_and_registration_rate_hold_and_handshakes_are_counted()
 }
 
 /// TLS towards a PE's ASAP control endpoint: a PE with a certificate listens for ASAP
-/// over TLS only; after its home registrar dies, the peer that takes it over
-/// (`--pe-control-tls`) connects there over TLS, checks the PE's certificate, and becomes
-/// its home (the PE knows no other registrar, so only the takeover can move it). A
-/// plaintext keep-alive to the same port gets no answer.
+/// over TLS only and requires the registrar's certificate there (mutual TLS, trust = its
+/// `--tls-ca`, names = its `--registrar-identity`); after its home registrar dies, the
+/// peer that takes it over (`--pe-control-tls`) connects there over TLS with its own
+/// certificate, checks the PE's, and becomes its home (the PE knows no other registrar,
+/// so only the takeover can move it). A plaintext keep-alive to the same port, a TLS
+/// client without a certificate and one with a trusted certificate for another name get
+/// no answer; the last two are counted apart on the PE's `/metrics` and logged.
 #[test]
 fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
     bounded(Duration::from_secs(180), || {
@@ -621,6 +624,8 @@ fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
         let (c2, k2) = leaf(&dir, &ca1, "r2", false);
         // The PE is a TLS server on its control endpoint: a server certificate.
         let (pc, pk) = leaf(&dir, &ca1, "pe", false);
+        // A certificate from the same CA for a name the PE does not accept.
+        let (c3, k3) = leaf(&dir, &ca1, "r3", true);
         let enrp_port = free_port();
         let args = |c: &Path, k: &Path, extra: &[String]| -> Vec<String> {
             let mut v: Vec<String> = [
@@ -678,6 +683,12 @@ fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
                 p(&pc),
                 "--tls-key",
                 p(&pk),
+                "--registrar-identity",
+                "r1.rserpool.test",
+                "--registrar-identity",
+                "R2.rserpool.test",
+                "--http",
+                "127.0.0.1:0",
                 "--no-announces",
                 "--listen",
                 "127.0.0.1:0",
@@ -685,6 +696,50 @@ fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
             &log,
         );
         let id = pe.registered_pe("the PE did not register", Duration::from_secs(20));
+        let pe_http = pe
+            .out
+            .wait(0, Instant::now() + Duration::from_secs(10), |l| {
+                l.starts_with("http ")
+            })
+            .unwrap_or_else(|| pe.fail("no http line"))
+            .1;
+        let pe_http = pe_http
+            .trim_start_matches("http http://")
+            .trim_end_matches('/')
+            .to_owned();
+        // The PE's control endpoint handshakes with an outcome, summed over its listeners.
+        let handshakes = |outcome: &str| -> u64 {
+            http_get(&pe_http, "/metrics")
+                .lines()
+                .filter(|l| l.starts_with("rserpool_tls_handshakes_total{"))
+                .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (
+                handshakes("accepted"),
+                handshakes("failed"),
+                handshakes("identity-refused")
+            ),
+            (0, 0, 0)
+        );
+        // The counters are bumped as the refused connection closes: polled.
+        let counts_reach = |want: (u64, u64, u64)| {
+            let mut seen = (0, 0, 0);
+            wait_until(
+                &format!("PE handshakes (accepted, failed, identity-refused) = {want:?}"),
+                Duration::from_secs(10),
+                || {
+                    seen = (
+                        handshakes("accepted"),
+                        handshakes("failed"),
+                        handshakes("identity-refused"),
+                    );
+                    seen == want
+                },
+            );
+        };
         let entry = |doc: &serde_json::Value| -> Option<serde_json::Value> {
             doc["pools"]
                 .as_array()?
@@ -723,6 +778,43 @@ fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
                 "a plaintext keep-alive was answered: {buf:?}"
             );
         }
+        // A TLS client without a certificate, and one with a trusted certificate for a
+        // name the PE does not accept, claim the PE with a keep-alive (H = 1): refused in
+        // the handshake, never answered, counted apart and logged.
+        let claim = rserpool_wire::AsapMessage::EndpointKeepAlive {
+            home: true,
+            server_id: rserpool_wire::ServerId(0x7a4e),
+            handle: "EchoPool".into(),
+            pe_id: Some(rserpool_wire::PeId(
+                u32::from_str_radix(id.trim_start_matches("0x"), 16).unwrap(),
+            )),
+        }
+        .encode_to_vec();
+        let answer = tls_exchange(&asap, &ca1.pem, None, &claim);
+        assert!(
+            answer.is_empty(),
+            "a client without a certificate was answered: {answer:?}"
+        );
+        // (The plaintext keep-alive above failed its handshake too.)
+        counts_reach((0, 2, 0));
+        let answer = tls_exchange(&asap, &ca1.pem, Some((&c3, &k3)), &claim);
+        assert!(
+            answer.is_empty(),
+            "a registrar not accepted was answered: {answer:?}"
+        );
+        counts_reach((0, 2, 1));
+        for what in [
+            "TLS handshake failed",
+            "TLS client refused: client certificate names",
+        ] {
+            pe.err
+                .wait(0, Instant::now() + Duration::from_secs(10), |l| {
+                    l.contains(what)
+                })
+                .unwrap_or_else(|| pe.fail(&format!("no '{what}' log line")));
+        }
+        // The PE's home is still R1.
+        assert!(entry(&dump(&r2.admin)).is_some_and(|e| e["home"] != r2_id.as_str()));
         // R1 dies; R2 takes the PE over through its TLS control endpoint.
         r1.proc.kill9();
         wait_until(
@@ -738,5 +830,114 @@ fn a_takeover_reaches_the_pe_control_endpoint_over_tls() {
         // Still R2's a few keep-alives later (the TLS connection carries them).
         std::thread::sleep(Duration::from_secs(4));
         assert!(entry(&dump(&r2.admin)).is_some_and(|e| e["home"] == r2_id.as_str()));
+        // R2 showed its certificate (r2.rserpool.test, accepted) on that connection.
+        assert!(handshakes("accepted") >= 1);
+        assert_eq!(
+            (handshakes("failed"), handshakes("identity-refused")),
+            (2, 1)
+        );
+    });
+}
+
+/// `GET path` on an HTTP endpoint (`127.0.0.1:port`): the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Send `msg` over a TLS connection to `addr` (`tcp://127.0.0.1:port`, the server's
+/// certificate checked against `ca` and the address), offering `cert` (certificate and
+/// key files) when given: the bytes received before the server closed (at most 15 s).
+fn tls_exchange(addr: &str, ca: &Path, cert: Option<(&Path, &Path)>, msg: &[u8]) -> Vec<u8> {
+    use rserpool::transport::tls::{connect_client, TlsFiles, TlsSettings};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tls = TlsSettings::load(TlsFiles {
+            cert: cert.map(|c| c.0.to_path_buf()),
+            key: cert.map(|c| c.1.to_path_buf()),
+            ca: vec![ca.to_path_buf()],
+            ..TlsFiles::default()
+        })
+        .unwrap();
+        let addr: std::net::SocketAddr = addr.trim_start_matches("tcp://").parse().unwrap();
+        // TLS 1.3: the client's side of the handshake ends before the server checked the
+        // client's certificate; the refusal arrives as an alert on the first read.
+        let Ok(mut s) = connect_client(&[addr], &tls).await else {
+            return Vec::new();
+        };
+        let _ = s.write_all(msg).await;
+        let _ = s.flush().await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
+        buf
+    })
+}
+
+/// The message length limit holds inside TLS as on plain TCP: a TLS connection whose next
+/// message claims 65,000 bytes to a registrar with `--max-message-len 4096`, or 2, is
+/// closed unanswered and counted once each as TLS (`rsp dump` `message_length`), while
+/// a well-formed resolution on another TLS connection is answered.
+/// (SCTP: the build host's kernel has none; an over-long SCTP message is dropped and
+/// counted as `sctp_too_long` by the same reader code path, see `transport/sctp.rs`.)
+#[test]
+fn a_message_length_over_or_under_the_limit_closes_a_tls_connection_and_is_counted() {
+    bounded(Duration::from_secs(120), || {
+        let dir = scratch("tls-msg-len");
+        let log = dir.join("wire.log");
+        let ca1 = ca(&dir, "ca1");
+        let (rc, rk) = leaf(&dir, &ca1, "registrar", false);
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &log,
+            &[
+                "--listen",
+                "tls://127.0.0.1:0",
+                "--tls-cert",
+                p(&rc),
+                "--tls-key",
+                p(&rk),
+                "--max-message-len",
+                "4096",
+            ],
+        );
+        let url = tls_url(&reg);
+        let addr = url.replace("tls://", "tcp://");
+        let lengths = || {
+            let m = dump(&reg.admin)["message_length"].clone();
+            let n = |k: &str| m[k].as_u64().unwrap();
+            (
+                n("tls_too_long"),
+                n("tls_too_short"),
+                n("tcp_too_long") + n("tcp_too_short"),
+            )
+        };
+        assert_eq!(lengths(), (0, 0, 0));
+        let mut long = vec![0x03, 0x00];
+        long.extend_from_slice(&65_000u16.to_be_bytes());
+        long.extend_from_slice(&[0u8; 60]);
+        let answer = tls_exchange(&addr, &ca1.pem, None, &long);
+        assert!(answer.is_empty(), "answered: {answer:?}");
+        wait_until("one TLS too-long close", Duration::from_secs(10), || {
+            lengths() == (1, 0, 0)
+        });
+        let answer = tls_exchange(&addr, &ca1.pem, None, &[0x03, 0x00, 0x00, 0x02]);
+        assert!(answer.is_empty(), "answered: {answer:?}");
+        wait_until("one TLS too-short close", Duration::from_secs(10), || {
+            lengths() == (1, 1, 0)
+        });
+        // A well-formed resolution over TLS is still answered.
+        let (ok, out) = resolve(&url, &["--tls-ca", p(&ca1.pem)]);
+        // (No PE in the pool: the registrar's answer is Unknown Pool Handle.)
+        assert!(!ok && out.contains("unknown pool handle (0x9)"), "{out}");
+        assert_eq!(lengths(), (1, 1, 0));
     });
 }

@@ -29,6 +29,12 @@
 //! registrar (one configured, or announces heard): an SCTP listener on every address
 //! (`[::]`, a kernel-chosen port) whose port the registrar associations are opened from;
 //! the registrar records it in an SCTP transport TLV.
+//!
+//! A PE with a TLS certificate serves its control endpoint over TLS only and requires the
+//! registrar's certificate there (mutual TLS): it must chain to the PE's trust anchors
+//! and, with [`PeOptions::registrar_identities`], name one of them. Everyone else fails
+//! the handshake before any ASAP message is read ([`PoolElement::control_tls_stats`]
+//! counts them).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -63,6 +69,10 @@ pub struct PeOptions {
     /// Open the ASAP control listener and make TCP registrar connections from its port
     /// (see the module docs). Default true.
     pub asap_control: bool,
+    /// Over TLS: the names (DNS or IP subjectAltName, or subject common name) a
+    /// registrar's client certificate must carry to reach the control endpoint; empty =
+    /// any certificate chaining to the trust anchors.
+    pub registrar_identities: Vec<String>,
 }
 
 impl PeOptions {
@@ -84,7 +94,14 @@ impl PeOptions {
             },
             seed: None,
             asap_control: true,
+            registrar_identities: Vec::new(),
         }
+    }
+    /// Accept only registrars whose certificate names one of `names` on the TLS control
+    /// endpoint (see [`PeOptions::registrar_identities`]).
+    pub fn registrar_identities(mut self, names: Vec<String>) -> Self {
+        self.registrar_identities = names;
+        self
     }
     /// Open an ASAP control listener (default) or not (see the module docs).
     pub fn asap_control(mut self, on: bool) -> Self {
@@ -157,6 +174,7 @@ pub struct PoolElement {
     events: broadcast::Sender<PeEvent>,
     pe_ids: Vec<PeId>,
     control: Vec<Endpoint>,
+    control_tls_stats: Vec<crate::transport::tls::ListenerStats>,
     policy: Mutex<Policy>,
     task: Mutex<Option<tokio::task::JoinHandle<PoolElementCore>>>,
 }
@@ -183,14 +201,25 @@ impl PoolElement {
         );
         // A PE with a certificate (TLS towards its registrars) takes ASAP over TLS on its
         // control endpoint too: a registrar taking it over must then use TLS and gets
-        // its certificate checked (the registrar's `pe_control_tls`).
-        let control_tls = opts
+        // its certificate checked (the registrar's `pe_control_tls`), and the registrar
+        // must show a certificate the PE trusts (and one of the expected names).
+        let control_tls = match opts
             .driver
             .transport
             .tls
             .clone()
             .filter(|t| t.can_serve() && opts.asap_control)
-            .filter(|_| opts.driver.transport.tcp_source_port.is_none());
+            .filter(|_| opts.driver.transport.tcp_source_port.is_none())
+        {
+            Some(t) => {
+                let checked = t.requiring_clients(&opts.registrar_identities);
+                Some(checked.map_err(|e| {
+                    let why = format!("the TLS ASAP control endpoint checks registrars: {e}");
+                    std::io::Error::new(e.kind(), why)
+                })?)
+            }
+            None => None,
+        };
         let control = if control_tls.is_none()
             && opts.asap_control
             && opts.driver.transport.tcp_source_port.is_none()
@@ -246,6 +275,7 @@ impl PoolElement {
         for l in control {
             driver.listen(l, Protocol::Asap);
         }
+        let control_tls_stats: Vec<_> = control_tls.iter().map(|l| l.listener_stats()).collect();
         for l in control_tls {
             driver.listen(l, Protocol::Asap);
         }
@@ -260,6 +290,7 @@ impl PoolElement {
             events,
             pe_ids,
             control,
+            control_tls_stats,
             policy: Mutex::new(policy),
             task: Mutex::new(Some(task)),
         })
@@ -274,6 +305,12 @@ impl PoolElement {
     /// reaches this PE, and the source port of its TCP registrar connections.
     pub fn control_endpoints(&self) -> &[Endpoint] {
         &self.control
+    }
+
+    /// The handshake counters of the TLS control listeners (empty without TLS): who
+    /// reached the endpoint, who had no trusted certificate, whose name was refused.
+    pub fn control_tls_stats(&self) -> &[crate::transport::tls::ListenerStats] {
+        &self.control_tls_stats
     }
 
     /// Events as they happen (registered, home changed, rejected …).

@@ -55,6 +55,7 @@ impl Resolved {
                 d(c.connections.idle_timeout.unwrap_or(Duration::ZERO)),
             ),
             ("write_queue", Some(t.write_queue.to_string())),
+            ("max_message_len", Some(t.max_message_len.to_string())),
             ("connect_timeout", d(t.connect_timeout)),
             ("multicast_ttl", Some(t.multicast_ttl.to_string())),
             (

@@ -115,6 +115,12 @@ impl Settings {
             1,
             1_000_000,
         )?;
+        let max_message_len = in_range(
+            "max_message_len",
+            self.max_message_len.unwrap_or(tr_defaults.max_message_len),
+            512,
+            rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
+        )?;
         let max_pes = in_range(
             "max_pes",
             self.max_pes.unwrap_or(hs_defaults.max_pes),
@@ -319,6 +325,7 @@ impl Settings {
             tls,
             max_connections,
             write_queue,
+            max_message_len,
             connect_timeout,
             multicast_ttl,
             ..tr_defaults

@@ -52,6 +52,12 @@ pub struct Settings {
     /// (1..1000000). Default 1024.
     #[arg(long)]
     pub write_queue: Option<usize>,
+    /// Longest ASAP or ENRP message accepted, in bytes (512..65535): a TCP or TLS
+    /// connection whose next message claims more (or a length below 4) is closed, an
+    /// SCTP message over it is dropped; each counted. Applies to peers' ENRP messages too.
+    /// Default 65535 (the length field's maximum).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_len: Option<usize>,
     /// Longest pool handle accepted, in bytes. Default 64.
     #[arg(long)]
     pub max_handle_length: Option<usize>,
@@ -442,6 +448,7 @@ impl Settings {
                 .or(file.max_connections_per_source),
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             write_queue: self.write_queue.or(file.write_queue),
+            max_message_len: self.max_message_len.or(file.max_message_len),
             max_handle_length: self.max_handle_length.or(file.max_handle_length),
             max_pes: self.max_pes.or(file.max_pes),
             lifetime_unit: self.lifetime_unit.or(file.lifetime_unit),

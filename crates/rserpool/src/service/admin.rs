@@ -57,6 +57,27 @@ pub struct DumpDoc {
     /// The TLS listeners' handshakes since start.
     #[serde(default)]
     pub tls: Vec<TlsListenerDoc>,
+    /// What the message length limit did since start.
+    #[serde(default)]
+    pub message_length: MessageLengthDoc,
+}
+
+/// What the message length limit (`max_message_len`, and the 4-byte minimum of a TCP
+/// or TLS stream) did since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MessageLengthDoc {
+    /// The limit in bytes.
+    pub max_message_len: usize,
+    /// TCP (and MPTCP) connections closed: a message longer than the limit.
+    pub tcp_too_long: u64,
+    /// TCP connections closed: a Message Length below 4.
+    pub tcp_too_short: u64,
+    /// TLS connections closed: a message longer than the limit.
+    pub tls_too_long: u64,
+    /// TLS connections closed: a Message Length below 4.
+    pub tls_too_short: u64,
+    /// SCTP messages longer than the limit, dropped (the association stays).
+    pub sctp_too_long: u64,
 }
 
 /// One TLS listener's handshakes since start.
@@ -438,6 +459,7 @@ impl DumpDoc {
             protections: ProtectionDoc::list(counters),
             enrp,
             tls: Vec::new(),
+            message_length: MessageLengthDoc::default(),
         }
     }
 
@@ -499,6 +521,19 @@ impl DumpDoc {
             out.push_str(&format!(
                 "TLS handshakes on {} ({}): {} accepted, {} failed, {} timed out, {} refused (256 under way)\n",
                 t.listener, t.protocol, t.accepted, t.failed, t.timed_out, t.refused_busy
+            ));
+        }
+        let m = &self.message_length;
+        if m.tcp_too_long + m.tcp_too_short + m.tls_too_long + m.tls_too_short + m.sctp_too_long > 0
+        {
+            out.push_str(&format!(
+                "message length (limit {} bytes): connections closed: TCP {} too long, {} too short; TLS {} too long, {} too short; SCTP messages dropped: {} too long\n",
+                m.max_message_len,
+                m.tcp_too_long,
+                m.tcp_too_short,
+                m.tls_too_long,
+                m.tls_too_short,
+                m.sctp_too_long
             ));
         }
         out
@@ -591,6 +626,7 @@ impl DumpWriter {
         open: Option<usize>,
         enrp: &EnrpDoc,
         tls: &[TlsListenerDoc],
+        lengths: &MessageLengthDoc,
     ) {
         let counters_all = counters;
         if self.open.take().is_some() {
@@ -614,6 +650,8 @@ impl DumpWriter {
         json_into(&mut self.buf, enrp);
         self.buf.extend_from_slice(br#","tls":"#);
         json_into(&mut self.buf, tls);
+        self.buf.extend_from_slice(br#","message_length":"#);
+        json_into(&mut self.buf, lengths);
         self.buf.extend_from_slice(
             format!(
                 r#","pool_count":{},"pe_count":{}}}"#,
@@ -705,7 +743,15 @@ pub(crate) async fn admin_session(
         }
     };
     let _permit = permit;
-    dump_pages(handle, unit, &request.pools, &hub.tls_docs(), &mut wr).await?;
+    let lengths = hub.length_doc();
+    dump_pages(
+        handle,
+        unit,
+        &request.pools,
+        (&hub.tls_docs(), &lengths),
+        &mut wr,
+    )
+    .await?;
     send(&mut wr, Vec::new(), true).await
 }
 
@@ -727,7 +773,7 @@ pub(crate) async fn dump_pages(
     handle: &DriverHandle<Registrar>,
     unit: LifetimeUnit,
     pools: &[String],
-    tls: &[TlsListenerDoc],
+    (tls, lengths): (&[TlsListenerDoc], &MessageLengthDoc),
     out: &mut impl PageSink,
 ) -> anyhow::Result<()> {
     let server_id = handle.query(|c: &mut Registrar, _| c.server_id()).await?;
@@ -788,7 +834,7 @@ pub(crate) async fn dump_pages(
             )
         })
         .await?;
-    w.finish(&counters, Some(open), &enrp, tls);
+    w.finish(&counters, Some(open), &enrp, tls, lengths);
     out.put(w.take()).await?;
     tracing::debug!(
         "dump: {} PEs of {} pools in {} pages; the registrar core spent {:?} on it, at most \
@@ -892,7 +938,13 @@ mod tests {
                 None => break,
             }
         }
-        w.finish(r.counters(), None, &EnrpDoc::of(r, now), &[]);
+        w.finish(
+            r.counters(),
+            None,
+            &EnrpDoc::of(r, now),
+            &[],
+            &MessageLengthDoc::default(),
+        );
         out.extend(w.take());
         out
     }

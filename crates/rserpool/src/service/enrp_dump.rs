@@ -163,6 +163,7 @@ impl EnrpHandlespace {
                 counters: Vec::new(),
             },
             tls: Vec::new(),
+            message_length: Default::default(),
         }
     }
 }

@@ -143,7 +143,8 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
     };
     let stats = std::sync::Arc::new(super::oplog::Stats::default());
     let recorder = stats.clone();
-    let hub = std::sync::Arc::new(super::http_admin::events::Hub::default());
+    let hub =
+        std::sync::Arc::new(super::http_admin::events::Hub::default().with_lengths(&cfg.transport));
     let driver_cfg = DriverConfig {
         resolution_timer: Some(hub.resolution_time.clone()),
         ..driver_cfg

@@ -271,6 +271,8 @@ pub struct TransportConfig {
     pub write_queue: usize,
     /// Largest message accepted from a stream; longer ones close the connection.
     pub max_message_len: usize,
+    /// Where the readers count what [`Self::max_message_len`] (and the 4-byte minimum) did.
+    pub length_stats: Arc<tcp::LengthStats>,
     /// Give up connecting after this long.
     pub connect_timeout: Duration,
     /// Multicast TTL of datagrams we send.
@@ -302,6 +304,7 @@ impl Default for TransportConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             write_queue: DEFAULT_WRITE_QUEUE,
             max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
+            length_stats: Arc::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             multicast_ttl: DEFAULT_MULTICAST_TTL,
             sctp_bind: Vec::new(),

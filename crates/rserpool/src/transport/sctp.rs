@@ -9,8 +9,8 @@
 //! * Association loss (`SCTP_COMM_LOST`), a graceful end (`SHUTDOWN_COMPLETE`) or EOF end
 //!   the reader, so the driver reports `TransportEvent::Closed` to the core.
 //! * A message longer than [`TransportConfig::max_message_len`] is read to its end,
-//!   dropped and logged; the association stays usable (message boundaries are intact,
-//!   unlike a TCP stream after a bad length).
+//!   dropped, logged and counted ([`TransportConfig::length_stats`]); the association
+//!   stays usable (message boundaries are intact, unlike a TCP stream after a bad length).
 //!
 //! A kernel without SCTP makes [`bind`] and [`connect`] fail with an `io::Error` for which
 //! [`crate::sctp::is_sctp_unavailable`] is true; its message says so and suggests tcp://.
@@ -78,13 +78,24 @@ pub fn announceable(addrs: &[IpAddr]) -> Vec<IpAddr> {
 pub struct SctpMessageStream {
     stream: SctpStream,
     protocol: Protocol,
+    lengths: Arc<super::tcp::LengthStats>,
 }
 
 impl SctpMessageStream {
     pub fn new(mut stream: SctpStream, protocol: Protocol, max_message_len: usize) -> Self {
         stream.set_max_message_size(max_message_len);
         let _ = stream.set_nodelay(true);
-        Self { stream, protocol }
+        Self {
+            stream,
+            protocol,
+            lengths: Arc::default(),
+        }
+    }
+
+    /// Count dropped over-long messages in `stats` (else in counters of its own).
+    pub fn counted(mut self, stats: Arc<super::tcp::LengthStats>) -> Self {
+        self.lengths = stats;
+        self
     }
 }
 
@@ -116,6 +127,7 @@ impl MessageStream for SctpMessageStream {
             SctpReader {
                 rd,
                 protocol: self.protocol,
+                lengths: self.lengths,
             },
             SctpWriter { wr },
         )
@@ -126,6 +138,7 @@ impl MessageStream for SctpMessageStream {
 pub struct SctpReader {
     rd: SctpReadHalf,
     protocol: Protocol,
+    lengths: Arc<super::tcp::LengthStats>,
 }
 
 impl MessageRead for SctpReader {
@@ -134,6 +147,11 @@ impl MessageRead for SctpReader {
             let item = match self.rd.recv().await {
                 Ok(item) => item,
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // The only one: a message over the cap, read to its end and dropped.
+                    self.lengths
+                        .sctp
+                        .too_long
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!("{e}");
                     continue;
                 }
@@ -205,6 +223,7 @@ pub struct SctpMessageListener {
     listener: SctpListener,
     protocol: Protocol,
     max_message_len: usize,
+    lengths: Arc<super::tcp::LengthStats>,
 }
 
 impl SctpMessageListener {
@@ -219,11 +238,10 @@ impl MessageListener for SctpMessageListener {
 
     async fn accept(&mut self) -> io::Result<SctpMessageStream> {
         let (s, _) = self.listener.accept().await?;
-        Ok(SctpMessageStream::new(
-            s,
-            self.protocol,
-            self.max_message_len,
-        ))
+        Ok(
+            SctpMessageStream::new(s, self.protocol, self.max_message_len)
+                .counted(self.lengths.clone()),
+        )
     }
 
     fn local_endpoint(&self) -> io::Result<Endpoint> {
@@ -246,6 +264,7 @@ pub fn bind(
         listener: SctpListener::bind(addrs)?,
         protocol,
         max_message_len: config.max_message_len,
+        lengths: config.length_stats.clone(),
     })
 }
 
@@ -260,6 +279,7 @@ pub fn bind_shared(
         listener: SctpListener::bind_shared(addrs)?,
         protocol,
         max_message_len: config.max_message_len,
+        lengths: config.length_stats.clone(),
     })
 }
 
@@ -306,11 +326,10 @@ pub async fn connect(
         }
         None => SctpStream::connect_from(&local, addrs).await?,
     };
-    Ok(SctpMessageStream::new(
-        stream,
-        protocol,
-        config.max_message_len,
-    ))
+    Ok(
+        SctpMessageStream::new(stream, protocol, config.max_message_len)
+            .counted(config.length_stats.clone()),
+    )
 }
 
 /// The local addresses (port 0) to bind an association to `peer` to: those of `ips` in

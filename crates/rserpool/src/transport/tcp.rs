@@ -1,14 +1,17 @@
 //! TCP and MPTCP: ASAP/ENRP messages back-to-back on the byte stream, each delimited by
 //! its own Message Length and padded to 4 bytes (`spec/tcp-mapping.md` §4). A length
 //! below 4 or above the configured maximum closes the connection, as does an end of
-//! stream in the middle of a message.
+//! stream in the middle of a message. Connections closed for a length are counted in
+//! [`LengthStats`] ([`TransportConfig::length_stats`], shared by every listener and
+//! connection of a driver; `/metrics` `rserpool_message_length_refusals_total`).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rserpool_proto::io::{Endpoint, RecvMeta, TransportProto};
-use rserpool_wire::framing::Deframer;
+use rserpool_wire::framing::{Deframer, FrameError};
 use rserpool_wire::Protocol;
 use socket2::{Domain, Socket, Type};
 use tokio::io::AsyncReadExt;
@@ -24,6 +27,36 @@ use super::{
 /// readable event (a connection that never sends costs none) and never zeroed.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Messages refused for their length on one kind of transport since start.
+#[derive(Debug, Default)]
+pub struct LengthCounts {
+    /// Longer than `max_message_len`: a TCP or TLS connection is closed, an SCTP message
+    /// dropped (the association stays).
+    pub too_long: AtomicU64,
+    /// A Message Length below the 4-byte header (TCP, TLS): the connection is closed.
+    pub too_short: AtomicU64,
+}
+
+impl LengthCounts {
+    /// Count the framing error that ends a stream.
+    pub fn count(&self, e: &FrameError) {
+        match e {
+            FrameError::TooLong { .. } => self.too_long.fetch_add(1, Ordering::Relaxed),
+            FrameError::TooShort { .. } => self.too_short.fetch_add(1, Ordering::Relaxed),
+            FrameError::UnknownChunk { .. } => return,
+        };
+    }
+}
+
+/// What the message length limit did, per transport ([`TransportConfig::length_stats`]):
+/// TCP and MPTCP connections, TLS connections (both closed), SCTP messages (dropped).
+#[derive(Debug, Default)]
+pub struct LengthStats {
+    pub tcp: LengthCounts,
+    pub tls: LengthCounts,
+    pub sctp: LengthCounts,
+}
+
 /// A TCP (or MPTCP) connection carrying one protocol.
 #[derive(Debug)]
 pub struct TcpMessageStream {
@@ -31,6 +64,7 @@ pub struct TcpMessageStream {
     protocol: Protocol,
     max_message_len: usize,
     transport: TransportProto,
+    lengths: Arc<LengthStats>,
 }
 
 impl TcpMessageStream {
@@ -45,7 +79,14 @@ impl TcpMessageStream {
             } else {
                 TransportProto::Tcp
             },
+            lengths: Arc::default(),
         }
+    }
+
+    /// Count a close for a message length in `stats` (else in counters of its own).
+    pub fn counted(mut self, stats: Arc<LengthStats>) -> Self {
+        self.lengths = stats;
+        self
     }
 }
 
@@ -69,6 +110,7 @@ impl MessageStream for TcpMessageStream {
                 deframer: Deframer::new(self.max_message_len),
                 protocol: self.protocol,
                 buf: Vec::new(),
+                lengths: self.lengths,
             },
             TcpWriter {
                 stream: Arc::new(w),
@@ -84,6 +126,7 @@ pub struct TcpReader {
     deframer: Deframer,
     protocol: Protocol,
     buf: Vec<u8>,
+    lengths: Arc<LengthStats>,
 }
 
 impl MessageRead for TcpReader {
@@ -92,7 +135,10 @@ impl MessageRead for TcpReader {
             match self.deframer.next_message() {
                 Ok(Some(m)) => return Ok(Some((self.protocol, m.to_vec()))),
                 Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Err(e) => {
+                    self.lengths.tcp.count(&e);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
             }
             // `read_buf` (unlike `readable` + `try_read`) takes a short read as "drained":
             // the next call waits for readiness instead of paying a read that finds
@@ -180,6 +226,7 @@ pub struct TcpMessageListener {
     protocol: Protocol,
     max_message_len: usize,
     mptcp: bool,
+    lengths: Arc<LengthStats>,
 }
 
 impl MessageListener for TcpMessageListener {
@@ -187,12 +234,10 @@ impl MessageListener for TcpMessageListener {
 
     async fn accept(&mut self) -> io::Result<TcpMessageStream> {
         let (s, _) = self.listener.accept().await?;
-        Ok(TcpMessageStream::new(
-            s,
-            self.protocol,
-            self.max_message_len,
-            self.mptcp,
-        ))
+        Ok(
+            TcpMessageStream::new(s, self.protocol, self.max_message_len, self.mptcp)
+                .counted(self.lengths.clone()),
+        )
     }
 
     fn local_endpoint(&self) -> io::Result<Endpoint> {
@@ -255,6 +300,7 @@ fn bind_with(
         protocol,
         max_message_len: config.max_message_len,
         mptcp,
+        lengths: config.length_stats.clone(),
     })
 }
 
@@ -309,12 +355,10 @@ pub async fn connect(
         };
         match r {
             Ok(s) => {
-                return Ok(TcpMessageStream::new(
-                    s,
-                    protocol,
-                    config.max_message_len,
-                    mptcp,
-                ))
+                return Ok(
+                    TcpMessageStream::new(s, protocol, config.max_message_len, mptcp)
+                        .counted(config.length_stats.clone()),
+                )
             }
             Err(e) => last = e,
         }

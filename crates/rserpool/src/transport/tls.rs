@@ -11,7 +11,9 @@
 //!   with [`TlsFiles::server_name`] (dNSName, rustls/webpki matching: case-insensitive,
 //!   `*` only as a whole left-most label). A server asks for client certificates
 //!   ([`ClientAuth`]); with `Required`, a client without a certificate chaining to the
-//!   trust anchors does not get a connection.
+//!   trust anchors does not get a connection. [`TlsSettings::requiring_clients`] makes a
+//!   listener that requires one and, optionally, one of a list of names in it (a PE's
+//!   ASAP control endpoint: only the registrars it trusts may take it over).
 //! - **Handshakes never block accepting**: each runs in its own task with a timeout
 //!   ([`HANDSHAKE_TIMEOUT`]) and at most [`MAX_HANDSHAKES`] at once per listener (more
 //!   are closed at once); only finished sessions reach the driver.
@@ -283,6 +285,145 @@ impl TlsSettings {
     pub fn can_serve(&self) -> bool {
         self.server.is_some()
     }
+
+    /// The same certificate (reloaded with these settings) and trust anchors, for
+    /// listeners that require a client certificate chaining to the trust anchors and, when
+    /// `identities` is not empty, naming one of them (a DNS or IP subjectAltName or the
+    /// subject common name, ASCII case-insensitive). A certificate naming none of them
+    /// fails the handshake and is counted as [`HandshakeStats::identity_refused`]. Needs a
+    /// certificate, a key and trust anchors.
+    pub fn requiring_clients(&self, identities: &[String]) -> io::Result<Arc<Self>> {
+        let roots = Arc::new(load_roots(&self.files)?);
+        if roots.is_empty() {
+            return Err(bad(
+                "client certificates need trust anchors (a CA file: --tls-ca)".into(),
+            ));
+        }
+        if self.identity.get().is_none() {
+            return Err(bad("a TLS listener needs a certificate and key".into()));
+        }
+        let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| bad(format!("client verifier: {e}")))?;
+        let verifier = ClientIdentities {
+            inner,
+            allowed: identities.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        };
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_cert_resolver(self.identity.clone());
+        Ok(Arc::new(Self {
+            files: TlsFiles {
+                client_auth: ClientAuth::Required,
+                ..self.files.clone()
+            },
+            identity: self.identity.clone(),
+            server: Some(Arc::new(server)),
+            client: self.client.clone(),
+            any_name_client: self.any_name_client.clone(),
+        }))
+    }
+}
+
+/// A client certificate that chains to the trust anchors but names none of the identities
+/// a listener accepts ([`TlsSettings::requiring_clients`]).
+#[derive(Debug)]
+struct IdentityNotAllowed {
+    names: Vec<String>,
+    allowed: Vec<String>,
+}
+
+impl std::fmt::Display for IdentityNotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client certificate names {:?}, none of the accepted identities {:?}",
+            self.names, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for IdentityNotAllowed {}
+
+/// The refusal of the client's identity that failed a handshake, if that was why.
+fn identity_refusal(e: &io::Error) -> Option<&IdentityNotAllowed> {
+    let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+    else {
+        return None;
+    };
+    other.0.downcast_ref::<IdentityNotAllowed>()
+}
+
+/// Client certificates: required, verified by webpki (chain, validity, usage), then one of
+/// the leaf's names must be among `allowed` (unless empty).
+#[derive(Debug)]
+struct ClientIdentities {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientIdentities {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.allowed.is_empty() {
+            return Ok(verified);
+        }
+        let names = identity_of(end_entity.as_ref())
+            .map(|i| i.names)
+            .unwrap_or_default();
+        if names
+            .iter()
+            .any(|n| self.allowed.iter().any(|a| a.eq_ignore_ascii_case(n)))
+        {
+            return Ok(verified);
+        }
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Other(rustls::OtherError(Arc::new(IdentityNotAllowed {
+                names,
+                allowed: self.allowed.clone(),
+            }))),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Verifies a server's chain to the trust anchors (and its handshake signatures) but not
@@ -456,6 +597,7 @@ pub struct TlsMessageStream {
     peer: SocketAddr,
     protocol: Protocol,
     max_message_len: usize,
+    lengths: Arc<tcp::LengthStats>,
 }
 
 impl std::fmt::Debug for TlsMessageStream {
@@ -492,6 +634,7 @@ impl MessageStream for TlsMessageStream {
                 deframer: Deframer::new(self.max_message_len),
                 protocol: self.protocol,
                 buf: Vec::new(),
+                lengths: self.lengths,
             },
             TlsWriter {
                 stream: w,
@@ -506,6 +649,7 @@ pub struct TlsReader {
     deframer: Deframer,
     protocol: Protocol,
     buf: Vec<u8>,
+    lengths: Arc<tcp::LengthStats>,
 }
 
 impl MessageRead for TlsReader {
@@ -514,7 +658,10 @@ impl MessageRead for TlsReader {
             match self.deframer.next_message() {
                 Ok(Some(m)) => return Ok(Some((self.protocol, m.to_vec()))),
                 Ok(None) => {}
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Err(e) => {
+                    self.lengths.tls.count(&e);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
             }
             self.buf.clear();
             self.buf.reserve(READ_CHUNK);
@@ -566,10 +713,15 @@ impl MessageWrite for TlsWriter {
 /// unshaken because [`MAX_HANDSHAKES`] were under way (for `/metrics` and `rsp dump`).
 #[derive(Debug, Default)]
 pub struct HandshakeStats {
+    /// Failed (no or untrusted client certificate where one is required, protocol
+    /// errors, closed), not counting `identity_refused`.
     pub failed: AtomicU64,
     pub timed_out: AtomicU64,
     pub refused_busy: AtomicU64,
     pub accepted: AtomicU64,
+    /// Client certificates that chained to the trust anchors but named none of the
+    /// accepted identities ([`TlsSettings::requiring_clients`]).
+    pub identity_refused: AtomicU64,
 }
 
 /// A listener's handshake counters with the endpoint it listens on.
@@ -604,6 +756,7 @@ pub struct TlsMessageListener {
     acceptor: TlsAcceptor,
     protocol: Protocol,
     max_message_len: usize,
+    lengths: Arc<tcp::LengthStats>,
     in_flight: Arc<AtomicUsize>,
     done_tx: mpsc::Sender<TlsMessageStream>,
     done_rx: mpsc::Receiver<TlsMessageStream>,
@@ -640,6 +793,7 @@ impl MessageListener for TlsMessageListener {
                     let done = self.done_tx.clone();
                     let stats = self.stats.clone();
                     let (protocol, max_message_len) = (self.protocol, self.max_message_len);
+                    let lengths = self.lengths.clone();
                     tokio::spawn(async move {
                         let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                         in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -652,8 +806,15 @@ impl MessageListener for TlsMessageListener {
                                         peer,
                                         protocol,
                                         max_message_len,
+                                        lengths,
                                     })
                                     .await;
+                            }
+                            Ok(Err(e)) if identity_refusal(&e).is_some() => {
+                                stats.identity_refused.fetch_add(1, Ordering::Relaxed);
+                                if let Some(why) = identity_refusal(&e) {
+                                    tracing::info!(%peer, "TLS client refused: {why}");
+                                }
                             }
                             Ok(Err(e)) => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -716,6 +877,7 @@ fn bind_with(
         acceptor: TlsAcceptor::from(server),
         protocol,
         max_message_len: config.max_message_len,
+        lengths: config.length_stats.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         done_tx,
         done_rx,
@@ -766,6 +928,7 @@ pub async fn connect(
                     peer: *addr,
                     protocol,
                     max_message_len: config.max_message_len,
+                    lengths: config.length_stats.clone(),
                 })
             }
             Ok(Err(e)) => last = e,

@@ -56,9 +56,33 @@ pub struct Hub {
     pub resolution_time: Arc<Histogram>,
     /// The handshake counters of the TLS listeners (ASAP and ENRP).
     pub tls: Mutex<Vec<crate::transport::tls::ListenerStats>>,
+    /// What the transports' message length limit did, and the limit.
+    pub lengths: Arc<crate::transport::tcp::LengthStats>,
+    pub max_message_len: usize,
 }
 
 impl Hub {
+    /// Report what the transports of `transport` count for the message length limit.
+    pub fn with_lengths(mut self, transport: &crate::transport::TransportConfig) -> Self {
+        self.lengths = transport.length_stats.clone();
+        self.max_message_len = transport.max_message_len;
+        self
+    }
+
+    /// The message length limit's counters as `rsp dump` shows them.
+    pub fn length_doc(&self) -> crate::service::admin::MessageLengthDoc {
+        let l = &self.lengths;
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::service::admin::MessageLengthDoc {
+            max_message_len: self.max_message_len,
+            tcp_too_long: ld(&l.tcp.too_long),
+            tcp_too_short: ld(&l.tcp.too_short),
+            tls_too_long: ld(&l.tls.too_long),
+            tls_too_short: ld(&l.tls.too_short),
+            sctp_too_long: ld(&l.sctp.too_long),
+        }
+    }
+
     /// The TLS listeners' handshake counters as `rsp dump` shows them.
     pub fn tls_docs(&self) -> Vec<crate::service::admin::TlsListenerDoc> {
         use crate::service::admin::TlsListenerDoc;
@@ -92,6 +116,8 @@ impl Default for Hub {
             refusals: Mutex::default(),
             resolution_time: Arc::default(),
             tls: Mutex::default(),
+            lengths: Arc::default(),
+            max_message_len: rserpool_wire::framing::DEFAULT_MAX_MESSAGE_LEN,
         }
     }
 }

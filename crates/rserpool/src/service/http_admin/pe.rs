@@ -148,6 +148,35 @@ impl Component for PeApi {
                 (vec![("state", st)], n as f64)
             }),
         );
+        let tls = self.pe.control_tls_stats();
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        m.family(
+            "rserpool_tls_handshakes_total",
+            "TLS handshakes on the ASAP control endpoint, by outcome (failed: no or untrusted \
+             client certificate; identity-refused: a trusted certificate of a registrar not \
+             accepted).",
+            Kind::Counter,
+            tls.iter().flat_map(|t| {
+                let s = &t.stats;
+                [
+                    ("accepted", ld(&s.accepted)),
+                    ("failed", ld(&s.failed)),
+                    ("identity-refused", ld(&s.identity_refused)),
+                    ("timed-out", ld(&s.timed_out)),
+                    ("refused", ld(&s.refused_busy)),
+                ]
+                .map(|(o, v)| {
+                    (
+                        vec![
+                            ("listener", t.endpoint.as_str()),
+                            ("protocol", t.protocol),
+                            ("outcome", o),
+                        ],
+                        v,
+                    )
+                })
+            }),
+        );
         m.single(
             "rserpool_pe_sessions",
             "Sessions open now.",

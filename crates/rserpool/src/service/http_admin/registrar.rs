@@ -161,10 +161,13 @@ impl RegistrarApi {
         let handle = self.handle.clone();
         let unit = self.unit;
         let tls = self.hub.tls_docs();
+        let lengths = self.hub.length_doc();
         tokio::spawn(async move {
             let _permit = permit;
             let mut sink = ChanSink(tx);
-            if let Err(e) = admin::dump_pages(&handle, unit, &pools, &tls, &mut sink).await {
+            if let Err(e) =
+                admin::dump_pages(&handle, unit, &pools, (&tls, &lengths), &mut sink).await
+            {
                 tracing::debug!("HTTP dump: {e:#}");
             }
         });
@@ -528,6 +531,21 @@ impl Component for RegistrarApi {
                     )
                 })
             }),
+        );
+        let l = hub.length_doc();
+        m.family(
+            "rserpool_message_length_refusals_total",
+            "Messages refused for their length (over max_message_len, or a Message Length \
+             below 4): a TCP or TLS connection is closed at once, an SCTP message dropped.",
+            Kind::Counter,
+            [
+                ("tcp", "too-long", l.tcp_too_long),
+                ("tcp", "too-short", l.tcp_too_short),
+                ("tls", "too-long", l.tls_too_long),
+                ("tls", "too-short", l.tls_too_short),
+                ("sctp", "too-long", l.sctp_too_long),
+            ]
+            .map(|(t, w, v)| (vec![("transport", t), ("length", w)], v as f64)),
         );
         m.single(
             "rserpool_registrar_registrations_total",
