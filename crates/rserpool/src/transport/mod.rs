@@ -80,6 +80,11 @@ pub trait DirectWrite: Send + Sync + std::fmt::Debug {
     fn is_stream(&self) -> bool {
         false
     }
+    /// A complete `try_write` left bytes inside the transport (TLS records the socket
+    /// did not take) that only the writer task can push out; reading clears it.
+    fn take_unflushed(&self) -> bool {
+        false
+    }
 }
 
 /// One connection or association.
@@ -207,7 +212,13 @@ impl ConnOut {
             // message is completely written: writing now keeps the order.
             if self.queued.load(Ordering::Acquire) == 0 {
                 match direct.try_write(msg.protocol, &msg.bytes) {
-                    Ok(n) if n == msg.bytes.len() => return,
+                    Ok(n) if n == msg.bytes.len() => {
+                        if !direct.take_unflushed() {
+                            return;
+                        }
+                        // The writer task flushes what the transport holds.
+                        msg.bytes.clear();
+                    }
                     Ok(n) => {
                         msg.bytes.drain(..n);
                     }

@@ -637,7 +637,10 @@ impl MessageStream for TlsMessageStream {
                 lengths: self.lengths,
             },
             TlsWriter {
-                stream: w,
+                stream: Arc::new(TlsDirect {
+                    half: tokio::sync::Mutex::new(w),
+                    unflushed: std::sync::atomic::AtomicBool::new(false),
+                }),
                 buf: Vec::new(),
             },
         )
@@ -684,9 +687,26 @@ impl MessageRead for TlsReader {
     }
 }
 
+/// The write half, shared by the writer task and the direct path ([`DirectWrite`]): a
+/// write goes through whoever holds it, in order.
 pub struct TlsWriter {
-    stream: WriteHalf<TlsStream<TcpStream>>,
+    stream: Arc<TlsDirect>,
     buf: Vec<u8>,
+}
+
+/// The write half of a TLS connection behind an async lock: the writer task holds it
+/// across its awaits, the driver's direct path only tries it.
+pub struct TlsDirect {
+    half: tokio::sync::Mutex<WriteHalf<TlsStream<TcpStream>>>,
+    /// The direct path left encrypted records in the TLS layer that the socket did not
+    /// take yet: the writer task must flush them.
+    unflushed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for TlsDirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsDirect")
+    }
 }
 
 impl MessageWrite for TlsWriter {
@@ -695,8 +715,10 @@ impl MessageWrite for TlsWriter {
         for m in batch {
             self.buf.extend_from_slice(&m.bytes);
         }
-        self.stream.write_all(&self.buf).await?;
-        self.stream.flush().await?;
+        let mut half = self.stream.half.lock().await;
+        half.write_all(&self.buf).await?;
+        half.flush().await?;
+        drop(half);
         if self.buf.capacity() > 256 * 1024 {
             self.buf = Vec::new();
         }
@@ -705,7 +727,45 @@ impl MessageWrite for TlsWriter {
 
     async fn close(&mut self) -> io::Result<()> {
         // close_notify, then FIN.
-        self.stream.shutdown().await
+        self.stream.half.lock().await.shutdown().await
+    }
+
+    fn direct(&self) -> Option<Arc<dyn super::DirectWrite>> {
+        Some(self.stream.clone())
+    }
+}
+
+impl super::DirectWrite for TlsDirect {
+    /// Encrypt and write now, without waiting: nothing if the writer task holds the half
+    /// or the TLS layer takes nothing. What the TLS layer took but the socket did not is
+    /// flagged ([`Self::unflushed`]) for the writer task.
+    fn try_write(&self, _protocol: Protocol, bytes: &[u8]) -> io::Result<usize> {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+        use tokio::io::AsyncWrite;
+        let Ok(mut half) = self.half.try_lock() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let n = match Pin::new(&mut *half).poll_write(&mut cx, bytes) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        match Pin::new(&mut *half).poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => self.unflushed.store(true, Ordering::Release),
+        }
+        Ok(n)
+    }
+
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    fn take_unflushed(&self) -> bool {
+        self.unflushed.swap(false, Ordering::AcqRel)
     }
 }
 
