@@ -22,7 +22,10 @@ if [ "${1:-}" = "--guest" ]; then
     # RSPLIB on 3863 (its PEs/PUs default), ours on 3864; both SCTP, both on every address.
     rspregistrar -asap=0.0.0.0:3863 -enrp=0.0.0.0:9901 -quiet -loglevel=2 -logcolor=off >logs/rspregistrar.log 2>&1 &
     rp=$!
-    ./rsp registrar --listen sctp://0.0.0.0:3864 --admin off --announce=false >logs/rsp.log 2>&1 &
+    # The register workload re-registers back to back from one address: no per-connection
+    # registration rate and no per-source PE quota (rspregistrar has neither).
+    ./rsp registrar --listen sctp://0.0.0.0:3864 --admin off --announce=false \
+        --max-registration-rate 0 --max-pes-per-source 0 >logs/rsp.log 2>&1 &
     op=$!
     wait_for 20 grep -q ' 3863 ' /proc/net/sctp/eps || { echo "rspregistrar did not start"; exit 1; }
     wait_for 20 grep -q ' 3864 ' /proc/net/sctp/eps || { echo "rsp registrar did not start"; cat logs/rsp.log; exit 1; }
