@@ -15,7 +15,10 @@
 //!
 //! First an idle phase (`--baseline`): only the PEs of the first 1 % of the pools
 //! register and the PUs resolve those pools, which gives the idle resolution p99; then
-//! every PE registers and the run lasts `--duration`.
+//! every PE registers and the run lasts `--duration`. The summary gives the run's p99
+//! over all of it and once every PE was in (the registration storm left out). The PUs
+//! run on a thread of their own, so their latency is the registrar's, not the wait
+//! behind this process's PE connections.
 //!
 //! Without `--registrar` it starts `rsp registrar` (this executable) as a child process
 //! on an ephemeral loopback port with the limits raised for the run (printed). RSS and CPU
@@ -242,18 +245,40 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
             }
         }));
     }
-    for p in 0..a.resolvers {
+    // The resolvers run on a thread of their own: what they measure is the registrar's
+    // latency, not how long their tasks wait behind the PE connections' in this process.
+    let resolvers = {
         let s = shared.clone();
         let ep = target.clone();
-        tasks.push(rt.spawn(async move {
-            if let Err(e) = resolver(&s, &ep, p as u64).await {
-                if !s.stop.load(Ordering::Relaxed) {
-                    s.conn_errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("rsp soak: resolver {p}: {e:#}");
-                }
-            }
-        }));
-    }
+        let n = a.resolvers;
+        let rrt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the resolvers' runtime")?;
+        std::thread::Builder::new()
+            .name("soak-resolvers".into())
+            .spawn(move || {
+                rrt.block_on(async move {
+                    let mut set = Vec::new();
+                    for p in 0..n {
+                        let s = s.clone();
+                        let ep = ep.clone();
+                        set.push(tokio::spawn(async move {
+                            if let Err(e) = resolver(&s, &ep, p as u64).await {
+                                if !s.stop.load(Ordering::Relaxed) {
+                                    s.conn_errors.fetch_add(1, Ordering::Relaxed);
+                                    eprintln!("rsp soak: resolver {p}: {e:#}");
+                                }
+                            }
+                        }));
+                    }
+                    for t in set {
+                        let _ = t.await;
+                    }
+                });
+            })
+            .context("cannot start the resolvers' thread")?
+    };
 
     // Idle phase.
     let tty = std::io::stderr().is_terminal();
@@ -287,6 +312,9 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_secs(1));
         if full_at.is_none() && shared.registered.load(Ordering::Relaxed) as usize >= a.pes {
             full_at = Some(now());
+            // What the resolvers measured until now goes to the run's total only.
+            mon.total_p99(&shared);
+            mon.in_steady = true;
         }
         // Deaths (among registered, live PEs).
         owed += per_second;
@@ -314,6 +342,11 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
     let summary = mon.summary(&shared, run_start, full_at, idle_p99, run_p99);
     println!("{summary}");
     drop(child);
+    // The resolvers end after their current resolution (or when the registrar went).
+    let until = now() + Duration::from_secs(2);
+    while !resolvers.is_finished() && now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     let lost = shared.lost.load(Ordering::Relaxed);
     Ok(if lost == 0 {
@@ -588,6 +621,10 @@ struct Monitor {
     cpu: Option<u64>,
     /// All resolutions of the phase.
     total: Histogram<u64>,
+    /// The run's resolutions once every PE is in (the registration storm left out).
+    steady: Histogram<u64>,
+    /// Add to `steady` from now on.
+    in_steady: bool,
     cpu_sum: f64,
     cpu_n: u32,
     rss_max: u64,
@@ -605,6 +642,8 @@ impl Monitor {
             kas: 0,
             cpu: pid.and_then(cpu_ticks),
             total: Histogram::new_with_bounds(1, 60_000_000, 2).expect("histogram bounds"),
+            steady: Histogram::new_with_bounds(1, 60_000_000, 2).expect("histogram bounds"),
+            in_steady: false,
             cpu_sum: 0.0,
             cpu_n: 0,
             rss_max: 0,
@@ -622,6 +661,9 @@ impl Monitor {
     fn total_p99(&mut self, s: &Shared) -> u64 {
         if let Ok(mut h) = s.hist.lock() {
             let _ = self.total.add(&*h);
+            if self.in_steady {
+                let _ = self.steady.add(&*h);
+            }
             h.reset();
         }
         self.total.value_at_quantile(0.99)
@@ -639,6 +681,9 @@ impl Monitor {
             Ok(mut h) => {
                 let p = h.value_at_quantile(0.99);
                 let _ = self.total.add(&*h);
+                if self.in_steady {
+                    let _ = self.steady.add(&*h);
+                }
                 h.reset();
                 p
             }
@@ -696,10 +741,11 @@ impl Monitor {
         run_p99: u64,
     ) -> String {
         let held = s.registered.load(Ordering::Relaxed) - s.confirmed.load(Ordering::Relaxed);
+        let steady_p99 = self.steady.value_at_quantile(0.99);
         format!(
             "rsp soak summary: ran {:.0} s ({}); registered {} PEs, refused {}; dead {} removed {} late {} lost {}; \
              keep-alives {:.0}/s; registrar rss max {} MiB = {} B/PE over its start, cpu {:.0} % of a core (mean); \
-             resolution p99 {} (idle {}, ratio {:.2}); {} connection errors",
+             resolution p99 {} (idle {}, ratio {:.2}), once all PEs were in {} (ratio {:.2}); {} connection errors",
             run_start.elapsed().as_secs_f64(),
             match full_at {
                 Some(t) => format!("all PEs in after {:.0} s", t.duration_since(run_start).as_secs_f64()),
@@ -718,6 +764,8 @@ impl Monitor {
             micros(run_p99),
             micros(idle_p99),
             run_p99 as f64 / idle_p99.max(1) as f64,
+            micros(steady_p99),
+            steady_p99 as f64 / idle_p99.max(1) as f64,
             s.conn_errors.load(Ordering::Relaxed),
         )
     }

@@ -298,3 +298,83 @@ fn a_pe_that_keeps_re_registering_is_never_probed() {
         assert!(w.removed.is_empty());
     }
 }
+
+/// 100,000 PEs on 100 connections whose keep-alives all fall due at one instant: no
+/// `handle_timeout` call handles more than `TIMERS_PER_CALL` of them (the rest stay due,
+/// `poll_timeout()` at `now`), and a shell that calls again while the deadline is due
+/// sends every one of them without the clock moving.
+#[test]
+fn one_timeout_call_handles_a_bounded_number_of_due_keepalives() {
+    use rserpool_proto::registrar::TIMERS_PER_CALL;
+    const PES: u32 = 100_000;
+    const CONNS: u64 = 100;
+    let mut r = Registrar::new(
+        RegistrarConfig {
+            keepalive_batch: Duration::ZERO,
+            keepalive_jitter_percent: 0,
+            max_pes_per_source: 0,
+            max_pes_per_connection: 0,
+            max_registration_rate: 0,
+            ..RegistrarConfig::default()
+        },
+        11,
+    );
+    #[allow(clippy::disallowed_methods)] // a test's start of time
+    let t0 = Instant::now();
+    r.handle_timeout(t0);
+    for c in 1..=CONNS {
+        r.handle_transport(
+            t0,
+            TransportEvent::Accepted {
+                conn: ConnId(c),
+                meta: meta(c),
+            },
+        );
+    }
+    // Everything registered at t0: every keep-alive is due at t0 + interval.
+    for id in 1..=PES {
+        let c = u64::from(id) % CONNS + 1;
+        let reg = registration(&format!("pool{}", id % 1000), id);
+        r.handle_message(t0, ConnId(c), &meta(c), &reg);
+    }
+    while r.poll_transmit().is_some() {}
+    while r.poll_event().is_some() {}
+    assert_eq!(r.handlespace().len(), PES as usize);
+    let due = r.poll_timeout().unwrap();
+    assert!(
+        due > t0 && due <= t0 + 3 * S,
+        "first keep-alive due at {:?}",
+        due - t0
+    );
+    let now = t0 + 3 * S;
+    let mut probed = BTreeSet::new();
+    let mut calls = 0;
+    let mut most = 0;
+    while r.poll_timeout().is_some_and(|t| t <= now) {
+        calls += 1;
+        assert!(calls <= PES as usize, "the deadline loop does not drain");
+        r.handle_timeout(now);
+        let mut n = 0;
+        while let Some(t) = r.poll_transmit() {
+            if let Ok(d) = AsapMessage::decode(&t.bytes) {
+                if let AsapMessage::EndpointKeepAlive {
+                    pe_id: Some(id), ..
+                } = d.message
+                {
+                    n += 1;
+                    assert!(probed.insert(id.0), "PE {} probed twice", id.0);
+                }
+            }
+        }
+        most = most.max(n);
+        assert!(
+            n <= TIMERS_PER_CALL,
+            "one handle_timeout sent {n} keep-alives (bound {TIMERS_PER_CALL})"
+        );
+    }
+    assert_eq!(probed.len(), PES as usize, "not every due PE was probed");
+    assert_eq!(most, TIMERS_PER_CALL);
+    assert!(calls >= PES as usize / TIMERS_PER_CALL);
+    // Next: the ACK timeouts, 2 s later; nothing else is due before then.
+    assert!(r.poll_timeout().unwrap() > now);
+}

@@ -382,6 +382,14 @@ fn source_of(pe: &PoolElement) -> Option<SourceKey> {
 
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 
+/// Per-PE timers (keep-alive transmissions, keep-alive timeouts, lifetimes) handled by one
+/// [`Core::handle_timeout`] call at most. When more are due, the rest stay due:
+/// `poll_timeout()` stays at or before `now`, and the shell serves the messages waiting
+/// meanwhile before it calls again, so a burst of thousands of keep-alives (a connection's
+/// batch, the wave after a registration storm) or removals does not hold up a handle
+/// resolution for its whole length. Due timers are handled oldest first.
+pub const TIMERS_PER_CALL: usize = 64;
+
 /// A well-mixed 64-bit value of `x` (SplitMix64's finaliser): a connection's phase on the
 /// keep-alive batching grid.
 fn mix64(x: u64) -> u64 {
@@ -887,7 +895,14 @@ impl Core for Registrar {
         self.ensure_started(now);
         self.limits
             .handle_timeout(now, &mut self.counters.connections);
-        while let Some((handle, id, kind)) = self.hs.pop_expired(now) {
+        // At most TIMERS_PER_CALL per-PE timers per call: the rest stay due, so
+        // `poll_timeout()` stays at (or before) `now` and the shell calls again after
+        // serving what waits meanwhile (resolutions are not held up by a burst of
+        // keep-alives or removals).
+        for _ in 0..TIMERS_PER_CALL {
+            let Some((handle, id, kind)) = self.hs.pop_expired(now) else {
+                break;
+            };
             self.on_pe_timer(now, handle, id, kind);
         }
         while let Some(t) = self.timers.pop_expired(now) {
