@@ -473,6 +473,47 @@ fn bench_runs_and_prints_its_table() {
     });
 }
 
+/// `rsp bench flood`: the pool user's two rows, the ratio, and a flood whose answers are
+/// all resolutions — some answered, the rest limited by the per-source rate (0x9).
+#[test]
+fn bench_flood_runs_and_prints_its_table() {
+    bounded(Duration::from_secs(120), || {
+        let out = Command::new(RSP)
+            .args([
+                "bench",
+                "flood",
+                "--duration",
+                "1s",
+                "--rounds",
+                "1",
+                "--pace",
+                "500",
+                "--flood-rate",
+                "20000",
+                "--max-hr-rate",
+                "2000",
+            ])
+            .env_remove("RSERPOOL_WIRE_LOG")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.lines().any(|l| l.starts_with("alone ")), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("beside the flood ")),
+            "{text}"
+        );
+        assert!(text.contains("ratio (beside ÷ alone)"), "{text}");
+        assert!(text.contains("\"answered\""), "{text}");
+        assert!(text.contains("\"limited (0x9)\""), "{text}");
+        assert!(!text.contains("\"other\""), "{text}");
+    });
+}
+
 /// One ASAP_REGISTRATION carrying both an IPv4 and an IPv6 address. A TCP transport
 /// parameter holds exactly one address (RFC 5354 §3.3), so a dual-stack *TCP* service
 /// registers one entry per family (see `ipv6_only_and_dual_stack_registration`); a
