@@ -35,6 +35,13 @@ use rserpool_wire::{
 
 use crate::args;
 
+/// What `rsp bench flood` floods with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FloodKind {
+    Resolve,
+    Register,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
     /// ASAP_HANDLE_RESOLUTION of a pool with 10 PEs (3 returned per answer).
@@ -83,10 +90,15 @@ pub struct BenchArgs {
     /// write queue, 1024 by default).
     #[arg(long, default_value = "500")]
     pub flood_window: u64,
-    /// flood: resolutions per second the flooding client sends (0 = as fast as the
-    /// registrar takes them).
-    #[arg(long, default_value = "100000")]
-    pub flood_rate: u64,
+    /// flood: what the flooding client sends: handle resolutions of the pool, or
+    /// registrations with a fresh PE identifier each.
+    #[arg(long, value_enum, default_value = "resolve")]
+    pub flood_kind: FloodKind,
+    /// flood: messages per second the flooding client sends (0 = as fast as the
+    /// registrar takes them; default 100,000 resolutions or 10,000 registrations, the
+    /// rates of issue 14).
+    #[arg(long)]
+    pub flood_rate: Option<u64>,
     /// flood: the in-process registrar's per-source handle-resolution rate
     /// (`--max-hr-rate`; 0 = unlimited).
     #[arg(long, default_value = "20000")]

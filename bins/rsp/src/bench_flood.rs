@@ -22,9 +22,14 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use rserpool::service::bench::{self as svc, MessageConn};
 use rserpool_proto::io::Endpoint;
-use rserpool_wire::{asap_type, AsapMessage, CauseCode};
+use rserpool_wire::{
+    asap_type, AsapMessage, CauseCode, PeId, Policy, PoolElement as WirePe, PoolHandle, ServerId,
+    TransportAddr, UserTransport,
+};
 
-use crate::bench::{micros, prepare, requests, server_runtime, BenchArgs, Target, Workload};
+use crate::bench::{
+    micros, prepare, requests, server_runtime, BenchArgs, FloodKind, Target, Workload,
+};
 
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const GOOD_PU: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
@@ -89,14 +94,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let req = requests(Workload::Flood, 0, &target)
         .pop()
         .context("no request")?;
+    let flood_rate = args.flood_rate.unwrap_or(match args.flood_kind {
+        FloodKind::Resolve => 100_000,
+        FloodKind::Register => 10_000,
+    });
+    let kind = match args.flood_kind {
+        FloodKind::Resolve => "resolutions",
+        FloodKind::Register => "registrations with fresh PE ids",
+    };
     eprintln!(
         "rsp bench flood: {label}; pool user from {GOOD_PU}{}, flood from {FLOODER} \
-         ({}, {} in flight); {:?} in {} rounds",
+         ({kind}, {}, {} in flight); {:?} in {} rounds",
         args.pace
             .map(|p| format!(" at most {p}/s"))
             .unwrap_or_else(|| " one at a time".into()),
-        if args.flood_rate > 0 {
-            format!("{}/s", args.flood_rate)
+        if flood_rate > 0 {
+            format!("{flood_rate}/s")
         } else {
             "as fast as it goes".into()
         },
@@ -117,12 +130,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         for round in 0..rounds {
             let q = good_pu(&mut pu, &req, slice, args.pace).await?;
             let stop = Arc::new(AtomicBool::new(false));
+            let msg = flood_message(args.flood_kind, &req, round);
             let f = tokio::spawn(svc::flood(
                 addr,
                 FLOODER,
-                req.clone(),
+                msg,
                 args.flood_window,
-                (args.flood_rate > 0).then_some(args.flood_rate),
+                (flood_rate > 0).then_some(flood_rate),
                 stop.clone(),
                 classify,
             ));
@@ -167,7 +181,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "ratio (beside ÷ alone) {:.2}; flood {:.0} resolutions/s sent, answers {:?}",
+        "ratio (beside ÷ alone) {:.2}; flood {:.0} messages/s sent, answers {:?}",
         loud.rate() / quiet.rate().max(1e-9),
         flood_sent as f64 / flood_secs.max(1e-9),
         flood_answers
@@ -205,8 +219,43 @@ async fn good_pu(
     Ok(p)
 }
 
+/// The flood's i-th message: the pool's handle resolution, or a registration of a PE
+/// identifier nobody used before (in a pool of its own, from the flooding address).
+fn flood_message(
+    kind: FloodKind,
+    resolution: &[u8],
+    round: u32,
+) -> impl FnMut(u64) -> Vec<u8> + Send + 'static {
+    let resolution = resolution.to_vec();
+    move |i| match kind {
+        FloodKind::Resolve => resolution.clone(),
+        FloodKind::Register => {
+            let id = 0x4000_0000 + (round << 24) + (i as u32 & 0x00ff_ffff);
+            AsapMessage::Registration {
+                handle: PoolHandle::from("FloodPool"),
+                pe: WirePe {
+                    id: PeId(id),
+                    home_registrar: ServerId(0),
+                    registration_life: 60_000,
+                    user_transport: UserTransport::Ip(TransportAddr::tcp(
+                        1024 + (id % 60_000) as u16,
+                        FLOODER,
+                    )),
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            }
+            .encode_to_vec()
+        }
+    }
+}
+
 fn classify(m: &[u8]) -> &'static str {
     match AsapMessage::decode(m).map(|d| d.message) {
+        Ok(AsapMessage::RegistrationResponse { reject: false, .. }) => "registered",
+        Ok(AsapMessage::RegistrationResponse { reject: true, .. }) => "refused",
+        // The registrar probing the flood's registered PEs (not an answer).
+        Ok(AsapMessage::EndpointKeepAlive { .. }) => "keep-alive",
         Ok(AsapMessage::HandleResolutionResponse {
             error: None, pes, ..
         }) if !pes.is_empty() => "answered",

@@ -511,6 +511,35 @@ fn bench_flood_runs_and_prints_its_table() {
         assert!(text.contains("\"answered\""), "{text}");
         assert!(text.contains("\"limited (0x9)\""), "{text}");
         assert!(!text.contains("\"other\""), "{text}");
+        // Registrations with fresh PE ids: the first ones registered, the rest refused
+        // (per-connection rate and PE quota).
+        let out = Command::new(RSP)
+            .args([
+                "bench",
+                "flood",
+                "--flood-kind",
+                "register",
+                "--duration",
+                "1s",
+                "--rounds",
+                "1",
+                "--pace",
+                "500",
+                "--flood-rate",
+                "3000",
+            ])
+            .env_remove("RSERPOOL_WIRE_LOG")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("\"registered\""), "{text}");
+        assert!(text.contains("\"refused\""), "{text}");
+        assert!(!text.contains("\"other\""), "{text}");
     });
 }
 

@@ -259,7 +259,8 @@ pub struct FloodCounts {
     pub answers: std::collections::BTreeMap<&'static str, u64>,
 }
 
-/// A flooding client: one TCP connection from `from` to `to` that pipelines `msg` at
+/// A flooding client: one TCP connection from `from` to `to` that pipelines `msg(i)` (the
+/// i-th message) at
 /// `rate` per second (`None`: as fast as the socket takes it), with at most `window`
 /// messages unanswered (a registrar drops
 /// a peer that does not read its answers), until `stop`; then it waits (at most 10 s) for
@@ -268,7 +269,7 @@ pub struct FloodCounts {
 pub async fn flood(
     to: SocketAddr,
     from: IpAddr,
-    msg: Vec<u8>,
+    mut msg: impl FnMut(u64) -> Vec<u8> + Send + 'static,
     window: u64,
     rate: Option<u64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -304,8 +305,8 @@ pub async fn flood(
                 }
                 let k = free.min(100);
                 batch.clear();
-                for _ in 0..k {
-                    batch.extend_from_slice(&msg);
+                for i in n..n + k {
+                    batch.extend_from_slice(&msg(i));
                 }
                 wr.write_all(&batch).await?;
                 n += k;
