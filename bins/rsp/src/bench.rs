@@ -124,12 +124,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let (registrar, label, _keep) = match &args.registrar {
         Some(ep) => (Target::of(ep, &tls)?, format!("registrar {ep}"), None),
         None => {
-            let running = servers.block_on(start_registrar())?;
-            let a = running
-                .endpoints
-                .first()
-                .and_then(Endpoint::primary)
-                .context("in-process registrar without endpoint")?;
+            let (a, running) = in_process(&servers, start_registrar())?;
             (
                 Target::Tcp(a),
                 format!("in-process registrar tcp://{a}"),
@@ -280,6 +275,20 @@ pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("server runtime")
+}
+
+/// Start a registrar on `servers` and return its TCP address with it.
+pub(crate) fn in_process(
+    servers: &tokio::runtime::Runtime,
+    start: impl std::future::Future<Output = anyhow::Result<crate::registrar::Running>>,
+) -> anyhow::Result<(SocketAddr, crate::registrar::Running)> {
+    let running = servers.block_on(start)?;
+    let a = running
+        .endpoints
+        .first()
+        .and_then(Endpoint::primary)
+        .context("in-process registrar without endpoint")?;
+    Ok((a, running))
 }
 
 async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {

@@ -21,14 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use rserpool::service::bench::{self as svc, MessageConn};
-use rserpool_proto::io::Endpoint;
 use rserpool_wire::{
     asap_type, AsapMessage, CauseCode, PeId, Policy, PoolElement as WirePe, PoolHandle, ServerId,
     TransportAddr, UserTransport,
 };
 
 use crate::bench::{
-    micros, prepare, requests, server_runtime, BenchArgs, FloodKind, Target, Workload,
+    in_process, micros, prepare, requests, server_runtime, BenchArgs, FloodKind, Target, Workload,
 };
 
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -70,12 +69,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             (t, format!("registrar {ep}"), None)
         }
         None => {
-            let running = servers.block_on(start_registrar(args.max_hr_rate))?;
-            let a = running
-                .endpoints
-                .first()
-                .and_then(Endpoint::primary)
-                .context("in-process registrar without endpoint")?;
+            let (a, running) = in_process(&servers, start_registrar(args.max_hr_rate))?;
             (
                 Target::Tcp(a),
                 format!(

@@ -473,35 +473,40 @@ fn bench_runs_and_prints_its_table() {
     });
 }
 
+/// `rsp bench flood ARGS…` (must succeed): its standard output.
+fn bench_flood(args: &[&str]) -> String {
+    let out = Command::new(RSP)
+        .args([
+            "bench",
+            "flood",
+            "--duration",
+            "1s",
+            "--rounds",
+            "1",
+            "--pace",
+            "500",
+        ])
+        .args(args)
+        .env_remove("RSERPOOL_WIRE_LOG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// `rsp bench flood`: the pool user's two rows, the ratio, and a flood whose answers are
-/// all resolutions — some answered, the rest limited by the per-source rate (0x9).
+/// all resolutions — some answered, the rest limited by the per-source rate (0x9) — or
+/// all registration responses: the first registered, the rest refused (per-connection
+/// rate and PE quota).
 #[test]
 fn bench_flood_runs_and_prints_its_table() {
     bounded(Duration::from_secs(120), || {
-        let out = Command::new(RSP)
-            .args([
-                "bench",
-                "flood",
-                "--duration",
-                "1s",
-                "--rounds",
-                "1",
-                "--pace",
-                "500",
-                "--flood-rate",
-                "20000",
-                "--max-hr-rate",
-                "2000",
-            ])
-            .env_remove("RSERPOOL_WIRE_LOG")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = bench_flood(&["--flood-rate", "20000", "--max-hr-rate", "2000"]);
         assert!(text.lines().any(|l| l.starts_with("alone ")), "{text}");
         assert!(
             text.lines().any(|l| l.starts_with("beside the flood ")),
@@ -511,32 +516,7 @@ fn bench_flood_runs_and_prints_its_table() {
         assert!(text.contains("\"answered\""), "{text}");
         assert!(text.contains("\"limited (0x9)\""), "{text}");
         assert!(!text.contains("\"other\""), "{text}");
-        // Registrations with fresh PE ids: the first ones registered, the rest refused
-        // (per-connection rate and PE quota).
-        let out = Command::new(RSP)
-            .args([
-                "bench",
-                "flood",
-                "--flood-kind",
-                "register",
-                "--duration",
-                "1s",
-                "--rounds",
-                "1",
-                "--pace",
-                "500",
-                "--flood-rate",
-                "3000",
-            ])
-            .env_remove("RSERPOOL_WIRE_LOG")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = bench_flood(&["--flood-kind", "register", "--flood-rate", "3000"]);
         assert!(text.contains("\"registered\""), "{text}");
         assert!(text.contains("\"refused\""), "{text}");
         assert!(!text.contains("\"other\""), "{text}");

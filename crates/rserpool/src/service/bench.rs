@@ -112,28 +112,25 @@ impl MessageConn {
                     .ok_or_else(|| std::io::Error::other("endpoint without address"))?;
                 let s = TcpStream::connect(a).await?;
                 s.set_nodelay(true)?;
-                let (rd, wr) = s.into_split();
-                Ok(MessageConn::Tcp {
-                    rd,
-                    wr,
-                    d: Deframer::default(),
-                    buf: vec![0u8; 65536],
-                })
+                Ok(Self::tcp(s))
             }
+        }
+    }
+
+    fn tcp(s: TcpStream) -> MessageConn {
+        let (rd, wr) = s.into_split();
+        MessageConn::Tcp {
+            rd,
+            wr,
+            d: Deframer::default(),
+            buf: vec![0u8; 65536],
         }
     }
 
     /// Connect to a TCP endpoint from the local address `from` (port chosen by the
     /// kernel): clients that a registrar must tell apart by source address.
     pub async fn connect_from(to: SocketAddr, from: IpAddr) -> std::io::Result<MessageConn> {
-        let s = connect_tcp_from(to, from).await?;
-        let (rd, wr) = s.into_split();
-        Ok(MessageConn::Tcp {
-            rd,
-            wr,
-            d: Deframer::default(),
-            buf: vec![0u8; 65536],
-        })
+        Ok(Self::tcp(connect_tcp_from(to, from).await?))
     }
 
     /// Connect to a `tls://` endpoint: TCP, then the TLS handshake checking the
