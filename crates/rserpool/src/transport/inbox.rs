@@ -2,15 +2,16 @@
 //!
 //! Each connection's reader puts whole messages into the connection's own bounded
 //! [`Inbox`] instead of one queue shared by every connection. The driver keeps the
-//! connections that have messages waiting in a ring and takes one message from each in
-//! turn, so a client that pipelines thousands of requests gets one turn per round like a
+//! connections that have messages waiting in a ring, and whichever task serves the core
+//! (a connection reader or the driver task, see [`crate::driver`]) takes one message from
+//! each in turn, so a client that pipelines thousands of requests gets one turn per round like a
 //! client with one request outstanding: the latter waits behind at most one message of
 //! every other busy connection, never behind the whole backlog of a flood.
 //!
 //! A full inbox stops its reader (which then stops reading the socket: TCP flow control
-//! pushes back on the sender). The reader tells the driver of an inbox only when it turns
-//! from idle to waiting ([`Inbound::Ready`](super::Inbound)), so a busy connection costs
-//! one notice per idle period, not one per message. An inbox is "scheduled" from the
+//! pushes back on the sender). The reader puts an inbox into the ring only when it turns
+//! from idle to waiting ([`super::Serve::announce`]), so a busy connection costs one
+//! announcement per idle period, not one per message. An inbox is "scheduled" from the
 //! moment the reader sends that notice (or the connection is handed to the driver) until
 //! the driver finds it empty, so it is in the ring at most once.
 //!
@@ -64,7 +65,7 @@ pub(crate) struct Inbox {
 pub(crate) enum Pushed {
     /// Queued; the driver already knows there is something to take.
     Queued,
-    /// Queued into an idle inbox: the driver must be told ([`super::Inbound::Ready`]).
+    /// Queued into an idle inbox: it must join the ring ([`super::Serve::announce`]).
     Announce,
     /// No room: the item comes back; wait for [`Inbox::room`] and try again.
     Full(Item),

@@ -9,9 +9,10 @@
 //! connection limit, the driver) is written once against the traits.
 //!
 //! Each connection runs two tasks: a reader that puts whole messages into the
-//! connection's own bounded inbox ([`inbox`], served by the driver in turn with every
-//! other connection's), and a writer that drains a bounded per-connection queue in
-//! batches. The reader is the one that reports `Closed` (through the inbox, after the
+//! connection's own bounded inbox ([`inbox`]) and then serves the core itself when no
+//! other task does (every waiting connection in turn, [`crate::driver`]), and a writer
+//! that drains a bounded per-connection queue in batches — what the serving task could
+//! not write straight to the socket ([`ConnOut`]). The reader is the one that reports `Closed` (through the inbox, after the
 //! messages before it); the writer stops on a write error or when the connection is
 //! cancelled ([`ConnCtl`]).
 
@@ -66,9 +67,9 @@ pub trait MessageWrite: Send + 'static {
     }
 }
 
-/// The driver's fast path: when nothing is queued for a connection and the driver is not
-/// under load (one inbound item at this wake-up), it writes a message
-/// straight to the socket instead of waking the connection's writer task; whatever the
+/// The fast path: when nothing is queued for a connection, the task that served the core
+/// writes a message straight to the socket instead of waking the connection's writer
+/// task; whatever the
 /// socket does not take goes to the queue as usual. A byte stream may take part of a
 /// message (the writer task sends the rest); SCTP takes a whole message or nothing.
 pub trait DirectWrite: Send + Sync + std::fmt::Debug {
