@@ -74,15 +74,26 @@ pub struct SoakArgs {
     /// Each PE re-registers this often (spread over the period).
     #[arg(long, default_value = "120s", value_parser = args::duration)]
     pub reregister: Duration,
-    /// Concurrent resolving PUs (one connection each, closed loop).
+    /// Concurrent resolving PUs (one connection each).
     #[arg(long, default_value = "4")]
     pub resolvers: usize,
+    /// Resolutions per second of all resolvers together, spread evenly (open loop: a
+    /// resolver sends on schedule, not when its last answer came); 0 = closed loop, each
+    /// resolver sends as soon as its answer came, which keeps the registrar saturated.
+    #[arg(long, default_value = "0")]
+    pub resolve_rate: u32,
     /// Keep-alive interval of the started registrar (and what removals are expected in).
     #[arg(long, default_value = "3s", value_parser = args::duration)]
     pub keepalive_interval: Duration,
     /// Keep-alive timeout of the started registrar (and what removals are expected in).
     #[arg(long, default_value = "2s", value_parser = args::duration)]
     pub keepalive_timeout: Duration,
+    /// Run the simulated PEs' threads this much nicer (lower CPU priority) than the rest of
+    /// the soak and the registrar it starts: the PEs stand for other hosts, so on one
+    /// machine they should not take the registrar's or the PUs' turn (they need a small
+    /// part of a core and still get it). 0 = same priority.
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub generator_nice: u8,
     /// Another flag for the started registrar (repeatable), e.g. --registrar-arg=--keepalive-batch=0.
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
     pub registrar_arg: Vec<String>,
@@ -121,6 +132,8 @@ struct Shared {
     late: AtomicU64,
     lost: AtomicU64,
     conn_errors: AtomicU64,
+    /// Paced resolutions sent more than one period after their scheduled time.
+    behind: AtomicU64,
     hist: Mutex<Histogram<u64>>,
     /// The ms after a death by which the PE must be gone.
     removal_bound_ms: u64,
@@ -211,12 +224,13 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
         late: AtomicU64::new(0),
         lost: AtomicU64::new(0),
         conn_errors: AtomicU64::new(0),
+        behind: AtomicU64::new(0),
         hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 2)?),
         removal_bound_ms: (a.keepalive_interval + a.keepalive_timeout).as_millis() as u64 + 1000,
     });
     eprintln!(
         "rsp soak: registrar {target}{}; {} PEs in {} pools over {conns} connections, \
-         re-registration every {:?} (life {:?}), {} % die per minute, {} resolvers, {:?} idle \
+         re-registration every {:?} (life {:?}), {} % die per minute, {} resolvers ({}), {:?} idle \
          + {:?}",
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
         a.pes,
@@ -225,10 +239,14 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
         registration_life(a),
         a.die_percent_per_minute,
         a.resolvers,
+        match a.resolve_rate {
+            0 => "closed loop".to_owned(),
+            r => format!("{r} resolutions/s paced"),
+        },
         a.baseline,
         a.duration
     );
-    let rt = args::runtime()?;
+    let rt = generator_runtime(a.generator_nice)?;
     let mut tasks = Vec::new();
     for c in 0..conns {
         let lo = c * a.pes_per_connection;
@@ -251,6 +269,9 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
         let s = shared.clone();
         let ep = target.clone();
         let n = a.resolvers;
+        // Each resolver's period in paced mode, phases spread over it.
+        let period = (a.resolve_rate > 0)
+            .then(|| Duration::from_secs_f64(n as f64 / f64::from(a.resolve_rate)));
         let rrt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -264,7 +285,8 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
                         let s = s.clone();
                         let ep = ep.clone();
                         set.push(tokio::spawn(async move {
-                            if let Err(e) = resolver(&s, &ep, p as u64).await {
+                            let pace = period.map(|d| (d, d.mul_f64(p as f64 / n as f64)));
+                            if let Err(e) = resolver(&s, &ep, p as u64, pace).await {
                                 if !s.stop.load(Ordering::Relaxed) {
                                     s.conn_errors.fetch_add(1, Ordering::Relaxed);
                                     eprintln!("rsp soak: resolver {p}: {e:#}");
@@ -354,6 +376,26 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::exit::FAILURE)
     })
+}
+
+/// The PE connections' runtime; its threads `nice` steps below the calling thread.
+fn generator_runtime(nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
+    let base = rustix::process::getpriority_process(None).unwrap_or(0);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("soak-pes")
+        .on_thread_start(move || {
+            if nice > 0 {
+                // Linux: PRIO_PROCESS with a thread ID sets that thread only.
+                let tid = rustix::thread::gettid();
+                let prio = (base + i32::from(nice)).min(19);
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), prio) {
+                    eprintln!("rsp soak: cannot lower the PE threads' priority: {e}");
+                }
+            }
+        })
+        .build()
+        .context("cannot start the PE connections' runtime")
 }
 
 fn now() -> Instant {
@@ -530,7 +572,16 @@ async fn pe_conn(
 
 /// One PU: resolve random pools (the idle ones first), asking for every PE, and check
 /// each answer against the PEs' state.
-async fn resolver(s: &Shared, ep: &Endpoint, seed: u64) -> anyhow::Result<()> {
+///
+/// Paced (`pace` = period and phase), a resolution whose scheduled time has passed by
+/// more than one period when it is sent counts from its scheduled time, so a registrar
+/// that falls behind is not hidden by the resolver waiting for it (coordinated omission).
+async fn resolver(
+    s: &Shared,
+    ep: &Endpoint,
+    seed: u64,
+    pace: Option<(Duration, Duration)>,
+) -> anyhow::Result<()> {
     let mut conn = MessageConn::connect(ep)
         .await
         .with_context(|| format!("connect to {ep}"))?;
@@ -539,7 +590,18 @@ async fn resolver(s: &Shared, ep: &Endpoint, seed: u64) -> anyhow::Result<()> {
     let items = u32::try_from(per_pool.clamp(1, 128)).unwrap_or(128);
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2)?;
     let mut last_flush = now();
+    let mut due = pace.map(|(_, phase)| tokio::time::Instant::now() + phase);
     while !s.stop.load(Ordering::Relaxed) {
+        let mut late_since = None;
+        if let (Some(d), Some((period, _))) = (due.as_mut(), pace) {
+            tokio::time::sleep_until(*d).await;
+            let at = tokio::time::Instant::now();
+            if at > *d + period {
+                late_since = Some(d.into_std());
+                s.behind.fetch_add(1, Ordering::Relaxed);
+            }
+            *d += period;
+        }
         let pools = if s.all_in.load(Ordering::Relaxed) {
             s.pools
         } else {
@@ -553,7 +615,7 @@ async fn resolver(s: &Shared, ep: &Endpoint, seed: u64) -> anyhow::Result<()> {
         }
         .encode_to_vec();
         let sent_ms = s.ms();
-        let t = now();
+        let t = late_since.unwrap_or_else(now);
         conn.send(&req).await.context("send")?;
         let answer = loop {
             let m = conn.recv().await.map_err(anyhow::Error::msg)?;
@@ -745,7 +807,7 @@ impl Monitor {
         format!(
             "rsp soak summary: ran {:.0} s ({}); registered {} PEs, refused {}; dead {} removed {} late {} lost {}; \
              keep-alives {:.0}/s; registrar rss max {} MiB = {} B/PE over its start, cpu {:.0} % of a core (mean); \
-             resolution p99 {} (idle {}, ratio {:.2}), once all PEs were in {} (ratio {:.2}); {} connection errors",
+             resolution p99 {} (idle {}, ratio {:.2}), once all PEs were in {} (ratio {:.2}); {} paced resolutions sent late; {} connection errors",
             run_start.elapsed().as_secs_f64(),
             match full_at {
                 Some(t) => format!("all PEs in after {:.0} s", t.duration_since(run_start).as_secs_f64()),
@@ -766,6 +828,7 @@ impl Monitor {
             run_p99 as f64 / idle_p99.max(1) as f64,
             micros(steady_p99),
             steady_p99 as f64 / idle_p99.max(1) as f64,
+            s.behind.load(Ordering::Relaxed),
             s.conn_errors.load(Ordering::Relaxed),
         )
     }

@@ -66,3 +66,54 @@ fn a_small_soak_loses_no_pe_and_removes_the_dead_ones() {
     assert!(stdout.lines().filter(|l| l.contains(" run: reg/s")).count() >= 5);
     assert!(stderr.contains("progress: run"));
 }
+
+/// Paced resolvers (`--resolve-rate`) send on schedule: the once-a-second lines add up to
+/// no more than that rate allows, far below what closed-loop resolvers reach, and still
+/// nothing is lost.
+#[test]
+fn paced_resolvers_keep_their_rate() {
+    let out = Command::new(RSP)
+        .args([
+            "soak",
+            "--pes",
+            "500",
+            "--pools",
+            "50",
+            "--pes-per-connection",
+            "100",
+            "--duration",
+            "4s",
+            "--baseline",
+            "1s",
+            "--resolvers",
+            "2",
+            "--resolve-rate",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("rsp soak summary:"))
+        .unwrap_or_else(|| panic!("no summary\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success(), "{summary}\n{stderr}");
+    assert_eq!(after(summary, "lost"), 0, "{summary}");
+    assert!(
+        stderr.contains("2 resolvers (100 resolutions/s paced)"),
+        "{stderr}"
+    );
+    // The run's per-second resolution counts (the first second may be short).
+    let rates: Vec<u64> = stdout
+        .lines()
+        .filter(|l| l.contains(" run: reg/s"))
+        .map(|l| after(l, "res/s"))
+        .collect();
+    assert!(rates.len() >= 3, "{stdout}");
+    // A resolver that fell behind catches up, so only the total is bounded: at most the
+    // schedule's (closed-loop resolvers reach thousands per second even in a debug build).
+    let total: u64 = rates.iter().sum();
+    let bound = 100 * (rates.len() as u64 + 1);
+    assert!(total > 0 && total <= bound, "paced at 100/s: {rates:?}");
+}

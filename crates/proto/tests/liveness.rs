@@ -378,3 +378,69 @@ fn one_timeout_call_handles_a_bounded_number_of_due_keepalives() {
     // Next: the ACK timeouts, 2 s later; nothing else is due before then.
     assert!(r.poll_timeout().unwrap() > now);
 }
+
+/// A registration storm: 10,000 PEs registered at one instant (jitter 25 %, no batching)
+/// are first probed spread over half the interval (twice the jitter), not piled up in
+/// its last quarter, and never later than the interval.
+#[test]
+fn the_first_keepalives_after_a_registration_storm_are_spread() {
+    const PES: u32 = 10_000;
+    let mut r = Registrar::new(
+        RegistrarConfig {
+            keepalive_batch: Duration::ZERO,
+            keepalive_jitter_percent: 25,
+            max_pes_per_source: 0,
+            max_pes_per_connection: 0,
+            max_registration_rate: 0,
+            ..RegistrarConfig::default()
+        },
+        12,
+    );
+    #[allow(clippy::disallowed_methods)] // a test's start of time
+    let t0 = Instant::now();
+    r.handle_timeout(t0);
+    r.handle_transport(
+        t0,
+        TransportEvent::Accepted {
+            conn: ConnId(1),
+            meta: meta(1),
+        },
+    );
+    for id in 1..=PES {
+        let reg = registration(&format!("pool{}", id % 100), id);
+        r.handle_message(t0, ConnId(1), &meta(1), &reg);
+    }
+    while r.poll_transmit().is_some() {}
+    while r.poll_event().is_some() {}
+    // Step through the first interval and note when each PE's first keep-alive leaves.
+    let interval = 3 * S;
+    let mut first: BTreeMap<u32, Duration> = BTreeMap::new();
+    while let Some(t) = r.poll_timeout().filter(|t| *t <= t0 + interval) {
+        r.handle_timeout(t);
+        while let Some(tx) = r.poll_transmit() {
+            if let Ok(d) = AsapMessage::decode(&tx.bytes) {
+                if let AsapMessage::EndpointKeepAlive {
+                    pe_id: Some(id), ..
+                } = d.message
+                {
+                    first.entry(id.0).or_insert(t - t0);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        first.len(),
+        PES as usize,
+        "every PE probed within the interval"
+    );
+    let earliest = *first.values().min().unwrap();
+    let latest = *first.values().max().unwrap();
+    assert!(earliest >= interval / 2, "first probe after {earliest:?}");
+    assert!(latest <= interval, "first probe after {latest:?}");
+    // Without the spread all would fall in the last quarter (2.25 s – 3 s).
+    let early = first.values().filter(|d| **d < interval * 3 / 4).count();
+    assert!(
+        early > PES as usize / 4,
+        "only {early} of {PES} first probes before 2.25 s"
+    );
+}

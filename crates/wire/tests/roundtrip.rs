@@ -567,6 +567,60 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The borrowed encoder a registrar answers with writes the bytes of the owned message
+    /// (the PEs' ASAP transports left out or kept).
+    #[test]
+    fn resolution_response_from_borrowed_pes_matches_the_message(
+        pes in vec(pool_element(Some(true)), 1..6),
+        h in pool_handle(),
+        accepted in any::<bool>(),
+        keep in any::<bool>(),
+    ) {
+        let refs: Vec<&PoolElement> = pes.iter().collect();
+        let mut out = vec![0x55];
+        codec::try_encode_resolution_response(
+            accepted, &h, &pes[0].policy, &refs, keep, &mut out,
+        ).unwrap();
+        let owned: Vec<PoolElement> = pes
+            .iter()
+            .map(|p| PoolElement {
+                asap_transport: if keep { p.asap_transport.clone() } else { None },
+                ..p.clone()
+            })
+            .collect();
+        let m = AsapMessage::HandleResolutionResponse {
+            accepted,
+            handle: h,
+            policy: Some(pes[0].policy.clone()),
+            pes: owned,
+            error: None,
+        };
+        prop_assert_eq!(&out[..1], &[0x55]);
+        prop_assert_eq!(&out[1..], &m.encode_to_vec()[..]);
+    }
+}
+
+#[test]
+fn a_resolution_response_too_long_for_its_length_field_appends_nothing() {
+    let pe = sample_pe(Policy::RoundRobin, UserTransport::Opaque(vec![7; 40_000]));
+    let refs = [&pe, &pe];
+    let mut out = vec![1, 2, 3];
+    let e = codec::try_encode_resolution_response(
+        true,
+        &PoolHandle::from("p"),
+        &pe.policy,
+        &refs,
+        true,
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(matches!(e, EncodeError::TooLong { length } if length > 80_000));
+    assert_eq!(out, [1, 2, 3]);
+}
+
 // ----------------------------------------------------------------------------------------
 // Exhaustive, deterministic coverage of the shapes the random tests draw from
 

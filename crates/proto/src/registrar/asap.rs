@@ -354,7 +354,8 @@ impl Registrar {
             // The holder re-registered over its own connection: it is alive.
             self.pe_alive(now, &handle, pe_id);
         }
-        self.arm_keepalive(now, &handle, pe_id);
+        let first = matches!(outcome, RegisterOutcome::Added);
+        self.arm_keepalive_in(now, &handle, pe_id, first);
         let msg = AsapMessage::RegistrationResponse {
             reject: false,
             handle: handle.clone(),
@@ -595,22 +596,16 @@ impl Registrar {
                 Err(_) => self.counters.guards.subscriptions_refused += 1,
             }
         }
-        let msg = self.resolution_response(conn, handle, items, accepted);
-        if accepted && msg_is_negative(&msg) {
+        let chosen = self.resolution_choice(conn, &handle, items);
+        if accepted && chosen.is_err() {
             // Every PE too long for a message: no subscription after all.
-            if let AsapMessage::HandleResolutionResponse { handle, .. } = &msg {
-                if self.subs.unsubscribe(conn, handle) {
-                    self.counters.guards.subscriptions_ended += 1;
-                }
+            if self.subs.unsubscribe(conn, &handle) {
+                self.counters.guards.subscriptions_ended += 1;
             }
-            let mut msg = msg;
-            if let AsapMessage::HandleResolutionResponse { accepted, .. } = &mut msg {
-                *accepted = false;
-            }
-            self.send(Dest::Conn(conn), &msg);
+            self.send_resolution(conn, handle, false, chosen);
             return;
         }
-        self.send(Dest::Conn(conn), &msg);
+        self.send_resolution(conn, handle, accepted, chosen);
     }
 
     /// A pool changed (PE added, removed, re-registered differently): its subscribers get
@@ -651,44 +646,47 @@ impl Registrar {
                 if !self.conns.contains(&conn) {
                     continue;
                 }
-                let msg = self.resolution_response(conn, handle.clone(), items, true);
+                let chosen = self.resolution_choice(conn, &handle, items);
                 self.counters.guards.subscription_pushes += 1;
-                self.send(Dest::Conn(conn), &msg);
+                self.send_resolution(conn, handle.clone(), true, chosen);
             }
         }
     }
 
-    /// The answer to a handle resolution of `handle` from `conn`: up to `items` PEs by
-    /// the pool's policy (or the reason there are none).
-    fn resolution_response(
+    /// What a handle resolution of `handle` from `conn` answers: up to `items` PEs chosen
+    /// by the pool's policy, as many as fit in one message (or the cause there are none).
+    fn resolution_choice(
         &mut self,
         conn: ConnId,
-        handle: PoolHandle,
+        handle: &PoolHandle,
         items: Option<u32>,
-        accepted: bool,
-    ) -> AsapMessage {
+    ) -> Result<Vec<PeId>, CauseCode> {
         let cap = self.cfg.max_hr_items.max(1);
         let n = match items {
             None | Some(0) => self.cfg.default_hr_items.clamp(1, cap),
             Some(k) => k.min(cap),
         };
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let ids = self.hs.select(&handle, n).unwrap_or_default();
+        let mut ids = self.hs.select(handle, n).unwrap_or_default();
+        if ids.is_empty() {
+            return Err(CauseCode::UNKNOWN_POOL_HANDLE);
+        }
         let include = self.cfg.hr_include_asap_transport;
         // Keep the response within the 16-bit Message Length: header, handle, the overall
         // policy TLV (at most as long as the longest per-PE one) and whole PEs only.
         let mut room = codec::MAX_MESSAGE_LEN.saturating_sub(4 + codec::pad4(4 + handle.len()));
-        let mut pes: Vec<PoolElement> = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let Some(e) = self.hs.get(&handle, *id) else {
+        let mut fit = 0;
+        for k in 0..ids.len() {
+            let Some(e) = self.hs.get(handle, ids[k]) else {
                 continue;
             };
-            let mut pe = e.pe.clone();
-            if !include {
-                pe.asap_transport = None;
-            }
-            let need = codec::pool_element_len(&pe)
-                + if pes.is_empty() {
+            let pe = &e.pe;
+            let asap = match (&pe.asap_transport, include) {
+                (Some(t), false) => codec::transport_len(t),
+                _ => 0,
+            };
+            let need = codec::pool_element_len(pe) - asap
+                + if fit == 0 {
                     codec::policy_len(&pe.policy)
                 } else {
                     0
@@ -697,36 +695,64 @@ impl Registrar {
                 break;
             }
             room -= need;
-            pes.push(pe);
+            ids[fit] = ids[k];
+            fit += 1;
         }
-        if !pes.is_empty() {
-            // Its reports about this pool may count from now on.
-            self.conn_guard
-                .entry(conn)
-                .or_default()
-                .note_resolved(&handle);
+        ids.truncate(fit);
+        if ids.is_empty() {
+            // A pool whose first PE alone does not fit in a message: Lack of Resources.
+            return Err(CauseCode::LACK_OF_RESOURCES);
         }
-        match pes.first() {
-            Some(first) => AsapMessage::HandleResolutionResponse {
-                accepted,
-                handle,
-                // Always present (Discrepancy #4), from the first selected PE (RSPLIB).
-                policy: Some(first.policy.clone()),
-                pes,
-                error: None,
-            },
-            None => AsapMessage::HandleResolutionResponse {
-                accepted: false,
-                handle,
-                policy: None,
-                pes: Vec::new(),
-                // A pool whose first PE alone does not fit in a message: Lack of Resources.
-                error: Some(OperationError::code(if ids.is_empty() {
-                    CauseCode::UNKNOWN_POOL_HANDLE
-                } else {
-                    CauseCode::LACK_OF_RESOURCES
-                })),
-            },
+        // Its reports about this pool may count from now on.
+        self.conn_guard
+            .entry(conn)
+            .or_default()
+            .note_resolved(handle);
+        Ok(ids)
+    }
+
+    /// Answer a handle resolution (or push to a subscriber): the chosen PEs are encoded
+    /// straight from the handlespace, without a copy of each.
+    fn send_resolution(
+        &mut self,
+        conn: ConnId,
+        handle: PoolHandle,
+        accepted: bool,
+        chosen: Result<Vec<PeId>, CauseCode>,
+    ) {
+        let dest = Dest::Conn(conn);
+        let ids = match chosen {
+            Ok(ids) => ids,
+            Err(cause) => {
+                let msg = AsapMessage::HandleResolutionResponse {
+                    accepted: false,
+                    handle,
+                    policy: None,
+                    pes: Vec::new(),
+                    error: Some(OperationError::code(cause)),
+                };
+                self.send(dest, &msg);
+                return;
+            }
+        };
+        let pes: Vec<&PoolElement> = ids
+            .iter()
+            .filter_map(|id| self.hs.get(&handle, *id).map(|e| &e.pe))
+            .collect();
+        let Some(first) = pes.first() else {
+            return;
+        };
+        let out = ResolutionOut {
+            accepted,
+            handle: &handle,
+            // Always present (Discrepancy #4), from the first selected PE (RSPLIB).
+            policy: &first.policy,
+            pes: &pes,
+            asap_transport: self.cfg.hr_include_asap_transport,
+        };
+        // The choice kept the message within its length field, so this cannot fail.
+        if self.out.try_send(&mut self.counters, dest, &out).is_err() {
+            self.counters.unencodable += 1;
         }
     }
 
@@ -881,6 +907,30 @@ pub(super) fn same_for_users(a: &PoolElement, b: &PoolElement) -> bool {
         && a.asap_transport == b.asap_transport
 }
 
-fn msg_is_negative(msg: &AsapMessage) -> bool {
-    matches!(msg, AsapMessage::HandleResolutionResponse { pes, .. } if pes.is_empty())
+/// A positive handle resolution response over borrowed PEs.
+struct ResolutionOut<'a> {
+    accepted: bool,
+    handle: &'a PoolHandle,
+    policy: &'a rserpool_wire::Policy,
+    pes: &'a [&'a PoolElement],
+    asap_transport: bool,
+}
+
+impl crate::common::OutMessage for ResolutionOut<'_> {
+    const PROTOCOL: Protocol = Protocol::Asap;
+    fn type_code(&self) -> u8 {
+        rserpool_wire::asap_type::HANDLE_RESOLUTION_RESPONSE
+    }
+    fn try_encode(&self) -> Result<Vec<u8>, rserpool_wire::EncodeError> {
+        let mut v = Vec::with_capacity(64 + 48 * self.pes.len());
+        codec::try_encode_resolution_response(
+            self.accepted,
+            self.handle,
+            self.policy,
+            self.pes,
+            self.asap_transport,
+            &mut v,
+        )?;
+        Ok(v)
+    }
 }

@@ -528,15 +528,22 @@ impl Registrar {
     /// Keep-alive period with jitter.
     fn ka_period(&mut self) -> Option<Duration> {
         let base = self.cfg.keepalive_interval?.max(MIN_PERIOD);
+        Some(base.saturating_sub(self.ka_jitter()).max(MIN_PERIOD))
+    }
+
+    /// A random 0…`keepalive_jitter_percent` % of the keep-alive interval.
+    fn ka_jitter(&mut self) -> Duration {
+        let Some(base) = self.cfg.keepalive_interval else {
+            return Duration::ZERO;
+        };
         let pct = u128::from(self.cfg.keepalive_jitter_percent.min(90));
-        let max_cut = base.as_nanos() * pct / 100;
+        let max_cut = base.max(MIN_PERIOD).as_nanos() * pct / 100;
         let cut = if max_cut > 0 {
             self.rng.gen_range(0..=max_cut)
         } else {
             0
         };
-        let nanos = base.as_nanos().saturating_sub(cut);
-        Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).max(MIN_PERIOD))
+        Duration::from_nanos(u64::try_from(cut).unwrap_or(u64::MAX))
     }
 
     /// The next keep-alive of a PE registered over `conn`, `period` after `now`, moved
@@ -587,13 +594,25 @@ impl Registrar {
     /// Arm the next keep-alive transmission (or only the lifetime when disabled or not
     /// owned).
     fn arm_keepalive(&mut self, now: Instant, handle: &PoolHandle, id: PeId) {
-        let owned = self
-            .hs
-            .get(handle, id)
-            .is_some_and(|e| e.pe.home_registrar == self.server_id);
+        self.arm_keepalive_in(now, handle, id, false);
+    }
+
+    /// [`Self::arm_keepalive`]; with `first` (a PE new to this registrar) the jittered
+    /// period is shortened by a second random 0…`keepalive_jitter_percent` % of the
+    /// interval, so the PEs of a registration storm come due spread over twice the jitter
+    /// (half the interval at the default 25 %) and keep spread phases afterwards. Only
+    /// ever earlier, so the bound holds.
+    fn arm_keepalive_in(&mut self, now: Instant, handle: &PoolHandle, id: PeId, first: bool) {
+        let (owned, conn) = self.hs.get(handle, id).map_or((false, None), |e| {
+            (e.pe.home_registrar == self.server_id, e.bookkeeping.conn)
+        });
         let next = if owned {
             self.ka_period().map(|p| {
-                let conn = self.hs.get(handle, id).and_then(|e| e.bookkeeping.conn);
+                let p = if first {
+                    p.saturating_sub(self.ka_jitter()).max(MIN_PERIOD)
+                } else {
+                    p
+                };
                 (self.ka_batched(now, p, conn), TimerKind::KeepAliveTransmit)
             })
         } else {

@@ -306,6 +306,41 @@ fn write_asap(m: &AsapMessage, out: &mut Vec<u8>) -> usize {
     out.len() - start - pad
 }
 
+/// Append a positive ASAP_HANDLE_RESOLUTION_RESPONSE built from borrowed PEs: the same
+/// bytes as [`AsapMessage::HandleResolutionResponse`] with `policy: Some(policy)`, these
+/// `pes` (each without its ASAP transport unless `asap_transport`) and no error, but
+/// without cloning a PE (a registrar answers from its handlespace). A message longer
+/// than [`MAX_MESSAGE_LEN`] appends nothing and says how long it would be.
+pub fn try_encode_resolution_response(
+    accepted: bool,
+    handle: &PoolHandle,
+    policy: &Policy,
+    pes: &[&PoolElement],
+    asap_transport: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let mut w = Writer::new(out);
+    let flags = if accepted { flag::ACCEPTED } else { 0 };
+    let s = w.begin(u16::from_be_bytes([
+        asap_type::HANDLE_RESOLUTION_RESPONSE,
+        flags,
+    ]));
+    encode_handle(&mut w, handle);
+    encode_policy(&mut w, policy);
+    for pe in pes {
+        encode_pool_element_with(&mut w, pe, asap_transport);
+    }
+    w.end(s);
+    let pad = w.trailing_pad;
+    let length = out.len() - start - pad;
+    if length > MAX_MESSAGE_LEN {
+        out.truncate(start);
+        return Err(EncodeError::TooLong { length });
+    }
+    Ok(())
+}
+
 impl AsapMessage {
     /// The encoding (empty if the message cannot fit, see [`try_encode_asap`]).
     pub fn encode_to_vec(&self) -> Vec<u8> {

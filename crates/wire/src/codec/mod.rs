@@ -26,7 +26,7 @@ pub(crate) mod tlv;
 mod writer;
 
 pub use crate::pad::pad4;
-pub use asap::{decode_asap, encode_asap, try_encode_asap};
+pub use asap::{decode_asap, encode_asap, try_encode_asap, try_encode_resolution_response};
 pub use enrp::{decode_enrp, encode_enrp, try_encode_enrp};
 pub use reader::Header;
 pub use size::{policy_len, pool_element_len, transport_len, MAX_MESSAGE_LEN};

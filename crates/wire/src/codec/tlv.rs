@@ -82,6 +82,12 @@ pub(crate) fn encode_bytes_param(w: &mut Writer, ty: ParamType, b: &[u8]) {
 }
 
 pub(crate) fn encode_pool_element(w: &mut Writer, pe: &PoolElement) {
+    encode_pool_element_with(w, pe, true);
+}
+
+/// A Pool Element TLV; without `asap_transport` its ASAP transport is left out (as if it
+/// had none).
+pub(crate) fn encode_pool_element_with(w: &mut Writer, pe: &PoolElement, asap_transport: bool) {
     let s = w.begin(ParamType::POOL_ELEMENT.0);
     w.u32(pe.id.0);
     w.u32(pe.home_registrar.0);
@@ -91,7 +97,7 @@ pub(crate) fn encode_pool_element(w: &mut Writer, pe: &PoolElement) {
         UserTransport::Opaque(b) => encode_bytes_param(w, ParamType::OPAQUE_TRANSPORT, b),
     }
     encode_policy(w, &pe.policy);
-    if let Some(t) = &pe.asap_transport {
+    if let Some(t) = pe.asap_transport.as_ref().filter(|_| asap_transport) {
         encode_transport(w, t);
     }
     w.end(s);
