@@ -18,7 +18,9 @@
 //! every PE registers and the run lasts `--duration`. The summary gives the run's p99
 //! over all of it and once every PE was in (the registration storm left out). The PUs
 //! run on a thread of their own, so their latency is the registrar's, not the wait
-//! behind this process's PE connections.
+//! behind this process's PE connections; they run closed loops, or on a schedule with
+//! `--resolve-rate`. The simulated PEs' threads run `--generator-nice` steps below the
+//! rest (they stand for other hosts).
 //!
 //! Without `--registrar` it starts `rsp registrar` (this executable) as a child process
 //! on an ephemeral loopback port with the limits raised for the run (printed). RSS and CPU

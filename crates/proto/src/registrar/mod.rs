@@ -78,7 +78,9 @@
 //!   H = 0 and RSPLIB's PE Identifier, wait `keepalive_timeout` for the ACK, else remove.
 //!   Defaults 3 s + 2 s: a silent PE is gone ≤ 5 s after its last sign of life (RSPLIB
 //!   5 s + 5 s). A re-registration is a sign of life: it restarts the period, so a PE
-//!   that re-registers more often than the period is never probed. Batching
+//!   that re-registers more often than the period is never probed. A PE new to the
+//!   registrar has its first period cut by a second jitter, so a registration storm's
+//!   PEs are first probed spread over twice the jitter instead of together. Batching
 //!   (`keepalive_batch`, default 500 ms): the next keep-alive moves *earlier* onto the
 //!   grid of its registration connection (phase from the connection ID), so a
 //!   connection's keep-alives leave in one wake-up (one write) and its ACKs come back
