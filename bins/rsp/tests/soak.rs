@@ -20,48 +20,51 @@ fn after(line: &str, word: &str) -> u64 {
         .unwrap_or_else(|_| panic!("no number after {word:?} in {line}"))
 }
 
-#[test]
-fn a_small_soak_loses_no_pe_and_removes_the_dead_ones() {
-    let out = Command::new(RSP)
-        .args([
-            "soak",
-            "--pes",
-            "2000",
-            "--pools",
-            "200",
-            "--pes-per-connection",
-            "100",
-            "--duration",
-            "8s",
-            "--baseline",
-            "1s",
-            "--keepalive-interval",
-            "500ms",
-            "--keepalive-timeout",
-            "1s",
-            "--die-percent-per-minute",
-            "60",
-            "--reregister",
-            "3s",
-            "--resolvers",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+/// Run `rsp soak` with `args`; its summary line, stdout and stderr (it must succeed).
+fn soak(args: &[&str]) -> (String, String, String) {
+    let out = Command::new(RSP).arg("soak").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let summary = stdout
         .lines()
         .find(|l| l.starts_with("rsp soak summary:"))
-        .unwrap_or_else(|| panic!("no summary\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+        .unwrap_or_else(|| panic!("no summary\nstdout:\n{stdout}\nstderr:\n{stderr}"))
+        .to_owned();
     assert!(out.status.success(), "{summary}\n{stderr}");
-    assert_eq!(after(summary, "lost"), 0, "{summary}");
-    assert_eq!(after(summary, "refused"), 0, "{summary}");
-    assert_eq!(after(summary, "registered"), 2000, "{summary}");
-    let dead = after(summary, "dead");
+    (summary, stdout, stderr)
+}
+
+#[test]
+fn a_small_soak_loses_no_pe_and_removes_the_dead_ones() {
+    let (summary, stdout, stderr) = soak(&[
+        "--pes",
+        "2000",
+        "--pools",
+        "200",
+        "--pes-per-connection",
+        "100",
+        "--duration",
+        "8s",
+        "--baseline",
+        "1s",
+        "--keepalive-interval",
+        "500ms",
+        "--keepalive-timeout",
+        "1s",
+        "--die-percent-per-minute",
+        "60",
+        "--reregister",
+        "3s",
+        "--resolvers",
+        "2",
+    ]);
+    assert_eq!(after(&summary, "lost"), 0, "{summary}");
+    assert_eq!(after(&summary, "refused"), 0, "{summary}");
+    assert_eq!(after(&summary, "registered"), 2000, "{summary}");
+    let dead = after(&summary, "dead");
     assert!(dead >= 100, "{summary}");
     // Each pool is checked every ~0.1 s by two resolvers: most dead PEs are seen gone.
-    assert!(after(summary, "removed") > 0, "{summary}");
+    assert!(after(&summary, "removed") > 0, "{summary}");
     // One line per second and the progress lines.
     assert!(stdout.lines().filter(|l| l.contains(" run: reg/s")).count() >= 5);
     assert!(stderr.contains("progress: run"));
@@ -72,34 +75,23 @@ fn a_small_soak_loses_no_pe_and_removes_the_dead_ones() {
 /// nothing is lost.
 #[test]
 fn paced_resolvers_keep_their_rate() {
-    let out = Command::new(RSP)
-        .args([
-            "soak",
-            "--pes",
-            "500",
-            "--pools",
-            "50",
-            "--pes-per-connection",
-            "100",
-            "--duration",
-            "4s",
-            "--baseline",
-            "1s",
-            "--resolvers",
-            "2",
-            "--resolve-rate",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary = stdout
-        .lines()
-        .find(|l| l.starts_with("rsp soak summary:"))
-        .unwrap_or_else(|| panic!("no summary\nstdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success(), "{summary}\n{stderr}");
-    assert_eq!(after(summary, "lost"), 0, "{summary}");
+    let (summary, stdout, stderr) = soak(&[
+        "--pes",
+        "500",
+        "--pools",
+        "50",
+        "--pes-per-connection",
+        "100",
+        "--duration",
+        "4s",
+        "--baseline",
+        "1s",
+        "--resolvers",
+        "2",
+        "--resolve-rate",
+        "100",
+    ]);
+    assert_eq!(after(&summary, "lost"), 0, "{summary}");
     assert!(
         stderr.contains("2 resolvers (100 resolutions/s paced)"),
         "{stderr}"

@@ -299,6 +299,26 @@ fn a_pe_that_keeps_re_registering_is_never_probed() {
     }
 }
 
+/// A registrar for bulk registrations (no quotas, no registration rate, no keep-alive
+/// batching) with the given jitter, started at the returned instant.
+fn unbatched_registrar(jitter_percent: u8, seed: u64) -> (Registrar, Instant) {
+    let mut r = Registrar::new(
+        RegistrarConfig {
+            keepalive_batch: Duration::ZERO,
+            keepalive_jitter_percent: jitter_percent,
+            max_pes_per_source: 0,
+            max_pes_per_connection: 0,
+            max_registration_rate: 0,
+            ..RegistrarConfig::default()
+        },
+        seed,
+    );
+    #[allow(clippy::disallowed_methods)] // a test's start of time
+    let t0 = Instant::now();
+    r.handle_timeout(t0);
+    (r, t0)
+}
+
 /// 100,000 PEs on 100 connections whose keep-alives all fall due at one instant: no
 /// `handle_timeout` call handles more than `TIMERS_PER_CALL` of them (the rest stay due,
 /// `poll_timeout()` at `now`), and a shell that calls again while the deadline is due
@@ -308,20 +328,7 @@ fn one_timeout_call_handles_a_bounded_number_of_due_keepalives() {
     use rserpool_proto::registrar::TIMERS_PER_CALL;
     const PES: u32 = 100_000;
     const CONNS: u64 = 100;
-    let mut r = Registrar::new(
-        RegistrarConfig {
-            keepalive_batch: Duration::ZERO,
-            keepalive_jitter_percent: 0,
-            max_pes_per_source: 0,
-            max_pes_per_connection: 0,
-            max_registration_rate: 0,
-            ..RegistrarConfig::default()
-        },
-        11,
-    );
-    #[allow(clippy::disallowed_methods)] // a test's start of time
-    let t0 = Instant::now();
-    r.handle_timeout(t0);
+    let (mut r, t0) = unbatched_registrar(0, 11);
     for c in 1..=CONNS {
         r.handle_transport(
             t0,
@@ -385,20 +392,7 @@ fn one_timeout_call_handles_a_bounded_number_of_due_keepalives() {
 #[test]
 fn the_first_keepalives_after_a_registration_storm_are_spread() {
     const PES: u32 = 10_000;
-    let mut r = Registrar::new(
-        RegistrarConfig {
-            keepalive_batch: Duration::ZERO,
-            keepalive_jitter_percent: 25,
-            max_pes_per_source: 0,
-            max_pes_per_connection: 0,
-            max_registration_rate: 0,
-            ..RegistrarConfig::default()
-        },
-        12,
-    );
-    #[allow(clippy::disallowed_methods)] // a test's start of time
-    let t0 = Instant::now();
-    r.handle_timeout(t0);
+    let (mut r, t0) = unbatched_registrar(25, 12);
     r.handle_transport(
         t0,
         TransportEvent::Accepted {
