@@ -1,6 +1,7 @@
 //! The ASAP side of the registrar (RFC 5352): the procedures for the messages PEs and PUs
 //! send (registration, deregistration, handle resolution, keep-alive acks, unreachability
-//! reports). Shared state, timers and the `Core` impl live in `mod.rs`; ENRP in `enrp.rs`.
+//! reports). Shared state and the `Core` impl live in `mod.rs`, the per-PE timers in
+//! `liveness.rs`; ENRP in `enrp.rs`.
 
 use super::*;
 
@@ -596,16 +597,12 @@ impl Registrar {
                 Err(_) => self.counters.guards.subscriptions_refused += 1,
             }
         }
-        let chosen = self.resolution_choice(conn, &handle, items);
-        if accepted && chosen.is_err() {
-            // Every PE too long for a message: no subscription after all.
-            if self.subs.unsubscribe(conn, &handle) {
-                self.counters.guards.subscriptions_ended += 1;
-            }
-            self.send_resolution(conn, handle, false, chosen);
-            return;
+        let sent = self.answer_resolution(conn, &handle, items, accepted);
+        // Every PE too long for a message: no subscription after all (the negative
+        // answer says A = 0).
+        if accepted && !sent && self.subs.unsubscribe(conn, &handle) {
+            self.counters.guards.subscriptions_ended += 1;
         }
-        self.send_resolution(conn, handle, accepted, chosen);
     }
 
     /// A pool changed (PE added, removed, re-registered differently): its subscribers get
@@ -646,38 +643,37 @@ impl Registrar {
                 if !self.conns.contains(&conn) {
                     continue;
                 }
-                let chosen = self.resolution_choice(conn, &handle, items);
                 self.counters.guards.subscription_pushes += 1;
-                self.send_resolution(conn, handle.clone(), true, chosen);
+                self.answer_resolution(conn, &handle, items, true);
             }
         }
     }
 
-    /// What a handle resolution of `handle` from `conn` answers: up to `items` PEs chosen
-    /// by the pool's policy, as many as fit in one message (or the cause there are none).
-    fn resolution_choice(
+    /// Answer a handle resolution of `handle` from `conn` (or push to a subscriber): up
+    /// to `items` PEs chosen by the pool's policy, as many as fit in one message, encoded
+    /// straight from the handlespace without a copy of each; or the cause there are none.
+    /// True when PEs were sent.
+    fn answer_resolution(
         &mut self,
         conn: ConnId,
         handle: &PoolHandle,
         items: Option<u32>,
-    ) -> Result<Vec<PeId>, CauseCode> {
+        accepted: bool,
+    ) -> bool {
         let cap = self.cfg.max_hr_items.max(1);
         let n = match items {
             None | Some(0) => self.cfg.default_hr_items.clamp(1, cap),
             Some(k) => k.min(cap),
         };
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let mut ids = self.hs.select(handle, n).unwrap_or_default();
-        if ids.is_empty() {
-            return Err(CauseCode::UNKNOWN_POOL_HANDLE);
-        }
+        let ids = self.hs.select(handle, n).unwrap_or_default();
         let include = self.cfg.hr_include_asap_transport;
         // Keep the response within the 16-bit Message Length: header, handle, the overall
         // policy TLV (at most as long as the longest per-PE one) and whole PEs only.
         let mut room = codec::MAX_MESSAGE_LEN.saturating_sub(4 + codec::pad4(4 + handle.len()));
-        let mut fit = 0;
-        for k in 0..ids.len() {
-            let Some(e) = self.hs.get(handle, ids[k]) else {
+        let mut pes: Vec<&PoolElement> = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let Some(e) = self.hs.get(handle, *id) else {
                 continue;
             };
             let pe = &e.pe;
@@ -686,7 +682,7 @@ impl Registrar {
                 _ => 0,
             };
             let need = codec::pool_element_len(pe) - asap
-                + if fit == 0 {
+                + if pes.is_empty() {
                     codec::policy_len(&pe.policy)
                 } else {
                     0
@@ -695,65 +691,43 @@ impl Registrar {
                 break;
             }
             room -= need;
-            ids[fit] = ids[k];
-            fit += 1;
+            pes.push(pe);
         }
-        ids.truncate(fit);
-        if ids.is_empty() {
-            // A pool whose first PE alone does not fit in a message: Lack of Resources.
-            return Err(CauseCode::LACK_OF_RESOURCES);
-        }
+        let dest = Dest::Conn(conn);
+        let Some(first) = pes.first() else {
+            let msg = AsapMessage::HandleResolutionResponse {
+                accepted: false,
+                handle: handle.clone(),
+                policy: None,
+                pes: Vec::new(),
+                // A pool whose first PE alone does not fit in a message: Lack of Resources.
+                error: Some(OperationError::code(if ids.is_empty() {
+                    CauseCode::UNKNOWN_POOL_HANDLE
+                } else {
+                    CauseCode::LACK_OF_RESOURCES
+                })),
+            };
+            self.send(dest, &msg);
+            return false;
+        };
         // Its reports about this pool may count from now on.
         self.conn_guard
             .entry(conn)
             .or_default()
             .note_resolved(handle);
-        Ok(ids)
-    }
-
-    /// Answer a handle resolution (or push to a subscriber): the chosen PEs are encoded
-    /// straight from the handlespace, without a copy of each.
-    fn send_resolution(
-        &mut self,
-        conn: ConnId,
-        handle: PoolHandle,
-        accepted: bool,
-        chosen: Result<Vec<PeId>, CauseCode>,
-    ) {
-        let dest = Dest::Conn(conn);
-        let ids = match chosen {
-            Ok(ids) => ids,
-            Err(cause) => {
-                let msg = AsapMessage::HandleResolutionResponse {
-                    accepted: false,
-                    handle,
-                    policy: None,
-                    pes: Vec::new(),
-                    error: Some(OperationError::code(cause)),
-                };
-                self.send(dest, &msg);
-                return;
-            }
-        };
-        let pes: Vec<&PoolElement> = ids
-            .iter()
-            .filter_map(|id| self.hs.get(&handle, *id).map(|e| &e.pe))
-            .collect();
-        let Some(first) = pes.first() else {
-            return;
-        };
         let out = ResolutionOut {
             accepted,
-            handle: &handle,
+            handle,
             // Always present (Discrepancy #4), from the first selected PE (RSPLIB).
             policy: &first.policy,
             pes: &pes,
-            asap_transport: self.cfg.hr_include_asap_transport,
+            asap_transport: include,
         };
         // The choice kept the message within its length field, so this cannot fail.
         if self.out.try_send(&mut self.counters, dest, &out).is_err() {
             self.counters.unencodable += 1;
         }
+        true
     }
 
     pub(super) fn on_keepalive_ack(

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rserpool_proto::registrar::HandlespaceSnapshot;
 use rserpool_proto::registrar::{EnrpPhase, PeerInfo};
+use rserpool_proto::registrar::{HandlespaceSnapshot, PoolSnapshot};
 use rserpool_proto::Registrar;
 use rserpool_proto::{Counters, EnrpCounters};
 use rserpool_wire::{LifetimeUnit, PoolElement, TransportAddr, UserTransport};
@@ -296,6 +296,21 @@ pub struct PoolDoc {
     pub pes: Vec<PeDoc>,
 }
 
+impl PoolDoc {
+    /// A pool of a handlespace snapshot (whole or one page of it), ages against `now`.
+    pub fn of(p: &PoolSnapshot, now: Instant, unit: LifetimeUnit) -> Self {
+        PoolDoc {
+            handle: p.handle.to_string(),
+            policy: p.policy.to_string(),
+            pes: p
+                .pes
+                .iter()
+                .map(|(pe, bk)| pe_doc(pe, bk, now, unit))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeDoc {
     /// PE identifier (0x…).
@@ -407,15 +422,7 @@ impl DumpDoc {
         let pools: Vec<PoolDoc> = snap
             .pools
             .iter()
-            .map(|p| PoolDoc {
-                handle: p.handle.to_string(),
-                policy: p.policy.to_string(),
-                pes: p
-                    .pes
-                    .iter()
-                    .map(|(pe, bk)| pe_doc(pe, bk, now, unit))
-                    .collect(),
-            })
+            .map(|p| PoolDoc::of(p, now, unit))
             .collect();
         DumpDoc {
             server_id: snap.server_id.to_string(),

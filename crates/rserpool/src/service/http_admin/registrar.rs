@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use super::events::{reason_name, Hub, REMOVAL_REASONS};
 use super::{error, json, Component, Kind, Prom, MAX_EVENT_STREAMS};
 use crate::driver::DriverHandle;
-use crate::service::admin::{self, pe_doc, EnrpDoc, PageSink, PoolDoc, DUMP_PAGE_PES};
+use crate::service::admin::{self, EnrpDoc, PageSink, PoolDoc, DUMP_PAGE_PES};
 
 /// Dumps served at once (HTTP and line-JSON together); a newcomer waits up to
 /// [`DUMP_WAIT`] for its turn, then gets 503.
@@ -238,15 +238,7 @@ impl RegistrarApi {
                     .handle
                     .query(move |c: &mut Registrar, now| {
                         let (p, next) = c.pool_snapshot_page(&pool, after, DUMP_PAGE_PES);
-                        let docs = p.map(|p| PoolDoc {
-                            handle: p.handle.to_string(),
-                            policy: p.policy.to_string(),
-                            pes: p
-                                .pes
-                                .iter()
-                                .map(|(pe, bk)| pe_doc(pe, bk, now, unit))
-                                .collect(),
-                        });
+                        let docs = p.map(|p| PoolDoc::of(&p, now, unit));
                         (docs, next)
                     })
                     .await;
