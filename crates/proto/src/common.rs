@@ -154,6 +154,21 @@ impl Outbox {
         });
         Ok(())
     }
+    /// Queue a message encoded elsewhere (its type is its first byte).
+    pub(crate) fn send_encoded(
+        &mut self,
+        counters: &mut Counters,
+        dest: Dest,
+        protocol: Protocol,
+        bytes: Vec<u8>,
+    ) {
+        counters.on_tx(protocol, bytes.first().copied().unwrap_or(0));
+        self.queue.push_back(Transmit {
+            dest,
+            protocol,
+            bytes,
+        });
+    }
     /// Queue application data (a session message) with SCTP PPID `ppid`.
     pub(crate) fn send_data(
         &mut self,

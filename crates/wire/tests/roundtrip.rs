@@ -603,6 +603,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// PEs encoded once and copied into each answer give the bytes of the borrowed
+    /// encoder, for any choice and order of them.
+    #[test]
+    fn resolution_response_from_prepared_pes_matches_the_borrowed_encoder(
+        pes in vec(pool_element(Some(true)), 1..6),
+        picks in vec(0usize..6, 1..6),
+        h in pool_handle(),
+        accepted in any::<bool>(),
+        keep in any::<bool>(),
+    ) {
+        let prepared = codec::PreparedPes::new(&pes, keep);
+        prop_assert_eq!(prepared.len(), pes.len());
+        let picks: Vec<usize> = picks.into_iter().map(|i| i % pes.len()).collect();
+        prop_assert_eq!(prepared.fitting(&h, &picks), picks.len());
+        let refs: Vec<&PoolElement> = picks.iter().map(|&i| &pes[i]).collect();
+        let mut want = vec![0x55];
+        codec::try_encode_resolution_response(
+            accepted, &h, &refs[0].policy, &refs, keep, &mut want,
+        ).unwrap();
+        let mut got = vec![0x55];
+        prepared.try_encode_response(accepted, &h, &picks, &mut got).unwrap();
+        prop_assert_eq!(got, want);
+    }
+}
+
 #[test]
 fn a_resolution_response_too_long_for_its_length_field_appends_nothing() {
     let pe = sample_pe(Policy::RoundRobin, UserTransport::Opaque(vec![7; 40_000]));
@@ -619,6 +647,32 @@ fn a_resolution_response_too_long_for_its_length_field_appends_nothing() {
     .unwrap_err();
     assert!(matches!(e, EncodeError::TooLong { length } if length > 80_000));
     assert_eq!(out, [1, 2, 3]);
+}
+
+#[test]
+fn prepared_pes_answer_with_as_many_whole_pes_as_fit() {
+    let big = sample_pe(Policy::RoundRobin, UserTransport::Opaque(vec![7; 40_000]));
+    let huge = sample_pe(Policy::RoundRobin, UserTransport::Opaque(vec![7; 65_600]));
+    let prepared = codec::PreparedPes::new([&big, &huge, &big], true);
+    // The PE that could never be sent is left out.
+    assert_eq!(prepared.len(), 2);
+    let h = PoolHandle::from("p");
+    assert_eq!(prepared.fitting(&h, &[0, 1]), 1);
+    let mut out = vec![1];
+    assert!(prepared
+        .try_encode_response(true, &h, &[0, 1], &mut out)
+        .is_err());
+    assert_eq!(out, [1]);
+    prepared
+        .try_encode_response(true, &h, &[1], &mut out)
+        .unwrap();
+    assert!(out.len() > 40_000);
+    // No PE: nothing.
+    let mut none = Vec::new();
+    prepared
+        .try_encode_response(true, &h, &[], &mut none)
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 // ----------------------------------------------------------------------------------------

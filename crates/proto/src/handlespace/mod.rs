@@ -63,6 +63,7 @@ mod owners;
 pub mod policy;
 pub mod pu;
 mod select;
+mod shared;
 mod sumtree;
 mod timers;
 
@@ -70,6 +71,7 @@ use owners::OwnerIndex;
 use policy::{Engine, SelState, SortKey};
 pub use pu::PuCache;
 use select::Selector;
+pub use shared::SharedPick;
 use sumtree::WeightTree;
 
 const NIL: u32 = u32::MAX;
@@ -205,6 +207,9 @@ struct Pool {
     transport: UserTransport,
     members: BTreeMap<PeId, u32>,
     sel: Selector,
+    /// Copied out for selection outside the registrar's lock ([`Handlespace::share_pool`]):
+    /// its next change is listed for [`Handlespace::take_changed`].
+    shared: bool,
 }
 
 /// The registrar's handlespace. See the module documentation.
@@ -227,6 +232,8 @@ pub struct Handlespace {
     timers: BTreeMap<(Instant, u64), u32>,
     next_timer_seq: u64,
     next_seq: u64,
+    /// Shared pools that changed since the last [`Handlespace::take_changed`].
+    changed: Vec<PoolHandle>,
 }
 
 fn transport_param_type(t: &UserTransport) -> Option<u16> {
@@ -272,6 +279,7 @@ impl Handlespace {
             timers: BTreeMap::new(),
             next_timer_seq: 0,
             next_seq: 0,
+            changed: Vec::new(),
         }
     }
 
@@ -302,6 +310,15 @@ impl Handlespace {
         let p = self.pool_idx(handle)?;
         let i = *self.pool(p).members.get(&id)?;
         Some((p, i))
+    }
+
+    /// A pool changed: if it is shared, list it (once) for [`Self::take_changed`].
+    fn touch_pool(&mut self, p: u32) {
+        let pool = self.pools[p as usize].as_mut().expect("live pool");
+        if pool.shared {
+            pool.shared = false;
+            self.changed.push(pool.handle.clone());
+        }
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -419,6 +436,7 @@ impl Handlespace {
                 Engine::Sorted => Selector::Sorted(BTreeSet::new()),
                 Engine::Weighted => Selector::Weighted(WeightTree::new()),
             },
+            shared: false,
         };
         let p = match self.pool_free.pop() {
             Some(p) => {
@@ -469,6 +487,7 @@ impl Handlespace {
             }
         };
         self.len += 1;
+        self.touch_pool(p);
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         pool.members.insert(id, i);
         let block = pe_block_sum(&pool.handle, id);
@@ -485,6 +504,9 @@ impl Handlespace {
             let block = pe_block_sum(&self.pool(p).handle, pe.id);
             self.owner_unlink(i, old_owner, block);
             self.owner_link(i, new_owner, block);
+        }
+        if self.pool(p).shared && self.rec(i).entry.pe != pe {
+            self.touch_pool(p);
         }
         // Whether the PE was in the ring must be read before it is taken out of it.
         let was_in_ring = self.rec(i).key.is_some();
@@ -511,6 +533,7 @@ impl Handlespace {
         if self.rec(i).entry.pe.policy.load().is_none() {
             return false;
         }
+        self.touch_pool(p);
         self.with_reattach(p, i, |r| {
             r.entry.pe.policy.set_load(load);
             r.entry.sel.deg = 0;
@@ -535,6 +558,7 @@ impl Handlespace {
         }
         let block = pe_block_sum(&self.pool(p).handle, id);
         self.owner_unlink(i, owner, block);
+        self.touch_pool(p);
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         let mut rec = self.pes[i as usize].take().expect("live PE");
         let moved = Self::sel_remove(pool, i, &mut rec);

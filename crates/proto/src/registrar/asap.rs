@@ -87,7 +87,8 @@ impl Registrar {
                 subscribe,
             } => {
                 let source = crate::conn_limits::Source::of(meta.peer.ip());
-                if self.hr_rates.allow(now, source, self.cfg.max_hr_rate) {
+                let rate = self.cfg.max_hr_rate;
+                if self.fast.hr_rates().allow(now, source, rate) {
                     self.on_handle_resolution(conn, handle, items, subscribe)
                 } else {
                     // RSPLIB's answer over the limit: Unknown Pool Handle.
@@ -127,7 +128,7 @@ impl Registrar {
             | AsapMessage::CookieEcho { .. }
             | AsapMessage::BusinessCard { .. } => self.unexpected(conn, bytes),
         }
-        self.counters.guards.rate_untracked = self.hr_rates.untracked
+        self.counters.guards.rate_untracked = self.fast.hr_rates().untracked
             + self.eu_rates.untracked
             + self.reg_conn_rates.untracked
             + self.reg_identity_rates.untracked;
@@ -660,12 +661,19 @@ impl Registrar {
         items: Option<u32>,
         accepted: bool,
     ) -> bool {
-        let cap = self.cfg.max_hr_items.max(1);
-        let n = match items {
-            None | Some(0) => self.cfg.default_hr_items.clamp(1, cap),
-            Some(k) => k.min(cap),
-        };
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let n = self.fast.settings().items(items);
+        if let Some((copy, picks)) = self.choose_from_copy(handle, n) {
+            let bytes = copy.encode(accepted, handle, &picks);
+            if !bytes.is_empty() {
+                self.conn_guard
+                    .entry(conn)
+                    .or_default()
+                    .note_resolved(handle);
+                self.out
+                    .send_encoded(&mut self.counters, Dest::Conn(conn), Protocol::Asap, bytes);
+                return true;
+            }
+        }
         let ids = self.hs.select(handle, n).unwrap_or_default();
         let include = self.cfg.hr_include_asap_transport;
         // Keep the response within the 16-bit Message Length: header, handle, the overall
@@ -727,6 +735,8 @@ impl Registrar {
         if self.out.try_send(&mut self.counters, dest, &out).is_err() {
             self.counters.unencodable += 1;
         }
+        // Later resolutions of this pool may be answered from a copy.
+        self.share(handle);
         true
     }
 

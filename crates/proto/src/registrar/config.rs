@@ -114,6 +114,9 @@ pub struct RegistrarConfig {
     pub subscription_interval: Duration,
     /// ENRP: peers, presence, timers, takeover ([`EnrpConfig`]).
     pub enrp: EnrpConfig,
+    /// Answer plain handle resolutions of small round-robin and random pools from copies,
+    /// outside the core's lock ([`super::fast`]). Default true.
+    pub fast_resolutions: bool,
 }
 
 /// Default of [`RegistrarConfig::max_registration_life`].
@@ -167,6 +170,7 @@ impl Default for RegistrarConfig {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             subscription_interval: DEFAULT_SUBSCRIPTION_INTERVAL,
             enrp: EnrpConfig::default(),
+            fast_resolutions: true,
         }
     }
 }

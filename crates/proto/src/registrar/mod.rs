@@ -162,6 +162,7 @@ mod access;
 mod asap;
 mod config;
 mod enrp;
+mod fast;
 mod guard;
 mod liveness;
 mod rates;
@@ -174,6 +175,7 @@ pub use enrp::{
     EnrpConfig, EnrpEvent, EnrpPhase, PeerInfo, PeerState, TakeoverElection,
     DEFAULT_PRESENCE_GROUP, ENRP_PORT,
 };
+pub use fast::{FastConn, FastResolver, FAST_MAX_PES};
 pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
 use guard::{ConnGuard, PeGuards, PendingMove, PENDING_MOVES_PER_CONN, REPORTERS_PER_PE};
 pub use snapshot::{HandlespaceSnapshot, PoolSnapshot, SnapshotCursor};
@@ -308,8 +310,8 @@ pub struct Registrar {
     identity_pes: HashMap<Arc<str>, usize>,
     /// Pools each connection resolved, registrations it has waiting (bounded).
     conn_guard: BTreeMap<ConnId, ConnGuard>,
-    /// Per-source handle resolution and unreachability report rates.
-    hr_rates: rates::SourceRates,
+    /// Per-source unreachability report rates (the resolution rates are in `fast`, shared
+    /// with the readers).
     eu_rates: rates::SourceRates,
     /// Registration rates per connection and per TLS identity.
     reg_conn_rates: rates::Rates<ConnId>,
@@ -336,6 +338,8 @@ pub struct Registrar {
     enrp: enrp::EnrpState,
     /// Handle resolution subscriptions ([`subs`]).
     subs: subs::Subscriptions,
+    /// Copies of small pools for resolutions answered outside the lock ([`fast`]).
+    fast: fast::FastResolver,
 }
 
 /// The registering connection as the PE's ASAP transport: an SCTP TLV (primary address
@@ -414,6 +418,8 @@ impl Registrar {
         let hs = Handlespace::new(config.handlespace.clone(), rng.gen());
         let limits = ConnTable::new(config.connections.clone());
         let enrp = enrp::EnrpState::new(&config.enrp);
+        let fast = fast::FastResolver::default();
+        fast.set_settings(fast::FastSettings::of(&config));
         Self {
             cfg: config,
             rng,
@@ -423,7 +429,6 @@ impl Registrar {
             conn_pes: BTreeMap::new(),
             source_pes: BTreeMap::new(),
             conn_guard: BTreeMap::new(),
-            hr_rates: rates::SourceRates::default(),
             eu_rates: rates::SourceRates::default(),
             reg_conn_rates: rates::Rates::default(),
             reg_identity_rates: rates::Rates::default(),
@@ -441,6 +446,7 @@ impl Registrar {
             opened: BTreeMap::new(),
             enrp,
             subs: subs::Subscriptions::default(),
+            fast,
         }
     }
 
@@ -454,9 +460,18 @@ impl Registrar {
         &self.hs
     }
 
-    /// Message counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Message counters (with the resolutions answered outside the lock).
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        let fast = self.fast.answered();
+        c.rx[usize::from(rserpool_wire::asap_type::HANDLE_RESOLUTION)] += fast;
+        c.tx[usize::from(rserpool_wire::asap_type::HANDLE_RESOLUTION_RESPONSE)] += fast;
+        c
+    }
+
+    /// The copies of small pools the shell's readers answer resolutions from ([`fast`]).
+    pub fn fast_resolver(&self) -> FastResolver {
+        self.fast.clone()
     }
 
     /// Handle resolution subscriptions in force, in all and of one connection.
@@ -473,7 +488,10 @@ impl Registrar {
         (self.pe_guard.len(), self.conn_guard.len())
     }
 
+    /// The start of every input: start once, and take in what the readers' fast answers
+    /// noted since the last input ([`fast`]).
     fn ensure_started(&mut self, now: Instant) {
+        self.apply_fast_notes();
         if !self.started {
             self.started = true;
             self.epoch = Some(now);
@@ -670,7 +688,7 @@ impl Core for Registrar {
                     return;
                 }
                 self.on_enrp_message(now, conn, meta, bytes);
-                return self.push_updates(now);
+                return self.end_input(now);
             }
             // Application data has no business with a registrar.
             Protocol::Data(_) => {
@@ -679,7 +697,7 @@ impl Core for Registrar {
             }
         }
         self.on_asap_message(now, conn, meta, bytes);
-        self.push_updates(now);
+        self.end_input(now);
     }
 
     fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, bytes: &[u8]) {
@@ -695,7 +713,7 @@ impl Core for Registrar {
             Received::Enrp(inbound) => self.on_enrp_datagram(now, meta, inbound),
             Received::Data(_) => self.counters.wrong_protocol += 1,
         }
-        self.push_updates(now);
+        self.end_input(now);
     }
 
     fn handle_transport(&mut self, now: Instant, event: TransportEvent) {
@@ -718,7 +736,7 @@ impl Core for Registrar {
         }
         self.report_limits(now);
         self.grant_freed(now);
-        self.push_updates(now);
+        self.end_input(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -743,7 +761,7 @@ impl Core for Registrar {
         }
         self.report_limits(now);
         self.grant_freed(now);
-        self.push_updates(now);
+        self.end_input(now);
     }
 
     fn command(&mut self, now: Instant, cmd: RegistrarCommand) {
@@ -758,7 +776,7 @@ impl Core for Registrar {
             }
         }
         self.grant_freed(now);
-        self.push_updates(now);
+        self.end_input(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -803,6 +821,9 @@ impl Registrar {
         self.limits.set_limits(config.connections.clone());
         let announced = self.cfg.announce_group.is_some();
         self.cfg = config;
+        // Copies follow the new settings (items, transports, access, max_increment).
+        self.fast.set_settings(fast::FastSettings::of(&self.cfg));
+        self.retire_all_copies();
         self.enrp_reconfigure(now);
         match (announced, self.cfg.announce_group.is_some()) {
             (false, true) if self.started => self.timers.set(RegistrarTimer::Announce, now),

@@ -10,7 +10,10 @@ impl Registrar {
     /// resolution chooses them (it advances the policy's state the same way: round robin
     /// moves on, degradation grows). `None` for an unknown pool.
     pub fn select_pes(&mut self, handle: &PoolHandle, n: usize) -> Option<Vec<PoolElement>> {
-        let ids = self.hs.select(handle, n)?;
+        let ids = match self.choose_from_copy(handle, n) {
+            Some((copy, picks)) => picks.iter().map(|&i| copy.id(i)).collect(),
+            None => self.hs.select(handle, n)?,
+        };
         Some(
             ids.iter()
                 .filter_map(|id| self.hs.get(handle, *id))

@@ -20,6 +20,7 @@ mod asap;
 mod cause;
 mod enrp;
 mod params;
+mod prepared;
 pub(crate) mod reader;
 mod size;
 pub(crate) mod tlv;
@@ -28,6 +29,7 @@ mod writer;
 pub use crate::pad::pad4;
 pub use asap::{decode_asap, encode_asap, try_encode_asap, try_encode_resolution_response};
 pub use enrp::{decode_enrp, encode_enrp, try_encode_enrp};
+pub use prepared::PreparedPes;
 pub use reader::Header;
 pub use size::{policy_len, pool_element_len, transport_len, MAX_MESSAGE_LEN};
 #[cfg(test)]
