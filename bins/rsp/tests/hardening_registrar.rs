@@ -794,19 +794,6 @@ fn per_source_rates_hold_a_flooding_pool_user_to_its_share() {
     });
 }
 
-/// `GET path` on the admin port: the body.
-fn http_body(admin: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(admin.trim_start_matches("http://")).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or(out)
-}
-
 /// A connection registering faster than `--max-registration-rate` gets Lack of Resources
 /// (0x6) for the excess — never more accepted than a second's burst plus the rate over
 /// the time taken —, counted in `rsp dump` and `/metrics`; another connection from

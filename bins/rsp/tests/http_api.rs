@@ -84,17 +84,6 @@ fn scrape(addr: &str) -> String {
     text
 }
 
-/// The value of one sample (`name` or `name{labels}` exactly as written), 0 if absent.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == sample).then(|| v.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
-}
-
 fn pool_of(i: usize, ports: &[u16], log: &std::path::Path) -> Registrar {
     let mut args: Vec<String> = vec![
         "--enrp-listen".into(),

@@ -38,6 +38,9 @@ pub struct Counters {
     /// Messages not sent because they cannot be encoded (longer than 65,535 bytes even
     /// with the information of their error causes cut).
     pub unencodable: u64,
+    /// Handle resolutions a registrar's connection readers answered from a pool's copy,
+    /// outside the core's lock (also counted in `rx` and `tx`).
+    pub fast_resolutions: u64,
     /// What the connection limits did (registrar only; see [`crate::conn_limits`]).
     pub connections: ConnCounters,
     /// The registrar's protections that acted (zero for the other cores).

@@ -236,6 +236,8 @@ struct State<C: Lifecycle> {
     touched: Vec<(ConnId, Arc<ConnOut>)>,
     /// Connections to close once their output is written.
     closing: Vec<(ConnId, Arc<ConnOut>)>,
+    /// Inboxes whose messages this turn served, once per message (settled at its end).
+    served: Vec<Arc<Inbox>>,
 }
 
 /// Messages for one TCP connection, back to back, to go out in one write.
@@ -384,6 +386,7 @@ where
                 armed: None,
                 touched: Vec::new(),
                 closing: Vec::new(),
+                served: Vec::new(),
             }),
             ring: Mutex::new(VecDeque::new()),
             work: AtomicBool::new(false),
@@ -401,6 +404,16 @@ where
             local: Vec::new(),
         };
         (driver, handle)
+    }
+
+    /// Let the readers of accepted connections answer the handle resolutions `resolver`
+    /// can answer without the core (the registrar's copies of small pools). Call before
+    /// adding listeners.
+    pub fn fast_resolutions(&mut self, resolver: rserpool_proto::registrar::FastResolver) {
+        let _ = self.shared.fast.set(transport::FastHook {
+            resolver,
+            timer: self.config.resolution_timer.clone(),
+        });
     }
 
     /// Serve a bound listener; its messages are handed to the core as `protocol`.
@@ -623,6 +636,7 @@ impl<C: Lifecycle> State<C> {
                 Some(Item::Message(protocol, bytes)) => {
                     served += 1;
                     self.on_message(conn, protocol, bytes);
+                    self.served.push(inbox.clone());
                 }
                 Some(Item::Closed) if self.remove_conn(conn) => {
                     self.core
@@ -778,6 +792,10 @@ impl<C: Lifecycle> State<C> {
             for c in conns {
                 self.unstage(c);
             }
+        }
+        // The answers of the messages served are in their connections' outputs now.
+        for inbox in self.served.drain(..) {
+            inbox.settled();
         }
         let mut tell = false;
         if self.staged.is_empty() {

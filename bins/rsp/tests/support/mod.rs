@@ -878,3 +878,27 @@ pub fn answered_pes(call: &Proc) -> BTreeSet<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// `GET path` on the admin port: the body.
+pub fn http_body(admin: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin.trim_start_matches("http://")).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(out)
+}
+
+/// The value of one sample (`name` or `name{labels}` exactly as written), 0 if absent.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == sample).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}

@@ -466,6 +466,7 @@ impl Registrar {
         let fast = self.fast.answered();
         c.rx[usize::from(rserpool_wire::asap_type::HANDLE_RESOLUTION)] += fast;
         c.tx[usize::from(rserpool_wire::asap_type::HANDLE_RESOLUTION_RESPONSE)] += fast;
+        c.fast_resolutions = fast;
         c
     }
 

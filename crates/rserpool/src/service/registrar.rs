@@ -136,6 +136,7 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
     let unit = cfg.core.lifetime_unit;
     let core = Registrar::new(cfg.core.clone(), crate::random_seed());
     let server_id = core.server_id();
+    let fast = core.fast_resolver();
     let driver_cfg = DriverConfig {
         transport: cfg.transport.clone(),
         wire_log,
@@ -154,6 +155,7 @@ pub async fn start(mut cfg: ServiceConfig) -> anyhow::Result<Running> {
         events.record(&ev, server_id);
         recorder.record(ev);
     });
+    driver.fast_resolutions(fast);
     let (summary_interval, interval_rx) = tokio::sync::watch::channel(cfg.log_summary_interval);
     tokio::spawn(super::oplog::summaries(stats, handle.clone(), interval_rx));
     for l in bound.sctp {

@@ -55,6 +55,10 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Inbox {
     pub conn: ConnId,
+    /// Messages pushed whose turn at the core has not ended yet (their answers are not
+    /// in the connection's output yet), plus one until the driver adopted the connection
+    /// (the core knows it): while it is not 0, the reader answers nothing itself.
+    unsettled: std::sync::atomic::AtomicUsize,
     cap: usize,
     state: Mutex<State>,
     room: Notify,
@@ -77,6 +81,7 @@ impl Inbox {
     pub fn new(conn: ConnId, cap: usize) -> Arc<Self> {
         Arc::new(Self {
             conn,
+            unsettled: std::sync::atomic::AtomicUsize::new(1),
             cap: cap.max(1),
             state: Mutex::new(State {
                 scheduled: true,
@@ -105,6 +110,10 @@ impl Inbox {
             return Pushed::Full(item);
         }
         st.bytes += len;
+        if matches!(item, Item::Message(..)) {
+            self.unsettled
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         st.items.push_back(item);
         if st.scheduled {
             Pushed::Queued
@@ -141,9 +150,23 @@ impl Inbox {
         (item, more)
     }
 
+    /// The driver ended the turn that served one of this inbox's messages (its answers
+    /// are in the connection's output).
+    pub fn settled(&self) {
+        self.unsettled
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Nothing of this connection is queued for the core or in a turn that has not
+    /// ended: an answer written now comes after every answer the core gave it.
+    pub fn is_settled(&self) -> bool {
+        self.unsettled.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
     /// The driver learnt of the connection: whether it must be put in the ring now
     /// (messages arrived before), else it turns idle.
     pub fn adopt(&self) -> bool {
+        self.settled();
         let mut st = self.lock();
         let more = !st.items.is_empty();
         st.scheduled = more;

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rserpool_proto::io::{ConnId, Endpoint, RecvMeta, TransportProto};
+use rserpool_proto::registrar::{FastConn, FastResolver};
 use rserpool_wire::Protocol;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -341,6 +342,66 @@ pub(crate) struct Shared {
     pub stop: watch::Sender<bool>,
     /// The driver's serving side (set once by the driver).
     pub server: std::sync::OnceLock<std::sync::Weak<dyn Serve>>,
+    /// Resolutions the readers of accepted connections answer themselves (the
+    /// registrar's, [`FastHook`]); set once before the listeners start.
+    pub fast: std::sync::OnceLock<FastHook>,
+}
+
+/// What a reader needs to answer handle resolutions without the core
+/// ([`rserpool_proto::registrar::FastResolver`]).
+#[derive(Debug)]
+pub(crate) struct FastHook {
+    pub resolver: FastResolver,
+    /// The driver's resolution-time histogram (fast answers are measured too).
+    pub timer: Option<Arc<crate::histogram::Histogram>>,
+}
+
+/// One accepted connection's reader on the fast path.
+struct FastReader {
+    hook: FastHook,
+    meta: RecvMeta,
+    out: Arc<ConnOut>,
+    state: FastConn,
+}
+
+impl FastReader {
+    /// Answer a message without the core when the core has nothing of this connection
+    /// and the resolver can; true when answered (written, or queued for the writer).
+    fn try_answer(
+        &mut self,
+        shared: &Shared,
+        inbox: &inbox::Inbox,
+        protocol: Protocol,
+        bytes: &[u8],
+    ) -> bool {
+        if protocol != self.meta.protocol || !inbox.is_settled() {
+            return false;
+        }
+        let conn = inbox.conn;
+        let started = std::time::Instant::now();
+        let Some(mut answer) =
+            self.hook
+                .resolver
+                .try_answer(crate::clock::now(), conn, &self.meta, bytes, &mut self.state)
+        else {
+            return false;
+        };
+        if let Some(h) = &self.hook.timer {
+            h.record(started.elapsed());
+        }
+        if let Some(log) = &shared.wire_log {
+            let label = conn.to_string();
+            log.record(crate::wirelog::Dir::Rx, protocol, &label, bytes);
+            log.record(crate::wirelog::Dir::Tx, protocol, &label, &answer);
+        }
+        answer.resize(answer.len().next_multiple_of(4), 0);
+        self.out.append(Outgoing {
+            protocol,
+            bytes: answer,
+        });
+        self.out.flush(conn);
+        true
+    }
 }
 
 impl Shared {
@@ -359,6 +420,7 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             stop: watch::channel(false).0,
             server: std::sync::OnceLock::new(),
+            fast: std::sync::OnceLock::new(),
         })
     }
 
@@ -370,13 +432,16 @@ impl Shared {
     }
 }
 
-/// Start the two tasks of a connection; returns the driver's handle on it.
+/// Start the two tasks of a connection; returns the driver's handle on it. An accepted
+/// connection passes its `meta`: its reader may then answer some messages itself
+/// ([`Shared::fast`]).
 pub(crate) fn spawn_connection<S: MessageStream>(
     shared: &Arc<Shared>,
     conn: ConnId,
     stream: S,
     guard: Option<AdmitGuard>,
     ctl: Arc<ConnCtl>,
+    meta: Option<&RecvMeta>,
 ) -> ConnWriter {
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(shared.config.write_queue.max(1));
@@ -384,26 +449,36 @@ pub(crate) fn spawn_connection<S: MessageStream>(
     let queued = Arc::new(AtomicUsize::new(0));
     let task = tokio::spawn(write_loop(conn, write, rx, ctl.clone(), queued.clone()));
     let inbox = inbox::Inbox::new(conn, shared.conn_queue);
+    let out = Arc::new(ConnOut {
+        tx,
+        ctl: ctl.clone(),
+        queued,
+        direct,
+        waiting: Default::default(),
+        order: Default::default(),
+        marked: Default::default(),
+    });
+    let fast = match (shared.fast.get(), meta) {
+        (Some(hook), Some(meta)) => Some(FastReader {
+            hook: FastHook {
+                resolver: hook.resolver.clone(),
+                timer: hook.timer.clone(),
+            },
+            meta: meta.clone(),
+            out: out.clone(),
+            state: FastConn::new(crate::random_seed()),
+        }),
+        _ => None,
+    };
     tokio::spawn(read_loop(
         read,
         shared.clone(),
         inbox.clone(),
         guard,
         ctl.subscribe(),
+        fast,
     ));
-    ConnWriter {
-        out: Arc::new(ConnOut {
-            tx,
-            ctl,
-            queued,
-            direct,
-            waiting: Default::default(),
-            order: Default::default(),
-            marked: Default::default(),
-        }),
-        task,
-        inbox,
-    }
+    ConnWriter { out, task, inbox }
 }
 
 /// A connection's reader: whole messages into the inbox; once nothing more is readable
@@ -416,6 +491,7 @@ async fn read_loop<R: MessageRead>(
     inbox: Arc<inbox::Inbox>,
     mut guard: Option<AdmitGuard>,
     mut cancel: watch::Receiver<bool>,
+    mut fast: Option<FastReader>,
 ) {
     use inbox::{Item, Pushed};
     let conn = inbox.conn;
@@ -450,6 +526,11 @@ async fn read_loop<R: MessageRead>(
             Ok(Some((protocol, bytes))) => {
                 if let Some(g) = guard.as_mut() {
                     g.spoke();
+                }
+                if let Some(f) = fast.as_mut() {
+                    if f.try_answer(&shared, &inbox, protocol, &bytes) {
+                        continue;
+                    }
                 }
                 let mut item = Item::Message(protocol, bytes);
                 let stop = loop {
@@ -586,7 +667,7 @@ pub(crate) async fn accept_loop<L: MessageListener>(
                 return None;
             };
             debug!(%conn, peer = %meta.peer, listener = %local, "accepted");
-            let writer = spawn_connection(&shared, conn, stream, Some(guard), ctl);
+            let writer = spawn_connection(&shared, conn, stream, Some(guard), ctl, Some(&meta));
             Some(Inbound::Accepted { conn, meta, writer })
         })();
         async move {
@@ -682,7 +763,7 @@ fn start_outbound<S: MessageStream>(
 ) -> io::Result<(ConnId, RecvMeta, ConnWriter)> {
     let meta = stream.meta(protocol)?;
     let conn = shared.conn_id();
-    let writer = spawn_connection(shared, conn, stream, None, ConnCtl::new());
+    let writer = spawn_connection(shared, conn, stream, None, ConnCtl::new(), None);
     Ok((conn, meta, writer))
 }
 

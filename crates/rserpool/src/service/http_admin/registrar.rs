@@ -480,6 +480,13 @@ impl Component for RegistrarApi {
             ]
             .map(|(k, v)| (vec![("cause", k)], v as f64)),
         );
+        m.family(
+            "rserpool_registrar_fast_resolutions_total",
+            "Handle resolutions the connection readers answered from a copy of a small pool, \
+             outside the core's lock (also in rserpool_messages_received_total / sent_total).",
+            Kind::Counter,
+            [(Vec::new(), c.fast_resolutions as f64)],
+        );
         let refusals: Vec<(String, u64)> = hub
             .refusals
             .lock()
