@@ -303,7 +303,10 @@ fn copied_pools_answer_outside_the_lock_and_every_change_shows_at_once() {
             }
         };
         for id in 1..=3 {
-            change(&mut pe, registration(pool.as_bytes(), id, Policy::RoundRobin, 9));
+            change(
+                &mut pe,
+                registration(pool.as_bytes(), id, Policy::RoundRobin, 9),
+            );
         }
         let base: BTreeSet<u32> = (1..=3).collect();
         const ROUNDS: u32 = 20;
@@ -312,7 +315,10 @@ fn copied_pools_answer_outside_the_lock_and_every_change_shows_at_once() {
                 assert_eq!(resolve(&mut pu), base, "round {round}");
             }
             let id = 100 + round;
-            change(&mut pe, registration(pool.as_bytes(), id, Policy::RoundRobin, 9));
+            change(
+                &mut pe,
+                registration(pool.as_bytes(), id, Policy::RoundRobin, 9),
+            );
             let mut with = base.clone();
             with.insert(id);
             assert_eq!(resolve(&mut pu), with, "round {round}: the new PE");
@@ -327,7 +333,10 @@ fn copied_pools_answer_outside_the_lock_and_every_change_shows_at_once() {
         }
         let text = http_body(&reg.admin, "/metrics");
         let fast = metric(&text, "rserpool_registrar_fast_resolutions_total");
-        println!("figure: {fast} of {} resolutions answered from copies", ROUNDS * 5);
+        println!(
+            "figure: {fast} of {} resolutions answered from copies",
+            ROUNDS * 5
+        );
         // Per round the three resolutions after a deregistration (the first of all rounds
         // made the first copy).
         assert_eq!(fast, f64::from(ROUNDS * 3 - 1));

@@ -126,6 +126,7 @@ impl Resolved {
                 "hr_include_asap_transport",
                 Some(c.hr_include_asap_transport.to_string()),
             ),
+            ("fast_resolutions", Some(c.fast_resolutions.to_string())),
             (
                 "remove_pes_on_close",
                 Some(c.remove_pes_on_close.to_string()),

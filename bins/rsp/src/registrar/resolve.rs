@@ -288,6 +288,7 @@ impl Settings {
             hr_include_asap_transport: self
                 .hr_include_asap_transport
                 .unwrap_or(defaults.hr_include_asap_transport),
+            fast_resolutions: self.fast_resolutions.unwrap_or(defaults.fast_resolutions),
             announce_group: announce.then(|| {
                 self.announce_group
                     .unwrap_or(rserpool::transport::udp::ASAP_ANNOUNCE_GROUP)

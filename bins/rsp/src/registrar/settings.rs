@@ -161,6 +161,10 @@ pub struct Settings {
     /// out; its pool users accept both). Default true.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub hr_include_asap_transport: Option<bool>,
+    /// Answer plain handle resolutions of small round-robin and random pools from copies
+    /// in the connection readers, outside the core's lock (`docs/shell.md`). Default true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub fast_resolutions: Option<bool>,
     /// Remove a PE as soon as its registration connection closes (RSPLIB). Default false.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub remove_pes_on_close: Option<bool>,
@@ -479,6 +483,7 @@ impl Settings {
             hr_include_asap_transport: self
                 .hr_include_asap_transport
                 .or(file.hr_include_asap_transport),
+            fast_resolutions: self.fast_resolutions.or(file.fast_resolutions),
             remove_pes_on_close: self.remove_pes_on_close.or(file.remove_pes_on_close),
             announce: self.announce.or(file.announce),
             announce_group: self.announce_group.or(file.announce_group),

@@ -48,6 +48,8 @@
 //! * All sorted keys are clamped to `0xFFFFFFFF` (RSPLIB `sat`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -135,7 +137,8 @@ impl PeEntry {
     pub fn degradation(&self) -> u32 {
         self.sel.deg
     }
-    /// How often this PE was returned by [`Handlespace::select`].
+    /// How often this PE was returned by [`Handlespace::select`] (a registrar's answers
+    /// from a pool's copy are not counted here).
     pub fn selection_count(&self) -> u64 {
         self.sel.selected
     }
@@ -207,9 +210,10 @@ struct Pool {
     transport: UserTransport,
     members: BTreeMap<PeId, u32>,
     sel: Selector,
-    /// Copied out for selection outside the registrar's lock ([`Handlespace::share_pool`]):
-    /// its next change is listed for [`Handlespace::take_changed`].
-    shared: bool,
+    /// Copied out for selection outside the registrar's lock ([`Handlespace::share_pool`]),
+    /// with the copy's round-robin moves: its next change first folds them in, then lists
+    /// the pool for [`Handlespace::take_changed`].
+    shared: Option<Arc<AtomicU64>>,
 }
 
 /// The registrar's handlespace. See the module documentation.
@@ -312,12 +316,13 @@ impl Handlespace {
         Some((p, i))
     }
 
-    /// A pool changed: if it is shared, list it (once) for [`Self::take_changed`].
+    /// A pool is about to change: if it is shared, fold its copy's round-robin moves in
+    /// first (as if they had been made here, before the change) and list it (once) for
+    /// [`Self::take_changed`].
     fn touch_pool(&mut self, p: u32) {
-        let pool = self.pools[p as usize].as_mut().expect("live pool");
-        if pool.shared {
-            pool.shared = false;
-            self.changed.push(pool.handle.clone());
+        if self.unshare_at(p) {
+            let handle = self.pool(p).handle.clone();
+            self.changed.push(handle);
         }
     }
 
@@ -436,7 +441,7 @@ impl Handlespace {
                 Engine::Sorted => Selector::Sorted(BTreeSet::new()),
                 Engine::Weighted => Selector::Weighted(WeightTree::new()),
             },
-            shared: false,
+            shared: None,
         };
         let p = match self.pool_free.pop() {
             Some(p) => {
@@ -454,6 +459,7 @@ impl Handlespace {
     }
 
     fn add(&mut self, now: Instant, p: u32, pe: PoolElement) {
+        self.touch_pool(p);
         let seq = self.next_seq();
         let owner = pe.home_registrar;
         let id = pe.id;
@@ -487,7 +493,6 @@ impl Handlespace {
             }
         };
         self.len += 1;
-        self.touch_pool(p);
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         pool.members.insert(id, i);
         let block = pe_block_sum(&pool.handle, id);
@@ -505,7 +510,7 @@ impl Handlespace {
             self.owner_unlink(i, old_owner, block);
             self.owner_link(i, new_owner, block);
         }
-        if self.pool(p).shared && self.rec(i).entry.pe != pe {
+        if self.pool(p).shared.is_some() && self.rec(i).entry.pe != pe {
             self.touch_pool(p);
         }
         // Whether the PE was in the ring must be read before it is taken out of it.
@@ -549,6 +554,7 @@ impl Handlespace {
     }
 
     fn remove_at(&mut self, p: u32, i: u32) -> PeEntry {
+        self.touch_pool(p);
         let (owner, id, timer) = {
             let r = self.rec(i);
             (r.entry.pe.home_registrar, r.entry.pe.id, r.timer)
@@ -558,7 +564,6 @@ impl Handlespace {
         }
         let block = pe_block_sum(&self.pool(p).handle, id);
         self.owner_unlink(i, owner, block);
-        self.touch_pool(p);
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         let mut rec = self.pes[i as usize].take().expect("live PE");
         let moved = Self::sel_remove(pool, i, &mut rec);

@@ -82,9 +82,9 @@ impl Handlespace {
         };
         // Splice the whole list in front of `to`'s list: O(k) for the owner fields.
         for &i in &idxs {
-            self.rec_mut(i).entry.pe.home_registrar = to;
             let p = self.rec(i).pool;
             self.touch_pool(p);
+            self.rec_mut(i).entry.pe.home_registrar = to;
         }
         let tail = *idxs.last().expect("non-empty");
         let o = self.owners.entry(to).or_insert(OwnerIndex {

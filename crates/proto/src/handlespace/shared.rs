@@ -1,8 +1,12 @@
 //! Pools copied out for selection outside the registrar's lock (the registrar's fast
 //! resolutions, `registrar/fast.rs`): which pools can be chosen from a copy, the change
 //! list that retires such a copy, and how a copy's round-robin progress comes back.
+//! (Selections answered from a copy are not in the PEs' `selection_count`.)
 
-use rserpool_wire::{PeId, Policy, PoolElement, PoolHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rserpool_wire::{Policy, PoolElement, PoolHandle};
 
 use super::policy;
 use super::select::Selector;
@@ -26,12 +30,14 @@ impl Handlespace {
     /// The pool's PEs in selection order and how to choose among them, when a copy can
     /// choose exactly as [`Handlespace::select`] would: round robin, and the random
     /// policies whose weights do not change with use. At most `max_pes` PEs. The pool is
-    /// marked shared: its next change lists it for [`Self::take_changed`].
+    /// marked shared with the returned counter, where the copy counts its round-robin
+    /// moves: the pool's next change folds them in first and lists it for
+    /// [`Self::take_changed`].
     pub fn share_pool(
         &mut self,
         handle: &PoolHandle,
         max_pes: usize,
-    ) -> Option<(SharedPick, Vec<&PoolElement>)> {
+    ) -> Option<(SharedPick, Vec<&PoolElement>, Arc<AtomicU64>)> {
         let p = self.pool_idx(handle)?;
         let step = self.max_increment(self.pool(p).policy.policy_type());
         let pool = self.pool(p);
@@ -46,9 +52,11 @@ impl Handlespace {
         if !eligible {
             return None;
         }
-        self.pools[p as usize].as_mut().expect("live pool").shared = true;
+        self.unshare_at(p);
+        let moves = Arc::new(AtomicU64::new(0));
+        self.pools[p as usize].as_mut().expect("live pool").shared = Some(moves.clone());
         let pool = self.pool(p);
-        let out = match &pool.sel {
+        let (pick, pes) = match &pool.sel {
             Selector::Sorted(set) => {
                 let pes = set.iter().map(|&(_, _, i)| &self.rec(i).entry.pe).collect();
                 (SharedPick::RoundRobin { step }, pes)
@@ -67,7 +75,7 @@ impl Handlespace {
                 (SharedPick::Weighted(weights), pes)
             }
         };
-        Some(out)
+        Some((pick, pes, moves))
     }
 
     /// Shared pools that changed (or went) since the last call, each once; they are no
@@ -76,24 +84,34 @@ impl Handlespace {
         std::mem::take(&mut self.changed)
     }
 
-    /// Stop sharing a pool without a change (the copy is dropped for another reason).
+    /// Stop sharing a pool without a change (its copy is dropped for another reason): its
+    /// round-robin moves are folded in.
     pub fn unshare(&mut self, handle: &PoolHandle) {
         if let Some(p) = self.pool_idx(handle) {
-            self.pools[p as usize].as_mut().expect("live pool").shared = false;
+            self.unshare_at(p);
         }
     }
 
     /// Whether the pool is shared ([`Self::share_pool`]).
     pub fn is_shared(&self, handle: &PoolHandle) -> bool {
-        self.pool_idx(handle).is_some_and(|p| self.pool(p).shared)
+        self.pool_idx(handle)
+            .is_some_and(|p| self.pool(p).shared.is_some())
+    }
+
+    /// Stop sharing pool `p`, folding its copy's round-robin moves in; false if it was
+    /// not shared.
+    pub(super) fn unshare_at(&mut self, p: u32) -> bool {
+        let pool = self.pools[p as usize].as_mut().expect("live pool");
+        let Some(moves) = pool.shared.take() else {
+            return false;
+        };
+        self.advance_round_robin(p, moves.load(Ordering::Relaxed));
+        true
     }
 
     /// Move a round-robin pool's order on by `steps` places (what a copy's selections
     /// did), as that many single re-sequencings of its first PE. Other pools: nothing.
-    pub fn advance_round_robin(&mut self, handle: &PoolHandle, steps: u64) {
-        let Some(p) = self.pool_idx(handle) else {
-            return;
-        };
+    fn advance_round_robin(&mut self, p: u32, steps: u64) {
         let pool = self.pools[p as usize].as_mut().expect("live pool");
         if !matches!(pool.policy, Policy::RoundRobin) {
             return;
@@ -113,13 +131,6 @@ impl Handlespace {
             let r = self.pes[i as usize].as_mut().expect("live PE");
             r.entry.sel.seq = self.next_seq;
             set.insert((key, self.next_seq, i));
-        }
-    }
-
-    /// Count `n` selections of a PE made from a copy (its selection statistics).
-    pub fn count_selected(&mut self, handle: &PoolHandle, id: PeId, n: u64) {
-        if let Some((_, i)) = self.find(handle, id) {
-            self.rec_mut(i).entry.sel.selected += n;
         }
     }
 }

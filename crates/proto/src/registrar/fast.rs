@@ -32,7 +32,7 @@
 //! connection's [`FastConn`] has its own seeded generator.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,20 +58,28 @@ const NOTED_POOLS: usize = 16;
 /// A connection answered only outside the lock tells the core it is active this often.
 const TOUCH_EVERY: Duration = Duration::from_millis(500);
 
+/// Notes waiting for the core at most: beyond, resolutions go to the core (whose input
+/// takes the notes in), so a flood cycling through pools cannot grow them while the core
+/// has nothing else to do.
+pub const MAX_NOTES: usize = 4096;
+
 /// One pool as copied out of the handlespace.
 #[derive(Debug)]
 pub struct PoolCopy {
     pes: PreparedPes,
-    ids: Vec<PeId>,
     pick: SharedPick,
-    /// Round robin: selections' moves since the copy was made.
-    cursor: AtomicU64,
-    /// Selections of each PE since the copy was made.
-    hits: Box<[AtomicU32]>,
+    /// Round robin: selections' moves since the copy was made (shared with the
+    /// handlespace, which folds them in when the pool changes).
+    cursor: Arc<AtomicU64>,
 }
 
 impl PoolCopy {
-    fn new(pick: SharedPick, pes: &[&PoolElement], asap_transport: bool) -> Option<Self> {
+    fn new(
+        pick: SharedPick,
+        pes: &[&PoolElement],
+        cursor: Arc<AtomicU64>,
+        asap_transport: bool,
+    ) -> Option<Self> {
         let prepared = PreparedPes::new(pes.iter().copied(), asap_transport);
         // A PE too long for any message: the core answers for this pool.
         if prepared.len() != pes.len() {
@@ -79,16 +87,14 @@ impl PoolCopy {
         }
         Some(Self {
             pes: prepared,
-            ids: pes.iter().map(|p| p.id).collect(),
             pick,
-            cursor: AtomicU64::new(0),
-            hits: pes.iter().map(|_| AtomicU32::new(0)).collect(),
+            cursor,
         })
     }
 
     /// Up to `n` distinct PEs (positions in the copy) as the pool's policy chooses them.
     fn choose(&self, n: usize, rng: &mut impl Rng, out: &mut Vec<usize>) {
-        let len = self.ids.len();
+        let len = self.pes.len();
         let m = n.min(len);
         match &self.pick {
             SharedPick::RoundRobin { step } => {
@@ -131,14 +137,11 @@ impl PoolCopy {
         }
     }
 
-    /// Choose, cut to what fits in one message and count: the positions to answer with.
+    /// Choose and cut to what fits in one message: the positions to answer with.
     pub(super) fn answer(&self, handle: &PoolHandle, n: usize, rng: &mut impl Rng) -> Vec<usize> {
-        let mut picks = Vec::with_capacity(n.min(self.ids.len()));
+        let mut picks = Vec::with_capacity(n.min(self.pes.len()));
         self.choose(n, rng, &mut picks);
         picks.truncate(self.pes.fitting(handle, &picks));
-        for &i in &picks {
-            self.hits[i].fetch_add(1, Ordering::Relaxed);
-        }
         picks
     }
 
@@ -157,7 +160,7 @@ impl PoolCopy {
 
     /// The PE at position `i`.
     pub(super) fn id(&self, i: usize) -> PeId {
-        self.ids[i]
+        self.pes.id(i)
     }
 }
 
@@ -200,6 +203,7 @@ struct Inner {
     hr_rates: Mutex<SourceRates>,
     notes: Mutex<Vec<Note>>,
     noted: AtomicBool,
+    pending_notes: AtomicUsize,
     /// Resolutions answered outside the lock (received and sent).
     answered: AtomicU64,
 }
@@ -279,6 +283,9 @@ impl FastResolver {
             return None;
         }
         let copy = self.copy(&handle)?;
+        if self.inner.pending_notes.load(Ordering::Relaxed) >= MAX_NOTES {
+            return None;
+        }
         if settings.max_hr_rate != 0
             && !lock(&self.inner.hr_rates).allow(
                 now,
@@ -319,11 +326,16 @@ impl FastResolver {
         } else {
             None
         };
-        lock(&self.inner.notes).push(Note {
+        let mut notes = lock(&self.inner.notes);
+        notes.push(Note {
             conn,
             at: now,
             handle,
         });
+        self.inner
+            .pending_notes
+            .store(notes.len(), Ordering::Relaxed);
+        drop(notes);
         self.inner.noted.store(true, Ordering::Release);
     }
 
@@ -361,9 +373,10 @@ impl FastResolver {
         handle: &PoolHandle,
         pick: SharedPick,
         pes: &[&PoolElement],
+        cursor: Arc<AtomicU64>,
         asap_transport: bool,
     ) -> bool {
-        let Some(copy) = PoolCopy::new(pick, pes, asap_transport) else {
+        let Some(copy) = PoolCopy::new(pick, pes, cursor, asap_transport) else {
             return false;
         };
         self.inner
@@ -417,26 +430,14 @@ impl FastResolver {
         if !self.inner.noted.swap(false, Ordering::Acquire) {
             return Vec::new();
         }
-        std::mem::take(&mut *lock(&self.inner.notes))
+        let mut notes = lock(&self.inner.notes);
+        self.inner.pending_notes.store(0, Ordering::Relaxed);
+        std::mem::take(&mut *notes)
     }
 
     /// The per-source resolution rate table (both paths).
     pub(super) fn hr_rates(&self) -> MutexGuard<'_, SourceRates> {
         lock(&self.inner.hr_rates)
-    }
-}
-
-impl PoolCopy {
-    /// Round-robin moves and per-PE selections since the copy was made (read once, when
-    /// the copy is retired).
-    pub(super) fn progress(&self) -> (u64, impl Iterator<Item = (PeId, u64)> + '_) {
-        let moves = self.cursor.load(Ordering::Relaxed);
-        let hits = self
-            .ids
-            .iter()
-            .zip(self.hits.iter())
-            .map(|(id, h)| (*id, u64::from(h.swap(0, Ordering::Relaxed))));
-        (moves, hits)
     }
 }
 
@@ -469,8 +470,9 @@ impl super::Registrar {
         }
     }
 
-    /// The end of every input: drop the copies of pools that changed (their round-robin
-    /// moves and counts folded back), then send the subscription pushes that are due.
+    /// The end of every input: drop the copies of pools that changed (the handlespace
+    /// folded their round-robin moves in before the change), then send the subscription
+    /// pushes that are due.
     pub(super) fn end_input(&mut self, now: Instant) {
         for handle in self.hs.take_changed() {
             self.retire_copy(&handle);
@@ -479,15 +481,8 @@ impl super::Registrar {
     }
 
     fn retire_copy(&mut self, handle: &PoolHandle) {
-        let Some(copy) = self.fast.retire(handle) else {
-            return;
-        };
-        self.hs.unshare(handle);
-        let (moves, hits) = copy.progress();
-        let hits: Vec<_> = hits.filter(|&(_, n)| n > 0).collect();
-        self.hs.advance_round_robin(handle, moves);
-        for (id, n) in hits {
-            self.hs.count_selected(handle, id, n);
+        if self.fast.retire(handle).is_some() {
+            self.hs.unshare(handle);
         }
     }
 
@@ -504,10 +499,10 @@ impl super::Registrar {
             return;
         }
         let include = self.cfg.hr_include_asap_transport;
-        let Some((pick, pes)) = self.hs.share_pool(handle, FAST_MAX_PES) else {
+        let Some((pick, pes, moves)) = self.hs.share_pool(handle, FAST_MAX_PES) else {
             return;
         };
-        if !self.fast.publish(handle, pick, &pes, include) {
+        if !self.fast.publish(handle, pick, &pes, moves, include) {
             self.hs.unshare(handle);
         }
     }
@@ -520,6 +515,10 @@ impl super::Registrar {
         n: usize,
     ) -> Option<(Arc<PoolCopy>, Vec<usize>)> {
         let copy = self.fast.copy(handle)?;
+        if !self.hs.is_shared(handle) {
+            // Changed earlier in this input: the copy goes at its end; not from it now.
+            return None;
+        }
         let picks = copy.answer(handle, n, &mut self.rng);
         Some((copy, picks))
     }

@@ -175,7 +175,7 @@ pub use enrp::{
     EnrpConfig, EnrpEvent, EnrpPhase, PeerInfo, PeerState, TakeoverElection,
     DEFAULT_PRESENCE_GROUP, ENRP_PORT,
 };
-pub use fast::{FastConn, FastResolver, FAST_MAX_PES};
+pub use fast::{FastConn, FastResolver, FAST_MAX_PES, MAX_NOTES};
 pub use guard::{scope_of, AddressScope, PeIdMove, Refusal, ReportOutcome, SourceKey};
 use guard::{ConnGuard, PeGuards, PendingMove, PENDING_MOVES_PER_CONN, REPORTERS_PER_PE};
 pub use snapshot::{HandlespaceSnapshot, PoolSnapshot, SnapshotCursor};

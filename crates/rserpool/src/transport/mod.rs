@@ -379,11 +379,13 @@ impl FastReader {
         }
         let conn = inbox.conn;
         let started = std::time::Instant::now();
-        let Some(mut answer) =
-            self.hook
-                .resolver
-                .try_answer(crate::clock::now(), conn, &self.meta, bytes, &mut self.state)
-        else {
+        let Some(mut answer) = self.hook.resolver.try_answer(
+            crate::clock::now(),
+            conn,
+            &self.meta,
+            bytes,
+            &mut self.state,
+        ) else {
             return false;
         };
         if let Some(h) = &self.hook.timer {

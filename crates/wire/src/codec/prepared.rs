@@ -5,29 +5,18 @@
 
 use crate::message::{asap_type, flag};
 use crate::pad::pad4;
-use crate::types::{PoolElement, PoolHandle};
+use crate::types::{PeId, PoolElement, PoolHandle};
 
 use super::tlv::{encode_handle, encode_pool_element_with};
 use super::writer::Writer;
 use super::{EncodeError, MAX_MESSAGE_LEN};
 
-/// Where one PE's parameter lies in [`PreparedPes`]'s buffer.
-#[derive(Clone, Copy, Debug)]
-struct Span {
-    start: u32,
-    end: u32,
-    /// The PE's Policy TLV (padded), from the PE parameter's start.
-    policy_at: u16,
-    policy_len: u16,
-    /// Padding at the parameter's end that an enclosing length leaves out.
-    pad: u8,
-}
-
 /// PE parameters encoded back to back, addressed by position.
 #[derive(Clone, Debug, Default)]
 pub struct PreparedPes {
     bytes: Vec<u8>,
-    spans: Vec<Span>,
+    /// Where each PE's parameter ends in `bytes` (it starts where the one before ends).
+    ends: Vec<u32>,
 }
 
 impl PreparedPes {
@@ -35,61 +24,63 @@ impl PreparedPes {
     /// parameter alone would not fit in a message is left out (it could never be sent).
     pub fn new<'a>(pes: impl IntoIterator<Item = &'a PoolElement>, asap_transport: bool) -> Self {
         let mut bytes = Vec::new();
-        let mut spans = Vec::new();
+        let mut ends = Vec::new();
         for pe in pes {
             let start = bytes.len();
             let mut w = Writer::new(&mut bytes);
             encode_pool_element_with(&mut w, pe, asap_transport);
-            let pad = w.trailing_pad;
-            let len = bytes.len() - start;
-            // The Policy TLV follows the three fixed fields and the user transport.
-            let policy_at = 4 + 12 + padded_tlv_len(&bytes[start + 16..]);
-            let policy_len = padded_tlv_len(&bytes[start + policy_at..]);
-            let fits = len <= MAX_MESSAGE_LEN && u32::try_from(bytes.len()).is_ok();
-            match (fits, u16::try_from(policy_at), u16::try_from(policy_len)) {
-                (true, Ok(policy_at), Ok(policy_len)) => spans.push(Span {
-                    start: start as u32,
-                    end: bytes.len() as u32,
-                    policy_at,
-                    policy_len,
-                    pad: pad as u8,
-                }),
+            match u32::try_from(bytes.len()) {
+                Ok(end) if bytes.len() - start <= MAX_MESSAGE_LEN => ends.push(end),
                 _ => bytes.truncate(start),
             }
         }
         bytes.shrink_to_fit();
-        spans.shrink_to_fit();
-        Self { bytes, spans }
+        ends.shrink_to_fit();
+        Self { bytes, ends }
     }
 
     /// PEs held.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.ends.is_empty()
     }
 
     /// Bytes held (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.spans.capacity() * std::mem::size_of::<Span>()
+        self.bytes.capacity() + self.ends.capacity() * 4
+    }
+
+    fn pe(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
     }
 
     /// Encoded length of PE `i`'s parameter (padded).
     pub fn pe_len(&self, i: usize) -> usize {
-        let s = self.spans[i];
-        (s.end - s.start) as usize
+        self.pe(i).len()
+    }
+
+    /// PE `i`'s identifier.
+    pub fn id(&self, i: usize) -> PeId {
+        let b = self.pe(i);
+        PeId(u32::from_be_bytes([b[4], b[5], b[6], b[7]]))
+    }
+
+    /// PE `i`'s Policy TLV (padded): after the PE parameter's header, its three fixed
+    /// fields and the user transport.
+    fn policy(&self, i: usize) -> &[u8] {
+        let pe = self.pe(i);
+        let at = 16 + padded_tlv_len(&pe[16..]);
+        let len = padded_tlv_len(&pe[at..]);
+        &pe[at..at + len]
     }
 
     /// Encoded length of PE `i`'s Policy TLV (padded).
     pub fn policy_len(&self, i: usize) -> usize {
-        usize::from(self.spans[i].policy_len)
-    }
-
-    fn pe(&self, i: usize) -> &[u8] {
-        let s = self.spans[i];
-        &self.bytes[s.start as usize..s.end as usize]
+        self.policy(i).len()
     }
 
     /// How many of `picks`, from the first, fit in one response for `handle`: whole PEs
@@ -129,14 +120,13 @@ impl PreparedPes {
             flags,
         ]));
         encode_handle(&mut w, handle);
-        let span = self.spans[first];
-        let at = span.start as usize + usize::from(span.policy_at);
-        let policy = &self.bytes[at..at + usize::from(span.policy_len)];
+        let policy = self.policy(first);
         w.bytes(policy);
-        w.trailing_pad = policy_pad(policy);
+        w.trailing_pad = trailing_pad(policy);
         for &i in picks {
-            w.bytes(self.pe(i));
-            w.trailing_pad = usize::from(self.spans[i].pad);
+            let pe = self.pe(i);
+            w.bytes(pe);
+            w.trailing_pad = trailing_pad(pe);
         }
         w.end(s);
         let pad = w.trailing_pad;
@@ -157,8 +147,9 @@ fn padded_tlv_len(b: &[u8]) -> usize {
     }
 }
 
-/// Padding at the end of a whole TLV (its padded size less its length field).
-fn policy_pad(tlv: &[u8]) -> usize {
+/// Padding at the end of a whole TLV that an enclosing length leaves out: its padded
+/// size less its length field (which leaves out the padding of its last nested TLV).
+fn trailing_pad(tlv: &[u8]) -> usize {
     match tlv {
         [_, _, h, l, ..] => tlv.len() - usize::from(u16::from_be_bytes([*h, *l])),
         _ => 0,
