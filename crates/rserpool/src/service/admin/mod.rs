@@ -428,7 +428,7 @@ mod tests {
             }
         }
         w.finish(
-            r.counters(),
+            &r.counters(),
             None,
             &EnrpDoc::of(r, now),
             &[],
@@ -443,7 +443,7 @@ mod tests {
         let (r, now) = registrar(&[(b"b", 5), (b"a\"quote", 1), (b"\x01\x02", 3), (b"c", 4)]);
         let whole = DumpDoc::new(
             &r.snapshot(),
-            r.counters(),
+            &r.counters(),
             EnrpDoc::of(&r, now),
             now,
             LifetimeUnit::Milliseconds,
