@@ -35,13 +35,7 @@ fn meta(conn: u64) -> RecvMeta {
     let peer: SocketAddr = format!("127.0.{}.{}:{}", conn >> 8 & 255, conn & 255, 20_000)
         .parse()
         .expect("address");
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 struct Figures {

@@ -115,6 +115,19 @@ pub struct RecvMeta {
     pub identity: Option<std::sync::Arc<PeerIdentity>>,
 }
 
+impl RecvMeta {
+    /// A single-homed peer (TCP, UDP, one SCTP address) without a proven identity.
+    pub fn single_homed(protocol: Protocol, transport: TransportProto, peer: SocketAddr) -> Self {
+        Self {
+            protocol,
+            transport,
+            peer,
+            peer_addrs: vec![peer.ip()],
+            identity: None,
+        }
+    }
+}
+
 /// The names a peer's verified certificate carries: its subjectAltName DNS names and IP
 /// addresses, and its subject common name. Access rules match any of them.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

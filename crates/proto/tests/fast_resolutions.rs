@@ -20,13 +20,7 @@ const PU2: ConnId = ConnId(3);
 
 fn meta(conn: ConnId) -> RecvMeta {
     let peer = SocketAddr::from(([127, 0, 0, 1], 40000 + conn.0 as u16));
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 struct T {

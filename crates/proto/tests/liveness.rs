@@ -21,13 +21,7 @@ const MS: Duration = Duration::from_millis(1);
 
 fn meta(conn: u64) -> RecvMeta {
     let peer: SocketAddr = format!("127.0.0.1:{}", 20_000 + conn).parse().unwrap();
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 fn registration(pool: &str, id: u32) -> Vec<u8> {

@@ -28,13 +28,7 @@ fn sa(s: &str) -> SocketAddr {
 }
 
 fn meta(peer: SocketAddr) -> RecvMeta {
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 impl Reg {

@@ -14,13 +14,7 @@ use rserpool_wire::{
 
 fn meta() -> RecvMeta {
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 fn register(r: &mut Registrar, now: Instant, pool: &str, id: u32) {

@@ -18,13 +18,7 @@ const PU2: ConnId = ConnId(3);
 
 fn meta(port: u16) -> RecvMeta {
     let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 struct T {

@@ -13,13 +13,7 @@ fn reg_ep() -> Endpoint {
 
 fn meta(peer: &str) -> RecvMeta {
     let peer: SocketAddr = peer.parse().unwrap();
-    RecvMeta {
-        protocol: Protocol::Asap,
-        transport: TransportProto::Tcp,
-        peer,
-        peer_addrs: vec![peer.ip()],
-        identity: None,
-    }
+    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
 fn core() -> PoolElementCore {

@@ -775,12 +775,5 @@ pub(crate) fn single_homed(
     transport: TransportProto,
     peer: SocketAddr,
 ) -> RecvMeta {
-    let ip: IpAddr = peer.ip();
-    RecvMeta {
-        protocol,
-        transport,
-        peer,
-        peer_addrs: vec![ip],
-        identity: None,
-    }
+    RecvMeta::single_homed(protocol, transport, peer)
 }

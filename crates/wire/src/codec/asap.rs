@@ -319,6 +319,23 @@ pub fn try_encode_resolution_response(
     asap_transport: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
+    encode_resolution_response(accepted, handle, out, |w| {
+        encode_policy(w, policy);
+        for pe in pes {
+            encode_pool_element_with(w, pe, asap_transport);
+        }
+    })
+}
+
+/// Append an ASAP_HANDLE_RESOLUTION_RESPONSE: its header (A flag from `accepted`) and
+/// Pool Handle, then what `body` writes. A message longer than [`MAX_MESSAGE_LEN`]
+/// appends nothing and says how long it would be.
+pub(super) fn encode_resolution_response(
+    accepted: bool,
+    handle: &PoolHandle,
+    out: &mut Vec<u8>,
+    body: impl FnOnce(&mut Writer),
+) -> Result<(), EncodeError> {
     let start = out.len();
     let mut w = Writer::new(out);
     let flags = if accepted { flag::ACCEPTED } else { 0 };
@@ -327,10 +344,7 @@ pub fn try_encode_resolution_response(
         flags,
     ]));
     encode_handle(&mut w, handle);
-    encode_policy(&mut w, policy);
-    for pe in pes {
-        encode_pool_element_with(&mut w, pe, asap_transport);
-    }
+    body(&mut w);
     w.end(s);
     let pad = w.trailing_pad;
     let length = out.len() - start - pad;

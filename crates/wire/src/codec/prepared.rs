@@ -3,11 +3,11 @@
 //! encoding it anew ([`PreparedPes::try_encode_response`] writes the same bytes as
 //! [`super::try_encode_resolution_response`], a proptest in `tests/roundtrip.rs`).
 
-use crate::message::{asap_type, flag};
 use crate::pad::pad4;
 use crate::types::{PeId, PoolElement, PoolHandle};
 
-use super::tlv::{encode_handle, encode_pool_element_with};
+use super::asap::encode_resolution_response;
+use super::tlv::encode_pool_element_with;
 use super::writer::Writer;
 use super::{EncodeError, MAX_MESSAGE_LEN};
 
@@ -112,30 +112,16 @@ impl PreparedPes {
         let Some(&first) = picks.first() else {
             return Ok(());
         };
-        let start = out.len();
-        let mut w = Writer::new(out);
-        let flags = if accepted { flag::ACCEPTED } else { 0 };
-        let s = w.begin(u16::from_be_bytes([
-            asap_type::HANDLE_RESOLUTION_RESPONSE,
-            flags,
-        ]));
-        encode_handle(&mut w, handle);
-        let policy = self.policy(first);
-        w.bytes(policy);
-        w.trailing_pad = trailing_pad(policy);
-        for &i in picks {
-            let pe = self.pe(i);
-            w.bytes(pe);
-            w.trailing_pad = trailing_pad(pe);
-        }
-        w.end(s);
-        let pad = w.trailing_pad;
-        let length = out.len() - start - pad;
-        if length > MAX_MESSAGE_LEN {
-            out.truncate(start);
-            return Err(EncodeError::TooLong { length });
-        }
-        Ok(())
+        encode_resolution_response(accepted, handle, out, |w| {
+            let policy = self.policy(first);
+            w.bytes(policy);
+            w.trailing_pad = trailing_pad(policy);
+            for &i in picks {
+                let pe = self.pe(i);
+                w.bytes(pe);
+                w.trailing_pad = trailing_pad(pe);
+            }
+        })
     }
 }
 
