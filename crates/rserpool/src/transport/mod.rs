@@ -349,7 +349,7 @@ pub(crate) struct Shared {
 
 /// What a reader needs to answer handle resolutions without the core
 /// ([`rserpool_proto::registrar::FastResolver`]).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct FastHook {
     pub resolver: FastResolver,
     /// The driver's resolution-time histogram (fast answers are measured too).
@@ -462,10 +462,7 @@ pub(crate) fn spawn_connection<S: MessageStream>(
     });
     let fast = match (shared.fast.get(), meta) {
         (Some(hook), Some(meta)) => Some(FastReader {
-            hook: FastHook {
-                resolver: hook.resolver.clone(),
-                timer: hook.timer.clone(),
-            },
+            hook: hook.clone(),
             meta: meta.clone(),
             out: out.clone(),
             state: FastConn::new(crate::random_seed()),
