@@ -340,5 +340,11 @@ fn copied_pools_answer_outside_the_lock_and_every_change_shows_at_once() {
         // Per round the three resolutions after a deregistration (the first of all rounds
         // made the first copy).
         assert_eq!(fast, f64::from(ROUNDS * 3 - 1));
+        // Every message on the wire, the answers from copies among them, dissects clean.
+        let names = dissect(&dir, &dir.join("wire.log"), |_| true, |_| false);
+        assert!(
+            names.contains("ASAP_HANDLE_RESOLUTION_RESPONSE"),
+            "{names:?}"
+        );
     });
 }

@@ -689,6 +689,73 @@ fn pe_quotas_leave_room_for_everybody_else() {
     });
 }
 
+/// The per-source resolution rate holds for answers from pool copies too (the readers
+/// answer a pool user who waits for each answer without the core, and share the core's
+/// token buckets): beyond a second's burst and the rate, Unknown Pool Handle (0x9).
+#[test]
+fn the_per_source_rate_holds_for_answers_from_pool_copies() {
+    bounded(Duration::from_secs(180), || {
+        let dir = scratch("hardening-rate-copies");
+        let reg = start_registrar(
+            "tcp://127.0.0.1:0",
+            &dir.join("wire.log"),
+            &["--max-hr-rate", "20"],
+        );
+        let mut pe = Raw::connect(&reg.asap);
+        pe.send_msg(&registration(
+            b"RatePool",
+            1,
+            rserpool_wire::Policy::RoundRobin,
+            9,
+        ));
+        assert!(matches!(
+            pe.recv(),
+            Some(AsapMessage::RegistrationResponse { error: None, .. })
+        ));
+        let resolution = AsapMessage::HandleResolution {
+            subscribe: false,
+            handle: "RatePool".into(),
+            items: None,
+        };
+        let mut pu = Raw::connect(&reg.asap);
+        let started = std::time::Instant::now();
+        let (mut answered, mut limited) = (0u32, 0u32);
+        for _ in 0..200 {
+            pu.send_msg(&resolution);
+            match pu.recv() {
+                Some(AsapMessage::HandleResolutionResponse {
+                    error: None, pes, ..
+                }) if !pes.is_empty() => answered += 1,
+                Some(AsapMessage::HandleResolutionResponse { error: Some(e), .. })
+                    if e.causes
+                        .iter()
+                        .any(|c| c.code == CauseCode::UNKNOWN_POOL_HANDLE) =>
+                {
+                    limited += 1
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let text = http_body(&reg.admin, "/metrics");
+        let fast = metric(&text, "rserpool_registrar_fast_resolutions_total");
+        println!(
+            "figure: 200 resolutions one at a time at --max-hr-rate 20: {answered} answered \
+             ({fast} from copies), {limited} limited in {secs:.2} s"
+        );
+        assert!(
+            f64::from(answered) <= 20.0 * (1.0 + secs) + 1.0,
+            "{answered} answered in {secs:.2} s"
+        );
+        assert!(limited > 0);
+        // The answers after the first came from the pool's copy, all within the rate.
+        assert!(
+            fast >= 1.0 && fast < f64::from(answered),
+            "{fast} of {answered}"
+        );
+    });
+}
+
 /// RSPLIB's per-PU ceilings (`--max-hr-rate`, `--max-eu-rate`), counted per source
 /// address: a flooding pool user gets Unknown Pool Handle (0x9) beyond its rate and its
 /// surplus reports are ignored, while another source resolves as usual.

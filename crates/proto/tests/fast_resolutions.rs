@@ -3,24 +3,31 @@
 //! changes; what falls back to the core; the notes the core takes in.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use rserpool_proto::io::{ConnId, Core, Dest, RecvMeta, TransportEvent, TransportProto};
+use rserpool_proto::io::{ConnId, Core, PeerIdentity, RecvMeta, TransportProto};
 use rserpool_proto::registrar::{AccessPolicy, AccessRule, FastConn, MAX_NOTES};
 use rserpool_proto::{Registrar, RegistrarConfig};
-use rserpool_wire::{
-    AsapMessage, PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr,
-    UserTransport,
-};
+use rserpool_wire::{AsapMessage, PeId, Policy, Protocol};
 
 const PE_CONN: ConnId = ConnId(1);
 const PU: ConnId = ConnId(2);
+/// A pool user whose TLS certificate names it `admin` (the access test tells it apart).
 const PU2: ConnId = ConnId(3);
 
 fn meta(conn: ConnId) -> RecvMeta {
     let peer = SocketAddr::from(([127, 0, 0, 1], 40000 + conn.0 as u16));
-    RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
+    let mut m = RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer);
+    if conn == PU2 {
+        m.identity = Some(Arc::new(PeerIdentity {
+            names: vec!["admin".into()],
+        }));
+    }
+    m
 }
 
 struct T {
@@ -31,25 +38,8 @@ struct T {
 
 impl T {
     fn new(cfg: RegistrarConfig) -> Self {
-        #[allow(clippy::disallowed_methods)] // a test's start of time
-        let now = Instant::now();
-        let mut r = Registrar::new(
-            RegistrarConfig {
-                keepalive_interval: None,
-                ..cfg
-            },
-            7,
-        );
-        r.handle_timeout(now);
-        for c in [PE_CONN, PU, PU2] {
-            r.handle_transport(
-                now,
-                TransportEvent::Accepted {
-                    conn: c,
-                    meta: meta(c),
-                },
-            );
-        }
+        let conns = [PE_CONN, PU, PU2].map(|c| (c, meta(c)));
+        let (r, now) = common::started(cfg, &conns);
         Self {
             r,
             now,
@@ -57,41 +47,14 @@ impl T {
         }
     }
 
-    fn out(&mut self) -> Vec<(ConnId, AsapMessage)> {
-        let mut v = Vec::new();
-        while let Some(t) = self.r.poll_transmit() {
-            let Dest::Conn(c) = t.dest else { continue };
-            v.push((c, AsapMessage::decode(&t.bytes).unwrap().message));
-        }
-        while self.r.poll_event().is_some() {}
-        v
-    }
-
     fn send(&mut self, conn: ConnId, msg: &AsapMessage) -> Vec<(ConnId, AsapMessage)> {
         self.r
             .handle_message(self.now, conn, &meta(conn), &msg.encode_to_vec());
-        self.out()
+        common::sent(&mut self.r)
     }
 
     fn register(&mut self, pool: &str, id: u32, policy: Policy) {
-        let pe = PoolElement {
-            id: PeId(id),
-            home_registrar: ServerId(0),
-            registration_life: 60_000,
-            user_transport: UserTransport::Ip(TransportAddr::tcp(
-                (1000 + id) as u16,
-                "127.0.0.1".parse().unwrap(),
-            )),
-            policy,
-            asap_transport: None,
-        };
-        let out = self.send(
-            PE_CONN,
-            &AsapMessage::Registration {
-                handle: pool.into(),
-                pe,
-            },
-        );
+        let out = self.send(PE_CONN, &common::registration(pool, id, policy));
         assert!(matches!(
             out.as_slice(),
             [(_, AsapMessage::RegistrationResponse { error: None, .. })]
@@ -284,30 +247,44 @@ fn what_goes_to_the_core_and_what_the_notes_carry() {
         None
     );
     assert_eq!(t.fast_resolve("p", 1), None);
-    let _ = PoolHandle::from("p");
 }
 
-/// Access rules apply to the readers' answers: a pool the rules do not let this user
-/// resolve goes to the core, which refuses it.
+/// Access rules apply to the readers' answers: a pool this user may not resolve, copied
+/// because another user (`admin`) resolved it, goes to the core, which refuses it.
 #[test]
 fn access_rules_hold_for_answers_from_copies() {
     let cfg = RegistrarConfig {
         access: AccessPolicy {
             require_tls: false,
-            rules: vec![AccessRule {
-                identity: "anonymous".into(),
-                register: vec!["*".into()],
-                resolve: vec!["open*".into()],
-                peer: false,
-            }],
+            rules: vec![
+                AccessRule {
+                    identity: "anonymous".into(),
+                    register: vec!["*".into()],
+                    resolve: vec!["open*".into()],
+                    peer: false,
+                },
+                AccessRule {
+                    identity: "admin".into(),
+                    register: Vec::new(),
+                    resolve: vec!["*".into()],
+                    peer: false,
+                },
+            ],
         },
         ..RegistrarConfig::default()
     };
     let mut t = T::new(cfg);
     t.register("open", 1, Policy::RoundRobin);
     t.register("closed", 1, Policy::RoundRobin);
+    // `admin` resolves both through the core: both pools are copied.
     assert_eq!(t.core_resolve("open", 1), vec![1]);
-    assert_eq!(t.core_resolve("closed", 1), Vec::<u32>::new());
+    assert_eq!(t.core_resolve("closed", 1), vec![1]);
     assert_eq!(t.fast_resolve("open", 1), Some(vec![1]));
+    // The anonymous user: not from the copy, and refused by the core.
     assert_eq!(t.fast_resolve("closed", 1), None);
+    let out = t.send(PU, &resolution("closed", 1, false));
+    assert!(matches!(
+        out.as_slice(),
+        [(_, AsapMessage::HandleResolutionResponse { error: Some(_), pes, .. })] if pes.is_empty()
+    ));
 }

@@ -2,15 +2,14 @@
 //! changes, coalescing, limits, ends), on a virtual clock.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rserpool_proto::io::{ConnId, Core, Dest, RecvMeta, TransportEvent, TransportProto};
+use rserpool_proto::io::{ConnId, Core, RecvMeta, TransportEvent, TransportProto};
 use rserpool_proto::{Registrar, RegistrarCommand, RegistrarConfig};
-use rserpool_wire::{
-    AsapMessage, CauseCode, PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId,
-    TransportAddr, UserTransport,
-};
+use rserpool_wire::{AsapMessage, CauseCode, PeId, Policy, PoolHandle, Protocol};
 
 const PE_CONN: ConnId = ConnId(1);
 const PU: ConnId = ConnId(2);
@@ -31,36 +30,13 @@ type Out = Vec<(ConnId, AsapMessage)>;
 
 impl T {
     fn new(cfg: RegistrarConfig) -> Self {
-        #[allow(clippy::disallowed_methods)] // a test's start of time
-        let now = Instant::now();
-        let mut r = Registrar::new(
-            RegistrarConfig {
-                keepalive_interval: None,
-                ..cfg
-            },
-            7,
-        );
-        r.handle_timeout(now);
-        for (c, port) in [(PE_CONN, 40000), (PU, 40001), (PU2, 40002)] {
-            r.handle_transport(
-                now,
-                TransportEvent::Accepted {
-                    conn: c,
-                    meta: meta(port),
-                },
-            );
-        }
+        let conns = [(PE_CONN, 40000), (PU, 40001), (PU2, 40002)].map(|(c, p)| (c, meta(p)));
+        let (r, now) = common::started(cfg, &conns);
         Self { r, now }
     }
 
     fn out(&mut self) -> Out {
-        let mut v = Vec::new();
-        while let Some(t) = self.r.poll_transmit() {
-            let Dest::Conn(c) = t.dest else { continue };
-            v.push((c, AsapMessage::decode(&t.bytes).unwrap().message));
-        }
-        while self.r.poll_event().is_some() {}
-        v
+        common::sent(&mut self.r)
     }
 
     fn send(&mut self, conn: ConnId, msg: &AsapMessage) -> Out {
@@ -71,21 +47,7 @@ impl T {
     }
 
     fn register_with(&mut self, pool: &str, id: u32, policy: Policy) -> Out {
-        let msg = AsapMessage::Registration {
-            handle: pool.into(),
-            pe: PoolElement {
-                id: PeId(id),
-                home_registrar: ServerId(0),
-                registration_life: 60_000,
-                user_transport: UserTransport::Ip(TransportAddr::tcp(
-                    (1000 + id) as u16,
-                    "127.0.0.1".parse().unwrap(),
-                )),
-                policy,
-                asap_transport: None,
-            },
-        };
-        self.send(PE_CONN, &msg)
+        self.send(PE_CONN, &common::registration(pool, id, policy))
     }
 
     fn register(&mut self, pool: &str, id: u32) -> Out {

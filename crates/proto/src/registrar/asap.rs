@@ -661,7 +661,7 @@ impl Registrar {
         items: Option<u32>,
         accepted: bool,
     ) -> bool {
-        let n = self.fast.settings().items(items);
+        let n = super::fast::hr_items(self.cfg.default_hr_items, self.cfg.max_hr_items, items);
         if let Some((copy, picks)) = self.choose_from_copy(handle, n) {
             let bytes = copy.encode(accepted, handle, &picks);
             if !bytes.is_empty() {

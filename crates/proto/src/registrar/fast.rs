@@ -14,11 +14,13 @@
 //!   random policies whose weights do not change with use (RAND, WRAND, the randomized
 //!   least-used ones without degradation). Other policies stay with the core.
 //! * Every change of a copied pool (a PE added, removed, re-registered with other values,
-//!   taken over, a new load) marks it in the handlespace; at the end of that input the
-//!   core drops the copy, folds its round-robin progress and selection counts back
-//!   ([`Handlespace::advance_round_robin`], [`Handlespace::count_selected`]), and the next
-//!   resolution makes a fresh one. While a copy exists the core chooses from it too
-//!   (subscription pushes, SCTP users, the DNS view), so there is one round-robin position.
+//!   taken over, a new load) first folds the copy's round-robin moves into the handlespace
+//!   (as if they had been made there, before the change) and lists the pool
+//!   ([`crate::handlespace::Handlespace::take_changed`]); at the end of that input, before
+//!   its answers leave, the core drops the copy, and the next resolution makes a fresh
+//!   one. While a copy exists the core chooses from it too (subscription pushes, SCTP
+//!   users, the DNS view), so there is one round-robin position. (Selections answered
+//!   from a copy are not in the PEs' `selection_count`.)
 //! * The reader answers only a plain resolution (no subscription, no parameter to report)
 //!   that the access rules allow and the per-source rate admits (one token bucket table
 //!   for both paths), on a connection with nothing queued for the core (answers keep their
@@ -32,7 +34,7 @@
 //! connection's [`FastConn`] has its own seeded generator.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -177,13 +179,19 @@ pub(super) struct FastSettings {
 impl FastSettings {
     /// PEs a resolution asking for `items` gets.
     pub fn items(&self, items: Option<u32>) -> usize {
-        let cap = self.max_items.max(1);
-        let n = match items {
-            None | Some(0) => self.default_items.clamp(1, cap),
-            Some(k) => k.min(cap),
-        };
-        usize::try_from(n).unwrap_or(usize::MAX)
+        hr_items(self.default_items, self.max_items, items)
     }
+}
+
+/// PEs a handle resolution asking for `items` gets: the default when it names none (or
+/// 0), never more than `max` (both paths, [`super::RegistrarConfig::default_hr_items`]).
+pub(super) fn hr_items(default: u32, max: u32, items: Option<u32>) -> usize {
+    let cap = max.max(1);
+    let n = match items {
+        None | Some(0) => default.clamp(1, cap),
+        Some(k) => k.min(cap),
+    };
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// What a fast answer tells the core.
@@ -202,7 +210,7 @@ struct Inner {
     /// The per-source resolution rate, shared by both paths.
     hr_rates: Mutex<SourceRates>,
     notes: Mutex<Vec<Note>>,
-    noted: AtomicBool,
+    /// `notes.len()` as last left by the lock's holder (read without the lock).
     pending_notes: AtomicUsize,
     /// Resolutions answered outside the lock (received and sent).
     answered: AtomicU64,
@@ -336,7 +344,6 @@ impl FastResolver {
             .pending_notes
             .store(notes.len(), Ordering::Relaxed);
         drop(notes);
-        self.inner.noted.store(true, Ordering::Release);
     }
 
     // ---- the core's side -----------------------------------------------------------------
@@ -407,19 +414,6 @@ impl FastResolver {
             .collect()
     }
 
-    /// Copies held.
-    pub fn len(&self) -> usize {
-        self.inner
-            .pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Resolutions answered outside the lock since start.
     pub fn answered(&self) -> u64 {
         self.inner.answered.load(Ordering::Relaxed)
@@ -427,7 +421,7 @@ impl FastResolver {
 
     /// The notes since the last call.
     pub(super) fn take_notes(&self) -> Vec<Note> {
-        if !self.inner.noted.swap(false, Ordering::Acquire) {
+        if self.inner.pending_notes.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
         let mut notes = lock(&self.inner.notes);

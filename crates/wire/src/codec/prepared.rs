@@ -48,11 +48,6 @@ impl PreparedPes {
         self.ends.is_empty()
     }
 
-    /// Bytes held (for memory accounting).
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 4
-    }
-
     fn pe(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.bytes[start..self.ends[i] as usize]
