@@ -14,7 +14,9 @@
 //!   (O(1) link/unlink, O(k) walk) with the PE count and the incrementally maintained
 //!   RFC 5353 PE checksum.
 //! * Timers: ONE ordered queue `BTreeMap<(deadline, seq), slot>`; at most one timer per
-//!   PE, remembered in its record so it can be replaced or cleared in O(log n).
+//!   PE, remembered in its record so it can be replaced or cleared in O(log n). A timer
+//!   moved later (a re-registration or a keep-alive answer pushing the next probe out)
+//!   keeps its queue entry: it is re-queued once when the old deadline comes up.
 //! * Selection: per pool either an ordered set `(SortKey, seq, slot)` (RR, WRR, PRIO, LU,
 //!   LUD, PLU, PLUD and the LU-DPF family), a 16-ary cumulative-weight tree (WRAND,
 //!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD) or, for RAND, a dense array sampled by a partial
@@ -47,6 +49,7 @@
 //!   private randomized policies clamp their weight to at least 1.
 //! * All sorted keys are clamped to `0xFFFFFFFF` (RSPLIB `sat`).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -192,8 +195,12 @@ struct PeRecord {
     pool: u32,
     owner_prev: u32,
     owner_next: u32,
-    /// (deadline, queue sequence, kind)
-    timer: Option<(Instant, u64, TimerKind)>,
+    /// The PE's timer: ((deadline, sequence), kind).
+    timer: Option<((Instant, u64), TimerKind)>,
+    /// Its entry in the timer queue (deadline, sequence), at or before `timer`'s deadline:
+    /// a timer moved later keeps its entry, which is re-queued when it comes up
+    /// (`timers.rs`).
+    queued: Option<(Instant, u64)>,
     /// Weighted engine: slot in the pool's weight tree; RAND: position in the array.
     slot: u32,
     /// Sorted engine: current key in the pool's ordered set (`None` = not selectable).
@@ -238,6 +245,8 @@ pub struct Handlespace {
     next_seq: u64,
     /// Shared pools that changed since the last [`Handlespace::take_changed`].
     changed: Vec<PoolHandle>,
+    /// The last PE [`Handlespace::find`] looked up: (pool, slot).
+    last_found: Cell<Option<(u32, u32)>>,
 }
 
 fn transport_param_type(t: &UserTransport) -> Option<u16> {
@@ -284,6 +293,7 @@ impl Handlespace {
             next_timer_seq: 0,
             next_seq: 0,
             changed: Vec::new(),
+            last_found: Cell::new(None),
         }
     }
 
@@ -310,9 +320,20 @@ impl Handlespace {
         self.pes[i as usize].as_mut().expect("live PE")
     }
 
+    /// The PE's pool and slot. One message's handling looks up the same PE several
+    /// times; the last answer is checked first (a live slot of that pool holding that
+    /// identifier is the PE, so the hint needs no invalidation).
     fn find(&self, handle: &PoolHandle, id: PeId) -> Option<(u32, u32)> {
+        if let Some((p, i)) = self.last_found.get() {
+            if let Some(Some(r)) = self.pes.get(i as usize) {
+                if r.pool == p && r.entry.pe.id == id && self.pool(p).handle == *handle {
+                    return Some((p, i));
+                }
+            }
+        }
         let p = self.pool_idx(handle)?;
         let i = *self.pool(p).members.get(&id)?;
+        self.last_found.set(Some((p, i)));
         Some((p, i))
     }
 
@@ -479,6 +500,7 @@ impl Handlespace {
             owner_prev: NIL,
             owner_next: NIL,
             timer: None,
+            queued: None,
             slot: NIL,
             key: None,
         };
@@ -555,12 +577,12 @@ impl Handlespace {
 
     fn remove_at(&mut self, p: u32, i: u32) -> PeEntry {
         self.touch_pool(p);
-        let (owner, id, timer) = {
+        let (owner, id, queued) = {
             let r = self.rec(i);
-            (r.entry.pe.home_registrar, r.entry.pe.id, r.timer)
+            (r.entry.pe.home_registrar, r.entry.pe.id, r.queued)
         };
-        if let Some((d, s, _)) = timer {
-            self.timers.remove(&(d, s));
+        if let Some(q) = queued {
+            self.timers.remove(&q);
         }
         let block = pe_block_sum(&self.pool(p).handle, id);
         self.owner_unlink(i, owner, block);

@@ -553,6 +553,81 @@ fn timers_one_queue() {
     hs.check_invariants();
 }
 
+/// Timers moved later keep their queue entry (`timers.rs`): against a plain model over
+/// random sets, clears, removals and pops, the same timers come out in the same order,
+/// `poll_timeout` is never late, and `timer_of` / `timer_count` agree.
+#[test]
+fn moved_timers_come_out_as_if_replaced() {
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut hs = hs();
+    let now0 = t0();
+    let ms = Duration::from_millis;
+    // PE id -> (deadline, kind, order set): the model's queue is by (deadline, order).
+    let mut model: BTreeMap<u32, (Instant, TimerKind, u64)> = BTreeMap::new();
+    let mut order = 0u64;
+    let mut now = now0;
+    for id in 1..=20 {
+        reg(&mut hs, "p", id, Policy::RoundRobin);
+    }
+    let kinds = [
+        TimerKind::Lifetime,
+        TimerKind::KeepAliveTransmit,
+        TimerKind::KeepAliveTimeout,
+    ];
+    for step in 0..5_000 {
+        let id = rng.gen_range(1..=20u32);
+        match rng.gen_range(0..10) {
+            0..=5 => {
+                let d = now + ms(rng.gen_range(0..200));
+                let k = kinds[rng.gen_range(0..3)];
+                assert!(hs.set_timer(&h("p"), PeId(id), d, k));
+                order += 1;
+                model.insert(id, (d, k, order));
+            }
+            6 => {
+                hs.clear_timer(&h("p"), PeId(id));
+                model.remove(&id);
+            }
+            7 => {
+                hs.deregister(&h("p"), PeId(id));
+                model.remove(&id);
+                reg(&mut hs, "p", id, Policy::RoundRobin);
+            }
+            _ => {
+                now += ms(rng.gen_range(0..60));
+                let mut due: Vec<_> = model
+                    .iter()
+                    .filter(|(_, (d, _, _))| *d <= now)
+                    .map(|(id, (d, k, o))| (*d, *o, *id, *k))
+                    .collect();
+                due.sort();
+                for (_, _, id, k) in due {
+                    assert_eq!(
+                        hs.pop_expired(now),
+                        Some((h("p"), PeId(id), k)),
+                        "step {step}"
+                    );
+                    model.remove(&id);
+                }
+                assert_eq!(hs.pop_expired(now), None, "step {step}");
+            }
+        }
+        let earliest = model.values().map(|(d, _, _)| *d).min();
+        match (hs.poll_timeout(), earliest) {
+            (Some(t), Some(e)) => assert!(t <= e, "step {step}: poll_timeout late"),
+            (None, None) => {}
+            other => panic!("step {step}: {other:?}"),
+        }
+        assert_eq!(hs.timer_count(), model.len());
+        for id in 1..=20 {
+            let want = model.get(&id).map(|(d, k, _)| (*d, *k));
+            assert_eq!(hs.timer_of(&h("p"), PeId(id)), want);
+        }
+        hs.check_invariants();
+    }
+}
+
 #[test]
 fn owners_checksums_takeover() {
     let mut hs = hs();
