@@ -14,9 +14,7 @@
 //!   (O(1) link/unlink, O(k) walk) with the PE count and the incrementally maintained
 //!   RFC 5353 PE checksum.
 //! * Timers: ONE ordered queue `BTreeMap<(deadline, seq), slot>`; at most one timer per
-//!   PE, remembered in its record so it can be replaced or cleared in O(log n). A timer
-//!   moved later (a re-registration or a keep-alive answer pushing the next probe out)
-//!   keeps its queue entry: it is re-queued once when the old deadline comes up.
+//!   PE, remembered in its record so it can be replaced or cleared in O(log n).
 //! * Selection: per pool either an ordered set `(SortKey, seq, slot)` (RR, WRR, PRIO, LU,
 //!   LUD, PLU, PLUD and the LU-DPF family), a 16-ary cumulative-weight tree (WRAND,
 //!   WRAND-DPF, RLU, RLUD, RPLU, RPLUD) or, for RAND, a dense array sampled by a partial
@@ -195,12 +193,8 @@ struct PeRecord {
     pool: u32,
     owner_prev: u32,
     owner_next: u32,
-    /// The PE's timer: ((deadline, sequence), kind).
-    timer: Option<((Instant, u64), TimerKind)>,
-    /// Its entry in the timer queue (deadline, sequence), at or before `timer`'s deadline:
-    /// a timer moved later keeps its entry, which is re-queued when it comes up
-    /// (`timers.rs`).
-    queued: Option<(Instant, u64)>,
+    /// (deadline, queue sequence, kind)
+    timer: Option<(Instant, u64, TimerKind)>,
     /// Weighted engine: slot in the pool's weight tree; RAND: position in the array.
     slot: u32,
     /// Sorted engine: current key in the pool's ordered set (`None` = not selectable).
@@ -500,7 +494,6 @@ impl Handlespace {
             owner_prev: NIL,
             owner_next: NIL,
             timer: None,
-            queued: None,
             slot: NIL,
             key: None,
         };
@@ -577,12 +570,12 @@ impl Handlespace {
 
     fn remove_at(&mut self, p: u32, i: u32) -> PeEntry {
         self.touch_pool(p);
-        let (owner, id, queued) = {
+        let (owner, id, timer) = {
             let r = self.rec(i);
-            (r.entry.pe.home_registrar, r.entry.pe.id, r.queued)
+            (r.entry.pe.home_registrar, r.entry.pe.id, r.timer)
         };
-        if let Some(q) = queued {
-            self.timers.remove(&q);
+        if let Some((d, s, _)) = timer {
+            self.timers.remove(&(d, s));
         }
         let block = pe_block_sum(&self.pool(p).handle, id);
         self.owner_unlink(i, owner, block);
