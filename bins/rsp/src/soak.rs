@@ -487,11 +487,22 @@ async fn pe_conn(
     life_ms: u32,
     seed: u64,
 ) -> anyhow::Result<()> {
+    let idle = s.idle_pools();
+    // A PE connects when it registers: a connection with nothing to register in the idle
+    // phase opens once every PE registers (the registrar closes connections that own no
+    // PE after its idle timeout, 30 s by default).
+    if !range.clone().any(|i| i % s.pools < idle) {
+        while !s.all_in.load(Ordering::Relaxed) {
+            if s.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let mut conn = MessageConn::connect(ep)
         .await
         .with_context(|| format!("connect to {ep}"))?;
     let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-    let idle = s.idle_pools();
     // Next re-registration per PE (ms since start); u64::MAX = not registered yet.
     let mut next: Vec<u64> = vec![u64::MAX; range.len()];
     let mut all_sent = false;

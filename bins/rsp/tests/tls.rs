@@ -11,23 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::certs::{ca, leaf, p};
+use support::tls::{tls_url, TlsPe};
 use support::*;
-
-/// The `tls://` endpoint of a registrar's startup line.
-fn tls_url(reg: &Registrar) -> String {
-    let line = reg
-        .proc
-        .out
-        .wait(0, Instant::now() + Duration::from_secs(5), |l| {
-            l.starts_with("rsp registrar:")
-        })
-        .unwrap()
-        .1;
-    line.split_whitespace()
-        .find(|w| w.starts_with("tls://"))
-        .unwrap_or_else(|| panic!("no tls:// endpoint in {line:?}"))
-        .to_owned()
-}
 
 /// `rsp resolve POOL` at `url` with extra arguments: (success, stdout + stderr).
 fn resolve(url: &str, extra: &[&str]) -> (bool, String) {
@@ -398,77 +383,6 @@ fn secure_mode_and_access_rules_hold_per_identity_and_pool() {
             doc["enrp"]
         );
     });
-}
-
-/// A registration client over TLS with a client certificate (real rustls).
-struct TlsPe {
-    rt: tokio::runtime::Runtime,
-    conn: rserpool::service::bench::MessageConn,
-}
-
-impl TlsPe {
-    fn connect(url: &str, ca: &Path, cert: &Path, key: &Path) -> TlsPe {
-        use rserpool::transport::tls::{TlsFiles, TlsSettings};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let tls = TlsSettings::load(TlsFiles {
-            cert: Some(cert.to_owned()),
-            key: Some(key.to_owned()),
-            ca: vec![ca.to_owned()],
-            ..TlsFiles::default()
-        })
-        .unwrap();
-        let ep = rserpool_proto::io::Endpoint {
-            transport: rserpool_proto::io::TransportProto::Tls,
-            addrs: vec![url.trim_start_matches("tls://").parse().unwrap()],
-        };
-        let conn = rt
-            .block_on(rserpool::service::bench::MessageConn::connect_tls(
-                &ep, &tls,
-            ))
-            .unwrap();
-        TlsPe { rt, conn }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.rt.block_on(self.conn.send(bytes)).unwrap();
-    }
-
-    /// The answer to the next registration: Ok, or the first cause code.
-    fn answer(&mut self) -> Result<(), rserpool_wire::CauseCode> {
-        use rserpool_wire::AsapMessage;
-        loop {
-            let m = self.rt.block_on(self.conn.recv()).unwrap();
-            match AsapMessage::decode(&m).unwrap().message {
-                AsapMessage::RegistrationResponse { reject: false, .. } => return Ok(()),
-                AsapMessage::RegistrationResponse { error, .. } => {
-                    return Err(error.unwrap().causes[0].code)
-                }
-                _ => continue,
-            }
-        }
-    }
-
-    fn register(&mut self, pool: &str, id: u32) -> Result<(), rserpool_wire::CauseCode> {
-        let m = registration(
-            pool.as_bytes(),
-            id,
-            rserpool_wire::Policy::RoundRobin,
-            3000 + id as u16,
-        );
-        self.send(&m.encode_to_vec());
-        self.answer()
-    }
-}
-
-fn protection_count(doc: &serde_json::Value, what: &str) -> u64 {
-    doc["protections"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["what"] == what))
-        .and_then(|p| p["count"].as_u64())
-        .unwrap_or(0)
 }
 
 /// Per TLS identity (the client certificate's first name), over all its connections: at

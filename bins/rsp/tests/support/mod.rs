@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod certs;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -901,4 +902,13 @@ pub fn metric(text: &str, sample: &str) -> f64 {
             (k == sample).then(|| v.parse().ok()).flatten()
         })
         .unwrap_or(0.0)
+}
+
+/// The count of one protection in `rsp dump`'s `protections` list (0 when absent).
+pub fn protection_count(doc: &serde_json::Value, what: &str) -> u64 {
+    doc["protections"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["what"] == what))
+        .and_then(|p| p["count"].as_u64())
+        .unwrap_or(0)
 }
