@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use rserpool_wire::{AsapMessage, CauseCode};
-use support::certs::{ca, leaf, p};
-use support::tls::{tls_url, TlsPe};
+use support::certs::{ca, leaf};
+use support::tls::{tls_listener, tls_url, TlsPe};
 use support::*;
 
 const REFUSED: &str = "handle resolutions refused by the access policy (0xa)";
@@ -49,23 +49,17 @@ fn a_copied_pool_is_never_answered_to_an_identity_the_rules_refuse() {
             "tcp://127.0.0.1:0",
             &log,
             &[
-                "--listen",
-                "tls://127.0.0.1:0",
-                "--tls-cert",
-                p(&rc),
-                "--tls-key",
-                p(&rk),
-                "--tls-ca",
-                p(&ca1.pem),
-                "--tls-client-auth",
-                "optional",
-                "--acl",
-                "identity=pe-a register=PoolA resolve=PoolA",
-                "--acl",
-                "identity=pu-b resolve=Open",
-                "--acl",
-                "identity=anonymous resolve=Open",
-            ],
+                &tls_listener(&rc, &rk, &ca1.pem, "optional")[..],
+                &[
+                    "--acl",
+                    "identity=pe-a register=PoolA resolve=PoolA",
+                    "--acl",
+                    "identity=pu-b resolve=Open",
+                    "--acl",
+                    "identity=anonymous resolve=Open",
+                ],
+            ]
+            .concat(),
         );
         let url = tls_url(&reg);
         let fast = || {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::certs::{ca, leaf, p};
-use support::tls::{tls_url, TlsPe};
+use support::tls::{tls_listener, tls_url, TlsPe};
 use support::*;
 
 /// `rsp resolve POOL` at `url` with extra arguments: (success, stdout + stderr).
@@ -123,18 +123,7 @@ fn mutual_tls_refuses_clients_without_a_trusted_certificate() {
         let reg = start_registrar(
             "tcp://127.0.0.1:0",
             &log,
-            &[
-                "--listen",
-                "tls://127.0.0.1:0",
-                "--tls-cert",
-                p(&rc),
-                "--tls-key",
-                p(&rk),
-                "--tls-ca",
-                p(&ca1.pem),
-                "--tls-client-auth",
-                "required",
-            ],
+            &tls_listener(&rc, &rk, &ca1.pem, "required"),
         );
         let url = tls_url(&reg);
         let _pe = start_echo(&reg.asap, &["127.0.0.1:0"], &log);
@@ -274,24 +263,18 @@ fn secure_mode_and_access_rules_hold_per_identity_and_pool() {
             "tcp://127.0.0.1:0",
             &log,
             &[
-                "--listen",
-                "tls://127.0.0.1:0",
-                "--enrp-listen",
-                &enrp,
-                "--tls-cert",
-                p(&rc),
-                "--tls-key",
-                p(&rk),
-                "--tls-ca",
-                p(&ca1.pem),
-                "--tls-client-auth",
-                "optional",
-                "--require-tls",
-                "--acl",
-                "identity=pe-a register=PoolA",
-                "--acl",
-                "identity=anonymous resolve=*",
-            ],
+                &tls_listener(&rc, &rk, &ca1.pem, "optional")[..],
+                &[
+                    "--enrp-listen",
+                    &enrp,
+                    "--require-tls",
+                    "--acl",
+                    "identity=pe-a register=PoolA",
+                    "--acl",
+                    "identity=anonymous resolve=*",
+                ],
+            ]
+            .concat(),
         );
         let url = tls_url(&reg);
         let serve = |pool: &str| {
@@ -404,23 +387,17 @@ fn per_identity_pe_quota_and_registration_rate_hold_and_handshakes_are_counted()
             "tcp://127.0.0.1:0",
             &log,
             &[
-                "--listen",
-                "tls://127.0.0.1:0",
-                "--tls-cert",
-                p(&rc),
-                "--tls-key",
-                p(&rk),
-                "--tls-ca",
-                p(&ca1.pem),
-                "--tls-client-auth",
-                "required",
-                "--max-pes-per-identity",
-                "3",
-                "--max-registration-rate-per-identity",
-                &RATE.to_string(),
-                "--max-registration-rate",
-                "0",
-            ],
+                &tls_listener(&rc, &rk, &ca1.pem, "required")[..],
+                &[
+                    "--max-pes-per-identity",
+                    "3",
+                    "--max-registration-rate-per-identity",
+                    &RATE.to_string(),
+                    "--max-registration-rate",
+                    "0",
+                ],
+            ]
+            .concat(),
         );
         let url = tls_url(&reg);
         let mut a1 = TlsPe::connect(&url, &ca1.pem, &ac, &ak);

@@ -31,7 +31,9 @@ const CLIENTS: u64 = 256;
 const PER_CLIENT: u32 = 100;
 
 fn meta(conn: u64) -> RecvMeta {
-    let peer: SocketAddr = format!("127.0.0.1:{}", 20_000 + conn).parse().expect("address");
+    let peer: SocketAddr = format!("127.0.0.1:{}", 20_000 + conn)
+        .parse()
+        .expect("address");
     RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::certs::p;
 use super::{registration, Registrar};
 
 /// The `tls://` endpoint of a registrar's startup line.
@@ -20,6 +21,29 @@ pub fn tls_url(reg: &Registrar) -> String {
         .find(|w| w.starts_with("tls://"))
         .unwrap_or_else(|| panic!("no tls:// endpoint in {line:?}"))
         .to_owned()
+}
+
+/// The flags of a registrar's TLS listener on an ephemeral loopback port: its certificate
+/// and key, the CA its clients' certificates must chain to, and `--tls-client-auth`
+/// (`optional` / `required`).
+pub fn tls_listener<'a>(
+    cert: &'a Path,
+    key: &'a Path,
+    ca: &'a Path,
+    client_auth: &'a str,
+) -> [&'a str; 10] {
+    [
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--tls-cert",
+        p(cert),
+        "--tls-key",
+        p(key),
+        "--tls-ca",
+        p(ca),
+        "--tls-client-auth",
+        client_auth,
+    ]
 }
 
 /// A registration client over TLS with a client certificate (real rustls).
