@@ -1,5 +1,5 @@
-//! TLS clients for the tests: a registrar's `tls://` endpoint, and a PE / PU over real
-//! rustls with a client certificate.
+//! TLS for the tests: a registrar's TLS listener flags and its `tls://` endpoint, and a
+//! PE / PU over real rustls with a client certificate.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

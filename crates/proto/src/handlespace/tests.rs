@@ -555,7 +555,8 @@ fn timers_one_queue() {
 
 /// The timer queue against a plain model over random sets (earlier and later), clears,
 /// removals and pops: the same timers come out in the same order (deadline, then the
-/// order they were set), `poll_timeout` is the earliest deadline, `timer_of` / `timer_count` agree.
+/// order they were set), `poll_timeout` is the earliest deadline, and `timer_of` and
+/// `timer_count` agree.
 #[test]
 fn timer_queue_matches_a_model() {
     use rand::Rng;
