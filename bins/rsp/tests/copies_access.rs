@@ -91,7 +91,7 @@ fn a_copied_pool_is_never_answered_to_an_identity_the_rules_refuse() {
             assert_refused(&anon.recv().expect("an answer"));
         }
         assert_eq!(fast(), 1.0, "a refused user was answered from the copy");
-        assert_eq!(protection_count(&dump(&reg.admin), REFUSED), 40);
+        assert_eq!(protection(&dump(&reg.admin), REFUSED), 40);
         // The copy was there all along: pe-a's next resolution comes from it.
         assert!(answered_one(&a.resolve("PoolA")));
         assert_eq!(fast(), 2.0);

@@ -29,7 +29,6 @@ use rserpool_wire::{
     AsapMessage, CauseCode, PeId, Policy, PoolElement, PoolHandle, ServerId, TransportAddr,
     UserTransport,
 };
-use serde_json::Value;
 use support::*;
 
 /// One flood at a time.
@@ -73,14 +72,6 @@ fn registrar(extra: &[&str], log: &std::path::Path) -> Registrar {
 
 fn parse_pe_id(s: &str) -> PeId {
     PeId(u32::from_str_radix(s.trim_start_matches("0x"), 16).unwrap())
-}
-
-fn protection(doc: &Value, what: &str) -> u64 {
-    doc["protections"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["what"] == what))
-        .and_then(|p| p["count"].as_u64())
-        .unwrap_or(0)
 }
 
 fn resolution(pool: &str) -> AsapMessage {

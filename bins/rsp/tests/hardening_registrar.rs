@@ -164,11 +164,22 @@ fn protections(doc: &Value) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
-fn protection(doc: &Value, what: &str) -> u64 {
-    protections(doc)
-        .into_iter()
-        .find(|(w, _)| w == what)
-        .map_or(0, |(_, n)| n)
+/// Count one answer of a resolution flood: answered with PEs, or limited by the
+/// per-source rate (Unknown Pool Handle, 0x9); anything else fails the test.
+fn tally(answer: Option<AsapMessage>, answered: &mut u32, limited: &mut u32) {
+    match answer {
+        Some(AsapMessage::HandleResolutionResponse {
+            error: None, pes, ..
+        }) if !pes.is_empty() => *answered += 1,
+        Some(AsapMessage::HandleResolutionResponse { error: Some(e), .. })
+            if e.causes
+                .iter()
+                .any(|c| c.code == CauseCode::UNKNOWN_POOL_HANDLE) =>
+        {
+            *limited += 1
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
 }
 
 fn pe_doc(doc: &Value, pool: &str, id: &str) -> Option<Value> {
@@ -722,19 +733,7 @@ fn the_per_source_rate_holds_for_answers_from_pool_copies() {
         let (mut answered, mut limited) = (0u32, 0u32);
         for _ in 0..200 {
             pu.send_msg(&resolution);
-            match pu.recv() {
-                Some(AsapMessage::HandleResolutionResponse {
-                    error: None, pes, ..
-                }) if !pes.is_empty() => answered += 1,
-                Some(AsapMessage::HandleResolutionResponse { error: Some(e), .. })
-                    if e.causes
-                        .iter()
-                        .any(|c| c.code == CauseCode::UNKNOWN_POOL_HANDLE) =>
-                {
-                    limited += 1
-                }
-                other => panic!("unexpected answer {other:?}"),
-            }
+            tally(pu.recv(), &mut answered, &mut limited);
         }
         let secs = started.elapsed().as_secs_f64();
         let text = http_body(&reg.admin, "/metrics");
@@ -789,19 +788,7 @@ fn per_source_rates_hold_a_flooding_pool_user_to_its_share() {
         for _ in 0..6 {
             flood.send(&batch);
             for _ in 0..500 {
-                match flood.recv() {
-                    Some(AsapMessage::HandleResolutionResponse {
-                        error: None, pes, ..
-                    }) if !pes.is_empty() => answered += 1,
-                    Some(AsapMessage::HandleResolutionResponse { error: Some(e), .. })
-                        if e.causes
-                            .iter()
-                            .any(|c| c.code == CauseCode::UNKNOWN_POOL_HANDLE) =>
-                    {
-                        limited += 1
-                    }
-                    other => panic!("unexpected answer {other:?}"),
-                }
+                tally(flood.recv(), &mut answered, &mut limited);
             }
         }
         let secs = started.elapsed().as_secs_f64();

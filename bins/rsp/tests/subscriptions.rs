@@ -20,20 +20,9 @@ use std::time::{Duration, Instant};
 use rserpool::pu::{PoolUser, PuOptions};
 use rserpool_proto::PuEvent;
 use rserpool_wire::{AsapMessage, Policy};
-use serde_json::Value;
 use support::*;
 
 const POOL: &str = "EchoPool";
-
-fn protection(doc: &Value, what: &str) -> u64 {
-    doc["protections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["what"] == what)
-        .and_then(|p| p["count"].as_u64())
-        .unwrap_or(0)
-}
 
 fn pu(registrar: &str, subscribe: bool, stale: Duration) -> PoolUser {
     let ep = rserpool::url::parse_endpoint(registrar, 3863).unwrap();

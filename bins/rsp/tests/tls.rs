@@ -453,11 +453,11 @@ fn per_identity_pe_quota_and_registration_rate_hold_and_handshakes_are_counted()
         );
         let doc = dump(&reg.admin);
         assert_eq!(
-            protection_count(&doc, "registrations refused: PEs per TLS identity"),
+            protection(&doc, "registrations refused: PEs per TLS identity"),
             1
         );
         assert_eq!(
-            protection_count(
+            protection(
                 &doc,
                 "registrations over the per-identity rate (answered 0x6)"
             ),

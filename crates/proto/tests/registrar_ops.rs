@@ -1,16 +1,15 @@
 //! Registrar operations: paged snapshots (for `rsp dump`) and run-time reconfiguration.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rserpool_proto::io::{ConnId, Core, RecvMeta, TransportEvent, TransportProto};
 use rserpool_proto::registrar::{HandlespaceSnapshot, SnapshotCursor};
 use rserpool_proto::{Registrar, RegistrarConfig};
-use rserpool_wire::{
-    AsapMessage, PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr,
-    UserTransport,
-};
+use rserpool_wire::{AsapMessage, PeId, Policy, PoolHandle, Protocol, ServerId};
 
 fn meta() -> RecvMeta {
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
@@ -18,20 +17,7 @@ fn meta() -> RecvMeta {
 }
 
 fn register(r: &mut Registrar, now: Instant, pool: &str, id: u32) {
-    let msg = AsapMessage::Registration {
-        handle: pool.into(),
-        pe: PoolElement {
-            id: PeId(id),
-            home_registrar: ServerId(0),
-            registration_life: 60_000,
-            user_transport: UserTransport::Ip(TransportAddr::tcp(
-                (1000 + id % 50_000) as u16,
-                "127.0.0.1".parse().unwrap(),
-            )),
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        },
-    };
+    let msg = common::registration(pool, id, Policy::RoundRobin);
     r.handle_message(now, ConnId(1), &meta(), &msg.encode_to_vec());
     while r.poll_transmit().is_some() {}
     while r.poll_event().is_some() {}

@@ -905,7 +905,7 @@ pub fn metric(text: &str, sample: &str) -> f64 {
 }
 
 /// The count of one protection in `rsp dump`'s `protections` list (0 when absent).
-pub fn protection_count(doc: &serde_json::Value, what: &str) -> u64 {
+pub fn protection(doc: &serde_json::Value, what: &str) -> u64 {
     doc["protections"]
         .as_array()
         .and_then(|a| a.iter().find(|p| p["what"] == what))

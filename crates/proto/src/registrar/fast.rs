@@ -176,13 +176,6 @@ pub(super) struct FastSettings {
     pub max_hr_rate: u32,
 }
 
-impl FastSettings {
-    /// PEs a resolution asking for `items` gets.
-    pub fn items(&self, items: Option<u32>) -> usize {
-        hr_items(self.default_items, self.max_items, items)
-    }
-}
-
 /// PEs a handle resolution asking for `items` gets: the default when it names none (or
 /// 0), never more than `max` (both paths, [`super::RegistrarConfig::default_hr_items`]).
 pub(super) fn hr_items(default: u32, max: u32, items: Option<u32>) -> usize {
@@ -303,7 +296,11 @@ impl FastResolver {
         {
             return None;
         }
-        let picks = copy.answer(&handle, settings.items(items), &mut st.rng);
+        let picks = copy.answer(
+            &handle,
+            hr_items(settings.default_items, settings.max_items, items),
+            &mut st.rng,
+        );
         if picks.is_empty() {
             return None;
         }

@@ -46,7 +46,7 @@ pub fn sent(r: &mut Registrar) -> Vec<(ConnId, AsapMessage)> {
     v
 }
 
-/// A registration of PE `id` in `pool` (TCP user transport on port 1000 + id).
+/// A registration of PE `id` in `pool` (TCP user transport on port 1000 + id mod 50,000).
 pub fn registration(pool: &str, id: u32, policy: Policy) -> AsapMessage {
     AsapMessage::Registration {
         handle: pool.into(),
@@ -55,7 +55,7 @@ pub fn registration(pool: &str, id: u32, policy: Policy) -> AsapMessage {
             home_registrar: ServerId(0),
             registration_life: 60_000,
             user_transport: UserTransport::Ip(TransportAddr::tcp(
-                (1000 + id) as u16,
+                (1000 + id % 50_000) as u16,
                 "127.0.0.1".parse().unwrap(),
             )),
             policy,

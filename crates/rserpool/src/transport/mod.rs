@@ -27,7 +27,7 @@ pub mod udp;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -764,13 +764,4 @@ fn start_outbound<S: MessageStream>(
     let conn = shared.conn_id();
     let writer = spawn_connection(shared, conn, stream, None, ConnCtl::new(), None);
     Ok((conn, meta, writer))
-}
-
-/// Peer addresses for a single-homed connection.
-pub(crate) fn single_homed(
-    protocol: Protocol,
-    transport: TransportProto,
-    peer: SocketAddr,
-) -> RecvMeta {
-    RecvMeta::single_homed(protocol, transport, peer)
 }

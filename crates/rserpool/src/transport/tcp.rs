@@ -19,7 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{
-    single_homed, DirectWrite, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
+    DirectWrite, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing,
     TransportConfig,
 };
 
@@ -95,7 +95,7 @@ impl MessageStream for TcpMessageStream {
     type Write = TcpWriter;
 
     fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta> {
-        Ok(single_homed(
+        Ok(RecvMeta::single_homed(
             protocol,
             self.transport,
             self.stream.peer_addr()?,

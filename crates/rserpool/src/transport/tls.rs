@@ -38,8 +38,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::rustls::{self, crypto::CryptoProvider, sign::CertifiedKey};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use super::{single_homed, MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing};
 use super::{tcp, TransportConfig};
+use super::{MessageListener, MessageRead, MessageStream, MessageWrite, Outgoing};
 
 /// A TLS handshake must finish within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -614,7 +614,7 @@ impl MessageStream for TlsMessageStream {
     type Write = TlsWriter;
 
     fn meta(&self, protocol: Protocol) -> io::Result<RecvMeta> {
-        let mut meta = single_homed(protocol, TransportProto::Tls, self.peer);
+        let mut meta = RecvMeta::single_homed(protocol, TransportProto::Tls, self.peer);
         let certs = match &self.stream {
             TlsStream::Client(s) => s.get_ref().1.peer_certificates(),
             TlsStream::Server(s) => s.get_ref().1.peer_certificates(),

@@ -9,13 +9,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use rserpool_proto::io::TransportProto;
+use rserpool_proto::io::{RecvMeta, TransportProto};
 use rserpool_wire::Protocol;
 use socket2::{Domain, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
-use super::{cancelled, single_homed, Inbound, Shared};
+use super::{cancelled, Inbound, Shared};
 
 /// ASAP announce group (RSPLIB default); the one definition is the registrar core's.
 pub const ASAP_ANNOUNCE_GROUP: SocketAddr = rserpool_proto::registrar::DEFAULT_ANNOUNCE_GROUP;
@@ -76,7 +76,7 @@ pub(crate) fn spawn_receiver(shared: &Arc<Shared>, spec: MulticastSpec) {
                 },
                 _ = cancelled(&mut stop) => break,
             };
-            let meta = single_homed(spec.protocol, TransportProto::Udp, from);
+            let meta = RecvMeta::single_homed(spec.protocol, TransportProto::Udp, from);
             let msg = Inbound::Datagram {
                 meta,
                 bytes: buf[..n].to_vec(),
