@@ -131,6 +131,14 @@ impl RegistrarArgs {
         {
             bail!("a tls:// registrar needs trust anchors (--tls-ca FILE)");
         }
+        if let Some(e) = self
+            .endpoints()
+            .into_iter()
+            .find(|e| e.transport == rserpool_proto::io::TransportProto::Mptcp)
+        {
+            rserpool::transport::tcp::mptcp_available("use tcp:// instead of mptcp://")
+                .with_context(|| format!("registrar {e}"))?;
+        }
         Ok(RegistrarLink {
             registrars: self.endpoints(),
             announce_group: self.group(),

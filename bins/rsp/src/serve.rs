@@ -31,6 +31,7 @@ use rserpool::service::demo::{self, LoadTracker};
 use rserpool::service::http_pe;
 use rserpool::service::session::{ListenerOptions, SessionBind, SessionListener};
 use rserpool::service::{calcapp, files, pingpong, relay};
+use rserpool::transport::tcp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Service {
@@ -125,8 +126,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub pool: Option<String>,
     /// Where to listen, port 0 = ephemeral (repeatable): ADDR or tcp://ADDR for TCP,
-    /// sctp://ADDR[,ADDR…]:PORT for SCTP (multi-homed). One PE entry is registered per TCP
-    /// address and one per SCTP listener. An unspecified TCP address (0.0.0.0, ::)
+    /// mptcp://ADDR for MPTCP (registered as TCP, since ASAP has no MPTCP transport; it
+    /// takes plain TCP users too, and MPTCP ones, e.g. `--session-mptcp`, get a subflow
+    /// per path), sctp://ADDR[,ADDR…]:PORT for SCTP (multi-homed). One PE entry is
+    /// registered per TCP or MPTCP address and one per SCTP listener. An unspecified TCP address (0.0.0.0, ::)
     /// registers the local address that routes to the first registrar of that family
     /// (loopback when there is none); an unspecified SCTP address registers every address
     /// of the host except loopback (loopback only when there is nothing else).
@@ -209,6 +212,8 @@ fn http_spec(s: &str) -> Result<SocketAddr, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     Tcp(SocketAddr),
+    /// MPTCP, registered as TCP.
+    Mptcp(SocketAddr),
     /// All addresses of one multi-homed SCTP listener (one port).
     Sctp(Vec<SocketAddr>),
 }
@@ -221,9 +226,13 @@ pub fn listen_spec(s: &str) -> Result<Listen, String> {
             .primary()
             .map(Listen::Tcp)
             .ok_or_else(|| format!("no address in {s:?}")),
+        TransportProto::Mptcp => ep
+            .primary()
+            .map(Listen::Mptcp)
+            .ok_or_else(|| format!("no address in {s:?}")),
         TransportProto::Sctp => Ok(Listen::Sctp(ep.addrs)),
         other => Err(format!(
-            "{s:?}: the demo services run over tcp:// or sctp://, not {}",
+            "{s:?}: the demo services run over tcp://, mptcp:// or sctp://, not {}",
             other.scheme()
         )),
     }
@@ -279,17 +288,27 @@ async fn serve(
         args.listen.clone()
     };
     let mut listeners = Vec::new();
+    let mut schemes = Vec::new();
     let mut sctp_listeners = Vec::new();
     for spec in &listen {
         match spec {
-            Listen::Tcp(addr) => match demo::bind_tcp(*addr) {
-                Ok(l) => listeners.push(l),
-                // The default IPv6 listener is optional (hosts without IPv6).
-                Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
-                    tracing::warn!("not listening on {addr}: {e}");
+            Listen::Tcp(addr) | Listen::Mptcp(addr) => {
+                match tcp::bind_stream(*addr, matches!(spec, Listen::Mptcp(_))) {
+                    Ok(l) => {
+                        listeners.push(l);
+                        schemes.push(if matches!(spec, Listen::Mptcp(_)) {
+                            "mptcp"
+                        } else {
+                            "tcp"
+                        });
+                    }
+                    // The default IPv6 listener is optional (hosts without IPv6).
+                    Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
+                        tracing::warn!("not listening on {addr}: {e}");
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
-            },
+            }
             Listen::Sctp(addrs) => {
                 let url = Endpoint::sctp(addrs.clone());
                 let l =
@@ -322,10 +341,10 @@ async fn serve(
     }
     let mut registered: Vec<Endpoint> = Vec::new();
     let mut advertised = Vec::new();
-    for l in &listeners {
+    for (l, scheme) in listeners.iter().zip(schemes) {
         let local = l.local_addr()?;
         let addr = SocketAddr::new(advertised_ip(local.ip(), &registrars), local.port());
-        println!("listening {} tcp://{local}", args.service.name());
+        println!("listening {} {scheme}://{local}", args.service.name());
         registered.push(Endpoint::tcp(addr));
         advertised.push(addr);
         if !args.service.on_sessions() {
@@ -715,6 +734,10 @@ mod tests {
         assert_eq!(
             listen_spec("sctp://10.0.0.1,[::1]:4000"),
             Ok(Listen::Sctp(vec![sa("10.0.0.1:4000"), sa("[::1]:4000")]))
+        );
+        assert_eq!(
+            listen_spec("mptcp://10.0.0.1:9"),
+            Ok(Listen::Mptcp(sa("10.0.0.1:9")))
         );
         assert!(listen_spec("udp://127.0.0.1:1").is_err());
         assert!(listen_spec("sctp://").is_err());

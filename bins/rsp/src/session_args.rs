@@ -31,6 +31,11 @@ pub struct SessionArgs {
     /// Connect to the pool's PEs over TLS (their certificates must chain to --tls-ca).
     #[arg(long)]
     pub session_tls: bool,
+    /// Connect to the pool's TCP PEs over MPTCP: subflows over every path the hosts
+    /// announce (`ip mptcp endpoint`) for PEs listening on mptcp://, plain TCP to the
+    /// others. With --session-tls, TLS over MPTCP.
+    #[arg(long)]
+    pub session_mptcp: bool,
     /// An identity the pool's PEs may prove (certificate DNS subjectAltName or subject
     /// CN; repeatable; implies --session-tls). Checked on connect and on every failover;
     /// a PE with a certificate for another name is refused and the session moves on.
@@ -78,6 +83,7 @@ impl SessionArgs {
         o.config.heartbeat_timeout = self.heartbeat_timeout;
         o.config.max_attempts = self.attempts.max(1);
         o.config.acknowledged = !self.unacknowledged;
+        o.mptcp = self.session_mptcp;
         o
     }
 
@@ -85,6 +91,10 @@ impl SessionArgs {
     /// certificate and server name from the registrar TLS flags `tls`).
     pub fn options_with(&self, tls: &args::TlsClientArgs) -> anyhow::Result<SessionOptions> {
         let mut o = self.options();
+        if self.session_mptcp {
+            rserpool::transport::tcp::mptcp_available("leave out --session-mptcp")
+                .context("--session-mptcp")?;
+        }
         if self.session_tls || !self.pe_identity.is_empty() {
             if tls.ca.is_empty() {
                 anyhow::bail!("--session-tls needs trust anchors (--tls-ca FILE)");

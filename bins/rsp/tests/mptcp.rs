@@ -1,7 +1,9 @@
 //! MPTCP (`mptcp://`) for real: two hosts (network namespaces) joined by two links, a PE
 //! registering over MPTCP with a second subflow on the second link, and ENRP between two
 //! registrars over MPTCP. The first link goes down: the PE's keep-alives and the peers'
-//! presences go on over the second subflow, nothing is removed or taken over.
+//! presences go on over the second subflow, nothing is removed or taken over. The same for
+//! a pool user's session with a PE (`--session-mptcp` to a PE on `mptcp://`), and the
+//! message where the kernel has MPTCP turned off.
 
 #![allow(clippy::unwrap_used)]
 
@@ -216,5 +218,281 @@ fn mptcp_carries_asap_and_enrp_over_two_paths_and_survives_one_going_down() {
             after["enrp"]
         );
         assert!(pe_ids(&dump_in(&a, &ra.admin), "EchoPool").contains(&pe_id));
+    });
+}
+
+/// The pool-user to pool-element session over MPTCP: a PE listening on `mptcp://` on one
+/// host, `rsp pingpong --session-mptcp` on the other, two links between them. The session
+/// has a subflow on each link; the first link goes down and the Pings go on over the
+/// second, on the same PE: no failover, no lost or repeated reply.
+#[test]
+fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
+    bounded(Duration::from_secs(240), || {
+        let (Some(a), Some(b)) = (Netns::new("msa"), Netns::new("msb")) else {
+            return;
+        };
+        for ns in [&a, &b] {
+            in_ns(ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+        }
+        // Two links: 10.93.1.0/24 (path 1) and 10.93.2.0/24 (path 2).
+        for (i, (va, vb)) in [("sa1", "sb1"), ("sa2", "sb2")].iter().enumerate() {
+            run(&[
+                "ip", "link", "add", va, "netns", &a.name, "type", "veth", "peer", "name", vb,
+                "netns", &b.name,
+            ]);
+            let net = i + 1;
+            a.ip(&["addr", "add", &format!("10.93.{net}.1/24"), "dev", va]);
+            b.ip(&["addr", "add", &format!("10.93.{net}.2/24"), "dev", vb]);
+            a.ip(&["link", "set", va, "up"]);
+            b.ip(&["link", "set", vb, "up"]);
+        }
+        for ns in [&a, &b] {
+            ns.ip(&[
+                "mptcp",
+                "limits",
+                "set",
+                "subflows",
+                "2",
+                "add_addr_accepted",
+                "2",
+            ]);
+        }
+        a.ip(&[
+            "mptcp",
+            "endpoint",
+            "add",
+            "10.93.2.1",
+            "dev",
+            "sa2",
+            "subflow",
+        ]);
+        b.ip(&[
+            "mptcp",
+            "endpoint",
+            "add",
+            "10.93.2.2",
+            "dev",
+            "sb2",
+            "signal",
+        ]);
+
+        let dir = scratch("mptcp-session");
+        let log = dir.join("wire.log");
+        let _registrar = Registrar::started(b.spawn(
+            "registrar",
+            &[
+                "registrar",
+                "--listen",
+                "mptcp://10.93.1.2:3863",
+                "--listen",
+                "tcp://127.0.0.1:3863",
+                "--enrp-listen",
+                "off",
+                "--admin",
+                "127.0.0.1:9990",
+                "--announce=false",
+            ],
+            &log,
+        ));
+        let pe = b.spawn(
+            "pingpong PE on mptcp",
+            &[
+                "serve",
+                "pingpong",
+                "-r",
+                "mptcp://10.93.1.2:3863",
+                "--no-announces",
+                "--listen",
+                "mptcp://10.93.1.2:0",
+            ],
+            &log,
+        );
+        let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
+        let listening = pe.stdout_line("no listening line", Duration::from_secs(5), |l| {
+            l.starts_with("listening ")
+        });
+        let at = listening
+            .split_whitespace()
+            .last()
+            .and_then(|u| u.strip_prefix("mptcp://"))
+            .unwrap_or_else(|| pe.fail(&format!("not an mptcp listener: {listening:?}")))
+            .to_owned();
+        let pu = a.spawn(
+            "pingpong PU over mptcp",
+            &[
+                "pingpong",
+                "-r",
+                "mptcp://10.93.1.2:3863",
+                "--no-announces",
+                "--session-mptcp",
+                "-n",
+                "0",
+                "--interval",
+                "50ms",
+                // Generous: the subflow on path 2 takes over within a retransmission
+                // timeout, far inside this; a failover would show as one.
+                "--heartbeat",
+                "1s",
+                "--heartbeat-timeout",
+                "20s",
+            ],
+            &log,
+        );
+        let pongs = |from: usize, n: usize| {
+            pu.out
+                .wait(
+                    from,
+                    std::time::Instant::now() + Duration::from_secs(60),
+                    |l| l.starts_with("pong "),
+                )
+                .map(|(i, _)| i)
+                .and_then(|first| {
+                    let mut at = first;
+                    for _ in 1..n {
+                        at = pu
+                            .out
+                            .wait(
+                                at + 1,
+                                std::time::Instant::now() + Duration::from_secs(60),
+                                |l| l.starts_with("pong "),
+                            )?
+                            .0;
+                    }
+                    Some(at)
+                })
+                .unwrap_or_else(|| pu.fail(&format!("fewer than {n} pongs after line {from}")))
+        };
+        pongs(0, 5);
+        // Really MPTCP: the session's socket towards the PE with two subflows under it.
+        wait_until(
+            "two subflows towards the PE",
+            Duration::from_secs(30),
+            || in_ns(&a, &["ss", "-Mtn"]).contains(&at) && subflows(&a, &at) >= 2,
+        );
+        println!("{}", in_ns(&a, &["ss", "-Mtn"]));
+
+        // Path 1 goes down; 40 more Pongs must come over path 2.
+        a.ip(&["link", "set", "sa1", "down"]);
+        let cut = pu.out.lines.lock().unwrap().len();
+        let last = pongs(cut, 40);
+        let lines = pu.out.lines.lock().unwrap().clone();
+        let numbers: Vec<(u64, u64)> = lines[..=last]
+            .iter()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next()? == "pong").then_some(())?;
+                let m = w.next()?.parse().ok()?;
+                (w.next()? == "reply").then_some(())?;
+                Some((m, w.next()?.parse().ok()?))
+            })
+            .collect();
+        for pair in numbers.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0 + 1, "a Ping went missing: {pair:?}");
+            assert_eq!(
+                pair[1].1,
+                pair[0].1 + 1,
+                "the PE's reply count jumped: {pair:?}"
+            );
+        }
+        // What the client said of its session: connected to the PE once, business cards,
+        // nothing else (no failover, no PE failed or refused, no reply warning).
+        let said: Vec<String> = pu
+            .err
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("rsp pingpong: ").map(str::to_owned))
+            .filter(|l| !l.starts_with("business card: "))
+            .collect();
+        assert_eq!(
+            said,
+            vec![format!("connected to PE {pe_id} at tcp://{at}")],
+            "{}",
+            pu.err.text()
+        );
+    });
+}
+
+/// Where the kernel has MPTCP turned off, `mptcp://` (to listen, to reach a registrar or
+/// an ENRP peer) and `--session-mptcp` stop at once with a message that says so and what
+/// to do instead (a namespace with `net.mptcp.enabled = 0`).
+#[test]
+fn without_mptcp_in_the_kernel_mptcp_says_so() {
+    bounded(Duration::from_secs(60), || {
+        let Some(ns) = Netns::new("mpoff") else {
+            return;
+        };
+        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=0"]);
+        let cases: [(&[&str], &str); 5] = [
+            (
+                &[
+                    "serve",
+                    "echo",
+                    "--no-announces",
+                    "-r",
+                    "mptcp://127.0.0.1:9",
+                ],
+                "use tcp:// instead of mptcp://",
+            ),
+            (
+                &[
+                    "registrar",
+                    "--listen",
+                    "tcp://127.0.0.1:0",
+                    "--admin",
+                    "off",
+                    "--peer",
+                    "mptcp://127.0.0.1:9",
+                ],
+                "use tcp:// instead of mptcp://",
+            ),
+            (
+                &[
+                    "registrar",
+                    "--listen",
+                    "mptcp://127.0.0.1:0",
+                    "--admin",
+                    "off",
+                    "--enrp-listen",
+                    "off",
+                ],
+                "use tcp:// instead of mptcp://",
+            ),
+            (
+                &[
+                    "serve",
+                    "pingpong",
+                    "--no-announces",
+                    "-r",
+                    "tcp://127.0.0.1:9",
+                    "--listen",
+                    "mptcp://127.0.0.1:0",
+                ],
+                "use tcp:// instead of mptcp://",
+            ),
+            (
+                &[
+                    "pingpong",
+                    "--no-announces",
+                    "-r",
+                    "tcp://127.0.0.1:9",
+                    "--session-mptcp",
+                    "-n",
+                    "1",
+                ],
+                "leave out --session-mptcp",
+            ),
+        ];
+        for (args, instead) in cases {
+            let out = ns.command(args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "rsp {args:?} started:\n{err}");
+            assert!(
+                err.contains("MPTCP is turned off in this kernel (net.mptcp.enabled = 0")
+                    && err.contains(instead),
+                "rsp {args:?}:\n{err}"
+            );
+        }
     });
 }

@@ -515,10 +515,12 @@ fn enrp_endpoint(key: &str, u: &str) -> anyhow::Result<Endpoint> {
     let ep = parse_endpoint(u, ENRP_PORT)
         .with_context(|| format!("{key} (--{}) {u:?}", key.replace('_', "-")))?;
     match ep.transport {
-        TransportProto::Tcp
-        | TransportProto::Sctp
-        | TransportProto::Tls
-        | TransportProto::Mptcp => Ok(ep),
+        TransportProto::Tcp | TransportProto::Sctp | TransportProto::Tls => Ok(ep),
+        TransportProto::Mptcp => {
+            rserpool::transport::tcp::mptcp_available("use tcp:// instead of mptcp://")
+                .with_context(|| format!("{key} (--{}) {u:?}", key.replace('_', "-")))?;
+            Ok(ep)
+        }
         TransportProto::Udp => bail!(
             "{key} (--{}) {u:?}: ENRP runs over tcp://, mptcp://, tls:// or sctp://",
             key.replace('_', "-")

@@ -217,6 +217,7 @@ fn fresh(opts: &SessionOptions) -> SessionOptions {
         seed: None,
         on_failover: None,
         tls: opts.tls.clone(),
+        mptcp: opts.mptcp,
     }
 }
 

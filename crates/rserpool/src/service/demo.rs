@@ -71,19 +71,7 @@ impl Service {
 
 /// A TCP listener for a demo service (SO_REUSEADDR; IPv6 only for `[::]`).
 pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(crate::LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    crate::transport::tcp::bind_stream(addr, false)
 }
 
 /// Reports load = open connections / capacity for least-used policies.

@@ -255,12 +255,40 @@ impl MessageListener for TcpMessageListener {
 
 fn socket_for(addr: &SocketAddr, mptcp: bool) -> io::Result<Socket> {
     let domain = Domain::for_address(*addr);
-    let proto = if mptcp {
-        Some(socket2::Protocol::MPTCP)
+    if mptcp {
+        Socket::new(domain, Type::STREAM, Some(socket2::Protocol::MPTCP))
+            .map_err(|e| mptcp_error(e, "use tcp:// instead of mptcp://"))
     } else {
-        Some(socket2::Protocol::TCP)
+        Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))
+    }
+}
+
+/// Whether this kernel gives out MPTCP sockets; the error says plainly why not, then
+/// `instead` (what the user can do).
+pub fn mptcp_available(instead: &str) -> io::Result<()> {
+    Socket::new(Domain::IPV4, Type::STREAM, Some(socket2::Protocol::MPTCP))
+        .map(drop)
+        .map_err(|e| mptcp_error(e, instead))
+}
+
+/// An `IPPROTO_MPTCP` socket the kernel refused, said plainly: Linux answers
+/// `ENOPROTOOPT` ("Protocol not available") while `net.mptcp.enabled` is 0 and
+/// `EPROTONOSUPPORT` when it was built without MPTCP (or is older than 5.6).
+fn mptcp_error(e: io::Error, instead: &str) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(libc::ENOPROTOOPT) => {
+            "MPTCP is turned off in this kernel (net.mptcp.enabled = 0; \
+             `sysctl -w net.mptcp.enabled=1` turns it on)"
+        }
+        Some(libc::EPROTONOSUPPORT) => {
+            "this kernel has no MPTCP (built without CONFIG_MPTCP, or older than Linux 5.6)"
+        }
+        _ => return e,
     };
-    Socket::new(domain, Type::STREAM, proto)
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{why}: {instead} ({e})"),
+    )
 }
 
 /// Bind a listener. An IPv6 address is bound with `IPV6_V6ONLY`, so `[::]:3863` and
@@ -308,6 +336,31 @@ fn bind_with(
 /// listeners and for TLS ([`super::tls`]).
 pub(crate) fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     bind_socket(addr, false, reuse_port)
+}
+
+/// A listening stream socket for a service (the session layer, the demo services, the
+/// gateway): TCP, or MPTCP with `mptcp` (which takes plain TCP clients too). An MPTCP
+/// kernel refusal comes back as a clear [`io::ErrorKind::Unsupported`].
+pub fn bind_stream(addr: SocketAddr, mptcp: bool) -> io::Result<TcpListener> {
+    bind_socket(addr, mptcp, false)
+}
+
+/// One stream connection to `addr` from an ephemeral port with `TCP_NODELAY`: TCP, or
+/// with `mptcp` MPTCP (plain TCP when the peer does not speak MPTCP, or when this kernel
+/// has no MPTCP: then with one warning, so that a session never blames its PE for it).
+pub(crate) async fn connect_plain(addr: SocketAddr, mptcp: bool) -> io::Result<TcpStream> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let s = match connect_ephemeral(addr, mptcp).await {
+        Err(e) if mptcp && e.kind() == io::ErrorKind::Unsupported => {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!("{e}; connecting over TCP");
+            }
+            connect_ephemeral(addr, false).await?
+        }
+        r => r?,
+    };
+    let _ = s.set_nodelay(true);
+    Ok(s)
 }
 
 fn bind_socket(addr: SocketAddr, mptcp: bool, reuse_port: bool) -> io::Result<TcpListener> {

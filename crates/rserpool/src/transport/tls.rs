@@ -489,14 +489,15 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
 /// (ASCII case-insensitive), else the connection is refused with
 /// [`io::ErrorKind::PermissionDenied`] (threat 2.9: an impostor with a valid certificate
 /// for another name). Returns the stream and the identity verified (the matching name,
-/// or the name / address checked by rustls).
+/// or the name / address checked by rustls). With `mptcp` TLS runs over an MPTCP
+/// connection (plain TCP where the PE does not speak MPTCP).
 pub async fn connect_session(
     addr: SocketAddr,
     tls: &TlsSettings,
     expected: &[String],
+    mptcp: bool,
 ) -> io::Result<(tokio_rustls::client::TlsStream<TcpStream>, String)> {
-    let tcp = TcpStream::connect(addr).await?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = super::tcp::connect_plain(addr, mptcp).await?;
     let (name, config): (ServerName<'static>, _) = if expected.is_empty() {
         let name = match &tls.files.server_name {
             Some(n) => ServerName::try_from(n.clone())

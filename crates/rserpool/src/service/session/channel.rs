@@ -85,10 +85,12 @@ pub(crate) enum Wire {
 
 impl Wire {
     /// Connect to a PE; with `tls` over TLS (TCP endpoints only), returning the identity
-    /// verified.
+    /// verified; with `mptcp` to a TCP endpoint over MPTCP (plain TCP where the PE does
+    /// not speak it).
     pub(crate) async fn connect(
         ep: &Endpoint,
         tls: Option<&SessionTls>,
+        mptcp: bool,
     ) -> io::Result<(Wire, Option<String>)> {
         match ep.transport {
             TransportProto::Sctp => {
@@ -106,14 +108,20 @@ impl Wire {
                 let addr = ep
                     .primary()
                     .ok_or_else(|| io::Error::other("endpoint without address"))?;
+                // ASAP has no MPTCP user transport: a PE listening on MPTCP registers as
+                // TCP, and the PU asks for MPTCP itself.
+                let mptcp = mptcp || ep.transport == TransportProto::Mptcp;
                 if let Some(t) = tls {
-                    let (s, who) =
-                        crate::transport::tls::connect_session(addr, &t.settings, &t.pe_identities)
-                            .await?;
+                    let (s, who) = crate::transport::tls::connect_session(
+                        addr,
+                        &t.settings,
+                        &t.pe_identities,
+                        mptcp,
+                    )
+                    .await?;
                     return Ok((Wire::TlsClient(Box::new(s)), Some(who)));
                 }
-                let s = TcpStream::connect(addr).await?;
-                let _ = s.set_nodelay(true);
+                let s = crate::transport::tcp::connect_plain(addr, mptcp).await?;
                 Ok((Wire::Tcp(s), None))
             }
         }

@@ -38,6 +38,10 @@ pub struct SessionOptions {
     pub on_failover: Option<FailoverFilter>,
     /// TLS on the session channel (TCP PEs), with the pool's expected PE identities.
     pub tls: Option<SessionTls>,
+    /// Connect to TCP PEs over MPTCP (`IPPROTO_MPTCP`): a PE listening on `mptcp://`
+    /// (registered as TCP: ASAP has no MPTCP transport) gets subflows over each path its
+    /// host and ours announce; a plain TCP PE gets plain TCP. Default off.
+    pub mptcp: bool,
 }
 
 impl std::fmt::Debug for SessionOptions {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("seed", &self.seed)
             .field("on_failover", &self.on_failover.is_some())
             .field("tls", &self.tls)
+            .field("mptcp", &self.mptcp)
             .finish()
     }
 }
@@ -58,6 +63,7 @@ impl Default for SessionOptions {
             seed: None,
             on_failover: None,
             tls: None,
+            mptcp: false,
         }
     }
 }
@@ -80,6 +86,11 @@ impl SessionOptions {
     /// [`SessionOptions::tls`]).
     pub fn tls(mut self, tls: SessionTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Connect to the pool's TCP PEs over MPTCP (see [`SessionOptions::mptcp`]).
+    pub fn mptcp(mut self, on: bool) -> Self {
+        self.mptcp = on;
         self
     }
     /// The failover callback (see [`SessionOptions::on_failover`]).
@@ -258,6 +269,7 @@ impl Session {
             is_bound: bound.is_some(),
             bound,
             tls: opts.tls.take(),
+            mptcp: opts.mptcp,
             identity: None,
         };
         tokio::spawn(task.run(cmd_rx));
@@ -355,6 +367,8 @@ struct Task {
     is_bound: bool,
     /// TLS on the session channel.
     tls: Option<SessionTls>,
+    /// MPTCP towards TCP PEs.
+    mptcp: bool,
     /// The current PE's verified identity (TLS).
     identity: Option<String>,
     /// Read-ahead permits of application messages (shared with the readers).
@@ -506,9 +520,9 @@ impl Task {
             match c {
                 TransportCommand::Connect { endpoint, .. } => {
                     let tx = conn_tx.clone();
-                    let tls = self.tls.clone();
+                    let (tls, mptcp) = (self.tls.clone(), self.mptcp);
                     tokio::spawn(async move {
-                        let r = Wire::connect(&endpoint, tls.as_ref()).await;
+                        let r = Wire::connect(&endpoint, tls.as_ref(), mptcp).await;
                         let _ = tx.send(match r {
                             Ok((w, identity)) => Connected::Up(endpoint, w, identity),
                             Err(e) => {
