@@ -25,9 +25,9 @@ use rserpool::service::http_admin;
 /// Run a gateway: client connections on each --map address go to a PE of its pool.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// LISTEN=POOL: accept TCP clients on LISTEN (tcp://ADDR:PORT, IPv4 or IPv6) and
-    /// forward each to a PE of POOL chosen by the pool's policy (repeatable), e.g.
-    /// tcp://[::]:8080=WebPool.
+    /// LISTEN=POOL: accept TCP clients on LISTEN (tcp://ADDR:PORT, IPv4 or IPv6;
+    /// mptcp://ADDR:PORT for MPTCP clients, plain TCP ones too) and forward each to a PE of
+    /// POOL chosen by the pool's policy (repeatable), e.g. tcp://[::]:8080=WebPool.
     #[arg(long = "map", short = 'm', value_name = "LISTEN=POOL", value_parser = map_spec)]
     pub maps: Vec<Mapping>,
     /// HTTP mode: choose a PE per HTTP request (kept-alive connections to the PEs,
@@ -101,9 +101,9 @@ pub fn map_spec(s: &str) -> Result<Mapping, String> {
         return Err(format!("{s:?}: empty pool handle"));
     }
     let ep = rserpool::url::parse_endpoint(listen, 0).map_err(|e| e.to_string())?;
-    if ep.transport != TransportProto::Tcp {
+    if !matches!(ep.transport, TransportProto::Tcp | TransportProto::Mptcp) {
         return Err(format!(
-            "{s:?}: the gateway listens on tcp://, not {}",
+            "{s:?}: the gateway listens on tcp:// or mptcp://, not {}",
             ep.transport.scheme()
         ));
     }
@@ -113,6 +113,7 @@ pub fn map_spec(s: &str) -> Result<Mapping, String> {
     Ok(Mapping {
         listen: addr,
         pool: pool.into(),
+        mptcp: ep.transport == TransportProto::Mptcp,
     })
 }
 
@@ -228,9 +229,9 @@ pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
                 (Mode::Tcp, false) => "tcp",
             }
         );
-        for (addr, pool) in gw.local_addrs() {
+        for (url, pool) in gw.listen_urls() {
             println!(
-                "listening tcp://{addr} pool {}",
+                "listening {url} pool {}",
                 String::from_utf8_lossy(pool.as_bytes())
             );
         }
@@ -238,9 +239,9 @@ pub fn run(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
             let api = http_admin::gateway::GatewayApi {
                 stats: gw.stats(),
                 mappings: gw
-                    .local_addrs()
-                    .iter()
-                    .map(|(a, p)| (format!("tcp://{a}"), p.to_string()))
+                    .listen_urls()
+                    .into_iter()
+                    .map(|(u, p)| (u, p.to_string()))
                     .collect(),
                 started: std::time::Instant::now(),
             };
@@ -325,6 +326,9 @@ mod tests {
         assert_eq!(m.pool.as_bytes(), b"Echo=Pool");
         assert!(map_spec("tcp://127.0.0.1:1=").is_err());
         assert!(map_spec("sctp://127.0.0.1:1=P").is_err());
+        let m = map_spec("mptcp://10.0.0.1:80=WebPool").unwrap();
+        assert!(m.mptcp && m.listen == "10.0.0.1:80".parse().unwrap());
+        assert!(!map_spec("tcp://10.0.0.1:80=WebPool").unwrap().mptcp);
         assert!(map_spec("WebPool").is_err());
     }
 

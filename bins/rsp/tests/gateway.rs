@@ -49,11 +49,11 @@ fn gateway(registrar: &str, maps: &[&str], extra: &[&str], wire_log: &Path) -> (
     while addrs.len() < maps.len() {
         let (i, line) = p
             .out
-            .wait(from, deadline, |l| l.starts_with("listening tcp://"))
+            .wait(from, deadline, |l| l.starts_with("listening "))
             .unwrap_or_else(|| p.fail("no listening line"));
         from = i + 1;
         let url = line.split_whitespace().nth(1).unwrap();
-        addrs.push(url.strip_prefix("tcp://").unwrap().to_owned());
+        addrs.push(url.split_once("://").unwrap().1.to_owned());
     }
     (p, addrs)
 }
@@ -418,6 +418,74 @@ fn connection_limit_and_graceful_drain_on_sigterm() {
             .wait_exit(Duration::from_secs(20))
             .unwrap_or_else(|| gw.fail("did not exit once drained"));
         assert!(status.success(), "{status:?}");
+    });
+}
+
+/// `ss ARGS` output.
+fn ss(args: &[&str]) -> String {
+    let o = Command::new("ss").args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A `mptcp://` map listens with an MPTCP socket: an MPTCP client's connection is MPTCP
+/// at the gateway (not a fallback to TCP) and is forwarded like any; a plain TCP client
+/// is served on the same listener.
+#[test]
+fn an_mptcp_map_takes_mptcp_and_tcp_clients() {
+    bounded(Duration::from_secs(120), || {
+        let on = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
+        if on.trim() != "1" {
+            eprintln!("SKIPPED: net.mptcp.enabled is not 1 here");
+            return;
+        }
+        let dir = scratch("gw-mptcp");
+        let log = dir.join("wire.log");
+        let reg = start_registrar("tcp://127.0.0.1:0", &log, &[]);
+        let _echo = start_echo(&reg.asap, &["127.0.0.1:0"], &log);
+        let (gw, a) = gateway(&reg.asap, &["mptcp://127.0.0.1:0=EchoPool"], &[], &log);
+        assert!(
+            gw.out
+                .text()
+                .contains(&format!("listening mptcp://{} ", a[0])),
+            "{}",
+            gw.out.text()
+        );
+        let addr: std::net::SocketAddr = a[0].parse().unwrap();
+        let port = format!(":{}", addr.port());
+        assert!(
+            ss(&["-Mltn"]).contains(&port),
+            "no MPTCP listener:\n{}",
+            ss(&["-Mltn"])
+        );
+        let mptcp = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::MPTCP),
+        )
+        .unwrap();
+        mptcp.connect(&addr.into()).unwrap();
+        let mut mptcp: TcpStream = mptcp.into();
+        let mut plain = TcpStream::connect(addr).unwrap();
+        for (s, what) in [(&mut mptcp, "mptcp"), (&mut plain, "tcp")] {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.write_all(format!("hello over {what}\n").as_bytes())
+                .unwrap();
+            let mut back = vec![0u8; format!("hello over {what}\n").len()];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, format!("hello over {what}\n").as_bytes());
+        }
+        // The gateway's end of the MPTCP client's connection is an MPTCP socket, that of
+        // the plain client is not: exactly one MPTCP connection has the gateway's address
+        // as its local address (the client's end is listed with it as its peer).
+        let listed = ss(&["-Mtn"]);
+        let at_gateway = listed
+            .lines()
+            .filter(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.first() == Some(&"mptcp") && w.get(4) == Some(&a[0].as_str())
+            })
+            .count();
+        assert_eq!(at_gateway, 1, "{listed}");
     });
 }
 

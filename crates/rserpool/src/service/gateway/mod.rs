@@ -70,6 +70,8 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 pub struct Mapping {
     pub listen: SocketAddr,
     pub pool: PoolHandle,
+    /// Listen with an MPTCP socket (`mptcp://`; plain TCP clients are taken too).
+    pub mptcp: bool,
 }
 
 /// How client connections are forwarded.
@@ -160,7 +162,8 @@ pub(crate) struct Shared {
 
 /// A bound gateway, not yet serving.
 pub struct Gateway {
-    listeners: Vec<(TcpListener, PoolHandle)>,
+    /// Each listener, its pool, and whether it is MPTCP.
+    listeners: Vec<(TcpListener, PoolHandle, bool)>,
     shared: Arc<Shared>,
 }
 
@@ -170,9 +173,10 @@ impl Gateway {
         use anyhow::Context as _;
         let mut listeners = Vec::new();
         for m in &cfg.maps {
-            let l = super::demo::bind_tcp(m.listen)
-                .with_context(|| format!("cannot listen on tcp://{}", m.listen))?;
-            listeners.push((l, m.pool.clone()));
+            let scheme = if m.mptcp { "mptcp" } else { "tcp" };
+            let l = crate::transport::tcp::bind_stream(m.listen, m.mptcp)
+                .with_context(|| format!("cannot listen on {scheme}://{}", m.listen))?;
+            listeners.push((l, m.pool.clone(), m.mptcp));
         }
         Ok(Self {
             listeners,
@@ -192,7 +196,20 @@ impl Gateway {
     pub fn local_addrs(&self) -> Vec<(SocketAddr, PoolHandle)> {
         self.listeners
             .iter()
-            .filter_map(|(l, p)| l.local_addr().ok().map(|a| (a, p.clone())))
+            .filter_map(|(l, p, _)| l.local_addr().ok().map(|a| (a, p.clone())))
+            .collect()
+    }
+
+    /// Each listener as a URL (`tcp://…` or `mptcp://…`) with its pool.
+    pub fn listen_urls(&self) -> Vec<(String, PoolHandle)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, p, mptcp)| {
+                let scheme = if *mptcp { "mptcp" } else { "tcp" };
+                l.local_addr()
+                    .ok()
+                    .map(|a| (format!("{scheme}://{a}"), p.clone()))
+            })
             .collect()
     }
 
@@ -207,7 +224,7 @@ impl Gateway {
         let (stop_tx, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(self.shared.cfg.max_connections.max(1)));
         let mut accepting = Vec::new();
-        for (mut listener, pool) in self.listeners {
+        for (mut listener, pool, _) in self.listeners {
             let sh = self.shared.clone();
             let permits = permits.clone();
             let mut rx = stop_rx.clone();
