@@ -69,6 +69,23 @@ fn subflows(ns: &Netns, to: &str) -> usize {
         .count()
 }
 
+/// TCP subflows (`tcp-ulp-mptcp`) in namespace `ns` to any address at the port of `to`
+/// (a subflow may go to another address of the peer, e.g. one it announced).
+fn subflows_to_port(ns: &Netns, to: &str) -> usize {
+    let port = format!(":{}", to.rsplit(':').next().unwrap_or_default());
+    in_ns(ns, &["ss", "-tni"])
+        .split("\n")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| {
+            w[0].split_whitespace()
+                .nth(4)
+                .is_some_and(|peer| peer.ends_with(&port))
+                && w[1].contains("tcp-ulp-mptcp")
+        })
+        .count()
+}
+
 #[test]
 fn mptcp_carries_asap_and_enrp_over_two_paths_and_survives_one_going_down() {
     bounded(Duration::from_secs(240), || {
@@ -221,12 +238,13 @@ fn mptcp_carries_asap_and_enrp_over_two_paths_and_survives_one_going_down() {
     });
 }
 
-/// The pool-user to pool-element session over MPTCP: a PE listening on `mptcp://` on one
-/// host, `rsp pingpong --session-mptcp` on the other, two links between them. The session
-/// has a subflow on each link; the first link goes down and the Pings go on over the
-/// second, on the same PE: no failover, no lost or repeated reply.
+/// The pool-user to pool-element session over MPTCP, IPv4 and IPv6: a PE per family
+/// listening on `mptcp://` on one host, `rsp pingpong --session-mptcp` on the other, two
+/// links between them. Each session has a subflow on each link; the first link goes down
+/// and the Pings go on over the second, on the same PE: no failover, no lost or repeated
+/// reply.
 #[test]
-fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
+fn sessions_over_mptcp_keep_their_pe_when_one_path_goes_down() {
     bounded(Duration::from_secs(240), || {
         let (Some(a), Some(b)) = (Netns::new("msa"), Netns::new("msb")) else {
             return;
@@ -234,7 +252,8 @@ fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
         for ns in [&a, &b] {
             in_ns(ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
         }
-        // Two links: 10.93.1.0/24 (path 1) and 10.93.2.0/24 (path 2).
+        // Two links: path 1 (10.93.1.0/24, fd93:1::/64) and path 2 (10.93.2.0/24,
+        // fd93:2::/64).
         for (i, (va, vb)) in [("sa1", "sb1"), ("sa2", "sb2")].iter().enumerate() {
             run(&[
                 "ip", "link", "add", va, "netns", &a.name, "type", "veth", "peer", "name", vb,
@@ -243,6 +262,22 @@ fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
             let net = i + 1;
             a.ip(&["addr", "add", &format!("10.93.{net}.1/24"), "dev", va]);
             b.ip(&["addr", "add", &format!("10.93.{net}.2/24"), "dev", vb]);
+            a.ip(&[
+                "addr",
+                "add",
+                &format!("fd93:{net}::1/64"),
+                "dev",
+                va,
+                "nodad",
+            ]);
+            b.ip(&[
+                "addr",
+                "add",
+                &format!("fd93:{net}::2/64"),
+                "dev",
+                vb,
+                "nodad",
+            ]);
             a.ip(&["link", "set", va, "up"]);
             b.ip(&["link", "set", vb, "up"]);
         }
@@ -257,24 +292,12 @@ fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
                 "2",
             ]);
         }
-        a.ip(&[
-            "mptcp",
-            "endpoint",
-            "add",
-            "10.93.2.1",
-            "dev",
-            "sa2",
-            "subflow",
-        ]);
-        b.ip(&[
-            "mptcp",
-            "endpoint",
-            "add",
-            "10.93.2.2",
-            "dev",
-            "sb2",
-            "signal",
-        ]);
+        for addr in ["10.93.2.1", "fd93:2::1"] {
+            a.ip(&["mptcp", "endpoint", "add", addr, "dev", "sa2", "subflow"]);
+        }
+        for addr in ["10.93.2.2", "fd93:2::2"] {
+            b.ip(&["mptcp", "endpoint", "add", addr, "dev", "sb2", "signal"]);
+        }
 
         let dir = scratch("mptcp-session");
         let log = dir.join("wire.log");
@@ -282,10 +305,14 @@ fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
             "registrar",
             &[
                 "registrar",
+                // Wildcards: a subflow may come to any address of the host (the
+                // ADD_ADDR of path 2's address, `signal` below).
                 "--listen",
-                "mptcp://10.93.1.2:3863",
+                "mptcp://0.0.0.0:3863",
                 "--listen",
-                "tcp://127.0.0.1:3863",
+                "mptcp://[::]:3863",
+                "--listen",
+                "tcp://127.0.0.1:3864",
                 "--enrp-listen",
                 "off",
                 "--admin",
@@ -294,124 +321,150 @@ fn a_session_over_mptcp_keeps_its_pe_when_one_path_goes_down() {
             ],
             &log,
         ));
-        let pe = b.spawn(
-            "pingpong PE on mptcp",
-            &[
-                "serve",
-                "pingpong",
-                "-r",
-                "mptcp://10.93.1.2:3863",
-                "--no-announces",
-                "--listen",
-                "mptcp://10.93.1.2:0",
-            ],
-            &log,
-        );
-        let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
-        let listening = pe.stdout_line("no listening line", Duration::from_secs(5), |l| {
-            l.starts_with("listening ")
-        });
-        let at = listening
-            .split_whitespace()
-            .last()
-            .and_then(|u| u.strip_prefix("mptcp://"))
-            .unwrap_or_else(|| pe.fail(&format!("not an mptcp listener: {listening:?}")))
-            .to_owned();
-        let pu = a.spawn(
-            "pingpong PU over mptcp",
-            &[
-                "pingpong",
-                "-r",
-                "mptcp://10.93.1.2:3863",
-                "--no-announces",
-                "--session-mptcp",
-                "-n",
-                "0",
-                "--interval",
-                "50ms",
-                // Generous: the subflow on path 2 takes over within a retransmission
-                // timeout, far inside this; a failover would show as one.
-                "--heartbeat",
-                "1s",
-                "--heartbeat-timeout",
-                "20s",
-            ],
-            &log,
-        );
-        let pongs = |from: usize, n: usize| {
-            pu.out
-                .wait(
-                    from,
-                    std::time::Instant::now() + Duration::from_secs(60),
-                    |l| l.starts_with("pong "),
-                )
-                .map(|(i, _)| i)
-                .and_then(|first| {
-                    let mut at = first;
-                    for _ in 1..n {
-                        at = pu
-                            .out
-                            .wait(
-                                at + 1,
-                                std::time::Instant::now() + Duration::from_secs(60),
-                                |l| l.starts_with("pong "),
-                            )?
-                            .0;
-                    }
-                    Some(at)
-                })
-                .unwrap_or_else(|| pu.fail(&format!("fewer than {n} pongs after line {from}")))
-        };
-        pongs(0, 5);
-        // Really MPTCP: the session's socket towards the PE with two subflows under it.
-        wait_until(
-            "two subflows towards the PE",
-            Duration::from_secs(30),
-            || in_ns(&a, &["ss", "-Mtn"]).contains(&at) && subflows(&a, &at) >= 2,
-        );
-        println!("{}", in_ns(&a, &["ss", "-Mtn"]));
-
-        // Path 1 goes down; 40 more Pongs must come over path 2.
-        a.ip(&["link", "set", "sa1", "down"]);
-        let cut = pu.out.lines.lock().unwrap().len();
-        let last = pongs(cut, 40);
-        let lines = pu.out.lines.lock().unwrap().clone();
-        let numbers: Vec<(u64, u64)> = lines[..=last]
-            .iter()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                (w.next()? == "pong").then_some(())?;
-                let m = w.next()?.parse().ok()?;
-                (w.next()? == "reply").then_some(())?;
-                Some((m, w.next()?.parse().ok()?))
-            })
-            .collect();
-        for pair in numbers.windows(2) {
-            assert_eq!(pair[1].0, pair[0].0 + 1, "a Ping went missing: {pair:?}");
-            assert_eq!(
-                pair[1].1,
-                pair[0].1 + 1,
-                "the PE's reply count jumped: {pair:?}"
+        // Per family: the PE (its id and session address) and the PU.
+        let mut sessions = Vec::new();
+        for (family, at_b, any) in [("4", "10.93.1.2", "0.0.0.0"), ("6", "[fd93:1::2]", "[::]")] {
+            let pool = format!("PingPong{family}");
+            let registrar = format!("mptcp://{at_b}:3863");
+            let pe = b.spawn(
+                &format!("pingpong PE on mptcp, IPv{family}"),
+                &[
+                    "serve",
+                    "pingpong",
+                    "--pool",
+                    &pool,
+                    "-r",
+                    &registrar,
+                    "--no-announces",
+                    // The wildcard registers the address that routes to the registrar:
+                    // path 1's.
+                    "--listen",
+                    &format!("mptcp://{any}:0"),
+                ],
+                &log,
+            );
+            let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
+            pe.stdout_line("no mptcp listener", Duration::from_secs(5), |l| {
+                l.starts_with("listening pingpong mptcp://")
+            });
+            let registered =
+                pe.stdout_line("", Duration::from_secs(5), |l| l.starts_with("registered "));
+            let at = registered
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr=tcp://"))
+                .filter(|a| a.starts_with(at_b))
+                .unwrap_or_else(|| pe.fail(&format!("not registered at {at_b}: {registered:?}")))
+                .to_owned();
+            let pu = a.spawn(
+                &format!("pingpong PU over mptcp, IPv{family}"),
+                &[
+                    "pingpong",
+                    &pool,
+                    "-r",
+                    &registrar,
+                    "--no-announces",
+                    "--session-mptcp",
+                    "-n",
+                    "0",
+                    "--interval",
+                    "50ms",
+                    // Generous: the subflow on path 2 takes over within a retransmission
+                    // timeout, far inside this; a failover would show as one.
+                    "--heartbeat",
+                    "1s",
+                    "--heartbeat-timeout",
+                    "20s",
+                ],
+                &log,
+            );
+            sessions.push((pe, pe_id, at, pu));
+        }
+        for (_, _, at, pu) in &sessions {
+            pongs(pu, 0, 5);
+            // Really MPTCP: the session's socket towards the PE with two subflows.
+            wait_until(
+                &format!("two subflows towards {at}"),
+                Duration::from_secs(30),
+                || {
+                    in_ns(&a, &["ss", "-Mtn"]).contains(at.as_str())
+                        && subflows_to_port(&a, at) >= 2
+                },
             );
         }
-        // What the client said of its session: connected to the PE once, business cards,
-        // nothing else (no failover, no PE failed or refused, no reply warning).
-        let said: Vec<String> = pu
-            .err
-            .lines
-            .lock()
-            .unwrap()
+        println!("{}", in_ns(&a, &["ss", "-Mtn"]));
+
+        // Path 1 goes down; 40 more Pongs must come over path 2, in each family.
+        a.ip(&["link", "set", "sa1", "down"]);
+        let cuts: Vec<usize> = sessions
             .iter()
-            .filter_map(|l| l.strip_prefix("rsp pingpong: ").map(str::to_owned))
-            .filter(|l| !l.starts_with("business card: "))
+            .map(|(_, _, _, pu)| pu.out.lines.lock().unwrap().len())
             .collect();
-        assert_eq!(
-            said,
-            vec![format!("connected to PE {pe_id} at tcp://{at}")],
-            "{}",
-            pu.err.text()
-        );
+        for ((_, pe_id, at, pu), cut) in sessions.iter().zip(cuts) {
+            let last = pongs(pu, cut, 40);
+            let lines = pu.out.lines.lock().unwrap().clone();
+            let numbers: Vec<(u64, u64)> = lines[..=last]
+                .iter()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next()? == "pong").then_some(())?;
+                    let m = w.next()?.parse().ok()?;
+                    (w.next()? == "reply").then_some(())?;
+                    Some((m, w.next()?.parse().ok()?))
+                })
+                .collect();
+            for pair in numbers.windows(2) {
+                assert_eq!(
+                    pair[1].0,
+                    pair[0].0 + 1,
+                    "{at}: a Ping went missing: {pair:?}"
+                );
+                assert_eq!(
+                    pair[1].1,
+                    pair[0].1 + 1,
+                    "{at}: the PE's reply count jumped: {pair:?}"
+                );
+            }
+            // What the client said of its session: connected to the PE once, business
+            // cards, nothing else (no failover, no PE failed or refused, no warning).
+            let said: Vec<String> = pu
+                .err
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| l.strip_prefix("rsp pingpong: ").map(str::to_owned))
+                .filter(|l| !l.starts_with("business card: "))
+                .collect();
+            assert_eq!(
+                said,
+                vec![format!("connected to PE {pe_id} at tcp://{at}")],
+                "{}",
+                pu.err.text()
+            );
+        }
     });
+}
+
+/// The index of the `n`th `pong` line of `pu`'s stdout from line `from` on (each within
+/// a minute of the one before).
+fn pongs(pu: &Proc, from: usize, n: usize) -> usize {
+    let next = |from: usize| {
+        pu.out
+            .wait(
+                from,
+                std::time::Instant::now() + Duration::from_secs(60),
+                |l| l.starts_with("pong "),
+            )
+            .map(|(i, _)| i)
+    };
+    let mut at = None;
+    for _ in 0..n {
+        at = next(at.map_or(from, |i| i + 1));
+        if at.is_none() {
+            pu.fail(&format!("fewer than {n} pongs after line {from}"));
+        }
+    }
+    at.unwrap_or(from)
 }
 
 /// Where the kernel has MPTCP turned off, `mptcp://` (to listen, to reach a registrar or
