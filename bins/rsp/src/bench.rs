@@ -63,8 +63,9 @@ pub struct BenchArgs {
     /// Length of each run (one per client count and target).
     #[arg(long, default_value = "3s", value_parser = args::duration)]
     pub duration: Duration,
-    /// Registrar to measure, tcp://, tls:// or sctp:// (default: one started in this process on
-    /// an ephemeral TCP port). The register workload registers 100 PEs per client from
+    /// Registrar to measure, tcp://, mptcp://, tls:// or sctp:// (default: one started in
+    /// this process on an ephemeral TCP port; an mptcp:// one is compared with an MPTCP
+    /// echo server). The register workload registers 100 PEs per client from
     /// one address: an `rsp registrar` needs `--max-pes-per-source` of at least 100 ×
     /// clients (or 0) for it.
     #[arg(long, value_name = "URL", value_parser = args::asap_endpoint)]
@@ -139,7 +140,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     // A TLS registrar is compared with the plain TCP echo (and with `--versus tcp://…`).
     let echo = match &registrar {
-        Target::Tcp(_) | Target::Tls(..) => servers.block_on(start_echo())?,
+        Target::Tcp(_) | Target::Tls(..) => servers.block_on(start_echo(false))?,
+        // An MPTCP registrar against an MPTCP echo (`--versus tcp://…` for TCP).
+        Target::Mptcp(_) => servers.block_on(start_echo(true))?,
         Target::Sctp(addrs) => servers.block_on(start_sctp_echo(addrs[0]))?,
     };
     let clients = args::runtime()?;
@@ -196,6 +199,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
     Tcp(SocketAddr),
+    Mptcp(SocketAddr),
     /// All addresses of one (multi-homed) SCTP endpoint.
     Sctp(Vec<SocketAddr>),
     /// TLS over TCP, with the settings its clients use.
@@ -211,18 +215,26 @@ impl Target {
         Ok(match ep.transport {
             TransportProto::Sctp => Target::Sctp(ep.addrs.clone()),
             TransportProto::Tcp => Target::Tcp(a),
+            TransportProto::Mptcp => {
+                rserpool::transport::tcp::mptcp_available("use tcp:// instead of mptcp://")?;
+                Target::Mptcp(a)
+            }
             TransportProto::Tls => match tls {
                 Some(t) => Target::Tls(a, t.clone()),
                 None => bail!("a tls:// registrar needs trust anchors (--tls-ca FILE)"),
             },
             other => {
-                bail!("rsp bench measures tcp://, tls:// or sctp:// registrars, not {other:?}")
+                bail!("rsp bench measures tcp://, mptcp://, tls:// or sctp:// registrars, not {other:?}")
             }
         })
     }
     pub(crate) fn endpoint(&self) -> Endpoint {
         match self {
             Target::Tcp(a) => Endpoint::tcp(*a),
+            Target::Mptcp(a) => Endpoint {
+                transport: TransportProto::Mptcp,
+                addrs: vec![*a],
+            },
             Target::Sctp(addrs) => Endpoint::sctp(addrs.clone()),
             Target::Tls(a, _) => Endpoint {
                 transport: TransportProto::Tls,
@@ -241,7 +253,7 @@ impl Target {
     /// e.g. 10.0.0.1 for a registrar at 10.0.0.1).
     fn pe_address(&self) -> std::net::IpAddr {
         let reg = match self {
-            Target::Tcp(a) | Target::Tls(a, _) => *a,
+            Target::Tcp(a) | Target::Mptcp(a) | Target::Tls(a, _) => *a,
             Target::Sctp(addrs) => addrs[0],
         };
         let probe = std::net::UdpSocket::bind(SocketAddr::new(
@@ -310,8 +322,13 @@ async fn start_registrar() -> anyhow::Result<crate::registrar::Running> {
 }
 
 /// The baseline: every message received is sent straight back.
-async fn start_echo() -> anyhow::Result<Target> {
-    Ok(Target::Tcp(bench::start_tcp_echo().await?))
+async fn start_echo(mptcp: bool) -> anyhow::Result<Target> {
+    let a = bench::start_tcp_echo(mptcp).await?;
+    Ok(if mptcp {
+        Target::Mptcp(a)
+    } else {
+        Target::Tcp(a)
+    })
 }
 
 /// The SCTP baseline: every message is sent straight back (same PPID).
@@ -344,7 +361,7 @@ pub(crate) async fn prepare(w: Workload, registrar: &Target) -> anyhow::Result<V
             });
         }
         let opts = match registrar {
-            Target::Tcp(_) | Target::Tls(..) => {
+            Target::Tcp(_) | Target::Mptcp(_) | Target::Tls(..) => {
                 opts.tcp_user_transport(SocketAddr::new(ip, 20000 + i))
             }
             Target::Sctp(_) => opts.sctp_user_transport(20000 + i, vec![ip], true),
@@ -373,7 +390,9 @@ pub(crate) fn requests(w: Workload, client: usize, target: &Target) -> Vec<Vec<u
                 let id = (client as u32) * PES_PER_CLIENT + k + 1;
                 let port = (id % 60000) as u16 + 1024;
                 let user_transport = match target {
-                    Target::Tcp(_) | Target::Tls(..) => TransportAddr::tcp(port, ip),
+                    Target::Tcp(_) | Target::Mptcp(_) | Target::Tls(..) => {
+                        TransportAddr::tcp(port, ip)
+                    }
                     Target::Sctp(_) => {
                         TransportAddr::sctp(port, TransportUse::DATA_PLUS_CONTROL, vec![ip])
                     }

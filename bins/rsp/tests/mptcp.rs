@@ -549,3 +549,67 @@ fn without_mptcp_in_the_kernel_mptcp_says_so() {
         }
     });
 }
+
+/// `rsp bench` measures an MPTCP registrar (against an MPTCP echo server, and against the
+/// same registrar's TCP listener with `--versus`): every row answered, none in error.
+#[test]
+fn rsp_bench_measures_an_mptcp_registrar() {
+    bounded(Duration::from_secs(120), || {
+        let Some(ns) = Netns::new("mpbench") else {
+            return;
+        };
+        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+        let log = scratch("mptcp-bench").join("wire.log");
+        let _registrar = Registrar::started(ns.spawn(
+            "registrar",
+            &[
+                "registrar",
+                "--listen",
+                "tcp://127.0.0.1:3863",
+                "--listen",
+                "mptcp://127.0.0.1:3864",
+                "--enrp-listen",
+                "off",
+                "--admin",
+                "127.0.0.1:9990",
+                "--announce=false",
+            ],
+            &log,
+        ));
+        let out = ns
+            .command(&[
+                "bench",
+                "resolve",
+                "--registrar",
+                "mptcp://127.0.0.1:3864",
+                "--versus",
+                "tcp://127.0.0.1:3863",
+                "--clients",
+                "1,4",
+                "--duration",
+                "300ms",
+                "--rounds",
+                "1",
+            ])
+            .env_remove("RSERPOOL_WIRE_LOG")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // clients, target, ops/s, p50, p99, errors …
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|w| w.len() >= 6 && w[0].parse::<u32>().is_ok())
+            .collect();
+        assert_eq!(rows.len(), 6, "{text}");
+        for w in &rows {
+            assert!(w[2].parse::<f64>().unwrap() > 0.0, "{text}");
+            assert_eq!(w[5], "0", "errors: {text}");
+        }
+    });
+}

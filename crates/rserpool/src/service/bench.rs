@@ -1,5 +1,5 @@
 //! The load generator's transport side (`rsp bench`): a client connection that sends and
-//! receives whole ASAP messages over TCP or SCTP, and the echo servers used as the
+//! receives whole ASAP messages over TCP, MPTCP or SCTP, and the echo servers used as the
 //! baseline (every message straight back), so the CLI never touches sockets.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,14 +11,15 @@ use rserpool_proto::io::{Endpoint, TransportProto};
 use rserpool_wire::framing::Deframer;
 use rserpool_wire::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::sctp::{RecvItem, SctpListener, SctpStream};
 use crate::transport::accept::accept_until;
 
-/// The TCP baseline on 127.0.0.1: every message received is sent straight back.
-pub async fn start_tcp_echo() -> std::io::Result<SocketAddr> {
-    let mut l = TcpListener::bind("127.0.0.1:0").await?;
+/// The TCP baseline on 127.0.0.1 (MPTCP with `mptcp`): every message received is sent
+/// straight back.
+pub async fn start_tcp_echo(mptcp: bool) -> std::io::Result<SocketAddr> {
+    let mut l = crate::transport::tcp::bind_stream(([127, 0, 0, 1], 0).into(), mptcp)?;
     let addr = l.local_addr()?;
     tokio::spawn(async move {
         accept_until(&mut l, "bench echo", std::future::pending(), |(s, _)| {
@@ -110,8 +111,8 @@ impl MessageConn {
                 let a = to
                     .primary()
                     .ok_or_else(|| std::io::Error::other("endpoint without address"))?;
-                let s = TcpStream::connect(a).await?;
-                s.set_nodelay(true)?;
+                let mptcp = to.transport == TransportProto::Mptcp;
+                let s = crate::transport::tcp::connect_plain(a, mptcp).await?;
                 Ok(Self::tcp(s))
             }
         }
