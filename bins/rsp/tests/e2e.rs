@@ -439,35 +439,26 @@ fn registrar_config_is_checked() {
 fn bench_runs_and_prints_its_table() {
     bounded(Duration::from_secs(120), || {
         for workload in ["resolve", "register"] {
-            let out = Command::new(RSP)
-                .args([
-                    "bench",
-                    workload,
-                    "--duration",
-                    "300ms",
-                    "--clients",
-                    "1,4",
-                    "--rounds",
-                    "1",
-                ])
-                .env_remove("RSERPOOL_WIRE_LOG")
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let mut cmd = Command::new(RSP);
+            cmd.args([
+                "bench",
+                workload,
+                "--duration",
+                "300ms",
+                "--clients",
+                "1,4",
+                "--rounds",
+                "1",
+            ]);
+            let text = succeeds(cmd);
             assert!(text.contains("ratio"), "{text}");
-            let rows: Vec<&str> = text
-                .lines()
-                .filter(|l| l.split_whitespace().nth(1) == Some("registrar"))
+            let rows: Vec<Vec<&str>> = bench_rows(&text)
+                .into_iter()
+                .filter(|w| w[1] == "registrar")
                 .collect();
             assert_eq!(rows.len(), 2, "{text}");
-            for line in rows {
-                let errors: u64 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
-                assert_eq!(errors, 0, "{line}");
+            for w in rows {
+                assert_eq!(w[5], "0", "errors: {w:?}");
             }
         }
     });
@@ -475,28 +466,19 @@ fn bench_runs_and_prints_its_table() {
 
 /// `rsp bench flood ARGS…` (must succeed): its standard output.
 fn bench_flood(args: &[&str]) -> String {
-    let out = Command::new(RSP)
-        .args([
-            "bench",
-            "flood",
-            "--duration",
-            "1s",
-            "--rounds",
-            "1",
-            "--pace",
-            "500",
-        ])
-        .args(args)
-        .env_remove("RSERPOOL_WIRE_LOG")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    let mut cmd = Command::new(RSP);
+    cmd.args([
+        "bench",
+        "flood",
+        "--duration",
+        "1s",
+        "--rounds",
+        "1",
+        "--pace",
+        "500",
+    ])
+    .args(args);
+    succeeds(cmd)
 }
 
 /// `rsp bench flood`: the pool user's two rows, the ratio, and a flood whose answers are

@@ -230,17 +230,7 @@ fn call_finds_an_announced_registrar_and_resolve_has_defaults() {
             &log,
         );
         let pe = serve2.registered_pe("did not register", LONG);
-        let out = ns
-            .command(&["resolve", "EchoPool"])
-            .env_remove("RSERPOOL_WIRE_LOG")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = succeeds(ns.command(&["resolve", "EchoPool"]));
         assert!(text.contains(&format!("pes={pe}")), "{text}");
         drop((serve, serve2, reg, local));
         drop(ns);

@@ -86,58 +86,65 @@ fn subflows_to_port(ns: &Netns, to: &str) -> usize {
         .count()
 }
 
+/// Hosts `a` and `b` joined by two links with MPTCP on. Path N (1, 2) is the veth pair
+/// `{tag}aN` / `{tag}bN` with 10.{net}.N.0/24 and fd{net}:N::/64 (A .1 and ::1, B .2 and
+/// ::2). Each MPTCP connection may have two more subflows: A opens one from its path-2
+/// addresses, B announces its path-2 addresses.
+fn two_paths(a: &Netns, b: &Netns, tag: &str, net: u8) {
+    for ns in [a, b] {
+        in_ns(ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+    }
+    for path in 1..=2 {
+        let (va, vb) = (format!("{tag}a{path}"), format!("{tag}b{path}"));
+        run(&[
+            "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb,
+            "netns", &b.name,
+        ]);
+        for (ns, dev, host) in [(a, &va, 1), (b, &vb, 2)] {
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("10.{net}.{path}.{host}/24"),
+                "dev",
+                dev,
+            ]);
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("fd{net}:{path}::{host}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+    }
+    for ns in [a, b] {
+        ns.ip(&[
+            "mptcp",
+            "limits",
+            "set",
+            "subflows",
+            "2",
+            "add_addr_accepted",
+            "2",
+        ]);
+    }
+    for (ns, host, how) in [(a, 1, "subflow"), (b, 2, "signal")] {
+        let dev = format!("{tag}{}2", if host == 1 { "a" } else { "b" });
+        for addr in [format!("10.{net}.2.{host}"), format!("fd{net}:2::{host}")] {
+            ns.ip(&["mptcp", "endpoint", "add", &addr, "dev", &dev, how]);
+        }
+    }
+}
+
 #[test]
 fn mptcp_carries_asap_and_enrp_over_two_paths_and_survives_one_going_down() {
     bounded(Duration::from_secs(240), || {
         let (Some(a), Some(b)) = (Netns::new("mpa"), Netns::new("mpb")) else {
             return;
         };
-        if in_ns(&a, &["sysctl", "-n", "net.mptcp.enabled"]).trim() != "1" {
-            in_ns(&a, &["sysctl", "-q", "net.mptcp.enabled=1"]);
-            in_ns(&b, &["sysctl", "-q", "net.mptcp.enabled=1"]);
-        }
-        // Two links: 10.92.1.0/24 (path 1) and 10.92.2.0/24 (path 2).
-        for (i, (va, vb)) in [("ma1", "mb1"), ("ma2", "mb2")].iter().enumerate() {
-            run(&[
-                "ip", "link", "add", va, "netns", &a.name, "type", "veth", "peer", "name", vb,
-                "netns", &b.name,
-            ]);
-            let net = i + 1;
-            a.ip(&["addr", "add", &format!("10.92.{net}.1/24"), "dev", va]);
-            b.ip(&["addr", "add", &format!("10.92.{net}.2/24"), "dev", vb]);
-            a.ip(&["link", "set", va, "up"]);
-            b.ip(&["link", "set", vb, "up"]);
-        }
-        // Host A opens a second subflow from its path-2 address; B announces its own.
-        for ns in [&a, &b] {
-            ns.ip(&[
-                "mptcp",
-                "limits",
-                "set",
-                "subflows",
-                "2",
-                "add_addr_accepted",
-                "2",
-            ]);
-        }
-        a.ip(&[
-            "mptcp",
-            "endpoint",
-            "add",
-            "10.92.2.1",
-            "dev",
-            "ma2",
-            "subflow",
-        ]);
-        b.ip(&[
-            "mptcp",
-            "endpoint",
-            "add",
-            "10.92.2.2",
-            "dev",
-            "mb2",
-            "signal",
-        ]);
+        two_paths(&a, &b, "m", 92);
 
         let dir = scratch("mptcp");
         let log = dir.join("wire.log");
@@ -249,55 +256,7 @@ fn sessions_over_mptcp_keep_their_pe_when_one_path_goes_down() {
         let (Some(a), Some(b)) = (Netns::new("msa"), Netns::new("msb")) else {
             return;
         };
-        for ns in [&a, &b] {
-            in_ns(ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
-        }
-        // Two links: path 1 (10.93.1.0/24, fd93:1::/64) and path 2 (10.93.2.0/24,
-        // fd93:2::/64).
-        for (i, (va, vb)) in [("sa1", "sb1"), ("sa2", "sb2")].iter().enumerate() {
-            run(&[
-                "ip", "link", "add", va, "netns", &a.name, "type", "veth", "peer", "name", vb,
-                "netns", &b.name,
-            ]);
-            let net = i + 1;
-            a.ip(&["addr", "add", &format!("10.93.{net}.1/24"), "dev", va]);
-            b.ip(&["addr", "add", &format!("10.93.{net}.2/24"), "dev", vb]);
-            a.ip(&[
-                "addr",
-                "add",
-                &format!("fd93:{net}::1/64"),
-                "dev",
-                va,
-                "nodad",
-            ]);
-            b.ip(&[
-                "addr",
-                "add",
-                &format!("fd93:{net}::2/64"),
-                "dev",
-                vb,
-                "nodad",
-            ]);
-            a.ip(&["link", "set", va, "up"]);
-            b.ip(&["link", "set", vb, "up"]);
-        }
-        for ns in [&a, &b] {
-            ns.ip(&[
-                "mptcp",
-                "limits",
-                "set",
-                "subflows",
-                "2",
-                "add_addr_accepted",
-                "2",
-            ]);
-        }
-        for addr in ["10.93.2.1", "fd93:2::1"] {
-            a.ip(&["mptcp", "endpoint", "add", addr, "dev", "sa2", "subflow"]);
-        }
-        for addr in ["10.93.2.2", "fd93:2::2"] {
-            b.ip(&["mptcp", "endpoint", "add", addr, "dev", "sb2", "signal"]);
-        }
+        two_paths(&a, &b, "s", 93);
 
         let dir = scratch("mptcp-session");
         let log = dir.join("wire.log");
@@ -576,36 +535,21 @@ fn rsp_bench_measures_an_mptcp_registrar() {
             ],
             &log,
         ));
-        let out = ns
-            .command(&[
-                "bench",
-                "resolve",
-                "--registrar",
-                "mptcp://127.0.0.1:3864",
-                "--versus",
-                "tcp://127.0.0.1:3863",
-                "--clients",
-                "1,4",
-                "--duration",
-                "300ms",
-                "--rounds",
-                "1",
-            ])
-            .env_remove("RSERPOOL_WIRE_LOG")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // clients, target, ops/s, p50, p99, errors …
-        let rows: Vec<Vec<&str>> = text
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .filter(|w| w.len() >= 6 && w[0].parse::<u32>().is_ok())
-            .collect();
+        let text = succeeds(ns.command(&[
+            "bench",
+            "resolve",
+            "--registrar",
+            "mptcp://127.0.0.1:3864",
+            "--versus",
+            "tcp://127.0.0.1:3863",
+            "--clients",
+            "1,4",
+            "--duration",
+            "300ms",
+            "--rounds",
+            "1",
+        ]));
+        let rows = bench_rows(&text);
         assert_eq!(rows.len(), 6, "{text}");
         for w in &rows {
             assert!(w[2].parse::<f64>().unwrap() > 0.0, "{text}");

@@ -196,6 +196,30 @@ impl Drop for Proc {
     }
 }
 
+/// Run `cmd` (an `rsp` command; without the wire log) to its end: it must succeed (else
+/// the test fails with its output). Its standard output.
+pub fn succeeds(mut cmd: Command) -> String {
+    let out = cmd.env_remove("RSERPOOL_WIRE_LOG").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The rows of an `rsp bench` table (clients, target, ops/s, p50, p99, errors, …), split
+/// into words.
+pub fn bench_rows(table: &str) -> Vec<Vec<&str>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() >= 6 && w[0].parse::<u32>().is_ok())
+        .collect()
+}
+
 /// Run a test body under a watchdog: a hung test fails instead of blocking CI. (Children
 /// are killed by their `Drop` when the body unwinds; the watchdog only reports.)
 pub fn bounded(limit: Duration, body: impl FnOnce() + Send + 'static) {
