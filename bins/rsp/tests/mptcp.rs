@@ -265,7 +265,7 @@ fn sessions_over_mptcp_keep_their_pe_when_one_path_goes_down() {
             &[
                 "registrar",
                 // Wildcards: a subflow may come to any address of the host (the
-                // ADD_ADDR of path 2's address, `signal` below).
+                // ADD_ADDR of path 2's address, `signal` in `two_paths`).
                 "--listen",
                 "mptcp://0.0.0.0:3863",
                 "--listen",
