@@ -55,6 +55,10 @@ pub struct CallArgs {
     /// lines. 0 = no heartbeat (a PE fails only when its connection does).
     #[arg(long, default_value = "5s", value_parser = args::duration)]
     pub reply_timeout: Duration,
+    /// Connect to the pool's TCP PEs over MPTCP (a subflow per path for PEs listening on
+    /// mptcp://, plain TCP to the others).
+    #[arg(long)]
+    pub session_mptcp: bool,
     #[command(flatten)]
     pub csp: args::CspArgs,
 }
@@ -65,6 +69,10 @@ pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
 
 async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
     args::warn_long_handle("call", &args.pool);
+    if args.session_mptcp {
+        rserpool::transport::tcp::mptcp_available("leave out --session-mptcp")
+            .map_err(|e| crate::exit::usage(anyhow::Error::new(e).context("--session-mptcp")))?;
+    }
     // Every PE of the pool in each resolution: the policy then runs over the whole pool.
     let opts = args
         .registrars
@@ -84,6 +92,7 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
         to_all: args.to_all,
         attempts: args.attempts,
         reply_timeout: args.reply_timeout,
+        mptcp: args.session_mptcp,
         registrars: args.registrars.endpoints(),
         announce_group: args.registrars.group(),
         status: &status,

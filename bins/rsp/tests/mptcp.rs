@@ -436,7 +436,18 @@ fn without_mptcp_in_the_kernel_mptcp_says_so() {
             return;
         };
         in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=0"]);
-        let cases: [(&[&str], &str); 5] = [
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &[
+                    "call",
+                    "EchoPool",
+                    "--no-announces",
+                    "-r",
+                    "tcp://127.0.0.1:9",
+                    "--session-mptcp",
+                ],
+                "leave out --session-mptcp",
+            ),
             (
                 &[
                     "serve",
@@ -555,5 +566,76 @@ fn rsp_bench_measures_an_mptcp_registrar() {
             assert!(w[2].parse::<f64>().unwrap() > 0.0, "{text}");
             assert_eq!(w[5], "0", "errors: {text}");
         }
+    });
+}
+
+/// `rsp call --session-mptcp` to an echo PE listening on `mptcp://`: the line comes back
+/// and both ends of that connection are MPTCP sockets (`ss -M`).
+#[test]
+fn call_over_mptcp_to_an_echo_pe_on_mptcp() {
+    bounded(Duration::from_secs(120), || {
+        let Some(ns) = Netns::new("mpcall") else {
+            return;
+        };
+        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+        let log = scratch("mptcp-call").join("wire.log");
+        let _registrar = Registrar::started(ns.spawn(
+            "registrar",
+            &[
+                "registrar",
+                "--listen",
+                "tcp://127.0.0.1:3863",
+                "--enrp-listen",
+                "off",
+                "--admin",
+                "127.0.0.1:9990",
+                "--announce=false",
+            ],
+            &log,
+        ));
+        let pe = ns.spawn(
+            "echo PE on mptcp",
+            &[
+                "serve",
+                "echo",
+                "-r",
+                "tcp://127.0.0.1:3863",
+                "--no-announces",
+                "--listen",
+                "mptcp://127.0.0.1:0",
+            ],
+            &log,
+        );
+        pe.registered_pe("did not register", Duration::from_secs(20));
+        let listening = pe.stdout_line("no mptcp listener", Duration::from_secs(5), |l| {
+            l.starts_with("listening echo mptcp://")
+        });
+        let at = listening.rsplit("mptcp://").next().unwrap().to_owned();
+        let mut call = ns.spawn(
+            "call over mptcp",
+            &[
+                "call",
+                "EchoPool",
+                "-r",
+                "tcp://127.0.0.1:3863",
+                "--no-announces",
+                "--session-mptcp",
+            ],
+            &log,
+        );
+        call.send_line("hello over mptcp");
+        call.stdout_line("no echo", Duration::from_secs(20), |l| {
+            l == "hello over mptcp"
+        });
+        let listed = in_ns(&ns, &["ss", "-Mtn"]);
+        let ends = listed
+            .lines()
+            .filter(|l| l.starts_with("mptcp") && l.contains(at.as_str()))
+            .count();
+        assert_eq!(ends, 2, "the PE's end and the caller's end:\n{listed}");
+        close_stdin(&mut call);
+        assert!(call
+            .wait_exit(Duration::from_secs(20))
+            .is_some_and(|s| s.success()));
     });
 }

@@ -50,6 +50,8 @@ pub struct Call<'a> {
     /// The registrars configured and the announce group listened on (for messages).
     pub registrars: Vec<Endpoint>,
     pub announce_group: Option<SocketAddr>,
+    /// Connect to TCP PEs over MPTCP (see [`SessionOptions::mptcp`]).
+    pub mptcp: bool,
     /// Receives each status line (`connected to PE …`, `PE … failed (…); trying another`).
     pub status: &'a (dyn Fn(&str) + Sync),
 }
@@ -112,8 +114,8 @@ fn addr_of(pe: &PoolElement) -> anyhow::Result<Endpoint> {
     endpoint_of(pe).ok_or_else(|| anyhow!("PE {} has no TCP/SCTP user transport", pe.id))
 }
 
-async fn connect(ep: &Endpoint) -> std::io::Result<Conn> {
-    Conn::connect(ep, Duration::from_secs(5)).await
+async fn connect(ep: &Endpoint, mptcp: bool) -> std::io::Result<Conn> {
+    Conn::connect(ep, Duration::from_secs(5), mptcp).await
 }
 
 /// A PE of the pool, or an error in words that names the pool and the registrars.
@@ -219,6 +221,7 @@ fn options(args: &Call<'_>, answered: Arc<AtomicU64>) -> SessionOptions {
     o.config.heartbeat_interval = (!t.is_zero()).then(|| (t / 4).max(Duration::from_millis(20)));
     o.config.heartbeat_timeout = (t * 3 / 4).max(Duration::from_millis(50));
     o.config.max_attempts = args.attempts.max(1);
+    o.mptcp = args.mptcp;
     o.on_failover(move |_old, unacked| {
         // Lines are answered in order: those before the count have their reply.
         let done = answered.load(Ordering::Relaxed);
@@ -461,7 +464,7 @@ async fn exchange(
     timeout: Duration,
 ) -> anyhow::Result<String> {
     let ep = addr_of(pe)?;
-    let conn = connect(&ep).await?;
+    let conn = connect(&ep, args.mptcp).await?;
     (args.status)(&format!("connected to PE {} at {ep}", pe.id));
     let (mut rd, mut wr) = conn.into_split();
     wr.send_line(line).await?;

@@ -111,8 +111,9 @@ pub enum ReadEvent {
 }
 
 impl Conn {
-    /// Connect to a PE's user transport (SCTP: all its addresses) within `timeout`.
-    pub async fn connect(ep: &Endpoint, timeout: Duration) -> io::Result<Conn> {
+    /// Connect to a PE's user transport (SCTP: all its addresses) within `timeout`; with
+    /// `mptcp` a TCP one over MPTCP (see [`SessionOptions::mptcp`]).
+    pub async fn connect(ep: &Endpoint, timeout: Duration, mptcp: bool) -> io::Result<Conn> {
         let fut = async {
             match ep.transport {
                 TransportProto::Sctp => {
@@ -124,8 +125,7 @@ impl Conn {
                     let addr = ep
                         .primary()
                         .ok_or_else(|| io::Error::other("endpoint without address"))?;
-                    let s = TcpStream::connect(addr).await?;
-                    let _ = s.set_nodelay(true);
+                    let s = crate::transport::tcp::connect_plain(addr, mptcp).await?;
                     Ok(Conn::Tcp(s))
                 }
             }
