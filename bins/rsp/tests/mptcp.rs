@@ -639,3 +639,94 @@ fn call_over_mptcp_to_an_echo_pe_on_mptcp() {
             .is_some_and(|s| s.success()));
     });
 }
+
+/// TLS on the session channel over MPTCP: a pingpong PE serving TLS sessions on
+/// `mptcp://`, a PU with `--session-mptcp --pe-identity`: the PE's identity is verified,
+/// Pongs come back, and both ends of the session's connection are MPTCP sockets.
+#[test]
+fn a_tls_session_runs_over_mptcp() {
+    bounded(Duration::from_secs(120), || {
+        let Some(ns) = Netns::new("mptls") else {
+            return;
+        };
+        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+        let dir = scratch("mptcp-tls");
+        let log = dir.join("wire.log");
+        let ca = support::certs::ca(&dir, "pool-ca");
+        let cert = support::certs::leaf_for_name(&dir, &ca, "pe", "pe.pool.test");
+        let _registrar = Registrar::started(ns.spawn(
+            "registrar",
+            &[
+                "registrar",
+                "--listen",
+                "tcp://127.0.0.1:3863",
+                "--enrp-listen",
+                "off",
+                "--admin",
+                "127.0.0.1:9990",
+                "--announce=false",
+            ],
+            &log,
+        ));
+        let pe = ns.spawn(
+            "TLS pingpong PE on mptcp",
+            &[
+                "serve",
+                "pingpong",
+                "-r",
+                "tcp://127.0.0.1:3863",
+                "--no-announces",
+                "--listen",
+                "mptcp://127.0.0.1:0",
+                "--session-tls-cert",
+                support::certs::p(&cert.0),
+                "--session-tls-key",
+                support::certs::p(&cert.1),
+            ],
+            &log,
+        );
+        let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
+        let listening = pe.stdout_line("no mptcp listener", Duration::from_secs(5), |l| {
+            l.starts_with("listening pingpong mptcp://")
+        });
+        let at = listening.rsplit("mptcp://").next().unwrap().to_owned();
+        let pu = ns.spawn(
+            "TLS pingpong PU over mptcp",
+            &[
+                "pingpong",
+                "-r",
+                "tcp://127.0.0.1:3863",
+                "--no-announces",
+                "--session-mptcp",
+                "--tls-ca",
+                support::certs::p(&ca.pem),
+                "--pe-identity",
+                "pe.pool.test",
+                "-n",
+                "0",
+                "--interval",
+                "50ms",
+            ],
+            &log,
+        );
+        pongs(&pu, 0, 3);
+        let connected = pu
+            .err
+            .wait(0, std::time::Instant::now() + Duration::from_secs(5), |l| {
+                l.contains("connected to PE")
+            })
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| pu.fail("no connected line"));
+        assert!(
+            connected.contains(&format!("connected to PE {pe_id} at tcp://{at}"))
+                && connected.ends_with("identity pe.pool.test"),
+            "{connected}"
+        );
+        let listed = in_ns(&ns, &["ss", "-Mtn"]);
+        let ends = listed
+            .lines()
+            .filter(|l| l.starts_with("mptcp") && l.contains(at.as_str()))
+            .count();
+        assert_eq!(ends, 2, "the PE's end and the PU's end:\n{listed}");
+    });
+}
