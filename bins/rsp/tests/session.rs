@@ -173,6 +173,14 @@ fn fetch_resumes_after_kill_and_after_freeze() {
             &|p| p.kill9(),
             &log,
         );
+        // The killed PE out of the handlespace first (the first fetch reported it; the
+        // registrar's probe removes it): else the next fetch may pick it, fail over once
+        // before it starts, and count two failovers.
+        wait_until(
+            "the killed PE removed by the registrar",
+            Duration::from_secs(30),
+            || pe_ids(&dump(&reg.admin), "FilePool").len() == 2,
+        );
         // kill -STOP: only the session heartbeat notices.
         let out2 = dir.join("out2.bin");
         let stopped = std::sync::Mutex::new(None);
