@@ -129,10 +129,11 @@ pub struct ServeArgs {
     /// mptcp://ADDR for MPTCP (registered as TCP, since ASAP has no MPTCP transport; it
     /// takes plain TCP users too, and MPTCP ones, e.g. `--session-mptcp`, get a subflow
     /// per path), sctp://ADDR[,ADDR…]:PORT for SCTP (multi-homed). One PE entry is
-    /// registered per TCP or MPTCP address and one per SCTP listener. An unspecified TCP address (0.0.0.0, ::)
-    /// registers the local address that routes to the first registrar of that family
-    /// (loopback when there is none); an unspecified SCTP address registers every address
-    /// of the host except loopback (loopback only when there is nothing else).
+    /// registered per TCP or MPTCP address and one per SCTP listener. An unspecified TCP
+    /// address (0.0.0.0, ::) registers the local address that routes to the first
+    /// registrar of that family (loopback when there is none); an unspecified SCTP address
+    /// registers every address of the host except loopback (loopback only when there is
+    /// nothing else).
     /// Default: 0.0.0.0:0 and [::]:0 (TCP).
     #[arg(long = "listen", short = 'l', value_name = "URL", value_parser = listen_spec)]
     pub listen: Vec<Listen>,
@@ -293,20 +294,21 @@ async fn serve(
     for spec in &listen {
         match spec {
             Listen::Tcp(addr) | Listen::Mptcp(addr) => {
-                match tcp::bind_stream(*addr, matches!(spec, Listen::Mptcp(_))) {
+                let mptcp = matches!(spec, Listen::Mptcp(_));
+                let scheme = if mptcp { "mptcp" } else { "tcp" };
+                match tcp::bind_stream(*addr, mptcp) {
                     Ok(l) => {
                         listeners.push(l);
-                        schemes.push(if matches!(spec, Listen::Mptcp(_)) {
-                            "mptcp"
-                        } else {
-                            "tcp"
-                        });
+                        schemes.push(scheme);
                     }
                     // The default IPv6 listener is optional (hosts without IPv6).
                     Err(e) if args.listen.is_empty() && addr.is_ipv6() => {
                         tracing::warn!("not listening on {addr}: {e}");
                     }
-                    Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot listen on {scheme}://{addr}"))
+                    }
                 }
             }
             Listen::Sctp(addrs) => {
