@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -401,7 +402,71 @@ fn sessions_over_mptcp_keep_their_pe_when_one_path_goes_down() {
                 pu.err.text()
             );
         }
+        // What went over MPTCP decodes clean in Wireshark's dissectors.
+        let names = dissect(&dir, &log, |_| true, |_| false);
+        for m in ["ASAP_REGISTRATION", "ASAP_HANDLE_RESOLUTION_RESPONSE"] {
+            assert!(names.contains(m), "{m} not in {names:?}");
+        }
     });
+}
+
+/// One host (a namespace of its own) with MPTCP on; `None` where namespaces cannot be
+/// made.
+fn mptcp_host(tag: &str) -> Option<Netns> {
+    let ns = Netns::new(tag)?;
+    in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
+    Some(ns)
+}
+
+/// A registrar in `ns` on tcp://127.0.0.1:3863 (no ENRP, no announces), with `extra`
+/// flags.
+fn local_registrar(ns: &Netns, extra: &[&str], log: &Path) -> Registrar {
+    let mut args = vec![
+        "registrar",
+        "--listen",
+        "tcp://127.0.0.1:3863",
+        "--enrp-listen",
+        "off",
+        "--admin",
+        "127.0.0.1:9990",
+        "--announce=false",
+    ];
+    args.extend_from_slice(extra);
+    Registrar::started(ns.spawn("registrar", &args, log))
+}
+
+/// `rsp serve SERVICE` in `ns` on mptcp://127.0.0.1:0, registered with
+/// [`local_registrar`]: (process, PE id, the address it listens on).
+fn mptcp_pe(ns: &Netns, service: &str, extra: &[&str], log: &Path) -> (Proc, String, String) {
+    let mut args = vec![
+        "serve",
+        service,
+        "-r",
+        "tcp://127.0.0.1:3863",
+        "--no-announces",
+        "--listen",
+        "mptcp://127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let pe = ns.spawn(&format!("{service} PE on mptcp"), &args, log);
+    let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
+    let prefix = format!("listening {service} mptcp://");
+    let listening = pe.stdout_line("no mptcp listener", Duration::from_secs(5), |l| {
+        l.starts_with(&prefix)
+    });
+    let at = listening.rsplit("mptcp://").next().unwrap().to_owned();
+    (pe, pe_id, at)
+}
+
+/// Both ends of the one connection to `at` in `ns` are MPTCP sockets (`ss -M`: the
+/// listener's accepted end and the client's).
+fn assert_both_ends_mptcp(ns: &Netns, at: &str) {
+    let listed = in_ns(ns, &["ss", "-Mtn"]);
+    let ends = listed
+        .lines()
+        .filter(|l| l.starts_with("mptcp") && l.contains(at))
+        .count();
+    assert_eq!(ends, 2, "the PE's end and the client's end:\n{listed}");
 }
 
 /// The index of the `n`th `pong` line of `pu`'s stdout from line `from` on (each within
@@ -525,27 +590,11 @@ fn without_mptcp_in_the_kernel_mptcp_says_so() {
 #[test]
 fn rsp_bench_measures_an_mptcp_registrar() {
     bounded(Duration::from_secs(120), || {
-        let Some(ns) = Netns::new("mpbench") else {
+        let Some(ns) = mptcp_host("mpbench") else {
             return;
         };
-        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
         let log = scratch("mptcp-bench").join("wire.log");
-        let _registrar = Registrar::started(ns.spawn(
-            "registrar",
-            &[
-                "registrar",
-                "--listen",
-                "tcp://127.0.0.1:3863",
-                "--listen",
-                "mptcp://127.0.0.1:3864",
-                "--enrp-listen",
-                "off",
-                "--admin",
-                "127.0.0.1:9990",
-                "--announce=false",
-            ],
-            &log,
-        ));
+        let _registrar = local_registrar(&ns, &["--listen", "mptcp://127.0.0.1:3864"], &log);
         let text = succeeds(ns.command(&[
             "bench",
             "resolve",
@@ -574,43 +623,12 @@ fn rsp_bench_measures_an_mptcp_registrar() {
 #[test]
 fn call_over_mptcp_to_an_echo_pe_on_mptcp() {
     bounded(Duration::from_secs(120), || {
-        let Some(ns) = Netns::new("mpcall") else {
+        let Some(ns) = mptcp_host("mpcall") else {
             return;
         };
-        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
         let log = scratch("mptcp-call").join("wire.log");
-        let _registrar = Registrar::started(ns.spawn(
-            "registrar",
-            &[
-                "registrar",
-                "--listen",
-                "tcp://127.0.0.1:3863",
-                "--enrp-listen",
-                "off",
-                "--admin",
-                "127.0.0.1:9990",
-                "--announce=false",
-            ],
-            &log,
-        ));
-        let pe = ns.spawn(
-            "echo PE on mptcp",
-            &[
-                "serve",
-                "echo",
-                "-r",
-                "tcp://127.0.0.1:3863",
-                "--no-announces",
-                "--listen",
-                "mptcp://127.0.0.1:0",
-            ],
-            &log,
-        );
-        pe.registered_pe("did not register", Duration::from_secs(20));
-        let listening = pe.stdout_line("no mptcp listener", Duration::from_secs(5), |l| {
-            l.starts_with("listening echo mptcp://")
-        });
-        let at = listening.rsplit("mptcp://").next().unwrap().to_owned();
+        let _registrar = local_registrar(&ns, &[], &log);
+        let (_pe, _, at) = mptcp_pe(&ns, "echo", &[], &log);
         let mut call = ns.spawn(
             "call over mptcp",
             &[
@@ -627,12 +645,7 @@ fn call_over_mptcp_to_an_echo_pe_on_mptcp() {
         call.stdout_line("no echo", Duration::from_secs(20), |l| {
             l == "hello over mptcp"
         });
-        let listed = in_ns(&ns, &["ss", "-Mtn"]);
-        let ends = listed
-            .lines()
-            .filter(|l| l.starts_with("mptcp") && l.contains(at.as_str()))
-            .count();
-        assert_eq!(ends, 2, "the PE's end and the caller's end:\n{listed}");
+        assert_both_ends_mptcp(&ns, &at);
         close_stdin(&mut call);
         assert!(call
             .wait_exit(Duration::from_secs(20))
@@ -646,38 +659,18 @@ fn call_over_mptcp_to_an_echo_pe_on_mptcp() {
 #[test]
 fn a_tls_session_runs_over_mptcp() {
     bounded(Duration::from_secs(120), || {
-        let Some(ns) = Netns::new("mptls") else {
+        let Some(ns) = mptcp_host("mptls") else {
             return;
         };
-        in_ns(&ns, &["sysctl", "-q", "net.mptcp.enabled=1"]);
         let dir = scratch("mptcp-tls");
         let log = dir.join("wire.log");
         let ca = support::certs::ca(&dir, "pool-ca");
         let cert = support::certs::leaf_for_name(&dir, &ca, "pe", "pe.pool.test");
-        let _registrar = Registrar::started(ns.spawn(
-            "registrar",
+        let _registrar = local_registrar(&ns, &[], &log);
+        let (_pe, pe_id, at) = mptcp_pe(
+            &ns,
+            "pingpong",
             &[
-                "registrar",
-                "--listen",
-                "tcp://127.0.0.1:3863",
-                "--enrp-listen",
-                "off",
-                "--admin",
-                "127.0.0.1:9990",
-                "--announce=false",
-            ],
-            &log,
-        ));
-        let pe = ns.spawn(
-            "TLS pingpong PE on mptcp",
-            &[
-                "serve",
-                "pingpong",
-                "-r",
-                "tcp://127.0.0.1:3863",
-                "--no-announces",
-                "--listen",
-                "mptcp://127.0.0.1:0",
                 "--session-tls-cert",
                 support::certs::p(&cert.0),
                 "--session-tls-key",
@@ -685,11 +678,6 @@ fn a_tls_session_runs_over_mptcp() {
             ],
             &log,
         );
-        let pe_id = pe.registered_pe("did not register", Duration::from_secs(20));
-        let listening = pe.stdout_line("no mptcp listener", Duration::from_secs(5), |l| {
-            l.starts_with("listening pingpong mptcp://")
-        });
-        let at = listening.rsplit("mptcp://").next().unwrap().to_owned();
         let pu = ns.spawn(
             "TLS pingpong PU over mptcp",
             &[
@@ -722,11 +710,6 @@ fn a_tls_session_runs_over_mptcp() {
                 && connected.ends_with("identity pe.pool.test"),
             "{connected}"
         );
-        let listed = in_ns(&ns, &["ss", "-Mtn"]);
-        let ends = listed
-            .lines()
-            .filter(|l| l.starts_with("mptcp") && l.contains(at.as_str()))
-            .count();
-        assert_eq!(ends, 2, "the PE's end and the PU's end:\n{listed}");
+        assert_both_ends_mptcp(&ns, &at);
     });
 }

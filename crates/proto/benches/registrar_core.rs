@@ -15,6 +15,9 @@
 //! runs at 2 cores ÷ (client + server CPU per request), so the server's extra work per
 //! request over the echo server decides its ratio to echo; `docs/shell.md` works it out.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,10 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use rserpool_proto::io::{ConnId, Core, RecvMeta, TransportEvent, TransportProto};
 use rserpool_proto::{Registrar, RegistrarConfig};
-use rserpool_wire::{
-    AsapMessage, PeId, Policy, PoolElement, PoolHandle, Protocol, ServerId, TransportAddr,
-    UserTransport,
-};
+use rserpool_wire::{AsapMessage, Policy, PoolHandle, Protocol};
 
 const CLIENTS: u64 = 256;
 const PER_CLIENT: u32 = 100;
@@ -37,22 +37,9 @@ fn meta(conn: u64) -> RecvMeta {
     RecvMeta::single_homed(Protocol::Asap, TransportProto::Tcp, peer)
 }
 
-fn registration(pool: &str, id: u32, conn: u64) -> Vec<u8> {
-    AsapMessage::Registration {
-        handle: PoolHandle::from(pool),
-        pe: PoolElement {
-            id: PeId(id),
-            home_registrar: ServerId(0),
-            registration_life: 60_000,
-            user_transport: UserTransport::Ip(TransportAddr::tcp(
-                (10_000 + id % 50_000) as u16,
-                meta(conn).peer.ip(),
-            )),
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        },
-    }
-    .encode_to_vec()
+/// ASAP_REGISTRATION of round-robin PE `id` in `pool`, encoded.
+fn registration(pool: &str, id: u32) -> Vec<u8> {
+    common::registration(pool, id, Policy::RoundRobin).encode_to_vec()
 }
 
 fn registrar(fast: bool) -> (Registrar, Instant) {
@@ -93,7 +80,7 @@ fn bench(c: &mut Criterion) {
     let (mut r, t0) = registrar(true);
     let msgs: Vec<(u64, Vec<u8>)> = (0..PER_CLIENT)
         .flat_map(|k| {
-            (1..=CLIENTS).map(move |c| (c, registration("BenchRegPool", (c as u32) * 1000 + k, c)))
+            (1..=CLIENTS).map(move |c| (c, registration("BenchRegPool", (c as u32) * 1000 + k)))
         })
         .collect();
     let metas: Vec<RecvMeta> = (0..=CLIENTS).map(meta).collect();
@@ -119,7 +106,7 @@ fn bench(c: &mut Criterion) {
     // Resolutions of a 10-PE pool through the core (copies off).
     let (mut r, t0) = registrar(false);
     for id in 1..=10 {
-        r.handle_message(t0, ConnId(1), &metas[1], &registration("BenchPool", id, 1));
+        r.handle_message(t0, ConnId(1), &metas[1], &registration("BenchPool", id));
         drain(&mut r);
     }
     let resolution = AsapMessage::HandleResolution {
